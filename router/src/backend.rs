@@ -1,0 +1,119 @@
+//! A backend: one versioned implementation the router can send requests to, in-process or
+//! over a tonic `Channel` to another process.
+
+use http::{Request, Response};
+use semver::Version;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic::{Status, body::Body, transport::Channel};
+use tower::{Service, ServiceExt, util::BoxCloneSyncService};
+
+/// The type-erased HTTP service a backend runs: a tonic server or a forwarding channel.
+pub type BackendService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// A named, versioned implementation of one API package.
+#[derive(Clone)]
+pub struct Backend {
+    /// Unique name in the route table, such as `v1` or `v2-canary`.
+    pub name: String,
+    /// The implementation's version; requests' `x-api-version` requirements match against it.
+    pub version: Version,
+    /// The API package the implementation speaks, such as `increment.v2`.
+    pub api: String,
+    /// Every package the router sends to this backend: `api` itself, plus older packages whose
+    /// requests `api` can serve (the route table checks that they are wire-compatible).
+    pub serves: Vec<String>,
+    /// The service requests are forwarded to.
+    pub service: BackendService,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("api", &self.api)
+            .field("serves", &self.serves)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// A backend running `service` (a generated tonic server, say) in this process.
+    pub fn in_process<S>(name: &str, version: Version, api: &str, service: S) -> Self
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        Self {
+            name: name.to_string(),
+            version,
+            api: api.to_string(),
+            serves: vec![api.to_string()],
+            service: BoxCloneSyncService::new(service),
+        }
+    }
+
+    /// A backend in another process, reached over `channel`. Transport failures become
+    /// `UNAVAILABLE` replies naming the backend, so a dead upstream never hangs or panics.
+    pub fn remote(name: &str, version: Version, api: &str, channel: Channel) -> Self {
+        let service = Upstream {
+            label: format!("backend {name} ({api} {version})").into(),
+            channel,
+        };
+        Self {
+            name: name.to_string(),
+            version,
+            api: api.to_string(),
+            serves: vec![api.to_string()],
+            service: BoxCloneSyncService::new(service),
+        }
+    }
+
+    /// Also route requests for `package` to this backend (for example, v2 serving v1 paths once
+    /// v1 is retired). Whether that is safe is checked when the route table is built.
+    pub fn also_serving(mut self, package: &str) -> Self {
+        if !self.serves.iter().any(|p| p == package) {
+            self.serves.push(package.to_string());
+        }
+        self
+    }
+}
+
+/// Forwards to a remote backend, turning transport failures into `UNAVAILABLE` replies.
+#[derive(Clone)]
+struct Upstream {
+    label: Arc<str>,
+    channel: Channel,
+}
+
+impl Service<Request<Body>> for Upstream {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness of the channel is awaited per call, where its error can become a reply.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let channel = self.channel.clone();
+        let label = self.label.clone();
+        Box::pin(async move {
+            let unavailable =
+                |err| Status::unavailable(format!("{label} is unreachable: {err}")).into_http();
+            Ok(match channel.oneshot(request).await {
+                Ok(response) => response,
+                Err(err) => unavailable(err),
+            })
+        })
+    }
+}

@@ -1,0 +1,97 @@
+//! The server arrangements the testbed compares, as data: which implementation serves which
+//! API package, and whether the version router sits in front.
+
+use crate::{API_PACKAGES, V1_VERSION, V2_VERSION};
+use router::{ApiCatalog, Backend, CatalogError, RouteTable, TableError};
+use serde::Serialize;
+use services::{IncrementerV1, IncrementerV2};
+
+/// One way of deploying the two API versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deployment {
+    /// Router with v1@1.0.0 serving increment.v1 and v2@2.0.0 serving increment.v2.
+    SideBySide,
+    /// Router with v2@2.0.0 serving both packages: v1 is retired, v1 clients still work.
+    V1Retired,
+    /// Router with only v1@1.0.0: the state before v2 ships.
+    V1Only,
+    /// Router with only v2@2.0.0 serving increment.v2: v1 clients are turned away.
+    V2Only,
+    /// Both tonic services mounted directly on the server, no router in front.
+    Direct,
+    /// What the router refuses to build: a proxy that rewrites v2 paths to the v1
+    /// implementation. Kept to show the silently wrong answers it gives.
+    NaiveProxyToV1,
+}
+
+impl Deployment {
+    /// Every deployment, in the order reports list them.
+    pub const ALL: [Deployment; 6] = [
+        Deployment::SideBySide,
+        Deployment::V1Retired,
+        Deployment::V1Only,
+        Deployment::V2Only,
+        Deployment::Direct,
+        Deployment::NaiveProxyToV1,
+    ];
+
+    /// Short name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Deployment::SideBySide => "side-by-side",
+            Deployment::V1Retired => "v1-retired",
+            Deployment::V1Only => "v1-only",
+            Deployment::V2Only => "v2-only",
+            Deployment::Direct => "direct",
+            Deployment::NaiveProxyToV1 => "naive-proxy-to-v1",
+        }
+    }
+
+    /// The router's backends for this deployment, or `None` when no router is used.
+    pub fn backends(self) -> Option<Vec<Backend>> {
+        match self {
+            Deployment::SideBySide => Some(vec![v1_backend(), v2_backend()]),
+            Deployment::V1Retired => Some(vec![v2_backend().also_serving("increment.v1")]),
+            Deployment::V1Only => Some(vec![v1_backend()]),
+            Deployment::V2Only => Some(vec![v2_backend()]),
+            Deployment::Direct | Deployment::NaiveProxyToV1 => None,
+        }
+    }
+
+    /// The validated route table for this deployment, or `None` when no router is used.
+    pub fn route_table(self) -> Option<Result<RouteTable, TableError>> {
+        let backends = self.backends()?;
+        Some(
+            catalog()
+                .map_err(TableError::from)
+                .and_then(|catalog| RouteTable::new(catalog, backends)),
+        )
+    }
+}
+
+impl std::fmt::Display for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The catalog of both API versions, read from the embedded descriptors.
+pub fn catalog() -> Result<ApiCatalog, CatalogError> {
+    ApiCatalog::from_encoded(services::FILE_DESCRIPTOR_SET, &API_PACKAGES)
+}
+
+/// The v1 implementation as a router backend named `v1`.
+pub fn v1_backend() -> Backend {
+    Backend::in_process("v1", V1_VERSION, "increment.v1", IncrementerV1::server())
+}
+
+/// The v2 implementation as a router backend named `v2`.
+pub fn v2_backend() -> Backend {
+    Backend::in_process(
+        "v2",
+        V2_VERSION,
+        "increment.v2",
+        IncrementerV2::server(&V2_VERSION),
+    )
+}

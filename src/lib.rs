@@ -1,0 +1,21 @@
+//! The testbed: v1 and v2 of the Incrementer API served side by side behind a version router,
+//! exercised by every client version (the compatibility matrix) and measured hop by hop.
+//!
+//! - [`deployment`]: the server arrangements under test (side by side, v1 retired, ...).
+//! - [`server`]: assembles one arrangement with health and reflection on one port.
+//! - [`clients`]: the client kinds of the matrix, Rust and external (Python grpcio, grpcurl).
+//! - [`matrix`]: runs every client against every deployment and reports each cell.
+//! - [`tools`]: finds the external tools (the venv's Python, grpcurl).
+
+pub mod clients;
+pub mod deployment;
+pub mod matrix;
+pub mod server;
+pub mod tools;
+
+/// Version of the v1 implementation as the router knows it.
+pub const V1_VERSION: semver::Version = semver::Version::new(1, 0, 0);
+/// Version of the v2 implementation as the router knows it, and as v2 replies report it.
+pub const V2_VERSION: semver::Version = semver::Version::new(2, 0, 0);
+/// The API packages the router manages.
+pub const API_PACKAGES: [&str; 2] = ["increment.v1", "increment.v2"];

@@ -1,0 +1,215 @@
+//! The compatibility matrix: every client kind against every deployment, unary and streaming,
+//! each cell the real outcome of a real call judged against what the API promises.
+
+use crate::clients::{self, Api, CallError, ClientKind, Mode, Reply};
+use crate::deployment::Deployment;
+use crate::server;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+use std::net::{Ipv4Addr, SocketAddr};
+use tonic::Code;
+
+/// What one call produced, judged against the API's promise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every reply carried the right value (and, for v2, the right request id).
+    Correct {
+        /// The values received.
+        values: Vec<i64>,
+        /// `served_by_version` of the first reply (empty from v1).
+        served_by_version: String,
+    },
+    /// The server answered, but wrongly: the danger the router exists to prevent.
+    Wrong {
+        /// The values received.
+        got: Vec<i64>,
+        /// The values the API promises.
+        want: Vec<i64>,
+    },
+    /// The call failed with a gRPC status.
+    Status {
+        /// The status code, as gRPC names it (`UNIMPLEMENTED`).
+        #[serde(serialize_with = "serialize_code")]
+        code: Code,
+        /// The status message.
+        message: String,
+    },
+    /// The client could not run (tool missing); the reason says how to fix it.
+    Skipped {
+        /// Why, and the fix.
+        reason: String,
+    },
+    /// The client failed in some other way (could not connect, unreadable output).
+    Failed {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// Judges a call's result for a client speaking `api` in `mode`.
+    pub fn judge(api: Api, mode: Mode, result: Result<Vec<Reply>, CallError>) -> Self {
+        match result {
+            Ok(replies) => {
+                let want = api.expected(mode);
+                let got: Vec<i64> = replies.iter().map(|r| r.value).collect();
+                let ids_match = api == Api::V1
+                    || replies
+                        .iter()
+                        .zip(1..)
+                        .all(|(reply, id)| reply.request_id == id);
+                if got == want && ids_match {
+                    Outcome::Correct {
+                        values: got,
+                        served_by_version: replies
+                            .first()
+                            .map(|r| r.served_by_version.clone())
+                            .unwrap_or_default(),
+                    }
+                } else {
+                    Outcome::Wrong { got, want }
+                }
+            }
+            Err(CallError::Status { code, message }) => Outcome::Status { code, message },
+            Err(CallError::Missing(missing)) => Outcome::Skipped {
+                reason: missing.to_string(),
+            },
+            Err(CallError::Failed(reason)) => Outcome::Failed { reason },
+        }
+    }
+
+    /// The short form printed in a table cell.
+    pub fn cell(&self) -> String {
+        let join = |values: &[i64]| {
+            values
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            Outcome::Correct { values, .. } => format!("✓ {}", join(values)),
+            Outcome::Wrong { got, want } => format!("✗ {} (want {})", join(got), join(want)),
+            Outcome::Status { code, .. } => code_name(*code),
+            Outcome::Skipped { .. } => "skipped".to_string(),
+            Outcome::Failed { .. } => "client failed".to_string(),
+        }
+    }
+}
+
+/// gRPC's canonical name of a code, e.g. `INVALID_ARGUMENT`.
+pub fn code_name(code: Code) -> String {
+    let mut name = String::new();
+    for (i, ch) in format!("{code:?}").chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(ch.to_ascii_uppercase());
+    }
+    name
+}
+
+fn serialize_code<S: serde::Serializer>(code: &Code, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&code_name(*code))
+}
+
+/// One client against one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// The client.
+    pub client: ClientKind,
+    /// The deployment.
+    pub deployment: Deployment,
+    /// The unary probe's outcome.
+    pub unary: Outcome,
+    /// The streaming probe's outcome.
+    pub stream: Outcome,
+}
+
+/// Runs `clients` against each of `deployments`, each deployment on its own fresh server on
+/// 127.0.0.1 with an OS-chosen port.
+pub async fn run(clients: &[ClientKind], deployments: &[Deployment]) -> anyhow::Result<Vec<Cell>> {
+    let mut cells = Vec::new();
+    for &deployment in deployments {
+        let server = server::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), deployment).await?;
+        for &client in clients {
+            cells.push(run_cell(client, deployment, server.addr).await);
+        }
+        server.shutdown().await?;
+    }
+    Ok(cells)
+}
+
+/// Runs one client's unary and streaming probes against the server at `addr`.
+pub async fn run_cell(client: ClientKind, deployment: Deployment, addr: SocketAddr) -> Cell {
+    let api = client.api();
+    let unary = Outcome::judge(
+        api,
+        Mode::Unary,
+        clients::call(client, addr, Mode::Unary).await,
+    );
+    let stream = Outcome::judge(
+        api,
+        Mode::Stream,
+        clients::call(client, addr, Mode::Stream).await,
+    );
+    Cell {
+        client,
+        deployment,
+        unary,
+        stream,
+    }
+}
+
+/// The matrix as two terminal tables (unary, then streaming), rows clients, columns deployments,
+/// followed by the reasons for any skipped or failed cell.
+pub fn render(cells: &[Cell]) -> String {
+    let mut deployments: Vec<Deployment> = Vec::new();
+    let mut clients: Vec<ClientKind> = Vec::new();
+    for cell in cells {
+        if !deployments.contains(&cell.deployment) {
+            deployments.push(cell.deployment);
+        }
+        if !clients.contains(&cell.client) {
+            clients.push(cell.client);
+        }
+    }
+    let mut out = String::new();
+    for (title, pick) in [
+        (
+            "unary Increment",
+            (|c: &Cell| &c.unary) as fn(&Cell) -> &Outcome,
+        ),
+        ("streaming IncrementStream", |c: &Cell| &c.stream),
+    ] {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        let mut header = vec![title.to_string()];
+        header.extend(deployments.iter().map(|d| d.to_string()));
+        table.set_header(header);
+        for client in &clients {
+            let mut row = vec![client.label()];
+            for deployment in &deployments {
+                let cell = cells
+                    .iter()
+                    .find(|c| c.client == *client && c.deployment == *deployment);
+                row.push(cell.map_or_else(String::new, |c| pick(c).cell()));
+            }
+            table.add_row(row);
+        }
+        out.push_str(&format!("{table}\n"));
+    }
+    for cell in cells {
+        for outcome in [&cell.unary, &cell.stream] {
+            if let Outcome::Skipped { reason } | Outcome::Failed { reason } = outcome {
+                out.push_str(&format!(
+                    "{} on {}: {reason}\n",
+                    cell.client.label(),
+                    cell.deployment
+                ));
+            }
+        }
+    }
+    out
+}

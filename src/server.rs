@@ -1,0 +1,165 @@
+//! Assembles one deployment on one port: the Incrementer versions (behind the version router
+//! unless the deployment says otherwise), gRPC health and gRPC server reflection (v1 and
+//! v1alpha), and runs it until asked to stop, letting in-flight requests finish.
+
+use crate::deployment::Deployment;
+use anyhow::Context;
+use http::{Request, Response};
+use router::RouterHandle;
+use services::{IncrementerV1, IncrementerV2};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::{Layer, ServiceExt, util::BoxCloneSyncService};
+
+/// The whole HTTP service one port runs.
+pub type PortService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// A server started by [`start`]: its address, its router (if any) and a way to stop it.
+pub struct RunningServer {
+    /// The address it listens on (the OS-chosen port when started on port 0).
+    pub addr: SocketAddr,
+    /// Control of the route table, for deployments with a router.
+    pub router: Option<RouterHandle>,
+    /// The health statuses it serves.
+    pub health: HealthReporter,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections, lets in-flight requests finish, and waits for the server.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        // The receiver is gone only if the server already stopped; then its result says why.
+        let _ = self.shutdown.send(());
+        self.task
+            .await
+            .context("server task panicked")?
+            .context("server failed")
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves `deployment` on it in the background.
+pub async fn start(addr: SocketAddr, deployment: Deployment) -> anyhow::Result<RunningServer> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr().context("listener has no address")?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let routes = Routes::new(health_service)
+        .add_service(reflection_v1()?)
+        .add_service(reflection_v1alpha()?);
+    let (service, router) = assemble(deployment, routes, &health).await?;
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let task = tokio::spawn(Server::builder().serve_with_incoming_shutdown(
+        service,
+        incoming,
+        async move {
+            let _ = stop.await;
+        },
+    ));
+    tracing::info!(%addr, %deployment, "serving");
+    Ok(RunningServer {
+        addr,
+        router,
+        health,
+        shutdown,
+        task,
+    })
+}
+
+async fn assemble(
+    deployment: Deployment,
+    routes: Routes,
+    health: &HealthReporter,
+) -> anyhow::Result<(PortService, Option<RouterHandle>)> {
+    if let Some(table) = deployment.route_table() {
+        let table = table.with_context(|| format!("cannot build the {deployment} route table"))?;
+        let handle = RouterHandle::new(table, Some(health.clone())).await;
+        let service = BoxCloneSyncService::new(handle.layer().layer(routes));
+        return Ok((service, Some(handle)));
+    }
+    // Without a router nothing tracks the table, so both services are simply up.
+    for service in [services::V1_SERVICE, services::V2_SERVICE] {
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
+    let service = if deployment == Deployment::NaiveProxyToV1 {
+        let v1 = routes.add_service(IncrementerV1::server());
+        BoxCloneSyncService::new(tower::service_fn(move |request| {
+            naive_proxy_to_v1(v1.clone(), request)
+        }))
+    } else {
+        let both = routes
+            .add_service(IncrementerV1::server())
+            .add_service(IncrementerV2::server(&crate::V2_VERSION));
+        BoxCloneSyncService::new(both)
+    };
+    Ok((service, None))
+}
+
+/// The mistake the router exists to prevent: sending v2 requests to the v1 implementation
+/// because the bytes happen to decode. v1 ignores `step`, so the answers are silently wrong.
+async fn naive_proxy_to_v1(
+    v1: Routes,
+    request: Request<Body>,
+) -> Result<Response<Body>, Infallible> {
+    let request = match request.uri().path().strip_prefix("/increment.v2.") {
+        None => request,
+        Some(rest) => {
+            let new_path = format!("/increment.v1.{rest}");
+            match router::readdress(request, &new_path) {
+                Ok(request) => request,
+                Err(status) => return Ok(status.into_http()),
+            }
+        }
+    };
+    v1.oneshot(request).await
+}
+
+/// Every descriptor the port can describe: both API versions, health, and reflection itself.
+fn descriptor_sets() -> [&'static [u8]; 4] {
+    [
+        services::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    descriptor_sets().into_iter().fold(
+        tonic_reflection::server::Builder::configure().include_reflection_service(false),
+        |builder, set| builder.register_encoded_file_descriptor_set(set),
+    )
+}
+
+fn reflection_v1() -> anyhow::Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+> {
+    reflection_builder()
+        .build_v1()
+        .context("cannot build the grpc.reflection.v1 service")
+}
+
+fn reflection_v1alpha() -> anyhow::Result<
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+> {
+    reflection_builder()
+        .build_v1alpha()
+        .context("cannot build the grpc.reflection.v1alpha service")
+}
