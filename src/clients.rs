@@ -208,6 +208,36 @@ fn with_requirement<T>(message: T, requirement: Option<&'static str>) -> Request
     request
 }
 
+/// Sends `mode`'s probe through a generated client. The v1 and v2 clients share no trait, so a
+/// macro lets one body serve both.
+macro_rules! probe {
+    ($client:expr, $requests:expr, $to_reply:expr, $mode:expr, $requirement:expr) => {{
+        let mut client = $client;
+        let mut replies = Vec::new();
+        match $mode {
+            Mode::Unary => {
+                for request in $requests {
+                    let reply = client
+                        .increment(with_requirement(request, $requirement))
+                        .await?;
+                    replies.push($to_reply(reply.into_inner()));
+                }
+            }
+            Mode::Stream => {
+                let outbound = tokio_stream::iter($requests.collect::<Vec<_>>());
+                let mut inbound = client
+                    .increment_stream(with_requirement(outbound, $requirement))
+                    .await?
+                    .into_inner();
+                while let Some(reply) = inbound.message().await? {
+                    replies.push($to_reply(reply));
+                }
+            }
+        }
+        Ok(replies)
+    }};
+}
+
 async fn rust_v1(
     addr: SocketAddr,
     mode: Mode,
@@ -216,7 +246,6 @@ async fn rust_v1(
     let channel = connect(addr)
         .await
         .map_err(|e| CallError::Failed(e.to_string()))?;
-    let mut client = v1::incrementer_client::IncrementerClient::new(channel);
     let requests = mode
         .values()
         .iter()
@@ -226,28 +255,8 @@ async fn rust_v1(
         request_id: 0,
         served_by_version: String::new(),
     };
-    let mut replies = Vec::new();
-    match mode {
-        Mode::Unary => {
-            for request in requests {
-                let reply = client
-                    .increment(with_requirement(request, requirement))
-                    .await?;
-                replies.push(to_reply(reply.into_inner()));
-            }
-        }
-        Mode::Stream => {
-            let outbound = tokio_stream::iter(requests.collect::<Vec<_>>());
-            let mut inbound = client
-                .increment_stream(with_requirement(outbound, requirement))
-                .await?
-                .into_inner();
-            while let Some(reply) = inbound.message().await? {
-                replies.push(to_reply(reply));
-            }
-        }
-    }
-    Ok(replies)
+    let client = v1::incrementer_client::IncrementerClient::new(channel);
+    probe!(client, requests, to_reply, mode, requirement)
 }
 
 async fn rust_v2(
@@ -258,7 +267,6 @@ async fn rust_v2(
     let channel = connect(addr)
         .await
         .map_err(|e| CallError::Failed(e.to_string()))?;
-    let mut client = v2::incrementer_client::IncrementerClient::new(channel);
     let requests = mode
         .values()
         .iter()
@@ -273,28 +281,8 @@ async fn rust_v2(
         request_id: r.request_id,
         served_by_version: r.served_by_version,
     };
-    let mut replies = Vec::new();
-    match mode {
-        Mode::Unary => {
-            for request in requests {
-                let reply = client
-                    .increment(with_requirement(request, requirement))
-                    .await?;
-                replies.push(to_reply(reply.into_inner()));
-            }
-        }
-        Mode::Stream => {
-            let outbound = tokio_stream::iter(requests.collect::<Vec<_>>());
-            let mut inbound = client
-                .increment_stream(with_requirement(outbound, requirement))
-                .await?
-                .into_inner();
-            while let Some(reply) = inbound.message().await? {
-                replies.push(to_reply(reply));
-            }
-        }
-    }
-    Ok(replies)
+    let client = v2::incrementer_client::IncrementerClient::new(channel);
+    probe!(client, requests, to_reply, mode, requirement)
 }
 
 fn api_name(api: Api) -> &'static str {

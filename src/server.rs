@@ -9,6 +9,7 @@ use router::RouterHandle;
 use services::{IncrementerV1, IncrementerV2};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -35,15 +36,29 @@ pub struct RunningServer {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
+/// How long a graceful shutdown waits for in-flight requests and streams before closing the
+/// connections that remain (a health `Watch` stream, say, never ends by itself).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 impl RunningServer {
-    /// Stops accepting connections, lets in-flight requests finish, and waits for the server.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// Stops accepting connections and lets in-flight requests finish, for at most
+    /// [`SHUTDOWN_GRACE`]; then closes whatever is still open.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         // The receiver is gone only if the server already stopped; then its result says why.
         let _ = self.shutdown.send(());
-        self.task
-            .await
-            .context("server task panicked")?
-            .context("server failed")
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(joined) => joined
+                .context("server task panicked")?
+                .context("server failed"),
+            Err(_) => {
+                tracing::warn!(
+                    grace = ?SHUTDOWN_GRACE,
+                    "streams still open after the grace period; closing them"
+                );
+                self.task.abort();
+                Ok(())
+            }
+        }
     }
 }
 

@@ -52,13 +52,7 @@ impl Backend {
             + 'static,
         S::Future: Send + 'static,
     {
-        Self {
-            name: name.to_string(),
-            version,
-            api: api.to_string(),
-            serves: vec![api.to_string()],
-            service: BoxCloneSyncService::new(service),
-        }
+        Self::new(name, version, api, BoxCloneSyncService::new(service))
     }
 
     /// A backend in another process, reached over `channel`. Transport failures become
@@ -68,12 +62,16 @@ impl Backend {
             label: format!("backend {name} ({api} {version})").into(),
             channel,
         };
+        Self::new(name, version, api, BoxCloneSyncService::new(service))
+    }
+
+    fn new(name: &str, version: Version, api: &str, service: BackendService) -> Self {
         Self {
             name: name.to_string(),
             version,
             api: api.to_string(),
             serves: vec![api.to_string()],
-            service: BoxCloneSyncService::new(service),
+            service,
         }
     }
 

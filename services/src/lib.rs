@@ -6,6 +6,7 @@
 //! APIs differ.
 
 pub mod arithmetic;
+mod stream;
 pub mod v1;
 pub mod v2;
 

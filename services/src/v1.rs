@@ -2,8 +2,7 @@
 
 use crate::arithmetic::{DEFAULT_STEP, increment};
 use crate::pb::v1::{IncrementReply, IncrementRequest, incrementer_server};
-use std::pin::Pin;
-use tokio_stream::Stream;
+use crate::stream::{ReplyStream, replies};
 use tonic::{Request, Response, Status, Streaming};
 
 /// The v1 implementation. Stateless, so cloning it is free.
@@ -23,8 +22,6 @@ fn reply(request: &IncrementRequest) -> Result<IncrementReply, Status> {
     })
 }
 
-type ReplyStream = Pin<Box<dyn Stream<Item = Result<IncrementReply, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl incrementer_server::Incrementer for IncrementerV1 {
     async fn increment(
@@ -34,20 +31,12 @@ impl incrementer_server::Incrementer for IncrementerV1 {
         reply(request.get_ref()).map(Response::new)
     }
 
-    type IncrementStreamStream = ReplyStream;
+    type IncrementStreamStream = ReplyStream<IncrementReply>;
 
     async fn increment_stream(
         &self,
         request: Request<Streaming<IncrementRequest>>,
     ) -> Result<Response<Self::IncrementStreamStream>, Status> {
-        let mut inbound = request.into_inner();
-        // Pulled by the server as the client reads, so replies keep request order; the first
-        // error is yielded and ends the stream.
-        let outbound = async_stream::try_stream! {
-            while let Some(request) = inbound.message().await? {
-                yield reply(&request)?;
-            }
-        };
-        Ok(Response::new(Box::pin(outbound)))
+        Ok(Response::new(replies(request.into_inner(), reply)))
     }
 }

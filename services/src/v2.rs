@@ -3,8 +3,8 @@
 
 use crate::arithmetic::{DEFAULT_STEP, increment};
 use crate::pb::v2::{IncrementReply, IncrementRequest, incrementer_server};
-use std::{pin::Pin, sync::Arc};
-use tokio_stream::Stream;
+use crate::stream::{ReplyStream, replies};
+use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The v2 implementation, labelled with the semantic version it reports in replies.
@@ -35,8 +35,6 @@ impl IncrementerV2 {
     }
 }
 
-type ReplyStream = Pin<Box<dyn Stream<Item = Result<IncrementReply, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl incrementer_server::Incrementer for IncrementerV2 {
     async fn increment(
@@ -46,21 +44,15 @@ impl incrementer_server::Incrementer for IncrementerV2 {
         self.reply(request.get_ref()).map(Response::new)
     }
 
-    type IncrementStreamStream = ReplyStream;
+    type IncrementStreamStream = ReplyStream<IncrementReply>;
 
     async fn increment_stream(
         &self,
         request: Request<Streaming<IncrementRequest>>,
     ) -> Result<Response<Self::IncrementStreamStream>, Status> {
-        let mut inbound = request.into_inner();
         let this = self.clone();
-        // Pulled by the server as the client reads, so replies keep request order; the first
-        // error is yielded and ends the stream.
-        let outbound = async_stream::try_stream! {
-            while let Some(request) = inbound.message().await? {
-                yield this.reply(&request)?;
-            }
-        };
-        Ok(Response::new(Box::pin(outbound)))
+        Ok(Response::new(replies(request.into_inner(), move |r| {
+            this.reply(r)
+        })))
     }
 }

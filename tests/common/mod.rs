@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests: start a deployment on a free loopback port,
+//! build clients, and find external tools (a missing tool fails under CI=true, else skips).
+#![allow(dead_code)] // each test binary uses its own subset
+
+use services::pb::{v1, v2};
+use std::path::PathBuf;
+use testbed::deployment::Deployment;
+use testbed::server::{self, RunningServer};
+use testbed::tools::MissingTool;
+use tonic::transport::Channel;
+
+/// Starts `deployment` on 127.0.0.1 with an OS-chosen port.
+pub async fn start(deployment: Deployment) -> RunningServer {
+    server::start("127.0.0.1:0".parse().unwrap(), deployment)
+        .await
+        .expect("test server starts")
+}
+
+/// A channel to a running server.
+pub async fn channel(server: &RunningServer) -> Channel {
+    testbed::clients::connect(server.addr)
+        .await
+        .expect("test client connects")
+}
+
+/// A v1 client of a running server.
+pub async fn v1_client(
+    server: &RunningServer,
+) -> v1::incrementer_client::IncrementerClient<Channel> {
+    v1::incrementer_client::IncrementerClient::new(channel(server).await)
+}
+
+/// A v2 client of a running server.
+pub async fn v2_client(
+    server: &RunningServer,
+) -> v2::incrementer_client::IncrementerClient<Channel> {
+    v2::incrementer_client::IncrementerClient::new(channel(server).await)
+}
+
+/// A v2 request.
+pub fn v2_request(value: i64, step: Option<i64>, request_id: u64) -> v2::IncrementRequest {
+    v2::IncrementRequest {
+        value,
+        step,
+        request_id,
+    }
+}
+
+/// The tool, or `None` (with a note) when it is missing outside CI. Under `CI=true` a missing
+/// tool fails the test: CI must run the external-client tests, never skip them.
+pub fn tool(found: Result<PathBuf, MissingTool>) -> Option<PathBuf> {
+    match found {
+        Ok(path) => Some(path),
+        Err(missing) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and a required tool is missing: {missing}")
+        }
+        Err(missing) => {
+            eprintln!("skipping: {missing}");
+            None
+        }
+    }
+}
