@@ -5,12 +5,16 @@
 //! - [`server`]: assembles one arrangement with health and reflection on one port.
 //! - [`clients`]: the client kinds of the matrix, Rust and external (Python grpcio, grpcurl).
 //! - [`matrix`]: runs every client against every deployment and reports each cell.
+//! - [`stream_client`]: request/reply calls over one v2 stream, matched by `request_id`.
+//! - [`bench`]: the latency runs (10,000 sequential dependent increments per row).
 //! - [`tools`]: finds the external tools (the venv's Python, grpcurl).
 
+pub mod bench;
 pub mod clients;
 pub mod deployment;
 pub mod matrix;
 pub mod server;
+pub mod stream_client;
 pub mod tools;
 
 /// Version of the v1 implementation as the router knows it.

@@ -3,7 +3,10 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use services::baseline;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use testbed::bench::{self, BenchOptions, Flavor, Row};
 use testbed::clients::ClientKind;
 use testbed::deployment::Deployment;
 use testbed::{matrix, server};
@@ -15,6 +18,9 @@ use tracing_subscriber::EnvFilter;
     about = "gRPC version-compatibility testbed: v1 and v2 side by side, every client against every deployment"
 )]
 struct Cli {
+    /// tokio runtime flavour of this process (the runtime alone moves latencies by 1.5-2x).
+    #[arg(long, global = true, value_enum, default_value_t = Flavor::MultiThread)]
+    runtime: Flavor,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,13 +48,90 @@ enum Command {
         #[arg(long = "deployment", value_enum)]
         deployments: Vec<Deployment>,
     },
-    /// The main job: run the whole experiment and print its report.
-    Report,
+    /// The latency runs: sequential dependent increments over every hop, side by side.
+    Bench(BenchArgs),
+    /// Serve one of the non-gRPC baselines of the latency runs (used by `bench`).
+    #[command(hide = true)]
+    BenchTarget {
+        /// Which baseline.
+        #[arg(value_enum)]
+        kind: Baseline,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+    },
+    /// The main job: run the whole experiment (matrix and latency runs) and print its report.
+    Report {
+        /// Measured calls per latency row.
+        #[arg(long, default_value_t = 10_000)]
+        requests: u64,
+    },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Baseline {
+    /// Raw TCP ping-pong, 8-byte little-endian integers.
+    Tcp,
+    /// REST: POST /increment with JSON.
+    Rest,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Sequential dependent calls per chain (the final value must equal it).
+    #[arg(long, default_value_t = 10_000)]
+    requests: u64,
+    /// Unmeasured calls per chain before measuring.
+    #[arg(long, default_value_t = 1_000)]
+    warmup: u64,
+    /// Alternate through the rows this many times and report medians.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Independent chains at once on the network rows driven by Rust clients.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Only these rows (repeatable; default all).
+    #[arg(long = "row", value_enum)]
+    rows: Vec<Row>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also draw the per-call latencies as an SVG figure here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl BenchArgs {
+    fn options(&self, flavor: Flavor) -> anyhow::Result<BenchOptions> {
+        anyhow::ensure!(self.requests > 0, "--requests must be at least 1");
+        anyhow::ensure!(self.repeat > 0, "--repeat must be at least 1");
+        anyhow::ensure!(self.concurrency > 0, "--concurrency must be at least 1");
+        Ok(BenchOptions {
+            requests: self.requests,
+            warmup: self.warmup,
+            repeat: self.repeat,
+            concurrency: self.concurrency,
+            flavor,
+            rows: self.rows.clone(),
+            progress: !self.quiet,
+            testbed_exe: std::env::current_exe().context("cannot find the testbed executable")?,
+        })
+    }
+}
+
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = cli
+        .runtime
+        .runtime()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let default_level = match cli.command {
         Command::Serve { .. } => "info",
         _ => "warn",
@@ -84,7 +167,33 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Report => report().await,
+        Command::Bench(args) => {
+            let report = bench::run(&args.options(cli.runtime)?)?;
+            print!("{}", report.render());
+            if let Some(path) = &args.json {
+                report.write_json(path)?;
+            }
+            if let Some(path) = &args.plot {
+                report.plot(path)?;
+            }
+            Ok(())
+        }
+        Command::BenchTarget { kind, addr } => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let addr = listener.local_addr()?;
+            let (name, server) = match kind {
+                Baseline::Tcp => ("tcp", tokio::spawn(baseline::serve_tcp(listener))),
+                Baseline::Rest => ("rest", tokio::spawn(baseline::serve_rest(listener))),
+            };
+            println!("testbed serving {name} on {addr}");
+            tokio::select! {
+                result = server => result.context("baseline server panicked")?.context("baseline server failed"),
+                result = shutdown_signal() => result,
+            }
+        }
+        Command::Report { requests } => report(cli.runtime, requests).await,
     }
 }
 
@@ -105,7 +214,7 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     }
 }
 
-async fn report() -> anyhow::Result<()> {
+async fn report(flavor: Flavor, requests: u64) -> anyhow::Result<()> {
     println!("# gRPC version-compatibility testbed report\n");
     println!("## Compatibility matrix\n");
     println!(
@@ -114,5 +223,26 @@ async fn report() -> anyhow::Result<()> {
     );
     let cells = matrix::run(&ClientKind::ALL, &Deployment::ALL).await?;
     print!("{}", matrix::render(&cells));
+    println!("\n## Latency runs\n");
+    for flavor in [flavor, other_flavor(flavor)] {
+        let options = BenchOptions {
+            requests,
+            warmup: (requests / 10).min(1_000),
+            repeat: 1,
+            concurrency: 1,
+            flavor,
+            rows: Vec::new(),
+            progress: true,
+            testbed_exe: std::env::current_exe().context("cannot find the testbed executable")?,
+        };
+        println!("{}", bench::run(&options)?.render());
+    }
     Ok(())
+}
+
+fn other_flavor(flavor: Flavor) -> Flavor {
+    match flavor {
+        Flavor::MultiThread => Flavor::CurrentThread,
+        Flavor::CurrentThread => Flavor::MultiThread,
+    }
 }

@@ -47,16 +47,29 @@ pub fn python() -> Result<PathBuf, MissingTool> {
 /// grpcurl: the venv's copy first, then the `PATH`.
 pub fn grpcurl() -> Result<PathBuf, MissingTool> {
     let in_venv = venv().join("bin").join("grpcurl");
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("grpcurl"));
-    std::iter::once(in_venv.clone())
-        .chain(on_path)
-        .find(|candidate| candidate.is_file())
+    Some(in_venv.clone())
+        .filter(|path| path.is_file())
+        .or_else(|| on_path("grpcurl"))
         .ok_or_else(|| MissingTool {
             tool: "grpcurl",
             looked: format!("{} and PATH", in_venv.display()),
             fix: SETUP,
         })
+}
+
+/// h2load, from Debian's `nghttp2-client`.
+pub fn h2load() -> Result<PathBuf, MissingTool> {
+    on_path("h2load").ok_or(MissingTool {
+        tool: "h2load",
+        looked: "PATH".to_string(),
+        fix: "apt-get install -y nghttp2-client (scripts/setup does this when run as root)",
+    })
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }

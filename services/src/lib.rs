@@ -3,9 +3,10 @@
 //! from `proto/` at build time and the encoded descriptor set that reflection serves.
 //!
 //! Both versions share one arithmetic rule ([`arithmetic`]) so they can only differ where their
-//! APIs differ.
+//! APIs differ. [`baseline`] holds the non-gRPC servers the latency runs compare against.
 
 pub mod arithmetic;
+pub mod baseline;
 mod stream;
 pub mod v1;
 pub mod v2;

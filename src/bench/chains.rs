@@ -1,0 +1,262 @@
+//! The client side of each row: a chain of sequential dependent increments (each request sent
+//! only after the previous reply, starting from 0), timed call by call into a histogram.
+
+use crate::clients::connect;
+use crate::stream_client::StreamIncrementer;
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use services::baseline::RestValue;
+use services::pb::{v1, v2};
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tonic::transport::Channel;
+
+/// What one chain measured.
+pub struct Chain {
+    /// Per-call latency in nanoseconds.
+    pub histogram: Histogram<u64>,
+    /// Wall time of the measured calls.
+    pub total: Duration,
+    /// The last value received; must equal the number of calls.
+    pub final_value: i64,
+}
+
+/// A client that turns `value` into `value + 1` somehow.
+pub trait Incrementer {
+    /// One call.
+    fn increment(&mut self, value: i64) -> impl Future<Output = anyhow::Result<i64>> + Send;
+}
+
+/// Runs `warmup` unmeasured calls, then `calls` measured ones from 0, and checks the result.
+pub async fn run<C: Incrementer>(client: &mut C, warmup: u64, calls: u64) -> anyhow::Result<Chain> {
+    let mut value = 0;
+    for _ in 0..warmup {
+        value = client.increment(value).await?;
+    }
+    let mut histogram = Histogram::new_with_bounds(1, 60_000_000_000, 3)?;
+    value = 0;
+    let start = Instant::now();
+    for _ in 0..calls {
+        let before = Instant::now();
+        value = client.increment(value).await?;
+        histogram.saturating_record(before.elapsed().as_nanos() as u64);
+    }
+    let total = start.elapsed();
+    if value != calls as i64 {
+        bail!("the chain ended at {value}, not {calls}: some reply was wrong");
+    }
+    Ok(Chain {
+        histogram,
+        total,
+        final_value: value,
+    })
+}
+
+/// The harness alone: timer and histogram around a call that does nothing.
+pub struct Harness;
+
+impl Incrementer for Harness {
+    async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
+        Ok(value + 1)
+    }
+}
+
+/// Row 1: the service's own arithmetic, called in-process.
+pub struct InProcess;
+
+impl Incrementer for InProcess {
+    async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
+        Ok(services::arithmetic::increment(
+            black_box(value),
+            black_box(1),
+        )?)
+    }
+}
+
+/// Row 2: raw TCP ping-pong, 8-byte messages, Nagle off.
+pub struct Tcp(TcpStream);
+
+impl Tcp {
+    /// Connects to the TCP baseline.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Self(stream))
+    }
+}
+
+impl Incrementer for Tcp {
+    async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
+        self.0.write_all(&value.to_le_bytes()).await?;
+        let mut reply = [0u8; 8];
+        self.0.read_exact(&mut reply).await?;
+        Ok(i64::from_le_bytes(reply))
+    }
+}
+
+/// Row 3: REST, JSON over one HTTP/1.1 keep-alive connection (hyper client, axum server).
+pub struct Rest {
+    sender: http1::SendRequest<Full<Bytes>>,
+    uri: hyper::Uri,
+}
+
+impl Rest {
+    /// Opens one keep-alive connection to the REST baseline.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "REST client connection ended");
+            }
+        });
+        Ok(Self {
+            sender,
+            uri: format!("http://{addr}/increment").parse()?,
+        })
+    }
+}
+
+impl Incrementer for Rest {
+    async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
+        let body = serde_json::to_vec(&RestValue { value })?;
+        let request = hyper::Request::post(&self.uri)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::HOST, "127.0.0.1")
+            .body(Full::new(Bytes::from(body)))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!(
+                "REST server answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(serde_json::from_slice::<RestValue>(&body)?.value)
+    }
+}
+
+/// Rows 4 and 11: tonic v1 unary.
+pub struct UnaryV1(v1::incrementer_client::IncrementerClient<Channel>);
+
+impl UnaryV1 {
+    /// Connects a v1 client.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self(v1::incrementer_client::IncrementerClient::new(
+            connect(addr).await?,
+        )))
+    }
+}
+
+impl Incrementer for UnaryV1 {
+    async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
+        Ok(self
+            .0
+            .increment(v1::IncrementRequest { value })
+            .await?
+            .into_inner()
+            .value)
+    }
+}
+
+/// Rows 5 and 6: tonic v2 unary (direct, or through the router).
+pub struct UnaryV2 {
+    client: v2::incrementer_client::IncrementerClient<Channel>,
+    next_id: u64,
+}
+
+impl UnaryV2 {
+    /// Connects a v2 client.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: v2::incrementer_client::IncrementerClient::new(connect(addr).await?),
+            next_id: 1,
+        })
+    }
+}
+
+impl Incrementer for UnaryV2 {
+    async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
+        let request_id = self.next_id;
+        self.next_id += 1;
+        let request = v2::IncrementRequest {
+            value,
+            step: None,
+            request_id,
+        };
+        let reply = self.client.increment(request).await?.into_inner();
+        if reply.request_id != request_id {
+            bail!(
+                "reply to request {request_id} carried id {}",
+                reply.request_id
+            );
+        }
+        Ok(reply.value)
+    }
+}
+
+/// Row 7: request/reply over one bidirectional stream, one call in flight.
+pub struct StreamPingPong(StreamIncrementer);
+
+impl StreamPingPong {
+    /// Opens the stream.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self(StreamIncrementer::open(connect(addr).await?).await?))
+    }
+}
+
+impl Incrementer for StreamPingPong {
+    async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
+        Ok(self.0.increment(value, None).await?.value)
+    }
+}
+
+/// Row 8: all requests sent on one stream, then all replies read. Not dependent: the values are
+/// known up front, so this measures streaming throughput, not round trips.
+pub async fn pipelined(addr: SocketAddr, calls: u64) -> anyhow::Result<Duration> {
+    let mut client = v2::incrementer_client::IncrementerClient::new(connect(addr).await?);
+    let requests: Vec<v2::IncrementRequest> = (0..calls as i64)
+        .map(|value| v2::IncrementRequest {
+            value,
+            step: None,
+            request_id: value as u64,
+        })
+        .collect();
+    let start = Instant::now();
+    let mut replies = client
+        .increment_stream(tokio_stream::iter(requests))
+        .await?
+        .into_inner();
+    let mut expected = 1;
+    while let Some(reply) = replies.message().await? {
+        if reply.value != expected {
+            bail!(
+                "pipelined reply {} was {}, not {expected}",
+                expected - 1,
+                reply.value
+            );
+        }
+        expected += 1;
+    }
+    if expected != calls as i64 + 1 {
+        bail!(
+            "pipelined stream ended after {} of {calls} replies",
+            expected - 1
+        );
+    }
+    Ok(start.elapsed())
+}

@@ -1,0 +1,394 @@
+//! The latency runs: what each hop costs, from a function call to REST to gRPC unary and
+//! streams, and from Python to Rust, measured side by side in one run.
+//!
+//! Every row runs the same workload: `requests` sequential dependent increments (each request
+//! sent only after the previous reply, starting from 0); the final value must equal the request
+//! count or the run fails. Servers of network rows run in their own processes on 127.0.0.1.
+
+mod chains;
+mod h2load;
+mod report;
+mod targets;
+
+pub use report::{BenchReport, RowResult};
+
+use crate::tools::{self, MissingTool};
+use anyhow::Context;
+use chains::{Chain, Incrementer};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use targets::Target;
+
+/// Which tokio runtime the Rust sides (client and servers) use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavor {
+    /// One thread: no cross-thread wake-ups.
+    CurrentThread,
+    /// tokio's default work-stealing pool.
+    MultiThread,
+}
+
+impl Flavor {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::CurrentThread => "current-thread",
+            Flavor::MultiThread => "multi-thread",
+        }
+    }
+
+    /// Builds a runtime of this flavour.
+    pub fn runtime(self) -> std::io::Result<tokio::runtime::Runtime> {
+        match self {
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        }
+        .enable_all()
+        .build()
+    }
+}
+
+/// How to run the latency runs.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Measured calls per chain.
+    pub requests: u64,
+    /// Unmeasured calls per chain first.
+    pub warmup: u64,
+    /// How many times to alternate through the rows; medians are reported.
+    pub repeat: usize,
+    /// Independent chains at once on the network rows driven by Rust clients.
+    pub concurrency: usize,
+    /// The runtime flavour of the Rust sides (this process and the Rust servers).
+    pub flavor: Flavor,
+    /// Rows to run (all when empty).
+    pub rows: Vec<Row>,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// The `testbed` executable that serves the Rust targets (this one, from the command line;
+    /// `CARGO_BIN_EXE_testbed` in tests).
+    pub testbed_exe: PathBuf,
+}
+
+/// One row of the latency table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Row {
+    /// Timer and histogram around a call that does nothing: the harness's own cost.
+    Harness,
+    /// (1) The increment as an in-process function call.
+    InProcess,
+    /// (2) Raw TCP ping-pong, 8-byte messages: the floor.
+    Tcp,
+    /// (3) REST: axum server, hyper HTTP/1.1 keep-alive client, JSON.
+    Rest,
+    /// (4) gRPC unary, v1, direct.
+    UnaryV1,
+    /// (5) gRPC unary, v2, direct.
+    UnaryV2,
+    /// (6) gRPC unary, v2, through the version router.
+    UnaryRouter,
+    /// (7) gRPC bidi stream, one call in flight, replies matched by request_id.
+    StreamPingPong,
+    /// (8) gRPC bidi stream, all sent then all read (not dependent).
+    StreamPipelined,
+    /// (9) Python grpcio client → Rust server.
+    PythonToRust,
+    /// (10) Python grpcio client → Python grpcio server.
+    PythonToPython,
+    /// (11) Rust client → Python grpcio server.
+    RustToPython,
+    /// (12) h2load (nghttp2) → Rust server, direct and through the router.
+    H2load,
+}
+
+impl Row {
+    /// Every row, in table order.
+    pub const ALL: [Row; 13] = [
+        Row::Harness,
+        Row::InProcess,
+        Row::Tcp,
+        Row::Rest,
+        Row::UnaryV1,
+        Row::UnaryV2,
+        Row::UnaryRouter,
+        Row::StreamPingPong,
+        Row::StreamPipelined,
+        Row::PythonToRust,
+        Row::PythonToPython,
+        Row::RustToPython,
+        Row::H2load,
+    ];
+
+    /// Label in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Row::Harness => "harness (timer + histogram)",
+            Row::InProcess => "in-process function call",
+            Row::Tcp => "raw TCP ping-pong (floor)",
+            Row::Rest => "REST (axum, HTTP/1.1, JSON)",
+            Row::UnaryV1 => "gRPC unary v1, direct",
+            Row::UnaryV2 => "gRPC unary v2, direct",
+            Row::UnaryRouter => "gRPC unary v2, via router",
+            Row::StreamPingPong => "gRPC bidi stream ping-pong",
+            Row::StreamPipelined => "gRPC bidi stream pipelined (not dependent)",
+            Row::PythonToRust => "Python grpcio → Rust server",
+            Row::PythonToPython => "Python grpcio → Python server",
+            Row::RustToPython => "Rust tonic → Python server",
+            Row::H2load => "h2load → Rust server",
+        }
+    }
+}
+
+/// The server processes the rows need, started once and shared by all repeats.
+#[derive(Default)]
+struct Targets {
+    by_name: HashMap<&'static str, Target>,
+}
+
+impl Targets {
+    async fn addr(
+        &mut self,
+        name: &'static str,
+        options: &BenchOptions,
+    ) -> anyhow::Result<SocketAddr> {
+        if let Some(target) = self.by_name.get(name) {
+            return Ok(target.addr);
+        }
+        let runtime = ["--runtime", options.flavor.name()];
+        let exe = &options.testbed_exe;
+        let target = match name {
+            "tcp" | "rest" => {
+                let command = ["bench-target", name, "--addr", "127.0.0.1:0"];
+                Target::testbed(exe, &[&runtime[..], &command].concat()).await?
+            }
+            "direct" | "side-by-side" => {
+                let command = ["serve", "--deployment", name, "--addr", "127.0.0.1:0"];
+                Target::testbed(exe, &[&runtime[..], &command].concat()).await?
+            }
+            "python" => Target::python(&tools::python()?, 4).await?,
+            other => anyhow::bail!("no bench target named {other}"),
+        };
+        let addr = target.addr;
+        self.by_name.insert(name, target);
+        Ok(addr)
+    }
+}
+
+/// Runs the latency rows and returns the report (medians over the repeats). The client side runs
+/// on a runtime of `options.flavor`, on a thread of its own, whatever runtime the caller is on.
+pub fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    let options = options.clone();
+    std::thread::spawn(move || {
+        let runtime = options
+            .flavor
+            .runtime()
+            .context("cannot start the bench runtime")?;
+        runtime.block_on(run_rows(&options))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the bench thread panicked"))?
+}
+
+async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    let rows = if options.rows.is_empty() {
+        Row::ALL.to_vec()
+    } else {
+        options.rows.clone()
+    };
+    let progress = if options.progress {
+        ProgressBar::new((rows.len() * options.repeat) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut targets = Targets::default();
+    let mut runs: Vec<(Row, Result<RowResult, String>)> = Vec::new();
+    let mut h2load_runs = Vec::new();
+    let mut h2load_skipped = None;
+    for round in 0..options.repeat {
+        for &row in &rows {
+            progress.set_message(format!("round {} {}", round + 1, row.label()));
+            let result = if row == Row::H2load {
+                h2load::run(&mut targets, options)
+                    .await
+                    .map(|runs| h2load_runs.push(runs))
+            } else {
+                run_row(row, &mut targets, options)
+                    .await
+                    .map(|result| runs.push((row, Ok(result))))
+            };
+            progress.inc(1);
+            let Err(err) = result else { continue };
+            // A missing tool skips its row, with the fix; under CI it fails the run, as
+            // does any other error anywhere.
+            let skippable = err.downcast_ref::<MissingTool>().is_some()
+                && !std::env::var("CI").is_ok_and(|v| v == "true");
+            if !skippable {
+                progress.finish_and_clear();
+                return Err(err.context(format!("row {:?} failed", row.label())));
+            }
+            if row == Row::H2load {
+                h2load_skipped = Some(err.to_string());
+            } else {
+                runs.push((row, Err(err.to_string())));
+            }
+        }
+    }
+    progress.finish_and_clear();
+    Ok(BenchReport::from_runs(
+        options,
+        &rows,
+        runs,
+        h2load_runs,
+        h2load_skipped,
+    ))
+}
+
+async fn run_row(
+    row: Row,
+    targets: &mut Targets,
+    options: &BenchOptions,
+) -> anyhow::Result<RowResult> {
+    let (n, warmup) = (options.requests, options.warmup);
+    let chains = match row {
+        Row::Harness => vec![alone(chains::run(&mut chains::Harness, warmup, n).await?)],
+        Row::InProcess => vec![alone(chains::run(&mut chains::InProcess, warmup, n).await?)],
+        Row::Tcp => {
+            let addr = targets.addr("tcp", options).await?;
+            concurrent(options, move || chains::Tcp::connect(addr)).await?
+        }
+        Row::Rest => {
+            let addr = targets.addr("rest", options).await?;
+            concurrent(options, move || chains::Rest::connect(addr)).await?
+        }
+        Row::UnaryV1 => {
+            let addr = targets.addr("direct", options).await?;
+            concurrent(options, move || chains::UnaryV1::connect(addr)).await?
+        }
+        Row::UnaryV2 => {
+            let addr = targets.addr("direct", options).await?;
+            concurrent(options, move || chains::UnaryV2::connect(addr)).await?
+        }
+        Row::UnaryRouter => {
+            let addr = targets.addr("side-by-side", options).await?;
+            concurrent(options, move || chains::UnaryV2::connect(addr)).await?
+        }
+        Row::StreamPingPong => {
+            let addr = targets.addr("direct", options).await?;
+            concurrent(options, move || chains::StreamPingPong::connect(addr)).await?
+        }
+        Row::StreamPipelined => {
+            let addr = targets.addr("direct", options).await?;
+            let total = chains::pipelined(addr, n).await?;
+            return Ok(RowResult::throughput_only(row, n, total));
+        }
+        Row::PythonToRust => {
+            let addr = targets.addr("direct", options).await?;
+            vec![python_chain(addr, options).await?]
+        }
+        Row::PythonToPython => {
+            let addr = targets.addr("python", options).await?;
+            vec![python_chain(addr, options).await?]
+        }
+        Row::RustToPython => {
+            let addr = targets.addr("python", options).await?;
+            concurrent(options, move || chains::UnaryV1::connect(addr)).await?
+        }
+        Row::H2load => anyhow::bail!("h2load rows are run by bench::h2load"),
+    };
+    RowResult::from_chains(row, &chains)
+}
+
+/// A chain that ran by itself: its wall time is its own.
+fn alone(chain: Chain) -> (Chain, Duration) {
+    let wall = chain.total;
+    (chain, wall)
+}
+
+/// Runs `options.concurrency` chains at once, each on its own connection.
+async fn concurrent<C, F, Fut>(
+    options: &BenchOptions,
+    connect: F,
+) -> anyhow::Result<Vec<(Chain, Duration)>>
+where
+    C: Incrementer + Send + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<C>>,
+{
+    let mut clients = Vec::with_capacity(options.concurrency);
+    for _ in 0..options.concurrency {
+        clients.push(connect().await?);
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let (warmup, n) = (options.warmup, options.requests);
+            tokio::spawn(async move { chains::run(&mut client, warmup, n).await })
+        })
+        .collect();
+    let mut chains = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        chains.push(task.await.context("a bench chain panicked")??);
+    }
+    let wall = start.elapsed();
+    Ok(chains.into_iter().map(|chain| (chain, wall)).collect())
+}
+
+/// Runs the Python bench client against `addr` and reads its per-call latencies.
+async fn python_chain(
+    addr: SocketAddr,
+    options: &BenchOptions,
+) -> anyhow::Result<(Chain, Duration)> {
+    let python = tools::python()?;
+    let script = tools::repo_root().join("clients/python/bench_client.py");
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .args(["--addr", &addr.to_string()])
+        .args(["--requests", &options.requests.to_string()])
+        .args(["--warmup", &options.warmup.to_string()])
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "python bench client failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct PythonRun {
+        latencies_ns: Vec<u64>,
+        #[serde(rename = "final")]
+        final_value: i64,
+        total_ns: u64,
+    }
+    let run: PythonRun =
+        serde_json::from_slice(&output.stdout).context("python bench client output")?;
+    if run.final_value != options.requests as i64 {
+        anyhow::bail!(
+            "python chain ended at {}, not {}",
+            run.final_value,
+            options.requests
+        );
+    }
+    let mut histogram = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)?;
+    for latency in run.latencies_ns {
+        histogram.saturating_record(latency);
+    }
+    Ok(alone(Chain {
+        histogram,
+        total: Duration::from_nanos(run.total_ns),
+        final_value: run.final_value,
+    }))
+}

@@ -1,0 +1,68 @@
+//! The servers of the network rows, each in its own process: the testbed itself (`serve`, or a
+//! baseline with `bench-target`) or the Python grpcio server. A target is killed when dropped.
+
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// A server process and the address it listens on.
+pub struct Target {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _child: Child,
+    // Kept open so the child never writes into a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Target {
+    /// Runs the testbed executable `exe` with `args` (`serve` or `bench-target` on port 0).
+    pub async fn testbed(exe: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut command = Command::new(exe);
+        command.args(args).env("RUST_LOG", "warn");
+        Self::spawn(command, &format!("testbed {}", args.join(" "))).await
+    }
+
+    /// Runs the Python grpcio server with the venv's `python`.
+    pub async fn python(python: &Path, workers: usize) -> anyhow::Result<Self> {
+        let script = crate::tools::repo_root().join("clients/python/increment_server.py");
+        let mut command = Command::new(python);
+        command
+            .arg(script)
+            .args(["--addr", "127.0.0.1:0", "--workers", &workers.to_string()]);
+        Self::spawn(command, "python increment_server.py").await
+    }
+
+    /// Starts `command` and reads its first line, `testbed serving WHAT on ADDR`.
+    async fn spawn(mut command: Command, what: &str) -> anyhow::Result<Self> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        let stdout = child.stdout.take().context("child has no stdout")?;
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line);
+        match tokio::time::timeout(Duration::from_secs(60), read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) => bail!("{what} exited before it listened"),
+            Ok(Err(err)) => bail!("cannot read from {what}: {err}"),
+            Err(_) => bail!("{what} did not listen within 60 s"),
+        }
+        let addr = line
+            .split_whitespace()
+            .last()
+            .and_then(|word| word.parse().ok())
+            .with_context(|| format!("{what} printed {line:?}, not its address"))?;
+        Ok(Self {
+            addr,
+            _child: child,
+            _stdout: stdout,
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! Smoke test of the latency runs: every row runs with a small count, its chain ends at the
+//! request count, and it produced numbers. Timings are never asserted.
+
+use std::path::PathBuf;
+use testbed::bench::{self, BenchOptions, Flavor, Row};
+
+fn options(flavor: Flavor) -> BenchOptions {
+    BenchOptions {
+        requests: 200,
+        warmup: 10,
+        repeat: 2,
+        concurrency: 2,
+        flavor,
+        rows: Vec::new(),
+        progress: false,
+        testbed_exe: PathBuf::from(env!("CARGO_BIN_EXE_testbed")),
+    }
+}
+
+#[test]
+fn every_row_runs_and_ends_at_the_request_count() {
+    let options = options(Flavor::MultiThread);
+    let report = bench::run(&options).unwrap();
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if in_ci {
+        assert!(
+            report.skipped.is_empty(),
+            "CI skipped rows: {:?}",
+            report.skipped
+        );
+    }
+    for row in Row::ALL.into_iter().filter(|r| *r != Row::H2load) {
+        let Some(result) = report.rows.iter().find(|r| r.row == row) else {
+            let (_, reason) = report.skipped.iter().find(|(r, _)| *r == row).unwrap();
+            eprintln!("skipped {}: {reason}", row.label());
+            continue;
+        };
+        assert_eq!(result.final_value, 200, "{}", row.label());
+        assert!(result.calls >= 200, "{}", row.label());
+        assert!(
+            result.mean_us > 0.0 && result.calls_per_s > 0.0,
+            "{}",
+            row.label()
+        );
+        if row != Row::StreamPipelined {
+            assert!(
+                result.p50_us.is_some() && result.max_us.is_some(),
+                "{}",
+                row.label()
+            );
+        }
+    }
+    let unary = report.rows.iter().find(|r| r.row == Row::UnaryV1).unwrap();
+    assert_eq!(unary.ratio_to_unary, Some(1.0));
+    if in_ci || report.skipped.iter().all(|(row, _)| *row != Row::H2load) {
+        assert_eq!(report.h2load.len(), 4);
+        assert!(
+            report
+                .h2load
+                .iter()
+                .all(|r| r.succeeded == 200 && r.requests_per_s > 0.0)
+        );
+    }
+    let rendered = report.render();
+    assert!(rendered.contains("raw TCP ping-pong"), "{rendered}");
+}
+
+#[test]
+fn current_thread_runtime_runs_too_and_writes_json_and_plot() {
+    let mut options = options(Flavor::CurrentThread);
+    options.rows = vec![Row::Tcp, Row::UnaryV1, Row::UnaryRouter];
+    options.repeat = 1;
+    let report = bench::run(&options).unwrap();
+    assert_eq!(report.rows.len(), 3);
+    let dir = std::env::temp_dir().join(format!("testbed-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    report.write_json(&dir.join("bench.json")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(json["runtime"], "current-thread");
+    assert_eq!(json["rows"][1]["final_value"], 200);
+    report.plot(&dir.join("bench.svg")).unwrap();
+    let svg = std::fs::read_to_string(dir.join("bench.svg")).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("gRPC unary v1"),
+        "{svg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
