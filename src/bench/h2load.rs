@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::process::Command;
 
-/// One h2load run.
+/// One h2load run (`-c 1 -m 1` sends `requests` calls, `-c 10 -m 10` ten times as many).
 #[derive(Debug, Clone, Serialize)]
 pub struct H2loadResult {
     /// `direct` or `router`.
@@ -39,9 +39,13 @@ pub async fn run(
     let mut results = Vec::new();
     for (target, deployment) in [("direct", "direct"), ("router", "side-by-side")] {
         let addr = targets.addr(deployment, options).await?;
-        for (connections, streams) in [(1u32, 1u32), (10, 10)] {
+        // With 100 calls in flight a run of `requests` calls is over too soon to measure.
+        for (connections, streams, calls) in [
+            (1u32, 1u32, options.requests),
+            (10, 10, options.requests * 10),
+        ] {
             let output = Command::new(&h2load)
-                .args(["-n", &options.requests.to_string()])
+                .args(["-n", &calls.to_string()])
                 .args(["-c", &connections.to_string(), "-m", &streams.to_string()])
                 .arg(format!("--data={}", body.display()))
                 .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
