@@ -4,6 +4,8 @@
 //! - [`deployment`]: the server arrangements under test (side by side, v1 retired, ...).
 //! - [`server`]: assembles one arrangement with health and reflection on one port.
 //! - [`clients`]: the client kinds of the matrix, Rust and external (Python grpcio, grpcurl).
+//! - [`load`]: mixed-version client load with every reply verified.
+//! - [`rollout`]: a zero-downtime v1 → v2 rollout under that load.
 //! - [`matrix`]: runs every client against every deployment and reports each cell.
 //! - [`stream_client`]: request/reply calls over one v2 stream, matched by `request_id`.
 //! - [`bench`]: the latency runs (10,000 sequential dependent increments per row).
@@ -12,7 +14,9 @@
 pub mod bench;
 pub mod clients;
 pub mod deployment;
+pub mod load;
 pub mod matrix;
+pub mod rollout;
 pub mod server;
 pub mod stream_client;
 pub mod tools;

@@ -3,12 +3,16 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use services::baseline;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use testbed::bench::{self, BenchOptions, Flavor, Row};
 use testbed::clients::ClientKind;
 use testbed::deployment::Deployment;
+use testbed::load::{Load, LoadOptions};
+use testbed::rollout::RolloutOptions;
 use testbed::{matrix, server};
 use tracing_subscriber::EnvFilter;
 
@@ -48,6 +52,10 @@ enum Command {
         #[arg(long = "deployment", value_enum)]
         deployments: Vec<Deployment>,
     },
+    /// N v1 and M v2 clients at once against one address, every reply verified.
+    Mixed(MixedArgs),
+    /// A zero-downtime v1 → v2 rollout under mixed-version load, every request counted.
+    Rollout(RolloutArgs),
     /// The latency runs: sequential dependent increments over every hop, side by side.
     Bench(BenchArgs),
     /// Serve one of the non-gRPC baselines of the latency runs (used by `bench`).
@@ -66,6 +74,145 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         requests: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct MixedArgs {
+    /// Server to load; without it a side-by-side router is started in this process.
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// v1 clients (each a sequential chain on its own connection).
+    #[arg(long, default_value_t = 4)]
+    v1_clients: usize,
+    /// v2 clients (each sends step 5 and request ids).
+    #[arg(long, default_value_t = 4)]
+    v2_clients: usize,
+    /// Run for this many seconds...
+    #[arg(long, default_value_t = 10.0, conflicts_with = "requests")]
+    seconds: f64,
+    /// ...or until each client has sent this many requests.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Pace each client to this many requests per second (default: back to back).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// x-api-version requirement the v1 clients send (e.g. "^1").
+    #[arg(long)]
+    v1_requirement: Option<semver::VersionReq>,
+    /// x-api-version requirement the v2 clients send; replies from other versions count as wrong.
+    #[arg(long, default_value = "^2")]
+    v2_requirement: semver::VersionReq,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RolloutArgs {
+    /// v1 clients.
+    #[arg(long, default_value_t = 4)]
+    v1_clients: usize,
+    /// v2 clients.
+    #[arg(long, default_value_t = 4)]
+    v2_clients: usize,
+    /// Seconds per phase (v1 only, v2 added, v1 retired, v1 removed).
+    #[arg(long, default_value_t = 5.0)]
+    phase_seconds: f64,
+    /// Pace each client to this many requests per second (default: back to back).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn positive(what: &str, value: f64) -> anyhow::Result<f64> {
+    anyhow::ensure!(
+        value.is_finite() && value > 0.0,
+        "{what} must be a positive number, got {value}"
+    );
+    Ok(value)
+}
+
+fn counter(message: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos} requests {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message.to_string());
+    bar
+}
+
+fn write_json<T: serde::Serialize>(path: &Option<PathBuf>, value: &T) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let json = serde_json::to_string_pretty(value)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn mixed(args: MixedArgs) -> anyhow::Result<()> {
+    let seconds = positive("--seconds", args.seconds)?;
+    if let Some(rate) = args.rate {
+        positive("--rate", rate)?;
+    }
+    let local = match args.addr {
+        Some(_) => None,
+        None => Some(server::start("127.0.0.1:0".parse()?, Deployment::SideBySide).await?),
+    };
+    let addr = args
+        .addr
+        .or(local.as_ref().map(|s| s.addr))
+        .context("no address to load")?;
+    let options = LoadOptions {
+        addr,
+        v1_clients: args.v1_clients,
+        v2_clients: args.v2_clients,
+        requests_per_client: args.requests,
+        rate_per_client: args.rate,
+        v1_requirement: args.v1_requirement,
+        v2_requirement: Some(args.v2_requirement),
+        v2_waits_for_health: false,
+    };
+    let load = Load::start(&options, "mixed").await?;
+    let progress = counter(&format!("to {addr}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    while !load.finished() && (args.requests.is_some() || tokio::time::Instant::now() < deadline) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        progress.set_position(load.completed());
+    }
+    progress.finish_and_clear();
+    let report = load.stop().await?;
+    if let Some(server) = local {
+        server.shutdown().await?;
+    }
+    print!("{}", report.render());
+    write_json(&args.json, &report)?;
+    anyhow::ensure!(
+        report.clean(),
+        "some requests failed or were answered wrongly"
+    );
+    Ok(())
+}
+
+async fn rollout(args: RolloutArgs) -> anyhow::Result<()> {
+    let options = RolloutOptions {
+        v1_clients: args.v1_clients,
+        v2_clients: args.v2_clients,
+        phase: Duration::from_secs_f64(positive("--phase-seconds", args.phase_seconds)?),
+        rate_per_client: args.rate.map(|rate| positive("--rate", rate)).transpose()?,
+    };
+    let progress = counter("v1 only");
+    let report = testbed::rollout::run(&options, &progress).await?;
+    progress.finish_and_clear();
+    print!("{}", report.render());
+    write_json(&args.json, &report)?;
+    anyhow::ensure!(
+        report.load.clean(),
+        "the rollout failed or misanswered some requests"
+    );
+    Ok(())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -167,6 +314,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Mixed(args) => mixed(args).await,
+        Command::Rollout(args) => rollout(args).await,
         Command::Bench(args) => {
             let report = bench::run(&args.options(cli.runtime)?)?;
             print!("{}", report.render());

@@ -48,6 +48,12 @@ impl RouterHandle {
         self.update(|table| table.with_backend(backend)).await
     }
 
+    /// Puts `backend` in the place of the backend with the same name, e.g. the same v2 service now
+    /// also routed `increment.v1` requests. Validated like any table change.
+    pub async fn replace(&self, backend: Backend) -> Result<(), TableError> {
+        self.update(|table| table.with_replaced(backend)).await
+    }
+
     /// Stops routing new requests to backend `name` and waits until its in-flight requests and
     /// streams have finished. The backend stays in the table (as draining) until removed.
     pub async fn drain(&self, name: &str) -> Result<(), TableError> {

@@ -216,6 +216,21 @@ impl RouteTable {
         Self::from_routes(self.catalog.clone(), routes)
     }
 
+    /// A new table in which `backend` takes the place of the backend with the same name (to route
+    /// more packages to it, say). Requests in flight on the old one keep being counted.
+    pub fn with_replaced(&self, backend: Backend) -> Result<Self, TableError> {
+        let mut routes = self.routes.clone();
+        let i = self
+            .position(&backend.name)
+            .ok_or_else(|| TableError::UnknownBackend(backend.name.clone()))?;
+        let in_flight = routes[i].in_flight.clone();
+        routes[i] = Route {
+            in_flight,
+            ..Route::new(backend)
+        };
+        Self::from_routes(self.catalog.clone(), routes)
+    }
+
     /// A new table in which backend `name` is draining: it keeps its in-flight requests but is
     /// chosen for no new ones.
     pub fn with_draining(&self, name: &str) -> Result<Self, TableError> {

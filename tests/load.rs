@@ -1,0 +1,128 @@
+//! Mixed-version load and the zero-downtime rollout: every reply verified, every request
+//! counted. Small counts; no timings asserted.
+
+mod common;
+
+use common::start;
+use indicatif::ProgressBar;
+use std::time::Duration;
+use testbed::deployment::Deployment;
+use testbed::load::{Load, LoadOptions};
+use testbed::rollout::{self, RolloutOptions};
+
+fn options(addr: std::net::SocketAddr) -> LoadOptions {
+    LoadOptions {
+        addr,
+        v1_clients: 2,
+        v2_clients: 2,
+        requests_per_client: Some(200),
+        rate_per_client: None,
+        v1_requirement: None,
+        v2_requirement: Some("^2".parse().unwrap()),
+        v2_waits_for_health: false,
+    }
+}
+
+async fn run_to_completion(load: Load) -> testbed::load::LoadReport {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !load.finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the clients finish their requests");
+    load.stop().await.unwrap()
+}
+
+#[tokio::test]
+async fn mixed_clients_against_the_router_are_all_answered_correctly() {
+    let server = start(Deployment::SideBySide).await;
+    let load = Load::start(&options(server.addr), "mixed").await.unwrap();
+    let report = run_to_completion(load).await;
+    let [v1, v2] = report.totals();
+    assert_eq!((v1.requests, v1.ok), (400, 400));
+    assert_eq!((v2.requests, v2.ok), (400, 400));
+    assert!(report.clean());
+    assert_eq!(v1.served_by.get("1.0.0"), Some(&400));
+    assert_eq!(v2.served_by.get("2.0.0"), Some(&400));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_answers_are_caught_and_fail_the_run() {
+    let server = start(Deployment::NaiveProxyToV1).await;
+    let load = Load::start(&options(server.addr), "naive").await.unwrap();
+    let report = run_to_completion(load).await;
+    let [v1, v2] = report.totals();
+    assert_eq!(v1.ok, 400, "v1 clients are served correctly by v1");
+    assert_eq!(v2.wrong, 400, "v1 ignores step: every v2 reply is wrong");
+    assert!(
+        v2.wrong_examples[0].contains("instead of"),
+        "{:?}",
+        v2.wrong_examples
+    );
+    assert!(!report.clean());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn requirements_outside_what_serves_are_refused_not_misanswered() {
+    let server = start(Deployment::SideBySide).await;
+    let mut options = options(server.addr);
+    options.v2_requirement = Some("^3".parse().unwrap());
+    let report = run_to_completion(Load::start(&options, "pinned").await.unwrap()).await;
+    let [_, v2] = report.totals();
+    assert_eq!(v2.errors.get("UNIMPLEMENTED").map(|(n, _)| *n), Some(400));
+    assert_eq!(v2.wrong, 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_from_v1_to_v2_loses_no_request_and_health_follows() {
+    let options = RolloutOptions {
+        v1_clients: 2,
+        v2_clients: 2,
+        phase: Duration::from_millis(300),
+        rate_per_client: None,
+    };
+    let report = rollout::run(&options, &ProgressBar::hidden())
+        .await
+        .unwrap();
+    let load = &report.load;
+    assert_eq!(
+        load.phases,
+        ["v1 only", "v2 added", "v1 retired", "v1 removed"]
+    );
+    assert!(load.clean(), "{}", load.render());
+    let [v1_first, v2_first] = &load.tallies[0];
+    assert!(v1_first.requests > 0);
+    assert_eq!(v2_first.requests, 0, "v2 clients wait until v2 is SERVING");
+    assert_eq!(v1_first.served_by.keys().collect::<Vec<_>>(), ["1.0.0"]);
+    for [v1, v2] in &load.tallies[1..] {
+        assert!(v1.requests > 0 && v2.requests > 0, "{}", load.render());
+    }
+    let [v1_last, _] = &load.tallies[3];
+    assert_eq!(
+        v1_last.served_by.keys().collect::<Vec<_>>(),
+        ["2.0.0"],
+        "v1 is gone"
+    );
+
+    let statuses = |service: &str| -> Vec<&str> {
+        report
+            .health
+            .iter()
+            .filter(|e| e.service == service)
+            .map(|e| e.status.as_str())
+            .collect()
+    };
+    assert_eq!(
+        statuses("increment.v2.Incrementer"),
+        ["NOT_SERVING", "SERVING"]
+    );
+    assert_eq!(
+        statuses("increment.v1.Incrementer"),
+        ["SERVING"],
+        "v1 clients never lose service"
+    );
+}
