@@ -19,8 +19,8 @@ pub const UNARY_VALUE: i64 = 41;
 /// The values a stream probe sends, in one stream.
 pub const STREAM_VALUES: [i64; 3] = [10, 20, 30];
 
-/// Which API version a client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Which API version a client speaks (or a backend implements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Api {
     /// `increment.v1`: `value + 1`.

@@ -1,6 +1,8 @@
 //! The server arrangements the testbed compares, as data: which implementation serves which
 //! API package, and whether the version router sits in front.
 
+use crate::clients::Api;
+use crate::server::Layout;
 use crate::{API_PACKAGES, V1_VERSION, V2_VERSION};
 use router::{ApiCatalog, Backend, CatalogError, RouteTable, TableError};
 use serde::Serialize;
@@ -59,14 +61,13 @@ impl Deployment {
         }
     }
 
-    /// The validated route table for this deployment, or `None` when no router is used.
-    pub fn route_table(self) -> Option<Result<RouteTable, TableError>> {
-        let backends = self.backends()?;
-        Some(
-            catalog()
-                .map_err(TableError::from)
-                .and_then(|catalog| RouteTable::new(catalog, backends)),
-        )
+    /// What the server mounts for this deployment, with its route table validated.
+    pub fn layout(self) -> Result<Layout, TableError> {
+        Ok(match self.backends() {
+            Some(backends) => Layout::Routed(RouteTable::new(catalog()?, backends)?),
+            None if self == Deployment::NaiveProxyToV1 => Layout::NaiveProxyToV1,
+            None => Layout::Direct(vec![Api::V1, Api::V2]),
+        })
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`matrix`]: runs every client against every deployment and reports each cell.
 //! - [`stream_client`]: request/reply calls over one v2 stream, matched by `request_id`.
 //! - [`bench`]: the latency runs (10,000 sequential dependent increments per row).
+//! - [`upstream`]: `--upstream` specs, backends in other processes.
+//! - [`process`]: servers in child processes (latency runs, multi-process rollout).
 //! - [`tools`]: finds the external tools (the venv's Python, grpcurl).
 
 pub mod bench;
@@ -16,10 +18,12 @@ pub mod clients;
 pub mod deployment;
 pub mod load;
 pub mod matrix;
+pub mod process;
 pub mod rollout;
 pub mod server;
 pub mod stream_client;
 pub mod tools;
+pub mod upstream;
 
 /// Version of the v1 implementation as the router knows it.
 pub const V1_VERSION: semver::Version = semver::Version::new(1, 0, 0);

@@ -10,14 +10,26 @@
 //!
 //! Health watchers record every status change. The rollout fails if any request fails or any
 //! reply is wrong.
+//!
+//! With `processes`, v1 and v2 run as `testbed serve --backend` child processes behind the
+//! router (remote backends over tonic channels), and step 4 drains v1 and then SIGTERMs it. With
+//! `kill_v1` as well, step 3 instead kills the v1 process without draining (as a crash would),
+//! so its clients see `UNAVAILABLE` until step 4 retires v1 onto v2: every failure is counted
+//! with its status, none is lost or answered wrongly.
 
-use crate::deployment::{Deployment, v2_backend};
+use crate::clients::Api;
+use crate::deployment::{catalog, v1_backend, v2_backend};
 use crate::load::{Load, LoadOptions, LoadReport};
-use crate::server;
+use crate::process::ChildServer;
+use crate::server::{self, Layout};
+use crate::upstream::UpstreamSpec;
+use crate::{V1_VERSION, V2_VERSION};
 use anyhow::Context;
 use indicatif::ProgressBar;
+use router::{Backend, RouteTable};
 use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -33,6 +45,10 @@ pub struct RolloutOptions {
     pub phase: Duration,
     /// Pace each client to this many requests per second (else back to back).
     pub rate_per_client: Option<f64>,
+    /// Run v1 and v2 as child processes of this `testbed` executable instead of in-process.
+    pub processes: Option<PathBuf>,
+    /// With `processes`: kill v1 without draining it, to show what a crash costs.
+    pub kill_v1: bool,
 }
 
 /// One status a health watcher saw.
@@ -53,6 +69,8 @@ pub struct RolloutReport {
     pub load: LoadReport,
     /// Health statuses in the order the watchers saw them.
     pub health: Vec<HealthEvent>,
+    /// What happened to backend processes.
+    pub notes: Vec<String>,
 }
 
 impl RolloutReport {
@@ -66,27 +84,99 @@ impl RolloutReport {
                 event.phase, event.service, event.status
             ));
         }
+        for note in &self.notes {
+            out.push_str(note);
+            out.push('\n');
+        }
         out
     }
 }
 
-const PHASES: [&str; 4] = ["v1 only", "v2 added", "v1 retired", "v1 removed"];
+/// The v1 and v2 implementations, in this process or as child processes.
+struct Fleet {
+    exe: Option<PathBuf>,
+    v1: Option<ChildServer>,
+    v2: Option<ChildServer>,
+    notes: Vec<String>,
+}
 
-/// Runs the rollout on an in-process router on 127.0.0.1, with `progress` ticking requests.
+impl Fleet {
+    async fn backend(&mut self, api: Api) -> anyhow::Result<Backend> {
+        let Some(exe) = &self.exe else {
+            return Ok(match api {
+                Api::V1 => v1_backend(),
+                Api::V2 => v2_backend(),
+            });
+        };
+        let (name, version) = match api {
+            Api::V1 => ("v1", V1_VERSION),
+            Api::V2 => ("v2", V2_VERSION),
+        };
+        let slot = match api {
+            Api::V1 => &mut self.v1,
+            Api::V2 => &mut self.v2,
+        };
+        if slot.is_none() {
+            let args = ["serve", "--backend", name, "--addr", "127.0.0.1:0"];
+            let child = ChildServer::testbed(exe, &args).await?;
+            self.notes
+                .push(format!("{name} process listening on {}", child.addr));
+            *slot = Some(child);
+        }
+        let addr = slot
+            .as_ref()
+            .map(|c| c.addr)
+            .context("backend process vanished")?;
+        let spec = UpstreamSpec {
+            name: name.to_string(),
+            version,
+            addr,
+            also_serving: Vec::new(),
+        };
+        Ok(spec.backend()?)
+    }
+
+    async fn stop_v1(&mut self, kill: bool) -> anyhow::Result<()> {
+        let Some(child) = self.v1.take() else {
+            return Ok(());
+        };
+        if kill {
+            child.kill().await?;
+            self.notes
+                .push("v1 process killed (SIGKILL) without draining".to_string());
+        } else {
+            let status = child.terminate().await?;
+            self.notes.push(format!(
+                "v1 process stopped by SIGTERM after draining: {status}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs the rollout on a router on 127.0.0.1, with `progress` ticking requests.
 pub async fn run(
     options: &RolloutOptions,
     progress: &ProgressBar,
 ) -> anyhow::Result<RolloutReport> {
-    let server = server::start(
+    let mut fleet = Fleet {
+        exe: options.processes.clone(),
+        v1: None,
+        v2: None,
+        notes: Vec::new(),
+    };
+    let table = RouteTable::new(catalog()?, vec![fleet.backend(Api::V1).await?])?;
+    let server = server::start_layout(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        Deployment::V1Only,
+        Layout::Routed(table),
+        "rollout router",
     )
     .await?;
     let router = server
         .router
         .clone()
-        .context("the v1-only deployment has a router")?;
-    let phase_name = Arc::new(Mutex::new(PHASES[0].to_string()));
+        .context("a routed layout has a router")?;
+    let phase_name = Arc::new(Mutex::new("v1 only".to_string()));
     let events = Arc::new(Mutex::new(Vec::new()));
     let mut watchers = Vec::new();
     for service in [services::V1_SERVICE, services::V2_SERVICE] {
@@ -107,32 +197,45 @@ pub async fn run(
         v2_requirement: Some("^2".parse()?),
         v2_waits_for_health: true,
     };
-    let mut load = Load::start(&load_options, PHASES[0]).await?;
-    let mut step = 0;
-    loop {
-        let deadline = tokio::time::Instant::now() + options.phase;
-        while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50).min(options.phase)).await;
-            progress.set_position(load.completed());
-        }
-        step += 1;
-        let Some(&name) = PHASES.get(step) else { break };
-        progress.set_message(name);
-        load.next_phase(name);
-        name.clone_into(&mut phase_name.lock().unwrap_or_else(|e| e.into_inner()));
-        match step {
-            1 => router.add(v2_backend()).await?,
-            2 => {
-                router
-                    .replace(v2_backend().also_serving("increment.v1"))
-                    .await?
-            }
-            _ => {
-                router.drain("v1").await?;
-                router.remove("v1").await?;
-            }
-        }
+    let mut load = Load::start(&load_options, "v1 only").await?;
+    let mut phases = Phases {
+        load: &mut load,
+        name: &phase_name,
+        progress,
+        length: options.phase,
+    };
+    phases.hold().await;
+
+    phases.begin("v2 added");
+    router.add(fleet.backend(Api::V2).await?).await?;
+    phases.hold().await;
+
+    let retire = |backend: Backend| backend.also_serving("increment.v1");
+    if options.kill_v1 && options.processes.is_some() {
+        phases.begin("v1 killed");
+        fleet.stop_v1(true).await?;
+        phases.hold().await;
+
+        phases.begin("v1 retired");
+        router
+            .replace(retire(fleet.backend(Api::V2).await?))
+            .await?;
+        router.remove("v1").await?;
+        phases.hold().await;
+    } else {
+        phases.begin("v1 retired");
+        router
+            .replace(retire(fleet.backend(Api::V2).await?))
+            .await?;
+        phases.hold().await;
+
+        phases.begin("v1 removed");
+        router.drain("v1").await?;
+        router.remove("v1").await?;
+        fleet.stop_v1(false).await?;
+        phases.hold().await;
     }
+
     let load = load.stop().await?;
     // Give the watchers a moment to deliver the last change, then stop them.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -141,7 +244,37 @@ pub async fn run(
     }
     server.shutdown().await?;
     let health = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Ok(RolloutReport { load, health })
+    Ok(RolloutReport {
+        load,
+        health,
+        notes: fleet.notes,
+    })
+}
+
+/// Moves the load through named phases of a fixed length.
+struct Phases<'a> {
+    load: &'a mut Load,
+    name: &'a Mutex<String>,
+    progress: &'a ProgressBar,
+    length: Duration,
+}
+
+impl Phases<'_> {
+    /// Starts phase `name`: requests from now on count under it.
+    fn begin(&mut self, name: &str) {
+        self.load.next_phase(name);
+        self.progress.set_message(name.to_string());
+        name.clone_into(&mut self.name.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Lets the load run for one phase length.
+    async fn hold(&self) {
+        let deadline = tokio::time::Instant::now() + self.length;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50).min(self.length)).await;
+            self.progress.set_position(self.load.completed());
+        }
+    }
 }
 
 async fn watch_health(

@@ -2,10 +2,11 @@
 //! unless the deployment says otherwise), gRPC health and gRPC server reflection (v1 and
 //! v1alpha), and runs it until asked to stop, letting in-flight requests finish.
 
+use crate::clients::Api;
 use crate::deployment::Deployment;
 use anyhow::Context;
 use http::{Request, Response};
-use router::RouterHandle;
+use router::{RouteTable, RouterHandle};
 use services::{IncrementerV1, IncrementerV2};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -62,8 +63,27 @@ impl RunningServer {
     }
 }
 
+/// What one port serves besides health and reflection.
+pub enum Layout {
+    /// The version router over this table (in-process or remote backends).
+    Routed(RouteTable),
+    /// These implementations mounted directly, no router: a single backend, or both.
+    Direct(Vec<Api>),
+    /// v2 paths rewritten to the v1 implementation: what the router refuses to build.
+    NaiveProxyToV1,
+}
+
 /// Binds `addr` (port 0 picks a free port) and serves `deployment` on it in the background.
 pub async fn start(addr: SocketAddr, deployment: Deployment) -> anyhow::Result<RunningServer> {
+    start_layout(addr, deployment.layout()?, deployment.name()).await
+}
+
+/// Binds `addr` and serves `layout` on it in the background; `label` names it in logs.
+pub async fn start_layout(
+    addr: SocketAddr,
+    layout: Layout,
+    label: &str,
+) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -72,7 +92,7 @@ pub async fn start(addr: SocketAddr, deployment: Deployment) -> anyhow::Result<R
     let routes = Routes::new(health_service)
         .add_service(reflection_v1()?)
         .add_service(reflection_v1alpha()?);
-    let (service, router) = assemble(deployment, routes, &health).await?;
+    let (service, router) = assemble(layout, routes, &health).await?;
     let (shutdown, stop) = oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(Server::builder().serve_with_incoming_shutdown(
@@ -82,7 +102,7 @@ pub async fn start(addr: SocketAddr, deployment: Deployment) -> anyhow::Result<R
             let _ = stop.await;
         },
     ));
-    tracing::info!(%addr, %deployment, "serving");
+    tracing::info!(%addr, label, "serving");
     Ok(RunningServer {
         addr,
         router,
@@ -93,34 +113,39 @@ pub async fn start(addr: SocketAddr, deployment: Deployment) -> anyhow::Result<R
 }
 
 async fn assemble(
-    deployment: Deployment,
+    layout: Layout,
     routes: Routes,
     health: &HealthReporter,
 ) -> anyhow::Result<(PortService, Option<RouterHandle>)> {
-    if let Some(table) = deployment.route_table() {
-        let table = table.with_context(|| format!("cannot build the {deployment} route table"))?;
-        let handle = RouterHandle::new(table, Some(health.clone())).await;
-        let service = BoxCloneSyncService::new(handle.layer().layer(routes));
-        return Ok((service, Some(handle)));
-    }
-    // Without a router nothing tracks the table, so both services are simply up.
-    for service in [services::V1_SERVICE, services::V2_SERVICE] {
+    let apis = match layout {
+        Layout::Routed(table) => {
+            let handle = RouterHandle::new(table, Some(health.clone())).await;
+            let service = BoxCloneSyncService::new(handle.layer().layer(routes));
+            return Ok((service, Some(handle)));
+        }
+        Layout::NaiveProxyToV1 => vec![Api::V1, Api::V2],
+        Layout::Direct(ref apis) => apis.clone(),
+    };
+    // Without a router nothing changes what is mounted, so the mounted services are simply up.
+    for api in &apis {
+        let service = match api {
+            Api::V1 => services::V1_SERVICE,
+            Api::V2 => services::V2_SERVICE,
+        };
         health
             .set_service_status(service, ServingStatus::Serving)
             .await;
     }
-    let service = if deployment == Deployment::NaiveProxyToV1 {
+    if let Layout::NaiveProxyToV1 = layout {
         let v1 = routes.add_service(IncrementerV1::server());
-        BoxCloneSyncService::new(tower::service_fn(move |request| {
-            naive_proxy_to_v1(v1.clone(), request)
-        }))
-    } else {
-        let both = routes
-            .add_service(IncrementerV1::server())
-            .add_service(IncrementerV2::server(&crate::V2_VERSION));
-        BoxCloneSyncService::new(both)
-    };
-    Ok((service, None))
+        let service = tower::service_fn(move |request| naive_proxy_to_v1(v1.clone(), request));
+        return Ok((BoxCloneSyncService::new(service), None));
+    }
+    let mounted = apis.iter().fold(routes, |routes, api| match api {
+        Api::V1 => routes.add_service(IncrementerV1::server()),
+        Api::V2 => routes.add_service(IncrementerV2::server(&crate::V2_VERSION)),
+    });
+    Ok((BoxCloneSyncService::new(mounted), None))
 }
 
 /// The mistake the router exists to prevent: sending v2 requests to the v1 implementation

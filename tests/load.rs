@@ -84,6 +84,8 @@ async fn rollout_from_v1_to_v2_loses_no_request_and_health_follows() {
         v2_clients: 2,
         phase: Duration::from_millis(300),
         rate_per_client: None,
+        processes: None,
+        kill_v1: false,
     };
     let report = rollout::run(&options, &ProgressBar::hidden())
         .await
@@ -125,4 +127,82 @@ async fn rollout_from_v1_to_v2_loses_no_request_and_health_follows() {
         ["SERVING"],
         "v1 clients never lose service"
     );
+}
+
+fn process_rollout(kill_v1: bool) -> RolloutOptions {
+    RolloutOptions {
+        v1_clients: 2,
+        v2_clients: 2,
+        phase: Duration::from_millis(400),
+        rate_per_client: None,
+        processes: Some(env!("CARGO_BIN_EXE_testbed").into()),
+        kill_v1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_across_processes_drains_and_sigterms_v1_with_no_failure() {
+    let report = rollout::run(&process_rollout(false), &ProgressBar::hidden())
+        .await
+        .unwrap();
+    let load = &report.load;
+    assert_eq!(
+        load.phases,
+        ["v1 only", "v2 added", "v1 retired", "v1 removed"]
+    );
+    assert!(load.clean(), "{}", report.render());
+    let [v1_last, v2_last] = &load.tallies[3];
+    assert!(
+        v1_last.requests > 0 && v2_last.requests > 0,
+        "{}",
+        report.render()
+    );
+    assert_eq!(v1_last.served_by.keys().collect::<Vec<_>>(), ["2.0.0"]);
+    let stopped = report
+        .notes
+        .iter()
+        .find(|n| n.contains("SIGTERM"))
+        .expect("v1 was stopped");
+    assert!(stopped.ends_with("exit status: 0"), "{stopped}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_v1_without_draining_fails_its_requests_with_unavailable_and_nothing_else() {
+    let report = rollout::run(&process_rollout(true), &ProgressBar::hidden())
+        .await
+        .unwrap();
+    let load = &report.load;
+    assert_eq!(
+        load.phases,
+        ["v1 only", "v2 added", "v1 killed", "v1 retired"]
+    );
+    for (phase, [v1, v2]) in load.phases.iter().zip(&load.tallies) {
+        for tally in [v1, v2] {
+            assert_eq!(tally.wrong, 0, "{phase}: {}", report.render());
+            assert_eq!(
+                tally.ok + tally.failed(),
+                tally.requests,
+                "{phase}: every request accounted for"
+            );
+        }
+        assert_eq!(v2.failed(), 0, "{phase}: v2 clients are unaffected");
+        let codes: Vec<&String> = v1.errors.keys().collect();
+        match phase.as_str() {
+            "v1 killed" => {
+                assert_eq!(codes, ["UNAVAILABLE"], "{}", report.render());
+                assert!(v1.failed() > 0);
+            }
+            // A request counts in the phase it started in: the ones in flight when v1 died
+            // (at most one per v1 client) fail there.
+            "v2 added" => {
+                assert!(
+                    codes.iter().all(|c| *c == "UNAVAILABLE"),
+                    "{}",
+                    report.render()
+                );
+                assert!(v1.failed() <= 2, "{}", report.render());
+            }
+            _ => assert!(codes.is_empty(), "{phase}: {}", report.render()),
+        }
+    }
 }

@@ -138,6 +138,8 @@ impl ApiCatalog {
 
     /// Every field of `older` must exist in `newer` with the same number, type and label.
     fn check_message(&self, newer: &str, older: &str) -> Result<(), String> {
+        let (newer_name, older_name) =
+            (newer.trim_start_matches('.'), older.trim_start_matches('.'));
         let find = |name: &str| {
             self.messages
                 .get(name)
@@ -148,14 +150,14 @@ impl ApiCatalog {
             let same_number = new.field.iter().find(|f| f.number == field.number);
             let Some(new_field) = same_number else {
                 return Err(format!(
-                    "{newer} has no field number {} ({older}.{})",
+                    "{newer_name} has no field number {} ({older_name}.{})",
                     field.number(),
                     field.name()
                 ));
             };
             if new_field.r#type != field.r#type || new_field.label != field.label {
                 return Err(format!(
-                    "field number {} is {:?} {:?} in {newer} but {:?} {:?} in {older}",
+                    "field number {} is {:?} {:?} in {newer_name} but {:?} {:?} in {older_name}",
                     field.number(),
                     new_field.label(),
                     new_field.r#type(),

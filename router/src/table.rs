@@ -39,14 +39,14 @@ pub enum TableError {
         managed: String,
     },
     /// A backend is routed for a package its own API cannot serve without answering wrongly.
-    #[error("backend {backend:?} cannot serve {package} requests: {source}")]
+    #[error("backend {backend:?} cannot serve {package} requests: {reason}")]
     Incompatible {
         /// The backend's name.
         backend: String,
         /// The package it was to serve.
         package: String,
         /// What the descriptors disagree on.
-        source: CatalogError,
+        reason: CatalogError,
     },
     /// Two active backends with the same version serve one package, so the choice is ambiguous.
     #[error("backends {first:?} and {second:?} both serve {package} at version {version}")]
@@ -290,10 +290,10 @@ fn check_backend(catalog: &ApiCatalog, backend: &Backend) -> Result<(), TableErr
         }
         catalog
             .check_superset(&backend.api, package)
-            .map_err(|source| TableError::Incompatible {
+            .map_err(|reason| TableError::Incompatible {
                 backend: backend.name.clone(),
                 package: package.clone(),
-                source,
+                reason,
             })?;
     }
     Ok(())

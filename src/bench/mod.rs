@@ -8,10 +8,10 @@
 mod chains;
 mod h2load;
 mod report;
-mod targets;
 
 pub use report::{BenchReport, RowResult};
 
+use crate::process::ChildServer;
 use crate::tools::{self, MissingTool};
 use anyhow::Context;
 use chains::{Chain, Incrementer};
@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use targets::Target;
 
 /// Which tokio runtime the Rust sides (client and servers) use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -148,7 +147,7 @@ impl Row {
 /// The server processes the rows need, started once and shared by all repeats.
 #[derive(Default)]
 struct Targets {
-    by_name: HashMap<&'static str, Target>,
+    by_name: HashMap<&'static str, ChildServer>,
 }
 
 impl Targets {
@@ -165,13 +164,13 @@ impl Targets {
         let target = match name {
             "tcp" | "rest" => {
                 let command = ["bench-target", name, "--addr", "127.0.0.1:0"];
-                Target::testbed(exe, &[&runtime[..], &command].concat()).await?
+                ChildServer::testbed(exe, &[&runtime[..], &command].concat()).await?
             }
             "direct" | "side-by-side" => {
                 let command = ["serve", "--deployment", name, "--addr", "127.0.0.1:0"];
-                Target::testbed(exe, &[&runtime[..], &command].concat()).await?
+                ChildServer::testbed(exe, &[&runtime[..], &command].concat()).await?
             }
-            "python" => Target::python(&tools::python()?, 4).await?,
+            "python" => ChildServer::python(&tools::python()?, 4).await?,
             other => anyhow::bail!("no bench target named {other}"),
         };
         let addr = target.addr;

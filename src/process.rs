@@ -1,5 +1,6 @@
-//! The servers of the network rows, each in its own process: the testbed itself (`serve`, or a
-//! baseline with `bench-target`) or the Python grpcio server. A target is killed when dropped.
+//! Servers in child processes: the testbed itself (`serve`, `serve --backend`, or a baseline
+//! with `bench-target`) or the Python grpcio server. Used by the latency runs and the
+//! multi-process rollout. A child is killed when dropped.
 
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
@@ -10,15 +11,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
 /// A server process and the address it listens on.
-pub struct Target {
+pub struct ChildServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    _child: Child,
+    child: Child,
     // Kept open so the child never writes into a closed pipe.
     _stdout: BufReader<ChildStdout>,
 }
 
-impl Target {
+impl ChildServer {
     /// Runs the testbed executable `exe` with `args` (`serve` or `bench-target` on port 0).
     pub async fn testbed(exe: &Path, args: &[&str]) -> anyhow::Result<Self> {
         let mut command = Command::new(exe);
@@ -61,8 +62,22 @@ impl Target {
             .with_context(|| format!("{what} printed {line:?}, not its address"))?;
         Ok(Self {
             addr,
-            _child: child,
+            child,
             _stdout: stdout,
         })
+    }
+
+    /// Asks the server to stop (SIGTERM: in-flight requests finish) and waits for it to exit.
+    pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().context("the child already exited")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+            .with_context(|| format!("cannot send SIGTERM to {pid}"))?;
+        Ok(self.child.wait().await?)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would, and reaps it.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await.context("cannot kill the child")
     }
 }
