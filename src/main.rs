@@ -427,6 +427,20 @@ async fn report(flavor: Flavor, requests: u64) -> anyhow::Result<()> {
     );
     let cells = matrix::run(&ClientKind::ALL, &Deployment::ALL).await?;
     print!("{}", matrix::render(&cells));
+    println!("\n## Zero-downtime v1 → v2 rollout (4 v1 + 4 v2 clients, 2 s phases)\n");
+    let rollout_options = RolloutOptions {
+        v1_clients: 4,
+        v2_clients: 4,
+        phase: Duration::from_secs(2),
+        rate_per_client: None,
+        processes: None,
+        kill_v1: false,
+    };
+    let progress = counter("v1 only");
+    let rollout = testbed::rollout::run(&rollout_options, &progress).await?;
+    progress.finish_and_clear();
+    print!("{}", rollout.render());
+    anyhow::ensure!(rollout.load.clean(), "the rollout failed or misanswered some requests");
     println!("\n## Latency runs\n");
     for flavor in [flavor, other_flavor(flavor)] {
         let options = BenchOptions {
