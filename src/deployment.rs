@@ -6,6 +6,8 @@ use crate::server::Layout;
 use crate::{API_PACKAGES, V1_VERSION, V2_VERSION};
 use router::{ApiCatalog, Backend, CatalogError, RouteTable, TableError};
 use serde::Serialize;
+use services::pb::v1::incrementer_server::IncrementerServer as IncrementerServer1;
+use services::pb::v2::incrementer_server::IncrementerServer as IncrementerServer2;
 use services::{IncrementerV1, IncrementerV2};
 
 /// One way of deploying the two API versions.
@@ -50,20 +52,37 @@ impl Deployment {
         }
     }
 
-    /// The router's backends for this deployment, or `None` when no router is used.
-    pub fn backends(self) -> Option<Vec<Backend>> {
+    /// The router's backends for this deployment (their servers refusing messages over
+    /// `max_message_bytes`), or `None` when no router is used.
+    pub fn backends(self, max_message_bytes: usize) -> Option<Vec<Backend>> {
+        let v1 = || {
+            Backend::in_process(
+                "v1",
+                V1_VERSION,
+                "increment.v1",
+                v1_server(max_message_bytes),
+            )
+        };
+        let v2 = || {
+            Backend::in_process(
+                "v2",
+                V2_VERSION,
+                "increment.v2",
+                v2_server(max_message_bytes),
+            )
+        };
         match self {
-            Deployment::SideBySide => Some(vec![v1_backend(), v2_backend()]),
-            Deployment::V1Retired => Some(vec![v2_backend().also_serving("increment.v1")]),
-            Deployment::V1Only => Some(vec![v1_backend()]),
-            Deployment::V2Only => Some(vec![v2_backend()]),
+            Deployment::SideBySide => Some(vec![v1(), v2()]),
+            Deployment::V1Retired => Some(vec![v2().also_serving("increment.v1")]),
+            Deployment::V1Only => Some(vec![v1()]),
+            Deployment::V2Only => Some(vec![v2()]),
             Deployment::Direct | Deployment::NaiveProxyToV1 => None,
         }
     }
 
     /// What the server mounts for this deployment, with its route table validated.
-    pub fn layout(self) -> Result<Layout, TableError> {
-        Ok(match self.backends() {
+    pub fn layout(self, max_message_bytes: usize) -> Result<Layout, TableError> {
+        Ok(match self.backends(max_message_bytes) {
             Some(backends) => Layout::Routed(RouteTable::new(catalog()?, backends)?),
             None if self == Deployment::NaiveProxyToV1 => Layout::NaiveProxyToV1,
             None => Layout::Direct(vec![Api::V1, Api::V2]),
@@ -82,17 +101,33 @@ pub fn catalog() -> Result<ApiCatalog, CatalogError> {
     ApiCatalog::from_encoded(services::FILE_DESCRIPTOR_SET, &API_PACKAGES)
 }
 
-/// The v1 implementation as a router backend named `v1`.
-pub fn v1_backend() -> Backend {
-    Backend::in_process("v1", V1_VERSION, "increment.v1", IncrementerV1::server())
+/// The largest message a server accepts or sends unless told otherwise (gRPC's usual 4 MiB);
+/// a larger one is refused with `RESOURCE_EXHAUSTED`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The v1 tonic server, limited to messages of `max_message_bytes`. (The port's guard refuses
+/// larger requests first, with `RESOURCE_EXHAUSTED`; tonic's own check would say `OUT_OF_RANGE`.)
+pub fn v1_server(max_message_bytes: usize) -> IncrementerServer1<IncrementerV1> {
+    IncrementerV1::server()
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
 }
 
-/// The v2 implementation as a router backend named `v2`.
+/// The v2 tonic server (version [`V2_VERSION`]), limited like [`v1_server`].
+pub fn v2_server(max_message_bytes: usize) -> IncrementerServer2<IncrementerV2> {
+    IncrementerV2::server(&V2_VERSION)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
+}
+
+/// The v1 implementation as a router backend named `v1`, with the default message limit.
+pub fn v1_backend() -> Backend {
+    let server = v1_server(DEFAULT_MAX_MESSAGE_BYTES);
+    Backend::in_process("v1", V1_VERSION, "increment.v1", server)
+}
+
+/// The v2 implementation as a router backend named `v2`, with the default message limit.
 pub fn v2_backend() -> Backend {
-    Backend::in_process(
-        "v2",
-        V2_VERSION,
-        "increment.v2",
-        IncrementerV2::server(&V2_VERSION),
-    )
+    let server = v2_server(DEFAULT_MAX_MESSAGE_BYTES);
+    Backend::in_process("v2", V2_VERSION, "increment.v2", server)
 }

@@ -2,6 +2,7 @@
 //! exercised by every client version (the compatibility matrix) and measured hop by hop.
 //!
 //! - [`deployment`]: the server arrangements under test (side by side, v1 retired, ...).
+//! - [`guard`]: the port's first layer: non-gRPC requests, deadlines, open-request count.
 //! - [`server`]: assembles one arrangement with health and reflection on one port.
 //! - [`clients`]: the client kinds of the matrix, Rust and external (Python grpcio, grpcurl).
 //! - [`load`]: mixed-version client load with every reply verified.
@@ -16,6 +17,7 @@
 pub mod bench;
 pub mod clients;
 pub mod deployment;
+pub mod guard;
 pub mod load;
 pub mod matrix;
 pub mod process;

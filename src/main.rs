@@ -12,10 +12,10 @@ use std::time::Duration;
 use testbed::bench::{self, BenchOptions, Flavor, Row};
 use testbed::clients::Api;
 use testbed::clients::ClientKind;
-use testbed::deployment::{Deployment, catalog};
+use testbed::deployment::{DEFAULT_MAX_MESSAGE_BYTES, Deployment, catalog};
 use testbed::load::{Load, LoadOptions};
 use testbed::rollout::RolloutOptions;
-use testbed::server::Layout;
+use testbed::server::{Layout, ServeOptions};
 use testbed::upstream::UpstreamSpec;
 use testbed::{matrix, server};
 use tracing_subscriber::EnvFilter;
@@ -36,21 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Incrementer API with health and reflection until Ctrl-C or SIGTERM.
-    Serve {
-        /// Address to listen on; port 0 picks a free port.
-        #[arg(long, default_value = "127.0.0.1:50051")]
-        addr: SocketAddr,
-        /// Which implementations serve which API version, and whether the version router is used.
-        #[arg(long, value_enum, default_value_t = Deployment::SideBySide)]
-        deployment: Deployment,
-        /// Serve only this implementation, without a router: a backend for another process's router.
-        #[arg(long, value_enum, conflicts_with_all = ["deployment", "upstreams"])]
-        backend: Option<Api>,
-        /// Route to a backend in another process: NAME=VERSION@HOST:PORT[+PACKAGE...]; the API is
-        /// increment.v{MAJOR}, +increment.v1 also routes v1 requests to it. Repeatable.
-        #[arg(long = "upstream", conflicts_with = "deployment")]
-        upstreams: Vec<UpstreamSpec>,
-    },
+    Serve(ServeArgs),
     /// Run every client against every deployment and print the compatibility matrix.
     Matrix {
         /// Print JSON instead of tables.
@@ -85,6 +71,63 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         requests: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: SocketAddr,
+    /// Which implementations serve which API version, and whether the version router is used.
+    #[arg(long, value_enum, default_value_t = Deployment::SideBySide)]
+    deployment: Deployment,
+    /// Serve only this implementation, without a router: a backend for another process's router.
+    #[arg(long, value_enum, conflicts_with_all = ["deployment", "upstreams"])]
+    backend: Option<Api>,
+    /// Route to a backend in another process: NAME=VERSION@HOST:PORT[+PACKAGE...]; the API is
+    /// increment.v{MAJOR}, +increment.v1 also routes v1 requests to it. Repeatable.
+    #[arg(long = "upstream", conflicts_with = "deployment")]
+    upstreams: Vec<UpstreamSpec>,
+    /// Largest message accepted or sent, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Calls (HTTP/2 streams) open at once per connection (default: unlimited by the server).
+    #[arg(long)]
+    max_concurrent_streams: Option<u32>,
+    /// Deadline for every call in milliseconds, streams included; a client's grpc-timeout may be
+    /// shorter. Past it the call ends with DEADLINE_EXCEEDED.
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
+    /// Send an HTTP/2 keep-alive ping to each client every this many seconds.
+    #[arg(long)]
+    keepalive_interval_secs: Option<u64>,
+    /// Close a connection whose keep-alive ping is unanswered for this many seconds.
+    #[arg(long, requires = "keepalive_interval_secs")]
+    keepalive_timeout_secs: Option<u64>,
+}
+
+impl ServeArgs {
+    fn options(&self) -> anyhow::Result<ServeOptions> {
+        anyhow::ensure!(
+            self.max_message_bytes > 0,
+            "--max-message-bytes must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_concurrent_streams != Some(0),
+            "--max-concurrent-streams must be at least 1"
+        );
+        anyhow::ensure!(
+            self.request_timeout_ms != Some(0),
+            "--request-timeout-ms must be at least 1"
+        );
+        Ok(ServeOptions {
+            max_message_bytes: self.max_message_bytes,
+            max_concurrent_streams: self.max_concurrent_streams,
+            request_timeout: self.request_timeout_ms.map(Duration::from_millis),
+            keepalive_interval: self.keepalive_interval_secs.map(Duration::from_secs),
+            keepalive_timeout: self.keepalive_timeout_secs.map(Duration::from_secs),
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -308,7 +351,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let default_level = match cli.command {
-        Command::Serve { .. } => "info",
+        Command::Serve(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -318,12 +361,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve {
-            addr,
-            deployment,
-            backend,
-            upstreams,
-        } => serve(addr, deployment, backend, upstreams).await,
+        Command::Serve(args) => serve(args).await,
         Command::Matrix {
             json,
             clients,
@@ -379,19 +417,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(
-    addr: SocketAddr,
-    deployment: Deployment,
-    backend: Option<Api>,
-    upstreams: Vec<UpstreamSpec>,
-) -> anyhow::Result<()> {
-    let (layout, label) = if let Some(api) = backend {
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let options = args.options()?;
+    let (layout, label) = if let Some(api) = args.backend {
         (
             Layout::Direct(vec![api]),
             format!("{api:?} backend").to_lowercase(),
         )
-    } else if !upstreams.is_empty() {
-        let backends = upstreams
+    } else if !args.upstreams.is_empty() {
+        let backends = args
+            .upstreams
             .iter()
             .map(UpstreamSpec::backend)
             .collect::<Result<Vec<_>, _>>()
@@ -400,9 +435,10 @@ async fn serve(
             RouteTable::new(catalog()?, backends).context("cannot route to these upstreams")?;
         (Layout::Routed(table), "router over upstreams".to_string())
     } else {
-        (deployment.layout()?, deployment.to_string())
+        let layout = args.deployment.layout(options.max_message_bytes)?;
+        (layout, args.deployment.to_string())
     };
-    let running = server::start_layout(addr, layout, &label).await?;
+    let running = server::start_with(args.addr, layout, &label, &options).await?;
     println!("testbed serving {label} on {}", running.addr);
     shutdown_signal().await?;
     tracing::info!("shutting down; in-flight requests may finish");
@@ -440,7 +476,10 @@ async fn report(flavor: Flavor, requests: u64) -> anyhow::Result<()> {
     let rollout = testbed::rollout::run(&rollout_options, &progress).await?;
     progress.finish_and_clear();
     print!("{}", rollout.render());
-    anyhow::ensure!(rollout.load.clean(), "the rollout failed or misanswered some requests");
+    anyhow::ensure!(
+        rollout.load.clean(),
+        "the rollout failed or misanswered some requests"
+    );
     println!("\n## Latency runs\n");
     for flavor in [flavor, other_flavor(flavor)] {
         let options = BenchOptions {

@@ -3,13 +3,14 @@
 //! v1alpha), and runs it until asked to stop, letting in-flight requests finish.
 
 use crate::clients::Api;
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, v1_server, v2_server};
+use crate::guard::GuardLayer;
 use anyhow::Context;
 use http::{Request, Response};
-use router::{RouteTable, RouterHandle};
-use services::{IncrementerV1, IncrementerV2};
+use router::{InFlight, RouteTable, RouterHandle};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -33,6 +34,7 @@ pub struct RunningServer {
     pub router: Option<RouterHandle>,
     /// The health statuses it serves.
     pub health: HealthReporter,
+    open: Arc<InFlight>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -42,6 +44,11 @@ pub struct RunningServer {
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 impl RunningServer {
+    /// Requests and streams open on the port now (from arrival until the response ends).
+    pub fn open_requests(&self) -> usize {
+        self.open.current()
+    }
+
     /// Stops accepting connections and lets in-flight requests finish, for at most
     /// [`SHUTDOWN_GRACE`]; then closes whatever is still open.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
@@ -63,6 +70,33 @@ impl RunningServer {
     }
 }
 
+/// Limits and timeouts of one port. `Default` is what `testbed serve` uses without flags.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Largest message accepted or sent; larger ones get `RESOURCE_EXHAUSTED`.
+    pub max_message_bytes: usize,
+    /// HTTP/2 streams (calls) open at once per connection.
+    pub max_concurrent_streams: Option<u32>,
+    /// Deadline for every call, streams included (the client's `grpc-timeout` may be shorter).
+    pub request_timeout: Option<Duration>,
+    /// Interval of HTTP/2 keep-alive pings to each client.
+    pub keepalive_interval: Option<Duration>,
+    /// How long a keep-alive ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Option<Duration>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: crate::deployment::DEFAULT_MAX_MESSAGE_BYTES,
+            max_concurrent_streams: None,
+            request_timeout: None,
+            keepalive_interval: None,
+            keepalive_timeout: None,
+        }
+    }
+}
+
 /// What one port serves besides health and reflection.
 pub enum Layout {
     /// The version router over this table (in-process or remote backends).
@@ -75,14 +109,27 @@ pub enum Layout {
 
 /// Binds `addr` (port 0 picks a free port) and serves `deployment` on it in the background.
 pub async fn start(addr: SocketAddr, deployment: Deployment) -> anyhow::Result<RunningServer> {
-    start_layout(addr, deployment.layout()?, deployment.name()).await
+    let options = ServeOptions::default();
+    let layout = deployment.layout(options.max_message_bytes)?;
+    start_with(addr, layout, deployment.name(), &options).await
 }
 
-/// Binds `addr` and serves `layout` on it in the background; `label` names it in logs.
+/// Binds `addr` and serves `layout` on it in the background with default options; `label` names
+/// it in logs.
 pub async fn start_layout(
     addr: SocketAddr,
     layout: Layout,
     label: &str,
+) -> anyhow::Result<RunningServer> {
+    start_with(addr, layout, label, &ServeOptions::default()).await
+}
+
+/// Binds `addr` and serves `layout` on it in the background with `options`.
+pub async fn start_with(
+    addr: SocketAddr,
+    layout: Layout,
+    label: &str,
+    options: &ServeOptions,
 ) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(addr)
         .await
@@ -92,21 +139,33 @@ pub async fn start_layout(
     let routes = Routes::new(health_service)
         .add_service(reflection_v1()?)
         .add_service(reflection_v1alpha()?);
-    let (service, router) = assemble(layout, routes, &health).await?;
+    let (service, router) = assemble(layout, routes, &health, options.max_message_bytes).await?;
+    let open = Arc::new(InFlight::default());
+    let service = GuardLayer::new(
+        options.request_timeout,
+        options.max_message_bytes,
+        open.clone(),
+    )
+    .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let task = tokio::spawn(Server::builder().serve_with_incoming_shutdown(
-        service,
-        incoming,
-        async move {
+    let builder = Server::builder()
+        // HTTP/1 requests are let in only to be told, by the guard, that this port speaks HTTP/2.
+        .accept_http1(true)
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .http2_keepalive_interval(options.keepalive_interval)
+        .http2_keepalive_timeout(options.keepalive_timeout);
+    let task = tokio::spawn(
+        builder.serve_with_incoming_shutdown(service, incoming, async move {
             let _ = stop.await;
-        },
-    ));
+        }),
+    );
     tracing::info!(%addr, label, "serving");
     Ok(RunningServer {
         addr,
         router,
         health,
+        open,
         shutdown,
         task,
     })
@@ -116,6 +175,7 @@ async fn assemble(
     layout: Layout,
     routes: Routes,
     health: &HealthReporter,
+    max_message_bytes: usize,
 ) -> anyhow::Result<(PortService, Option<RouterHandle>)> {
     let apis = match layout {
         Layout::Routed(table) => {
@@ -137,13 +197,13 @@ async fn assemble(
             .await;
     }
     if let Layout::NaiveProxyToV1 = layout {
-        let v1 = routes.add_service(IncrementerV1::server());
+        let v1 = routes.add_service(v1_server(max_message_bytes));
         let service = tower::service_fn(move |request| naive_proxy_to_v1(v1.clone(), request));
         return Ok((BoxCloneSyncService::new(service), None));
     }
     let mounted = apis.iter().fold(routes, |routes, api| match api {
-        Api::V1 => routes.add_service(IncrementerV1::server()),
-        Api::V2 => routes.add_service(IncrementerV2::server(&crate::V2_VERSION)),
+        Api::V1 => routes.add_service(v1_server(max_message_bytes)),
+        Api::V2 => routes.add_service(v2_server(max_message_bytes)),
     });
     Ok((BoxCloneSyncService::new(mounted), None))
 }

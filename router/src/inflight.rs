@@ -12,27 +12,27 @@ use std::task::{Context, Poll};
 use tokio::sync::Notify;
 use tonic::{Status, body::Body};
 
-/// The in-flight count of one backend.
+/// A count of requests in flight (on one backend, or on a whole port).
 #[derive(Debug, Default)]
-pub(crate) struct InFlight {
+pub struct InFlight {
     count: AtomicUsize,
     idle: Notify,
 }
 
 impl InFlight {
     /// Counts one more request until the returned guard drops.
-    pub(crate) fn enter(self: &Arc<Self>) -> InFlightGuard {
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
         self.count.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self.clone())
     }
 
     /// Requests in flight now.
-    pub(crate) fn current(&self) -> usize {
+    pub fn current(&self) -> usize {
         self.count.load(Ordering::Acquire)
     }
 
     /// Resolves once no request is in flight.
-    pub(crate) async fn idle(&self) {
+    pub async fn idle(&self) {
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
@@ -48,7 +48,7 @@ impl InFlight {
 
 /// Holds one in-flight slot; dropping it releases the slot.
 #[derive(Debug)]
-pub(crate) struct InFlightGuard(Arc<InFlight>);
+pub struct InFlightGuard(Arc<InFlight>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -59,13 +59,14 @@ impl Drop for InFlightGuard {
 }
 
 /// A response body that keeps its request counted until the body is done.
-pub(crate) struct CountedBody {
+pub struct CountedBody {
     inner: Body,
     guard: Option<InFlightGuard>,
 }
 
 impl CountedBody {
-    pub(crate) fn new(inner: Body, guard: InFlightGuard) -> Self {
+    /// `inner`, keeping `guard`'s request counted until it ends or is dropped.
+    pub fn new(inner: Body, guard: InFlightGuard) -> Self {
         Self {
             inner,
             guard: Some(guard),

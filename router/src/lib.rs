@@ -21,6 +21,7 @@ mod table;
 pub use backend::{Backend, BackendService};
 pub use catalog::{ApiCatalog, CatalogError};
 pub use handle::RouterHandle;
+pub use inflight::{CountedBody, InFlight, InFlightGuard};
 pub use path::GrpcPath;
 pub use requirement::{API_VERSION_HEADER, parse_requirement};
 pub use service::{VersionRouter, VersionRouterLayer, readdress};

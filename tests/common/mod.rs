@@ -2,6 +2,8 @@
 //! build clients, and find external tools (a missing tool fails under CI=true, else skips).
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod raw;
+
 use services::pb::{v1, v2};
 use std::path::PathBuf;
 use testbed::deployment::Deployment;
