@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::Status;
 use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::transport::Server;
@@ -136,9 +137,12 @@ pub async fn start_with(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr().context("listener has no address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    let routes = Routes::new(health_service)
+    let mut routes = Routes::new(health_service)
         .add_service(reflection_v1()?)
         .add_service(reflection_v1alpha()?);
+    // tonic's own fallback answers UNIMPLEMENTED with no message; say what was asked for.
+    let with_fallback = std::mem::take(routes.axum_router_mut()).fallback(unknown_service);
+    let routes = Routes::from(with_fallback);
     let (service, router) = assemble(layout, routes, &health, options.max_message_bytes).await?;
     let open = Arc::new(InFlight::default());
     let service = GuardLayer::new(
@@ -225,6 +229,14 @@ async fn naive_proxy_to_v1(
         }
     };
     v1.oneshot(request).await
+}
+
+async fn unknown_service(uri: http::Uri) -> Response<Body> {
+    Status::unimplemented(format!(
+        "no service here serves {}; `grpcurl -plaintext HOST:PORT list` shows the ones that exist",
+        uri.path()
+    ))
+    .into_http()
 }
 
 /// Every descriptor the port can describe: both API versions, health, and reflection itself.

@@ -350,3 +350,47 @@ async fn ten_thousand_streams_opened_and_dropped_leave_nothing_behind() {
     probe(&server).await;
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_dies_mid_stream_gives_unavailable_not_a_hang() {
+    use testbed::process::ChildServer;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let args = ["serve", "--backend", "v2", "--addr", "127.0.0.1:0"];
+    let backend = ChildServer::testbed(exe, &args).await.unwrap();
+    let upstream: testbed::upstream::UpstreamSpec =
+        format!("v2=2.0.0@{}", backend.addr).parse().unwrap();
+    let table = router::RouteTable::new(
+        testbed::deployment::catalog().unwrap(),
+        vec![upstream.backend().unwrap()],
+    )
+    .unwrap();
+    let layout = server::Layout::Routed(table);
+    let server = server::start_layout("127.0.0.1:0".parse().unwrap(), layout, "router")
+        .await
+        .unwrap();
+
+    let (send, outbound) = tokio::sync::mpsc::channel(1);
+    let mut client = v2_client(&server).await;
+    let mut replies = client
+        .increment_stream(ReceiverStream::new(outbound))
+        .await
+        .unwrap()
+        .into_inner();
+    send.send(v2_request(1, None, 1)).await.unwrap();
+    assert_eq!(replies.message().await.unwrap().unwrap().value, 2);
+
+    backend.kill().await.unwrap();
+    // The stream may take the next request into a buffer before noticing; it must then fail.
+    let _ = send.send(v2_request(2, None, 2)).await;
+    let status = tokio::time::timeout(Duration::from_secs(10), replies.message())
+        .await
+        .expect("the client is told, not left hanging")
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    // New calls to the dead backend fail fast with UNAVAILABLE naming it.
+    let status = client.increment(v2_request(1, None, 1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("backend v2"), "{status:?}");
+    server.shutdown().await.unwrap();
+}

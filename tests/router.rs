@@ -224,6 +224,7 @@ async fn unknown_services_are_unimplemented() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::Unimplemented, "{path}");
+        assert!(status.message().contains(&path[1..]), "{path}: {status:?}");
     }
     server.shutdown().await.unwrap();
 }

@@ -109,9 +109,62 @@ impl Service<Request<Body>> for Upstream {
             let unavailable =
                 |err| Status::unavailable(format!("{label} is unreachable: {err}")).into_http();
             Ok(match channel.oneshot(request).await {
-                Ok(response) => response,
+                Ok(response) => response.map(|body| {
+                    Body::new(UpstreamBody {
+                        inner: Some(body),
+                        label,
+                    })
+                }),
                 Err(err) => unavailable(err),
             })
         })
+    }
+}
+
+/// A remote backend's response body. If the backend dies mid-stream, the body fails with a
+/// transport error, which would make the server reset the client's stream (`INTERNAL` at best);
+/// instead the stream ends cleanly with `UNAVAILABLE` trailers naming the backend.
+struct UpstreamBody {
+    inner: Option<Body>,
+    label: Arc<str>,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(err))) => {
+                self.inner = None;
+                let status = Status::unavailable(format!(
+                    "{} failed mid-stream: {}",
+                    self.label,
+                    err.message()
+                ));
+                let mut trailers = http::HeaderMap::new();
+                Poll::Ready(Some(match status.add_header(&mut trailers) {
+                    Ok(()) => Ok(http_body::Frame::trailers(trailers)),
+                    Err(status) => Err(status),
+                }))
+            }
+            Poll::Ready(None) => {
+                self.inner = None;
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
     }
 }

@@ -9,7 +9,7 @@
 
 use prost::Message;
 use prost_types::{DescriptorProto, FileDescriptorSet, ServiceDescriptorProto};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Why a catalog could not be built or a compatibility check failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub enum CatalogError {
 pub struct ApiCatalog {
     services: HashMap<String, Vec<ServiceDescriptorProto>>,
     messages: HashMap<String, DescriptorProto>,
+    /// `/package.Service/Method` of every managed method.
+    paths: HashSet<String>,
 }
 
 impl ApiCatalog {
@@ -62,6 +64,14 @@ impl ApiCatalog {
                 return Err(CatalogError::UnknownPackage(package.to_string()));
             }
         }
+        for (package, services) in &catalog.services {
+            for service in services {
+                for method in &service.method {
+                    let path = format!("/{package}.{}/{}", service.name(), method.name());
+                    catalog.paths.insert(path);
+                }
+            }
+        }
         Ok(catalog)
     }
 
@@ -76,6 +86,18 @@ impl ApiCatalog {
     /// Whether `package` is one of the managed API packages.
     pub fn manages(&self, package: &str) -> bool {
         self.services.contains_key(package)
+    }
+
+    /// Whether `path` (`/package.Service/Method`) names a method of a managed package.
+    pub fn has_method(&self, path: &str) -> bool {
+        self.paths.contains(path)
+    }
+
+    /// The methods of the managed packages, sorted, as `package.Service/Method`.
+    pub fn methods(&self) -> Vec<&str> {
+        let mut methods: Vec<&str> = self.paths.iter().map(|p| &p[1..]).collect();
+        methods.sort_unstable();
+        methods
     }
 
     /// The managed packages, sorted.

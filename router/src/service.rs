@@ -74,6 +74,15 @@ where
         else {
             return Box::pin(self.inner.clone().oneshot(request));
         };
+        if !table.catalog().has_method(path) {
+            let status = Status::unimplemented(format!(
+                "{} is not a method of {}; its methods: {}",
+                path.trim_start_matches('/'),
+                grpc_path.package,
+                table.catalog().methods().join(", ")
+            ));
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        }
         let route = parse_requirement(request.headers())
             .and_then(|requirement| table.select(&grpc_path, requirement.as_ref()));
         let route = match route {
