@@ -289,17 +289,9 @@ async fn a_client_that_cancels_mid_stream_frees_it_on_the_server() {
     probe(&server).await;
 
     // A client that goes away entirely (its connection closes mid-stream) is freed too.
-    let (send_tx, outbound) = tokio::sync::mpsc::channel(1);
-    let mut client = v2_client(&server).await;
-    let mut stream = client
-        .increment_stream(ReceiverStream::new(outbound))
-        .await
-        .unwrap()
-        .into_inner();
-    send_tx.send(v2_request(1, None, 1)).await.unwrap();
-    assert_eq!(stream.message().await.unwrap().unwrap().value, 2);
+    let (send_tx, stream) = common::open_v2_stream(&server).await;
     assert_eq!(server.open_requests(), 1);
-    drop((client, stream, send_tx));
+    drop((stream, send_tx));
     until_idle(&server).await;
     assert_eq!(in_flight("v2"), Some(0));
     probe(&server).await;
@@ -369,15 +361,7 @@ async fn a_backend_that_dies_mid_stream_gives_unavailable_not_a_hang() {
         .await
         .unwrap();
 
-    let (send, outbound) = tokio::sync::mpsc::channel(1);
-    let mut client = v2_client(&server).await;
-    let mut replies = client
-        .increment_stream(ReceiverStream::new(outbound))
-        .await
-        .unwrap()
-        .into_inner();
-    send.send(v2_request(1, None, 1)).await.unwrap();
-    assert_eq!(replies.message().await.unwrap().unwrap().value, 2);
+    let (send, mut replies) = common::open_v2_stream(&server).await;
 
     backend.kill().await.unwrap();
     // The stream may take the next request into a buffer before noticing; it must then fail.
@@ -389,6 +373,7 @@ async fn a_backend_that_dies_mid_stream_gives_unavailable_not_a_hang() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
     // New calls to the dead backend fail fast with UNAVAILABLE naming it.
+    let mut client = v2_client(&server).await;
     let status = client.increment(v2_request(1, None, 1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("backend v2"), "{status:?}");

@@ -9,7 +9,6 @@ use semver::Version;
 use services::IncrementerV2;
 use services::pb::v1;
 use testbed::deployment::{Deployment, catalog, v1_backend, v2_backend};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -279,15 +278,8 @@ async fn drain_and_remove_let_in_flight_streams_finish_and_health_follows() {
     );
 
     // A v2 stream is open and has had one answer before the drain starts.
-    let (send, outbound) = tokio::sync::mpsc::channel(4);
+    let (send, mut replies) = common::open_v2_stream(&server).await;
     let mut client = v2_client(&server).await;
-    let mut replies = client
-        .increment_stream(ReceiverStream::new(outbound))
-        .await
-        .unwrap()
-        .into_inner();
-    send.send(v2_request(1, None, 1)).await.unwrap();
-    assert_eq!(replies.message().await.unwrap().unwrap().value, 2);
 
     let drain = tokio::spawn({
         let handle = handle.clone();

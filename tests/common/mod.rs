@@ -62,3 +62,24 @@ pub fn tool(found: Result<PathBuf, MissingTool>) -> Option<PathBuf> {
         }
     }
 }
+
+/// A v2 `IncrementStream` kept open: requests go in through the sender, replies come out of the
+/// stream. The stream has already answered one request (value 1 → 2), so it is surely in flight.
+pub async fn open_v2_stream(
+    server: &RunningServer,
+) -> (
+    tokio::sync::mpsc::Sender<v2::IncrementRequest>,
+    tonic::Streaming<v2::IncrementReply>,
+) {
+    let (send, outbound) = tokio::sync::mpsc::channel(4);
+    let mut client = v2_client(server).await;
+    let mut replies = client
+        .increment_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    send.send(v2_request(1, None, 1)).await.unwrap();
+    let first = replies.message().await.unwrap().expect("a first reply");
+    assert_eq!(first.value, 2);
+    (send, replies)
+}
