@@ -20,6 +20,8 @@ impl<'a> GrpcPath<'a> {
             return None;
         }
         let (package, service) = match full_service.rsplit_once('.') {
+            // "/.Service/Method": a dot with no package before it is not a name.
+            Some(("", _)) => return None,
             Some((package, service)) => (package, service),
             None => ("", full_service),
         };
@@ -49,7 +51,8 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_grpc_path() {
-        for bad in ["", "/", "//", "/a.B", "/a.B/", "a.B/M", "/a.B/M/x", "/a./M"] {
+        // "/.B/M" was found by the grpc_path fuzz target.
+        for bad in ["", "/", "//", "/a.B", "/a.B/", "a.B/M", "/a.B/M/x", "/a./M", "/.B/M"] {
             assert_eq!(GrpcPath::parse(bad), None, "{bad:?}");
         }
     }
