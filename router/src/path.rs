@@ -52,7 +52,9 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_grpc_path() {
         // "/.B/M" was found by the grpc_path fuzz target.
-        for bad in ["", "/", "//", "/a.B", "/a.B/", "a.B/M", "/a.B/M/x", "/a./M", "/.B/M"] {
+        for bad in [
+            "", "/", "//", "/a.B", "/a.B/", "a.B/M", "/a.B/M/x", "/a./M", "/.B/M",
+        ] {
             assert_eq!(GrpcPath::parse(bad), None, "{bad:?}");
         }
     }
