@@ -34,6 +34,21 @@ async fn run_to_completion(load: Load) -> testbed::load::LoadReport {
     load.stop().await.unwrap()
 }
 
+/// Runs a short rollout (2 + 2 clients, 400 ms phases), in-process or across processes.
+async fn run_rollout(processes: bool, kill_v1: bool) -> rollout::RolloutReport {
+    let options = RolloutOptions {
+        v1_clients: 2,
+        v2_clients: 2,
+        phase: Duration::from_millis(400),
+        rate_per_client: None,
+        processes: processes.then(|| env!("CARGO_BIN_EXE_testbed").into()),
+        kill_v1,
+    };
+    rollout::run(&options, &ProgressBar::hidden())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn mixed_clients_against_the_router_are_all_answered_correctly() {
     let server = start(Deployment::SideBySide).await;
@@ -79,17 +94,7 @@ async fn requirements_outside_what_serves_are_refused_not_misanswered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_from_v1_to_v2_loses_no_request_and_health_follows() {
-    let options = RolloutOptions {
-        v1_clients: 2,
-        v2_clients: 2,
-        phase: Duration::from_millis(300),
-        rate_per_client: None,
-        processes: None,
-        kill_v1: false,
-    };
-    let report = rollout::run(&options, &ProgressBar::hidden())
-        .await
-        .unwrap();
+    let report = run_rollout(false, false).await;
     let load = &report.load;
     assert_eq!(
         load.phases,
@@ -129,22 +134,9 @@ async fn rollout_from_v1_to_v2_loses_no_request_and_health_follows() {
     );
 }
 
-fn process_rollout(kill_v1: bool) -> RolloutOptions {
-    RolloutOptions {
-        v1_clients: 2,
-        v2_clients: 2,
-        phase: Duration::from_millis(400),
-        rate_per_client: None,
-        processes: Some(env!("CARGO_BIN_EXE_testbed").into()),
-        kill_v1,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_across_processes_drains_and_sigterms_v1_with_no_failure() {
-    let report = rollout::run(&process_rollout(false), &ProgressBar::hidden())
-        .await
-        .unwrap();
+    let report = run_rollout(true, false).await;
     let load = &report.load;
     assert_eq!(
         load.phases,
@@ -168,9 +160,7 @@ async fn rollout_across_processes_drains_and_sigterms_v1_with_no_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_v1_without_draining_fails_its_requests_with_unavailable_and_nothing_else() {
-    let report = rollout::run(&process_rollout(true), &ProgressBar::hidden())
-        .await
-        .unwrap();
+    let report = run_rollout(true, true).await;
     let load = &report.load;
     assert_eq!(
         load.phases,
