@@ -14,7 +14,7 @@
 //!   cancelled stream is visibly freed.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body::Frame;
 use router::{CountedBody, InFlight};
 use std::convert::Infallible;
@@ -313,11 +313,7 @@ impl http_body::Body for DeadlineBody {
         }
         // Dropping the inner body ends the handler's stream and frees what it held.
         self.inner = None;
-        let mut trailers = HeaderMap::new();
-        match exceeded(self.timeout).add_header(&mut trailers) {
-            Ok(()) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Err(status) => Poll::Ready(Some(Err(status))),
-        }
+        Poll::Ready(Some(router::status_trailers(exceeded(self.timeout))))
     }
 
     fn is_end_stream(&self) -> bool {

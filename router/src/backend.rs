@@ -148,11 +148,7 @@ impl http_body::Body for UpstreamBody {
                     self.label,
                     err.message()
                 ));
-                let mut trailers = http::HeaderMap::new();
-                Poll::Ready(Some(match status.add_header(&mut trailers) {
-                    Ok(()) => Ok(http_body::Frame::trailers(trailers)),
-                    Err(status) => Err(status),
-                }))
+                Poll::Ready(Some(crate::status_trailers(status)))
             }
             Poll::Ready(None) => {
                 self.inner = None;

@@ -17,6 +17,7 @@ mod path;
 mod requirement;
 mod service;
 mod table;
+mod trailers;
 
 pub use backend::{Backend, BackendService};
 pub use catalog::{ApiCatalog, CatalogError};
@@ -26,3 +27,4 @@ pub use path::GrpcPath;
 pub use requirement::{API_VERSION_HEADER, parse_requirement};
 pub use service::{VersionRouter, VersionRouterLayer, readdress};
 pub use table::{BackendInfo, RouteTable, TableError};
+pub use trailers::status_trailers;
