@@ -55,22 +55,8 @@ impl Deployment {
     /// The router's backends for this deployment (their servers refusing messages over
     /// `max_message_bytes`), or `None` when no router is used.
     pub fn backends(self, max_message_bytes: usize) -> Option<Vec<Backend>> {
-        let v1 = || {
-            Backend::in_process(
-                "v1",
-                V1_VERSION,
-                "increment.v1",
-                v1_server(max_message_bytes),
-            )
-        };
-        let v2 = || {
-            Backend::in_process(
-                "v2",
-                V2_VERSION,
-                "increment.v2",
-                v2_server(max_message_bytes),
-            )
-        };
+        let v1 = || v1_backend_limited(max_message_bytes);
+        let v2 = || v2_backend_limited(max_message_bytes);
         match self {
             Deployment::SideBySide => Some(vec![v1(), v2()]),
             Deployment::V1Retired => Some(vec![v2().also_serving("increment.v1")]),
@@ -122,12 +108,22 @@ pub fn v2_server(max_message_bytes: usize) -> IncrementerServer2<IncrementerV2> 
 
 /// The v1 implementation as a router backend named `v1`, with the default message limit.
 pub fn v1_backend() -> Backend {
-    let server = v1_server(DEFAULT_MAX_MESSAGE_BYTES);
+    v1_backend_limited(DEFAULT_MAX_MESSAGE_BYTES)
+}
+
+/// The v1 implementation as a router backend named `v1`, refusing messages over the limit.
+pub fn v1_backend_limited(max_message_bytes: usize) -> Backend {
+    let server = v1_server(max_message_bytes);
     Backend::in_process("v1", V1_VERSION, "increment.v1", server)
 }
 
 /// The v2 implementation as a router backend named `v2`, with the default message limit.
 pub fn v2_backend() -> Backend {
-    let server = v2_server(DEFAULT_MAX_MESSAGE_BYTES);
+    v2_backend_limited(DEFAULT_MAX_MESSAGE_BYTES)
+}
+
+/// The v2 implementation as a router backend named `v2`, refusing messages over the limit.
+pub fn v2_backend_limited(max_message_bytes: usize) -> Backend {
+    let server = v2_server(max_message_bytes);
     Backend::in_process("v2", V2_VERSION, "increment.v2", server)
 }
