@@ -9,7 +9,7 @@ use services::baseline;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use testbed::bench::{self, BenchOptions, Flavor, Row};
+use testbed::bench::{self, BenchOptions, CpuList, Flavor, Row};
 use testbed::clients::Api;
 use testbed::clients::ClientKind;
 use testbed::deployment::{DEFAULT_MAX_MESSAGE_BYTES, Deployment, catalog};
@@ -292,6 +292,8 @@ enum Baseline {
     Tcp,
     /// REST: POST /increment with JSON.
     Rest,
+    /// The v1 gRPC service alone on a stock tonic server, none of the port's layers.
+    StockGrpc,
 }
 
 #[derive(clap::Args)]
@@ -311,6 +313,10 @@ struct BenchArgs {
     /// Only these rows (repeatable; default all).
     #[arg(long = "row", value_enum)]
     rows: Vec<Row>,
+    /// Pin the client and every server process to these CPUs (taskset -c syntax: 0, 0,1, 0-3).
+    /// On small VMs one shared CPU removes the cross-CPU wake-up that dominates a round trip.
+    #[arg(long)]
+    cpus: Option<CpuList>,
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -333,6 +339,7 @@ impl BenchArgs {
             repeat: self.repeat,
             concurrency: self.concurrency,
             flavor,
+            cpus: self.cpus.clone(),
             rows: self.rows.clone(),
             progress: !self.quiet,
             testbed_exe: std::env::current_exe().context("cannot find the testbed executable")?,
@@ -406,6 +413,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (name, server) = match kind {
                 Baseline::Tcp => ("tcp", tokio::spawn(baseline::serve_tcp(listener))),
                 Baseline::Rest => ("rest", tokio::spawn(baseline::serve_rest(listener))),
+                Baseline::StockGrpc => (
+                    "stock-grpc",
+                    tokio::spawn(async move {
+                        baseline::serve_stock_grpc(listener)
+                            .await
+                            .map_err(std::io::Error::other)
+                    }),
+                ),
             };
             println!("testbed serving {name} on {addr}");
             tokio::select! {
@@ -481,13 +496,22 @@ async fn report(flavor: Flavor, requests: u64) -> anyhow::Result<()> {
         "the rollout failed or misanswered some requests"
     );
     println!("\n## Latency runs\n");
-    for flavor in [flavor, other_flavor(flavor)] {
+    // Both runtime flavours where the scheduler puts things, then the best configuration found:
+    // one thread and everything on one CPU (see the README's "Where the unary time goes").
+    let one_cpu = CpuList::first_allowed()?;
+    let runs = [
+        (flavor, None),
+        (other_flavor(flavor), None),
+        (Flavor::CurrentThread, Some(one_cpu)),
+    ];
+    for (flavor, cpus) in runs {
         let options = BenchOptions {
             requests,
             warmup: (requests / 10).min(1_000),
             repeat: 1,
             concurrency: 1,
             flavor,
+            cpus,
             rows: Vec::new(),
             progress: true,
             testbed_exe: std::env::current_exe().context("cannot find the testbed executable")?,

@@ -2,7 +2,7 @@
 //! request count, and it produced numbers. Timings are never asserted.
 
 use std::path::PathBuf;
-use testbed::bench::{self, BenchOptions, Flavor, Row};
+use testbed::bench::{self, BenchOptions, CpuList, Flavor, Row};
 
 fn options(flavor: Flavor) -> BenchOptions {
     BenchOptions {
@@ -11,6 +11,7 @@ fn options(flavor: Flavor) -> BenchOptions {
         repeat: 2,
         concurrency: 2,
         flavor,
+        cpus: None,
         rows: Vec::new(),
         progress: false,
         testbed_exe: PathBuf::from(env!("CARGO_BIN_EXE_testbed")),
@@ -66,18 +67,28 @@ fn every_row_runs_and_ends_at_the_request_count() {
 }
 
 #[test]
-fn current_thread_runtime_runs_too_and_writes_json_and_plot() {
+fn current_thread_runtime_pinned_to_one_cpu_runs_too_and_writes_json_and_plot() {
     let mut options = options(Flavor::CurrentThread);
-    options.rows = vec![Row::Tcp, Row::UnaryV1, Row::UnaryRouter];
+    options.rows = vec![Row::Tcp, Row::UnaryV1, Row::UnaryH2, Row::UnaryRouter];
     options.repeat = 1;
+    let one_cpu = CpuList::first_allowed().unwrap();
+    options.cpus = Some(one_cpu.clone());
     let report = bench::run(&options).unwrap();
-    assert_eq!(report.rows.len(), 3);
+    assert_eq!(report.rows.len(), 4);
+    assert!(
+        report
+            .render()
+            .contains(&format!("pinned to CPU {one_cpu}")),
+        "{}",
+        report.render()
+    );
     let dir = std::env::temp_dir().join(format!("testbed-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     report.write_json(&dir.join("bench.json")).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
     assert_eq!(json["runtime"], "current-thread");
+    assert_eq!(json["cpus"], one_cpu.to_string());
     assert_eq!(json["rows"][1]["final_value"], 200);
     report.plot(&dir.join("bench.svg")).unwrap();
     let svg = std::fs::read_to_string(dir.join("bench.svg")).unwrap();

@@ -4,7 +4,10 @@
 //!   answers `value + 1` the same way; an overflowing value closes the connection, since this
 //!   protocol has no way to say why;
 //! - REST: `POST /increment` with JSON `{"value": n}` answers `{"value": n + 1}` (axum, HTTP/1.1
-//!   keep-alive), or `422` with the error message.
+//!   keep-alive), or `422` with the error message;
+//! - stock tonic: the v1 service alone on a default `tonic` server (Nagle off), without
+//!   the layers the testbed's port adds (guard, reflection, health, fallback), so the latency runs
+//!   can tell the cost of those layers from tonic's own.
 
 use crate::arithmetic::{DEFAULT_STEP, increment};
 use axum::http::StatusCode;
@@ -66,6 +69,15 @@ async fn rest_increment(
 /// The REST baseline's routes.
 pub fn rest_router() -> Router {
     Router::new().route("/increment", post(rest_increment))
+}
+
+/// Serves the v1 Incrementer on a stock tonic server on `listener`, until the task is dropped.
+pub async fn serve_stock_grpc(listener: TcpListener) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(crate::IncrementerV1::server())
+        .serve_with_incoming(incoming)
+        .await
 }
 
 /// Serves the REST baseline on `listener` with Nagle off, until the task is dropped.

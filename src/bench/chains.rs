@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tonic::client::GrpcService;
 use tonic::transport::Channel;
 
 /// What one chain measured.
@@ -83,14 +84,19 @@ impl Incrementer for InProcess {
 /// Row 2: raw TCP ping-pong, 8-byte messages, Nagle off.
 pub struct Tcp(TcpStream);
 
+/// A TCP connection to `addr` with Nagle off, as every row's client uses.
+pub async fn tcp_nodelay(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 impl Tcp {
     /// Connects to the TCP baseline.
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connect {addr}"))?;
-        stream.set_nodelay(true)?;
-        Ok(Self(stream))
+        Ok(Self(tcp_nodelay(addr).await?))
     }
 }
 
@@ -112,10 +118,7 @@ pub struct Rest {
 impl Rest {
     /// Opens one keep-alive connection to the REST baseline.
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connect {addr}"))?;
-        stream.set_nodelay(true)?;
+        let stream = tcp_nodelay(addr).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -150,8 +153,8 @@ impl Incrementer for Rest {
     }
 }
 
-/// Rows 4 and 11: tonic v1 unary.
-pub struct UnaryV1(v1::incrementer_client::IncrementerClient<Channel>);
+/// Rows 4, 4b and 11: tonic's generated v1 client, on a `Channel` unless built otherwise.
+pub struct UnaryV1<T = Channel>(pub v1::incrementer_client::IncrementerClient<T>);
 
 impl UnaryV1 {
     /// Connects a v1 client.
@@ -162,7 +165,14 @@ impl UnaryV1 {
     }
 }
 
-impl Incrementer for UnaryV1 {
+impl<T> Incrementer for UnaryV1<T>
+where
+    T: GrpcService<tonic::body::Body> + Send,
+    T::Future: Send,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
         Ok(self
             .0

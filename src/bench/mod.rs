@@ -7,8 +7,11 @@
 
 mod chains;
 mod h2load;
+mod placement;
 mod report;
+mod tuned;
 
+pub use placement::CpuList;
 pub use report::{BenchReport, RowResult};
 
 use crate::process::ChildServer;
@@ -65,6 +68,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// The runtime flavour of the Rust sides (this process and the Rust servers).
     pub flavor: Flavor,
+    /// Pin the client and every server process to these CPUs (unpinned when `None`).
+    pub cpus: Option<CpuList>,
     /// Rows to run (all when empty).
     pub rows: Vec<Row>,
     /// Show a progress bar.
@@ -88,6 +93,15 @@ pub enum Row {
     Rest,
     /// (4) gRPC unary, v1, direct.
     UnaryV1,
+    /// (4b) gRPC unary, v1, direct, tonic's client on hyper's HTTP/2 connection without the
+    /// `Buffer` of a `Channel`.
+    UnaryUnbuffered,
+    /// (4c) gRPC unary, v1, direct, the testbed's own client on `h2`: one write per call, no
+    /// task of its own.
+    UnaryH2,
+    /// (4d) As (4c), against the v1 service alone on a stock tonic server: what the port's own
+    /// layers (guard, reflection, health, fallback) cost.
+    UnaryH2StockServer,
     /// (5) gRPC unary, v2, direct.
     UnaryV2,
     /// (6) gRPC unary, v2, through the version router.
@@ -108,12 +122,15 @@ pub enum Row {
 
 impl Row {
     /// Every row, in table order.
-    pub const ALL: [Row; 13] = [
+    pub const ALL: [Row; 16] = [
         Row::Harness,
         Row::InProcess,
         Row::Tcp,
         Row::Rest,
         Row::UnaryV1,
+        Row::UnaryUnbuffered,
+        Row::UnaryH2,
+        Row::UnaryH2StockServer,
         Row::UnaryV2,
         Row::UnaryRouter,
         Row::StreamPingPong,
@@ -132,6 +149,9 @@ impl Row {
             Row::Tcp => "raw TCP ping-pong (floor)",
             Row::Rest => "REST (axum, HTTP/1.1, JSON)",
             Row::UnaryV1 => "gRPC unary v1, direct",
+            Row::UnaryUnbuffered => "gRPC unary v1, unbuffered client",
+            Row::UnaryH2 => "gRPC unary v1, one-write h2 client",
+            Row::UnaryH2StockServer => "gRPC unary v1, h2 client → stock tonic",
             Row::UnaryV2 => "gRPC unary v2, direct",
             Row::UnaryRouter => "gRPC unary v2, via router",
             Row::StreamPingPong => "gRPC bidi stream ping-pong",
@@ -162,7 +182,7 @@ impl Targets {
         let runtime = ["--runtime", options.flavor.name()];
         let exe = &options.testbed_exe;
         let target = match name {
-            "tcp" | "rest" => {
+            "tcp" | "rest" | "stock-grpc" => {
                 let command = ["bench-target", name, "--addr", "127.0.0.1:0"];
                 ChildServer::testbed(exe, &[&runtime[..], &command].concat()).await?
             }
@@ -180,10 +200,14 @@ impl Targets {
 }
 
 /// Runs the latency rows and returns the report (medians over the repeats). The client side runs
-/// on a runtime of `options.flavor`, on a thread of its own, whatever runtime the caller is on.
+/// on a runtime of `options.flavor`, on a thread of its own (pinned as `options.cpus` says, with
+/// the servers it starts), whatever runtime the caller is on.
 pub fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let options = options.clone();
     std::thread::spawn(move || {
+        if let Some(cpus) = &options.cpus {
+            cpus.pin_this_thread()?;
+        }
         let runtime = options
             .flavor
             .runtime()
@@ -272,6 +296,18 @@ async fn run_row(
         Row::UnaryV1 => {
             let addr = targets.addr("direct", options).await?;
             concurrent(options, move || chains::UnaryV1::connect(addr)).await?
+        }
+        Row::UnaryUnbuffered => {
+            let addr = targets.addr("direct", options).await?;
+            concurrent(options, move || tuned::unbuffered_unary(addr)).await?
+        }
+        Row::UnaryH2 => {
+            let addr = targets.addr("direct", options).await?;
+            concurrent(options, move || tuned::H2Unary::connect(addr)).await?
+        }
+        Row::UnaryH2StockServer => {
+            let addr = targets.addr("stock-grpc", options).await?;
+            concurrent(options, move || tuned::H2Unary::connect(addr)).await?
         }
         Row::UnaryV2 => {
             let addr = targets.addr("direct", options).await?;

@@ -3,7 +3,7 @@
 
 use super::chains::Chain;
 use super::h2load::H2loadResult;
-use super::{BenchOptions, Flavor, Row};
+use super::{BenchOptions, CpuList, Flavor, Row};
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
@@ -106,6 +106,8 @@ pub struct BenchReport {
     pub concurrency: usize,
     /// Runtime flavour of the Rust sides.
     pub runtime: Flavor,
+    /// The CPUs client and servers were pinned to (`None`: wherever the scheduler put them).
+    pub cpus: Option<CpuList>,
     /// The rows that ran.
     pub rows: Vec<RowResult>,
     /// Rows skipped, with the reason and the fix.
@@ -192,6 +194,7 @@ impl BenchReport {
             repeat: options.repeat,
             concurrency: options.concurrency,
             runtime: options.flavor,
+            cpus: options.cpus.clone(),
             rows: results,
             skipped,
             h2load,
@@ -232,10 +235,15 @@ impl BenchReport {
             ]);
         }
         let mut out = format!(
-            "{} sequential dependent increments per chain, {} chain(s) at once, runtime {}, median of {} round(s)\n{table}\n",
+            "{} sequential dependent increments per chain, {} chain(s) at once, runtime {}, {}, median of {} round(s)\n{table}\n",
             self.requests,
             self.concurrency,
             self.runtime.name(),
+            self.cpus
+                .as_ref()
+                .map_or("unpinned".to_string(), |cpus| format!(
+                    "all processes pinned to CPU {cpus}"
+                )),
             self.repeat
         );
         if !self.h2load.is_empty() {
@@ -274,6 +282,18 @@ impl BenchReport {
             };
             p50(a).zip(p50(b)).map(|(a, b)| a / b)
         };
+        if let Some((stock, best)) =
+            ratio(Row::UnaryV1, Row::Tcp).zip(ratio(Row::UnaryH2, Row::Tcp))
+        {
+            out.push_str(&format!(
+                "gRPC unary p50 / raw TCP p50: {stock:.2} stock tonic client, {best:.2} one-write h2 client\n"
+            ));
+        }
+        if let Some(r) = ratio(Row::UnaryH2, Row::UnaryH2StockServer) {
+            out.push_str(&format!(
+                "testbed port (guard, reflection, health) / stock tonic server, h2 client p50: {r:.3}\n"
+            ));
+        }
         if let Some(r) = ratio(Row::UnaryRouter, Row::UnaryV2) {
             out.push_str(&format!("router p50 / direct v2 unary p50: {r:.3}\n"));
         }
