@@ -9,7 +9,7 @@ use services::baseline;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use testbed::bench::{self, BenchOptions, CpuList, Flavor, Row};
+use testbed::bench::{self, BenchOptions, CpuList, Flavor, HaltPoll, Row};
 use testbed::clients::Api;
 use testbed::clients::ClientKind;
 use testbed::deployment::{DEFAULT_MAX_MESSAGE_BYTES, Deployment, catalog};
@@ -307,7 +307,7 @@ struct BenchArgs {
     /// Alternate through the rows this many times and report medians.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
-    /// Independent chains at once on the network rows driven by Rust clients.
+    /// Independent chains at once on the network rows (Python clients: one process each).
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
     /// Only these rows (repeatable; default all).
@@ -317,6 +317,11 @@ struct BenchArgs {
     /// On small VMs one shared CPU removes the cross-CPU wake-up that dominates a round trip.
     #[arg(long)]
     cpus: Option<CpuList>,
+    /// Let an idle vCPU poll this long before it halts, for this run only (root, on a KVM guest
+    /// with the cpuidle-haltpoll driver; the old value is put back afterwards). Shows what waking
+    /// a halted vCPU costs a round trip.
+    #[arg(long)]
+    halt_poll_ns: Option<u64>,
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -340,6 +345,7 @@ impl BenchArgs {
             concurrency: self.concurrency,
             flavor,
             cpus: self.cpus.clone(),
+            halt_poll_ns: self.halt_poll_ns,
             rows: self.rows.clone(),
             progress: !self.quiet,
             testbed_exe: std::env::current_exe().context("cannot find the testbed executable")?,
@@ -469,6 +475,12 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     }
 }
 
+/// Rounds of each latency run in the report; medians are shown.
+const REPORT_REPEAT: usize = 3;
+/// Guest halt polling in the report's last latency run: longer than any round trip measured
+/// here, so a vCPU waiting for a reply never halts.
+const REPORT_HALT_POLL_NS: u64 = 200_000;
+
 async fn report(flavor: Flavor, requests: u64) -> anyhow::Result<()> {
     println!("# gRPC version-compatibility testbed report\n");
     println!("## Compatibility matrix\n");
@@ -496,22 +508,33 @@ async fn report(flavor: Flavor, requests: u64) -> anyhow::Result<()> {
         "the rollout failed or misanswered some requests"
     );
     println!("\n## Latency runs\n");
-    // Both runtime flavours where the scheduler puts things, then the best configuration found:
-    // one thread and everything on one CPU (see the README's "Where the unary time goes").
+    // Both runtime flavours where the scheduler puts things; then the two ways found to remove
+    // the cross-vCPU wake-up that dominates a round trip on small VMs (see the README's "Where
+    // the unary time goes"): everything on one CPU, and idle vCPUs that poll before halting.
     let one_cpu = CpuList::first_allowed()?;
-    let runs = [
-        (flavor, None),
-        (other_flavor(flavor), None),
-        (Flavor::CurrentThread, Some(one_cpu)),
+    let mut runs = vec![
+        (flavor, None, None),
+        (other_flavor(flavor), None, None),
+        (Flavor::CurrentThread, Some(one_cpu), None),
     ];
-    for (flavor, cpus) in runs {
+    match HaltPoll::unavailable() {
+        None => runs.push((Flavor::CurrentThread, None, Some(REPORT_HALT_POLL_NS))),
+        Some(reason) => println!("No run with guest halt polling: {reason}.\n"),
+    }
+    for (flavor, cpus, halt_poll_ns) in runs {
+        if let Some(ns) = halt_poll_ns {
+            println!(
+                "Guest halt polling set to {ns} ns for the next run, then put back as it was.\n"
+            );
+        }
         let options = BenchOptions {
             requests,
             warmup: (requests / 10).min(1_000),
-            repeat: 1,
+            repeat: REPORT_REPEAT,
             concurrency: 1,
             flavor,
             cpus,
+            halt_poll_ns,
             rows: Vec::new(),
             progress: true,
             testbed_exe: std::env::current_exe().context("cannot find the testbed executable")?,

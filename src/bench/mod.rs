@@ -7,10 +7,12 @@
 
 mod chains;
 mod h2load;
+mod halt_poll;
 mod placement;
 mod report;
 mod tuned;
 
+pub use halt_poll::HaltPoll;
 pub use placement::CpuList;
 pub use report::{BenchReport, RowResult};
 
@@ -64,12 +66,14 @@ pub struct BenchOptions {
     pub warmup: u64,
     /// How many times to alternate through the rows; medians are reported.
     pub repeat: usize,
-    /// Independent chains at once on the network rows driven by Rust clients.
+    /// Independent chains at once on the network rows (one process each for Python clients).
     pub concurrency: usize,
     /// The runtime flavour of the Rust sides (this process and the Rust servers).
     pub flavor: Flavor,
     /// Pin the client and every server process to these CPUs (unpinned when `None`).
     pub cpus: Option<CpuList>,
+    /// Set guest halt polling to this many nanoseconds for the run (see [`HaltPoll`]).
+    pub halt_poll_ns: Option<u64>,
     /// Rows to run (all when empty).
     pub rows: Vec<Row>,
     /// Show a progress bar.
@@ -164,6 +168,43 @@ impl Row {
     }
 }
 
+impl Row {
+    /// The server process a network row talks to (see [`Targets::addr`]); `None` for the rows
+    /// that run in this process or start their own tool.
+    fn target(self) -> Option<&'static str> {
+        match self {
+            Row::Harness | Row::InProcess | Row::H2load => None,
+            Row::Tcp => Some("tcp"),
+            Row::Rest => Some("rest"),
+            Row::UnaryV1
+            | Row::UnaryUnbuffered
+            | Row::UnaryH2
+            | Row::UnaryV2
+            | Row::StreamPingPong
+            | Row::StreamPipelined
+            | Row::PythonToRust => Some("direct"),
+            Row::UnaryH2StockServer => Some("stock-grpc"),
+            Row::UnaryRouter => Some("side-by-side"),
+            Row::PythonToPython | Row::RustToPython => Some("python"),
+        }
+    }
+}
+
+/// Pairs of rows whose ratio is a target: the same client against two servers. When both rows
+/// run they are measured call by call in alternation ([`chains::run_interleaved`]), so drift on
+/// a shared machine hits both alike.
+const INTERLEAVED: [(Row, Row); 2] = [
+    (Row::UnaryV2, Row::UnaryRouter),
+    (Row::UnaryH2StockServer, Row::UnaryH2),
+];
+
+/// The pair `row` is measured in, if its partner runs too.
+fn interleaved_pair(row: Row, rows: &[Row]) -> Option<(Row, Row)> {
+    INTERLEAVED
+        .into_iter()
+        .find(|&(a, b)| (row == a || row == b) && rows.contains(&a) && rows.contains(&b))
+}
+
 /// The server processes the rows need, started once and shared by all repeats.
 #[derive(Default)]
 struct Targets {
@@ -208,6 +249,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         if let Some(cpus) = &options.cpus {
             cpus.pin_this_thread()?;
         }
+        let _halt_poll = options.halt_poll_ns.map(HaltPoll::set).transpose()?;
         let runtime = options
             .flavor
             .runtime()
@@ -238,18 +280,30 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let mut h2load_runs = Vec::new();
     let mut h2load_skipped = None;
     for round in 0..options.repeat {
+        let mut measured = Vec::new();
         for &row in &rows {
+            if measured.contains(&row) {
+                continue;
+            }
+            let pair = interleaved_pair(row, &rows);
+            let these = pair.map_or(vec![row], |(a, b)| vec![a, b]);
+            measured.extend(&these);
             progress.set_message(format!("round {} {}", round + 1, row.label()));
             let result = if row == Row::H2load {
                 h2load::run(&mut targets, options)
                     .await
                     .map(|runs| h2load_runs.push(runs))
+            } else if let Some(pair) = pair {
+                run_pair(pair, &mut targets, options).await.map(|[a, b]| {
+                    runs.push((pair.0, Ok(a)));
+                    runs.push((pair.1, Ok(b)));
+                })
             } else {
                 run_row(row, &mut targets, options)
                     .await
                     .map(|result| runs.push((row, Ok(result))))
             };
-            progress.inc(1);
+            progress.inc(these.len() as u64);
             let Err(err) = result else { continue };
             // A missing tool skips its row, with the fix; under CI it fails the run, as
             // does any other error anywhere.
@@ -262,7 +316,7 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             if row == Row::H2load {
                 h2load_skipped = Some(err.to_string());
             } else {
-                runs.push((row, Err(err.to_string())));
+                runs.extend(these.into_iter().map(|row| (row, Err(err.to_string()))));
             }
         }
     }
@@ -282,65 +336,64 @@ async fn run_row(
     options: &BenchOptions,
 ) -> anyhow::Result<RowResult> {
     let (n, warmup) = (options.requests, options.warmup);
+    let addr = match row.target() {
+        Some(name) => targets.addr(name, options).await?,
+        None => SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
     let chains = match row {
         Row::Harness => vec![alone(chains::run(&mut chains::Harness, warmup, n).await?)],
         Row::InProcess => vec![alone(chains::run(&mut chains::InProcess, warmup, n).await?)],
-        Row::Tcp => {
-            let addr = targets.addr("tcp", options).await?;
-            concurrent(options, move || chains::Tcp::connect(addr)).await?
+        Row::Tcp => concurrent(options, addr, chains::Tcp::connect).await?,
+        Row::Rest => concurrent(options, addr, chains::Rest::connect).await?,
+        Row::UnaryV1 | Row::RustToPython => {
+            concurrent(options, addr, chains::UnaryV1::connect).await?
         }
-        Row::Rest => {
-            let addr = targets.addr("rest", options).await?;
-            concurrent(options, move || chains::Rest::connect(addr)).await?
+        Row::UnaryUnbuffered => concurrent(options, addr, tuned::unbuffered_unary).await?,
+        Row::UnaryH2 | Row::UnaryH2StockServer => {
+            concurrent(options, addr, tuned::H2Unary::connect).await?
         }
-        Row::UnaryV1 => {
-            let addr = targets.addr("direct", options).await?;
-            concurrent(options, move || chains::UnaryV1::connect(addr)).await?
+        Row::UnaryV2 | Row::UnaryRouter => {
+            concurrent(options, addr, chains::UnaryV2::connect).await?
         }
-        Row::UnaryUnbuffered => {
-            let addr = targets.addr("direct", options).await?;
-            concurrent(options, move || tuned::unbuffered_unary(addr)).await?
-        }
-        Row::UnaryH2 => {
-            let addr = targets.addr("direct", options).await?;
-            concurrent(options, move || tuned::H2Unary::connect(addr)).await?
-        }
-        Row::UnaryH2StockServer => {
-            let addr = targets.addr("stock-grpc", options).await?;
-            concurrent(options, move || tuned::H2Unary::connect(addr)).await?
-        }
-        Row::UnaryV2 => {
-            let addr = targets.addr("direct", options).await?;
-            concurrent(options, move || chains::UnaryV2::connect(addr)).await?
-        }
-        Row::UnaryRouter => {
-            let addr = targets.addr("side-by-side", options).await?;
-            concurrent(options, move || chains::UnaryV2::connect(addr)).await?
-        }
-        Row::StreamPingPong => {
-            let addr = targets.addr("direct", options).await?;
-            concurrent(options, move || chains::StreamPingPong::connect(addr)).await?
-        }
+        Row::StreamPingPong => concurrent(options, addr, chains::StreamPingPong::connect).await?,
         Row::StreamPipelined => {
-            let addr = targets.addr("direct", options).await?;
             let total = chains::pipelined(addr, n).await?;
             return Ok(RowResult::throughput_only(row, n, total));
         }
-        Row::PythonToRust => {
-            let addr = targets.addr("direct", options).await?;
-            vec![python_chain(addr, options).await?]
-        }
-        Row::PythonToPython => {
-            let addr = targets.addr("python", options).await?;
-            vec![python_chain(addr, options).await?]
-        }
-        Row::RustToPython => {
-            let addr = targets.addr("python", options).await?;
-            concurrent(options, move || chains::UnaryV1::connect(addr)).await?
-        }
+        Row::PythonToRust | Row::PythonToPython => python_chains(addr, options).await?,
         Row::H2load => anyhow::bail!("h2load rows are run by bench::h2load"),
     };
     RowResult::from_chains(row, &chains)
+}
+
+/// Runs a pair of [`INTERLEAVED`] rows in alternation.
+async fn run_pair(
+    (first, second): (Row, Row),
+    targets: &mut Targets,
+    options: &BenchOptions,
+) -> anyhow::Result<[RowResult; 2]> {
+    let mut addr = async |row: Row| match row.target() {
+        Some(name) => targets.addr(name, options).await,
+        None => anyhow::bail!("{} has no server to interleave with", row.label()),
+    };
+    let (a, b) = (addr(first).await?, addr(second).await?);
+    let [chains_a, chains_b] = match (first, second) {
+        (Row::UnaryV2, Row::UnaryRouter) => {
+            concurrent_pairs(options, a, b, chains::UnaryV2::connect).await?
+        }
+        (Row::UnaryH2StockServer, Row::UnaryH2) => {
+            concurrent_pairs(options, a, b, tuned::H2Unary::connect).await?
+        }
+        _ => anyhow::bail!(
+            "{} and {} are not measured in alternation",
+            first.label(),
+            second.label()
+        ),
+    };
+    Ok([
+        RowResult::from_chains(first, &chains_a)?,
+        RowResult::from_chains(second, &chains_b)?,
+    ])
 }
 
 /// A chain that ran by itself: its wall time is its own.
@@ -349,51 +402,107 @@ fn alone(chain: Chain) -> (Chain, Duration) {
     (chain, wall)
 }
 
-/// Runs `options.concurrency` chains at once, each on its own connection.
+/// Runs `options.concurrency` chains at once, each on its own connection to `addr`.
 async fn concurrent<C, F, Fut>(
     options: &BenchOptions,
+    addr: SocketAddr,
     connect: F,
 ) -> anyhow::Result<Vec<(Chain, Duration)>>
 where
     C: Incrementer + Send + 'static,
-    F: Fn() -> Fut,
+    F: Fn(SocketAddr) -> Fut,
     Fut: Future<Output = anyhow::Result<C>>,
 {
     let mut clients = Vec::with_capacity(options.concurrency);
     for _ in 0..options.concurrency {
-        clients.push(connect().await?);
+        clients.push(connect(addr).await?);
     }
-    let start = Instant::now();
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|mut client| {
-            let (warmup, n) = (options.warmup, options.requests);
-            tokio::spawn(async move { chains::run(&mut client, warmup, n).await })
-        })
-        .collect();
-    let mut chains = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        chains.push(task.await.context("a bench chain panicked")??);
-    }
-    let wall = start.elapsed();
+    let (warmup, n) = (options.warmup, options.requests);
+    let (chains, wall) = at_once(clients, move |mut client| async move {
+        chains::run(&mut client, warmup, n).await
+    })
+    .await?;
     Ok(chains.into_iter().map(|chain| (chain, wall)).collect())
 }
 
-/// Runs the Python bench client against `addr` and reads its per-call latencies.
-async fn python_chain(
+/// As [`concurrent`], for a pair of rows: each of the `options.concurrency` tasks alternates
+/// between a client of `a` and a client of `b`. Each chain's wall time is its own calls' time.
+async fn concurrent_pairs<C, F, Fut>(
+    options: &BenchOptions,
+    a: SocketAddr,
+    b: SocketAddr,
+    connect: F,
+) -> anyhow::Result<[Vec<(Chain, Duration)>; 2]>
+where
+    C: Incrementer + Send + 'static,
+    F: Fn(SocketAddr) -> Fut,
+    Fut: Future<Output = anyhow::Result<C>>,
+{
+    let mut clients = Vec::with_capacity(options.concurrency);
+    for _ in 0..options.concurrency {
+        clients.push((connect(a).await?, connect(b).await?));
+    }
+    let (warmup, n) = (options.warmup, options.requests);
+    let (pairs, _) = at_once(clients, move |(mut a, mut b)| async move {
+        chains::run_interleaved(&mut a, &mut b, warmup, n).await
+    })
+    .await?;
+    let (chains_a, chains_b) = pairs.into_iter().map(|(a, b)| (alone(a), alone(b))).unzip();
+    Ok([chains_a, chains_b])
+}
+
+/// Runs `job` on each of `inputs` as tasks of their own, all at once; returns their results and
+/// the wall time until the last finished.
+async fn at_once<I, T, J, Fut>(inputs: Vec<I>, job: J) -> anyhow::Result<(Vec<T>, Duration)>
+where
+    I: Send + 'static,
+    T: Send + 'static,
+    J: Fn(I) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = inputs
+        .into_iter()
+        .map(|input| tokio::spawn(job(input)))
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.context("a bench chain panicked")??);
+    }
+    Ok((results, start.elapsed()))
+}
+
+/// Runs `options.concurrency` Python bench clients at once against `addr`, each a process of its
+/// own (so the GIL does not serialise them), and reads their per-call latencies.
+async fn python_chains(
     addr: SocketAddr,
     options: &BenchOptions,
-) -> anyhow::Result<(Chain, Duration)> {
+) -> anyhow::Result<Vec<(Chain, Duration)>> {
     let python = tools::python()?;
     let script = tools::repo_root().join("clients/python/bench_client.py");
-    let output = tokio::process::Command::new(&python)
-        .arg(script)
-        .args(["--addr", &addr.to_string()])
-        .args(["--requests", &options.requests.to_string()])
-        .args(["--warmup", &options.warmup.to_string()])
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", python.display()))?;
+    let (requests, warmup) = (options.requests, options.warmup);
+    let (chains, wall) = at_once(vec![(); options.concurrency], move |()| {
+        let mut command = tokio::process::Command::new(&python);
+        command
+            .arg(&script)
+            .args(["--addr", &addr.to_string()])
+            .args(["--requests", &requests.to_string()])
+            .args(["--warmup", &warmup.to_string()]);
+        let python = python.clone();
+        async move {
+            let output = command
+                .output()
+                .await
+                .with_context(|| format!("cannot run {}", python.display()))?;
+            python_chain(&output, requests)
+        }
+    })
+    .await?;
+    Ok(chains.into_iter().map(|chain| (chain, wall)).collect())
+}
+
+/// One Python bench client's run, from its output.
+fn python_chain(output: &std::process::Output, requests: u64) -> anyhow::Result<Chain> {
     if !output.status.success() {
         anyhow::bail!(
             "python bench client failed ({}): {}",
@@ -410,20 +519,16 @@ async fn python_chain(
     }
     let run: PythonRun =
         serde_json::from_slice(&output.stdout).context("python bench client output")?;
-    if run.final_value != options.requests as i64 {
-        anyhow::bail!(
-            "python chain ended at {}, not {}",
-            run.final_value,
-            options.requests
-        );
+    if run.final_value != requests as i64 {
+        anyhow::bail!("python chain ended at {}, not {requests}", run.final_value);
     }
     let mut histogram = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)?;
     for latency in run.latencies_ns {
         histogram.saturating_record(latency);
     }
-    Ok(alone(Chain {
+    Ok(Chain {
         histogram,
         total: Duration::from_nanos(run.total_ns),
         final_value: run.final_value,
-    }))
+    })
 }

@@ -108,6 +108,8 @@ pub struct BenchReport {
     pub runtime: Flavor,
     /// The CPUs client and servers were pinned to (`None`: wherever the scheduler put them).
     pub cpus: Option<CpuList>,
+    /// Guest halt polling during the run, ns (`None`: the machine's own setting).
+    pub halt_poll_ns: Option<u64>,
     /// The rows that ran.
     pub rows: Vec<RowResult>,
     /// Rows skipped, with the reason and the fix.
@@ -195,6 +197,7 @@ impl BenchReport {
             concurrency: options.concurrency,
             runtime: options.flavor,
             cpus: options.cpus.clone(),
+            halt_poll_ns: options.halt_poll_ns,
             rows: results,
             skipped,
             h2load,
@@ -235,7 +238,7 @@ impl BenchReport {
             ]);
         }
         let mut out = format!(
-            "{} sequential dependent increments per chain, {} chain(s) at once, runtime {}, {}, median of {} round(s)\n{table}\n",
+            "{} sequential dependent increments per chain, {} chain(s) at once, runtime {}, {}{}, median of {} round(s)\n{table}\n",
             self.requests,
             self.concurrency,
             self.runtime.name(),
@@ -244,6 +247,10 @@ impl BenchReport {
                 .map_or("unpinned".to_string(), |cpus| format!(
                     "all processes pinned to CPU {cpus}"
                 )),
+            self.halt_poll_ns.map_or(String::new(), |ns| format!(
+                ", guest halt polling {} µs",
+                ns as f64 / 1e3
+            )),
             self.repeat
         );
         if !self.h2load.is_empty() {
@@ -291,11 +298,13 @@ impl BenchReport {
         }
         if let Some(r) = ratio(Row::UnaryH2, Row::UnaryH2StockServer) {
             out.push_str(&format!(
-                "testbed port (guard, reflection, health) / stock tonic server, h2 client p50: {r:.3}\n"
+                "testbed port (guard, reflection, health) / stock tonic server, h2 client p50, measured in alternation: {r:.3}\n"
             ));
         }
         if let Some(r) = ratio(Row::UnaryRouter, Row::UnaryV2) {
-            out.push_str(&format!("router p50 / direct v2 unary p50: {r:.3}\n"));
+            out.push_str(&format!(
+                "router p50 / direct v2 unary p50, measured in alternation: {r:.3}\n"
+            ));
         }
         if let Some(r) = ratio(Row::RustToPython, Row::UnaryV1) {
             out.push_str(&format!(
