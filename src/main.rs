@@ -317,6 +317,10 @@ struct BenchArgs {
     /// On small VMs one shared CPU removes the cross-CPU wake-up that dominates a round trip.
     #[arg(long)]
     cpus: Option<CpuList>,
+    /// Pin the server processes to these CPUs instead of --cpus: client and servers on CPUs of
+    /// their own, e.g. --cpus 0 --server-cpus 1.
+    #[arg(long)]
+    server_cpus: Option<CpuList>,
     /// Let an idle vCPU poll this long before it halts, for this run only (root, on a KVM guest
     /// with the cpuidle-haltpoll driver; the old value is put back afterwards). Shows what waking
     /// a halted vCPU costs a round trip.
@@ -345,6 +349,7 @@ impl BenchArgs {
             concurrency: self.concurrency,
             flavor,
             cpus: self.cpus.clone(),
+            server_cpus: self.server_cpus.clone(),
             halt_poll_ns: self.halt_poll_ns,
             rows: self.rows.clone(),
             progress: !self.quiet,
@@ -508,45 +513,56 @@ async fn report(flavor: Flavor, requests: u64) -> anyhow::Result<()> {
         "the rollout failed or misanswered some requests"
     );
     println!("\n## Latency runs\n");
-    // Both runtime flavours where the scheduler puts things; then the two ways found to remove
-    // the cross-vCPU wake-up that dominates a round trip on small VMs (see the README's "Where
-    // the unary time goes"): everything on one CPU, and idle vCPUs that poll before halting.
-    let one_cpu = CpuList::first_allowed()?;
-    let mut runs = vec![
-        (flavor, None, None),
-        (other_flavor(flavor), None, None),
-        (Flavor::CurrentThread, Some(one_cpu), None),
-    ];
-    match HaltPoll::unavailable() {
-        None => runs.push((Flavor::CurrentThread, None, Some(REPORT_HALT_POLL_NS))),
-        Some(reason) => println!("No run with guest halt polling: {reason}.\n"),
+    // Where the scheduler puts things (what a user gets by default); then placements held fixed,
+    // since unpinned the scheduler may put one server beside the client and the next not (see
+    // the README's "Where the unary time goes"): client and servers on vCPUs of their own, the
+    // same with idle vCPUs polling before they halt, and everything on one vCPU.
+    let base = BenchOptions {
+        requests,
+        warmup: (requests / 10).min(1_000),
+        repeat: REPORT_REPEAT,
+        concurrency: 1,
+        flavor,
+        cpus: None,
+        server_cpus: None,
+        halt_poll_ns: None,
+        rows: Vec::new(),
+        progress: true,
+        testbed_exe: std::env::current_exe().context("cannot find the testbed executable")?,
+    };
+    let together = BenchOptions {
+        flavor: Flavor::CurrentThread,
+        cpus: Some(CpuList::first_allowed()?),
+        ..base.clone()
+    };
+    let mut runs = vec![base.clone()];
+    match CpuList::first_two_allowed()? {
+        Some((client, servers)) => {
+            let apart = BenchOptions {
+                flavor: Flavor::CurrentThread,
+                cpus: Some(client),
+                server_cpus: Some(servers),
+                ..base.clone()
+            };
+            runs.push(apart.clone());
+            match HaltPoll::unavailable() {
+                None => runs.push(BenchOptions {
+                    halt_poll_ns: Some(REPORT_HALT_POLL_NS),
+                    ..apart
+                }),
+                Some(reason) => println!("No run with guest halt polling: {reason}.\n"),
+            }
+        }
+        None => println!("Only one CPU may be used: no run with client and servers apart.\n"),
     }
-    for (flavor, cpus, halt_poll_ns) in runs {
-        if let Some(ns) = halt_poll_ns {
+    runs.push(together);
+    for options in runs {
+        if let Some(ns) = options.halt_poll_ns {
             println!(
                 "Guest halt polling set to {ns} ns for the next run, then put back as it was.\n"
             );
         }
-        let options = BenchOptions {
-            requests,
-            warmup: (requests / 10).min(1_000),
-            repeat: REPORT_REPEAT,
-            concurrency: 1,
-            flavor,
-            cpus,
-            halt_poll_ns,
-            rows: Vec::new(),
-            progress: true,
-            testbed_exe: std::env::current_exe().context("cannot find the testbed executable")?,
-        };
         println!("{}", bench::run(&options)?.render());
     }
     Ok(())
-}
-
-fn other_flavor(flavor: Flavor) -> Flavor {
-    match flavor {
-        Flavor::MultiThread => Flavor::CurrentThread,
-        Flavor::CurrentThread => Flavor::MultiThread,
-    }
 }

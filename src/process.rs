@@ -67,6 +67,11 @@ impl ChildServer {
         })
     }
 
+    /// The server's process id (`None` once it has been reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Asks the server to stop (SIGTERM: in-flight requests finish) and waits for it to exit.
     pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
         let pid = self.child.id().context("the child already exited")?;

@@ -12,6 +12,7 @@ fn options(flavor: Flavor) -> BenchOptions {
         concurrency: 2,
         flavor,
         cpus: None,
+        server_cpus: None,
         halt_poll_ns: None,
         rows: Vec::new(),
         progress: false,

@@ -72,6 +72,8 @@ pub struct BenchOptions {
     pub flavor: Flavor,
     /// Pin the client and every server process to these CPUs (unpinned when `None`).
     pub cpus: Option<CpuList>,
+    /// Pin the server processes to these CPUs instead (client and servers apart).
+    pub server_cpus: Option<CpuList>,
     /// Set guest halt polling to this many nanoseconds for the run (see [`HaltPoll`]).
     pub halt_poll_ns: Option<u64>,
     /// Rows to run (all when empty).
@@ -234,6 +236,10 @@ impl Targets {
             "python" => ChildServer::python(&tools::python()?, 4).await?,
             other => anyhow::bail!("no bench target named {other}"),
         };
+        if let Some(cpus) = &options.server_cpus {
+            let pid = target.pid().context("the server exited as it started")?;
+            cpus.pin_process(pid)?;
+        }
         let addr = target.addr;
         self.by_name.insert(name, target);
         Ok(addr)

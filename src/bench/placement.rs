@@ -3,8 +3,11 @@
 //! On the 2-vCPU virtual machines this project is measured on, waking a process that sleeps on
 //! the *other* vCPU costs about 35 µs, more than everything else in a loopback round trip; a
 //! client and server that alternate (one always waits for the other) lose nothing by sharing one
-//! vCPU and save that wake-up. Pinning is set on the bench thread before its runtime and server
-//! processes start, so every thread and child inherits it.
+//! vCPU and save that wake-up. Left unpinned, the scheduler puts each process where it likes, so
+//! one server may share the client's vCPU and the next not, and a comparison of two rows
+//! measures placement. Pinning is set on the bench thread before its runtime and server
+//! processes start, so every thread and child inherits it; servers can instead be pinned
+//! elsewhere ([`CpuList::pin_process`]) to keep client and servers apart.
 
 use anyhow::{Context, bail};
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
@@ -75,18 +78,51 @@ impl CpuList {
             .context("this thread may run on no CPU at all")
     }
 
+    /// The two lowest-numbered CPUs this thread may run on, one each, for a client and its
+    /// servers apart; `None` where only one is allowed.
+    pub fn first_two_allowed() -> anyhow::Result<Option<(Self, Self)>> {
+        let set = sched_getaffinity(Pid::from_raw(0)).context("cannot read the CPU affinity")?;
+        let mut allowed = (0..CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false));
+        Ok(allowed
+            .next()
+            .zip(allowed.next())
+            .map(|(a, b)| (Self(vec![a]), Self(vec![b]))))
+    }
+
     /// Pins the calling thread to these CPUs; threads and processes it starts afterwards inherit
     /// the pinning.
     pub fn pin_this_thread(&self) -> anyhow::Result<()> {
+        let set = self.set()?;
+        let online = std::thread::available_parallelism().map_or(0, usize::from);
+        sched_setaffinity(Pid::from_raw(0), &set).with_context(|| {
+            format!("cannot pin to CPUs {self} (this machine lets the process use {online})")
+        })
+    }
+
+    /// Pins every thread of process `pid` to these CPUs; threads it starts afterwards inherit
+    /// the pinning.
+    pub fn pin_process(&self, pid: u32) -> anyhow::Result<()> {
+        let set = self.set()?;
+        let tasks = format!("/proc/{pid}/task");
+        for entry in std::fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
+            let name = entry?.file_name();
+            let Some(tid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            sched_setaffinity(Pid::from_raw(tid), &set).with_context(|| {
+                format!("cannot pin thread {tid} of process {pid} to CPUs {self}")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn set(&self) -> anyhow::Result<CpuSet> {
         let mut set = CpuSet::new();
         for &cpu in &self.0 {
             set.set(cpu)
                 .with_context(|| format!("CPU {cpu} cannot be named"))?;
         }
-        let online = std::thread::available_parallelism().map_or(0, usize::from);
-        sched_setaffinity(Pid::from_raw(0), &set).with_context(|| {
-            format!("cannot pin to CPUs {self} (this machine lets the process use {online})")
-        })
+        Ok(set)
     }
 }
 
@@ -125,6 +161,24 @@ mod tests {
             .join()
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn a_child_process_can_be_pinned_whole() {
+        let cpus = CpuList::first_allowed().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        cpus.pin_process(child.id()).unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let set = sched_getaffinity(pid).unwrap();
+        let pinned: Vec<usize> = (0..CpuSet::count())
+            .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+            .collect();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(CpuList(pinned), cpus);
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub struct BenchReport {
     pub runtime: Flavor,
     /// The CPUs client and servers were pinned to (`None`: wherever the scheduler put them).
     pub cpus: Option<CpuList>,
+    /// The CPUs the servers were pinned to, when apart from the client.
+    pub server_cpus: Option<CpuList>,
     /// Guest halt polling during the run, ns (`None`: the machine's own setting).
     pub halt_poll_ns: Option<u64>,
     /// The rows that ran.
@@ -197,6 +199,7 @@ impl BenchReport {
             concurrency: options.concurrency,
             runtime: options.flavor,
             cpus: options.cpus.clone(),
+            server_cpus: options.server_cpus.clone(),
             halt_poll_ns: options.halt_poll_ns,
             rows: results,
             skipped,
@@ -242,11 +245,7 @@ impl BenchReport {
             self.requests,
             self.concurrency,
             self.runtime.name(),
-            self.cpus
-                .as_ref()
-                .map_or("unpinned".to_string(), |cpus| format!(
-                    "all processes pinned to CPU {cpus}"
-                )),
+            self.placement(),
             self.halt_poll_ns.map_or(String::new(), |ns| format!(
                 ", guest halt polling {} µs",
                 ns as f64 / 1e3
@@ -315,6 +314,20 @@ impl BenchReport {
             out.push_str(&format!("skipped {}: {reason}\n", row.label()));
         }
         out
+    }
+
+    /// Where client and servers ran, in words.
+    fn placement(&self) -> String {
+        match (&self.cpus, &self.server_cpus) {
+            (None, None) => "unpinned".to_string(),
+            (Some(cpus), None) => format!("all processes pinned to CPU {cpus}"),
+            (client, Some(servers)) => format!(
+                "client on CPU {}, servers on CPU {servers}",
+                client
+                    .as_ref()
+                    .map_or("any".to_string(), ToString::to_string)
+            ),
+        }
     }
 
     /// Writes the report as JSON to `path`.
