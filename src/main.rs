@@ -406,7 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mixed(args) => mixed(args).await,
         Command::Rollout(args) => rollout(args).await,
         Command::Bench(args) => {
-            let report = bench::run(&args.options(cli.runtime)?)?;
+            let report = run_bench(args.options(cli.runtime)?).await?;
             print!("{}", report.render());
             if let Some(path) = &args.json {
                 report.write_json(path)?;
@@ -469,6 +469,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await?;
     tracing::info!("shutting down; in-flight requests may finish");
     running.shutdown().await
+}
+
+/// Runs the latency runs off the runtime, so that Ctrl-C or SIGTERM is heard meanwhile. The
+/// process then exits at once: the server processes get the same signal from the terminal, but
+/// a kernel setting the run changed must be put back first.
+async fn run_bench(options: BenchOptions) -> anyhow::Result<bench::BenchReport> {
+    let run = tokio::task::spawn_blocking(move || bench::run(&options));
+    tokio::select! {
+        report = run => report.context("the bench panicked")?,
+        result = shutdown_signal() => {
+            HaltPoll::restore_now();
+            result?;
+            anyhow::bail!("interrupted")
+        }
+    }
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {
@@ -562,7 +577,7 @@ async fn report(flavor: Flavor, requests: u64) -> anyhow::Result<()> {
                 "Guest halt polling set to {ns} ns for the next run, then put back as it was.\n"
             );
         }
-        println!("{}", bench::run(&options)?.render());
+        println!("{}", run_bench(options).await?.render());
     }
     Ok(())
 }

@@ -9,9 +9,13 @@
 
 use anyhow::Context;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// The kernel's knob (root only).
 const PARAMETER: &str = "/sys/module/haltpoll/parameters/guest_halt_poll_ns";
+
+/// The value to put back while a [`HaltPoll`] is alive, for [`HaltPoll::restore_now`].
+static TO_RESTORE: Mutex<Option<u64>> = Mutex::new(None);
 
 /// Guest halt polling set to a value until dropped, then restored.
 #[derive(Debug)]
@@ -42,18 +46,36 @@ impl HaltPoll {
         }
         let previous = read()?;
         write(ns)?;
+        if let Ok(mut slot) = TO_RESTORE.lock() {
+            *slot = Some(previous);
+        }
         Ok(Self { previous })
+    }
+
+    /// Puts the old value back now if a run has changed it: for a process about to exit on a
+    /// signal, which would not drop the guard.
+    pub fn restore_now() {
+        let previous = TO_RESTORE.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(previous) = previous {
+            restore(previous);
+        }
     }
 }
 
 impl Drop for HaltPoll {
     fn drop(&mut self) {
-        if let Err(err) = write(self.previous) {
-            eprintln!(
-                "could not restore guest halt polling to {} ns: {err:#}; run: echo {} > {PARAMETER}",
-                self.previous, self.previous
-            );
+        if let Ok(mut slot) = TO_RESTORE.lock() {
+            *slot = None;
         }
+        restore(self.previous);
+    }
+}
+
+fn restore(previous: u64) {
+    if let Err(err) = write(previous) {
+        eprintln!(
+            "could not restore guest halt polling to {previous} ns: {err:#}; run: echo {previous} > {PARAMETER}"
+        );
     }
 }
 
@@ -84,6 +106,12 @@ mod tests {
         let before = read().unwrap();
         let guard = HaltPoll::set(before + 1).unwrap();
         assert_eq!(read().unwrap(), before + 1);
+        drop(guard);
+        assert_eq!(read().unwrap(), before);
+        // The path of a process interrupted mid-run.
+        let guard = HaltPoll::set(before + 2).unwrap();
+        HaltPoll::restore_now();
+        assert_eq!(read().unwrap(), before);
         drop(guard);
         assert_eq!(read().unwrap(), before);
     }
