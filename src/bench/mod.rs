@@ -168,9 +168,7 @@ impl Row {
             Row::H2load => "h2load → Rust server",
         }
     }
-}
 
-impl Row {
     /// The server process a network row talks to (see [`Targets::addr`]); `None` for the rows
     /// that run in this process or start their own tool.
     fn target(self) -> Option<&'static str> {
@@ -193,8 +191,8 @@ impl Row {
 }
 
 /// Pairs of rows whose ratio is a target: the same client against two servers. When both rows
-/// run they are measured call by call in alternation ([`chains::run_interleaved`]), so drift on
-/// a shared machine hits both alike.
+/// run they are measured in alternating blocks of calls ([`chains::run_interleaved`]), so drift
+/// on a shared machine hits both alike.
 const INTERLEAVED: [(Row, Row); 2] = [
     (Row::UnaryV2, Row::UnaryRouter),
     (Row::UnaryH2StockServer, Row::UnaryH2),
@@ -344,6 +342,7 @@ async fn run_row(
     let (n, warmup) = (options.requests, options.warmup);
     let addr = match row.target() {
         Some(name) => targets.addr(name, options).await?,
+        // Never used: only the rows that run in this process or start their own tool have none.
         None => SocketAddr::from(([127, 0, 0, 1], 0)),
     };
     let chains = match row {
