@@ -69,24 +69,34 @@ impl From<CpuList> for String {
 }
 
 impl CpuList {
+    /// The CPUs thread or process `pid` may run on now (0: the calling thread), lowest first.
+    fn allowed(pid: Pid) -> anyhow::Result<Self> {
+        let set = sched_getaffinity(pid).context("cannot read the CPU affinity")?;
+        Ok(Self(
+            (0..CpuSet::count())
+                .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+                .collect(),
+        ))
+    }
+
     /// The lowest-numbered CPU this thread may run on now: one that pinning surely accepts.
     pub fn first_allowed() -> anyhow::Result<Self> {
-        let set = sched_getaffinity(Pid::from_raw(0)).context("cannot read the CPU affinity")?;
-        (0..CpuSet::count())
-            .find(|&cpu| set.is_set(cpu).unwrap_or(false))
-            .map(|cpu| Self(vec![cpu]))
-            .context("this thread may run on no CPU at all")
+        let allowed = Self::allowed(Pid::from_raw(0))?;
+        let cpu = allowed
+            .0
+            .first()
+            .context("this thread may run on no CPU at all")?;
+        Ok(Self(vec![*cpu]))
     }
 
     /// The two lowest-numbered CPUs this thread may run on, one each, for a client and its
     /// servers apart; `None` where only one is allowed.
     pub fn first_two_allowed() -> anyhow::Result<Option<(Self, Self)>> {
-        let set = sched_getaffinity(Pid::from_raw(0)).context("cannot read the CPU affinity")?;
-        let mut allowed = (0..CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false));
-        Ok(allowed
-            .next()
-            .zip(allowed.next())
-            .map(|(a, b)| (Self(vec![a]), Self(vec![b]))))
+        let allowed = Self::allowed(Pid::from_raw(0))?;
+        Ok(match allowed.0[..] {
+            [a, b, ..] => Some((Self(vec![a]), Self(vec![b]))),
+            _ => None,
+        })
     }
 
     /// Pins the calling thread to these CPUs; threads and processes it starts afterwards inherit
@@ -171,14 +181,10 @@ mod tests {
             .spawn()
             .unwrap();
         cpus.pin_process(child.id()).unwrap();
-        let pid = Pid::from_raw(child.id() as i32);
-        let set = sched_getaffinity(pid).unwrap();
-        let pinned: Vec<usize> = (0..CpuSet::count())
-            .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
-            .collect();
+        let pinned = CpuList::allowed(Pid::from_raw(child.id() as i32)).unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(CpuList(pinned), cpus);
+        assert_eq!(pinned, cpus);
     }
 
     #[test]
