@@ -6,13 +6,13 @@
 //! or the version that served it (the router's `x-api-version` response header, or v2's
 //! `served_by_version`) is outside the client's requirement. Wrong replies fail the run.
 
-use crate::clients::{Api, connect};
-use crate::matrix::code_name;
+use crate::matrix::{STEP, code_name};
 use anyhow::Context;
+use client::{IncrementerClient, Reply, connect};
 use hdrhistogram::Histogram;
 use semver::{Version, VersionReq};
 use serde::Serialize;
-use services::pb::{v1, v2};
+use services::Api;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,32 +20,45 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
-use tonic::{Request, Status};
+use tonic::Status;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-/// What load to generate.
-#[derive(Debug, Clone)]
+/// What load to generate; `testbed mixed` takes these as flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct LoadOptions {
-    /// Where to send it.
-    pub addr: SocketAddr,
-    /// v1 clients, each with its own connection.
+    /// v1 clients, each a sequential chain on its own connection.
+    #[arg(long, default_value_t = 4)]
     pub v1_clients: usize,
-    /// v2 clients, each with its own connection.
+    /// v2 clients, each sending step 5 and request ids.
+    #[arg(long, default_value_t = 4)]
     pub v2_clients: usize,
     /// Stop each client after this many requests (else run until stopped).
+    #[arg(long = "requests", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests_per_client: Option<u64>,
-    /// Pace each client to this many requests per second (else back to back).
+    /// Pace each client to this many requests per second (default: back to back).
+    #[arg(long = "rate", value_parser = positive)]
     pub rate_per_client: Option<f64>,
-    /// `x-api-version` the v1 clients send.
+    /// x-api-version requirement the v1 clients send (e.g. "^1").
+    #[arg(long)]
     pub v1_requirement: Option<VersionReq>,
-    /// `x-api-version` the v2 clients send.
+    /// x-api-version requirement the v2 clients send; replies from other versions count as
+    /// wrong.
+    #[arg(long, default_value = "^2")]
     pub v2_requirement: Option<VersionReq>,
     /// v2 clients wait until health reports `increment.v2.Incrementer` SERVING before their first
     /// call, as a careful client of a service that may not be deployed yet would.
+    #[arg(skip)]
     pub v2_waits_for_health: bool,
+}
+
+/// A flag value that must be a positive, finite number.
+pub fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        Ok(value) => Err(format!("must be a positive number, got {value}")),
+        Err(err) => Err(format!("{text:?} is not a number: {err}")),
+    }
 }
 
 /// One client version's figures in one phase.
@@ -223,6 +236,7 @@ impl LoadReport {
 type ClientTallies = (Api, Vec<Tally>);
 
 /// A load run in progress.
+#[derive(Debug)]
 pub struct Load {
     stop: watch::Sender<bool>,
     phase: Arc<AtomicUsize>,
@@ -233,8 +247,12 @@ pub struct Load {
 }
 
 impl Load {
-    /// Connects every client and starts them; the first phase is named `phase`.
-    pub async fn start(options: &LoadOptions, phase: &str) -> anyhow::Result<Self> {
+    /// Connects every client to `addr` and starts them; the first phase is named `phase`.
+    pub async fn start(
+        addr: SocketAddr,
+        options: &LoadOptions,
+        phase: &str,
+    ) -> anyhow::Result<Self> {
         let (stop, stopped) = watch::channel(false);
         let current = Arc::new(AtomicUsize::new(0));
         let completed = Arc::new(AtomicU64::new(0));
@@ -242,9 +260,9 @@ impl Load {
         let apis = std::iter::repeat_n(Api::V1, options.v1_clients)
             .chain(std::iter::repeat_n(Api::V2, options.v2_clients));
         for api in apis {
-            let channel = connect(options.addr)
+            let channel = connect(addr)
                 .await
-                .with_context(|| format!("cannot connect a load client to {}", options.addr))?;
+                .with_context(|| format!("cannot connect a load client to {addr}"))?;
             let client = ChainClient::new(api, channel, options);
             let stopped = stopped.clone();
             let (current, completed) = (current.clone(), completed.clone());
@@ -300,36 +318,26 @@ impl Load {
 
 /// One client's chain.
 struct ChainClient {
-    api: Api,
-    channel: Channel,
+    client: IncrementerClient,
     requirement: Option<VersionReq>,
-    header: Option<MetadataValue<tonic::metadata::Ascii>>,
     limit: Option<u64>,
     pace: Option<Duration>,
     wait_for_health: bool,
 }
 
-/// What a reply said, whichever version answered.
-struct Answer {
-    value: i64,
-    request_id: u64,
-    served_by: Option<String>,
-}
-
 impl ChainClient {
-    fn new(api: Api, channel: Channel, options: &LoadOptions) -> Self {
+    fn new(api: Api, channel: tonic::transport::Channel, options: &LoadOptions) -> Self {
         let requirement = match api {
             Api::V1 => options.v1_requirement.clone(),
             Api::V2 => options.v2_requirement.clone(),
         };
-        let header = requirement
-            .as_ref()
-            .and_then(|req| MetadataValue::try_from(req.to_string()).ok());
+        let mut client = IncrementerClient::new(api, channel);
+        if let Some(requirement) = &requirement {
+            client = client.with_requirement(requirement);
+        }
         Self {
-            api,
-            channel,
+            client,
             requirement,
-            header,
             limit: options.requests_per_client,
             pace: options
                 .rate_per_client
@@ -338,59 +346,26 @@ impl ChainClient {
         }
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        if let Some(header) = &self.header {
-            request
-                .metadata_mut()
-                .insert(router::API_VERSION_HEADER, header.clone());
-        }
-        request
+    fn api(&self) -> Api {
+        self.client.api()
     }
 
-    async fn call(&self, value: i64, request_id: u64) -> Result<Answer, Status> {
-        let header_version = |metadata: &tonic::metadata::MetadataMap| {
-            metadata
-                .get(router::API_VERSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        match self.api {
-            Api::V1 => {
-                let mut client =
-                    v1::incrementer_client::IncrementerClient::new(self.channel.clone());
-                let response = client
-                    .increment(self.request(v1::IncrementRequest { value }))
-                    .await?;
-                Ok(Answer {
-                    served_by: header_version(response.metadata()),
-                    value: response.into_inner().value,
-                    request_id,
-                })
-            }
-            Api::V2 => {
-                let mut client =
-                    v2::incrementer_client::IncrementerClient::new(self.channel.clone());
-                let request = v2::IncrementRequest {
-                    value,
-                    step: Some(Api::V2.step()),
-                    request_id,
-                };
-                let response = client.increment(self.request(request)).await?;
-                let header = header_version(response.metadata());
-                let reply = response.into_inner();
-                Ok(Answer {
-                    served_by: header.or(Some(reply.served_by_version)),
-                    value: reply.value,
-                    request_id: reply.request_id,
-                })
-            }
+    /// The step this client's version applies (v1 has none: 1).
+    fn step(&self) -> i64 {
+        match self.api() {
+            Api::V1 => 1,
+            Api::V2 => STEP,
         }
+    }
+
+    async fn call(&self, value: i64, request_id: u64) -> Result<Reply, Status> {
+        let step = Some(self.step()).filter(|_| self.api() == Api::V2);
+        self.client.increment(value, step, request_id).await
     }
 
     /// Why `answer` is wrong for a request of `value` with id `request_id`, if it is.
-    fn verify(&self, value: i64, request_id: u64, answer: &Answer) -> Option<String> {
-        let want = value + self.api.step();
+    fn verify(&self, value: i64, request_id: u64, answer: &Reply) -> Option<String> {
+        let want = value + self.step();
         if answer.value != want {
             return Some(format!(
                 "sent {value}, got {} instead of {want}",
@@ -414,7 +389,7 @@ impl ChainClient {
     }
 
     async fn wait_until_serving(&self, stopped: &mut watch::Receiver<bool>) -> Result<(), Status> {
-        let mut health = HealthClient::new(self.channel.clone());
+        let mut health = HealthClient::new(self.client.channel().clone());
         let request = HealthCheckRequest {
             service: services::V2_SERVICE.to_string(),
         };
@@ -475,7 +450,7 @@ impl ChainClient {
                         if tally.wrong_examples.len() < 5 {
                             tally
                                 .wrong_examples
-                                .push(format!("{:?} client: {why}", self.api));
+                                .push(format!("{} client: {why}", self.api()));
                         }
                     }
                 },
@@ -488,6 +463,6 @@ impl ChainClient {
                 }
             }
         }
-        Ok((self.api, tallies))
+        Ok((self.api(), tallies))
     }
 }

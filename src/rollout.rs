@@ -17,38 +17,46 @@
 //! so its clients see `UNAVAILABLE` until step 4 retires v1 onto v2: every failure is counted
 //! with its status, none is lost or answered wrongly.
 
-use crate::clients::Api;
-use crate::deployment::{catalog, v1_backend, v2_backend};
-use crate::load::{Load, LoadOptions, LoadReport};
-use crate::process::ChildServer;
-use crate::server::{self, Layout};
-use crate::upstream::UpstreamSpec;
-use crate::{V1_VERSION, V2_VERSION};
+use crate::load::{Load, LoadOptions, LoadReport, positive};
 use anyhow::Context;
-use indicatif::ProgressBar;
+use port::child::ChildServer;
+use port::deployment::{catalog, v1_backend, v2_backend};
+use port::server::{self, Layout};
+use port::upstream::UpstreamSpec;
 use router::{Backend, RouteTable};
 use serde::Serialize;
+use services::Api;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-/// How to run the rollout.
-#[derive(Debug, Clone)]
+/// How to run the rollout; `testbed rollout` takes these as flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct RolloutOptions {
     /// v1 clients.
+    #[arg(long, default_value_t = 4)]
     pub v1_clients: usize,
     /// v2 clients.
+    #[arg(long, default_value_t = 4)]
     pub v2_clients: usize,
-    /// How long each phase lasts.
+    /// Seconds per phase (v1 only, v2 added, v1 retired, v1 removed).
+    #[arg(long = "phase-seconds", default_value = "5", value_parser = seconds)]
     pub phase: Duration,
-    /// Pace each client to this many requests per second (else back to back).
+    /// Pace each client to this many requests per second (default: back to back).
+    #[arg(long = "rate", value_parser = positive)]
     pub rate_per_client: Option<f64>,
-    /// Run v1 and v2 as child processes of this `testbed` executable instead of in-process.
-    pub processes: Option<PathBuf>,
-    /// With `processes`: kill v1 without draining it, to show what a crash costs.
+    /// Run v1 and v2 as separate `testbed serve --backend` processes behind the router.
+    #[arg(long)]
+    pub processes: bool,
+    /// With --processes: kill v1 without draining (shows the UNAVAILABLE a crash causes).
+    #[arg(long, requires = "processes")]
     pub kill_v1: bool,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    positive(text).map(Duration::from_secs_f64)
 }
 
 /// One status a health watcher saw.
@@ -93,6 +101,7 @@ impl RolloutReport {
 }
 
 /// The v1 and v2 implementations, in this process or as child processes.
+#[derive(Debug)]
 struct Fleet {
     exe: Option<PathBuf>,
     v1: Option<ChildServer>,
@@ -108,10 +117,7 @@ impl Fleet {
                 Api::V2 => v2_backend(),
             });
         };
-        let (name, version) = match api {
-            Api::V1 => ("v1", V1_VERSION),
-            Api::V2 => ("v2", V2_VERSION),
-        };
+        let (name, version) = (api.name(), api.version());
         let slot = match api {
             Api::V1 => &mut self.v1,
             Api::V2 => &mut self.v2,
@@ -130,7 +136,7 @@ impl Fleet {
         let spec = UpstreamSpec {
             name: name.to_string(),
             version,
-            addr,
+            addr: addr.to_string(),
             also_serving: Vec::new(),
         };
         Ok(spec.backend()?)
@@ -154,13 +160,16 @@ impl Fleet {
     }
 }
 
-/// Runs the rollout on a router on 127.0.0.1, with `progress` ticking requests.
+/// Runs the rollout on a router on 127.0.0.1. With `options.processes`, the backends are
+/// `testbed_exe serve --backend` processes. `progress` is told the phase and the requests
+/// completed so far, every 50 ms.
 pub async fn run(
     options: &RolloutOptions,
-    progress: &ProgressBar,
+    testbed_exe: &Path,
+    progress: &(dyn Fn(&str, u64) + Sync),
 ) -> anyhow::Result<RolloutReport> {
     let mut fleet = Fleet {
-        exe: options.processes.clone(),
+        exe: options.processes.then(|| testbed_exe.to_path_buf()),
         v1: None,
         v2: None,
         notes: Vec::new(),
@@ -179,7 +188,7 @@ pub async fn run(
     let phase_name = Arc::new(Mutex::new("v1 only".to_string()));
     let events = Arc::new(Mutex::new(Vec::new()));
     let mut watchers = Vec::new();
-    for service in [services::V1_SERVICE, services::V2_SERVICE] {
+    for service in Api::ALL.map(Api::service) {
         watchers.push(tokio::spawn(watch_health(
             server.addr,
             service,
@@ -188,7 +197,6 @@ pub async fn run(
         )));
     }
     let load_options = LoadOptions {
-        addr: server.addr,
         v1_clients: options.v1_clients,
         v2_clients: options.v2_clients,
         requests_per_client: None,
@@ -197,7 +205,7 @@ pub async fn run(
         v2_requirement: Some("^2".parse()?),
         v2_waits_for_health: true,
     };
-    let mut load = Load::start(&load_options, "v1 only").await?;
+    let mut load = Load::start(server.addr, &load_options, "v1 only").await?;
     let mut phases = Phases {
         load: &mut load,
         name: &phase_name,
@@ -211,7 +219,7 @@ pub async fn run(
     phases.hold().await;
 
     let retire = |backend: Backend| backend.also_serving("increment.v1");
-    if options.kill_v1 && options.processes.is_some() {
+    if options.kill_v1 && options.processes {
         phases.begin("v1 killed");
         fleet.stop_v1(true).await?;
         phases.hold().await;
@@ -255,7 +263,7 @@ pub async fn run(
 struct Phases<'a> {
     load: &'a mut Load,
     name: &'a Mutex<String>,
-    progress: &'a ProgressBar,
+    progress: &'a (dyn Fn(&str, u64) + Sync),
     length: Duration,
 }
 
@@ -263,7 +271,7 @@ impl Phases<'_> {
     /// Starts phase `name`: requests from now on count under it.
     fn begin(&mut self, name: &str) {
         self.load.next_phase(name);
-        self.progress.set_message(name.to_string());
+        (self.progress)(name, self.load.completed());
         name.clone_into(&mut self.name.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
@@ -272,7 +280,8 @@ impl Phases<'_> {
         let deadline = tokio::time::Instant::now() + self.length;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50).min(self.length)).await;
-            self.progress.set_position(self.load.completed());
+            let phase = self.name.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            (self.progress)(&phase, self.load.completed());
         }
     }
 }
@@ -283,7 +292,7 @@ async fn watch_health(
     phase: Arc<Mutex<String>>,
     events: Arc<Mutex<Vec<HealthEvent>>>,
 ) -> anyhow::Result<()> {
-    let mut health = HealthClient::new(crate::clients::connect(addr).await?);
+    let mut health = HealthClient::new(client::connect(addr).await?);
     let request = HealthCheckRequest {
         service: service.to_string(),
     };

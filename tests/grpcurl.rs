@@ -1,14 +1,12 @@
 //! grpcurl, a client nobody here wrote, lists, describes and calls both API versions using
 //! server reflection alone (no .proto file). grpcurl 1.8 speaks reflection v1alpha only.
 
-mod common;
-
-use common::{start, tool};
+use crate::common::{start, tool};
+use port::deployment::Deployment;
 use std::process::Command;
-use testbed::deployment::Deployment;
 
 fn grpcurl(args: &[&str]) -> String {
-    let Some(path) = tool(testbed::tools::grpcurl()) else {
+    let Some(path) = tool(client::tools::grpcurl()) else {
         return String::new();
     };
     let output = Command::new(path)
@@ -26,7 +24,7 @@ fn grpcurl(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn grpcurl_lists_describes_and_calls_by_reflection() {
-    if tool(testbed::tools::grpcurl()).is_none() {
+    if tool(client::tools::grpcurl()).is_none() {
         return;
     }
     let server = start(Deployment::SideBySide).await;

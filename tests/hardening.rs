@@ -1,14 +1,12 @@
 //! Bad input and faults: each gets a defined gRPC status with a message that says what was
 //! wrong, and a probe from a fresh client afterwards proves the server still serves.
 
-mod common;
-
-use common::raw::{frame, send};
-use common::{start, v1_client, v2_client, v2_request};
+use crate::common::raw::{frame, send};
+use crate::common::{start, v1_client, v2_client, v2_request};
+use port::deployment::Deployment;
+use port::server::{self, RunningServer, ServeOptions};
 use services::pb::v1;
 use std::time::Duration;
-use testbed::deployment::Deployment;
-use testbed::server::{self, RunningServer, ServeOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -234,7 +232,7 @@ async fn error_replies_stay_trailers_only_when_the_client_sets_a_deadline() {
     ];
     let body = frame(false, 2, &VALUE_41);
     let path = "/increment.v2.Incrementer/Increment";
-    let reply = common::raw::send_with(server.addr, path, &headers, body).await;
+    let reply = crate::common::raw::send_with(server.addr, path, &headers, body).await;
     assert_eq!(
         reply.grpc_status,
         Some(Code::Unimplemented as i32),
@@ -274,7 +272,8 @@ async fn a_client_that_cancels_mid_stream_frees_it_on_the_server() {
     assert_eq!((server.open_requests(), in_flight("v2")), (0, Some(0)));
     // One message answered, the request side still open, then RST_STREAM(CANCEL).
     let (mut send, mut replies) =
-        common::raw::open_call(server.addr, "/increment.v2.Incrementer/IncrementStream").await;
+        crate::common::raw::open_call(server.addr, "/increment.v2.Incrementer/IncrementStream")
+            .await;
     send.send_data(frame(false, 2, &VALUE_41).into(), false)
         .unwrap();
     let reply = replies.data().await.unwrap().unwrap();
@@ -289,7 +288,7 @@ async fn a_client_that_cancels_mid_stream_frees_it_on_the_server() {
     probe(&server).await;
 
     // A client that goes away entirely (its connection closes mid-stream) is freed too.
-    let (send_tx, stream) = common::open_v2_stream(&server).await;
+    let (send_tx, stream) = crate::common::open_v2_stream(&server).await;
     assert_eq!(server.open_requests(), 1);
     drop((stream, send_tx));
     until_idle(&server).await;
@@ -307,7 +306,7 @@ fn resident_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_streams_opened_and_dropped_leave_nothing_behind() {
     let server = start(Deployment::SideBySide).await;
-    let channel = common::channel(&server).await;
+    let channel = crate::common::channel(&server).await;
     let one_stream = |channel: tonic::transport::Channel| async move {
         let mut client = services::pb::v2::incrementer_client::IncrementerClient::new(channel);
         let (send, outbound) = tokio::sync::mpsc::channel(1);
@@ -345,23 +344,9 @@ async fn ten_thousand_streams_opened_and_dropped_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_dies_mid_stream_gives_unavailable_not_a_hang() {
-    use testbed::process::ChildServer;
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
-    let args = ["serve", "--backend", "v2", "--addr", "127.0.0.1:0"];
-    let backend = ChildServer::testbed(exe, &args).await.unwrap();
-    let upstream: testbed::upstream::UpstreamSpec =
-        format!("v2=2.0.0@{}", backend.addr).parse().unwrap();
-    let table = router::RouteTable::new(
-        testbed::deployment::catalog().unwrap(),
-        vec![upstream.backend().unwrap()],
-    )
-    .unwrap();
-    let layout = server::Layout::Routed(table);
-    let server = server::start_layout("127.0.0.1:0".parse().unwrap(), layout, "router")
-        .await
-        .unwrap();
+    let (backend, server) = crate::common::router_over_v2_process().await;
 
-    let (send, mut replies) = common::open_v2_stream(&server).await;
+    let (send, mut replies) = crate::common::open_v2_stream(&server).await;
 
     backend.kill().await.unwrap();
     // The stream may take the next request into a buffer before noticing; it must then fail.
@@ -377,5 +362,134 @@ async fn a_backend_that_dies_mid_stream_gives_unavailable_not_a_hang() {
     let status = client.increment(v2_request(1, None, 1)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("backend v2"), "{status:?}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_streams_still_open_after_the_grace_period() {
+    let server = start(Deployment::SideBySide).await;
+    let (send, mut replies) = crate::common::open_v2_stream(&server).await;
+    assert_eq!(server.open_connections(), 1);
+    server
+        .shutdown_within(Duration::from_millis(200))
+        .await
+        .unwrap();
+    // Once shutdown has returned nothing is served: the open stream ends (with an error or
+    // closed), it is not answered.
+    let _ = send.send(v2_request(2, None, 2)).await;
+    let after = tokio::time::timeout(Duration::from_secs(5), replies.message())
+        .await
+        .expect("the stream ends promptly instead of being served or left hanging");
+    assert!(
+        !matches!(after, Ok(Some(_))),
+        "a stream was still served after shutdown returned: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_server_closes_its_connections() {
+    let server = start(Deployment::SideBySide).await;
+    let (send, mut replies) = crate::common::open_v2_stream(&server).await;
+    drop(server);
+    let _ = send.send(v2_request(2, None, 2)).await;
+    let after = tokio::time::timeout(Duration::from_secs(5), replies.message())
+        .await
+        .expect("the stream ends promptly");
+    assert!(
+        !matches!(after, Ok(Some(_))),
+        "served after drop: {after:?}"
+    );
+}
+
+/// A backend that answers every call with the `grpc-timeout` it received, as a status message.
+fn timeout_echo_backend() -> router::Backend {
+    let echo = tower::service_fn(|request: http::Request<tonic::body::Body>| async move {
+        let seen = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        Ok::<_, std::convert::Infallible>(
+            tonic::Status::unavailable(format!("grpc-timeout={seen}")).into_http(),
+        )
+    });
+    router::Backend::in_process("echo", services::V1_VERSION, "increment.v1", echo)
+}
+
+#[tokio::test]
+async fn the_remaining_deadline_is_passed_on_to_the_backend() {
+    let table = router::RouteTable::new(
+        port::deployment::catalog().unwrap(),
+        vec![timeout_echo_backend()],
+    )
+    .unwrap();
+    let options = ServeOptions {
+        request_timeout: Some(Duration::from_secs(30)),
+        ..ServeOptions::default()
+    };
+    let server = server::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        port::Layout::Routed(table),
+        "echo",
+        &options,
+    )
+    .await
+    .unwrap();
+    let mut client = v1_client(&server).await;
+    let seen = |status: tonic::Status| status.message().to_string();
+
+    // The client's deadline (2 s) is shorter than the server's: the backend is told about 2 s.
+    let mut request = tonic::Request::new(v1::IncrementRequest { value: 1 });
+    request.set_timeout(Duration::from_secs(2));
+    let told = seen(client.increment(request).await.unwrap_err());
+    let millis: u64 = told
+        .strip_prefix("grpc-timeout=")
+        .and_then(|t| t.strip_suffix('m'))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("backend saw {told:?}"));
+    assert!((1..=2000).contains(&millis), "backend saw {told:?}");
+
+    // Without a client deadline, the server's own request timeout is passed on.
+    let told = seen(
+        client
+            .increment(v1::IncrementRequest { value: 1 })
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(told, "grpc-timeout=30000m");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_backend_fails_calls_instead_of_hanging_them() {
+    let (backend, server) = crate::common::router_over_v2_process().await;
+    let pid = backend.pid().unwrap().to_string();
+    let mut client = v2_client(&server).await;
+    assert_eq!(
+        client
+            .increment(v2_request(1, None, 1))
+            .await
+            .unwrap()
+            .into_inner()
+            .value,
+        2
+    );
+    // Stopped, not dead: its connection stays open and nothing answers on it.
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status();
+    assert!(stop.unwrap().success());
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.increment(v2_request(2, None, 2)),
+    )
+    .await
+    .expect("a call to a stalled upstream without a client deadline ends by itself")
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
     server.shutdown().await.unwrap();
 }

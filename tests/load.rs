@@ -1,18 +1,14 @@
 //! Mixed-version load and the zero-downtime rollout: every reply verified, every request
 //! counted. Small counts; no timings asserted.
 
-mod common;
-
-use common::start;
-use indicatif::ProgressBar;
+use crate::common::start;
+use port::deployment::Deployment;
 use std::time::Duration;
-use testbed::deployment::Deployment;
 use testbed::load::{Load, LoadOptions};
 use testbed::rollout::{self, RolloutOptions};
 
-fn options(addr: std::net::SocketAddr) -> LoadOptions {
+fn options() -> LoadOptions {
     LoadOptions {
-        addr,
         v1_clients: 2,
         v2_clients: 2,
         requests_per_client: Some(200),
@@ -41,18 +37,17 @@ async fn run_rollout(processes: bool, kill_v1: bool) -> rollout::RolloutReport {
         v2_clients: 2,
         phase: Duration::from_millis(400),
         rate_per_client: None,
-        processes: processes.then(|| env!("CARGO_BIN_EXE_testbed").into()),
+        processes,
         kill_v1,
     };
-    rollout::run(&options, &ProgressBar::hidden())
-        .await
-        .unwrap()
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
+    rollout::run(&options, exe, &|_, _| {}).await.unwrap()
 }
 
 #[tokio::test]
 async fn mixed_clients_against_the_router_are_all_answered_correctly() {
     let server = start(Deployment::SideBySide).await;
-    let load = Load::start(&options(server.addr), "mixed").await.unwrap();
+    let load = Load::start(server.addr, &options(), "mixed").await.unwrap();
     let report = run_to_completion(load).await;
     let [v1, v2] = report.totals();
     assert_eq!((v1.requests, v1.ok), (400, 400));
@@ -66,7 +61,7 @@ async fn mixed_clients_against_the_router_are_all_answered_correctly() {
 #[tokio::test]
 async fn wrong_answers_are_caught_and_fail_the_run() {
     let server = start(Deployment::NaiveProxyToV1).await;
-    let load = Load::start(&options(server.addr), "naive").await.unwrap();
+    let load = Load::start(server.addr, &options(), "naive").await.unwrap();
     let report = run_to_completion(load).await;
     let [v1, v2] = report.totals();
     assert_eq!(v1.ok, 400, "v1 clients are served correctly by v1");
@@ -83,9 +78,10 @@ async fn wrong_answers_are_caught_and_fail_the_run() {
 #[tokio::test]
 async fn requirements_outside_what_serves_are_refused_not_misanswered() {
     let server = start(Deployment::SideBySide).await;
-    let mut options = options(server.addr);
+    let mut options = options();
     options.v2_requirement = Some("^3".parse().unwrap());
-    let report = run_to_completion(Load::start(&options, "pinned").await.unwrap()).await;
+    let report =
+        run_to_completion(Load::start(server.addr, &options, "pinned").await.unwrap()).await;
     let [_, v2] = report.totals();
     assert_eq!(v2.errors.get("UNIMPLEMENTED").map(|(n, _)| *n), Some(400));
     assert_eq!(v2.wrong, 0);

@@ -2,12 +2,12 @@
 //! return value + step, or exactly the documented error: INVALID_ARGUMENT for a step below 1,
 //! OUT_OF_RANGE when the sum overflows int64.
 
+use port::deployment::Deployment;
+use port::server::RunningServer;
 use proptest::prelude::*;
 use services::pb::{v1, v2};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use testbed::deployment::Deployment;
-use testbed::server::RunningServer;
 use tonic::Code;
 
 /// One server for all cases, on a runtime that keeps serving between them.
@@ -17,7 +17,7 @@ fn server() -> &'static (tokio::runtime::Runtime, RunningServer) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let server = runtime
-            .block_on(testbed::server::start(addr, Deployment::SideBySide))
+            .block_on(port::server::start(addr, Deployment::SideBySide))
             .unwrap();
         (runtime, server)
     })
@@ -57,7 +57,7 @@ proptest! {
     fn v2_returns_value_plus_step_or_the_documented_error(value in values(), step in steps()) {
         let (runtime, server) = server();
         let got = runtime.block_on(async {
-            let channel = testbed::clients::connect(server.addr).await.unwrap();
+            let channel = client::connect(server.addr).await.unwrap();
             let mut client = v2::incrementer_client::IncrementerClient::new(channel);
             let request = v2::IncrementRequest { value, step, request_id: 7 };
             client.increment(request).await.map(|r| r.into_inner())
@@ -76,7 +76,7 @@ proptest! {
     fn v1_returns_value_plus_one_or_out_of_range(value in values()) {
         let (runtime, server) = server();
         let got = runtime.block_on(async {
-            let channel = testbed::clients::connect(server.addr).await.unwrap();
+            let channel = client::connect(server.addr).await.unwrap();
             let mut client = v1::incrementer_client::IncrementerClient::new(channel);
             client.increment(v1::IncrementRequest { value }).await.map(|r| r.into_inner().value)
         });

@@ -1,9 +1,7 @@
 //! Reflection (v1 and v1alpha) and health on the testbed's port, checked with Rust clients.
 
-mod common;
-
-use common::{channel, start};
-use testbed::deployment::Deployment;
+use crate::common::{channel, start};
+use port::deployment::Deployment;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -28,6 +26,71 @@ async fn reflect(
         .into_inner();
     let response = responses.next().await.unwrap().unwrap();
     response.message_response.unwrap()
+}
+
+/// The services the server's reflection lists, sorted, without health and reflection.
+async fn listed_api_services(server: &port::RunningServer) -> Vec<String> {
+    let mut client = ServerReflectionClient::new(channel(server).await);
+    let MessageResponse::ListServicesResponse(list) =
+        reflect(&mut client, MessageRequest::ListServices(String::new())).await
+    else {
+        panic!("expected a service list")
+    };
+    let mut names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|name| name.starts_with("increment."))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn reflection_lists_only_what_the_port_serves() {
+    for (deployment, want) in [
+        (Deployment::V1Only, vec!["increment.v1.Incrementer"]),
+        (Deployment::V2Only, vec!["increment.v2.Incrementer"]),
+        (
+            Deployment::V1Retired,
+            vec!["increment.v1.Incrementer", "increment.v2.Incrementer"],
+        ),
+    ] {
+        let server = start(deployment).await;
+        assert_eq!(listed_api_services(&server).await, want, "{deployment}");
+    }
+    let backend = port::server::start_layout(
+        "127.0.0.1:0".parse().unwrap(),
+        port::Layout::Direct(vec![services::Api::V1]),
+        "v1 backend",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        listed_api_services(&backend).await,
+        ["increment.v1.Incrementer"]
+    );
+}
+
+#[tokio::test]
+async fn reflection_follows_the_route_table_as_it_changes() {
+    let server = start(Deployment::V1Only).await;
+    assert_eq!(
+        listed_api_services(&server).await,
+        ["increment.v1.Incrementer"]
+    );
+    let router = server.router.clone().unwrap();
+    router.add(port::deployment::v2_backend()).await.unwrap();
+    assert_eq!(
+        listed_api_services(&server).await,
+        ["increment.v1.Incrementer", "increment.v2.Incrementer"]
+    );
+    router.drain("v1").await.unwrap();
+    router.remove("v1").await.unwrap();
+    assert_eq!(
+        listed_api_services(&server).await,
+        ["increment.v2.Incrementer"]
+    );
 }
 
 #[tokio::test]
@@ -127,4 +190,45 @@ async fn health_follows_the_deployment() {
         .unwrap();
     assert_eq!(v2.into_inner().status(), ServingStatus::NotServing);
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_says_not_serving_while_an_upstream_is_unreachable() {
+    // A port nothing listens on: bound, its number taken, then closed.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let upstream: port::upstream::UpstreamSpec = format!("v1=1.0.0@{dead_addr}").parse().unwrap();
+    let table = router::RouteTable::new(
+        port::deployment::catalog().unwrap(),
+        vec![upstream.backend().unwrap()],
+    )
+    .unwrap();
+    let server = port::server::start_layout(
+        "127.0.0.1:0".parse().unwrap(),
+        port::Layout::Routed(table),
+        "router over a dead upstream",
+    )
+    .await
+    .unwrap();
+    let mut health = HealthClient::new(channel(&server).await);
+    let mut updates = health
+        .watch(HealthCheckRequest {
+            service: "increment.v1.Incrementer".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let not_serving = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(update) = updates.message().await.unwrap() {
+            if update.status() == ServingStatus::NotServing {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        not_serving.is_ok(),
+        "health kept saying SERVING for an upstream nobody can reach"
+    );
 }

@@ -1,10 +1,10 @@
 //! A backend: one versioned implementation the router can send requests to, in-process or
 //! over a tonic `Channel` to another process.
 
+use crate::BoxFuture;
 use http::{Request, Response};
 use semver::Version;
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,6 +28,8 @@ pub struct Backend {
     pub serves: Vec<String>,
     /// The service requests are forwarded to.
     pub service: BackendService,
+    /// For a remote backend, the channel to it, which an `UpstreamProbe` checks it over.
+    pub(crate) channel: Option<Channel>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -37,6 +39,7 @@ impl std::fmt::Debug for Backend {
             .field("version", &self.version)
             .field("api", &self.api)
             .field("serves", &self.serves)
+            .field("remote", &self.channel.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -52,27 +55,46 @@ impl Backend {
             + 'static,
         S::Future: Send + 'static,
     {
-        Self::new(name, version, api, BoxCloneSyncService::new(service))
+        Self::new(name, version, api, BoxCloneSyncService::new(service), None)
     }
 
     /// A backend in another process, reached over `channel`. Transport failures become
-    /// `UNAVAILABLE` replies naming the backend, so a dead upstream never hangs or panics.
+    /// `UNAVAILABLE` replies naming the backend, so a dead upstream never hangs or panics; those
+    /// replies carry no `x-api-version` header, since no version served them.
     pub fn remote(name: &str, version: Version, api: &str, channel: Channel) -> Self {
         let service = Upstream {
             label: format!("backend {name} ({api} {version})").into(),
-            channel,
+            channel: channel.clone(),
         };
-        Self::new(name, version, api, BoxCloneSyncService::new(service))
+        Self::new(
+            name,
+            version,
+            api,
+            BoxCloneSyncService::new(service),
+            Some(channel),
+        )
     }
 
-    fn new(name: &str, version: Version, api: &str, service: BackendService) -> Self {
+    fn new(
+        name: &str,
+        version: Version,
+        api: &str,
+        service: BackendService,
+        channel: Option<Channel>,
+    ) -> Self {
         Self {
             name: name.to_string(),
             version,
             api: api.to_string(),
             serves: vec![api.to_string()],
             service,
+            channel,
         }
+    }
+
+    /// Whether the backend is in another process (made by [`Backend::remote`]).
+    pub fn is_remote(&self) -> bool {
+        self.channel.is_some()
     }
 
     /// Also route requests for `package` to this backend (for example, v2 serving v1 paths once
@@ -85,6 +107,19 @@ impl Backend {
     }
 }
 
+/// Marks a reply the router made up itself (no backend produced it), so the router does not
+/// label it with the `x-api-version` of a backend that never answered. Kept in the response's
+/// extensions, which do not go on the wire.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouterMade;
+
+/// `status` as a trailers-only reply marked [`RouterMade`].
+pub(crate) fn router_reply(status: Status) -> Response<Body> {
+    let mut response = status.into_http();
+    response.extensions_mut().insert(RouterMade);
+    response
+}
+
 /// Forwards to a remote backend, turning transport failures into `UNAVAILABLE` replies.
 #[derive(Clone)]
 struct Upstream {
@@ -95,7 +130,7 @@ struct Upstream {
 impl Service<Request<Body>> for Upstream {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // Readiness of the channel is awaited per call, where its error can become a reply.
@@ -106,8 +141,11 @@ impl Service<Request<Body>> for Upstream {
         let channel = self.channel.clone();
         let label = self.label.clone();
         Box::pin(async move {
-            let unavailable =
-                |err| Status::unavailable(format!("{label} is unreachable: {err}")).into_http();
+            let unavailable = |err| {
+                router_reply(Status::unavailable(format!(
+                    "{label} is unreachable: {err}"
+                )))
+            };
             Ok(match channel.oneshot(request).await {
                 Ok(response) => response.map(|body| {
                     Body::new(UpstreamBody {

@@ -100,6 +100,24 @@ impl ApiCatalog {
         methods
     }
 
+    /// The methods of managed package `package`, sorted, as `package.Service/Method` (none when
+    /// the package is not managed).
+    pub fn methods_of(&self, package: &str) -> Vec<String> {
+        let mut methods: Vec<String> =
+            self.services
+                .get(package)
+                .into_iter()
+                .flatten()
+                .flat_map(|service| {
+                    service.method.iter().map(move |method| {
+                        format!("{package}.{}/{}", service.name(), method.name())
+                    })
+                })
+                .collect();
+        methods.sort_unstable();
+        methods
+    }
+
     /// The managed packages, sorted.
     pub fn packages(&self) -> Vec<&str> {
         let mut packages: Vec<&str> = self.services.keys().map(String::as_str).collect();
@@ -192,5 +210,22 @@ impl ApiCatalog {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{V1, V2, catalog};
+
+    #[test]
+    fn methods_of_lists_one_package() {
+        let catalog = catalog();
+        assert_eq!(catalog.methods_of(V1), ["demo.v1.Counter/Add"]);
+        assert_eq!(
+            catalog.methods_of(V2),
+            ["demo.v2.Counter/Add", "demo.v2.Counter/Reset"]
+        );
+        assert!(catalog.methods_of("demo").is_empty());
+        assert_eq!(catalog.methods().len(), 3);
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! A request counts from the moment it is routed until its response body is finished or
 //! dropped, which for a stream is when the stream ends, not when its headers are sent.
+//!
+//! Every access is `SeqCst`: a drain stores "closed" and then reads the count, a request counts
+//! itself and then reads "closed", and only with both in one total order is it certain that at
+//! least one of them sees the other (see `VersionRouter::call`).
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -22,13 +26,13 @@ pub struct InFlight {
 impl InFlight {
     /// Counts one more request until the returned guard drops.
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.count.fetch_add(1, Ordering::AcqRel);
+        self.count.fetch_add(1, Ordering::SeqCst);
         InFlightGuard(self.clone())
     }
 
     /// Requests in flight now.
     pub fn current(&self) -> usize {
-        self.count.load(Ordering::Acquire)
+        self.count.load(Ordering::SeqCst)
     }
 
     /// Resolves once no request is in flight.
@@ -52,7 +56,7 @@ pub struct InFlightGuard(Arc<InFlight>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }
     }
@@ -62,6 +66,14 @@ impl Drop for InFlightGuard {
 pub struct CountedBody {
     inner: Body,
     guard: Option<InFlightGuard>,
+}
+
+impl std::fmt::Debug for CountedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountedBody")
+            .field("counted", &self.guard.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CountedBody {

@@ -12,6 +12,7 @@ use http::HeaderValue;
 use semver::{Version, VersionReq};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::Status;
 
 /// Why a route table could not be built or changed.
@@ -68,8 +69,39 @@ pub(crate) struct Route {
     pub(crate) backend: Backend,
     /// The `x-api-version` response header value, formatted once.
     pub(crate) version_header: HeaderValue,
-    pub(crate) in_flight: Arc<InFlight>,
+    /// State shared by every table that holds this backend (under this name, since it was added).
+    pub(crate) state: Arc<BackendState>,
     pub(crate) draining: bool,
+}
+
+/// What one backend's entries in successive tables share: its in-flight count, whether the
+/// router has stopped routing to it, and whether it was reachable when last checked.
+#[derive(Debug, Default)]
+pub(crate) struct BackendState {
+    pub(crate) in_flight: Arc<InFlight>,
+    /// Set (once, never cleared) by `RouterHandle` after it stored a table in which this backend
+    /// is draining or absent. A request that selected the backend from an older table checks it
+    /// after counting itself in flight, and selects again if it is set; see
+    /// `VersionRouter::call` for why that closes the drain race.
+    closed: AtomicBool,
+    /// Set while an `UpstreamProbe` finds the (remote) backend unreachable.
+    unreachable: AtomicBool,
+}
+
+impl BackendState {
+    /// Whether the router has stopped routing new requests to this backend.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Records a probe's finding; returns whether it changed.
+    pub(crate) fn set_reachable(&self, reachable: bool) -> bool {
+        self.unreachable.swap(!reachable, Ordering::SeqCst) == reachable
+    }
 }
 
 /// A snapshot of one backend's state, for status output and tests.
@@ -87,6 +119,9 @@ pub struct BackendInfo {
     pub draining: bool,
     /// Requests (and streams) in flight on it now.
     pub in_flight: usize,
+    /// Whether it answered the last reachability check (see `UpstreamProbe`). Always `true` for
+    /// in-process backends, and for remote ones until a check has found them unreachable.
+    pub reachable: bool,
 }
 
 /// An immutable, validated set of backends and the index used to pick one per request.
@@ -163,7 +198,8 @@ impl RouteTable {
                 api: r.backend.api.clone(),
                 serves: r.backend.serves.clone(),
                 draining: r.draining,
-                in_flight: r.in_flight.current(),
+                in_flight: r.state.in_flight.current(),
+                reachable: r.is_reachable(),
             })
             .collect()
     }
@@ -173,8 +209,26 @@ impl RouteTable {
         self.by_package.get(package).is_some_and(|v| !v.is_empty())
     }
 
-    /// Picks the highest-versioned active backend serving `path`'s package that satisfies
-    /// `requirement`, or `UNIMPLEMENTED` naming the requirement and the versions available.
+    /// Whether some active backend that is reachable (as far as the last check knows) serves
+    /// `package`: what its health status reports.
+    pub fn is_available(&self, package: &str) -> bool {
+        self.by_package
+            .get(package)
+            .is_some_and(|v| v.iter().any(|&i| self.routes[i].is_reachable()))
+    }
+
+    /// Picks the backend for a request to `path`'s package with the `x-api-version`
+    /// `requirement`, among the active (not draining) backends serving that package, or
+    /// `UNIMPLEMENTED` naming the requirement and the versions available.
+    ///
+    /// Prereleases follow semver's convention:
+    /// - With a requirement, the highest version for which [`VersionReq::matches`] holds wins.
+    ///   That excludes prereleases such as `2.1.0-rc.1` unless the requirement itself names a
+    ///   prerelease of the same `major.minor.patch` (`>=2.1.0-rc.1`, `=2.1.0-rc.1`); `*` and
+    ///   `^2` do not.
+    /// - Without one, the highest stable (non-prerelease) version wins; a prerelease is chosen
+    ///   only when no stable backend serves the package at all. So adding a release candidate
+    ///   beside `2.0.0` sends it only the requests that ask for it.
     pub(crate) fn select(
         &self,
         path: &GrpcPath<'_>,
@@ -184,29 +238,35 @@ impl RouteTable {
             .by_package
             .get(path.package)
             .map_or(&[][..], Vec::as_slice);
-        candidates
-            .iter()
-            .map(|&i| &self.routes[i])
-            .find(|r| requirement.is_none_or(|req| req.matches(&r.backend.version)))
-            .ok_or_else(|| {
-                let available: Vec<String> = candidates
-                    .iter()
-                    .map(|&i| self.routes[i].backend.version.to_string())
-                    .collect();
-                let available = if available.is_empty() {
-                    "none".to_string()
-                } else {
-                    available.join(", ")
-                };
-                let wanted = requirement.map_or_else(
-                    || "any version".to_string(),
-                    |req| format!("{API_VERSION_HEADER} {req}"),
-                );
-                Status::unimplemented(format!(
-                    "no backend serves {} with {wanted}; versions serving {}: {available}",
-                    path.package, path.package
-                ))
-            })
+        let mut routes = candidates.iter().map(|&i| &self.routes[i]);
+        let chosen = match requirement {
+            Some(req) => routes.find(|r| req.matches(&r.backend.version)),
+            // Highest first, so the first stable one is the highest stable one; failing that,
+            // the first one is the highest prerelease.
+            None => routes
+                .clone()
+                .find(|r| r.backend.version.pre.is_empty())
+                .or_else(|| routes.next()),
+        };
+        chosen.ok_or_else(|| {
+            let available: Vec<String> = candidates
+                .iter()
+                .map(|&i| self.routes[i].backend.version.to_string())
+                .collect();
+            let available = if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            };
+            let wanted = requirement.map_or_else(
+                || "any version".to_string(),
+                |req| format!("{API_VERSION_HEADER} {req}"),
+            );
+            Status::unimplemented(format!(
+                "no backend serves {} with {wanted}; versions serving {}: {available}",
+                path.package, path.package
+            ))
+        })
     }
 
     /// A new table with `backend` added.
@@ -218,14 +278,18 @@ impl RouteTable {
 
     /// A new table in which `backend` takes the place of the backend with the same name (to route
     /// more packages to it, say). Requests in flight on the old one keep being counted.
+    ///
+    /// A draining backend stays draining: replacing it does not make it eligible for new
+    /// requests again (the drain that is waiting for it would otherwise wait on a backend that
+    /// is taking new requests). To bring it back, remove it and add it again.
     pub fn with_replaced(&self, backend: Backend) -> Result<Self, TableError> {
         let mut routes = self.routes.clone();
         let i = self
             .position(&backend.name)
             .ok_or_else(|| TableError::UnknownBackend(backend.name.clone()))?;
-        let in_flight = routes[i].in_flight.clone();
         routes[i] = Route {
-            in_flight,
+            state: routes[i].state.clone(),
+            draining: routes[i].draining,
             ..Route::new(backend)
         };
         Self::from_routes(self.catalog.clone(), routes)
@@ -252,9 +316,34 @@ impl RouteTable {
         Self::from_routes(self.catalog.clone(), routes)
     }
 
-    pub(crate) fn in_flight_of(&self, name: &str) -> Option<Arc<InFlight>> {
-        self.position(name)
-            .map(|i| self.routes[i].in_flight.clone())
+    /// This table with new shared state for every backend (nothing in flight, reachable, closed
+    /// when draining), so that the handle taking charge of it shares none with another handle.
+    pub(crate) fn detached(&self) -> Self {
+        let mut table = self.clone();
+        for route in &mut table.routes {
+            route.state = Arc::default();
+            if route.draining {
+                route.state.close();
+            }
+        }
+        table
+    }
+
+    /// The shared state of backend `name`.
+    pub(crate) fn state_of(&self, name: &str) -> Option<Arc<BackendState>> {
+        self.position(name).map(|i| self.routes[i].state.clone())
+    }
+
+    /// The routes of this table, draining ones included.
+    pub(crate) fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Whether `state`'s backend is active (in the table and not draining) here.
+    pub(crate) fn is_active(&self, state: &Arc<BackendState>) -> bool {
+        self.routes
+            .iter()
+            .any(|r| !r.draining && Arc::ptr_eq(&r.state, state))
     }
 
     fn position(&self, name: &str) -> Option<usize> {
@@ -269,9 +358,14 @@ impl Route {
         Self {
             backend,
             version_header,
-            in_flight: Arc::default(),
+            state: Arc::default(),
             draining: false,
         }
+    }
+
+    /// In-process backends are always reachable; remote ones unless the last check failed.
+    pub(crate) fn is_reachable(&self) -> bool {
+        self.backend.channel.is_none() || !self.state.unreachable.load(Ordering::SeqCst)
     }
 }
 
@@ -297,4 +391,211 @@ fn check_backend(catalog: &ApiCatalog, backend: &Backend) -> Result<(), TableErr
             })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RouteTable, TableError};
+    use crate::GrpcPath;
+    use crate::testing::{V1, V2, backend, catalog, descriptors, table};
+    use crate::{ApiCatalog, CatalogError};
+    use semver::VersionReq;
+
+    /// The name of the backend `table` picks for a `demo.v2` request with `requirement`.
+    fn pick(table: &RouteTable, requirement: Option<&str>) -> Result<String, tonic::Code> {
+        pick_for(table, V2, requirement).map_err(|status| status.code())
+    }
+
+    fn pick_for(
+        table: &RouteTable,
+        package: &str,
+        requirement: Option<&str>,
+    ) -> Result<String, tonic::Status> {
+        let path = format!("/{package}.Counter/Add");
+        let path = GrpcPath::parse(&path).unwrap();
+        let requirement = requirement.map(|r| VersionReq::parse(r).unwrap());
+        table
+            .select(&path, requirement.as_ref())
+            .map(|route| route.backend.name.clone())
+    }
+
+    #[test]
+    fn duplicate_backend_names_are_refused() {
+        let err = RouteTable::new(
+            catalog(),
+            vec![backend("a", "1.0.0", V1), backend("a", "2.0.0", V2)],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, TableError::DuplicateName(name) if name == "a"),
+            "{err}"
+        );
+        let err = table(vec![backend("a", "1.0.0", V1)])
+            .with_backend(backend("a", "1.1.0", V1))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a backend named \"a\" is already in the route table"
+        );
+    }
+
+    #[test]
+    fn unmanaged_packages_are_refused() {
+        // A package the descriptors do not have at all cannot even be in the catalog.
+        assert!(matches!(
+            ApiCatalog::from_encoded(&descriptors(), &[V1, "demo.v3"]),
+            Err(CatalogError::UnknownPackage(p)) if p == "demo.v3"
+        ));
+        // A backend implementing a package the catalog does not manage.
+        let v1_only = ApiCatalog::from_encoded(&descriptors(), &[V1]).unwrap();
+        let err = RouteTable::new(v1_only.clone(), vec![backend("v2", "2.0.0", V2)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "backend \"v2\": package demo.v2 is not managed by this router (managed: demo.v1)"
+        );
+        // A backend routed a package the catalog does not manage.
+        let err = RouteTable::new(
+            catalog(),
+            vec![backend("v2", "2.0.0", V2).also_serving("other.v1")],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, TableError::UnmanagedPackage { backend, package, .. }
+                if backend == "v2" && package == "other.v1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_active_backends_of_one_version_are_refused_but_a_draining_one_may_share_it() {
+        let err = RouteTable::new(
+            catalog(),
+            vec![backend("a", "1.0.0", V1), backend("b", "1.0.0", V1)],
+        )
+        .unwrap_err();
+        assert!(matches!(err, TableError::AmbiguousVersion { .. }), "{err}");
+        let t = table(vec![backend("a", "1.0.0", V1)])
+            .with_draining("a")
+            .unwrap()
+            .with_backend(backend("b", "1.0.0", V1))
+            .unwrap();
+        assert_eq!(pick_for(&t, V1, None).unwrap(), "b");
+    }
+
+    #[test]
+    fn the_highest_satisfying_version_is_selected() {
+        let t = table(vec![
+            backend("old", "1.0.0", V2),
+            backend("new", "2.0.0", V2),
+            backend("mid", "1.2.0", V2),
+        ]);
+        assert_eq!(pick(&t, None).unwrap(), "new");
+        assert_eq!(pick(&t, Some("*")).unwrap(), "new");
+        assert_eq!(pick(&t, Some("^1")).unwrap(), "mid");
+        assert_eq!(pick(&t, Some("^1.1")).unwrap(), "mid");
+        assert_eq!(pick(&t, Some("~1.0")).unwrap(), "old");
+        assert_eq!(pick(&t, Some(">=1, <2")).unwrap(), "mid");
+        let refused = pick_for(&t, V2, Some(">=3")).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unimplemented);
+        assert_eq!(
+            refused.message(),
+            "no backend serves demo.v2 with x-api-version >=3; \
+             versions serving demo.v2: 2.0.0, 1.2.0, 1.0.0"
+        );
+    }
+
+    #[test]
+    fn a_draining_backend_is_not_selected() {
+        let t = table(vec![backend("a", "2.0.0", V1), backend("b", "1.0.0", V1)]);
+        let t = t.with_draining("a").unwrap();
+        assert_eq!(pick_for(&t, V1, None).unwrap(), "b");
+        assert_eq!(
+            pick_for(&t, V1, Some("^2")).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+        let t = t.with_draining("b").unwrap();
+        assert!(!t.is_served(V1));
+        assert_eq!(
+            pick_for(&t, V1, None).unwrap_err().message(),
+            "no backend serves demo.v1 with any version; versions serving demo.v1: none"
+        );
+        // Still in the table, as draining, until removed.
+        let names: Vec<(String, bool)> = t
+            .backends()
+            .into_iter()
+            .map(|b| (b.name, b.draining))
+            .collect();
+        assert_eq!(names, [("a".into(), true), ("b".into(), true)]);
+        assert_eq!(t.without("a").unwrap().backends().len(), 1);
+    }
+
+    #[test]
+    fn an_older_package_is_refused_to_a_backend_lacking_its_fields() {
+        // demo.v1 requests lack nothing demo.v2 has: v2 may serve them.
+        let t = table(vec![backend("v2", "2.0.0", V2).also_serving(V1)]);
+        assert_eq!(pick_for(&t, V1, None).unwrap(), "v2");
+        // The reverse would drop `step` on the floor.
+        let err = RouteTable::new(catalog(), vec![backend("v1", "1.0.0", V1).also_serving(V2)])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "backend \"v1\" cannot serve demo.v2 requests: demo.v1 is not a wire-compatible \
+             superset of demo.v2: demo.v1.AddRequest has no field number 2 (demo.v2.AddRequest.step)"
+        );
+        // Also when it comes as a replacement.
+        let err = table(vec![backend("v1", "1.0.0", V1)])
+            .with_replaced(backend("v1", "1.0.0", V1).also_serving(V2))
+            .unwrap_err();
+        assert!(matches!(err, TableError::Incompatible { .. }), "{err}");
+    }
+
+    #[test]
+    fn changes_to_unknown_backends_are_refused() {
+        let t = table(vec![backend("a", "1.0.0", V1)]);
+        for err in [
+            t.with_draining("x").unwrap_err(),
+            t.without("x").unwrap_err(),
+            t.with_replaced(backend("x", "1.0.0", V1)).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, TableError::UnknownBackend(n) if n == "x"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_requirement_a_prerelease_is_chosen_only_when_nothing_stable_serves() {
+        let both = table(vec![
+            backend("stable", "2.0.0", V2),
+            backend("rc", "2.1.0-rc.1", V2),
+        ]);
+        assert_eq!(pick(&both, None).unwrap(), "stable");
+        assert_eq!(pick(&both, Some("*")).unwrap(), "stable");
+        assert_eq!(pick(&both, Some("^2")).unwrap(), "stable");
+        // A requirement that names the prerelease opts in to it.
+        assert_eq!(pick(&both, Some(">=2.1.0-rc.1")).unwrap(), "rc");
+        assert_eq!(pick(&both, Some("=2.1.0-rc.1")).unwrap(), "rc");
+
+        let only_rc = table(vec![backend("rc", "2.1.0-rc.1", V2)]);
+        assert_eq!(pick(&only_rc, None).unwrap(), "rc");
+        assert_eq!(
+            pick(&only_rc, Some("^2")).unwrap_err(),
+            tonic::Code::Unimplemented
+        );
+    }
+
+    #[test]
+    fn a_newer_stable_release_beats_an_older_prerelease_and_vice_versa() {
+        let t = table(vec![
+            backend("rc", "2.1.0-rc.1", V2),
+            backend("next", "2.1.0", V2),
+        ]);
+        assert_eq!(pick(&t, None).unwrap(), "next");
+        let t = table(vec![
+            backend("old", "1.9.0", V2),
+            backend("rc", "2.0.0-rc.1", V2),
+        ]);
+        assert_eq!(pick(&t, None).unwrap(), "old");
+    }
 }

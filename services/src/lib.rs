@@ -3,10 +3,10 @@
 //! from `proto/` at build time and the encoded descriptor set that reflection serves.
 //!
 //! Both versions share one arithmetic rule ([`arithmetic`]) so they can only differ where their
-//! APIs differ. [`baseline`] holds the non-gRPC servers the latency runs compare against.
+//! APIs differ. [`Api`] names a version: its package, service and the version it reports.
 
+mod api;
 pub mod arithmetic;
-pub mod baseline;
 mod stream;
 pub mod v1;
 pub mod v2;
@@ -32,5 +32,6 @@ pub const V1_SERVICE: &str = "increment.v1.Incrementer";
 /// Full gRPC service name of the v2 API, as used in paths and health checks.
 pub const V2_SERVICE: &str = "increment.v2.Incrementer";
 
+pub use api::{API_PACKAGES, Api, V1_VERSION, V2_VERSION};
 pub use v1::IncrementerV1;
 pub use v2::IncrementerV2;

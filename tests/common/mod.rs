@@ -1,46 +1,45 @@
 //! Helpers shared by the integration tests: start a deployment on a free loopback port,
 //! build clients, and find external tools (a missing tool fails under CI=true, else skips).
-#![allow(dead_code)] // each test binary uses its own subset
 
-pub mod raw;
+pub(crate) mod raw;
 
+use client::tools::MissingTool;
+use port::deployment::Deployment;
+use port::server::{self, RunningServer};
 use services::pb::{v1, v2};
 use std::path::PathBuf;
-use testbed::deployment::Deployment;
-use testbed::server::{self, RunningServer};
-use testbed::tools::MissingTool;
 use tonic::transport::Channel;
 
 /// Starts `deployment` on 127.0.0.1 with an OS-chosen port.
-pub async fn start(deployment: Deployment) -> RunningServer {
+pub(crate) async fn start(deployment: Deployment) -> RunningServer {
     server::start("127.0.0.1:0".parse().unwrap(), deployment)
         .await
         .expect("test server starts")
 }
 
 /// A channel to a running server.
-pub async fn channel(server: &RunningServer) -> Channel {
-    testbed::clients::connect(server.addr)
+pub(crate) async fn channel(server: &RunningServer) -> Channel {
+    client::connect(server.addr)
         .await
         .expect("test client connects")
 }
 
 /// A v1 client of a running server.
-pub async fn v1_client(
+pub(crate) async fn v1_client(
     server: &RunningServer,
 ) -> v1::incrementer_client::IncrementerClient<Channel> {
     v1::incrementer_client::IncrementerClient::new(channel(server).await)
 }
 
 /// A v2 client of a running server.
-pub async fn v2_client(
+pub(crate) async fn v2_client(
     server: &RunningServer,
 ) -> v2::incrementer_client::IncrementerClient<Channel> {
     v2::incrementer_client::IncrementerClient::new(channel(server).await)
 }
 
 /// A v2 request.
-pub fn v2_request(value: i64, step: Option<i64>, request_id: u64) -> v2::IncrementRequest {
+pub(crate) fn v2_request(value: i64, step: Option<i64>, request_id: u64) -> v2::IncrementRequest {
     v2::IncrementRequest {
         value,
         step,
@@ -50,7 +49,7 @@ pub fn v2_request(value: i64, step: Option<i64>, request_id: u64) -> v2::Increme
 
 /// The tool, or `None` (with a note) when it is missing outside CI. Under `CI=true` a missing
 /// tool fails the test: CI must run the external-client tests, never skip them.
-pub fn tool(found: Result<PathBuf, MissingTool>) -> Option<PathBuf> {
+pub(crate) fn tool(found: Result<PathBuf, MissingTool>) -> Option<PathBuf> {
     match found {
         Ok(path) => Some(path),
         Err(missing) if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -65,7 +64,7 @@ pub fn tool(found: Result<PathBuf, MissingTool>) -> Option<PathBuf> {
 
 /// A v2 `IncrementStream` kept open: requests go in through the sender, replies come out of the
 /// stream. The stream has already answered one request (value 1 → 2), so it is surely in flight.
-pub async fn open_v2_stream(
+pub(crate) async fn open_v2_stream(
     server: &RunningServer,
 ) -> (
     tokio::sync::mpsc::Sender<v2::IncrementRequest>,
@@ -82,4 +81,27 @@ pub async fn open_v2_stream(
     let first = replies.message().await.unwrap().expect("a first reply");
     assert_eq!(first.value, 2);
     (send, replies)
+}
+
+/// `testbed serve --backend v2` in a child process, and a router on this process's port that
+/// reaches it as a remote upstream.
+pub(crate) async fn router_over_v2_process() -> (port::child::ChildServer, RunningServer) {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let args = ["serve", "--backend", "v2", "--addr", "127.0.0.1:0"];
+    let backend = port::child::ChildServer::testbed(exe, &args)
+        .await
+        .expect("the backend process starts");
+    let upstream: port::upstream::UpstreamSpec = format!("v2=2.0.0@{}", backend.addr)
+        .parse()
+        .expect("a valid upstream spec");
+    let table = router::RouteTable::new(
+        port::deployment::catalog().expect("the catalog builds"),
+        vec![upstream.backend().expect("an upstream backend")],
+    )
+    .expect("a valid route table");
+    let layout = port::Layout::Routed(table);
+    let server = server::start_layout("127.0.0.1:0".parse().unwrap(), layout, "router")
+        .await
+        .expect("the router starts");
+    (backend, server)
 }

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 /// What the server answered.
 #[derive(Debug)]
-pub struct RawReply {
+pub(crate) struct RawReply {
     /// The HTTP status.
     pub http_status: u16,
     /// `grpc-status` from the trailers, or from the headers of a trailers-only reply.
@@ -20,13 +20,18 @@ pub struct RawReply {
 }
 
 /// Sends one request with this content-type and body bytes, and reads the whole reply.
-pub async fn send(addr: SocketAddr, path: &str, content_type: &str, body: Vec<u8>) -> RawReply {
+pub(crate) async fn send(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> RawReply {
     send_with(addr, path, &[("content-type", content_type)], body).await
 }
 
 /// Sends one request with these headers (plus `te: trailers`) and body bytes, and reads the
 /// whole reply; `ended_on_headers` tells whether the reply was trailers-only.
-pub async fn send_with(
+pub(crate) async fn send_with(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
@@ -103,7 +108,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// A gRPC frame: flag byte, 4-byte big-endian length, then the message bytes.
-pub fn frame(compressed: bool, declared_len: u32, message: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(compressed: bool, declared_len: u32, message: &[u8]) -> Vec<u8> {
     let mut out = vec![u8::from(compressed)];
     out.extend_from_slice(&declared_len.to_be_bytes());
     out.extend_from_slice(message);
@@ -111,7 +116,10 @@ pub fn frame(compressed: bool, declared_len: u32, message: &[u8]) -> Vec<u8> {
 }
 
 /// Opens a gRPC call on a new HTTP/2 connection and leaves both directions open.
-pub async fn open_call(addr: SocketAddr, path: &str) -> (h2::SendStream<Bytes>, h2::RecvStream) {
+pub(crate) async fn open_call(
+    addr: SocketAddr,
+    path: &str,
+) -> (h2::SendStream<Bytes>, h2::RecvStream) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(async move {

@@ -6,9 +6,17 @@
 
 use router::Backend;
 use semver::Version;
-use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 use tonic::transport::Endpoint;
+
+/// How long connecting to an upstream may take before the call fails `UNAVAILABLE`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Interval of the HTTP/2 pings that find an upstream that stopped answering (a stopped or
+/// partitioned process keeps its connection open, so without them a call would wait forever).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a ping may go unanswered before the upstream connection is given up.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A parsed `--upstream` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +25,8 @@ pub struct UpstreamSpec {
     pub name: String,
     /// The backend's version.
     pub version: Version,
-    /// Where it listens.
-    pub addr: SocketAddr,
+    /// Where it listens: `HOST:PORT`, the host a name or an address.
+    pub addr: String,
     /// Older packages also routed to it.
     pub also_serving: Vec<String>,
 }
@@ -44,9 +52,7 @@ impl FromStr for UpstreamSpec {
             version: version
                 .parse()
                 .map_err(|err| format!("{text:?}: version {version:?} is not semver ({err})"))?,
-            addr: addr
-                .parse()
-                .map_err(|err| format!("{text:?}: address {addr:?} is not HOST:PORT ({err})"))?,
+            addr: host_port(addr).map_err(|why| format!("{text:?}: address {addr:?} {why}"))?,
             also_serving: parts.map(str::to_string).collect(),
         })
     }
@@ -63,6 +69,10 @@ impl UpstreamSpec {
     pub fn backend(&self) -> Result<Backend, tonic::transport::Error> {
         let channel = Endpoint::from_shared(format!("http://{}", self.addr))?
             .tcp_nodelay(true)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .connect_lazy();
         let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), channel);
         Ok(self
@@ -70,6 +80,17 @@ impl UpstreamSpec {
             .iter()
             .fold(backend, |backend, package| backend.also_serving(package)))
     }
+}
+
+/// Checks that `addr` is `HOST:PORT` (an IPv6 host in brackets), with a port number.
+fn host_port(addr: &str) -> Result<String, String> {
+    let (host, port) = addr.rsplit_once(':').ok_or("is not HOST:PORT (no port)")?;
+    if host.is_empty() {
+        return Err("is not HOST:PORT (no host)".into());
+    }
+    port.parse::<u16>()
+        .map_err(|err| format!("is not HOST:PORT (port {port:?}: {err})"))?;
+    Ok(addr.to_string())
 }
 
 #[cfg(test)]
@@ -81,7 +102,9 @@ mod tests {
         let spec: UpstreamSpec = "v2=2.1.0@127.0.0.1:7002+increment.v1".parse().unwrap();
         assert_eq!(spec.name, "v2");
         assert_eq!(spec.version, Version::new(2, 1, 0));
-        assert_eq!(spec.addr, "127.0.0.1:7002".parse().unwrap());
+        assert_eq!(spec.addr, "127.0.0.1:7002");
+        let named: UpstreamSpec = "v1=1.0.0@localhost:7001".parse().unwrap();
+        assert_eq!(named.addr, "localhost:7001");
         assert_eq!(spec.also_serving, ["increment.v1"]);
         assert_eq!(spec.api(), "increment.v2");
     }
@@ -92,6 +115,8 @@ mod tests {
             ("v1", "expected"),
             ("v1=1.0@127.0.0.1:1", "not semver"),
             ("v1=1.0.0@localhost", "not HOST:PORT"),
+            ("v1=1.0.0@:7001", "no host"),
+            ("v1=1.0.0@localhost:http", "port"),
             ("=1.0.0@127.0.0.1:1", "name is empty"),
         ] {
             let err = bad.parse::<UpstreamSpec>().unwrap_err();

@@ -2,9 +2,10 @@
 //! calls to the Rust server, direct and through the router, at `-c 1 -m 1` and `-c 10 -m 10`.
 //! h2load checks HTTP status only, so this row measures capacity, not answers.
 
-use super::{BenchOptions, Targets};
-use crate::tools;
+use super::{BenchOptions, Target, Targets};
 use anyhow::{Context, bail};
+use client::tools;
+use port::Deployment;
 use serde::Serialize;
 use tokio::process::Command;
 
@@ -29,7 +30,7 @@ pub struct H2loadResult {
 const FRAME: [u8; 7] = [0, 0, 0, 0, 2, 0x08, 41];
 
 /// Runs the four h2load settings; a missing h2load is a `MissingTool` error.
-pub async fn run(
+pub(crate) async fn run(
     targets: &mut Targets,
     options: &BenchOptions,
 ) -> anyhow::Result<Vec<H2loadResult>> {
@@ -37,8 +38,11 @@ pub async fn run(
     let body = std::env::temp_dir().join(format!("testbed-h2load-{}.bin", std::process::id()));
     std::fs::write(&body, FRAME).with_context(|| format!("cannot write {}", body.display()))?;
     let mut results = Vec::new();
-    for (target, deployment) in [("direct", "direct"), ("router", "side-by-side")] {
-        let addr = targets.addr(deployment, options).await?;
+    for (target, deployment) in [
+        ("direct", Deployment::Direct),
+        ("router", Deployment::SideBySide),
+    ] {
+        let addr = targets.addr(Target::Port(deployment), options).await?;
         // With 100 calls in flight a run of `requests` calls is over too soon to measure.
         for (connections, streams, calls) in [
             (1u32, 1u32, options.requests),

@@ -1,44 +1,78 @@
 //! The client side of each row: a chain of sequential dependent increments (each request sent
 //! only after the previous reply, starting from 0), timed call by call into a histogram.
 
-use crate::clients::connect;
-use crate::stream_client::StreamIncrementer;
+use crate::baseline::RestValue;
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use client::stream::StreamIncrementer;
+use client::{IncrementerClient, connect};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use services::baseline::RestValue;
-use services::pb::{v1, v2};
+use services::Api;
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tonic::client::GrpcService;
-use tonic::transport::Channel;
+use tokio::sync::Barrier;
 
-/// What one chain measured.
+/// What one chain measured. Warm-up calls are never part of it.
 #[derive(Debug)]
-pub struct Chain {
+pub(crate) struct Chain {
     /// Per-call latency in nanoseconds.
     pub histogram: Histogram<u64>,
-    /// Wall time of the measured calls.
+    /// Time of the measured calls: wall time from the first measured call to the last reply, or
+    /// for a chain interleaved with another, the time its own calls took.
     pub total: Duration,
+    /// When the measured calls began and ended, where this process timed them as one stretch;
+    /// `None` for an interleaved chain (its stretch is shared with its partner) and for a chain
+    /// a Python client timed itself.
+    pub span: Option<(Instant, Instant)>,
     /// The last value received; must equal the number of calls.
     pub final_value: i64,
 }
 
+/// The wall time of the measured calls of `chains` run at once: from the first measured call
+/// of any to the last reply of any, where every chain knows its stretch; otherwise (interleaved
+/// chains, Python clients) the longest chain's time. Warm-up calls never count.
+pub(crate) fn measured_wall(chains: &[Chain]) -> Duration {
+    let spans: Option<Vec<(Instant, Instant)>> = chains.iter().map(|chain| chain.span).collect();
+    match spans {
+        Some(spans) if !spans.is_empty() => {
+            let start = spans.iter().map(|(start, _)| *start).min();
+            let end = spans.iter().map(|(_, end)| *end).max();
+            start
+                .zip(end)
+                .map_or(Duration::ZERO, |(start, end)| end.duration_since(start))
+        }
+        _ => chains
+            .iter()
+            .map(|chain| chain.total)
+            .max()
+            .unwrap_or(Duration::ZERO),
+    }
+}
+
 /// A client that turns `value` into `value + 1` somehow.
-pub trait Incrementer {
+pub(crate) trait Incrementer {
     /// One call.
     fn increment(&mut self, value: i64) -> impl Future<Output = anyhow::Result<i64>> + Send;
 }
 
-/// Runs `warmup` unmeasured calls, then `calls` measured ones from 0, and checks the result.
-pub async fn run<C: Incrementer>(client: &mut C, warmup: u64, calls: u64) -> anyhow::Result<Chain> {
+/// Runs `warmup` unmeasured calls, then (once every chain sharing `start` has warmed up too)
+/// `calls` measured ones from 0, and checks the result.
+pub(crate) async fn run<C: Incrementer>(
+    client: &mut C,
+    warmup: u64,
+    calls: u64,
+    start: Option<&Barrier>,
+) -> anyhow::Result<Chain> {
     warm_up(client, warmup).await?;
+    if let Some(barrier) = start {
+        barrier.wait().await;
+    }
     let mut chain = Recorder::new()?;
     let start = Instant::now();
     for _ in 0..calls {
@@ -46,7 +80,8 @@ pub async fn run<C: Incrementer>(client: &mut C, warmup: u64, calls: u64) -> any
     }
     // Wall time, not the sum of the timed calls: for the in-process rows the timer costs more
     // than the call, and the wall time per call is the honest figure.
-    chain.finish(calls, start.elapsed())
+    let end = Instant::now();
+    chain.finish(calls, end.duration_since(start), Some((start, end)))
 }
 
 /// Calls in a row on one client of an interleaved pair before switching to the other. Measured
@@ -61,14 +96,18 @@ const INTERLEAVE_BLOCK: u64 = 10;
 /// (another tenant, a frequency change, the scheduler) slows both alike, so the ratio of the two
 /// is far steadier than that of two runs one after the other. Each chain's total is the time its
 /// own calls took.
-pub async fn run_interleaved<A: Incrementer, B: Incrementer>(
+pub(crate) async fn run_interleaved<A: Incrementer, B: Incrementer>(
     a: &mut A,
     b: &mut B,
     warmup: u64,
     calls: u64,
+    start: Option<&Barrier>,
 ) -> anyhow::Result<(Chain, Chain)> {
     warm_up(a, warmup).await?;
     warm_up(b, warmup).await?;
+    if let Some(barrier) = start {
+        barrier.wait().await;
+    }
     let (mut chain_a, mut chain_b) = (Recorder::new()?, Recorder::new()?);
     let mut done = 0;
     while done < calls {
@@ -83,8 +122,8 @@ pub async fn run_interleaved<A: Incrementer, B: Incrementer>(
     }
     let (busy_a, busy_b) = (chain_a.busy, chain_b.busy);
     Ok((
-        chain_a.finish(calls, busy_a)?,
-        chain_b.finish(calls, busy_b)?,
+        chain_a.finish(calls, busy_a, None)?,
+        chain_b.finish(calls, busy_b, None)?,
     ))
 }
 
@@ -122,7 +161,12 @@ impl Recorder {
         Ok(())
     }
 
-    fn finish(self, calls: u64, total: Duration) -> anyhow::Result<Chain> {
+    fn finish(
+        self,
+        calls: u64,
+        total: Duration,
+        span: Option<(Instant, Instant)>,
+    ) -> anyhow::Result<Chain> {
         if self.value != calls as i64 {
             bail!(
                 "the chain ended at {}, not {calls}: some reply was wrong",
@@ -132,13 +176,14 @@ impl Recorder {
         Ok(Chain {
             histogram: self.histogram,
             total,
+            span,
             final_value: self.value,
         })
     }
 }
 
 /// The harness alone: timer and histogram around a call that does nothing.
-pub struct Harness;
+pub(crate) struct Harness;
 
 impl Incrementer for Harness {
     async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
@@ -147,7 +192,7 @@ impl Incrementer for Harness {
 }
 
 /// Row 1: the service's own arithmetic, called in-process.
-pub struct InProcess;
+pub(crate) struct InProcess;
 
 impl Incrementer for InProcess {
     async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
@@ -159,10 +204,10 @@ impl Incrementer for InProcess {
 }
 
 /// Row 2: raw TCP ping-pong, 8-byte messages, Nagle off.
-pub struct Tcp(TcpStream);
+pub(crate) struct Tcp(TcpStream);
 
 /// A TCP connection to `addr` with Nagle off, as every row's client uses.
-pub async fn tcp_nodelay(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+pub(crate) async fn tcp_nodelay(addr: SocketAddr) -> anyhow::Result<TcpStream> {
     let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect {addr}"))?;
@@ -172,7 +217,7 @@ pub async fn tcp_nodelay(addr: SocketAddr) -> anyhow::Result<TcpStream> {
 
 impl Tcp {
     /// Connects to the TCP baseline.
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
         Ok(Self(tcp_nodelay(addr).await?))
     }
 }
@@ -187,14 +232,14 @@ impl Incrementer for Tcp {
 }
 
 /// Row 3: REST, JSON over one HTTP/1.1 keep-alive connection (hyper client, axum server).
-pub struct Rest {
+pub(crate) struct Rest {
     sender: http1::SendRequest<Full<Bytes>>,
     uri: hyper::Uri,
 }
 
 impl Rest {
     /// Opens one keep-alive connection to the REST baseline.
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
         let stream = tcp_nodelay(addr).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
@@ -230,62 +275,37 @@ impl Incrementer for Rest {
     }
 }
 
-/// Rows 4, 4b and 11: tonic's generated v1 client, on a `Channel` unless built otherwise.
-pub struct UnaryV1<T = Channel>(pub v1::incrementer_client::IncrementerClient<T>);
-
-impl UnaryV1 {
-    /// Connects a v1 client.
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
-        Ok(Self(v1::incrementer_client::IncrementerClient::new(
-            connect(addr).await?,
-        )))
-    }
-}
-
-impl<T> Incrementer for UnaryV1<T>
-where
-    T: GrpcService<tonic::body::Body> + Send,
-    T::Future: Send,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
-{
-    async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
-        Ok(self
-            .0
-            .increment(v1::IncrementRequest { value })
-            .await?
-            .into_inner()
-            .value)
-    }
-}
-
-/// Rows 5 and 6: tonic v2 unary (direct, or through the router).
-pub struct UnaryV2 {
-    client: v2::incrementer_client::IncrementerClient<Channel>,
+/// Rows 4, 5, 6 and 11: the testbed's [`IncrementerClient`] (tonic's generated client on a
+/// `Channel`), v1 or v2. A v2 chain checks that each reply echoes its request id.
+pub(crate) struct Unary {
+    client: IncrementerClient,
     next_id: u64,
 }
 
-impl UnaryV2 {
+impl Unary {
+    /// Connects a v1 client.
+    pub(crate) async fn v1(addr: SocketAddr) -> anyhow::Result<Self> {
+        Self::connect(Api::V1, addr).await
+    }
+
     /// Connects a v2 client.
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) async fn v2(addr: SocketAddr) -> anyhow::Result<Self> {
+        Self::connect(Api::V2, addr).await
+    }
+
+    async fn connect(api: Api, addr: SocketAddr) -> anyhow::Result<Self> {
         Ok(Self {
-            client: v2::incrementer_client::IncrementerClient::new(connect(addr).await?),
+            client: IncrementerClient::connect(api, addr).await?,
             next_id: 1,
         })
     }
 }
 
-impl Incrementer for UnaryV2 {
+impl Incrementer for Unary {
     async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
         let request_id = self.next_id;
         self.next_id += 1;
-        let request = v2::IncrementRequest {
-            value,
-            step: None,
-            request_id,
-        };
-        let reply = self.client.increment(request).await?.into_inner();
+        let reply = self.client.increment(value, None, request_id).await?;
         if reply.request_id != request_id {
             bail!(
                 "reply to request {request_id} carried id {}",
@@ -297,11 +317,11 @@ impl Incrementer for UnaryV2 {
 }
 
 /// Row 7: request/reply over one bidirectional stream, one call in flight.
-pub struct StreamPingPong(StreamIncrementer);
+pub(crate) struct StreamPingPong(StreamIncrementer);
 
 impl StreamPingPong {
     /// Opens the stream.
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
         Ok(Self(StreamIncrementer::open(connect(addr).await?).await?))
     }
 }
@@ -314,38 +334,30 @@ impl Incrementer for StreamPingPong {
 
 /// Row 8: all requests sent on one stream, then all replies read. Not dependent: the values are
 /// known up front, so this measures streaming throughput, not round trips.
-pub async fn pipelined(addr: SocketAddr, calls: u64) -> anyhow::Result<Duration> {
-    let mut client = v2::incrementer_client::IncrementerClient::new(connect(addr).await?);
-    let requests: Vec<v2::IncrementRequest> = (0..calls as i64)
-        .map(|value| v2::IncrementRequest {
-            value,
-            step: None,
-            request_id: value as u64,
-        })
-        .collect();
+pub(crate) async fn pipelined(addr: SocketAddr, calls: u64) -> anyhow::Result<Duration> {
+    let client = IncrementerClient::connect(Api::V2, addr).await?;
+    let values: Vec<i64> = (0..calls as i64).collect();
     let start = Instant::now();
-    let mut replies = client
-        .increment_stream(tokio_stream::iter(requests))
-        .await?
-        .into_inner();
-    let mut expected = 1;
-    while let Some(reply) = replies.message().await? {
-        if reply.value != expected {
-            bail!(
-                "pipelined reply {} was {}, not {expected}",
-                expected - 1,
-                reply.value
-            );
-        }
-        expected += 1;
-    }
-    if expected != calls as i64 + 1 {
+    let replies = client.increment_stream(&values, None).await?;
+    let took = start.elapsed();
+    if replies.len() as u64 != calls {
         bail!(
             "pipelined stream ended after {} of {calls} replies",
-            expected - 1
+            replies.len()
         );
     }
-    Ok(start.elapsed())
+    if let Some((sent, reply)) = values
+        .iter()
+        .zip(&replies)
+        .find(|(sent, reply)| reply.value != **sent + 1)
+    {
+        bail!(
+            "pipelined reply to {sent} was {}, not {}",
+            reply.value,
+            sent + 1
+        );
+    }
+    Ok(took)
 }
 
 #[cfg(test)]
@@ -383,7 +395,7 @@ mod tests {
     async fn interleaved_chains_alternate_in_blocks_and_each_is_checked() {
         let (mut a, mut b, log) = pair(1);
         let calls = 2 * INTERLEAVE_BLOCK + 3;
-        let (chain_a, chain_b) = run_interleaved(&mut a, &mut b, 0, calls).await.unwrap();
+        let (chain_a, chain_b) = run_interleaved(&mut a, &mut b, 0, calls, None).await.unwrap();
         assert_eq!(
             (chain_a.final_value, chain_b.final_value),
             (calls as i64, calls as i64)
@@ -398,7 +410,7 @@ mod tests {
         assert_eq!(log, expected);
 
         let (mut a, mut wrong, _) = pair(2);
-        let err = run_interleaved(&mut a, &mut wrong, 0, 10)
+        let err = run_interleaved(&mut a, &mut wrong, 0, 10, None)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("ended at 20, not 10"), "{err}");

@@ -13,7 +13,7 @@
 //!   instead of a task of its own: no hop between tasks at all. The reply's trailers are still
 //!   read and checked, so a failed call is an error, not a wrong number.
 
-use super::chains::{Incrementer, UnaryV1, tcp_nodelay};
+use super::chains::{Incrementer, tcp_nodelay};
 use anyhow::{Context, bail};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
@@ -30,8 +30,8 @@ const FRAME_HEADER: usize = 5;
 
 /// hyper's HTTP/2 client connection as a tower service, so tonic's generated client can use it
 /// without the `Buffer` a `Channel` puts in front.
-#[derive(Clone)]
-pub struct Http2Connection(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+#[derive(Debug, Clone)]
+pub(crate) struct Http2Connection(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
 
 type ResponseFuture =
     Pin<Box<dyn Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>> + Send>>;
@@ -52,7 +52,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Http2Connection {
 
 impl Http2Connection {
     /// Opens one HTTP/2 connection to `addr`; its driver runs as a task of its own.
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
         let io = hyper_util::rt::TokioIo::new(tcp_nodelay(addr).await?);
         let (sender, connection) =
             hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
@@ -67,20 +67,36 @@ impl Http2Connection {
     }
 }
 
-/// Tonic's generated v1 client on an unbuffered hyper HTTP/2 connection.
-pub type UnbufferedUnary = UnaryV1<Http2Connection>;
+/// Tonic's generated v1 client on an unbuffered hyper HTTP/2 connection. Kept apart from the
+/// testbed's `IncrementerClient` on purpose: that one is built on a `Channel`, and the point of
+/// this row is what the `Channel` costs.
+pub(crate) struct UnbufferedUnary(v1::incrementer_client::IncrementerClient<Http2Connection>);
 
 /// Connects tonic's generated v1 client to `addr` without a `Channel`.
-pub async fn unbuffered_unary(addr: SocketAddr) -> anyhow::Result<UnbufferedUnary> {
+pub(crate) async fn unbuffered_unary(addr: SocketAddr) -> anyhow::Result<UnbufferedUnary> {
     let origin = format!("http://{addr}").parse()?;
     let connection = Http2Connection::connect(addr).await?;
-    Ok(UnaryV1(
+    Ok(UnbufferedUnary(
         v1::incrementer_client::IncrementerClient::with_origin(connection, origin),
     ))
 }
 
-/// A v1 unary client written on the `h2` crate: one write per call, no task of its own.
-pub struct H2Unary {
+impl Incrementer for UnbufferedUnary {
+    async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
+        Ok(self
+            .0
+            .increment(v1::IncrementRequest { value })
+            .await?
+            .into_inner()
+            .value)
+    }
+}
+
+/// A v1 unary client written on the `h2` crate: one write per call, no task of its own. Kept
+/// apart from the testbed's `IncrementerClient` on purpose: it exists to measure what tonic's
+/// client path costs, so it must not share it.
+#[derive(Debug)]
+pub(crate) struct H2Unary {
     sender: h2::client::SendRequest<Bytes>,
     connection: h2::client::Connection<TcpStream, Bytes>,
     uri: http::Uri,
@@ -89,7 +105,7 @@ pub struct H2Unary {
 
 impl H2Unary {
     /// Connects to `addr`.
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
         let (sender, connection) = h2::client::handshake(tcp_nodelay(addr).await?)
             .await
             .with_context(|| format!("HTTP/2 handshake with {addr}"))?;
@@ -182,10 +198,10 @@ fn decode_reply(mut data: Bytes) -> anyhow::Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deployment::Deployment;
+    use port::Deployment;
 
-    async fn direct_server() -> crate::server::RunningServer {
-        crate::server::start("127.0.0.1:0".parse().unwrap(), Deployment::Direct)
+    async fn direct_server() -> port::RunningServer {
+        port::server::start("127.0.0.1:0".parse().unwrap(), Deployment::Direct)
             .await
             .unwrap()
     }

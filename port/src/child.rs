@@ -1,6 +1,7 @@
 //! Servers in child processes: the testbed itself (`serve`, `serve --backend`, or a baseline
-//! with `bench-target`) or the Python grpcio server. Used by the latency runs and the
-//! multi-process rollout. A child is killed when dropped.
+//! with `bench-target`) or any server that prints its address first (the Python grpcio
+//! server). Used by the latency runs and the multi-process rollout. A child is killed when
+//! dropped.
 
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
 /// A server process and the address it listens on.
+#[derive(Debug)]
 pub struct ChildServer {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -27,18 +29,10 @@ impl ChildServer {
         Self::spawn(command, &format!("testbed {}", args.join(" "))).await
     }
 
-    /// Runs the Python grpcio server with the venv's `python`.
-    pub async fn python(python: &Path, workers: usize) -> anyhow::Result<Self> {
-        let script = crate::tools::repo_root().join("clients/python/increment_server.py");
-        let mut command = Command::new(python);
-        command
-            .arg(script)
-            .args(["--addr", "127.0.0.1:0", "--workers", &workers.to_string()]);
-        Self::spawn(command, "python increment_server.py").await
-    }
-
-    /// Starts `command` and reads its first line, `testbed serving WHAT on ADDR`.
-    async fn spawn(mut command: Command, what: &str) -> anyhow::Result<Self> {
+    /// Starts `command` and reads its first line, which must end with the address it listens
+    /// on (`testbed serving WHAT on ADDR`; the Python server prints the same). `what` names it
+    /// in errors.
+    pub async fn spawn(mut command: Command, what: &str) -> anyhow::Result<Self> {
         let mut child = command
             .stdout(Stdio::piped())
             .stdin(Stdio::null())

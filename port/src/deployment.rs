@@ -1,13 +1,12 @@
 //! The server arrangements the testbed compares, as data: which implementation serves which
 //! API package, and whether the version router sits in front.
 
-use crate::clients::Api;
 use crate::server::Layout;
-use crate::{API_PACKAGES, V1_VERSION, V2_VERSION};
 use router::{ApiCatalog, Backend, CatalogError, RouteTable, TableError};
 use serde::Serialize;
 use services::pb::v1::incrementer_server::IncrementerServer as IncrementerServer1;
 use services::pb::v2::incrementer_server::IncrementerServer as IncrementerServer2;
+use services::{API_PACKAGES, Api, V1_VERSION, V2_VERSION};
 use services::{IncrementerV1, IncrementerV2};
 
 /// One way of deploying the two API versions.

@@ -1,11 +1,16 @@
 //! The compatibility matrix: every client kind against every deployment, unary and streaming,
 //! each cell the real outcome of a real call judged against what the API promises.
 
-use crate::clients::{self, Api, CallError, ClientKind, Mode, Reply};
-use crate::deployment::Deployment;
-use crate::server;
+mod probe;
+
+pub use probe::{ClientKind, STEP, STREAM_VALUES, UNARY_VALUE, expected};
+
+use client::external::CallError;
+use client::{Mode, Reply};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use port::{Deployment, server};
 use serde::Serialize;
+use services::Api;
 use std::net::{Ipv4Addr, SocketAddr};
 use tonic::Code;
 
@@ -17,8 +22,9 @@ pub enum Outcome {
     Correct {
         /// The values received.
         values: Vec<i64>,
-        /// `served_by_version` of the first reply (empty from v1).
-        served_by_version: String,
+        /// The version that served the first reply (router header or v2's
+        /// `served_by_version`); `None` when nothing says (v1 served directly).
+        served_by: Option<String>,
     },
     /// The server answered, but wrongly: the danger the router exists to prevent.
     Wrong {
@@ -52,7 +58,7 @@ impl Outcome {
     pub fn judge(api: Api, mode: Mode, result: Result<Vec<Reply>, CallError>) -> Self {
         match result {
             Ok(replies) => {
-                let want = api.expected(mode);
+                let want = expected(api, mode);
                 let got: Vec<i64> = replies.iter().map(|r| r.value).collect();
                 let ids_match = api == Api::V1
                     || replies
@@ -62,10 +68,7 @@ impl Outcome {
                 if got == want && ids_match {
                     Outcome::Correct {
                         values: got,
-                        served_by_version: replies
-                            .first()
-                            .map(|r| r.served_by_version.clone())
-                            .unwrap_or_default(),
+                        served_by: replies.first().and_then(|r| r.served_by.clone()),
                     }
                 } else {
                     Outcome::Wrong { got, want }
@@ -89,7 +92,14 @@ impl Outcome {
                 .join(",")
         };
         match self {
-            Outcome::Correct { values, .. } => format!("✓ {}", join(values)),
+            Outcome::Correct {
+                values,
+                served_by: None,
+            } => format!("✓ {}", join(values)),
+            Outcome::Correct {
+                values,
+                served_by: Some(version),
+            } => format!("✓ {} ({version})", join(values)),
             Outcome::Wrong { got, want } => format!("✗ {} (want {})", join(got), join(want)),
             Outcome::Status { code, .. } => code_name(*code),
             Outcome::Skipped { .. } => "skipped".to_string(),
@@ -144,16 +154,8 @@ pub async fn run(clients: &[ClientKind], deployments: &[Deployment]) -> anyhow::
 /// Runs one client's unary and streaming probes against the server at `addr`.
 pub async fn run_cell(client: ClientKind, deployment: Deployment, addr: SocketAddr) -> Cell {
     let api = client.api();
-    let unary = Outcome::judge(
-        api,
-        Mode::Unary,
-        clients::call(client, addr, Mode::Unary).await,
-    );
-    let stream = Outcome::judge(
-        api,
-        Mode::Stream,
-        clients::call(client, addr, Mode::Stream).await,
-    );
+    let unary = Outcome::judge(api, Mode::Unary, client.call(addr, Mode::Unary).await);
+    let stream = Outcome::judge(api, Mode::Stream, client.call(addr, Mode::Stream).await);
     Cell {
         client,
         deployment,

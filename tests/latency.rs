@@ -1,8 +1,8 @@
 //! Smoke test of the latency runs: every row runs with a small count, its chain ends at the
 //! request count, and it produced numbers. Timings are never asserted.
 
+use bench::{BenchOptions, CpuList, Flavor, Row};
 use std::path::PathBuf;
-use testbed::bench::{self, BenchOptions, CpuList, Flavor, Row};
 
 fn options(flavor: Flavor) -> BenchOptions {
     BenchOptions {
@@ -15,7 +15,7 @@ fn options(flavor: Flavor) -> BenchOptions {
         server_cpus: None,
         halt_poll_ns: None,
         rows: Vec::new(),
-        progress: false,
+        progress: None,
         testbed_exe: PathBuf::from(env!("CARGO_BIN_EXE_testbed")),
     }
 }

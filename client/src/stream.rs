@@ -12,6 +12,7 @@ use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 /// One open `IncrementStream`, used for one call at a time.
+#[derive(Debug)]
 pub struct StreamIncrementer {
     outbound: mpsc::Sender<IncrementRequest>,
     inbound: Streaming<IncrementReply>,

@@ -1,14 +1,12 @@
 //! The version router: steering by path and `x-api-version`, the arrangements it refuses, and
 //! runtime changes of the route table under live traffic with health following along.
 
-mod common;
-
-use common::{channel, start, v1_client, v2_client, v2_request};
+use crate::common::{channel, start, v1_client, v2_client, v2_request};
+use port::deployment::{Deployment, catalog, v1_backend, v2_backend};
 use router::{API_VERSION_HEADER, Backend, RouteTable, TableError};
 use semver::Version;
 use services::IncrementerV2;
 use services::pb::v1;
-use testbed::deployment::{Deployment, catalog, v1_backend, v2_backend};
 use tonic::{Code, Request};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -278,7 +276,7 @@ async fn drain_and_remove_let_in_flight_streams_finish_and_health_follows() {
     );
 
     // A v2 stream is open and has had one answer before the drain starts.
-    let (send, mut replies) = common::open_v2_stream(&server).await;
+    let (send, mut replies) = crate::common::open_v2_stream(&server).await;
     let mut client = v2_client(&server).await;
 
     let drain = tokio::spawn({

@@ -9,11 +9,13 @@
 //!   the layers the testbed's port adds (guard, reflection, health, fallback), so the latency runs
 //!   can tell the cost of those layers from tonic's own.
 
-use crate::arithmetic::{DEFAULT_STEP, increment};
+use anyhow::Context;
 use axum::http::StatusCode;
 use axum::serve::ListenerExt;
 use axum::{Json, Router, routing::post};
 use serde::{Deserialize, Serialize};
+use services::arithmetic::{DEFAULT_STEP, increment};
+use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -75,7 +77,7 @@ pub fn rest_router() -> Router {
 pub async fn serve_stock_grpc(listener: TcpListener) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .add_service(crate::IncrementerV1::server())
+        .add_service(services::IncrementerV1::server())
         .serve_with_incoming(incoming)
         .await
 }
@@ -87,4 +89,65 @@ pub async fn serve_rest(listener: TcpListener) -> std::io::Result<()> {
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, rest_router()).await
+}
+
+/// One of the baseline servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Baseline {
+    /// Raw TCP ping-pong, 8-byte little-endian integers.
+    Tcp,
+    /// REST: POST /increment with JSON.
+    Rest,
+    /// The v1 gRPC service alone on a stock tonic server, none of the port's layers.
+    StockGrpc,
+}
+
+impl Baseline {
+    /// The name on the command line (`testbed bench-target NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Baseline::Tcp => "tcp",
+            Baseline::Rest => "rest",
+            Baseline::StockGrpc => "stock-grpc",
+        }
+    }
+
+    /// Serves this baseline on `listener` until the future is dropped.
+    pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        match self {
+            Baseline::Tcp => serve_tcp(listener).await.context("tcp baseline failed"),
+            Baseline::Rest => serve_rest(listener).await.context("rest baseline failed"),
+            Baseline::StockGrpc => serve_stock_grpc(listener)
+                .await
+                .context("stock tonic baseline failed"),
+        }
+    }
+}
+
+/// `testbed bench-target`: one baseline server in a process of its own, for the latency runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// Which baseline.
+    #[arg(value_enum)]
+    pub kind: Baseline,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub addr: SocketAddr,
+}
+
+/// Serves `args.kind` on `args.addr` until `stop` resolves, first printing
+/// `testbed serving KIND on ADDR` (what [`port::child::ChildServer`] waits for).
+pub async fn serve_until(
+    args: &TargetArgs,
+    stop: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    println!("testbed serving {} on {addr}", args.kind.name());
+    tokio::select! {
+        result = args.kind.serve(listener) => result,
+        result = stop => result,
+    }
 }

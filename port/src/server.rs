@@ -2,12 +2,14 @@
 //! unless the deployment says otherwise), gRPC health and gRPC server reflection (v1 and
 //! v1alpha), and runs it until asked to stop, letting in-flight requests finish.
 
-use crate::clients::Api;
-use crate::deployment::{Deployment, v1_server, v2_server};
+use crate::connections::Connections;
+use crate::deployment::{DEFAULT_MAX_MESSAGE_BYTES, Deployment, v1_server, v2_server};
 use crate::guard::GuardLayer;
+use crate::reflection::{Reflection, Served};
 use anyhow::Context;
 use http::{Request, Response};
-use router::{InFlight, RouteTable, RouterHandle};
+use router::{InFlight, ProbeConfig, RouteTable, RouterHandle, UpstreamProbe};
+use services::Api;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::service::Routes;
@@ -28,6 +31,10 @@ use tower::{Layer, ServiceExt, util::BoxCloneSyncService};
 pub type PortService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 /// A server started by [`start`]: its address, its router (if any) and a way to stop it.
+/// Dropping it stops it at once (connections closed, nothing waited for); [`shutdown`]
+/// stops it gracefully.
+///
+/// [`shutdown`]: RunningServer::shutdown
 pub struct RunningServer {
     /// The address it listens on (the OS-chosen port when started on port 0).
     pub addr: SocketAddr,
@@ -36,8 +43,22 @@ pub struct RunningServer {
     /// The health statuses it serves.
     pub health: HealthReporter,
     open: Arc<InFlight>,
-    shutdown: oneshot::Sender<()>,
+    connections: Arc<Connections>,
+    // Checks remote backends while the server runs, so health follows their reachability.
+    _probe: Option<UpstreamProbe>,
+    shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("addr", &self.addr)
+            .field("router", &self.router.is_some())
+            .field("open_requests", &self.open.current())
+            .field("connections", &self.connections.count())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a graceful shutdown waits for in-flight requests and streams before closing the
@@ -50,46 +71,78 @@ impl RunningServer {
         self.open.current()
     }
 
+    /// Client connections open on the port now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.count()
+    }
+
     /// Stops accepting connections and lets in-flight requests finish, for at most
-    /// [`SHUTDOWN_GRACE`]; then closes whatever is still open.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        // The receiver is gone only if the server already stopped; then its result says why.
-        let _ = self.shutdown.send(());
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+    /// [`SHUTDOWN_GRACE`]; then closes every connection still open. When it returns, nothing
+    /// is served any more.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown_within(SHUTDOWN_GRACE).await
+    }
+
+    /// [`shutdown`](Self::shutdown) with a grace period of `grace`.
+    pub async fn shutdown_within(mut self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(stop) = self.shutdown.take() {
+            // The receiver is gone only if the server already stopped; its result says why.
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(grace, &mut self.task).await {
             Ok(joined) => joined
                 .context("server task panicked")?
                 .context("server failed"),
             Err(_) => {
                 tracing::warn!(
-                    grace = ?SHUTDOWN_GRACE,
-                    "streams still open after the grace period; closing them"
+                    ?grace,
+                    connections = self.connections.count(),
+                    "requests still open after the grace period; closing their connections"
                 );
                 self.task.abort();
+                self.connections.close_all();
                 Ok(())
             }
         }
     }
 }
 
-/// Limits and timeouts of one port. `Default` is what `testbed serve` uses without flags.
-#[derive(Debug, Clone)]
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+        self.connections.close_all();
+    }
+}
+
+/// Limits and timeouts of one port, as `testbed serve` takes them on its command line.
+/// `Default` is what it uses without flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeOptions {
-    /// Largest message accepted or sent; larger ones get `RESOURCE_EXHAUSTED`.
+    /// Largest message accepted or sent, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE_BYTES, value_parser = at_least_one)]
     pub max_message_bytes: usize,
-    /// HTTP/2 streams (calls) open at once per connection.
+    /// Calls (HTTP/2 streams) open at once per connection (default: unlimited by the server).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: Option<u32>,
-    /// Deadline for every call, streams included (the client's `grpc-timeout` may be shorter).
+    /// Deadline for every call in milliseconds, streams included; a client's grpc-timeout may
+    /// be shorter. Past it the call ends with DEADLINE_EXCEEDED.
+    #[arg(long = "request-timeout-ms", value_parser = millis)]
     pub request_timeout: Option<Duration>,
-    /// Interval of HTTP/2 keep-alive pings to each client.
+    /// Send an HTTP/2 keep-alive ping to each client every this many seconds.
+    #[arg(long = "keepalive-interval-secs", value_parser = seconds)]
     pub keepalive_interval: Option<Duration>,
-    /// How long a keep-alive ping may go unanswered before the connection is closed.
+    /// Close a connection whose keep-alive ping is unanswered for this many seconds.
+    #[arg(long = "keepalive-timeout-secs", value_parser = seconds, requires = "keepalive_interval")]
     pub keepalive_timeout: Option<Duration>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
-            max_message_bytes: crate::deployment::DEFAULT_MAX_MESSAGE_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_concurrent_streams: None,
             request_timeout: None,
             keepalive_interval: None,
@@ -98,7 +151,24 @@ impl Default for ServeOptions {
     }
 }
 
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(format!("{text:?} is not a whole number: {err}")),
+    }
+}
+
+fn millis(text: &str) -> Result<Duration, String> {
+    at_least_one(text).map(|n| Duration::from_millis(n as u64))
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    at_least_one(text).map(|n| Duration::from_secs(n as u64))
+}
+
 /// What one port serves besides health and reflection.
+#[derive(Debug)]
 pub enum Layout {
     /// The version router over this table (in-process or remote backends).
     Routed(RouteTable),
@@ -137,12 +207,7 @@ pub async fn start_with(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr().context("listener has no address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    let mut routes = Routes::new(health_service)
-        .add_service(reflection_v1()?)
-        .add_service(reflection_v1alpha()?);
-    // tonic's own fallback answers UNIMPLEMENTED with no message; say what was asked for.
-    let with_fallback = std::mem::take(routes.axum_router_mut()).fallback(unknown_service);
-    let routes = Routes::from(with_fallback);
+    let routes = Routes::new(health_service);
     let (service, router) = assemble(layout, routes, &health, options.max_message_bytes).await?;
     let open = Arc::new(InFlight::default());
     let service = GuardLayer::new(
@@ -152,7 +217,11 @@ pub async fn start_with(
     )
     .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let connections = Arc::new(Connections::default());
+    let tracked = connections.clone();
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |accepted| accepted.map(|stream| tracked.track(stream)));
     let builder = Server::builder()
         // HTTP/1 requests are let in only to be told, by the guard, that this port speaks HTTP/2.
         .accept_http1(true)
@@ -165,12 +234,17 @@ pub async fn start_with(
         }),
     );
     tracing::info!(%addr, label, "serving");
+    let probe = router
+        .as_ref()
+        .map(|handle| UpstreamProbe::start(handle, ProbeConfig::default()));
     Ok(RunningServer {
         addr,
         router,
         health,
         open,
-        shutdown,
+        connections,
+        _probe: probe,
+        shutdown: Some(shutdown),
         task,
     })
 }
@@ -184,20 +258,19 @@ async fn assemble(
     let apis = match layout {
         Layout::Routed(table) => {
             let handle = RouterHandle::new(table, Some(health.clone())).await;
+            let routes = with_reflection(routes, Served::Router(handle.clone()))?;
             let service = BoxCloneSyncService::new(handle.layer().layer(routes));
             return Ok((service, Some(handle)));
         }
         Layout::NaiveProxyToV1 => vec![Api::V1, Api::V2],
         Layout::Direct(ref apis) => apis.clone(),
     };
+    let names = apis.iter().map(|api| api.service().to_string()).collect();
+    let routes = with_reflection(routes, Served::Fixed(names))?;
     // Without a router nothing changes what is mounted, so the mounted services are simply up.
     for api in &apis {
-        let service = match api {
-            Api::V1 => services::V1_SERVICE,
-            Api::V2 => services::V2_SERVICE,
-        };
         health
-            .set_service_status(service, ServingStatus::Serving)
+            .set_service_status(api.service(), ServingStatus::Serving)
             .await;
     }
     if let Layout::NaiveProxyToV1 = layout {
@@ -240,38 +313,42 @@ async fn unknown_service(uri: http::Uri) -> Response<Body> {
 }
 
 /// Every descriptor the port can describe: both API versions, health, and reflection itself.
-fn descriptor_sets() -> [&'static [u8]; 4] {
-    [
-        services::FILE_DESCRIPTOR_SET,
-        tonic_health::pb::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+const DESCRIPTOR_SETS: [&[u8]; 4] = [
+    services::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+];
+
+/// Mounts reflection that lists what `served` says, and a fallback that names what was asked
+/// for (tonic's own answers UNIMPLEMENTED with no message).
+fn with_reflection(mut routes: Routes, served: Served) -> anyhow::Result<Routes> {
+    let reflection = Reflection::new(served, &DESCRIPTOR_SETS)?;
+    let router = std::mem::take(routes.axum_router_mut());
+    let router = [
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
     ]
+    .into_iter()
+    .fold(router, |router, name| {
+        let service = reflection
+            .clone()
+            .map_request(|request: Request<axum::body::Body>| request.map(Body::new));
+        router.route_service(&format!("/{name}/{{*method}}"), service)
+    })
+    .fallback(unknown_service);
+    Ok(Routes::from(router))
 }
 
-fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
-    descriptor_sets().into_iter().fold(
-        tonic_reflection::server::Builder::configure().include_reflection_service(false),
-        |builder, set| builder.register_encoded_file_descriptor_set(set),
-    )
-}
-
-fn reflection_v1() -> anyhow::Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-> {
-    reflection_builder()
-        .build_v1()
-        .context("cannot build the grpc.reflection.v1 service")
-}
-
-fn reflection_v1alpha() -> anyhow::Result<
-    tonic_reflection::server::v1alpha::ServerReflectionServer<
-        impl tonic_reflection::server::v1alpha::ServerReflection,
-    >,
-> {
-    reflection_builder()
-        .build_v1alpha()
-        .context("cannot build the grpc.reflection.v1alpha service")
+/// Parses a `HOST:PORT` flag value, the host a name (`localhost`) or an address; a name is
+/// looked up and its first address taken.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|err| format!("{text:?} is not HOST:PORT or cannot be looked up: {err}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} has no address"))
 }

@@ -5,6 +5,7 @@
 //! sent only after the previous reply, starting from 0); the final value must equal the request
 //! count or the run fails. Servers of network rows run in their own processes on 127.0.0.1.
 
+pub mod baseline;
 mod chains;
 mod h2load;
 mod halt_poll;
@@ -16,24 +17,27 @@ pub use halt_poll::HaltPoll;
 pub use placement::CpuList;
 pub use report::{BenchReport, RowResult};
 
-use crate::process::ChildServer;
-use crate::tools::{self, MissingTool};
 use anyhow::Context;
+use baseline::Baseline;
 use chains::{Chain, Incrementer};
-use indicatif::{ProgressBar, ProgressStyle};
+use client::tools::{self, MissingTool};
+use port::Deployment;
+use port::child::ChildServer;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which tokio runtime the Rust sides (client and servers) use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Flavor {
     /// One thread: no cross-thread wake-ups.
     CurrentThread,
     /// tokio's default work-stealing pool.
+    #[default]
     MultiThread,
 }
 
@@ -57,32 +61,93 @@ impl Flavor {
     }
 }
 
-/// How to run the latency runs.
-#[derive(Debug, Clone)]
+/// How to run the latency runs; `testbed bench` takes these as flags. The fields marked
+/// "set by the caller" are not flags: the command line fills them in.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// Measured calls per chain.
+    /// Sequential dependent calls per chain (the final value must equal it).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: u64,
-    /// Unmeasured calls per chain first.
+    /// Unmeasured calls per chain before measuring.
+    #[arg(long, default_value_t = 1_000)]
     pub warmup: u64,
-    /// How many times to alternate through the rows; medians are reported.
+    /// Alternate through the rows this many times and report medians.
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub repeat: usize,
-    /// Independent chains at once on the network rows (one process each for Python clients).
+    /// Independent chains at once on the network rows (Python clients: one process each).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub concurrency: usize,
-    /// The runtime flavour of the Rust sides (this process and the Rust servers).
-    pub flavor: Flavor,
-    /// Pin the client and every server process to these CPUs (unpinned when `None`).
-    pub cpus: Option<CpuList>,
-    /// Pin the server processes to these CPUs instead (client and servers apart).
-    pub server_cpus: Option<CpuList>,
-    /// Set guest halt polling to this many nanoseconds for the run (see [`HaltPoll`]).
-    pub halt_poll_ns: Option<u64>,
-    /// Rows to run (all when empty).
+    /// Only these rows (repeatable; default all).
+    #[arg(long = "row", value_enum)]
     pub rows: Vec<Row>,
-    /// Show a progress bar.
-    pub progress: bool,
-    /// The `testbed` executable that serves the Rust targets (this one, from the command line;
-    /// `CARGO_BIN_EXE_testbed` in tests).
+    /// Pin the client and every server process to these CPUs (taskset -c syntax: 0, 0,1, 0-3).
+    /// On small VMs one shared CPU removes the cross-CPU wake-up that dominates a round trip.
+    #[arg(long)]
+    pub cpus: Option<CpuList>,
+    /// Pin the server processes to these CPUs instead of --cpus: client and servers on CPUs of
+    /// their own, e.g. --cpus 0 --server-cpus 1.
+    #[arg(long)]
+    pub server_cpus: Option<CpuList>,
+    /// Let an idle vCPU poll this long before it halts, for this run only (root, on a KVM guest
+    /// with the cpuidle-haltpoll driver; the old value is put back afterwards). Shows what
+    /// waking a halted vCPU costs a round trip.
+    #[arg(long)]
+    pub halt_poll_ns: Option<u64>,
+    /// The runtime flavour of the Rust sides (set by the caller: the global `--runtime`).
+    #[arg(skip)]
+    pub flavor: Flavor,
+    /// Told after each row (set by the caller; `None`: nobody is told).
+    #[arg(skip)]
+    pub progress: Option<Progress>,
+    /// The `testbed` executable that serves the Rust targets (set by the caller: this one, from
+    /// the command line; `CARGO_BIN_EXE_testbed` in tests).
+    #[arg(skip)]
     pub testbed_exe: PathBuf,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(format!("{text:?} is not a whole number: {err}")),
+    }
+}
+
+/// Where a run has got to: `done` of `total` rows (over all rounds), and what runs now.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Rows finished.
+    pub done: usize,
+    /// Rows in the whole run.
+    pub total: usize,
+    /// What runs next, e.g. "round 2 raw TCP ping-pong (floor)"; empty when finished.
+    pub message: String,
+}
+
+/// A callback told each [`Step`] of a run. The library draws nothing itself: the command line
+/// renders it as a progress bar, tests ignore it.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(Step) + Send + Sync>);
+
+impl Progress {
+    /// Calls `report` with every step.
+    pub fn new(report: impl Fn(Step) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(report))
+    }
+
+    fn tell(&self, done: usize, total: usize, message: String) {
+        (self.0)(Step {
+            done,
+            total,
+            message,
+        })
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 /// One row of the latency table.
@@ -171,23 +236,34 @@ impl Row {
 
     /// The server process a network row talks to (see [`Targets::addr`]); `None` for the rows
     /// that run in this process or start their own tool.
-    fn target(self) -> Option<&'static str> {
+    fn target(self) -> Option<Target> {
         match self {
             Row::Harness | Row::InProcess | Row::H2load => None,
-            Row::Tcp => Some("tcp"),
-            Row::Rest => Some("rest"),
+            Row::Tcp => Some(Target::Baseline(Baseline::Tcp)),
+            Row::Rest => Some(Target::Baseline(Baseline::Rest)),
             Row::UnaryV1
             | Row::UnaryUnbuffered
             | Row::UnaryH2
             | Row::UnaryV2
             | Row::StreamPingPong
             | Row::StreamPipelined
-            | Row::PythonToRust => Some("direct"),
-            Row::UnaryH2StockServer => Some("stock-grpc"),
-            Row::UnaryRouter => Some("side-by-side"),
-            Row::PythonToPython | Row::RustToPython => Some("python"),
+            | Row::PythonToRust => Some(Target::Port(Deployment::Direct)),
+            Row::UnaryH2StockServer => Some(Target::Baseline(Baseline::StockGrpc)),
+            Row::UnaryRouter => Some(Target::Port(Deployment::SideBySide)),
+            Row::PythonToPython | Row::RustToPython => Some(Target::Python),
         }
     }
+}
+
+/// A server process the rows talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    /// `testbed bench-target KIND`: a baseline server.
+    Baseline(Baseline),
+    /// `testbed serve --deployment NAME`: the testbed's own port.
+    Port(Deployment),
+    /// The Python grpcio server, 4 worker threads.
+    Python,
 }
 
 /// Pairs of rows whose ratio is a target: the same client against two servers. When both rows
@@ -206,33 +282,40 @@ fn interleaved_pair(row: Row, rows: &[Row]) -> Option<(Row, Row)> {
 }
 
 /// The server processes the rows need, started once and shared by all repeats.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Targets {
-    by_name: HashMap<&'static str, ChildServer>,
+    by_name: HashMap<Target, ChildServer>,
 }
 
 impl Targets {
-    async fn addr(
-        &mut self,
-        name: &'static str,
-        options: &BenchOptions,
-    ) -> anyhow::Result<SocketAddr> {
-        if let Some(target) = self.by_name.get(name) {
+    async fn addr(&mut self, name: Target, options: &BenchOptions) -> anyhow::Result<SocketAddr> {
+        if let Some(target) = self.by_name.get(&name) {
             return Ok(target.addr);
         }
         let runtime = ["--runtime", options.flavor.name()];
         let exe = &options.testbed_exe;
         let target = match name {
-            "tcp" | "rest" | "stock-grpc" => {
-                let command = ["bench-target", name, "--addr", "127.0.0.1:0"];
+            Target::Baseline(kind) => {
+                let command = ["bench-target", kind.name(), "--addr", "127.0.0.1:0"];
                 ChildServer::testbed(exe, &[&runtime[..], &command].concat()).await?
             }
-            "direct" | "side-by-side" => {
-                let command = ["serve", "--deployment", name, "--addr", "127.0.0.1:0"];
+            Target::Port(deployment) => {
+                let command = [
+                    "serve",
+                    "--deployment",
+                    deployment.name(),
+                    "--addr",
+                    "127.0.0.1:0",
+                ];
                 ChildServer::testbed(exe, &[&runtime[..], &command].concat()).await?
             }
-            "python" => ChildServer::python(&tools::python()?, 4).await?,
-            other => anyhow::bail!("no bench target named {other}"),
+            Target::Python => {
+                let mut command = tokio::process::Command::new(tools::python()?);
+                command
+                    .arg(tools::python_client("increment_server.py")?)
+                    .args(["--addr", "127.0.0.1:0", "--workers", "4"]);
+                ChildServer::spawn(command, "python increment_server.py").await?
+            }
         };
         if let Some(cpus) = &options.server_cpus {
             let pid = target.pid().context("the server exited as it started")?;
@@ -264,21 +347,37 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     .map_err(|_| anyhow::anyhow!("the bench thread panicked"))?
 }
 
+/// Runs [`run`] off the runtime, so that `stop` (Ctrl-C or SIGTERM, say) is heard meanwhile.
+/// When `stop` resolves first, a kernel setting the run changed is put back and the run ends
+/// with an error; the server processes it started are killed as their handles drop.
+pub async fn run_until(
+    options: BenchOptions,
+    stop: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<BenchReport> {
+    let run = tokio::task::spawn_blocking(move || run(&options));
+    tokio::select! {
+        report = run => report.context("the bench panicked")?,
+        result = stop => {
+            HaltPoll::restore_now();
+            result?;
+            anyhow::bail!("interrupted")
+        }
+    }
+}
+
 async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let rows = if options.rows.is_empty() {
         Row::ALL.to_vec()
     } else {
         options.rows.clone()
     };
-    let progress = if options.progress {
-        ProgressBar::new((rows.len() * options.repeat) as u64)
-    } else {
-        ProgressBar::hidden()
+    let total = rows.len() * options.repeat;
+    let mut done = 0;
+    let tell = |done: usize, message: String| {
+        if let Some(progress) = &options.progress {
+            progress.tell(done, total, message);
+        }
     };
-    progress.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     let mut targets = Targets::default();
     let mut runs: Vec<(Row, Result<RowResult, String>)> = Vec::new();
     let mut h2load_runs = Vec::new();
@@ -292,7 +391,7 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             let pair = interleaved_pair(row, &rows);
             let these = pair.map_or(vec![row], |(a, b)| vec![a, b]);
             measured.extend(&these);
-            progress.set_message(format!("round {} {}", round + 1, row.label()));
+            tell(done, format!("round {} {}", round + 1, row.label()));
             let result = if row == Row::H2load {
                 h2load::run(&mut targets, options)
                     .await
@@ -307,14 +406,13 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
                     .await
                     .map(|result| runs.push((row, Ok(result))))
             };
-            progress.inc(these.len() as u64);
+            done += these.len();
             let Err(err) = result else { continue };
             // A missing tool skips its row, with the fix; under CI it fails the run, as
             // does any other error anywhere.
             let skippable = err.downcast_ref::<MissingTool>().is_some()
                 && !std::env::var("CI").is_ok_and(|v| v == "true");
             if !skippable {
-                progress.finish_and_clear();
                 return Err(err.context(format!("row {:?} failed", row.label())));
             }
             if row == Row::H2load {
@@ -324,7 +422,7 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             }
         }
     }
-    progress.finish_and_clear();
+    tell(total, String::new());
     Ok(BenchReport::from_runs(
         options,
         &rows,
@@ -350,16 +448,12 @@ async fn run_row(
         Row::InProcess => vec![alone(chains::run(&mut chains::InProcess, warmup, n).await?)],
         Row::Tcp => concurrent(options, addr, chains::Tcp::connect).await?,
         Row::Rest => concurrent(options, addr, chains::Rest::connect).await?,
-        Row::UnaryV1 | Row::RustToPython => {
-            concurrent(options, addr, chains::UnaryV1::connect).await?
-        }
+        Row::UnaryV1 | Row::RustToPython => concurrent(options, addr, chains::Unary::v1).await?,
         Row::UnaryUnbuffered => concurrent(options, addr, tuned::unbuffered_unary).await?,
         Row::UnaryH2 | Row::UnaryH2StockServer => {
             concurrent(options, addr, tuned::H2Unary::connect).await?
         }
-        Row::UnaryV2 | Row::UnaryRouter => {
-            concurrent(options, addr, chains::UnaryV2::connect).await?
-        }
+        Row::UnaryV2 | Row::UnaryRouter => concurrent(options, addr, chains::Unary::v2).await?,
         Row::StreamPingPong => concurrent(options, addr, chains::StreamPingPong::connect).await?,
         Row::StreamPipelined => {
             let total = chains::pipelined(addr, n).await?;
@@ -384,7 +478,7 @@ async fn run_pair(
     let (a, b) = (addr(first).await?, addr(second).await?);
     let [chains_a, chains_b] = match (first, second) {
         (Row::UnaryV2, Row::UnaryRouter) => {
-            concurrent_pairs(options, a, b, chains::UnaryV2::connect).await?
+            concurrent_pairs(options, a, b, chains::Unary::v2).await?
         }
         (Row::UnaryH2StockServer, Row::UnaryH2) => {
             concurrent_pairs(options, a, b, tuned::H2Unary::connect).await?
@@ -484,7 +578,7 @@ async fn python_chains(
     options: &BenchOptions,
 ) -> anyhow::Result<Vec<(Chain, Duration)>> {
     let python = tools::python()?;
-    let script = tools::repo_root().join("clients/python/bench_client.py");
+    let script = tools::python_client("bench_client.py")?;
     let (requests, warmup) = (options.requests, options.warmup);
     let (chains, wall) = at_once(vec![(); options.concurrency], move |()| {
         let mut command = tokio::process::Command::new(&python);

@@ -5,7 +5,8 @@ clients/python/generated/), so this file is the only client code kept in the rep
 
 Usage: increment_client.py --addr HOST:PORT --api v1|v2 --mode unary|stream VALUE [VALUE ...]
        [--step N] [--request-id N]
-Prints one JSON object: {"replies": [{"value": .., "request_id": .., "served_by_version": ..}]}
+Prints one JSON object: {"replies": [{"value": .., "request_id": .., "served_by": ..}]}
+(served_by: the x-api-version response header, else v2's served_by_version, else null)
 or, when the call fails, {"code": <grpc status number>, "message": "..."}.
 """
 
@@ -52,11 +53,16 @@ def make_request(pb2, api, value, args, index):
     return request
 
 
-def reply_json(reply):
+def header_version(call):
+    """The version a router says served the call (x-api-version response header), if any."""
+    return dict(call.initial_metadata() or ()).get("x-api-version")
+
+
+def reply_json(reply, header):
     return {
         "value": reply.value,
         "request_id": getattr(reply, "request_id", 0),
-        "served_by_version": getattr(reply, "served_by_version", ""),
+        "served_by": header or getattr(reply, "served_by_version", "") or None,
     }
 
 
@@ -81,10 +87,12 @@ def main():
         try:
             if args.mode == "unary":
                 for request in requests:
-                    replies.append(reply_json(stub.Increment(request, timeout=args.timeout)))
+                    reply, call = stub.Increment.with_call(request, timeout=args.timeout)
+                    replies.append(reply_json(reply, header_version(call)))
             else:
-                for reply in stub.IncrementStream(iter(requests), timeout=args.timeout):
-                    replies.append(reply_json(reply))
+                call = stub.IncrementStream(iter(requests), timeout=args.timeout)
+                for reply in call:
+                    replies.append(reply_json(reply, header_version(call)))
         except grpc.RpcError as err:
             print(json.dumps({"code": err.code().value[0], "message": err.details() or ""}))
             return

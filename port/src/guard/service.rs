@@ -1,0 +1,207 @@
+//! The [`Guard`] service: checks each request before the port's own service sees it, and
+//! wraps the bodies that enforce the message limit, the deadline and the open-request count.
+
+use super::body::{DeadlineBody, SizeLimitedBody, exceeded};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use router::{BoxFuture, CountedBody, InFlight};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::{Status, body::Body};
+use tower::{Service, ServiceExt};
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Guard<S> {
+    inner: S,
+    request_timeout: Option<Duration>,
+    max_message_bytes: usize,
+    open: Arc<InFlight>,
+}
+
+impl<S> Guard<S> {
+    pub(super) fn new(
+        inner: S,
+        request_timeout: Option<Duration>,
+        max_message_bytes: usize,
+        open: Arc<InFlight>,
+    ) -> Self {
+        Self {
+            inner,
+            request_timeout,
+            max_message_bytes,
+            open,
+        }
+    }
+}
+
+impl<S> Service<Request<Body>> for Guard<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        if let Err(response) = check(&request) {
+            return Box::pin(std::future::ready(Ok(*response)));
+        }
+        let client_timeout = match request.headers_mut().remove("grpc-timeout") {
+            None => None,
+            Some(value) => match parse_grpc_timeout(&value) {
+                Some(timeout) => Some(timeout),
+                None => {
+                    let status = Status::invalid_argument(format!(
+                        "grpc-timeout header {value:?} is malformed: expected up to 8 digits and a unit (H, M, S, m, u, n)"
+                    ));
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            },
+        };
+        let timeout = match (client_timeout, self.request_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let deadline = timeout.map(|t| (Instant::now() + t, t));
+        if let Some(timeout) = timeout {
+            // Passed on, so that a backend in another process stops working when the client
+            // stops waiting; the header was taken off above so that it is read only here.
+            request
+                .headers_mut()
+                .insert("grpc-timeout", grpc_timeout_header(timeout));
+        }
+        let guard = self.open.enter();
+        let limit = self.max_message_bytes;
+        let request = request.map(|body| Body::new(SizeLimitedBody::new(body, limit)));
+        let response = self.inner.clone().oneshot(request);
+        Box::pin(async move {
+            let response = match deadline {
+                None => response.await?,
+                Some((at, timeout)) => match tokio::time::timeout_at(at, response).await {
+                    Ok(response) => response?,
+                    Err(_) => return Ok(exceeded(timeout).into_http()),
+                },
+            };
+            Ok(response.map(|body| {
+                // A finished body (a trailers-only error reply) must stay finished, so that the
+                // status goes out with the headers: gRPC clients read it from there.
+                if http_body::Body::is_end_stream(&body) {
+                    return body;
+                }
+                let body = match deadline {
+                    Some((at, timeout)) => Body::new(DeadlineBody::new(body, at, timeout)),
+                    None => body,
+                };
+                Body::new(CountedBody::new(body, guard))
+            }))
+        })
+    }
+}
+
+/// Answers what is not gRPC over HTTP/2 before it reaches tonic.
+fn check(request: &Request<Body>) -> Result<(), Box<Response<Body>>> {
+    if request.version() != Version::HTTP_2 {
+        let text = format!(
+            "this port serves gRPC over HTTP/2 (h2c, prior knowledge); {:?} requests are not supported\n",
+            request.version()
+        );
+        let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from(text))));
+        *response.status_mut() = StatusCode::HTTP_VERSION_NOT_SUPPORTED;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return Err(Box::new(response));
+    }
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let is_grpc = content_type == "application/grpc"
+        || (content_type.starts_with("application/grpc+")
+            && !content_type.starts_with("application/grpc-web"));
+    if !is_grpc {
+        let status = Status::invalid_argument(format!(
+            "content-type {content_type:?} is not gRPC; expected application/grpc or application/grpc+proto"
+        ));
+        let mut response = status.into_http::<Body>();
+        *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return Err(Box::new(response));
+    }
+    Ok(())
+}
+
+/// `timeout` as a `grpc-timeout` value: whole milliseconds rounded up (so a deadline is never
+/// shortened to zero), or seconds when the milliseconds need more than the 8 digits allowed.
+fn grpc_timeout_header(timeout: Duration) -> HeaderValue {
+    let millis = timeout.as_nanos().div_ceil(1_000_000);
+    let text = if millis < 100_000_000 {
+        format!("{millis}m")
+    } else {
+        format!("{}S", timeout.as_secs().min(99_999_999))
+    };
+    HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static("99999999S"))
+}
+
+/// Parses a `grpc-timeout` value such as `100m` (100 ms) or `5S`.
+fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_timeouts_parse_back_and_never_shrink() {
+        for timeout in [
+            Duration::from_nanos(1),
+            Duration::from_micros(1500),
+            Duration::from_secs(5),
+            Duration::from_secs(200_000),
+        ] {
+            let header = grpc_timeout_header(timeout);
+            let parsed = parse_grpc_timeout(&header).unwrap();
+            assert!(parsed >= timeout, "{timeout:?} sent as {header:?}");
+        }
+    }
+
+    #[test]
+    fn parses_grpc_timeouts() {
+        let parse = |s: &'static str| parse_grpc_timeout(&HeaderValue::from_static(s));
+        assert_eq!(parse("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "100", "100x", "123456789m", "-5m", "1.5S"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! One gRPC port, assembled: the [`guard`] layer first (what is not gRPC, deadlines, message
+//! limits, open requests), then the version router or the services mounted directly, with
+//! gRPC health and reflection beside them.
+//!
+//! - [`deployment`]: the server arrangements the testbed compares, as data.
+//! - [`server`]: starts one arrangement on one port and stops it gracefully.
+//! - [`upstream`]: `--upstream` specs, backends in other processes.
+//! - [`child`]: servers in child processes (latency runs, multi-process rollout).
+//! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM) a long-running command waits for.
+
+pub mod child;
+mod connections;
+pub mod deployment;
+pub mod guard;
+mod reflection;
+pub mod server;
+pub mod signal;
+pub mod upstream;
+
+pub use deployment::Deployment;
+pub use server::{Layout, RunningServer, ServeOptions};

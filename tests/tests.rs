@@ -1,0 +1,15 @@
+//! The testbed's integration tests, as one test binary: servers on 127.0.0.1 port 0 (the OS
+//! picks a free port, so tests run in parallel), real gRPC clients, external tools where the
+//! test is about them (a missing tool skips outside CI and fails under `CI=true`).
+
+mod common;
+
+mod api;
+mod grpcurl;
+mod hardening;
+mod latency;
+mod load;
+mod matrix;
+mod properties;
+mod reflection_health;
+mod routing;
