@@ -57,7 +57,27 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let layout = args.deployment.layout(args.options.max_message_bytes)?;
         (layout, args.deployment.to_string())
     };
+    if args.backend.is_none()
+        && args.upstreams.is_empty()
+        && args.deployment == Deployment::NaiveProxyToV1
+    {
+        tracing::warn!(
+            "naive-proxy-to-v1 answers v2 clients WRONGLY on purpose (v2 requests go to the v1 \
+             implementation, which ignores step): it shows what the router prevents"
+        );
+    }
     let running = server::start_with(args.addr, layout, &label, &args.options).await?;
+    if let Some(router) = &running.router {
+        for backend in router.table().backends() {
+            tracing::info!(
+                backend = %backend.name,
+                version = %backend.version,
+                api = %backend.api,
+                serves = %backend.serves.join(", "),
+                "route"
+            );
+        }
+    }
     println!("testbed serving {label} on {}", running.addr);
     port::signal::shutdown().await?;
     tracing::info!("shutting down; in-flight requests may finish");
@@ -67,9 +87,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 /// `testbed matrix`.
 #[derive(Debug, clap::Args)]
 pub struct MatrixArgs {
-    /// Print JSON instead of tables.
-    #[arg(long)]
-    pub json: bool,
+    /// Also write the cells as JSON to this file (`-`: to stdout, instead of the tables).
+    #[arg(long, value_parser = JsonOut::parse)]
+    pub json: Option<JsonOut>,
     /// Only these clients (repeatable; default all).
     #[arg(long = "client", value_enum)]
     pub clients: Vec<ClientKind>,
@@ -78,16 +98,30 @@ pub struct MatrixArgs {
     pub deployments: Vec<Deployment>,
 }
 
-/// Runs the matrix and prints it.
+/// Runs the matrix and prints it; fails when any cell differs from what the API promises (a
+/// skipped client included), so CI can use the exit code.
 pub async fn matrix(args: &MatrixArgs) -> anyhow::Result<()> {
+    JsonOut::check_all([&args.json])?;
     let clients = or_all(&args.clients, &ClientKind::ALL);
     let deployments = or_all(&args.deployments, &Deployment::ALL);
     let cells = matrix::run(&clients, &deployments).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&cells)?);
-    } else {
+    let mismatches = matrix::mismatches(&cells);
+    if !args.json.as_ref().is_some_and(JsonOut::is_stdout) {
         print!("{}", matrix::render(&cells));
     }
+    if let Some(out) = &args.json {
+        out.write(&serde_json::json!({
+            "settings": { "clients": clients, "deployments": deployments },
+            "cells": cells,
+            "mismatches": mismatches,
+        }))?;
+    }
+    anyhow::ensure!(
+        mismatches.is_empty(),
+        "{} of {} probes differ from what the API promises",
+        mismatches.len(),
+        cells.len() * 2
+    );
     Ok(())
 }
 
@@ -107,14 +141,19 @@ pub struct MixedArgs {
     /// The clients and what they send.
     #[command(flatten)]
     pub load: LoadOptions,
-    /// Also write the report as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// Also write the report as JSON to this file (`-`: stdout).
+    #[arg(long, value_parser = JsonOut::parse)]
+    pub json: Option<JsonOut>,
 }
 
 /// Runs mixed-version load and prints what it saw; fails when any reply failed or was wrong.
 /// `progress` is told the requests completed so far, every 50 ms.
 pub async fn mixed(args: &MixedArgs, progress: impl Fn(u64)) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.load.v1_clients + args.load.v2_clients > 0,
+        "no clients: give --v1-clients or --v2-clients a number above 0"
+    );
+    JsonOut::check_all([&args.json])?;
     let local = match args.addr {
         Some(_) => None,
         None => Some(server::start("127.0.0.1:0".parse()?, Deployment::SideBySide).await?),
@@ -135,7 +174,9 @@ pub async fn mixed(args: &MixedArgs, progress: impl Fn(u64)) -> anyhow::Result<(
         server.shutdown().await?;
     }
     print!("{}", report.render());
-    write_json(&args.json, &report)?;
+    if let Some(out) = &args.json {
+        out.write(&report)?;
+    }
     anyhow::ensure!(
         report.clean(),
         "some requests failed or were answered wrongly"
@@ -149,9 +190,9 @@ pub struct RolloutArgs {
     /// The rollout's clients, phases and backends.
     #[command(flatten)]
     pub rollout: RolloutOptions,
-    /// Also write the report as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// Also write the report as JSON to this file (`-`: stdout).
+    #[arg(long, value_parser = JsonOut::parse)]
+    pub json: Option<JsonOut>,
 }
 
 /// Runs the rollout and prints what it saw; fails when any reply was wrong, or (unless v1 was
@@ -160,10 +201,17 @@ pub async fn rollout(
     args: &RolloutArgs,
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.rollout.v1_clients + args.rollout.v2_clients > 0,
+        "no clients: give --v1-clients or --v2-clients a number above 0"
+    );
+    JsonOut::check_all([&args.json])?;
     let exe = std::env::current_exe().context("cannot find the testbed executable")?;
     let report = rollout::run(&args.rollout, &exe, progress).await?;
     print!("{}", report.render());
-    write_json(&args.json, &report)?;
+    if let Some(out) = &args.json {
+        out.write(&report)?;
+    }
     let [v1, v2] = report.load.totals();
     anyhow::ensure!(
         v1.wrong + v2.wrong == 0,
@@ -183,9 +231,9 @@ pub struct BenchArgs {
     /// What to run and where.
     #[command(flatten)]
     pub bench: BenchOptions,
-    /// Also write the report as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// Also write the report as JSON to this file (`-`: stdout).
+    #[arg(long, value_parser = JsonOut::parse)]
+    pub json: Option<JsonOut>,
     /// Also draw the per-call latencies as an SVG figure here.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -196,10 +244,12 @@ pub struct BenchArgs {
 
 /// Runs the latency runs (`options` completed by the caller) and prints the table.
 pub async fn bench(args: &BenchArgs, options: BenchOptions) -> anyhow::Result<()> {
+    let json_file = args.json.as_ref().and_then(JsonOut::file);
+    bench::BenchReport::check_outputs(json_file, args.plot.as_deref())?;
     let report = bench::run_until(options, port::signal::shutdown()).await?;
     print!("{}", report.render());
-    if let Some(path) = &args.json {
-        report.write_json(path)?;
+    if let Some(out) = &args.json {
+        out.write(&report)?;
     }
     if let Some(path) = &args.plot {
         report.plot(path)?;
@@ -215,10 +265,77 @@ pub struct ReportArgs {
     pub requests: u64,
 }
 
-fn write_json<T: serde::Serialize>(path: &Option<PathBuf>, value: &T) -> anyhow::Result<()> {
-    if let Some(path) = path {
-        let json = serde_json::to_string_pretty(value)?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+/// Where a command writes its JSON: a file, or stdout for `-`. Every command takes it the same
+/// way (`--json FILE`), and checks it before doing any work, so a bad path fails at once rather
+/// than after a long run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonOut {
+    /// Standard output.
+    Stdout,
+    /// This file, created or replaced.
+    File(PathBuf),
+}
+
+impl JsonOut {
+    /// Parses a `--json` value.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "" => return Err("give a file name, or - for stdout".into()),
+            "-" => JsonOut::Stdout,
+            path => JsonOut::File(PathBuf::from(path)),
+        })
     }
-    Ok(())
+
+    /// Whether this is stdout.
+    pub fn is_stdout(&self) -> bool {
+        *self == JsonOut::Stdout
+    }
+
+    /// The file, unless this is stdout.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            JsonOut::Stdout => None,
+            JsonOut::File(path) => Some(path),
+        }
+    }
+
+    /// Fails when the file cannot be written, before any work is done (a file that did not
+    /// exist is removed again).
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.file().map_or(Ok(()), bench::check_writable)
+    }
+
+    /// [`check`](Self::check)s every given output.
+    pub fn check_all<'a>(outputs: impl IntoIterator<Item = &'a Option<JsonOut>>) -> anyhow::Result<()> {
+        outputs.into_iter().flatten().try_for_each(JsonOut::check)
+    }
+
+    /// Writes `value` as pretty JSON.
+    pub fn write<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(value)?;
+        match self {
+            JsonOut::Stdout => println!("{json}"),
+            JsonOut::File(path) => std::fs::write(path, json + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_outputs_are_checked_before_any_work() {
+        assert_eq!(JsonOut::parse("-"), Ok(JsonOut::Stdout));
+        assert!(JsonOut::parse("").is_err());
+        let unwritable = JsonOut::File(PathBuf::from("/nonexistent-dir/out.json"));
+        let err = unwritable.check().unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent-dir/out.json"), "{err:#}");
+        let dir = std::env::temp_dir().join(format!("testbed-json-{}", std::process::id()));
+        let fresh = JsonOut::File(dir.clone());
+        fresh.check().unwrap();
+        assert!(!dir.exists(), "the check leaves no file behind");
+    }
 }

@@ -76,12 +76,12 @@ pub struct Tally {
     pub wrong_examples: Vec<String>,
     /// Replies per serving version.
     pub served_by: BTreeMap<String, u64>,
-    /// Median latency of verified replies, µs.
-    pub p50_us: f64,
+    /// Median latency of verified replies, µs (`None` when nothing was answered correctly).
+    pub p50_us: Option<f64>,
     /// 99th percentile, µs.
-    pub p99_us: f64,
+    pub p99_us: Option<f64>,
     /// Slowest, µs.
-    pub max_us: f64,
+    pub max_us: Option<f64>,
     #[serde(skip)]
     histogram: Histogram<u64>,
 }
@@ -95,9 +95,9 @@ impl Tally {
             wrong: 0,
             wrong_examples: Vec::new(),
             served_by: BTreeMap::new(),
-            p50_us: 0.0,
-            p99_us: 0.0,
-            max_us: 0.0,
+            p50_us: None,
+            p99_us: None,
+            max_us: None,
             histogram: Histogram::new_with_bounds(1, 600_000_000_000, 3)
                 .expect("constant histogram bounds are valid"),
         }
@@ -122,9 +122,11 @@ impl Tally {
         }
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.histogram.add(&other.histogram);
-        self.p50_us = self.histogram.value_at_quantile(0.5) as f64 / 1e3;
-        self.p99_us = self.histogram.value_at_quantile(0.99) as f64 / 1e3;
-        self.max_us = self.histogram.max() as f64 / 1e3;
+        let measured = !self.histogram.is_empty();
+        let us = |ns: u64| Some(ns as f64 / 1e3).filter(|_| measured);
+        self.p50_us = us(self.histogram.value_at_quantile(0.5));
+        self.p99_us = us(self.histogram.value_at_quantile(0.99));
+        self.max_us = us(self.histogram.max());
     }
 
     /// Failed calls, all codes together.
@@ -133,15 +135,85 @@ impl Tally {
     }
 }
 
+/// A latency for a table: one decimal, or `–` when nothing was measured.
+fn micros(us: Option<f64>) -> String {
+    us.map_or_else(|| "–".to_string(), |us| format!("{us:.1}"))
+}
+
 /// Everything a load run saw: per phase, per client version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct LoadReport {
+    /// What was run.
+    pub settings: LoadOptions,
     /// Phase names, in order.
     pub phases: Vec<String>,
     /// `tallies[phase]` holds the v1 and the v2 tally of that phase.
     pub tallies: Vec<[Tally; 2]>,
     /// Wall time of the run, s.
     pub seconds: f64,
+}
+
+/// The v1 and v2 figures of something, keyed by version in JSON.
+#[derive(Serialize)]
+struct ByVersion<'a> {
+    v1: &'a Tally,
+    v2: &'a Tally,
+}
+
+impl Serialize for LoadReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Phase<'a> {
+            name: &'a str,
+            #[serde(flatten)]
+            tallies: ByVersion<'a>,
+        }
+        #[derive(Serialize)]
+        struct Settings {
+            v1_clients: usize,
+            v2_clients: usize,
+            requests_per_client: Option<u64>,
+            rate_per_client: Option<f64>,
+            v1_requirement: Option<String>,
+            v2_requirement: Option<String>,
+            v2_waits_for_health: bool,
+        }
+        #[derive(Serialize)]
+        struct Json<'a> {
+            settings: Settings,
+            seconds: f64,
+            phases: Vec<Phase<'a>>,
+            totals: ByVersion<'a>,
+        }
+        let totals = self.totals();
+        let options = &self.settings;
+        Json {
+            settings: Settings {
+                v1_clients: options.v1_clients,
+                v2_clients: options.v2_clients,
+                requests_per_client: options.requests_per_client,
+                rate_per_client: options.rate_per_client,
+                v1_requirement: options.v1_requirement.as_ref().map(ToString::to_string),
+                v2_requirement: options.v2_requirement.as_ref().map(ToString::to_string),
+                v2_waits_for_health: options.v2_waits_for_health,
+            },
+            seconds: self.seconds,
+            phases: self
+                .phases
+                .iter()
+                .zip(&self.tallies)
+                .map(|(name, [v1, v2])| Phase {
+                    name,
+                    tallies: ByVersion { v1, v2 },
+                })
+                .collect(),
+            totals: ByVersion {
+                v1: &totals[0],
+                v2: &totals[1],
+            },
+        }
+        .serialize(serializer)
+    }
 }
 
 impl LoadReport {
@@ -200,9 +272,9 @@ impl LoadReport {
                     errors.join(", ")
                 },
                 t.wrong.to_string(),
-                format!("{:.1}", t.p50_us),
-                format!("{:.1}", t.p99_us),
-                format!("{:.1}", t.max_us),
+                micros(t.p50_us),
+                micros(t.p99_us),
+                micros(t.max_us),
                 served.join(", "),
             ]);
         };
@@ -238,6 +310,7 @@ type ClientTallies = (Api, Vec<Tally>);
 /// A load run in progress.
 #[derive(Debug)]
 pub struct Load {
+    settings: LoadOptions,
     stop: watch::Sender<bool>,
     phase: Arc<AtomicUsize>,
     phases: Vec<String>,
@@ -269,6 +342,7 @@ impl Load {
             tasks.push(tokio::spawn(client.run(stopped, current, completed)));
         }
         Ok(Self {
+            settings: options.clone(),
             stop,
             phase: current,
             phases: vec![phase.to_string()],
@@ -309,6 +383,7 @@ impl Load {
             }
         }
         Ok(LoadReport {
+            settings: self.settings,
             phases: self.phases,
             tallies,
             seconds: self.started.elapsed().as_secs_f64(),

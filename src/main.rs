@@ -5,6 +5,7 @@
 use anyhow::Context;
 use bench::{Flavor, Progress};
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
 use testbed::cli;
 use tracing_subscriber::EnvFilter;
@@ -41,13 +42,22 @@ enum Command {
     Report(cli::ReportArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit codes: 0 success; 1 an error, or a result that differs from what was promised (a matrix
+/// cell, a failed or wrong request, a requested row that could not run); 2 bad flags (clap).
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = cli
+    let result = cli
         .runtime
         .runtime()
-        .context("cannot start the tokio runtime")?;
-    runtime.block_on(run(cli))
+        .context("cannot start the tokio runtime")
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

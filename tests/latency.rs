@@ -1,8 +1,28 @@
 //! Smoke test of the latency runs: every row runs with a small count, its chain ends at the
-//! request count, and it produced numbers. Timings are never asserted.
+//! request count, and it produced numbers that agree with each other. Timings are never
+//! asserted, only figures against an independent computation of the same thing.
 
-use bench::{BenchOptions, CpuList, Flavor, Row};
+use bench::{BenchOptions, CpuList, Flavor, Row, RowResult};
 use std::path::PathBuf;
+use std::process::Command;
+
+/// `a` within a factor `1.5` of `b`: two computations of one figure, with room for medians
+/// over rounds and a busy machine, but none for counting warm-up calls as measured ones.
+fn agree(what: &str, a: f64, b: f64) {
+    assert!(
+        a / b < 1.5 && b / a < 1.5,
+        "{what}: {a} and {b} disagree by more than a factor 1.5"
+    );
+}
+
+/// calls/s is the count of measured calls over their wall time.
+fn calls_per_s_is_count_over_total(result: &RowResult) {
+    agree(
+        &format!("{}: calls/s against calls / total", result.label),
+        result.calls_per_s,
+        result.calls as f64 / (result.total_ms / 1e3),
+    );
+}
 
 fn options(flavor: Flavor) -> BenchOptions {
     BenchOptions {
@@ -50,6 +70,7 @@ fn every_row_runs_and_ends_at_the_request_count() {
             "{}",
             row.label()
         );
+        calls_per_s_is_count_over_total(result);
         if row != Row::StreamPipelined {
             assert!(
                 result.p50_us.is_some() && result.max_us.is_some(),
@@ -78,10 +99,23 @@ fn current_thread_runtime_pinned_to_one_cpu_runs_too_and_writes_json_and_plot() 
     let mut options = options(Flavor::CurrentThread);
     options.rows = vec![Row::Tcp, Row::UnaryV1, Row::UnaryH2, Row::UnaryRouter];
     options.repeat = 1;
+    // One chain per row, after twice as many warm-up calls as measured ones: calls/s must be
+    // one over the mean call, which it is not if the warm-up counts in the wall time.
+    options.concurrency = 1;
+    options.warmup = 400;
     let one_cpu = CpuList::first_allowed().unwrap();
     options.cpus = Some(one_cpu.clone());
     let report = bench::run(&options).unwrap();
     assert_eq!(report.rows.len(), 4);
+    for result in &report.rows {
+        assert_eq!(result.calls, 200, "{}", result.label);
+        calls_per_s_is_count_over_total(result);
+        agree(
+            &format!("{}: calls/s against 1 / mean", result.label),
+            result.calls_per_s,
+            1e6 / result.mean_us,
+        );
+    }
     assert!(
         report
             .render()
@@ -96,6 +130,11 @@ fn current_thread_runtime_pinned_to_one_cpu_runs_too_and_writes_json_and_plot() 
         serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
     assert_eq!(json["runtime"], "current-thread");
     assert_eq!(json["cpus"], one_cpu.to_string());
+    assert_eq!(json["warmup"], 400);
+    assert_eq!(
+        json["requested_rows"],
+        serde_json::json!(["tcp", "unary-v1", "unary-h2", "unary-router"])
+    );
     assert_eq!(json["rows"][1]["final_value"], 200);
     report.plot(&dir.join("bench.svg")).unwrap();
     let svg = std::fs::read_to_string(dir.join("bench.svg")).unwrap();
@@ -103,5 +142,54 @@ fn current_thread_runtime_pinned_to_one_cpu_runs_too_and_writes_json_and_plot() 
         svg.contains("<svg") && svg.contains("gRPC unary v1"),
         "{svg}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `testbed bench ARGS` with `env` set and `CI` unset (so that a missing tool skips, as it does
+/// on a developer's machine): whether it succeeded, and its stderr.
+fn testbed_bench(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_testbed"));
+    command
+        .arg("bench")
+        .args(args)
+        .arg("--quiet")
+        .env_remove("CI");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_row_asked_for_by_name_that_cannot_run_fails_the_run_outside_ci_too() {
+    let no_venv = std::env::temp_dir().join(format!("testbed-no-venv-{}", std::process::id()));
+    let no_venv = no_venv.display().to_string();
+    let (ok, stderr) = testbed_bench(
+        &["--row", "python-to-rust", "--requests", "10"],
+        &[("TESTBED_VENV", &no_venv)],
+    );
+    assert!(!ok, "a --row that could not run passed:\n{stderr}");
+    assert!(stderr.contains("python-to-rust"), "{stderr}");
+    assert!(stderr.contains("scripts/setup"), "{stderr}");
+}
+
+#[test]
+fn a_plot_path_that_is_not_svg_is_refused() {
+    let dir = std::env::temp_dir().join(format!("testbed-bench-png-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("bench.png");
+    let png_arg = png.display().to_string();
+    let args = ["--row", "harness", "--requests", "10", "--warmup", "0"];
+    let (ok, stderr) = testbed_bench(&[&args[..], &["--plot", &png_arg]].concat(), &[]);
+    assert!(!ok, "--plot {png_arg} passed:\n{stderr}");
+    assert!(
+        stderr.contains("--plot writes SVG; give a path ending in .svg"),
+        "{stderr}"
+    );
+    assert!(!png.exists(), "an SVG written under a .png name");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod api;
+mod cli;
 mod grpcurl;
 mod hardening;
 mod latency;

@@ -395,7 +395,9 @@ mod tests {
     async fn interleaved_chains_alternate_in_blocks_and_each_is_checked() {
         let (mut a, mut b, log) = pair(1);
         let calls = 2 * INTERLEAVE_BLOCK + 3;
-        let (chain_a, chain_b) = run_interleaved(&mut a, &mut b, 0, calls, None).await.unwrap();
+        let (chain_a, chain_b) = run_interleaved(&mut a, &mut b, 0, calls, None)
+            .await
+            .unwrap();
         assert_eq!(
             (chain_a.final_value, chain_b.final_value),
             (calls as i64, calls as i64)

@@ -7,6 +7,8 @@ use anyhow::{Context, bail};
 use client::tools;
 use port::Deployment;
 use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::Path;
 use tokio::process::Command;
 
 /// One h2load run (`-c 1 -m 1` sends `requests` calls, `-c 10 -m 10` ten times as many).
@@ -37,6 +39,17 @@ pub(crate) async fn run(
     let h2load = tools::h2load()?;
     let body = std::env::temp_dir().join(format!("testbed-h2load-{}.bin", std::process::id()));
     std::fs::write(&body, FRAME).with_context(|| format!("cannot write {}", body.display()))?;
+    let results = run_all(targets, options, &h2load, &body).await;
+    let _ = std::fs::remove_file(&body);
+    results
+}
+
+async fn run_all(
+    targets: &mut Targets,
+    options: &BenchOptions,
+    h2load: &Path,
+    body: &Path,
+) -> anyhow::Result<Vec<H2loadResult>> {
     let mut results = Vec::new();
     for (target, deployment) in [
         ("direct", Deployment::Direct),
@@ -48,24 +61,89 @@ pub(crate) async fn run(
             (1u32, 1u32, options.requests),
             (10, 10, options.requests * 10),
         ] {
-            let output = Command::new(&h2load)
-                .args(["-n", &calls.to_string()])
-                .args(["-c", &connections.to_string(), "-m", &streams.to_string()])
-                .arg(format!("--data={}", body.display()))
-                .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
-                .arg(format!("http://{addr}/increment.v1.Incrementer/Increment"))
-                .output()
-                .await
-                .with_context(|| format!("cannot run {}", h2load.display()))?;
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            if !output.status.success() {
-                bail!("h2load failed ({}): {stdout}", output.status);
-            }
-            results.push(parse(&stdout, target, connections, streams)?);
+            let run = Load {
+                calls,
+                connections,
+                streams,
+            };
+            results.push(run.against(h2load, body, addr, target).await?);
         }
     }
-    let _ = std::fs::remove_file(&body);
     Ok(results)
+}
+
+/// One h2load invocation's load.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    /// Requests in all (`-n`).
+    calls: u64,
+    /// Connections (`-c`).
+    connections: u32,
+    /// Streams in flight per connection (`-m`).
+    streams: u32,
+}
+
+impl Load {
+    /// Runs `h2load` with this load, posting the frame in `body` to `addr`'s v1 increment.
+    async fn against(
+        self,
+        h2load: &Path,
+        body: &Path,
+        addr: SocketAddr,
+        target: &'static str,
+    ) -> anyhow::Result<H2loadResult> {
+        let mut command = Command::new(h2load);
+        command
+            .args(["-n", &self.calls.to_string()])
+            .args(["-c", &self.connections.to_string()])
+            .args(["-m", &self.streams.to_string()])
+            .arg(format!("--data={}", body.display()))
+            .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+            .arg(format!("http://{addr}/increment.v1.Incrementer/Increment"));
+        let stdout = output_of(&mut command).await?;
+        parse(&stdout, target, self.connections, self.streams)
+    }
+}
+
+/// Lines of a failed tool's output kept in its error.
+const TAIL_LINES: usize = 20;
+
+/// Runs `command` and returns its stdout; if it fails, an error with the command line, the exit
+/// status and the tail of what it printed on stderr and stdout (h2load explains bad arguments
+/// on stderr and prints nothing on stdout).
+async fn output_of(command: &mut Command) -> anyhow::Result<String> {
+    let std_command = command.as_std();
+    let line = std::iter::once(std_command.get_program())
+        .chain(std_command.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = command
+        .output()
+        .await
+        .with_context(|| format!("cannot run {line}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        return Ok(stdout);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut said = String::new();
+    for (name, text) in [("stderr", stderr.as_ref()), ("stdout", stdout.as_str())] {
+        let tail = tail(text, TAIL_LINES);
+        if !tail.is_empty() {
+            said.push_str(&format!("\n{name}:\n{tail}"));
+        }
+    }
+    if said.is_empty() {
+        said.push_str(", and it printed nothing");
+    }
+    bail!("`{line}` failed: {}{said}", output.status)
+}
+
+/// The last `lines` non-blank lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    kept[kept.len().saturating_sub(lines)..].join("\n")
 }
 
 fn parse(
@@ -151,5 +229,53 @@ mod tests {
                    requests: 10 total, 10 started, 10 done, 8 succeeded, 2 failed, 0 errored, 0 timeout\n\
                    time for request: 1us 2us 3us 1us 50%\n";
         assert!(parse(out, "router", 1, 1).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failing_tool_says_why_with_its_status_and_output() {
+        let mut noisy = Command::new("sh");
+        noisy.args([
+            "-c",
+            "echo 'some progress'; echo '-n: must be > 0' >&2; exit 3",
+        ]);
+        let err = output_of(&mut noisy).await.unwrap_err().to_string();
+        assert!(err.contains("exit status: 3"), "{err}");
+        assert!(err.contains("stderr:\n-n: must be > 0"), "{err}");
+        assert!(err.contains("stdout:\nsome progress"), "{err}");
+        assert!(err.contains("`sh -c "), "{err}");
+
+        let mut silent = Command::new("sh");
+        silent.args(["-c", "exit 1"]);
+        let err = output_of(&mut silent).await.unwrap_err().to_string();
+        assert!(
+            err.contains("exit status: 1, and it printed nothing"),
+            "{err}"
+        );
+
+        assert_eq!(tail("a\n\nb\nc\n", 2), "b\nc");
+    }
+
+    #[tokio::test]
+    async fn h2load_refusing_its_arguments_is_an_error_that_says_why() {
+        let h2load = match tools::h2load() {
+            Ok(path) => path,
+            Err(missing) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{missing}"),
+            Err(missing) => return eprintln!("skipped: {missing}"),
+        };
+        let body =
+            std::env::temp_dir().join(format!("bench-h2load-test-{}.bin", std::process::id()));
+        std::fs::write(&body, FRAME).unwrap();
+        // h2load refuses -n 0 on stderr and prints nothing on stdout.
+        let none = Load {
+            calls: 0,
+            connections: 1,
+            streams: 1,
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let result = none.against(&h2load, &body, addr, "direct").await;
+        std::fs::remove_file(&body).unwrap();
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("exit status: 1"), "{err}");
+        assert!(err.contains("stderr:\n-n:"), "{err}");
     }
 }

@@ -15,7 +15,7 @@ mod tuned;
 
 pub use halt_poll::HaltPoll;
 pub use placement::CpuList;
-pub use report::{BenchReport, RowResult};
+pub use report::{BenchReport, RowResult, RowsSkipped, check_writable};
 
 use anyhow::Context;
 use baseline::Baseline;
@@ -28,7 +28,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::sync::Barrier;
 
 /// Which tokio runtime the Rust sides (client and servers) use.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -103,6 +104,58 @@ pub struct BenchOptions {
     /// the command line; `CARGO_BIN_EXE_testbed` in tests).
     #[arg(skip)]
     pub testbed_exe: PathBuf,
+}
+
+impl BenchOptions {
+    /// The rows this run is to run, in order: those asked for, or every row.
+    pub fn rows_to_run(&self) -> Vec<Row> {
+        if self.rows.is_empty() {
+            Row::ALL.to_vec()
+        } else {
+            self.rows.clone()
+        }
+    }
+
+    /// Checks the options before any work starts (a run checks them first; the command line may
+    /// call this earlier still): the counts are at least 1, and every row that must run can. A
+    /// row must run when it was asked for by name with `--row`, or under `CI=true`; the tools it
+    /// needs (Python with grpcio, h2load) are looked for now, so that a missing one fails the
+    /// run in a moment rather than after it, with the fix.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.requests >= 1,
+            "--requests must be at least 1 (got {}): each chain must make a call to measure",
+            self.requests
+        );
+        anyhow::ensure!(self.repeat >= 1, "--repeat must be at least 1 (got 0)");
+        anyhow::ensure!(
+            self.concurrency >= 1,
+            "--concurrency must be at least 1 (got 0)"
+        );
+        if self.rows.is_empty() && !in_ci() {
+            return Ok(());
+        }
+        let why = if self.rows.is_empty() {
+            "under CI=true every row must run"
+        } else {
+            "it was asked for with --row"
+        };
+        for row in self.rows_to_run() {
+            if let Err(missing) = row.tools() {
+                anyhow::bail!(
+                    "row {} ({}) cannot run, and {why}: {missing}",
+                    row.flag(),
+                    row.label()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether this is a CI run (`CI=true`), where every row must run.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 fn at_least_one(text: &str) -> Result<usize, String> {
@@ -234,6 +287,37 @@ impl Row {
         }
     }
 
+    /// The row's name on the command line (`--row NAME`).
+    pub fn flag(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map_or_else(|| format!("{self:?}"), |value| value.get_name().to_string())
+    }
+
+    /// Finds the external tools the row needs; a missing one is a [`MissingTool`], with the
+    /// fix.
+    pub fn tools(self) -> Result<(), MissingTool> {
+        match self {
+            Row::PythonToRust => {
+                tools::python()?;
+                tools::python_client("bench_client.py")?;
+            }
+            Row::PythonToPython => {
+                tools::python()?;
+                tools::python_client("bench_client.py")?;
+                tools::python_client("increment_server.py")?;
+            }
+            Row::RustToPython => {
+                tools::python()?;
+                tools::python_client("increment_server.py")?;
+            }
+            Row::H2load => {
+                tools::h2load()?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The server process a network row talks to (see [`Targets::addr`]); `None` for the rows
     /// that run in this process or start their own tool.
     fn target(self) -> Option<Target> {
@@ -330,7 +414,30 @@ impl Targets {
 /// Runs the latency rows and returns the report (medians over the repeats). The client side runs
 /// on a runtime of `options.flavor`, on a thread of its own (pinned as `options.cpus` says, with
 /// the servers it starts), whatever runtime the caller is on.
+///
+/// The options are checked first ([`BenchOptions::check`]). A row that cannot run because a
+/// tool is missing is skipped and reported, unless it must run: asked for with `--row` (then
+/// the run fails with [`RowsSkipped`], which carries the report of the rows that did run) or
+/// under `CI=true` (then it fails at once).
 pub fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    options.check()?;
+    require_requested(options, run_checked(options)?)
+}
+
+/// The report, unless a row asked for by name with `--row` was skipped: then [`RowsSkipped`],
+/// naming each and its fix. Skips of rows nobody named (a run of every row outside CI) are only
+/// reported.
+fn require_requested(options: &BenchOptions, report: BenchReport) -> anyhow::Result<BenchReport> {
+    if options.rows.is_empty() || report.skipped.is_empty() {
+        return Ok(report);
+    }
+    Err(RowsSkipped {
+        report: Box::new(report),
+    }
+    .into())
+}
+
+fn run_checked(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let options = options.clone();
     std::thread::spawn(move || {
         if let Some(cpus) = &options.cpus {
@@ -366,11 +473,7 @@ pub async fn run_until(
 }
 
 async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
-    let rows = if options.rows.is_empty() {
-        Row::ALL.to_vec()
-    } else {
-        options.rows.clone()
-    };
+    let rows = options.rows_to_run();
     let total = rows.len() * options.repeat;
     let mut done = 0;
     let tell = |done: usize, message: String| {
@@ -410,8 +513,7 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
             let Err(err) = result else { continue };
             // A missing tool skips its row, with the fix; under CI it fails the run, as
             // does any other error anywhere.
-            let skippable = err.downcast_ref::<MissingTool>().is_some()
-                && !std::env::var("CI").is_ok_and(|v| v == "true");
+            let skippable = err.downcast_ref::<MissingTool>().is_some() && !in_ci();
             if !skippable {
                 return Err(err.context(format!("row {:?} failed", row.label())));
             }
@@ -444,8 +546,8 @@ async fn run_row(
         None => SocketAddr::from(([127, 0, 0, 1], 0)),
     };
     let chains = match row {
-        Row::Harness => vec![alone(chains::run(&mut chains::Harness, warmup, n).await?)],
-        Row::InProcess => vec![alone(chains::run(&mut chains::InProcess, warmup, n).await?)],
+        Row::Harness => vec![chains::run(&mut chains::Harness, warmup, n, None).await?],
+        Row::InProcess => vec![chains::run(&mut chains::InProcess, warmup, n, None).await?],
         Row::Tcp => concurrent(options, addr, chains::Tcp::connect).await?,
         Row::Rest => concurrent(options, addr, chains::Rest::connect).await?,
         Row::UnaryV1 | Row::RustToPython => concurrent(options, addr, chains::Unary::v1).await?,
@@ -495,18 +597,13 @@ async fn run_pair(
     ])
 }
 
-/// A chain that ran by itself: its wall time is its own.
-fn alone(chain: Chain) -> (Chain, Duration) {
-    let wall = chain.total;
-    (chain, wall)
-}
-
-/// Runs `options.concurrency` chains at once, each on its own connection to `addr`.
+/// Runs `options.concurrency` chains at once, each on its own connection to `addr`. Every chain
+/// warms up first; the measured calls of all begin together, once the last has warmed up.
 async fn concurrent<C, F, Fut>(
     options: &BenchOptions,
     addr: SocketAddr,
     connect: F,
-) -> anyhow::Result<Vec<(Chain, Duration)>>
+) -> anyhow::Result<Vec<Chain>>
 where
     C: Incrementer + Send + 'static,
     F: Fn(SocketAddr) -> Fut,
@@ -517,21 +614,22 @@ where
         clients.push(connect(addr).await?);
     }
     let (warmup, n) = (options.warmup, options.requests);
-    let (chains, wall) = at_once(clients, move |mut client| async move {
-        chains::run(&mut client, warmup, n).await
+    let start = Arc::new(Barrier::new(clients.len()));
+    at_once(clients, move |mut client| {
+        let start = start.clone();
+        async move { chains::run(&mut client, warmup, n, Some(&start)).await }
     })
-    .await?;
-    Ok(chains.into_iter().map(|chain| (chain, wall)).collect())
+    .await
 }
 
 /// As [`concurrent`], for a pair of rows: each of the `options.concurrency` tasks alternates
-/// between a client of `a` and a client of `b`. Each chain's wall time is its own calls' time.
+/// between a client of `a` and a client of `b`. Each chain's time is its own calls' time.
 async fn concurrent_pairs<C, F, Fut>(
     options: &BenchOptions,
     a: SocketAddr,
     b: SocketAddr,
     connect: F,
-) -> anyhow::Result<[Vec<(Chain, Duration)>; 2]>
+) -> anyhow::Result<[Vec<Chain>; 2]>
 where
     C: Incrementer + Send + 'static,
     F: Fn(SocketAddr) -> Fut,
@@ -542,45 +640,53 @@ where
         clients.push((connect(a).await?, connect(b).await?));
     }
     let (warmup, n) = (options.warmup, options.requests);
-    let (pairs, _) = at_once(clients, move |(mut a, mut b)| async move {
-        chains::run_interleaved(&mut a, &mut b, warmup, n).await
+    let start = Arc::new(Barrier::new(clients.len()));
+    let pairs = at_once(clients, move |(mut a, mut b)| {
+        let start = start.clone();
+        async move { chains::run_interleaved(&mut a, &mut b, warmup, n, Some(&start)).await }
     })
     .await?;
-    let (chains_a, chains_b) = pairs.into_iter().map(|(a, b)| (alone(a), alone(b))).unzip();
+    let (chains_a, chains_b) = pairs.into_iter().unzip();
     Ok([chains_a, chains_b])
 }
 
-/// Runs `job` on each of `inputs` as tasks of their own, all at once; returns their results and
-/// the wall time until the last finished.
-async fn at_once<I, T, J, Fut>(inputs: Vec<I>, job: J) -> anyhow::Result<(Vec<T>, Duration)>
+/// Runs `job` on each of `inputs` as tasks of their own, all at once, and returns their results
+/// in the order of `inputs`. The first error ends the others (they may be waiting for it at a
+/// barrier) and is returned.
+async fn at_once<I, T, J, Fut>(inputs: Vec<I>, job: J) -> anyhow::Result<Vec<T>>
 where
     I: Send + 'static,
     T: Send + 'static,
     J: Fn(I) -> Fut,
     Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
 {
-    let start = Instant::now();
-    let tasks: Vec<_> = inputs
-        .into_iter()
-        .map(|input| tokio::spawn(job(input)))
-        .collect();
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        results.push(task.await.context("a bench chain panicked")??);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, input) in inputs.into_iter().enumerate() {
+        let job = job(input);
+        tasks.spawn(async move { (i, job.await) });
     }
-    Ok((results, start.elapsed()))
+    let mut results: Vec<Option<T>> = std::iter::repeat_with(|| None).take(tasks.len()).collect();
+    while let Some(done) = tasks.join_next().await {
+        let (i, result) = done.context("a bench chain panicked")?;
+        // Returning drops `tasks`, which aborts the chains still running.
+        results[i] = Some(result?);
+    }
+    results
+        .into_iter()
+        .map(|result| result.context("a bench chain vanished"))
+        .collect()
 }
 
 /// Runs `options.concurrency` Python bench clients at once against `addr`, each a process of its
 /// own (so the GIL does not serialise them), and reads their per-call latencies.
-async fn python_chains(
-    addr: SocketAddr,
-    options: &BenchOptions,
-) -> anyhow::Result<Vec<(Chain, Duration)>> {
+///
+/// Each client times its own measured calls (after its own warm-up); the processes start at
+/// once, so their measured stretches overlap and the row's wall time is the longest of them.
+async fn python_chains(addr: SocketAddr, options: &BenchOptions) -> anyhow::Result<Vec<Chain>> {
     let python = tools::python()?;
     let script = tools::python_client("bench_client.py")?;
     let (requests, warmup) = (options.requests, options.warmup);
-    let (chains, wall) = at_once(vec![(); options.concurrency], move |()| {
+    at_once(vec![(); options.concurrency], move |()| {
         let mut command = tokio::process::Command::new(&python);
         command
             .arg(&script)
@@ -596,8 +702,7 @@ async fn python_chains(
             python_chain(&output, requests)
         }
     })
-    .await?;
-    Ok(chains.into_iter().map(|chain| (chain, wall)).collect())
+    .await
 }
 
 /// One Python bench client's run, from its output.
@@ -628,6 +733,246 @@ fn python_chain(output: &std::process::Output, requests: u64) -> anyhow::Result<
     Ok(Chain {
         histogram,
         total: Duration::from_nanos(run.total_ns),
+        span: None,
         final_value: run.final_value,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn options(requests: u64, warmup: u64, concurrency: usize) -> BenchOptions {
+        BenchOptions {
+            requests,
+            warmup,
+            repeat: 1,
+            concurrency,
+            rows: Vec::new(),
+            cpus: None,
+            server_cpus: None,
+            halt_poll_ns: None,
+            flavor: Flavor::MultiThread,
+            progress: None,
+            testbed_exe: PathBuf::new(),
+        }
+    }
+
+    /// An increment that takes `delay` (a sleep, so chains at once overlap), and fails at call
+    /// `fail_at` if set.
+    struct Slow {
+        delay: Duration,
+        calls: u64,
+        fail_at: Option<u64>,
+    }
+
+    impl Slow {
+        fn new(delay_ms: u64) -> Self {
+            Self {
+                delay: Duration::from_millis(delay_ms),
+                calls: 0,
+                fail_at: None,
+            }
+        }
+    }
+
+    impl Incrementer for Slow {
+        async fn increment(&mut self, value: i64) -> anyhow::Result<i64> {
+            self.calls += 1;
+            if self.fail_at == Some(self.calls) {
+                anyhow::bail!("call {} failed", self.calls);
+            }
+            tokio::time::sleep(self.delay).await;
+            Ok(value + 1)
+        }
+    }
+
+    const ANY_ADDR: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+    /// The calls' mean latency as the per-call timer saw it, in µs: independent of the wall
+    /// clock the row's calls/s and total come from.
+    fn timed_mean_us(chains: &[Chain]) -> f64 {
+        let (sum, count) = chains.iter().fold((0.0, 0), |(sum, count), chain| {
+            let n = chain.histogram.len();
+            (sum + chain.histogram.mean() * n as f64, count + n)
+        });
+        sum / count as f64 / 1e3
+    }
+
+    /// `a` within a factor `1.5` of `b`: figures that should agree, with room for a busy
+    /// machine (timer overhead, scheduling) but none for counting four times the calls.
+    fn agree(what: &str, a: f64, b: f64) {
+        assert!(
+            a / b < 1.5 && b / a < 1.5,
+            "{what}: {a} and {b} disagree by more than a factor 1.5"
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_per_s_and_total_count_only_the_measured_calls() {
+        // Three times as many warm-up calls as measured ones: counting them in the wall time
+        // would put calls/s and the total four times off.
+        let options = options(20, 60, 1);
+        let chains = concurrent(&options, ANY_ADDR, async |_| Ok(Slow::new(2)))
+            .await
+            .unwrap();
+        let row = RowResult::from_chains(Row::Tcp, &chains).unwrap();
+        assert_eq!(row.calls, 20);
+        let mean = timed_mean_us(&chains);
+        // One sequential chain: calls/s is one over the mean latency, the total is the count
+        // times the mean, and calls/s is the count over the total.
+        agree(
+            "calls/s against 1 / timed mean",
+            row.calls_per_s,
+            1e6 / mean,
+        );
+        agree(
+            "total ms against count × timed mean",
+            row.total_ms,
+            20.0 * mean / 1e3,
+        );
+        agree(
+            "calls/s against count / total",
+            row.calls_per_s,
+            row.calls as f64 / (row.total_ms / 1e3),
+        );
+        agree(
+            "calls/s against 1 / mean µs",
+            row.calls_per_s,
+            1e6 / row.mean_us,
+        );
+    }
+
+    #[tokio::test]
+    async fn chains_at_once_are_timed_together_without_their_warm_up() {
+        // Two overlapping chains complete calls twice as fast as one.
+        let options = options(20, 60, 2);
+        let chains = concurrent(&options, ANY_ADDR, async |_| Ok(Slow::new(2)))
+            .await
+            .unwrap();
+        let row = RowResult::from_chains(Row::Tcp, &chains).unwrap();
+        assert_eq!(row.calls, 40);
+        let mean = timed_mean_us(&chains);
+        agree(
+            "calls/s against 2 / timed mean",
+            row.calls_per_s,
+            2e6 / mean,
+        );
+        agree(
+            "total ms against calls per chain × timed mean",
+            row.total_ms,
+            20.0 * mean / 1e3,
+        );
+        agree("mean µs against timed mean", row.mean_us, mean);
+    }
+
+    #[tokio::test]
+    async fn interleaved_rows_are_timed_by_their_own_calls() {
+        let options = options(20, 60, 1);
+        let [a, b] = concurrent_pairs(&options, ANY_ADDR, ANY_ADDR, async |_| Ok(Slow::new(2)))
+            .await
+            .unwrap();
+        for chains in [a, b] {
+            let row = RowResult::from_chains(Row::UnaryV2, &chains).unwrap();
+            let mean = timed_mean_us(&chains);
+            agree(
+                "calls/s against 1 / timed mean",
+                row.calls_per_s,
+                1e6 / mean,
+            );
+            agree(
+                "total ms against count × timed mean",
+                row.total_ms,
+                20.0 * mean / 1e3,
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chain_that_fails_ends_the_run_instead_of_stranding_the_others() {
+        // The second client fails in its warm-up; the first waits for it at the barrier.
+        let connected = AtomicUsize::new(0);
+        let connect = async |_| {
+            let mut client = Slow::new(1);
+            if connected.fetch_add(1, Ordering::SeqCst) == 1 {
+                client.fail_at = Some(3);
+            }
+            Ok(client)
+        };
+        let options = options(20, 10, 2);
+        let run = concurrent(&options, ANY_ADDR, connect);
+        let result = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("a failed chain left the others waiting");
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("call 3 failed"), "{err:#}");
+    }
+
+    #[test]
+    fn counts_below_one_are_refused_before_any_work() {
+        let mut zero = options(0, 0, 1);
+        zero.rows = vec![Row::Harness];
+        let err = run(&zero).unwrap_err();
+        assert!(
+            err.to_string().contains("--requests must be at least 1"),
+            "{err:#}"
+        );
+        for (repeat, concurrency, flag) in [(0, 1, "--repeat"), (1, 0, "--concurrency")] {
+            let options = BenchOptions {
+                repeat,
+                concurrency,
+                ..options(10, 0, 1)
+            };
+            let err = options.check().unwrap_err();
+            assert!(err.to_string().contains(flag), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn the_harness_row_runs_by_itself() {
+        let mut harness = options(50, 5, 1);
+        harness.rows = vec![Row::Harness];
+        let report = run(&harness).unwrap();
+        assert_eq!(report.rows.len(), 1);
+        assert_eq!(report.rows[0].calls, 50);
+        assert_eq!(report.warmup, 5);
+        assert_eq!(report.requested_rows, Some(vec![Row::Harness]));
+    }
+
+    fn skipped_report(options: &BenchOptions) -> BenchReport {
+        let reason = "python with grpcio not found; install it with: bash scripts/setup";
+        BenchReport::from_runs(
+            options,
+            &options.rows_to_run(),
+            vec![(Row::PythonToRust, Err(reason.to_string()))],
+            Vec::new(),
+            None,
+        )
+    }
+
+    #[test]
+    fn a_row_asked_for_by_name_that_was_skipped_fails_the_run() {
+        let mut named = options(10, 0, 1);
+        named.rows = vec![Row::PythonToRust];
+        let err = require_requested(&named, skipped_report(&named)).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("--row python-to-rust"), "{message}");
+        assert!(message.contains("bash scripts/setup"), "{message}");
+        let skipped = err.downcast_ref::<RowsSkipped>().expect("a RowsSkipped");
+        assert_eq!(skipped.report.skipped.len(), 1);
+
+        // Every row by default: the skip is reported, not fatal (CI fails it as it happens).
+        let all = options(10, 0, 1);
+        let report = require_requested(&all, skipped_report(&all)).unwrap();
+        assert_eq!(report.skipped.len(), 1);
+    }
+
+    #[test]
+    fn row_flags_are_the_command_line_names() {
+        assert_eq!(Row::PythonToRust.flag(), "python-to-rust");
+        assert_eq!(Row::H2load.flag(), "h2load");
+        assert!(Row::Tcp.tools().is_ok());
+    }
 }

@@ -1,7 +1,7 @@
 //! Turns the measured chains into the latency table: medians over the repeats, ratios to the raw
 //! TCP floor and to gRPC unary, as a terminal table, JSON, or an SVG figure.
 
-use super::chains::Chain;
+use super::chains::{self, Chain};
 use super::h2load::H2loadResult;
 use super::{BenchOptions, CpuList, Flavor, Row};
 use anyhow::Context;
@@ -21,10 +21,11 @@ pub struct RowResult {
     pub calls: u64,
     /// The value the (first) chain ended at: it must equal the calls per chain.
     pub final_value: i64,
-    /// Wall time of the measured calls, ms.
+    /// Wall time of the measured calls (all chains at once; no warm-up call), ms.
     pub total_ms: f64,
-    /// Wall time per call of one chain, µs (for the in-process rows, the honest per-call cost:
-    /// there the timer itself dominates the percentiles).
+    /// Each chain's time per call (its measured calls' time over their count), over all chains,
+    /// µs (for the in-process rows, the honest per-call cost: there the timer itself dominates
+    /// the percentiles). For one sequential chain, 10⁶ / `calls_per_s`.
     pub mean_us: f64,
     /// Median call, µs (absent for the pipelined row: its calls do not wait for each other).
     pub p50_us: Option<f64>,
@@ -34,7 +35,8 @@ pub struct RowResult {
     pub p99_us: Option<f64>,
     /// Slowest call, µs.
     pub max_us: Option<f64>,
-    /// Calls per second over all chains.
+    /// Calls per second over all chains: `calls` over the wall time of the measured calls
+    /// (`total_ms`); warm-up calls count in neither.
     pub calls_per_s: f64,
     /// p50 (or mean) divided by the raw TCP row's p50.
     pub ratio_to_tcp: Option<f64>,
@@ -43,16 +45,21 @@ pub struct RowResult {
 }
 
 impl RowResult {
-    pub(super) fn from_chains(row: Row, chains: &[(Chain, Duration)]) -> anyhow::Result<Self> {
-        let (first, wall) = chains.first().context("a row ran no chain")?;
+    /// One row's figures from its chains, run at once: calls per second over all of them
+    /// against the wall time of their measured calls ([`chains::measured_wall`]; warm-up calls
+    /// never count), so that for one sequential chain calls/s × mean µs = 10⁶.
+    pub(super) fn from_chains(row: Row, chains: &[Chain]) -> anyhow::Result<Self> {
+        let first = chains.first().context("a row ran no chain")?;
         let mut histogram = first.histogram.clone();
-        for (chain, _) in &chains[1..] {
+        for chain in &chains[1..] {
             histogram
                 .add(&chain.histogram)
                 .context("merging histograms")?;
         }
         let calls = histogram.len();
-        let per_chain = first.histogram.len().max(1);
+        let wall = chains::measured_wall(chains);
+        // Each chain's own time per call, over all chains.
+        let chain_time: Duration = chains.iter().map(|chain| chain.total).sum();
         let us = |ns: u64| ns as f64 / 1e3;
         Ok(Self {
             row,
@@ -60,7 +67,7 @@ impl RowResult {
             calls,
             final_value: first.final_value,
             total_ms: wall.as_secs_f64() * 1e3,
-            mean_us: first.total.as_secs_f64() * 1e6 / per_chain as f64,
+            mean_us: chain_time.as_secs_f64() * 1e6 / calls.max(1) as f64,
             p50_us: Some(us(histogram.value_at_quantile(0.50))),
             p90_us: Some(us(histogram.value_at_quantile(0.90))),
             p99_us: Some(us(histogram.value_at_quantile(0.99))),
@@ -95,11 +102,13 @@ impl RowResult {
     }
 }
 
-/// The whole latency run.
+/// The whole latency run, with the settings it ran with.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     /// Measured calls per chain.
     pub requests: u64,
+    /// Unmeasured calls per chain before the measured ones.
+    pub warmup: u64,
     /// Rounds through the rows; figures are medians over them.
     pub repeat: usize,
     /// Chains at once on the Rust-client network rows.
@@ -112,6 +121,8 @@ pub struct BenchReport {
     pub server_cpus: Option<CpuList>,
     /// Guest halt polling during the run, ns (`None`: the machine's own setting).
     pub halt_poll_ns: Option<u64>,
+    /// The rows asked for with `--row`, in order (`None`: every row, the default).
+    pub requested_rows: Option<Vec<Row>>,
     /// The rows that ran.
     pub rows: Vec<RowResult>,
     /// Rows skipped, with the reason and the fix.
@@ -160,14 +171,17 @@ impl BenchReport {
             let pick = |f: fn(&RowResult) -> f64| median(ok.iter().map(|r| f(r)).collect());
             let pick_opt =
                 |f: fn(&RowResult) -> Option<f64>| median_opt(ok.iter().map(|r| f(r)).collect());
+            let total_ms = pick(|r| r.total_ms);
             results.push(RowResult {
-                total_ms: pick(|r| r.total_ms),
+                total_ms,
                 mean_us: pick(|r| r.mean_us),
                 p50_us: pick_opt(|r| r.p50_us),
                 p90_us: pick_opt(|r| r.p90_us),
                 p99_us: pick_opt(|r| r.p99_us),
                 max_us: pick_opt(|r| r.max_us),
-                calls_per_s: pick(|r| r.calls_per_s),
+                // From the median total, not a median of its own: the two figures printed side
+                // by side must agree (medians of each may come from different rounds).
+                calls_per_s: first.calls as f64 / (total_ms / 1e3),
                 ..(*first).clone()
             });
         }
@@ -195,12 +209,14 @@ impl BenchReport {
         let h2load_router_share = rps("router").zip(rps("direct")).map(|(r, d)| r / d);
         Self {
             requests: options.requests,
+            warmup: options.warmup,
             repeat: options.repeat,
             concurrency: options.concurrency,
             runtime: options.flavor,
             cpus: options.cpus.clone(),
             server_cpus: options.server_cpus.clone(),
             halt_poll_ns: options.halt_poll_ns,
+            requested_rows: (!options.rows.is_empty()).then(|| options.rows.clone()),
             rows: results,
             skipped,
             h2load,
@@ -208,10 +224,11 @@ impl BenchReport {
         }
     }
 
-    /// The report as terminal tables.
+    /// The report as plain-text tables: no colour or terminal styling, whether stdout is a
+    /// terminal or not. A figure nothing measured (the percentiles of the throughput-only row, a
+    /// ratio to a row that did not run, every figure of a skipped row) is `–`, never `0.0`.
     pub fn render(&self) -> String {
-        let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED);
+        let mut table = plain_table();
         table.set_header([
             "row",
             "total ms",
@@ -224,25 +241,29 @@ impl BenchReport {
             "× TCP p50",
             "× unary p50",
         ]);
-        let fixed =
-            |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
         for r in &self.rows {
             table.add_row([
                 r.label.to_string(),
-                fixed(Some(r.total_ms), 1),
-                fixed(Some(r.mean_us), 3),
-                fixed(r.p50_us, 1),
-                fixed(r.p90_us, 1),
-                fixed(r.p99_us, 1),
-                fixed(r.max_us, 1),
-                fixed(Some(r.calls_per_s), 0),
-                fixed(r.ratio_to_tcp, 2),
-                fixed(r.ratio_to_unary, 2),
+                figure(Some(r.total_ms), 1),
+                figure(Some(r.mean_us), 3),
+                figure(r.p50_us, 1),
+                figure(r.p90_us, 1),
+                figure(r.p99_us, 1),
+                figure(r.max_us, 1),
+                figure(Some(r.calls_per_s), 0),
+                figure(r.ratio_to_tcp, 2),
+                figure(r.ratio_to_unary, 2),
             ]);
         }
+        for (row, _) in self.skipped.iter().filter(|(row, _)| *row != Row::H2load) {
+            let mut cells = vec![format!("{} (skipped)", row.label())];
+            cells.extend(std::iter::repeat_n(NOTHING.to_string(), 9));
+            table.add_row(cells);
+        }
         let mut out = format!(
-            "{} sequential dependent increments per chain, {} chain(s) at once, runtime {}, {}{}, median of {} round(s)\n{table}\n",
+            "{} sequential dependent increments per chain after {} unmeasured, {} chain(s) at once, runtime {}, {}{}, median of {} round(s)\n{table}\n",
             self.requests,
+            self.warmup,
             self.concurrency,
             self.runtime.name(),
             self.placement(),
@@ -253,8 +274,7 @@ impl BenchReport {
             self.repeat
         );
         if !self.h2load.is_empty() {
-            let mut h2 = Table::new();
-            h2.load_preset(UTF8_FULL_CONDENSED);
+            let mut h2 = plain_table();
             h2.set_header([
                 "h2load → Rust server",
                 "-c",
@@ -330,6 +350,26 @@ impl BenchReport {
         }
     }
 
+    /// Checks, before a run, that its report can be written where the command line asks: each
+    /// path can be opened for writing, and the plot's ends in `.svg` (the figure is SVG
+    /// whatever the name). Run first, so that a bad path fails in a moment, not after the run.
+    pub fn check_outputs(json: Option<&Path>, plot: Option<&Path>) -> anyhow::Result<()> {
+        if let Some(plot) = plot {
+            check_svg_path(plot)?;
+        }
+        if let (Some(json), Some(plot)) = (json, plot) {
+            anyhow::ensure!(
+                json != plot,
+                "--json and --plot both name {}: give each its own file",
+                json.display()
+            );
+        }
+        for path in json.into_iter().chain(plot) {
+            check_writable(path)?;
+        }
+        Ok(())
+    }
+
     /// Writes the report as JSON to `path`.
     pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
         let json = serde_json::to_string_pretty(self)?;
@@ -339,6 +379,7 @@ impl BenchReport {
     /// Draws the typical per-call latency of each row as horizontal bars (log scale) to an SVG.
     pub fn plot(&self, path: &Path) -> anyhow::Result<()> {
         use plotters::prelude::*;
+        check_svg_path(path)?;
         let rows: Vec<&RowResult> = self.rows.iter().filter(|r| r.row != Row::Harness).collect();
         let height = 80 + 34 * rows.len() as u32;
         let root = SVGBackend::new(path, (960, height)).into_drawing_area();
@@ -381,6 +422,91 @@ impl BenchReport {
     }
 }
 
+/// The plot is SVG: a path that names another format is refused rather than given SVG.
+fn check_svg_path(path: &Path) -> anyhow::Result<()> {
+    let svg = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("svg"));
+    anyhow::ensure!(
+        svg,
+        "--plot writes SVG; give a path ending in .svg (not {})",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Checks that `path` can be written, as a run's output will be later: opens it for writing
+/// without changing it, or creates it and removes it again if it did not exist. The error names
+/// the path and the system's reason.
+pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+    let cannot = |err: std::io::Error| anyhow::anyhow!("cannot write {}: {err}", path.display());
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(file) => {
+            drop(file);
+            std::fs::remove_file(path).map_err(cannot)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(drop)
+            .map_err(cannot),
+        Err(err) => Err(cannot(err)),
+    }
+}
+
+/// Rows asked for by name (`--row`) that were skipped because a tool they need is missing: the
+/// run fails, and this error carries the report of the rows that did run, for the caller to
+/// show.
+#[derive(Debug)]
+pub struct RowsSkipped {
+    /// The run's report; its `skipped` names each row and the fix.
+    pub report: Box<BenchReport>,
+}
+
+impl std::fmt::Display for RowsSkipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rows asked for with --row did not run:")?;
+        for (row, reason) in &self.report.skipped {
+            write!(f, "\n  --row {} ({}): {reason}", row.flag(), row.label())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RowsSkipped {}
+
+/// What the table shows where nothing was measured.
+const NOTHING: &str = "–";
+
+/// A table of plain text: box-drawing borders, but no colour or other terminal styling, and
+/// laid out the same whether stdout is a terminal or not (comfy-table would ask it otherwise).
+fn plain_table() -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).force_no_tty();
+    table
+}
+
+/// A figure to `digits` decimals, or as many more as it takes to show two significant digits
+/// (a harness call of 0.03 µs is not `0.0`); `–` where nothing was measured.
+fn figure(value: Option<f64>, digits: usize) -> String {
+    match value {
+        Some(v) if v.is_finite() => {
+            let needed = if v == 0.0 {
+                0
+            } else {
+                (1.0 - v.abs().log10().floor()).clamp(0.0, 9.0) as usize
+            };
+            let digits = digits.max(needed);
+            format!("{v:.digits$}")
+        }
+        _ => NOTHING.to_string(),
+    }
+}
+
 fn plot_error<E: std::fmt::Display>(err: E) -> anyhow::Error {
     anyhow::anyhow!("cannot draw the plot: {err}")
 }
@@ -401,4 +527,233 @@ fn h2load_medians(runs: Vec<Vec<H2loadResult>>) -> Vec<H2loadResult> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn options(rows: Vec<Row>) -> BenchOptions {
+        BenchOptions {
+            requests: 100,
+            warmup: 7,
+            repeat: 1,
+            concurrency: 1,
+            rows,
+            cpus: None,
+            server_cpus: None,
+            halt_poll_ns: None,
+            flavor: Flavor::CurrentThread,
+            progress: None,
+            testbed_exe: PathBuf::new(),
+        }
+    }
+
+    /// A row measured call by call, with the given per-call figures in µs.
+    fn measured(row: Row, p50_us: f64, mean_us: f64) -> RowResult {
+        RowResult {
+            row,
+            label: row.label(),
+            calls: 100,
+            final_value: 100,
+            total_ms: mean_us * 100.0 / 1e3,
+            mean_us,
+            p50_us: Some(p50_us),
+            p90_us: Some(p50_us * 1.2),
+            p99_us: Some(p50_us * 2.0),
+            max_us: Some(p50_us * 5.0),
+            calls_per_s: 1e6 / mean_us,
+            ratio_to_tcp: None,
+            ratio_to_unary: None,
+        }
+    }
+
+    /// Harness (tiny figures), TCP, the throughput-only pipelined row and a skipped Python
+    /// row; no gRPC unary row, so no ratio to it.
+    fn report() -> BenchReport {
+        let rows = vec![
+            Row::Harness,
+            Row::Tcp,
+            Row::StreamPipelined,
+            Row::PythonToRust,
+        ];
+        BenchReport::from_runs(
+            &options(rows.clone()),
+            &rows,
+            vec![
+                (Row::Harness, Ok(measured(Row::Harness, 0.03, 0.085))),
+                (Row::Tcp, Ok(measured(Row::Tcp, 28.6, 30.0))),
+                (
+                    Row::StreamPipelined,
+                    Ok(RowResult::throughput_only(
+                        Row::StreamPipelined,
+                        100,
+                        Duration::from_micros(400),
+                    )),
+                ),
+                (Row::PythonToRust, Err("python not found".to_string())),
+            ],
+            Vec::new(),
+            None,
+        )
+    }
+
+    /// The cells of the table line that starts with `label`.
+    fn cells<'a>(rendered: &'a str, label: &str) -> Vec<&'a str> {
+        let line = rendered
+            .lines()
+            .find(|line| line.trim_start_matches('│').trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no line for {label} in\n{rendered}"));
+        line.trim_matches('│').split('┆').map(str::trim).collect()
+    }
+
+    #[test]
+    fn nothing_measured_is_a_dash_in_the_table_and_null_in_json() {
+        let report = report();
+        let rendered = report.render();
+        // The pipelined row has no percentiles, and no row has a ratio to gRPC unary.
+        let pipelined = cells(&rendered, "gRPC bidi stream pipelined");
+        assert_eq!(&pipelined[3..7], ["–"; 4], "{rendered}");
+        assert_eq!(pipelined[9], "–", "{rendered}");
+        assert!(
+            !rendered.contains(" - "),
+            "an ASCII hyphen for nothing:\n{rendered}"
+        );
+        // The skipped row is listed, with nothing measured.
+        let skipped = cells(&rendered, "Python grpcio → Rust server (skipped)");
+        assert_eq!(&skipped[1..], ["–"; 9], "{rendered}");
+        // The harness's figures are measured, and small: they show, not as 0.0 or 0.00.
+        let harness = cells(&rendered, "harness");
+        assert_eq!(harness[3], "0.030", "{rendered}");
+        assert_eq!(harness[8], "0.0010", "{rendered}");
+        assert!(
+            harness[1..]
+                .iter()
+                .all(|cell| !cell.trim_matches(['0', '.']).is_empty()),
+            "a measured figure shown as zero:\n{rendered}"
+        );
+
+        let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        let pipelined = &json["rows"][2];
+        assert_eq!(pipelined["row"], "stream-pipelined");
+        for key in ["p50_us", "p90_us", "p99_us", "max_us", "ratio_to_unary"] {
+            assert!(pipelined[key].is_null(), "{key}: {pipelined}");
+        }
+        assert!(json["rows"][0]["ratio_to_unary"].is_null());
+    }
+
+    #[test]
+    fn calls_per_s_over_rounds_agrees_with_the_total_printed_beside_it() {
+        let rounds = [(Row::Tcp, 30.0), (Row::Tcp, 10.0)]
+            .into_iter()
+            .map(|(row, mean)| (row, Ok(measured(row, mean, mean))))
+            .collect();
+        let report = BenchReport::from_runs(
+            &options(vec![Row::Tcp]),
+            &[Row::Tcp],
+            rounds,
+            Vec::new(),
+            None,
+        );
+        let tcp = &report.rows[0];
+        let per_s = tcp.calls as f64 / (tcp.total_ms / 1e3);
+        assert!((tcp.calls_per_s - per_s).abs() < 1e-6 * per_s, "{tcp:?}");
+        assert!(
+            (tcp.calls_per_s - 1e6 / tcp.mean_us).abs() < 1e-6 * per_s,
+            "{tcp:?}"
+        );
+    }
+
+    #[test]
+    fn json_records_the_settings_of_the_run() {
+        let json = serde_json::to_value(report()).unwrap();
+        assert_eq!(json["requests"], 100);
+        assert_eq!(json["warmup"], 7);
+        assert_eq!(json["repeat"], 1);
+        assert_eq!(json["concurrency"], 1);
+        assert_eq!(json["runtime"], "current-thread");
+        assert!(json["cpus"].is_null() && json["server_cpus"].is_null());
+        assert!(json["halt_poll_ns"].is_null());
+        assert_eq!(
+            json["requested_rows"],
+            serde_json::json!(["harness", "tcp", "stream-pipelined", "python-to-rust"])
+        );
+        let all = BenchReport::from_runs(&options(Vec::new()), &[], Vec::new(), Vec::new(), None);
+        assert!(serde_json::to_value(all).unwrap()["requested_rows"].is_null());
+    }
+
+    #[test]
+    fn tables_are_plain_text() {
+        let rendered = report().render();
+        assert!(
+            !rendered.contains('\u{1b}'),
+            "terminal escapes in:\n{rendered:?}"
+        );
+        assert!(rendered.contains("after 7 unmeasured"), "{rendered}");
+    }
+
+    #[test]
+    fn figures_keep_two_significant_digits() {
+        assert_eq!(figure(Some(28.63), 1), "28.6");
+        assert_eq!(figure(Some(0.03), 1), "0.030");
+        assert_eq!(figure(Some(0.00105), 2), "0.0010");
+        assert_eq!(figure(Some(11733876.0), 0), "11733876");
+        assert_eq!(figure(Some(0.0), 1), "0.0");
+        assert_eq!(figure(None, 1), "–");
+        assert_eq!(figure(Some(f64::NAN), 1), "–");
+        assert_eq!(figure(Some(f64::INFINITY), 1), "–");
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bench-report-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn outputs_that_cannot_be_written_are_found_before_the_run() {
+        let dir = scratch("outputs");
+        // A new file: fine, and not left behind.
+        let json = dir.join("bench.json");
+        BenchReport::check_outputs(Some(&json), Some(&dir.join("bench.svg"))).unwrap();
+        assert!(!json.exists() && !dir.join("bench.svg").exists());
+        // An existing file: fine, and left as it was.
+        std::fs::write(&json, "kept").unwrap();
+        BenchReport::check_outputs(Some(&json), None).unwrap();
+        assert_eq!(std::fs::read_to_string(&json).unwrap(), "kept");
+        // A folder that is not there, and a folder: the path and the system's reason.
+        let nowhere = dir.join("no-such-folder").join("bench.json");
+        let err = BenchReport::check_outputs(Some(&nowhere), None).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(&nowhere.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("No such file or directory"), "{message}");
+        let err = check_writable(&dir).unwrap_err().to_string();
+        assert!(err.contains("Is a directory"), "{err}");
+        // The same file twice.
+        let same = dir.join("both.svg");
+        assert!(BenchReport::check_outputs(Some(&same), Some(&same)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_plot_is_svg_and_a_path_naming_another_format_is_refused() {
+        let dir = scratch("plot");
+        let png = dir.join("bench.png");
+        let err = BenchReport::check_outputs(None, Some(&png)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--plot writes SVG; give a path ending in .svg"),
+            "{err}"
+        );
+        assert!(BenchReport::check_outputs(None, Some(&dir.join("bench"))).is_err());
+        let report = report();
+        assert!(report.plot(&png).is_err());
+        assert!(!png.exists(), "an SVG written under a .png name");
+        report.plot(&dir.join("bench.SVG")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -128,7 +128,8 @@ pub async fn grpcurl(
         Mode::Stream => "IncrementStream",
     };
     let output = Command::new(&grpcurl)
-        .args(["-plaintext", "-max-time", "10", "-d", &data])
+        // -v prints the response headers too, where a router names the version that served.
+        .args(["-plaintext", "-v", "-max-time", "10", "-d", &data])
         .arg(addr.to_string())
         .arg(format!("{}/{method}", api.service()))
         .output()
@@ -139,17 +140,69 @@ pub async fn grpcurl(
         return Err(parse_grpcurl_error(&stderr)
             .unwrap_or_else(|| CallError::Failed(format!("grpcurl failed: {}", stderr.trim()))));
     }
-    serde_json::Deserializer::from_slice(&output.stdout)
-        .into_iter::<serde_json::Value>()
-        .map(|json| {
-            let json = json.map_err(|e| CallError::Failed(format!("grpcurl output: {e}")))?;
+    let verbose = parse_verbose(&String::from_utf8_lossy(&output.stdout));
+    verbose
+        .contents
+        .iter()
+        .map(|text| {
+            let json: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| CallError::Failed(format!("grpcurl output {text:?}: {e}")))?;
             Ok(Reply {
                 value: json_int(&json, "value")?.unwrap_or(0),
                 request_id: json_int(&json, "requestId")?.map_or(0, |id| id as u64),
-                served_by: json["servedByVersion"].as_str().map(str::to_string),
+                served_by: verbose
+                    .version_header
+                    .clone()
+                    .or_else(|| json["servedByVersion"].as_str().map(str::to_string)),
             })
         })
         .collect()
+}
+
+/// What `grpcurl -v` printed: the `x-api-version` response header, if any, and each response
+/// message's JSON.
+#[derive(Debug, Default, PartialEq)]
+struct Verbose {
+    version_header: Option<String>,
+    contents: Vec<String>,
+}
+
+/// Reads `grpcurl -v` output: sections start with a line such as `Response headers received:`
+/// or `Response contents:` and end at a blank line (a message's JSON has no blank lines).
+fn parse_verbose(stdout: &str) -> Verbose {
+    let mut verbose = Verbose::default();
+    let mut section = "";
+    for line in stdout.lines() {
+        if line.trim().is_empty() {
+            section = "";
+            continue;
+        }
+        match line {
+            "Response headers received:" | "Response contents:" | "Response trailers received:" => {
+                section = line;
+                if line == "Response contents:" {
+                    verbose.contents.push(String::new());
+                }
+                continue;
+            }
+            _ => {}
+        }
+        match section {
+            "Response headers received:" => {
+                if let Some(value) = line.strip_prefix("x-api-version: ") {
+                    verbose.version_header = Some(value.trim().to_string());
+                }
+            }
+            "Response contents:" => {
+                if let Some(message) = verbose.contents.last_mut() {
+                    message.push_str(line);
+                    message.push('\n');
+                }
+            }
+            _ => {}
+        }
+    }
+    verbose
 }
 
 /// protobuf JSON prints 64-bit integers as strings and leaves zero values out.
@@ -182,4 +235,25 @@ fn parse_grpcurl_error(stderr: &str) -> Option<CallError> {
         code,
         message: field("Message:").unwrap_or("").to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_version_header_and_every_message_of_grpcurl_verbose_output() {
+        let stdout = "\nResolved method descriptor:\nrpc IncrementStream ( stream .a ) returns ( stream .b );\n\n\
+            Request metadata to send:\n(empty)\n\nResponse headers received:\ncontent-type: application/grpc\n\
+            x-api-version: 2.0.0\n\nResponse contents:\n{\n  \"value\": \"11\"\n}\n\n\
+            Response contents:\n{\n  \"value\": \"21\"\n}\n\nResponse trailers received:\n(empty)\n\
+            Sent 2 requests and received 2 responses\n";
+        let verbose = parse_verbose(stdout);
+        assert_eq!(verbose.version_header.as_deref(), Some("2.0.0"));
+        assert_eq!(verbose.contents.len(), 2);
+        assert!(verbose.contents[1].contains("\"21\""));
+        let without = parse_verbose("Response headers received:\n(empty)\n\nResponse contents:\n{}\n");
+        assert_eq!(without.version_header, None);
+        assert_eq!(without.contents, ["{}\n"]);
+    }
 }

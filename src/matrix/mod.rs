@@ -1,9 +1,12 @@
 //! The compatibility matrix: every client kind against every deployment, unary and streaming,
 //! each cell the real outcome of a real call judged against what the API promises.
 
+mod expect;
 mod probe;
 
-pub use probe::{ClientKind, STEP, STREAM_VALUES, UNARY_VALUE, expected};
+pub use expect::{Expect, expected};
+pub use probe::{ClientKind, STEP, STREAM_VALUES, UNARY_VALUE};
+use probe::expected_values;
 
 use client::external::CallError;
 use client::{Mode, Reply};
@@ -58,7 +61,7 @@ impl Outcome {
     pub fn judge(api: Api, mode: Mode, result: Result<Vec<Reply>, CallError>) -> Self {
         match result {
             Ok(replies) => {
-                let want = expected(api, mode);
+                let want = expected_values(api, mode);
                 let got: Vec<i64> = replies.iter().map(|r| r.value).collect();
                 let ids_match = api == Api::V1
                     || replies
@@ -131,10 +134,36 @@ pub struct Cell {
     pub client: ClientKind,
     /// The deployment.
     pub deployment: Deployment,
+    /// What the API promises this client here.
+    pub expected: Expect,
     /// The unary probe's outcome.
     pub unary: Outcome,
     /// The streaming probe's outcome.
     pub stream: Outcome,
+}
+
+impl Cell {
+    /// Why this cell is not what was expected, if it is not (one line per probe).
+    pub fn mismatches(&self) -> Vec<String> {
+        [("unary", &self.unary), ("stream", &self.stream)]
+            .into_iter()
+            .filter(|(_, outcome)| !self.expected.fits(outcome))
+            .map(|(mode, outcome)| {
+                format!(
+                    "{} on {} ({mode}): expected {}, got {}",
+                    self.client.label(),
+                    self.deployment,
+                    self.expected.describe(),
+                    outcome.cell()
+                )
+            })
+            .collect()
+    }
+}
+
+/// Every cell that differs from its expectation, one line each; empty when the matrix holds.
+pub fn mismatches(cells: &[Cell]) -> Vec<String> {
+    cells.iter().flat_map(Cell::mismatches).collect()
 }
 
 /// Runs `clients` against each of `deployments`, each deployment on its own fresh server on
@@ -159,6 +188,7 @@ pub async fn run_cell(client: ClientKind, deployment: Deployment, addr: SocketAd
     Cell {
         client,
         deployment,
+        expected: expected(client, deployment),
         unary,
         stream,
     }
@@ -202,15 +232,43 @@ pub fn render(cells: &[Cell]) -> String {
         }
         out.push_str(&format!("{table}\n"));
     }
+    out.push_str(&notes(cells));
+    out
+}
+
+/// What the tables leave out: each refusal's message (once per deployment and message), why a
+/// client was skipped or failed (once per reason), and every cell that differs from what the
+/// API promises.
+fn notes(cells: &[Cell]) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = String::new();
     for cell in cells {
         for outcome in [&cell.unary, &cell.stream] {
-            if let Outcome::Skipped { reason } | Outcome::Failed { reason } = outcome {
-                out.push_str(&format!(
-                    "{} on {}: {reason}\n",
-                    cell.client.label(),
-                    cell.deployment
-                ));
-            }
+            let line = match outcome {
+                Outcome::Status { code, message } => {
+                    let key = (cell.deployment.name(), message.clone());
+                    if !seen.insert(key) {
+                        continue;
+                    }
+                    format!("{} on {}: {} \"{message}\"", cell.client.label(), cell.deployment, code_name(*code))
+                }
+                Outcome::Skipped { reason } | Outcome::Failed { reason } => {
+                    if !seen.insert(("", reason.clone())) {
+                        continue;
+                    }
+                    format!("{} on {}: {reason}", cell.client.label(), cell.deployment)
+                }
+                _ => continue,
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    let mismatches = mismatches(cells);
+    if !mismatches.is_empty() {
+        out.push_str("\nCells that differ from what the API promises:\n");
+        for mismatch in mismatches {
+            out.push_str(&format!("  {mismatch}\n"));
         }
     }
     out

@@ -32,7 +32,7 @@ pub(super) fn step(api: Api) -> Option<i64> {
 }
 
 /// What a correct server answers to `mode`'s probe from a client of `api`.
-pub fn expected(api: Api, mode: Mode) -> Vec<i64> {
+pub(crate) fn expected_values(api: Api, mode: Mode) -> Vec<i64> {
     let step = step(api).unwrap_or(1);
     values(mode).iter().map(|v| v + step).collect()
 }
