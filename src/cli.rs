@@ -47,9 +47,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let backends = args
             .upstreams
             .iter()
-            .map(UpstreamSpec::backend)
+            .map(|upstream| upstream.backend_with_ca(args.options.tls.upstream_ca.as_deref()))
             .collect::<Result<Vec<_>, _>>()
-            .context("bad upstream address")?;
+            .context("bad upstream")?;
         let table =
             RouteTable::new(catalog()?, backends).context("cannot route to these upstreams")?;
         (Layout::Routed(table), "router over upstreams".to_string())
@@ -246,8 +246,20 @@ pub struct BenchArgs {
 pub async fn bench(args: &BenchArgs, options: BenchOptions) -> anyhow::Result<()> {
     let json_file = args.json.as_ref().and_then(JsonOut::file);
     bench::BenchReport::check_outputs(json_file, args.plot.as_deref())?;
-    let report = bench::run_until(options, port::signal::shutdown()).await?;
-    print!("{}", report.render());
+    let report = match bench::run_until(options, port::signal::shutdown()).await {
+        Ok(report) => report,
+        Err(err) => {
+            // The rows that did run are still worth seeing beside the ones that could not.
+            if let Some(skipped) = err.downcast_ref::<bench::RowsSkipped>() {
+                print!("{}", skipped.report.render());
+            }
+            return Err(err);
+        }
+    };
+    // With `--json -` stdout carries only the JSON, so that it can be piped.
+    if !args.json.as_ref().is_some_and(JsonOut::is_stdout) {
+        print!("{}", report.render());
+    }
     if let Some(out) = &args.json {
         out.write(&report)?;
     }
@@ -261,8 +273,69 @@ pub async fn bench(args: &BenchArgs, options: BenchOptions) -> anyhow::Result<()
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// Measured calls per latency row.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: u64,
+    /// The complete latency study (four placements, three rounds each, what docs/results.md
+    /// reports) instead of the quick one (one round, unpinned).
+    #[arg(long)]
+    pub full: bool,
+    /// Seconds per rollout phase (both rollouts have four).
+    #[arg(long, default_value = "2", value_parser = crate::load::positive)]
+    pub rollout_phase_seconds: f64,
+    /// Also write the report as JSON to this file (`-`: stdout, instead of the text report).
+    #[arg(long, value_parser = JsonOut::parse)]
+    pub json: Option<JsonOut>,
+    /// Also write the report as one self-contained HTML page to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+}
+
+/// Runs the main job and prints its report; writes the JSON and the HTML page when asked (the
+/// page is drawn from the JSON). Fails when the matrix differs from what the API promises, after
+/// writing everything.
+pub async fn report(
+    args: &ReportArgs,
+    flavor: bench::Flavor,
+    testbed_exe: &std::path::Path,
+    watchers: &crate::report::Watchers,
+) -> anyhow::Result<()> {
+    JsonOut::check_all([&args.json])?;
+    if let Some(html) = &args.html {
+        bench::check_writable(html)?;
+    }
+    let options = crate::report::ReportOptions {
+        requests: args.requests,
+        full: args.full,
+        rollout_phase: Duration::from_secs_f64(args.rollout_phase_seconds),
+        flavor,
+        testbed_exe: testbed_exe.to_path_buf(),
+    };
+    let report = crate::report::run(&options, watchers).await?;
+    if !args.json.as_ref().is_some_and(JsonOut::is_stdout) {
+        print!("{}", report.render());
+    }
+    let json = serde_json::to_value(&report)?;
+    if let Some(out) = &args.json {
+        out.write(&json)?;
+        if let Some(path) = out.file() {
+            eprintln!("JSON report: {}", absolute(path).display());
+        }
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, crate::report::html::render(&json))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("HTML report: {}", absolute(path).display());
+    }
+    anyhow::ensure!(
+        report.matrix.mismatches.is_empty(),
+        "{} matrix probes differ from what the API promises",
+        report.matrix.mismatches.len()
+    );
+    Ok(())
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Where a command writes its JSON: a file, or stdout for `-`. Every command takes it the same
@@ -306,7 +379,9 @@ impl JsonOut {
     }
 
     /// [`check`](Self::check)s every given output.
-    pub fn check_all<'a>(outputs: impl IntoIterator<Item = &'a Option<JsonOut>>) -> anyhow::Result<()> {
+    pub fn check_all<'a>(
+        outputs: impl IntoIterator<Item = &'a Option<JsonOut>>,
+    ) -> anyhow::Result<()> {
         outputs.into_iter().flatten().try_for_each(JsonOut::check)
     }
 
@@ -332,7 +407,10 @@ mod tests {
         assert!(JsonOut::parse("").is_err());
         let unwritable = JsonOut::File(PathBuf::from("/nonexistent-dir/out.json"));
         let err = unwritable.check().unwrap_err();
-        assert!(format!("{err:#}").contains("/nonexistent-dir/out.json"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("/nonexistent-dir/out.json"),
+            "{err:#}"
+        );
         let dir = std::env::temp_dir().join(format!("testbed-json-{}", std::process::id()));
         let fresh = JsonOut::File(dir.clone());
         fresh.check().unwrap();

@@ -2,6 +2,16 @@
 //! sequential chain (or paced to a rate), every reply verified. Used by `testbed mixed` and, with
 //! phases, by `testbed rollout`.
 //!
+//! Closed loop (the default) a client sends its next request when the previous reply arrives
+//! (or at its next tick with `--rate`), and a latency is the call's own time. Open loop
+//! (`--open-loop --rate R`, as wrk2 or ghz's constant schedule) request k of a client is due at
+//! `start + k / R` whatever happened before, and its latency counts from that intended send
+//! time: a stall delays every request scheduled behind it, and they all show it, instead of the
+//! client quietly sending less (coordinated omission).
+//!
+//! Besides the per-phase tallies, every run records a time series per client version: requests
+//! completed, failed and p99 per 100 ms ([`Series`]), and when each phase began.
+//!
 //! A reply is *wrong* when its value is not `sent + step`, its request id is not the one sent,
 //! or the version that served it (the router's `x-api-version` response header, or v2's
 //! `served_by_version`) is outside the client's requirement. Wrong replies fail the run.
@@ -39,6 +49,10 @@ pub struct LoadOptions {
     /// Pace each client to this many requests per second (default: back to back).
     #[arg(long = "rate", value_parser = positive)]
     pub rate_per_client: Option<f64>,
+    /// Open loop: each client sends on a fixed schedule of --rate requests per second and
+    /// latencies count from each request's intended send time (wrk2's constant schedule).
+    #[arg(long, requires = "rate_per_client")]
+    pub open_loop: bool,
     /// x-api-version requirement the v1 clients send (e.g. "^1").
     #[arg(long)]
     pub v1_requirement: Option<VersionReq>,
@@ -140,6 +154,68 @@ fn micros(us: Option<f64>) -> String {
     us.map_or_else(|| "–".to_string(), |us| format!("{us:.1}"))
 }
 
+/// Width of one time-series bucket.
+pub const BUCKET: Duration = Duration::from_millis(100);
+
+/// One client version's figures in one [`BUCKET`] of the run (by completion time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Point {
+    /// Requests completed in the bucket (verified, failed or wrong).
+    pub requests: u64,
+    /// Of those, failed with a status or answered wrongly.
+    pub failed: u64,
+    /// 99th percentile of the verified replies' latencies, µs (`None`: none verified).
+    pub p99_us: Option<f64>,
+}
+
+/// The run over time: one [`Point`] per [`BUCKET`] and client version, from the start of the
+/// load, and when each phase began.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Series {
+    /// Bucket width, ms.
+    pub bucket_ms: u64,
+    /// When each phase began, s from the start of the load (the first is 0).
+    pub phase_starts_s: Vec<f64>,
+    /// v1 clients, bucket by bucket.
+    pub v1: Vec<Point>,
+    /// v2 clients, bucket by bucket.
+    pub v2: Vec<Point>,
+}
+
+/// What one client saw in one bucket: verified latencies (µs) and failures.
+#[derive(Debug, Clone, Default)]
+struct RawBucket {
+    latencies_us: Vec<f32>,
+    failed: u64,
+}
+
+/// Merges clients' buckets into points: the p99 is taken over every verified reply of the
+/// bucket (nearest rank).
+fn points(clients: &[&Vec<RawBucket>], buckets: usize) -> Vec<Point> {
+    (0..buckets)
+        .map(|i| {
+            let mut latencies: Vec<f32> = Vec::new();
+            let mut failed = 0;
+            for client in clients {
+                if let Some(bucket) = client.get(i) {
+                    latencies.extend_from_slice(&bucket.latencies_us);
+                    failed += bucket.failed;
+                }
+            }
+            latencies.sort_by(f32::total_cmp);
+            let p99_us = (!latencies.is_empty()).then(|| {
+                let rank = ((latencies.len() as f64) * 0.99).ceil() as usize;
+                f64::from(latencies[rank.clamp(1, latencies.len()) - 1])
+            });
+            Point {
+                requests: latencies.len() as u64 + failed,
+                failed,
+                p99_us,
+            }
+        })
+        .collect()
+}
+
 /// Everything a load run saw: per phase, per client version.
 #[derive(Debug, Clone)]
 pub struct LoadReport {
@@ -151,6 +227,8 @@ pub struct LoadReport {
     pub tallies: Vec<[Tally; 2]>,
     /// Wall time of the run, s.
     pub seconds: f64,
+    /// The run over time, per 100 ms.
+    pub series: Series,
 }
 
 /// The v1 and v2 figures of something, keyed by version in JSON.
@@ -174,6 +252,7 @@ impl Serialize for LoadReport {
             v2_clients: usize,
             requests_per_client: Option<u64>,
             rate_per_client: Option<f64>,
+            open_loop: bool,
             v1_requirement: Option<String>,
             v2_requirement: Option<String>,
             v2_waits_for_health: bool,
@@ -184,6 +263,7 @@ impl Serialize for LoadReport {
             seconds: f64,
             phases: Vec<Phase<'a>>,
             totals: ByVersion<'a>,
+            series: &'a Series,
         }
         let totals = self.totals();
         let options = &self.settings;
@@ -193,6 +273,7 @@ impl Serialize for LoadReport {
                 v2_clients: options.v2_clients,
                 requests_per_client: options.requests_per_client,
                 rate_per_client: options.rate_per_client,
+                open_loop: options.open_loop,
                 v1_requirement: options.v1_requirement.as_ref().map(ToString::to_string),
                 v2_requirement: options.v2_requirement.as_ref().map(ToString::to_string),
                 v2_waits_for_health: options.v2_waits_for_health,
@@ -211,6 +292,7 @@ impl Serialize for LoadReport {
                 v1: &totals[0],
                 v2: &totals[1],
             },
+            series: &self.series,
         }
         .serialize(serializer)
     }
@@ -285,7 +367,15 @@ impl LoadReport {
         let [v1, v2] = self.totals();
         add("all", "v1", &v1);
         add("all", "v2", &v2);
-        let mut out = format!("{table}\n");
+        let mut out = match (self.settings.open_loop, self.settings.rate_per_client) {
+            (true, Some(rate)) => format!(
+                "open loop, {rate} requests/s per client on a fixed schedule; latencies from \
+                 each request's intended send time\n"
+            ),
+            (false, Some(rate)) => format!("closed loop, each client paced to {rate}/s\n"),
+            _ => "closed loop, each client back to back\n".to_string(),
+        };
+        out.push_str(&format!("{table}\n"));
         let total = v1.requests + v2.requests;
         out.push_str(&format!(
             "{total} requests in {:.1} s ({:.0}/s); {} failed, {} wrong\n",
@@ -304,8 +394,8 @@ impl LoadReport {
     }
 }
 
-/// One client's API version and its tally per phase.
-type ClientTallies = (Api, Vec<Tally>);
+/// One client's API version, its tally per phase and its time series.
+type ClientTallies = (Api, Vec<Tally>, Vec<RawBucket>);
 
 /// A load run in progress.
 #[derive(Debug)]
@@ -314,6 +404,7 @@ pub struct Load {
     stop: watch::Sender<bool>,
     phase: Arc<AtomicUsize>,
     phases: Vec<String>,
+    phase_starts: Vec<Duration>,
     completed: Arc<AtomicU64>,
     started: Instant,
     tasks: Vec<JoinHandle<anyhow::Result<ClientTallies>>>,
@@ -330,6 +421,7 @@ impl Load {
         let current = Arc::new(AtomicUsize::new(0));
         let completed = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
+        let started = Instant::now();
         let apis = std::iter::repeat_n(Api::V1, options.v1_clients)
             .chain(std::iter::repeat_n(Api::V2, options.v2_clients));
         for api in apis {
@@ -339,15 +431,18 @@ impl Load {
             let client = ChainClient::new(api, channel, options);
             let stopped = stopped.clone();
             let (current, completed) = (current.clone(), completed.clone());
-            tasks.push(tokio::spawn(client.run(stopped, current, completed)));
+            tasks.push(tokio::spawn(
+                client.run(stopped, current, completed, started),
+            ));
         }
         Ok(Self {
             settings: options.clone(),
             stop,
             phase: current,
             phases: vec![phase.to_string()],
+            phase_starts: vec![Duration::ZERO],
             completed,
-            started: Instant::now(),
+            started,
             tasks,
         })
     }
@@ -355,6 +450,7 @@ impl Load {
     /// Starts a new phase: requests sent from now on are counted under `name`.
     pub fn next_phase(&mut self, name: &str) {
         self.phases.push(name.to_string());
+        self.phase_starts.push(self.started.elapsed());
         self.phase.store(self.phases.len() - 1, Ordering::Release);
     }
 
@@ -375,18 +471,34 @@ impl Load {
         let mut tallies: Vec<[Tally; 2]> = (0..self.phases.len())
             .map(|_| [Tally::new(), Tally::new()])
             .collect();
+        let seconds = self.started.elapsed().as_secs_f64();
+        let mut raw: [Vec<Vec<RawBucket>>; 2] = [Vec::new(), Vec::new()];
         for task in self.tasks {
-            let (api, phases) = task.await.context("a load client panicked")??;
+            let (api, phases, buckets) = task.await.context("a load client panicked")??;
             let column = usize::from(api == Api::V2);
             for (phase, tally) in phases.iter().enumerate() {
                 tallies[phase][column].merge(tally);
             }
+            raw[column].push(buckets);
         }
+        let buckets = raw.iter().flatten().map(Vec::len).max().unwrap_or(0);
+        let series_of = |column: usize| points(&raw[column].iter().collect::<Vec<_>>(), buckets);
+        let series = Series {
+            bucket_ms: BUCKET.as_millis() as u64,
+            phase_starts_s: self
+                .phase_starts
+                .iter()
+                .map(Duration::as_secs_f64)
+                .collect(),
+            v1: series_of(0),
+            v2: series_of(1),
+        };
         Ok(LoadReport {
             settings: self.settings,
             phases: self.phases,
             tallies,
-            seconds: self.started.elapsed().as_secs_f64(),
+            seconds,
+            series,
         })
     }
 }
@@ -397,6 +509,7 @@ struct ChainClient {
     requirement: Option<VersionReq>,
     limit: Option<u64>,
     pace: Option<Duration>,
+    open_loop: bool,
     wait_for_health: bool,
 }
 
@@ -417,6 +530,7 @@ impl ChainClient {
             pace: options
                 .rate_per_client
                 .map(|rate| Duration::from_secs_f64(1.0 / rate)),
+            open_loop: options.open_loop && options.rate_per_client.is_some(),
             wait_for_health: api == Api::V2 && options.v2_waits_for_health,
         }
     }
@@ -486,19 +600,34 @@ impl ChainClient {
         mut stopped: watch::Receiver<bool>,
         phase: Arc<AtomicUsize>,
         completed: Arc<AtomicU64>,
+        load_started: Instant,
     ) -> anyhow::Result<ClientTallies> {
         let mut tallies: Vec<Tally> = Vec::new();
+        let mut buckets: Vec<RawBucket> = Vec::new();
         if self.wait_for_health {
             self.wait_until_serving(&mut stopped).await?;
         }
-        let mut pacing = self.pace.map(tokio::time::interval);
+        let mut pacing = self
+            .pace
+            .filter(|_| !self.open_loop)
+            .map(tokio::time::interval);
+        // Open loop: request k (from 0) is due at schedule_start + k × pace.
+        let schedule_start = tokio::time::Instant::now();
         let (mut value, mut sent) = (0i64, 0u64);
         while !*stopped.borrow() && self.limit.is_none_or(|limit| sent < limit) {
+            let mut intended = None;
             if let Some(interval) = pacing.as_mut() {
                 tokio::select! {
                     _ = interval.tick() => {}
                     _ = stopped.changed() => break,
                 }
+            } else if let Some(pace) = self.pace.filter(|_| self.open_loop) {
+                let due = schedule_start + pace.mul_f64(sent as f64);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = stopped.changed() => break,
+                }
+                intended = Some(due.into_std());
             }
             sent += 1;
             let current = phase.load(Ordering::Acquire);
@@ -507,10 +636,21 @@ impl ChainClient {
             }
             let tally = &mut tallies[current];
             tally.requests += 1;
-            let started = Instant::now();
+            let started = intended.unwrap_or_else(Instant::now);
             let result = self.call(value, sent).await;
             let elapsed = started.elapsed();
             completed.fetch_add(1, Ordering::Relaxed);
+            let index = (load_started.elapsed().as_millis() / BUCKET.as_millis()) as usize;
+            if buckets.len() <= index {
+                buckets.resize_with(index + 1, RawBucket::default);
+            }
+            let bucket = &mut buckets[index];
+            match &result {
+                Ok(answer) if self.verify(value, sent, answer).is_none() => bucket
+                    .latencies_us
+                    .push((elapsed.as_nanos() as f64 / 1e3) as f32),
+                _ => bucket.failed += 1,
+            }
             match result {
                 Ok(answer) => match self.verify(value, sent, &answer) {
                     None => {
@@ -538,6 +678,6 @@ impl ChainClient {
                 }
             }
         }
-        Ok((self.api(), tallies))
+        Ok((self.api(), tallies, buckets))
     }
 }

@@ -5,8 +5,8 @@
 use anyhow::Context;
 use bench::{Flavor, Progress};
 use clap::{Parser, Subcommand};
-use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::process::ExitCode;
 use testbed::cli;
 use tracing_subscriber::EnvFilter;
 
@@ -40,6 +40,10 @@ enum Command {
     BenchTarget(bench::baseline::TargetArgs),
     /// The main job: run the whole experiment (matrix, rollout, latency runs) and print its report.
     Report(cli::ReportArgs),
+    /// Breaking-change verdict for two versions of any gRPC API (proto dirs, descriptor sets or
+    /// grpc://HOST:PORT by reflection), every finding confirmed on the wire; exit 100 when
+    /// something breaks.
+    Check(compat::cli::CheckArgs),
 }
 
 /// Exit codes: 0 success; 1 an error, or a result that differs from what was promised (a matrix
@@ -52,7 +56,7 @@ fn main() -> ExitCode {
         .context("cannot start the tokio runtime")
         .and_then(|runtime| runtime.block_on(run(cli)));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
@@ -60,7 +64,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",
@@ -72,7 +76,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let exe = std::env::current_exe().context("cannot find the testbed executable")?;
-    match cli.command {
+    let done = match cli.command {
+        Command::Check(args) => {
+            let code = compat::cli::run(&args, &mut std::io::stdout()).await?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
         Command::Serve(args) => cli::serve(&args).await,
         Command::Matrix(args) => cli::matrix(&args).await,
         Command::Mixed(args) => {
@@ -115,11 +123,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rollout: |_, _| {},
                 bench: Some(bar_progress(&bar)),
             };
-            let result = testbed::report::run(args.requests, cli.runtime, &exe, &watchers).await;
+            let result = cli::report(&args, cli.runtime, &exe, &watchers).await;
             bar.finish_and_clear();
             result
         }
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// A spinner counting requests.

@@ -47,6 +47,10 @@ pub struct RolloutOptions {
     /// Pace each client to this many requests per second (default: back to back).
     #[arg(long = "rate", value_parser = positive)]
     pub rate_per_client: Option<f64>,
+    /// Open loop: each client sends on a fixed schedule of --rate requests per second, latencies
+    /// counted from each request's intended send time (wrk2's constant schedule).
+    #[arg(long, requires = "rate_per_client")]
+    pub open_loop: bool,
     /// Run v1 and v2 as separate `testbed serve --backend` processes behind the router.
     #[arg(long)]
     pub processes: bool,
@@ -54,6 +58,9 @@ pub struct RolloutOptions {
     #[arg(long, requires = "processes")]
     pub kill_v1: bool,
 }
+
+/// How long the rollout waits for v1's in-flight requests and streams before removing it anyway.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 fn seconds(text: &str) -> Result<Duration, String> {
     positive(text).map(Duration::from_secs_f64)
@@ -201,6 +208,7 @@ pub async fn run(
         v2_clients: options.v2_clients,
         requests_per_client: None,
         rate_per_client: options.rate_per_client,
+        open_loop: options.open_loop,
         v1_requirement: None,
         v2_requirement: Some("^2".parse()?),
         v2_waits_for_health: true,
@@ -222,6 +230,9 @@ pub async fn run(
     if options.kill_v1 && options.processes {
         phases.begin("v1 killed");
         fleet.stop_v1(true).await?;
+        // The port's probe notices within a second; one check now makes the health log show
+        // the crash in this phase whatever its length.
+        router.check_upstreams(Duration::from_secs(1)).await;
         phases.hold().await;
 
         phases.begin("v1 retired");
@@ -238,7 +249,11 @@ pub async fn run(
         phases.hold().await;
 
         phases.begin("v1 removed");
-        router.drain("v1").await?;
+        // Bounded, so that a client holding an idle stream open cannot stall the rollout; what
+        // is still open then is noted and ends when v1 stops.
+        if let Err(still_open) = router.drain_within("v1", DRAIN_LIMIT).await {
+            fleet.notes.push(format!("drain: {still_open}"));
+        }
         router.remove("v1").await?;
         fleet.stop_v1(false).await?;
         phases.hold().await;

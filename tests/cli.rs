@@ -18,7 +18,16 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn matrix_exits_zero_when_every_cell_holds() {
-    let output = testbed(&["matrix", "--client", "rust-v1", "--deployment", "v1-retired"], &[]);
+    let output = testbed(
+        &[
+            "matrix",
+            "--client",
+            "rust-v1",
+            "--deployment",
+            "v1-retired",
+        ],
+        &[],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("✓ 42 (2.0.0)"), "{stdout}");
@@ -47,16 +56,25 @@ fn bad_input_is_refused_before_any_work() {
             "no clients",
         ),
         (
-            vec!["mixed", "--seconds", "1", "--json", "/nonexistent-dir/x.json"],
+            vec![
+                "mixed",
+                "--seconds",
+                "1",
+                "--json",
+                "/nonexistent-dir/x.json",
+            ],
             "/nonexistent-dir/x.json",
         ),
         (
             vec!["bench", "--row", "tcp", "--plot", "/tmp/x.png"],
             ".svg",
         ),
-        (vec!["report", "--requests", "0"], "at least 1"),
+        (vec!["report", "--requests", "0"], "--requests"),
         (vec!["bench", "--requests", "0"], "0"),
-        (vec!["serve", "--addr", "no-such-host.invalid:1"], "no-such-host.invalid"),
+        (
+            vec!["serve", "--addr", "no-such-host.invalid:1"],
+            "no-such-host.invalid",
+        ),
         (vec!["rollout", "--phase-seconds", "0"], "positive"),
     ] {
         let output = testbed(&args, &[]);
@@ -71,7 +89,15 @@ fn bad_input_is_refused_before_any_work() {
 #[test]
 fn host_names_are_accepted_where_addresses_are() {
     let output = testbed(
-        &["mixed", "--addr", "localhost:1", "--requests", "1", "--v2-clients", "0"],
+        &[
+            "mixed",
+            "--addr",
+            "localhost:1",
+            "--requests",
+            "1",
+            "--v2-clients",
+            "0",
+        ],
         &[],
     );
     // Nothing listens on port 1: the point is that the name was accepted and looked up.

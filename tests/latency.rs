@@ -52,7 +52,7 @@ fn every_row_runs_and_ends_at_the_request_count() {
             report.skipped
         );
     }
-    for row in Row::ALL.into_iter().filter(|r| *r != Row::H2load) {
+    for row in Row::ALL.into_iter().filter(|r| !r.runs_apart()) {
         let Some(result) = report.rows.iter().find(|r| r.row == row) else {
             let (_, reason) = report.skipped.iter().find(|(r, _)| *r == row).unwrap();
             eprintln!("skipped {}: {reason}", row.label());
@@ -71,6 +71,13 @@ fn every_row_runs_and_ends_at_the_request_count() {
             row.label()
         );
         calls_per_s_is_count_over_total(result);
+        // A TLS row is compared with the same client over plaintext, measured beside it.
+        assert_eq!(
+            result.ratio_to_plaintext.is_some(),
+            row.plaintext_partner().is_some(),
+            "{}",
+            row.label()
+        );
         if row != Row::StreamPipelined {
             assert!(
                 result.p50_us.is_some() && result.max_us.is_some(),
@@ -82,7 +89,11 @@ fn every_row_runs_and_ends_at_the_request_count() {
     let unary = report.rows.iter().find(|r| r.row == Row::UnaryV1).unwrap();
     assert_eq!(unary.ratio_to_unary, Some(1.0));
     if in_ci || report.skipped.iter().all(|(row, _)| *row != Row::H2load) {
-        assert_eq!(report.h2load.len(), 4);
+        // Direct over TLS, direct and through the router, at -c 1 -m 1 and -c 10 -m 10.
+        assert_eq!(report.h2load.len(), 6);
+        let tls_runs = report.h2load.iter().filter(|r| r.target == "direct-tls");
+        assert_eq!(tls_runs.count(), 2, "{:?}", report.h2load);
+        assert!(report.h2load_tls_share.is_some_and(|share| share > 0.0));
         for run in &report.h2load {
             // -c 1 -m 1 sends the request count; -c 10 -m 10 ten times as many.
             let sent = if run.connections == 1 { 200 } else { 2000 };
@@ -90,14 +101,52 @@ fn every_row_runs_and_ends_at_the_request_count() {
             assert!(run.requests_per_s > 0.0, "{run:?}");
         }
     }
+    // New connections: each transport's chain of fresh connections ended at its count.
+    let handshake = report.handshake.as_ref().expect("new connections measured");
+    assert_eq!(handshake.final_value, handshake.connections as i64);
+    for figures in [&handshake.plaintext, &handshake.tls] {
+        assert!(
+            figures.p50_us > 0.0 && figures.p90_us >= figures.p50_us,
+            "{handshake:?}"
+        );
+    }
+    assert!(handshake.p50_ratio > 0.0, "{handshake:?}");
     let rendered = report.render();
-    assert!(rendered.contains("raw TCP ping-pong"), "{rendered}");
+    for text in [
+        "raw TCP ping-pong",
+        "gRPC unary v1, direct, TLS ",
+        "gRPC unary v1, direct, TLS / plaintext, measured in alternation: p50 ",
+        "gRPC bidi stream ping-pong, TLS / plaintext, measured in alternation: p50 ",
+        "new connection + first call, TLS / plaintext, measured in alternation: p50 ",
+    ] {
+        assert!(rendered.contains(text), "no {text:?} in\n{rendered}");
+    }
+    let json = serde_json::to_value(&report).unwrap();
+    let rows: Vec<&str> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|row| row["row"].as_str())
+        .collect();
+    for row in ["unary-tls", "stream-ping-pong-tls"] {
+        assert!(rows.contains(&row), "no {row} in {rows:?}");
+    }
+    assert_eq!(
+        json["handshake"]["final_value"],
+        json["handshake"]["connections"]
+    );
 }
 
 #[test]
 fn current_thread_runtime_pinned_to_one_cpu_runs_too_and_writes_json_and_plot() {
     let mut options = options(Flavor::CurrentThread);
-    options.rows = vec![Row::Tcp, Row::UnaryV1, Row::UnaryH2, Row::UnaryRouter];
+    options.rows = vec![
+        Row::Tcp,
+        Row::UnaryV1,
+        Row::UnaryH2,
+        Row::UnaryRouter,
+        Row::UnaryTls,
+    ];
     options.repeat = 1;
     // One chain per row, after twice as many warm-up calls as measured ones: calls/s must be
     // one over the mean call, which it is not if the warm-up counts in the wall time.
@@ -106,7 +155,7 @@ fn current_thread_runtime_pinned_to_one_cpu_runs_too_and_writes_json_and_plot() 
     let one_cpu = CpuList::first_allowed().unwrap();
     options.cpus = Some(one_cpu.clone());
     let report = bench::run(&options).unwrap();
-    assert_eq!(report.rows.len(), 4);
+    assert_eq!(report.rows.len(), 5);
     for result in &report.rows {
         assert_eq!(result.calls, 200, "{}", result.label);
         calls_per_s_is_count_over_total(result);
@@ -133,7 +182,7 @@ fn current_thread_runtime_pinned_to_one_cpu_runs_too_and_writes_json_and_plot() 
     assert_eq!(json["warmup"], 400);
     assert_eq!(
         json["requested_rows"],
-        serde_json::json!(["tcp", "unary-v1", "unary-h2", "unary-router"])
+        serde_json::json!(["tcp", "unary-v1", "unary-h2", "unary-router", "unary-tls"])
     );
     assert_eq!(json["rows"][1]["final_value"], 200);
     report.plot(&dir.join("bench.svg")).unwrap();
@@ -178,18 +227,24 @@ fn a_row_asked_for_by_name_that_cannot_run_fails_the_run_outside_ci_too() {
 }
 
 #[test]
-fn a_plot_path_that_is_not_svg_is_refused() {
+fn a_plot_path_that_is_not_svg_is_refused_before_the_run() {
     let dir = std::env::temp_dir().join(format!("testbed-bench-png-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let png = dir.join("bench.png");
-    let png_arg = png.display().to_string();
+    let (png, json) = (dir.join("bench.png"), dir.join("bench.json"));
+    let (png_arg, json_arg) = (png.display().to_string(), json.display().to_string());
     let args = ["--row", "harness", "--requests", "10", "--warmup", "0"];
-    let (ok, stderr) = testbed_bench(&[&args[..], &["--plot", &png_arg]].concat(), &[]);
+    let outputs = ["--plot", &png_arg, "--json", &json_arg];
+    let (ok, stderr) = testbed_bench(&[&args[..], &outputs].concat(), &[]);
     assert!(!ok, "--plot {png_arg} passed:\n{stderr}");
     assert!(
         stderr.contains("--plot writes SVG; give a path ending in .svg"),
         "{stderr}"
     );
     assert!(!png.exists(), "an SVG written under a .png name");
+    // Refused before the run: the run would have written its JSON before drawing.
+    assert!(
+        !json.exists(),
+        "the run went ahead before the plot path was refused"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -13,6 +13,7 @@ fn options() -> LoadOptions {
         v2_clients: 2,
         requests_per_client: Some(200),
         rate_per_client: None,
+        open_loop: false,
         v1_requirement: None,
         v2_requirement: Some("^2".parse().unwrap()),
         v2_waits_for_health: false,
@@ -37,6 +38,7 @@ async fn run_rollout(processes: bool, kill_v1: bool) -> rollout::RolloutReport {
         v2_clients: 2,
         phase: Duration::from_millis(400),
         rate_per_client: None,
+        open_loop: false,
         processes,
         kill_v1,
     };
@@ -157,6 +159,14 @@ async fn rollout_across_processes_drains_and_sigterms_v1_with_no_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_v1_without_draining_fails_its_requests_with_unavailable_and_nothing_else() {
     let report = run_rollout(true, true).await;
+    // A load balancer watching health is told about the crash.
+    assert!(
+        report.health.iter().any(|event| event.phase == "v1 killed"
+            && event.service == "increment.v1.Incrementer"
+            && event.status == "NOT_SERVING"),
+        "{}",
+        report.render()
+    );
     let load = &report.load;
     assert_eq!(
         load.phases,

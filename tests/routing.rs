@@ -1,32 +1,28 @@
 //! The version router: steering by path and `x-api-version`, the arrangements it refuses, and
 //! runtime changes of the route table under live traffic with health following along.
 
-use crate::common::{channel, start, v1_client, v2_client, v2_request};
+use crate::common::{channel, start, v2_client, v2_request};
+use client::IncrementerClient;
 use port::deployment::{Deployment, catalog, v1_backend, v2_backend};
 use router::{API_VERSION_HEADER, Backend, RouteTable, TableError};
 use semver::Version;
-use services::IncrementerV2;
 use services::pb::v1;
+use services::{Api, IncrementerV2};
 use tonic::{Code, Request};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-fn pinned<T>(message: T, requirement: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(API_VERSION_HEADER, requirement.parse().unwrap());
-    request
-}
-
-fn served_by<T>(response: &tonic::Response<T>) -> String {
-    response
-        .metadata()
-        .get(API_VERSION_HEADER)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string()
+/// The testbed's own client of `api` on `server`, sending `requirement` if given.
+async fn client_of(
+    server: &port::RunningServer,
+    api: Api,
+    requirement: Option<&str>,
+) -> IncrementerClient {
+    let client = IncrementerClient::new(api, channel(server).await);
+    match requirement {
+        Some(requirement) => client.with_requirement(&requirement.parse().unwrap()),
+        None => client,
+    }
 }
 
 fn v2_next() -> Backend {
@@ -49,10 +45,10 @@ async fn highest_satisfying_version_wins_and_every_reply_names_it() {
         .add(v2_next())
         .await
         .unwrap();
-    let mut client = v2_client(&server).await;
-
-    let reply = client.increment(v2_request(1, None, 1)).await.unwrap();
-    assert_eq!(served_by(&reply), "2.1.0");
+    // The router's header and v2's own served_by_version agree.
+    let mut v2 = v2_client(&server).await;
+    let reply = v2.increment(v2_request(1, None, 1)).await.unwrap();
+    assert_eq!(reply.metadata().get(API_VERSION_HEADER).unwrap(), "2.1.0");
     assert_eq!(reply.into_inner().served_by_version, "2.1.0");
     for (requirement, expected) in [
         ("=2.0.0", "2.0.0"),
@@ -60,30 +56,25 @@ async fn highest_satisfying_version_wins_and_every_reply_names_it() {
         (">=1, <3", "2.1.0"),
         ("^2.1", "2.1.0"),
     ] {
-        let reply = client
-            .increment(pinned(v2_request(1, None, 1), requirement))
-            .await
-            .unwrap();
-        assert_eq!(served_by(&reply), expected, "{requirement}");
+        let client = client_of(&server, Api::V2, Some(requirement)).await;
+        let reply = client.increment(1, None, 1).await.unwrap();
+        assert_eq!(reply.served_by.as_deref(), Some(expected), "{requirement}");
     }
 
-    let mut v1 = v1_client(&server).await;
-    let reply = v1
-        .increment(v1::IncrementRequest { value: 1 })
+    let reply = client_of(&server, Api::V1, None)
+        .await
+        .increment(1, None, 1)
         .await
         .unwrap();
-    assert_eq!(served_by(&reply), "1.0.0");
+    assert_eq!(reply.served_by.as_deref(), Some("1.0.0"));
     server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn unsatisfiable_requirement_is_unimplemented_naming_what_exists() {
     let server = start(Deployment::SideBySide).await;
-    let mut client = v2_client(&server).await;
-    let status = client
-        .increment(pinned(v2_request(1, None, 1), "^3"))
-        .await
-        .unwrap_err();
+    let client = client_of(&server, Api::V2, Some("^3")).await;
+    let status = client.increment(1, None, 1).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(status.message().contains("^3"), "{}", status.message());
     assert!(status.message().contains("2.0.0"), "{}", status.message());
@@ -95,10 +86,12 @@ async fn malformed_requirement_is_invalid_argument_and_the_server_keeps_serving(
     let server = start(Deployment::SideBySide).await;
     let mut client = v2_client(&server).await;
     for garbage in ["banana", "^^2", "2.0.0.0"] {
-        let status = client
-            .increment(pinned(v2_request(1, None, 1), garbage))
-            .await
-            .unwrap_err();
+        // Sent raw: the testbed's client only sends requirements that parse.
+        let mut request = Request::new(v2_request(1, None, 1));
+        request
+            .metadata_mut()
+            .insert(API_VERSION_HEADER, garbage.parse().unwrap());
+        let status = client.increment(request).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{garbage}");
         assert!(status.message().contains(garbage), "{}", status.message());
     }
@@ -117,13 +110,12 @@ async fn malformed_requirement_is_invalid_argument_and_the_server_keeps_serving(
 #[tokio::test]
 async fn retired_v1_paths_are_served_by_v2() {
     let server = start(Deployment::V1Retired).await;
-    let mut client = v1_client(&server).await;
-    let reply = client
-        .increment(v1::IncrementRequest { value: 41 })
-        .await
-        .unwrap();
-    assert_eq!(served_by(&reply), "2.0.0");
-    assert_eq!(reply.into_inner().value, 42);
+    let client = client_of(&server, Api::V1, None).await;
+    let reply = client.increment(41, None, 1).await.unwrap();
+    assert_eq!(
+        (reply.value, reply.served_by.as_deref()),
+        (42, Some("2.0.0"))
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -135,7 +127,11 @@ fn the_table_refuses_v1_serving_v2_requests_but_allows_the_reverse() {
     )
     .unwrap_err();
     assert!(matches!(err, TableError::Incompatible { .. }), "{err}");
-    assert!(err.to_string().contains("field number 2"), "{err}");
+    // compat's findings, with what they do on the wire: v1 would drop v2's step.
+    let message = err.to_string();
+    for says in ["name \"step\"", "confirmed by prost", "1099511627783"] {
+        assert!(message.contains(says), "{says}: {message}");
+    }
 
     let table = RouteTable::new(
         catalog().unwrap(),

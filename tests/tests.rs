@@ -4,6 +4,7 @@
 
 mod common;
 
+mod abuse;
 mod api;
 mod cli;
 mod grpcurl;
@@ -12,5 +13,8 @@ mod latency;
 mod load;
 mod matrix;
 mod properties;
+mod proxies;
 mod reflection_health;
+mod report;
 mod routing;
+mod tls;

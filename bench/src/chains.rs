@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use port::tls::ClientTls;
 use services::Api;
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -275,8 +276,9 @@ impl Incrementer for Rest {
     }
 }
 
-/// Rows 4, 5, 6 and 11: the testbed's [`IncrementerClient`] (tonic's generated client on a
-/// `Channel`), v1 or v2. A v2 chain checks that each reply echoes its request id.
+/// Rows 4, 4t, 5, 6 and 11: the testbed's [`IncrementerClient`] (tonic's generated client on a
+/// `Channel`, plaintext or TLS), v1 or v2. A v2 chain checks that each reply echoes its request
+/// id.
 pub(crate) struct Unary {
     client: IncrementerClient,
     next_id: u64,
@@ -293,12 +295,31 @@ impl Unary {
         Self::connect(Api::V2, addr).await
     }
 
-    async fn connect(api: Api, addr: SocketAddr) -> anyhow::Result<Self> {
-        Ok(Self {
-            client: IncrementerClient::connect(api, addr).await?,
-            next_id: 1,
-        })
+    /// Connects a v1 client over TLS, trusting `tls`'s CA: the same client as [`Unary::v1`] on
+    /// a TLS channel.
+    pub(crate) async fn v1_tls(addr: SocketAddr, tls: ClientTls) -> anyhow::Result<Self> {
+        let channel = tls_channel(addr, &tls).await?;
+        Ok(Self::on(IncrementerClient::new(Api::V1, channel)))
     }
+
+    async fn connect(api: Api, addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self::on(IncrementerClient::connect(api, addr).await?))
+    }
+
+    fn on(client: IncrementerClient) -> Self {
+        Self { client, next_id: 1 }
+    }
+}
+
+/// A tonic channel over TLS to `addr` (Nagle off, as every row's client), with the address in
+/// its error.
+pub(crate) async fn tls_channel(
+    addr: SocketAddr,
+    tls: &ClientTls,
+) -> anyhow::Result<tonic::transport::Channel> {
+    port::tls::channel(addr, tls)
+        .await
+        .with_context(|| format!("TLS connect {addr}"))
 }
 
 impl Incrementer for Unary {
@@ -316,13 +337,19 @@ impl Incrementer for Unary {
     }
 }
 
-/// Row 7: request/reply over one bidirectional stream, one call in flight.
+/// Rows 7 and 7t: request/reply over one bidirectional stream, one call in flight.
 pub(crate) struct StreamPingPong(StreamIncrementer);
 
 impl StreamPingPong {
     /// Opens the stream.
     pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
         Ok(Self(StreamIncrementer::open(connect(addr).await?).await?))
+    }
+
+    /// Opens the stream over TLS, trusting `tls`'s CA.
+    pub(crate) async fn connect_tls(addr: SocketAddr, tls: ClientTls) -> anyhow::Result<Self> {
+        let channel = tls_channel(addr, &tls).await?;
+        Ok(Self(StreamIncrementer::open(channel).await?))
     }
 }
 

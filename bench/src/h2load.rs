@@ -1,6 +1,8 @@
 //! Row 12: h2load (nghttp2's load generator, a client nobody here wrote) sending gRPC unary
-//! calls to the Rust server, direct and through the router, at `-c 1 -m 1` and `-c 10 -m 10`.
-//! h2load checks HTTP status only, so this row measures capacity, not answers.
+//! calls to the Rust server, direct over TLS, direct and through the router, at `-c 1 -m 1` and
+//! `-c 10 -m 10`. Over TLS h2load speaks TLS with ALPN `h2` to a TLS port that is otherwise the
+//! same direct server (it does not verify the certificate; it must negotiate `h2`). h2load
+//! checks HTTP status only, so this row measures capacity, not answers.
 
 use super::{BenchOptions, Target, Targets};
 use anyhow::{Context, bail};
@@ -14,7 +16,7 @@ use tokio::process::Command;
 /// One h2load run (`-c 1 -m 1` sends `requests` calls, `-c 10 -m 10` ten times as many).
 #[derive(Debug, Clone, Serialize)]
 pub struct H2loadResult {
-    /// `direct` or `router`.
+    /// `direct`, `direct-tls` or `router`.
     pub target: &'static str,
     /// Connections (`-c`).
     pub connections: u32,
@@ -31,7 +33,7 @@ pub struct H2loadResult {
 /// One gRPC frame: not compressed, 2-byte `IncrementRequest { value: 41 }`.
 const FRAME: [u8; 7] = [0, 0, 0, 0, 2, 0x08, 41];
 
-/// Runs the four h2load settings; a missing h2load is a `MissingTool` error.
+/// Runs the six h2load settings; a missing h2load is a `MissingTool` error.
 pub(crate) async fn run(
     targets: &mut Targets,
     options: &BenchOptions,
@@ -51,11 +53,14 @@ async fn run_all(
     body: &Path,
 ) -> anyhow::Result<Vec<H2loadResult>> {
     let mut results = Vec::new();
-    for (target, deployment) in [
-        ("direct", Deployment::Direct),
-        ("router", Deployment::SideBySide),
+    // TLS first, then plaintext direct, then the router: each comparison (TLS / direct, router /
+    // direct) is of runs close together in time.
+    for (target, server) in [
+        ("direct-tls", Target::TlsPort),
+        ("direct", Target::Port(Deployment::Direct)),
+        ("router", Target::Port(Deployment::SideBySide)),
     ] {
-        let addr = targets.addr(Target::Port(deployment), options).await?;
+        let addr = targets.addr(server, options).await?;
         // With 100 calls in flight a run of `requests` calls is over too soon to measure.
         for (connections, streams, calls) in [
             (1u32, 1u32, options.requests),
@@ -84,7 +89,8 @@ struct Load {
 }
 
 impl Load {
-    /// Runs `h2load` with this load, posting the frame in `body` to `addr`'s v1 increment.
+    /// Runs `h2load` with this load, posting the frame in `body` to `addr`'s v1 increment (over
+    /// TLS for a `-tls` target).
     async fn against(
         self,
         h2load: &Path,
@@ -92,6 +98,8 @@ impl Load {
         addr: SocketAddr,
         target: &'static str,
     ) -> anyhow::Result<H2loadResult> {
+        let tls = target.ends_with("-tls");
+        let scheme = if tls { "https" } else { "http" };
         let mut command = Command::new(h2load);
         command
             .args(["-n", &self.calls.to_string()])
@@ -99,8 +107,17 @@ impl Load {
             .args(["-m", &self.streams.to_string()])
             .arg(format!("--data={}", body.display()))
             .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
-            .arg(format!("http://{addr}/increment.v1.Incrementer/Increment"));
+            .arg(format!(
+                "{scheme}://{addr}/increment.v1.Incrementer/Increment"
+            ));
         let stdout = output_of(&mut command).await?;
+        if tls
+            && !stdout
+                .lines()
+                .any(|l| l.trim() == "Application protocol: h2")
+        {
+            bail!("h2load did not negotiate h2 over TLS with {addr}:\n{stdout}");
+        }
         parse(&stdout, target, self.connections, self.streams)
     }
 }

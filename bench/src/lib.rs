@@ -9,11 +9,13 @@ pub mod baseline;
 mod chains;
 mod h2load;
 mod halt_poll;
+mod handshake;
 mod placement;
 mod report;
 mod tuned;
 
 pub use halt_poll::HaltPoll;
+pub use handshake::{ConnectFigures, HandshakeResult};
 pub use placement::CpuList;
 pub use report::{BenchReport, RowResult, RowsSkipped, check_writable};
 
@@ -23,6 +25,7 @@ use chains::{Chain, Incrementer};
 use client::tools::{self, MissingTool};
 use port::Deployment;
 use port::child::ChildServer;
+use port::tls::{ClientTls, PkiFiles, TestPki};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -217,6 +220,9 @@ pub enum Row {
     Rest,
     /// (4) gRPC unary, v1, direct.
     UnaryV1,
+    /// (4t) As (4), over TLS (rustls, ALPN h2) to a TLS port; measured in alternation with
+    /// (4) when both run.
+    UnaryTls,
     /// (4b) gRPC unary, v1, direct, tonic's client on hyper's HTTP/2 connection without the
     /// `Buffer` of a `Channel`.
     UnaryUnbuffered,
@@ -232,6 +238,8 @@ pub enum Row {
     UnaryRouter,
     /// (7) gRPC bidi stream, one call in flight, replies matched by request_id.
     StreamPingPong,
+    /// (7t) As (7), over TLS; measured in alternation with (7) when both run.
+    StreamPingPongTls,
     /// (8) gRPC bidi stream, all sent then all read (not dependent).
     StreamPipelined,
     /// (9) Python grpcio client → Rust server.
@@ -240,29 +248,35 @@ pub enum Row {
     PythonToPython,
     /// (11) Rust client → Python grpcio server.
     RustToPython,
-    /// (12) h2load (nghttp2) → Rust server, direct and through the router.
+    /// (12) h2load (nghttp2) → Rust server, direct, direct over TLS and through the router.
     H2load,
+    /// (13) What a new connection costs: connect and a first call on a fresh connection, over
+    /// plaintext and over TLS, [`handshake::CONNECTIONS`] of each in alternation.
+    Handshake,
 }
 
 impl Row {
     /// Every row, in table order.
-    pub const ALL: [Row; 16] = [
+    pub const ALL: [Row; 19] = [
         Row::Harness,
         Row::InProcess,
         Row::Tcp,
         Row::Rest,
         Row::UnaryV1,
+        Row::UnaryTls,
         Row::UnaryUnbuffered,
         Row::UnaryH2,
         Row::UnaryH2StockServer,
         Row::UnaryV2,
         Row::UnaryRouter,
         Row::StreamPingPong,
+        Row::StreamPingPongTls,
         Row::StreamPipelined,
         Row::PythonToRust,
         Row::PythonToPython,
         Row::RustToPython,
         Row::H2load,
+        Row::Handshake,
     ];
 
     /// Label in reports.
@@ -273,17 +287,36 @@ impl Row {
             Row::Tcp => "raw TCP ping-pong (floor)",
             Row::Rest => "REST (axum, HTTP/1.1, JSON)",
             Row::UnaryV1 => "gRPC unary v1, direct",
+            Row::UnaryTls => "gRPC unary v1, direct, TLS",
             Row::UnaryUnbuffered => "gRPC unary v1, unbuffered client",
             Row::UnaryH2 => "gRPC unary v1, one-write h2 client",
             Row::UnaryH2StockServer => "gRPC unary v1, h2 client → stock tonic",
             Row::UnaryV2 => "gRPC unary v2, direct",
             Row::UnaryRouter => "gRPC unary v2, via router",
             Row::StreamPingPong => "gRPC bidi stream ping-pong",
+            Row::StreamPingPongTls => "gRPC bidi stream ping-pong, TLS",
             Row::StreamPipelined => "gRPC bidi stream pipelined (not dependent)",
             Row::PythonToRust => "Python grpcio → Rust server",
             Row::PythonToPython => "Python grpcio → Python server",
             Row::RustToPython => "Rust tonic → Python server",
             Row::H2load => "h2load → Rust server",
+            Row::Handshake => "new connection + first call, plaintext and TLS",
+        }
+    }
+
+    /// Whether the row is measured apart from the latency table (its own figures, its own
+    /// lines under the table): h2load and the new-connection costs.
+    pub fn runs_apart(self) -> bool {
+        matches!(self, Row::H2load | Row::Handshake)
+    }
+
+    /// The plaintext row a TLS row is compared with (the same client, the same server, without
+    /// TLS); `None` for the rows that are not over TLS.
+    pub fn plaintext_partner(self) -> Option<Row> {
+        match self {
+            Row::UnaryTls => Some(Row::UnaryV1),
+            Row::StreamPingPongTls => Some(Row::StreamPingPong),
+            _ => None,
         }
     }
 
@@ -322,7 +355,7 @@ impl Row {
     /// that run in this process or start their own tool.
     fn target(self) -> Option<Target> {
         match self {
-            Row::Harness | Row::InProcess | Row::H2load => None,
+            Row::Harness | Row::InProcess | Row::H2load | Row::Handshake => None,
             Row::Tcp => Some(Target::Baseline(Baseline::Tcp)),
             Row::Rest => Some(Target::Baseline(Baseline::Rest)),
             Row::UnaryV1
@@ -334,6 +367,7 @@ impl Row {
             | Row::PythonToRust => Some(Target::Port(Deployment::Direct)),
             Row::UnaryH2StockServer => Some(Target::Baseline(Baseline::StockGrpc)),
             Row::UnaryRouter => Some(Target::Port(Deployment::SideBySide)),
+            Row::UnaryTls | Row::StreamPingPongTls => Some(Target::TlsPort),
             Row::PythonToPython | Row::RustToPython => Some(Target::Python),
         }
     }
@@ -346,6 +380,9 @@ enum Target {
     Baseline(Baseline),
     /// `testbed serve --deployment NAME`: the testbed's own port.
     Port(Deployment),
+    /// `testbed serve --deployment direct --tls-cert F --tls-key K`: the direct port over TLS,
+    /// with the run's certificates ([`Targets::tls`]).
+    TlsPort,
     /// The Python grpcio server, 4 worker threads.
     Python,
 }
@@ -353,9 +390,11 @@ enum Target {
 /// Pairs of rows whose ratio is a target: the same client against two servers. When both rows
 /// run they are measured in alternating blocks of calls ([`chains::run_interleaved`]), so drift
 /// on a shared machine hits both alike.
-const INTERLEAVED: [(Row, Row); 2] = [
+const INTERLEAVED: [(Row, Row); 4] = [
     (Row::UnaryV2, Row::UnaryRouter),
     (Row::UnaryH2StockServer, Row::UnaryH2),
+    (Row::UnaryV1, Row::UnaryTls),
+    (Row::StreamPingPong, Row::StreamPingPongTls),
 ];
 
 /// The pair `row` is measured in, if its partner runs too.
@@ -365,13 +404,56 @@ fn interleaved_pair(row: Row, rows: &[Row]) -> Option<(Row, Row)> {
         .find(|&(a, b)| (row == a || row == b) && rows.contains(&a) && rows.contains(&b))
 }
 
-/// The server processes the rows need, started once and shared by all repeats.
+/// The server processes the rows need, started once and shared by all repeats, and the run's
+/// TLS certificates.
 #[derive(Debug, Default)]
 struct Targets {
     by_name: HashMap<Target, ChildServer>,
+    pki: Option<RunPki>,
+}
+
+/// Certificates made once per run for the TLS rows ([`TestPki`]: a CA and a server certificate
+/// for `localhost` and 127.0.0.1), written to a folder of their own that goes when the run ends.
+#[derive(Debug)]
+struct RunPki {
+    pki: TestPki,
+    files: PkiFiles,
+}
+
+impl RunPki {
+    fn generate() -> anyhow::Result<Self> {
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("testbed-bench-tls-{}-{run}", std::process::id()));
+        let pki = TestPki::generate().context("cannot make the TLS rows' certificates")?;
+        let files = pki.write_to(&dir)?;
+        Ok(Self { pki, files })
+    }
+}
+
+impl Drop for RunPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files.dir);
+    }
 }
 
 impl Targets {
+    /// The run's certificates, made the first time a TLS row asks.
+    fn pki(&mut self) -> anyhow::Result<&RunPki> {
+        let pki = match self.pki.take() {
+            Some(pki) => pki,
+            None => RunPki::generate()?,
+        };
+        Ok(self.pki.insert(pki))
+    }
+
+    /// How a client of [`Target::TlsPort`] reaches it: trusting the run's CA, no client
+    /// certificate.
+    fn tls(&mut self) -> anyhow::Result<ClientTls> {
+        Ok(self.pki()?.pki.client(None))
+    }
+
     async fn addr(&mut self, name: Target, options: &BenchOptions) -> anyhow::Result<SocketAddr> {
         if let Some(target) = self.by_name.get(&name) {
             return Ok(target.addr);
@@ -390,6 +472,23 @@ impl Targets {
                     deployment.name(),
                     "--addr",
                     "127.0.0.1:0",
+                ];
+                ChildServer::testbed(exe, &[&runtime[..], &command].concat()).await?
+            }
+            Target::TlsPort => {
+                let files = &self.pki()?.files;
+                let cert = files.server_cert.display().to_string();
+                let key = files.server_key.display().to_string();
+                let command = [
+                    "serve",
+                    "--deployment",
+                    Deployment::Direct.name(),
+                    "--addr",
+                    "127.0.0.1:0",
+                    "--tls-cert",
+                    &cert,
+                    "--tls-key",
+                    &key,
                 ];
                 ChildServer::testbed(exe, &[&runtime[..], &command].concat()).await?
             }
@@ -485,6 +584,7 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let mut runs: Vec<(Row, Result<RowResult, String>)> = Vec::new();
     let mut h2load_runs = Vec::new();
     let mut h2load_skipped = None;
+    let mut handshake_runs = Vec::new();
     for round in 0..options.repeat {
         let mut measured = Vec::new();
         for &row in &rows {
@@ -499,6 +599,10 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
                 h2load::run(&mut targets, options)
                     .await
                     .map(|runs| h2load_runs.push(runs))
+            } else if row == Row::Handshake {
+                handshake::run(&mut targets, options)
+                    .await
+                    .map(|result| handshake_runs.push(result))
             } else if let Some(pair) = pair {
                 run_pair(pair, &mut targets, options).await.map(|[a, b]| {
                     runs.push((pair.0, Ok(a)));
@@ -525,13 +629,8 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         }
     }
     tell(total, String::new());
-    Ok(BenchReport::from_runs(
-        options,
-        &rows,
-        runs,
-        h2load_runs,
-        h2load_skipped,
-    ))
+    let report = BenchReport::from_runs(options, &rows, runs, h2load_runs, h2load_skipped);
+    Ok(report.with_handshake(handshake_runs))
 }
 
 async fn run_row(
@@ -551,18 +650,29 @@ async fn run_row(
         Row::Tcp => concurrent(options, addr, chains::Tcp::connect).await?,
         Row::Rest => concurrent(options, addr, chains::Rest::connect).await?,
         Row::UnaryV1 | Row::RustToPython => concurrent(options, addr, chains::Unary::v1).await?,
+        Row::UnaryTls => {
+            let tls = targets.tls()?;
+            let connect = |addr| chains::Unary::v1_tls(addr, tls.clone());
+            concurrent(options, addr, connect).await?
+        }
         Row::UnaryUnbuffered => concurrent(options, addr, tuned::unbuffered_unary).await?,
         Row::UnaryH2 | Row::UnaryH2StockServer => {
             concurrent(options, addr, tuned::H2Unary::connect).await?
         }
         Row::UnaryV2 | Row::UnaryRouter => concurrent(options, addr, chains::Unary::v2).await?,
         Row::StreamPingPong => concurrent(options, addr, chains::StreamPingPong::connect).await?,
+        Row::StreamPingPongTls => {
+            let tls = targets.tls()?;
+            let connect = |addr| chains::StreamPingPong::connect_tls(addr, tls.clone());
+            concurrent(options, addr, connect).await?
+        }
         Row::StreamPipelined => {
             let total = chains::pipelined(addr, n).await?;
             return Ok(RowResult::throughput_only(row, n, total));
         }
         Row::PythonToRust | Row::PythonToPython => python_chains(addr, options).await?,
         Row::H2load => anyhow::bail!("h2load rows are run by bench::h2load"),
+        Row::Handshake => anyhow::bail!("new connections are measured by bench::handshake"),
     };
     RowResult::from_chains(row, &chains)
 }
@@ -580,10 +690,23 @@ async fn run_pair(
     let (a, b) = (addr(first).await?, addr(second).await?);
     let [chains_a, chains_b] = match (first, second) {
         (Row::UnaryV2, Row::UnaryRouter) => {
-            concurrent_pairs(options, a, b, chains::Unary::v2).await?
+            let v2 = chains::Unary::v2;
+            concurrent_pairs(options, (a, v2), (b, v2)).await?
         }
         (Row::UnaryH2StockServer, Row::UnaryH2) => {
-            concurrent_pairs(options, a, b, tuned::H2Unary::connect).await?
+            let h2 = tuned::H2Unary::connect;
+            concurrent_pairs(options, (a, h2), (b, h2)).await?
+        }
+        (Row::UnaryV1, Row::UnaryTls) => {
+            let tls = targets.tls()?;
+            let over_tls = |addr| chains::Unary::v1_tls(addr, tls.clone());
+            concurrent_pairs(options, (a, chains::Unary::v1), (b, over_tls)).await?
+        }
+        (Row::StreamPingPong, Row::StreamPingPongTls) => {
+            let tls = targets.tls()?;
+            let over_tls = |addr| chains::StreamPingPong::connect_tls(addr, tls.clone());
+            let plaintext = chains::StreamPingPong::connect;
+            concurrent_pairs(options, (a, plaintext), (b, over_tls)).await?
         }
         _ => anyhow::bail!(
             "{} and {} are not measured in alternation",
@@ -623,21 +746,24 @@ where
 }
 
 /// As [`concurrent`], for a pair of rows: each of the `options.concurrency` tasks alternates
-/// between a client of `a` and a client of `b`. Each chain's time is its own calls' time.
-async fn concurrent_pairs<C, F, Fut>(
+/// between a client of `a` (made by `connect_a`) and a client of `b` (by `connect_b`; the same
+/// client over another transport, say). Each chain's time is its own calls' time.
+async fn concurrent_pairs<A, FA, FutA, B, FB, FutB>(
     options: &BenchOptions,
-    a: SocketAddr,
-    b: SocketAddr,
-    connect: F,
+    (a, connect_a): (SocketAddr, FA),
+    (b, connect_b): (SocketAddr, FB),
 ) -> anyhow::Result<[Vec<Chain>; 2]>
 where
-    C: Incrementer + Send + 'static,
-    F: Fn(SocketAddr) -> Fut,
-    Fut: Future<Output = anyhow::Result<C>>,
+    A: Incrementer + Send + 'static,
+    FA: Fn(SocketAddr) -> FutA,
+    FutA: Future<Output = anyhow::Result<A>>,
+    B: Incrementer + Send + 'static,
+    FB: Fn(SocketAddr) -> FutB,
+    FutB: Future<Output = anyhow::Result<B>>,
 {
     let mut clients = Vec::with_capacity(options.concurrency);
     for _ in 0..options.concurrency {
-        clients.push((connect(a).await?, connect(b).await?));
+        clients.push((connect_a(a).await?, connect_b(b).await?));
     }
     let (warmup, n) = (options.warmup, options.requests);
     let start = Arc::new(Barrier::new(clients.len()));
@@ -871,7 +997,8 @@ mod tests {
     #[tokio::test]
     async fn interleaved_rows_are_timed_by_their_own_calls() {
         let options = options(20, 60, 1);
-        let [a, b] = concurrent_pairs(&options, ANY_ADDR, ANY_ADDR, async |_| Ok(Slow::new(2)))
+        let slow = async |_| Ok(Slow::new(2));
+        let [a, b] = concurrent_pairs(&options, (ANY_ADDR, slow), (ANY_ADDR, slow))
             .await
             .unwrap();
         for chains in [a, b] {
@@ -973,6 +1100,9 @@ mod tests {
     fn row_flags_are_the_command_line_names() {
         assert_eq!(Row::PythonToRust.flag(), "python-to-rust");
         assert_eq!(Row::H2load.flag(), "h2load");
+        assert_eq!(Row::UnaryTls.flag(), "unary-tls");
+        assert_eq!(Row::StreamPingPongTls.flag(), "stream-ping-pong-tls");
+        assert_eq!(Row::Handshake.flag(), "handshake");
         assert!(Row::Tcp.tools().is_ok());
     }
 }

@@ -1,8 +1,10 @@
 //! Turns the measured chains into the latency table: medians over the repeats, ratios to the raw
-//! TCP floor and to gRPC unary, as a terminal table, JSON, or an SVG figure.
+//! TCP floor, to gRPC unary and (for the TLS rows) to the same row over plaintext, as a terminal
+//! table, JSON, or an SVG figure.
 
 use super::chains::{self, Chain};
 use super::h2load::H2loadResult;
+use super::handshake::HandshakeResult;
 use super::{BenchOptions, CpuList, Flavor, Row};
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -42,6 +44,9 @@ pub struct RowResult {
     pub ratio_to_tcp: Option<f64>,
     /// p50 (or mean) divided by the gRPC unary v1 row's p50.
     pub ratio_to_unary: Option<f64>,
+    /// For a TLS row, its p50 divided by the p50 of the same client over plaintext
+    /// ([`Row::plaintext_partner`], measured in alternation with it); `None` for other rows.
+    pub ratio_to_plaintext: Option<f64>,
 }
 
 impl RowResult {
@@ -75,6 +80,7 @@ impl RowResult {
             calls_per_s: calls as f64 / wall.as_secs_f64(),
             ratio_to_tcp: None,
             ratio_to_unary: None,
+            ratio_to_plaintext: None,
         })
     }
 
@@ -93,6 +99,7 @@ impl RowResult {
             calls_per_s: calls as f64 / total.as_secs_f64(),
             ratio_to_tcp: None,
             ratio_to_unary: None,
+            ratio_to_plaintext: None,
         }
     }
 
@@ -131,6 +138,11 @@ pub struct BenchReport {
     pub h2load: Vec<H2loadResult>,
     /// Router requests/s as a share of direct, at -c 10 -m 10.
     pub h2load_router_share: Option<f64>,
+    /// Direct-over-TLS requests/s as a share of direct plaintext, at -c 10 -m 10.
+    pub h2load_tls_share: Option<f64>,
+    /// What a new connection costs, plaintext and TLS (medians over the repeats); `None` when
+    /// the `handshake` row did not run.
+    pub handshake: Option<HandshakeResult>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -156,7 +168,7 @@ impl BenchReport {
     ) -> Self {
         let mut results = Vec::new();
         let mut skipped = Vec::new();
-        for &row in rows.iter().filter(|r| **r != Row::H2load) {
+        for &row in rows.iter().filter(|r| !r.runs_apart()) {
             let ok: Vec<&RowResult> = runs
                 .iter()
                 .filter(|(r, _)| *r == row)
@@ -192,21 +204,22 @@ impl BenchReport {
                 .map(RowResult::typical_us)
         };
         let (tcp, unary) = (typical(Row::Tcp), typical(Row::UnaryV1));
-        for result in &mut results {
+        let plaintext: Vec<Option<f64>> = results
+            .iter()
+            .map(|r| r.row.plaintext_partner().and_then(typical))
+            .collect();
+        for (result, plaintext) in results.iter_mut().zip(plaintext) {
             result.ratio_to_tcp = tcp.map(|t| result.typical_us() / t);
             result.ratio_to_unary = unary.map(|u| result.typical_us() / u);
+            result.ratio_to_plaintext = plaintext.map(|p| result.typical_us() / p);
         }
         if let Some(reason) = h2load_skipped {
             skipped.push((Row::H2load, reason));
         }
         let h2load = h2load_medians(h2load_runs);
-        let rps = |target: &str| {
-            h2load
-                .iter()
-                .find(|r| r.target == target && r.connections == 10)
-                .map(|r| r.requests_per_s)
-        };
+        let rps = |target: &str| h2load_rps(&h2load, target, 10);
         let h2load_router_share = rps("router").zip(rps("direct")).map(|(r, d)| r / d);
+        let h2load_tls_share = rps("direct-tls").zip(rps("direct")).map(|(t, d)| t / d);
         Self {
             requests: options.requests,
             warmup: options.warmup,
@@ -221,6 +234,16 @@ impl BenchReport {
             skipped,
             h2load,
             h2load_router_share,
+            h2load_tls_share,
+            handshake: None,
+        }
+    }
+
+    /// This report with the new-connection figures of each round (their medians).
+    pub(super) fn with_handshake(self, rounds: Vec<HandshakeResult>) -> Self {
+        Self {
+            handshake: HandshakeResult::median(&rounds),
+            ..self
         }
     }
 
@@ -255,7 +278,7 @@ impl BenchReport {
                 figure(r.ratio_to_unary, 2),
             ]);
         }
-        for (row, _) in self.skipped.iter().filter(|(row, _)| *row != Row::H2load) {
+        for (row, _) in self.skipped.iter().filter(|(row, _)| !row.runs_apart()) {
             let mut cells = vec![format!("{} (skipped)", row.label())];
             cells.extend(std::iter::repeat_n(NOTHING.to_string(), 9));
             table.add_row(cells);
@@ -298,6 +321,43 @@ impl BenchReport {
                     share * 100.0
                 ));
             }
+            let tls_share = |c: u32| {
+                let rps = |target| h2load_rps(&self.h2load, target, c);
+                rps("direct-tls").zip(rps("direct")).map(|(t, d)| t / d)
+            };
+            if let Some((one, ten)) = tls_share(1).zip(tls_share(10)) {
+                out.push_str(&format!(
+                    "h2load over TLS: direct-tls reaches {:.1} % of direct plaintext requests/s at -c 10 -m 10, {:.1} % at -c 1 -m 1\n",
+                    ten * 100.0,
+                    one * 100.0
+                ));
+            }
+        }
+        if let Some(h) = &self.handshake {
+            let mut table = plain_table();
+            table.set_header([
+                format!("new connection + first call ({} each)", h.connections),
+                "p50 µs".to_string(),
+                "p90 µs".to_string(),
+                "mean µs".to_string(),
+                "max µs".to_string(),
+            ]);
+            for (name, f) in [
+                ("plaintext (h2c)", &h.plaintext),
+                ("TLS (rustls, h2)", &h.tls),
+            ] {
+                table.add_row([
+                    name.to_string(),
+                    figure(Some(f.p50_us), 1),
+                    figure(Some(f.p90_us), 1),
+                    figure(Some(f.mean_us), 1),
+                    figure(Some(f.max_us), 1),
+                ]);
+            }
+            out.push_str(&format!(
+                "{table}\nnew connection + first call, TLS / plaintext, measured in alternation: p50 {:.2}, p90 {:.2}\n",
+                h.p50_ratio, h.p90_ratio
+            ));
         }
         let ratio = |a: Row, b: Row| {
             let p50 = |row| {
@@ -324,6 +384,22 @@ impl BenchReport {
             out.push_str(&format!(
                 "router p50 / direct v2 unary p50, measured in alternation: {r:.3}\n"
             ));
+        }
+        for r in &self.rows {
+            if let (Some(plaintext), Some(p50)) = (r.row.plaintext_partner(), r.ratio_to_plaintext)
+            {
+                let percentile = |row: Row, f: fn(&RowResult) -> Option<f64>| {
+                    self.rows.iter().find(|r| r.row == row).and_then(f)
+                };
+                let p99 = percentile(r.row, |r| r.p99_us)
+                    .zip(percentile(plaintext, |r| r.p99_us))
+                    .map(|(tls, plain)| tls / plain);
+                out.push_str(&format!(
+                    "{} / plaintext, measured in alternation: p50 {p50:.3}, p99 {}\n",
+                    r.label,
+                    figure(p99, 3)
+                ));
+            }
         }
         if let Some(r) = ratio(Row::RustToPython, Row::UnaryV1) {
             out.push_str(&format!(
@@ -376,50 +452,221 @@ impl BenchReport {
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// Draws the typical per-call latency of each row as horizontal bars (log scale) to an SVG.
+    /// Draws the per-call latency of each row to an SVG at `path` (which must end in `.svg`):
+    /// see [`BenchReport::plot_svg`].
     pub fn plot(&self, path: &Path) -> anyhow::Result<()> {
-        use plotters::prelude::*;
         check_svg_path(path)?;
+        let svg = self.plot_svg()?;
+        std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The per-call latency of each row (but the harness) as an SVG figure: one horizontal bar
+    /// per row at its median call, with a whisker from p90 to p99, on a log axis of µs with
+    /// ticks at 1, 2, 5, 10, 20, 50 ...; beside each bar its median and its ratio to the raw TCP
+    /// floor. The throughput-only row has no percentiles: its bar is its mean, without whisker.
+    pub fn plot_svg(&self) -> anyhow::Result<String> {
+        use plotters::coord::combinators::BindKeyPoints;
+        use plotters::prelude::*;
+        use plotters::style::text_anchor::{HPos, Pos, VPos};
+
         let rows: Vec<&RowResult> = self.rows.iter().filter(|r| r.row != Row::Harness).collect();
-        let height = 80 + 34 * rows.len() as u32;
-        let root = SVGBackend::new(path, (960, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_error)?;
-        let max = rows.iter().map(|r| r.typical_us()).fold(1.0, f64::max) * 2.0;
-        let min = rows
+        anyhow::ensure!(!rows.is_empty(), "no row to plot");
+        let n = rows.len();
+        let (width, height) = (1200u32, 110 + 30 * n as u32);
+        // The chart's layout (and so the width of its plotting area, roughly).
+        let (margin, label_area, x_label_area) = (14u32, 290u32, 50u32);
+        let plot_width = f64::from(width - 2 * margin - label_area);
+        // How far right each row's marks reach, and how much room its text needs after them.
+        let reach = |r: &RowResult| r.p99_us.unwrap_or(0.0).max(r.typical_us());
+        let text_px = 170.0;
+        // A log axis has no zero: the smallest figure above it sets the axis's start.
+        let smallest = rows
             .iter()
             .map(|r| r.typical_us())
-            .fold(max, f64::min)
-            .max(1e-4)
-            / 2.0;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "per-call latency, p50 (µs, log scale): {} dependent calls, runtime {}",
-                    self.requests,
-                    self.runtime.name()
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(300)
-            .build_cartesian_2d((min..max).log_scale(), 0..rows.len())
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(rows.len() + 1)
-            .y_label_formatter(&|i| rows.get(*i).map_or(String::new(), |r| r.label.to_string()))
-            .draw()
-            .map_err(plot_error)?;
-        chart
-            .draw_series(rows.iter().enumerate().map(|(i, r)| {
-                Rectangle::new([(min, i), (r.typical_us(), i + 1)], BLUE.mix(0.6).filled())
-            }))
-            .map_err(plot_error)?;
-        root.present().map_err(plot_error)?;
-        Ok(())
+            .filter(|v| *v > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let largest = rows.iter().map(|r| reach(r)).fold(0.0, f64::max);
+        anyhow::ensure!(
+            smallest.is_finite() && smallest > 0.0 && largest.is_finite(),
+            "nothing measured to plot"
+        );
+        let lo = tick_at_or_below(smallest / 1.5);
+        // Far enough right that the text after the longest marks fits inside the plot.
+        let decades = (largest.log10() - lo.log10()) / (1.0 - text_px / plot_width);
+        let hi = 10f64.powf(lo.log10() + decades);
+        // Ticks (and grid lines) up to the data; the room after it is for the text.
+        let ticks = log_ticks(lo, tick_at_or_above(largest).min(hi));
+        // Label 2 and 5 too where a decade is wide enough for their labels not to run into
+        // each other; otherwise the powers of ten alone.
+        let every_tick = plot_width / decades >= 110.0;
+        let x_label = |v: &f64| {
+            let label = tick_label(*v);
+            if every_tick || label.trim_start_matches(['0', '.']).starts_with('1') {
+                label
+            } else {
+                String::new()
+            }
+        };
+        // Each row a band of BAND units on the y axis, the first at the top; its bar and
+        // whisker and its label sit at the band's centre.
+        const BAND: i32 = 10;
+        let n_bands = i32::try_from(n).context("too many rows to plot")?;
+        let center = |i: usize| (n_bands - i as i32) * BAND - BAND / 2;
+        let centers: Vec<i32> = (0..n).map(center).collect();
+        let row_at = |y: i32| {
+            let i = (n_bands * BAND - BAND / 2 - y) / BAND;
+            usize::try_from(i).ok().and_then(|i| rows.get(i))
+        };
+
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_error)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    format!(
+                        "per-call latency: bar p50, whisker p90–p99; {} dependent calls, runtime {}, {}",
+                        self.requests,
+                        self.runtime.name(),
+                        self.placement()
+                    ),
+                    ("sans-serif", 17),
+                )
+                .margin(margin)
+                .x_label_area_size(x_label_area)
+                .y_label_area_size(label_area)
+                .build_cartesian_2d(
+                    (lo..hi).log_scale().with_key_points(ticks),
+                    (0..n_bands * BAND).with_key_points(centers),
+                )
+                .map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .x_desc("µs per call (log scale)")
+                .x_label_formatter(&x_label)
+                .y_label_formatter(&|y| row_at(*y).map_or(String::new(), |r| r.label.to_string()))
+                .label_style(("sans-serif", 13))
+                .axis_desc_style(("sans-serif", 14))
+                .draw()
+                .map_err(plot_error)?;
+            let bar = RGBColor(70, 120, 190).filled();
+            let half = 3;
+            chart
+                .draw_series(rows.iter().enumerate().map(|(i, r)| {
+                    let c = center(i);
+                    Rectangle::new([(lo, c - half), (r.typical_us().max(lo), c + half)], bar)
+                }))
+                .map_err(plot_error)?;
+            let whisker = BLACK.stroke_width(2);
+            let cap = 2;
+            for (i, r) in rows.iter().enumerate() {
+                let c = center(i);
+                let Some((p90, p99)) = r.p90_us.zip(r.p99_us) else {
+                    continue;
+                };
+                let (p90, p99) = (p90.max(lo), p99.max(lo));
+                if p99 <= lo {
+                    continue;
+                }
+                let lines = [
+                    vec![(p90, c), (p99, c)],
+                    vec![(p90, c - cap), (p90, c + cap)],
+                    vec![(p99, c - cap), (p99, c + cap)],
+                ];
+                chart
+                    .draw_series(lines.into_iter().map(|l| PathElement::new(l, whisker)))
+                    .map_err(plot_error)?;
+            }
+            let text = ("sans-serif", 13)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Left, VPos::Center));
+            chart
+                .draw_series(rows.iter().enumerate().map(|(i, r)| {
+                    Text::new(
+                        bar_note(r),
+                        (reach(r).max(lo) * 1.12, center(i)),
+                        text.clone(),
+                    )
+                }))
+                .map_err(plot_error)?;
+            root.present().map_err(plot_error)?;
+        }
+        Ok(svg)
     }
+}
+
+/// What the plot writes beside a row's bar: the figure the bar shows, and its ratio to the raw
+/// TCP floor.
+fn bar_note(r: &RowResult) -> String {
+    let value = match r.p50_us {
+        Some(p50) => format!("{} µs", short(p50)),
+        None => format!("{} µs mean", short(r.mean_us)),
+    };
+    match (r.row, r.ratio_to_tcp) {
+        (Row::Tcp, _) => format!("{value} · TCP floor"),
+        (_, Some(ratio)) => format!("{value} · {}× TCP", short(ratio)),
+        (_, None) => value,
+    }
+}
+
+/// `v` to three significant digits, no more decimals than that needs (240, 28.6, 0.042).
+fn short(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return figure(Some(v), 0);
+    }
+    let digits = (2.0 - v.abs().log10().floor()).clamp(0.0, 9.0) as usize;
+    let text = format!("{v:.digits$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// The largest of 1, 2, 5 times a power of ten at or below `v`.
+fn tick_at_or_below(v: f64) -> f64 {
+    let decade = 10f64.powf(v.log10().floor());
+    [5.0, 2.0, 1.0]
+        .into_iter()
+        .map(|m| m * decade)
+        .find(|t| *t <= v * (1.0 + 1e-9))
+        .unwrap_or(decade)
+}
+
+/// The smallest of 1, 2, 5 times a power of ten at or above `v`.
+fn tick_at_or_above(v: f64) -> f64 {
+    let decade = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * decade)
+        .find(|t| *t >= v * (1.0 - 1e-9))
+        .unwrap_or(10.0 * decade)
+}
+
+/// The ticks of a log axis from `lo` to `hi`: 1, 2 and 5 times each power of ten.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut exponent = lo.log10().floor() as i32;
+    while 10f64.powi(exponent) <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            // 10^e as a literal, not repeated multiplication: 0.05, not 0.05000000000000001.
+            let tick = format!("{m}e{exponent}").parse::<f64>().unwrap_or(f64::NAN);
+            if tick >= lo * (1.0 - 1e-9) && tick <= hi {
+                ticks.push(tick);
+            }
+        }
+        exponent += 1;
+    }
+    ticks
+}
+
+/// A tick's label: 0.05, 1, 20, 5000.
+fn tick_label(v: f64) -> String {
+    let text = format!("{v:.6}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_string()
 }
 
 /// The plot is SVG: a path that names another format is refused rather than given SVG.
@@ -511,6 +758,13 @@ fn plot_error<E: std::fmt::Display>(err: E) -> anyhow::Error {
     anyhow::anyhow!("cannot draw the plot: {err}")
 }
 
+/// The requests/s of the h2load run against `target` with `connections` connections.
+fn h2load_rps(runs: &[H2loadResult], target: &str, connections: u32) -> Option<f64> {
+    runs.iter()
+        .find(|r| r.target == target && r.connections == connections)
+        .map(|r| r.requests_per_s)
+}
+
 fn h2load_medians(runs: Vec<Vec<H2loadResult>>) -> Vec<H2loadResult> {
     let Some(first) = runs.first() else {
         return Vec::new();
@@ -532,6 +786,7 @@ fn h2load_medians(runs: Vec<Vec<H2loadResult>>) -> Vec<H2loadResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::path::PathBuf;
 
     fn options(rows: Vec<Row>) -> BenchOptions {
@@ -566,6 +821,7 @@ mod tests {
             calls_per_s: 1e6 / mean_us,
             ratio_to_tcp: None,
             ratio_to_unary: None,
+            ratio_to_plaintext: None,
         }
     }
 
@@ -641,6 +897,104 @@ mod tests {
             assert!(pipelined[key].is_null(), "{key}: {pipelined}");
         }
         assert!(json["rows"][0]["ratio_to_unary"].is_null());
+    }
+
+    fn h2load_run(target: &'static str, connections: u32, requests_per_s: f64) -> H2loadResult {
+        H2loadResult {
+            target,
+            connections,
+            streams: connections,
+            succeeded: 100,
+            requests_per_s,
+            mean_request_us: 1e6 / requests_per_s,
+        }
+    }
+
+    #[test]
+    fn tls_rows_are_compared_with_plaintext_and_so_are_h2load_and_new_connections() {
+        let rows = vec![
+            Row::UnaryV1,
+            Row::UnaryTls,
+            Row::StreamPingPong,
+            Row::StreamPingPongTls,
+            Row::H2load,
+            Row::Handshake,
+        ];
+        let runs = [
+            (Row::UnaryV1, 100.0),
+            (Row::UnaryTls, 110.0),
+            (Row::StreamPingPong, 80.0),
+            (Row::StreamPingPongTls, 84.0),
+        ]
+        .into_iter()
+        .map(|(row, p50)| (row, Ok(measured(row, p50, p50))))
+        .collect();
+        let h2load = vec![
+            h2load_run("direct-tls", 1, 900.0),
+            h2load_run("direct-tls", 10, 8000.0),
+            h2load_run("direct", 1, 1000.0),
+            h2load_run("direct", 10, 10000.0),
+        ];
+        let plain = crate::ConnectFigures {
+            p50_us: 200.0,
+            p90_us: 250.0,
+            mean_us: 210.0,
+            max_us: 400.0,
+        };
+        let tls = crate::ConnectFigures {
+            p50_us: 600.0,
+            p90_us: 1000.0,
+            mean_us: 700.0,
+            max_us: 2000.0,
+        };
+        let handshake = HandshakeResult::new(50, 50, plain, tls);
+        let report =
+            BenchReport::from_runs(&options(rows.clone()), &rows, runs, vec![h2load], None)
+                .with_handshake(vec![handshake]);
+        // Only the rows measured in the table are in it; h2load and new connections apart.
+        assert_eq!(report.rows.len(), 4);
+        let ratio = |row: Row| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.row == row)
+                .unwrap()
+                .ratio_to_plaintext
+        };
+        assert!((ratio(Row::UnaryTls).unwrap() - 1.1).abs() < 1e-9);
+        assert!((ratio(Row::StreamPingPongTls).unwrap() - 1.05).abs() < 1e-9);
+        assert_eq!(ratio(Row::UnaryV1), None);
+        assert!((report.h2load_tls_share.unwrap() - 0.8).abs() < 1e-9);
+
+        let rendered = report.render();
+        for line in [
+            "gRPC unary v1, direct, TLS / plaintext, measured in alternation: p50 1.100, p99 1.100",
+            "gRPC bidi stream ping-pong, TLS / plaintext, measured in alternation: p50 1.050",
+            "direct-tls reaches 80.0 % of direct plaintext requests/s at -c 10 -m 10, 90.0 % at -c 1 -m 1",
+            "new connection + first call, TLS / plaintext, measured in alternation: p50 3.00, p90 4.00",
+        ] {
+            assert!(rendered.contains(line), "no {line:?} in\n{rendered}");
+        }
+        assert_eq!(
+            cells(&rendered, "TLS (rustls, h2)"),
+            ["TLS (rustls, h2)", "600.0", "1000.0", "700.0", "2000.0"],
+            "{rendered}"
+        );
+        assert_eq!(
+            cells(&rendered, "plaintext (h2c)")[1],
+            "200.0",
+            "{rendered}"
+        );
+
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["rows"][1]["row"], "unary-tls");
+        assert!((json["rows"][1]["ratio_to_plaintext"].as_f64().unwrap() - 1.1).abs() < 1e-9);
+        assert!(json["rows"][0]["ratio_to_plaintext"].is_null());
+        assert_eq!(json["handshake"]["connections"], 50);
+        assert_eq!(json["handshake"]["tls"]["p50_us"], 600.0);
+        assert_eq!(json["handshake"]["p50_ratio"], 3.0);
+        assert!((json["h2load_tls_share"].as_f64().unwrap() - 0.8).abs() < 1e-9);
+        assert!(serde_json::to_value(self::report()).unwrap()["handshake"].is_null());
     }
 
     #[test]
@@ -755,5 +1109,169 @@ mod tests {
         assert!(!png.exists(), "an SVG written under a .png name");
         report.plot(&dir.join("bench.SVG")).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_row_measured_at_zero_still_plots_on_the_log_axis() {
+        let rows = vec![Row::InProcess, Row::Tcp];
+        let runs = vec![
+            (Row::InProcess, Ok(measured(Row::InProcess, 0.0, 0.0))),
+            (Row::Tcp, Ok(measured(Row::Tcp, 28.6, 30.0))),
+        ];
+        let report = BenchReport::from_runs(&options(rows.clone()), &rows, runs, Vec::new(), None);
+        let svg = report.plot_svg().unwrap();
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        assert!(svg.contains("28.6 µs · TCP floor"), "{svg}");
+    }
+
+    /// The SVG elements named `tag` (`<tag ...>` up to `</tag>` or `/>`): their attributes and
+    /// their text.
+    fn elements(svg: &str, tag: &str) -> Vec<(HashMap<String, String>, String)> {
+        let open = format!("<{tag} ");
+        svg.split(&open)
+            .skip(1)
+            .map(|rest| {
+                let end = rest.find('>').unwrap();
+                let head = rest[..end].trim_end_matches('/');
+                let mut attributes = HashMap::new();
+                for pair in head.split("\" ") {
+                    if let Some((key, value)) = pair.split_once("=\"") {
+                        let value = value.trim_end().trim_end_matches('"');
+                        attributes.insert(key.trim().to_string(), value.to_string());
+                    }
+                }
+                let body = &rest[end + 1..];
+                let text = body.split('<').next().unwrap_or("").trim().to_string();
+                (attributes, text)
+            })
+            .collect()
+    }
+
+    fn number(attributes: &HashMap<String, String>, key: &str) -> f64 {
+        attributes[key].parse().unwrap()
+    }
+
+    #[test]
+    fn the_plot_has_gapped_bars_at_their_labels_with_whiskers_ticks_and_ratios() {
+        let rows = vec![
+            Row::Harness,
+            Row::Tcp,
+            Row::Rest,
+            Row::UnaryV1,
+            Row::StreamPipelined,
+        ];
+        let runs = vec![
+            (Row::Harness, Ok(measured(Row::Harness, 0.03, 0.085))),
+            (Row::Tcp, Ok(measured(Row::Tcp, 28.6, 30.0))),
+            (Row::Rest, Ok(measured(Row::Rest, 83.4, 90.0))),
+            (Row::UnaryV1, Ok(measured(Row::UnaryV1, 240.0, 260.0))),
+            (
+                Row::StreamPipelined,
+                Ok(RowResult::throughput_only(
+                    Row::StreamPipelined,
+                    100,
+                    Duration::from_micros(232),
+                )),
+            ),
+        ];
+        let report = BenchReport::from_runs(&options(rows.clone()), &rows, runs, Vec::new(), None);
+        let svg = report.plot_svg().unwrap();
+        let texts = elements(&svg, "text");
+        let text = |content: &str| texts.iter().find(|(_, t)| t == content);
+
+        // The axis: its title, and ticks 1, 2, 5 times each power of ten over the data.
+        assert!(text("µs per call (log scale)").is_some(), "{svg}");
+        let tick_x = |label: &str| -> f64 {
+            let (a, _) = text(label).unwrap_or_else(|| panic!("no tick {label}:\n{svg}"));
+            number(a, "x")
+        };
+        for tick in ["1", "2", "5", "10", "20", "50", "100", "200", "500"] {
+            tick_x(tick);
+        }
+        // Where a value sits on the axis, from the ticks' own positions.
+        let per_decade = tick_x("100") - tick_x("10");
+        let x_of = |us: f64| tick_x("10") + per_decade * (us / 10.0).log10();
+        assert!((tick_x("2") - x_of(2.0)).abs() < 1.5, "{svg}");
+
+        let bars: Vec<_> = elements(&svg, "rect")
+            .into_iter()
+            .filter(|(a, _)| a["fill"] != "#FFFFFF")
+            .map(|(a, _)| a)
+            .collect();
+        let whiskers: Vec<_> = elements(&svg, "polyline")
+            .into_iter()
+            .filter(|(a, _)| a["stroke-width"] == "2")
+            .map(|(a, _)| {
+                let points: Vec<(f64, f64)> = a["points"]
+                    .split_whitespace()
+                    .map(|p| {
+                        let (x, y) = p.split_once(',').unwrap();
+                        (x.parse().unwrap(), y.parse().unwrap())
+                    })
+                    .collect();
+                points
+            })
+            .collect();
+        let plotted: Vec<&RowResult> = report
+            .rows
+            .iter()
+            .filter(|r| r.row != Row::Harness)
+            .collect();
+        assert_eq!(
+            bars.len(),
+            plotted.len(),
+            "the harness is not plotted:\n{svg}"
+        );
+        let label_y: Vec<f64> = plotted
+            .iter()
+            .map(|r| {
+                number(
+                    &text(r.label).unwrap_or_else(|| panic!("no {}", r.label)).0,
+                    "y",
+                )
+            })
+            .collect();
+        let spacing = (label_y[1] - label_y[0]).abs();
+        let notes = [
+            "28.6 µs · TCP floor",
+            "83.4 µs · 2.92× TCP",
+            "240 µs · 8.39× TCP",
+            "2.32 µs mean · 0.0811× TCP",
+        ];
+        for ((r, (bar, y)), note) in plotted.iter().zip(bars.iter().zip(&label_y)).zip(notes) {
+            // Each bar is centred on its label, with a gap to the next band.
+            let (top, height) = (number(bar, "y"), number(bar, "height"));
+            assert!(
+                (top + height / 2.0 - y).abs() <= 1.5,
+                "{} off its label:\n{svg}",
+                r.label
+            );
+            assert!(
+                height <= 0.75 * spacing,
+                "{} fills its band:\n{svg}",
+                r.label
+            );
+            // It ends at its value on the axis.
+            let end = number(bar, "x") + number(bar, "width");
+            assert!(
+                (end - x_of(r.typical_us())).abs() < 2.0,
+                "{} ends at {end}:\n{svg}",
+                r.label
+            );
+            // Its whisker spans p90 to p99, at the label's height.
+            if let Some((p90, p99)) = r.p90_us.zip(r.p99_us) {
+                let found = whiskers.iter().any(|w| {
+                    w.len() == 2
+                        && w.iter().all(|(_, wy)| (wy - y).abs() <= 1.5)
+                        && (w[0].0 - x_of(p90)).abs() < 2.0
+                        && (w[1].0 - x_of(p99)).abs() < 2.0
+                });
+                assert!(found, "no p90-p99 whisker for {}:\n{svg}", r.label);
+            }
+            // Its figure and its ratio to the TCP floor are written beside it.
+            let (a, _) = text(note).unwrap_or_else(|| panic!("no {note:?}:\n{svg}"));
+            assert!((number(a, "y") - y).abs() <= 1.5, "{note} off its bar");
+            assert!(number(a, "x") > end, "{note} not after its bar");
+        }
     }
 }

@@ -252,7 +252,8 @@ mod tests {
         assert_eq!(verbose.version_header.as_deref(), Some("2.0.0"));
         assert_eq!(verbose.contents.len(), 2);
         assert!(verbose.contents[1].contains("\"21\""));
-        let without = parse_verbose("Response headers received:\n(empty)\n\nResponse contents:\n{}\n");
+        let without =
+            parse_verbose("Response headers received:\n(empty)\n\nResponse contents:\n{}\n");
         assert_eq!(without.version_header, None);
         assert_eq!(without.contents, ["{}\n"]);
     }

@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn the_python_scripts_and_their_protos_are_unpacked_from_the_binary() {
         let client = python_client("increment_client.py").unwrap();
-        let root = client.parent().and_then(Path::parent).and_then(Path::parent);
+        let root = client
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent);
         let proto = root.unwrap().join("proto/v2/increment.proto");
         assert_eq!(
             std::fs::read_to_string(proto).unwrap(),

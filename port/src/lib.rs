@@ -6,8 +6,10 @@
 //! - [`server`]: starts one arrangement on one port and stops it gracefully.
 //! - [`upstream`]: `--upstream` specs, backends in other processes.
 //! - [`child`]: servers in child processes (latency runs, multi-process rollout).
+//! - [`tls`]: TLS and mutual TLS on the port, TLS clients, certificates made for tests.
 //! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM) a long-running command waits for.
 
+mod accept;
 pub mod child;
 mod connections;
 pub mod deployment;
@@ -15,6 +17,7 @@ pub mod guard;
 mod reflection;
 pub mod server;
 pub mod signal;
+pub mod tls;
 pub mod upstream;
 
 pub use deployment::Deployment;

@@ -2,10 +2,12 @@
 //! unless the deployment says otherwise), gRPC health and gRPC server reflection (v1 and
 //! v1alpha), and runs it until asked to stop, letting in-flight requests finish.
 
+use crate::accept::{self, AcceptLimits, AcceptLoop};
 use crate::connections::Connections;
 use crate::deployment::{DEFAULT_MAX_MESSAGE_BYTES, Deployment, v1_server, v2_server};
 use crate::guard::GuardLayer;
 use crate::reflection::{Reflection, Served};
+use crate::tls::TlsOptions;
 use anyhow::Context;
 use http::{Request, Response};
 use router::{InFlight, ProbeConfig, RouteTable, RouterHandle, UpstreamProbe};
@@ -17,12 +19,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::{Layer, ServiceExt, util::BoxCloneSyncService};
@@ -48,6 +48,7 @@ pub struct RunningServer {
     _probe: Option<UpstreamProbe>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    _accept: AcceptLoop,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -117,36 +118,78 @@ impl Drop for RunningServer {
     }
 }
 
+/// Calls open at once on one connection unless `--max-concurrent-streams` says otherwise
+/// (hyper's own default; tonic alone sets no limit).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 200;
+/// Streams the server may reset because of the client's errors on one connection before it
+/// sends GOAWAY `ENHANCE_YOUR_CALM` (hyper's default; tonic alone sets no limit).
+pub const DEFAULT_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Largest request header block, decoded, in bytes (hyper's default, advertised in SETTINGS).
+pub const DEFAULT_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// Client connections open at once; more are accepted and closed at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Time a new connection has to finish its TLS handshake (if any) and the HTTP/2 preface.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Interval of the server's HTTP/2 keep-alive pings on a connection that sends nothing.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a keep-alive ping may go unanswered before the connection is closed.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Limits and timeouts of one port, as `testbed serve` takes them on its command line.
-/// `Default` is what it uses without flags.
+/// `Default` is what it uses without flags. README's "Limits" section says what happens at
+/// each limit.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeOptions {
     /// Largest message accepted or sent, in bytes; larger ones get RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE_BYTES, value_parser = at_least_one)]
     pub max_message_bytes: usize,
-    /// Calls (HTTP/2 streams) open at once per connection (default: unlimited by the server).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_concurrent_streams: Option<u32>,
+    /// Calls (HTTP/2 streams) open at once per connection, advertised in SETTINGS; streams
+    /// past it are refused with RST_STREAM(REFUSED_STREAM).
+    #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+    /// Streams reset because of a client's errors (malformed requests, refused streams) on
+    /// one connection before it gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
+    #[arg(long, default_value_t = DEFAULT_MAX_LOCAL_ERROR_RESETS, value_parser = at_least_one)]
+    pub max_local_error_resets: usize,
+    /// Largest request header block in bytes (decoded), advertised in SETTINGS; a larger one
+    /// gets HTTP 431 and the connection is kept.
+    #[arg(long, default_value_t = DEFAULT_MAX_HEADER_LIST_BYTES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_header_list_bytes: u32,
+    /// Client connections open at once; connections past it are accepted and closed at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
+    pub max_connections: usize,
+    /// Seconds a new connection has to finish its TLS handshake (if any) and send the HTTP/2
+    /// preface and SETTINGS; after that it is closed.
+    #[arg(long = "handshake-timeout-secs", default_value = "20", value_parser = seconds)]
+    pub handshake_timeout: Duration,
     /// Deadline for every call in milliseconds, streams included; a client's grpc-timeout may
     /// be shorter. Past it the call ends with DEADLINE_EXCEEDED.
     #[arg(long = "request-timeout-ms", value_parser = millis)]
     pub request_timeout: Option<Duration>,
-    /// Send an HTTP/2 keep-alive ping to each client every this many seconds.
-    #[arg(long = "keepalive-interval-secs", value_parser = seconds)]
+    /// Send an HTTP/2 keep-alive ping to a client that sent nothing for this many seconds.
+    #[arg(long = "keepalive-interval-secs", default_value = "60", value_parser = seconds)]
     pub keepalive_interval: Option<Duration>,
     /// Close a connection whose keep-alive ping is unanswered for this many seconds.
-    #[arg(long = "keepalive-timeout-secs", value_parser = seconds, requires = "keepalive_interval")]
-    pub keepalive_timeout: Option<Duration>,
+    #[arg(long = "keepalive-timeout-secs", default_value = "20", value_parser = seconds)]
+    pub keepalive_timeout: Duration,
+    /// TLS (and mutual TLS) on the port, and for `https://` upstreams.
+    #[command(flatten)]
+    pub tls: TlsOptions,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            max_concurrent_streams: None,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_local_error_resets: DEFAULT_MAX_LOCAL_ERROR_RESETS,
+            max_header_list_bytes: DEFAULT_MAX_HEADER_LIST_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             request_timeout: None,
-            keepalive_interval: None,
-            keepalive_timeout: None,
+            keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -215,25 +258,31 @@ pub async fn start_with(
         options.max_message_bytes,
         open.clone(),
     )
+    .unary_methods(unary_methods()?)
     .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());
-    let tracked = connections.clone();
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map(move |accepted| accepted.map(|stream| tracked.track(stream)));
+    let limits = AcceptLimits {
+        max_connections: options.max_connections,
+        handshake_timeout: options.handshake_timeout,
+    };
+    let tls = options.tls.acceptor()?;
+    let scheme = if tls.is_some() { "https" } else { "h2c" };
+    let (incoming, accept_loop) = accept::incoming(listener, connections.clone(), limits, tls);
     let builder = Server::builder()
         // HTTP/1 requests are let in only to be told, by the guard, that this port speaks HTTP/2.
         .accept_http1(true)
-        .max_concurrent_streams(options.max_concurrent_streams)
+        .max_concurrent_streams(Some(options.max_concurrent_streams))
+        .http2_max_local_error_reset_streams(Some(options.max_local_error_resets))
+        .http2_max_header_list_size(Some(options.max_header_list_bytes))
         .http2_keepalive_interval(options.keepalive_interval)
-        .http2_keepalive_timeout(options.keepalive_timeout);
+        .http2_keepalive_timeout(Some(options.keepalive_timeout));
     let task = tokio::spawn(
         builder.serve_with_incoming_shutdown(service, incoming, async move {
             let _ = stop.await;
         }),
     );
-    tracing::info!(%addr, label, "serving");
+    tracing::info!(%addr, label, scheme, "serving");
     let probe = router
         .as_ref()
         .map(|handle| UpstreamProbe::start(handle, ProbeConfig::default()));
@@ -246,6 +295,7 @@ pub async fn start_with(
         _probe: probe,
         shutdown: Some(shutdown),
         task,
+        _accept: accept_loop,
     })
 }
 
@@ -307,9 +357,35 @@ async fn naive_proxy_to_v1(
 async fn unknown_service(uri: http::Uri) -> Response<Body> {
     Status::unimplemented(format!(
         "no service here serves {}; `grpcurl -plaintext HOST:PORT list` shows the ones that exist",
-        uri.path()
+        crate::guard::quote(uri.path())
     ))
     .into_http()
+}
+
+/// The paths of every method whose client sends exactly one message (unary and
+/// server-streaming), from the descriptors the port serves.
+fn unary_methods() -> anyhow::Result<std::collections::HashSet<String>> {
+    use prost::Message;
+    let mut paths = std::collections::HashSet::new();
+    for encoded in DESCRIPTOR_SETS {
+        let set = prost_types::FileDescriptorSet::decode(encoded)
+            .context("a served file descriptor set does not decode")?;
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    if !method.client_streaming() {
+                        paths.insert(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(paths)
 }
 
 /// Every descriptor the port can describe: both API versions, health, and reflection itself.

@@ -3,12 +3,16 @@
 //! The API package is `increment.v{MAJOR}` of VERSION; `+increment.v1` also routes v1 requests
 //! to it (checked for wire compatibility when the table is built). Example:
 //! `--upstream v1=1.0.0@127.0.0.1:7001 --upstream v2=2.0.0@127.0.0.1:7002+increment.v1`.
+//! `ADDR` may start with `https://` (TLS, the upstream's certificate checked against
+//! `--upstream-ca`) or `http://` (plaintext h2c, the default).
 
+use anyhow::Context;
 use router::Backend;
 use semver::Version;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 /// How long connecting to an upstream may take before the call fails `UNAVAILABLE`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,7 +29,8 @@ pub struct UpstreamSpec {
     pub name: String,
     /// The backend's version.
     pub version: Version,
-    /// Where it listens: `HOST:PORT`, the host a name or an address.
+    /// Where it listens: `HOST:PORT`, the host a name or an address; `https://HOST:PORT` for
+    /// an upstream that speaks TLS.
     pub addr: String,
     /// Older packages also routed to it.
     pub also_serving: Vec<String>,
@@ -44,6 +49,11 @@ impl FromStr for UpstreamSpec {
             .ok_or_else(|| format!("{text:?}: {usage}"))?;
         let mut parts = rest.split('+');
         let addr = parts.next().unwrap_or_default();
+        let (scheme, addr) = match (addr.strip_prefix("https://"), addr.strip_prefix("http://")) {
+            (Some(addr), _) => ("https://", addr),
+            (None, Some(addr)) => ("", addr),
+            (None, None) => ("", addr),
+        };
         if name.is_empty() {
             return Err(format!("{text:?}: the name is empty; {usage}"));
         }
@@ -52,22 +62,65 @@ impl FromStr for UpstreamSpec {
             version: version
                 .parse()
                 .map_err(|err| format!("{text:?}: version {version:?} is not semver ({err})"))?,
-            addr: host_port(addr).map_err(|why| format!("{text:?}: address {addr:?} {why}"))?,
+            addr: scheme.to_string()
+                + &host_port(addr).map_err(|why| format!("{text:?}: address {addr:?} {why}"))?,
             also_serving: parts.map(str::to_string).collect(),
         })
     }
 }
 
 impl UpstreamSpec {
+    /// Whether the upstream speaks TLS (its address starts with `https://`).
+    pub fn tls(&self) -> bool {
+        self.addr.starts_with("https://")
+    }
+
     /// The API package this upstream implements.
     pub fn api(&self) -> String {
         format!("increment.v{}", self.version.major)
     }
 
     /// The router backend forwarding to it. The connection is made on first use, so the router
-    /// can start before its upstreams; an unreachable upstream answers `UNAVAILABLE`.
+    /// can start before its upstreams; an unreachable upstream answers `UNAVAILABLE`. An
+    /// `https://` upstream is trusted only with a CA: see [`backend_with_ca`].
+    ///
+    /// [`backend_with_ca`]: Self::backend_with_ca
     pub fn backend(&self) -> Result<Backend, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(format!("http://{}", self.addr))?
+        self.backend_with(None)
+    }
+
+    /// [`backend`](Self::backend), an `https://` upstream's certificate checked against the
+    /// CA certificate (PEM) in `ca` (`--upstream-ca`).
+    pub fn backend_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Backend> {
+        let ca = match ca {
+            None => None,
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read the upstream CA {}", path.display()))?,
+            ),
+        };
+        anyhow::ensure!(
+            !self.tls() || ca.is_some(),
+            "upstream {} is https:// and needs --upstream-ca to be trusted",
+            self.name
+        );
+        self.backend_with(ca.map(Certificate::from_pem))
+            .with_context(|| format!("bad upstream address {}", self.addr))
+    }
+
+    fn backend_with(&self, ca: Option<Certificate>) -> Result<Backend, tonic::transport::Error> {
+        let url = match self.tls() {
+            true => self.addr.clone(),
+            false => format!("http://{}", self.addr),
+        };
+        let mut endpoint = Endpoint::from_shared(url)?;
+        if self.tls() {
+            let config = ca
+                .into_iter()
+                .fold(ClientTlsConfig::new(), ClientTlsConfig::ca_certificate);
+            endpoint = endpoint.tls_config(config)?;
+        }
+        let channel = endpoint
             .tcp_nodelay(true)
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
@@ -107,6 +160,12 @@ mod tests {
         assert_eq!(named.addr, "localhost:7001");
         assert_eq!(spec.also_serving, ["increment.v1"]);
         assert_eq!(spec.api(), "increment.v2");
+        assert!(!spec.tls());
+        let tls: UpstreamSpec = "v2=2.0.0@https://localhost:7002".parse().unwrap();
+        assert!(tls.tls());
+        assert_eq!(tls.addr, "https://localhost:7002");
+        let err = tls.backend_with_ca(None).unwrap_err().to_string();
+        assert!(err.contains("--upstream-ca"), "{err}");
     }
 
     #[test]

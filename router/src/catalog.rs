@@ -1,14 +1,18 @@
 //! What the router knows about the APIs it manages, read from their protobuf descriptors.
 //!
 //! The catalog answers one question the route table depends on: may a backend implementing
-//! package `newer` serve requests sent to package `older`? Only when every service, method and
-//! field that `older` declares exists in `newer` with the same shape and field numbers, so that
-//! `older` request bytes mean the same thing to the newer implementation. The answer is derived
-//! from the descriptors, not declared, so a proto change that breaks compatibility breaks the
-//! route table at build time instead of answering wrongly at runtime.
+//! package `newer` serve requests sent to package `older`? The `compat` crate answers it, the
+//! one place where two API versions are compared: only when it finds no breaking `WIRE` or
+//! `GRPC` change from `older` to `newer` (every service, method and field present with the same
+//! numbers, wire types, cardinality, enum numbering and streaming shape), so that `older`
+//! request bytes mean the same thing to the newer implementation. The answer is derived from the
+//! descriptors, not declared, so a proto change that breaks compatibility breaks the route table
+//! at build time instead of answering wrongly at runtime, and the refusal quotes the findings
+//! with what each does on the wire.
 
 use prost::Message;
-use prost_types::{DescriptorProto, FileDescriptorSet, ServiceDescriptorProto};
+use prost_reflect::DescriptorPool;
+use prost_types::{FileDescriptorSet, ServiceDescriptorProto};
 use std::collections::{HashMap, HashSet};
 
 /// Why a catalog could not be built or a compatibility check failed.
@@ -17,6 +21,9 @@ pub enum CatalogError {
     /// The encoded descriptor set did not decode.
     #[error("the file descriptor set does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
+    /// The descriptor set decoded but does not hang together (a type it names is missing).
+    #[error("the file descriptor set is not consistent: {0}")]
+    Descriptors(Box<prost_reflect::DescriptorError>),
     /// A managed package has no file in the descriptor set.
     #[error("package {0} is not in the file descriptor set")]
     UnknownPackage(String),
@@ -27,7 +34,7 @@ pub enum CatalogError {
         newer: String,
         /// The package the requests are written against.
         older: String,
-        /// The first difference found.
+        /// What breaks, one finding a line, each with its wire confirmation.
         reason: String,
     },
 }
@@ -36,7 +43,8 @@ pub enum CatalogError {
 #[derive(Debug, Clone, Default)]
 pub struct ApiCatalog {
     services: HashMap<String, Vec<ServiceDescriptorProto>>,
-    messages: HashMap<String, DescriptorProto>,
+    /// Every descriptor, for the compatibility checks.
+    pool: DescriptorPool,
     /// `/package.Service/Method` of every managed method.
     paths: HashSet<String>,
 }
@@ -44,13 +52,15 @@ pub struct ApiCatalog {
 impl ApiCatalog {
     /// Builds a catalog of `packages` from an encoded `FileDescriptorSet`.
     pub fn from_encoded(fds: &[u8], packages: &[&str]) -> Result<Self, CatalogError> {
+        let pool =
+            DescriptorPool::decode(fds).map_err(|e| CatalogError::Descriptors(Box::new(e)))?;
         let fds = FileDescriptorSet::decode(fds)?;
-        let mut catalog = Self::default();
+        let mut catalog = Self {
+            pool,
+            ..Self::default()
+        };
         for file in &fds.file {
             let package = file.package();
-            for message in &file.message_type {
-                catalog.index_message(package, message);
-            }
             if packages.contains(&package) {
                 catalog
                     .services
@@ -73,14 +83,6 @@ impl ApiCatalog {
             }
         }
         Ok(catalog)
-    }
-
-    fn index_message(&mut self, scope: &str, message: &DescriptorProto) {
-        let name = format!(".{scope}.{}", message.name()).replace("..", ".");
-        for nested in &message.nested_type {
-            self.index_message(&name[1..], nested);
-        }
-        self.messages.insert(name, message.clone());
     }
 
     /// Whether `package` is one of the managed API packages.
@@ -135,81 +137,31 @@ impl ApiCatalog {
             .collect()
     }
 
-    /// `Ok` when an implementation of `newer` can serve requests written for `older`.
+    /// `Ok` when an implementation of `newer` can serve requests written for `older`; else the
+    /// breaking findings `compat` reports, with their wire confirmations.
     pub fn check_superset(&self, newer: &str, older: &str) -> Result<(), CatalogError> {
-        let incompatible = |reason: String| CatalogError::Incompatible {
-            newer: newer.to_string(),
-            older: older.to_string(),
-            reason,
-        };
-        let newer_services = self
-            .services
-            .get(newer)
-            .ok_or_else(|| CatalogError::UnknownPackage(newer.to_string()))?;
-        let older_services = self
-            .services
-            .get(older)
-            .ok_or_else(|| CatalogError::UnknownPackage(older.to_string()))?;
-        for old in older_services {
-            let new = newer_services
+        for package in [newer, older] {
+            if !self.manages(package) {
+                return Err(CatalogError::UnknownPackage(package.to_string()));
+            }
+        }
+        compat::wire_compatible(&self.pool, older, newer).map_err(|findings| {
+            let reason = findings
                 .iter()
-                .find(|s| s.name == old.name)
-                .ok_or_else(|| incompatible(format!("service {} is missing", old.name())))?;
-            for old_method in &old.method {
-                let method = format!("{}/{}", old.name(), old_method.name());
-                let new_method = new
-                    .method
-                    .iter()
-                    .find(|m| m.name == old_method.name)
-                    .ok_or_else(|| incompatible(format!("method {method} is missing")))?;
-                if new_method.client_streaming != old_method.client_streaming
-                    || new_method.server_streaming != old_method.server_streaming
-                {
-                    return Err(incompatible(format!("method {method} streams differently")));
-                }
-                self.check_message(new_method.input_type(), old_method.input_type())
-                    .map_err(incompatible)?;
-                self.check_message(new_method.output_type(), old_method.output_type())
-                    .map_err(incompatible)?;
+                .map(|finding| {
+                    let evidence = finding.confirmation.as_ref().map_or_else(String::new, |c| {
+                        format!(" [{} by {}: {}]", c.outcome.as_str(), c.runtime, c.effect)
+                    });
+                    format!("{}: {}{evidence}", finding.rule, finding.message)
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            CatalogError::Incompatible {
+                newer: newer.to_string(),
+                older: older.to_string(),
+                reason,
             }
-        }
-        Ok(())
-    }
-
-    /// Every field of `older` must exist in `newer` with the same number, type and label.
-    fn check_message(&self, newer: &str, older: &str) -> Result<(), String> {
-        let (newer_name, older_name) =
-            (newer.trim_start_matches('.'), older.trim_start_matches('.'));
-        let find = |name: &str| {
-            self.messages
-                .get(name)
-                .ok_or_else(|| format!("message {name} is not in the descriptor set"))
-        };
-        let (new, old) = (find(newer)?, find(older)?);
-        for field in &old.field {
-            let same_number = new.field.iter().find(|f| f.number == field.number);
-            let Some(new_field) = same_number else {
-                return Err(format!(
-                    "{newer_name} has no field number {} ({older_name}.{})",
-                    field.number(),
-                    field.name()
-                ));
-            };
-            if new_field.r#type != field.r#type || new_field.label != field.label {
-                return Err(format!(
-                    "field number {} is {:?} {:?} in {newer_name} but {:?} {:?} in {older_name}",
-                    field.number(),
-                    new_field.label(),
-                    new_field.r#type(),
-                    field.label(),
-                    field.r#type()
-                ));
-            }
-            if field.r#type() == prost_types::field_descriptor_proto::Type::Message {
-                self.check_message(new_field.type_name(), field.type_name())?;
-            }
-        }
-        Ok(())
+        })
     }
 }
 

@@ -7,14 +7,10 @@
 //! itself and then reads "closed", and only with both in one total order is it certain that at
 //! least one of them sees the other (see `VersionRouter::call`).
 
-use bytes::Bytes;
-use http_body::{Body as HttpBody, Frame, SizeHint};
-use std::pin::Pin;
+use crate::body::{Inspect, InspectedBody};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use tokio::sync::Notify;
-use tonic::{Status, body::Body};
 
 /// A count of requests in flight (on one backend, or on a whole port).
 #[derive(Debug, Default)]
@@ -63,49 +59,7 @@ impl Drop for InFlightGuard {
 }
 
 /// A response body that keeps its request counted until the body is done.
-pub struct CountedBody {
-    inner: Body,
-    guard: Option<InFlightGuard>,
-}
+pub type CountedBody = InspectedBody<InFlightGuard>;
 
-impl std::fmt::Debug for CountedBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CountedBody")
-            .field("counted", &self.guard.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl CountedBody {
-    /// `inner`, keeping `guard`'s request counted until it ends or is dropped.
-    pub fn new(inner: Body, guard: InFlightGuard) -> Self {
-        Self {
-            inner,
-            guard: Some(guard),
-        }
-    }
-}
-
-impl HttpBody for CountedBody {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.guard = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// A guard inspects nothing: it only lives until its body ends.
+impl Inspect for InFlightGuard {}

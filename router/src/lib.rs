@@ -96,11 +96,13 @@
 //! ```
 
 mod backend;
+mod body;
 mod catalog;
 mod handle;
 mod inflight;
 mod path;
 mod probe;
+mod quote;
 mod requirement;
 mod service;
 mod table;
@@ -109,11 +111,13 @@ mod testing;
 mod trailers;
 
 pub use backend::{Backend, BackendService};
+pub use body::{Inspect, InspectedBody};
 pub use catalog::{ApiCatalog, CatalogError};
 pub use handle::{DrainError, RouterHandle};
 pub use inflight::{CountedBody, InFlight, InFlightGuard};
 pub use path::GrpcPath;
 pub use probe::{ProbeConfig, UpstreamProbe};
+pub use quote::{MAX_QUOTE_BYTES, quote};
 pub use requirement::{API_VERSION_HEADER, parse_requirement};
 pub use service::{VersionRouter, VersionRouterLayer, readdress};
 pub use table::{BackendInfo, RouteTable, TableError};

@@ -22,8 +22,9 @@ pub fn parse_requirement(headers: &HeaderMap) -> Result<Option<VersionReq>, Stat
     })?;
     VersionReq::parse(text.trim()).map(Some).map_err(|err| {
         Status::invalid_argument(format!(
-            "{API_VERSION_HEADER} header {text:?} is not a semver requirement ({err}); \
-             examples: ^1.1, =2.0.0, >=1, <3"
+            "{API_VERSION_HEADER} header {} is not a semver requirement ({err}); \
+             examples: ^1.1, =2.0.0, >=1, <3",
+            crate::quote(text)
         ))
     })
 }

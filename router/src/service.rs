@@ -98,7 +98,7 @@ where
         if !table.catalog().has_method(path) {
             return reply(Status::unimplemented(format!(
                 "{} is not a method of {}; its methods: {}",
-                path.trim_start_matches('/'),
+                crate::quote(path.trim_start_matches('/')),
                 grpc_path.package,
                 table.catalog().methods_of(grpc_path.package).join(", ")
             )));
@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(status.code(), Code::Unimplemented);
         assert_eq!(
             status.message(),
-            "demo.v1.Counter/Reset is not a method of demo.v1; its methods: demo.v1.Counter/Add"
+            "\"demo.v1.Counter/Reset\" is not a method of demo.v1; its methods: demo.v1.Counter/Add"
         );
     }
 

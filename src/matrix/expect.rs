@@ -41,14 +41,26 @@ const WRONG: Expect = Expect::Wrong;
 /// Columns, in the order of [`Deployment::ALL`]: side-by-side, v1-retired, v1-only, v2-only,
 /// direct, naive-proxy-to-v1.
 const EXPECTED: [(ClientKind, [Expect; 6]); 8] = [
-    (RustV1, /*       */ [V1, V2, V1, NO_ROUTE, DIRECT, DIRECT]),
+    (
+        RustV1,
+        /*       */ [V1, V2, V1, NO_ROUTE, DIRECT, DIRECT],
+    ),
     // Pinned to ^1: once v1 is retired, no 1.x implementation is left to serve it.
-    (RustV1Pinned, /* */ [V1, NO_ROUTE, V1, NO_ROUTE, DIRECT, DIRECT]),
+    (
+        RustV1Pinned,
+        /* */ [V1, NO_ROUTE, V1, NO_ROUTE, DIRECT, DIRECT],
+    ),
     (RustV2, /*       */ [V2, V2, NO_ROUTE, V2, V2, WRONG]),
     (RustV2Pinned, /* */ [V2, V2, NO_ROUTE, V2, V2, WRONG]),
-    (PythonV1, /*     */ [V1, V2, V1, NO_ROUTE, DIRECT, DIRECT]),
+    (
+        PythonV1,
+        /*     */ [V1, V2, V1, NO_ROUTE, DIRECT, DIRECT],
+    ),
     (PythonV2, /*     */ [V2, V2, NO_ROUTE, V2, V2, WRONG]),
-    (GrpcurlV1, /*    */ [V1, V2, V1, NO_ROUTE, DIRECT, DIRECT]),
+    (
+        GrpcurlV1,
+        /*    */ [V1, V2, V1, NO_ROUTE, DIRECT, DIRECT],
+    ),
     (GrpcurlV2, /*    */ [V2, V2, NO_ROUTE, V2, V2, WRONG]),
 ];
 

@@ -5,8 +5,8 @@ mod expect;
 mod probe;
 
 pub use expect::{Expect, expected};
-pub use probe::{ClientKind, STEP, STREAM_VALUES, UNARY_VALUE};
 use probe::expected_values;
+pub use probe::{ClientKind, STEP, STREAM_VALUES, UNARY_VALUE};
 
 use client::external::CallError;
 use client::{Mode, Reply};
@@ -250,7 +250,12 @@ fn notes(cells: &[Cell]) -> String {
                     if !seen.insert(key) {
                         continue;
                     }
-                    format!("{} on {}: {} \"{message}\"", cell.client.label(), cell.deployment, code_name(*code))
+                    format!(
+                        "{} on {}: {} \"{message}\"",
+                        cell.client.label(),
+                        cell.deployment,
+                        code_name(*code)
+                    )
                 }
                 Outcome::Skipped { reason } | Outcome::Failed { reason } => {
                     if !seen.insert(("", reason.clone())) {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: start a deployment on a free loopback port,
 //! build clients, and find external tools (a missing tool fails under CI=true, else skips).
 
+pub(crate) mod frames;
 pub(crate) mod raw;
 
 use client::tools::MissingTool;
@@ -104,4 +105,18 @@ pub(crate) async fn router_over_v2_process() -> (port::child::ChildServer, Runni
         .await
         .expect("the router starts");
     (backend, server)
+}
+
+/// A new empty folder under the system's temporary folder, for files a test writes.
+pub(crate) fn temp_dir(label: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "testbed-{label}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    dir
 }

@@ -17,6 +17,10 @@ pub(crate) struct RawReply {
     pub grpc_message: String,
     /// Whether the reply ended with its headers (a trailers-only reply).
     pub ended_on_headers: bool,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The trailers (empty for a trailers-only reply).
+    pub trailers: HeaderMap,
 }
 
 /// Sends one request with this content-type and body bytes, and reads the whole reply.
@@ -37,6 +41,17 @@ pub(crate) async fn send_with(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> RawReply {
+    send_method(addr, "POST", path, headers, body).await
+}
+
+/// [`send_with`] with this HTTP method instead of POST.
+pub(crate) async fn send_method(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> RawReply {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(async move {
@@ -44,7 +59,7 @@ pub(crate) async fn send_with(
     });
     let mut client = client.ready().await.unwrap();
     let mut request = http::Request::builder()
-        .method("POST")
+        .method(method)
         .uri(format!("http://{addr}{path}"))
         .header("te", "trailers");
     for (name, value) in headers {
@@ -81,6 +96,8 @@ pub(crate) async fn send_with(
             .or_else(|| message_of(&headers))
             .unwrap_or_default(),
         ended_on_headers,
+        headers,
+        trailers,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use http_body::Frame;
+use router::{Inspect, InspectedBody};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,36 +11,44 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tonic::{Status, body::Body};
 
-/// A request body that fails with `RESOURCE_EXHAUSTED` as soon as a gRPC frame header
-/// announces a message over the limit. Frame headers are 5 bytes: a flag, then a big-endian
-/// u32 length; they may be split across data chunks.
-pub(super) struct SizeLimitedBody {
-    inner: Body,
+/// Watches a request body's gRPC frame headers and fails it with `RESOURCE_EXHAUSTED` as soon
+/// as one announces a message over the limit. Frame headers are 5 bytes: a flag, then a
+/// big-endian u32 length; they may be split across data chunks.
+#[derive(Debug)]
+pub(super) struct SizeLimit {
     limit: usize,
     header: [u8; 5],
     header_len: usize,
     payload_left: usize,
+    /// Messages begun so far (one whose frame header is only partly in counts).
+    pub(super) started: usize,
 }
 
-impl SizeLimitedBody {
-    pub(super) fn new(inner: Body, limit: usize) -> Self {
+/// A request body refused once a message in it is over the limit.
+pub(super) type SizeLimitedBody = InspectedBody<SizeLimit>;
+
+impl SizeLimit {
+    pub(super) fn new(limit: usize) -> Self {
         Self {
-            inner,
             limit,
             header: [0; 5],
             header_len: 0,
             payload_left: 0,
+            started: 0,
         }
     }
 
     /// Walks the frame headers in `chunk`; the first oversized message is an error.
-    fn scan(&mut self, mut chunk: &[u8]) -> Result<(), Status> {
+    pub(super) fn scan(&mut self, mut chunk: &[u8]) -> Result<(), Status> {
         while !chunk.is_empty() {
             if self.payload_left > 0 {
                 let skip = self.payload_left.min(chunk.len());
                 self.payload_left -= skip;
                 chunk = &chunk[skip..];
                 continue;
+            }
+            if self.header_len == 0 {
+                self.started += 1;
             }
             let take = (5 - self.header_len).min(chunk.len());
             self.header[self.header_len..self.header_len + take].copy_from_slice(&chunk[..take]);
@@ -62,28 +71,9 @@ impl SizeLimitedBody {
     }
 }
 
-impl http_body::Body for SizeLimitedBody {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            let data = data.clone();
-            if let Err(status) = self.scan(&data) {
-                return Poll::Ready(Some(Err(status)));
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+impl Inspect for SizeLimit {
+    fn frame(&mut self, frame: &Frame<Bytes>) -> Result<(), Status> {
+        frame.data_ref().map_or(Ok(()), |data| self.scan(data))
     }
 }
 
@@ -149,7 +139,7 @@ mod tests {
 
     #[test]
     fn size_limit_reads_frame_headers_split_across_chunks() {
-        let mut body = SizeLimitedBody::new(Body::empty(), 10);
+        let mut body = SizeLimit::new(10);
         let mut stream = vec![0u8, 0, 0, 0, 3, 1, 2, 3];
         stream.extend_from_slice(&[0, 0, 0, 0, 10]);
         stream.extend_from_slice(&[7; 10]);

@@ -2,6 +2,7 @@
 
 use super::Guard;
 use router::InFlight;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::Layer;
@@ -12,6 +13,7 @@ pub struct GuardLayer {
     request_timeout: Option<Duration>,
     max_message_bytes: usize,
     open: Arc<InFlight>,
+    unary: Arc<HashSet<String>>,
 }
 
 impl GuardLayer {
@@ -26,7 +28,15 @@ impl GuardLayer {
             request_timeout,
             max_message_bytes,
             open,
+            unary: Arc::default(),
         }
+    }
+
+    /// The paths (`/package.Service/Method`) whose requests must carry exactly one message:
+    /// the guard reads such a request whole and refuses zero or two messages with `INTERNAL`.
+    pub fn unary_methods(mut self, paths: HashSet<String>) -> Self {
+        self.unary = Arc::new(paths);
+        self
     }
 }
 
@@ -39,6 +49,7 @@ impl<S> Layer<S> for GuardLayer {
             self.request_timeout,
             self.max_message_bytes,
             self.open.clone(),
+            self.unary.clone(),
         )
     }
 }

@@ -1,10 +1,11 @@
 //! The [`Guard`] service: checks each request before the port's own service sees it, and
 //! wraps the bodies that enforce the message limit, the deadline and the open-request count.
 
-use super::body::{DeadlineBody, SizeLimitedBody, exceeded};
+use super::body::{DeadlineBody, SizeLimit, SizeLimitedBody, exceeded};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use router::{BoxFuture, CountedBody, InFlight};
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,6 +21,7 @@ pub struct Guard<S> {
     request_timeout: Option<Duration>,
     max_message_bytes: usize,
     open: Arc<InFlight>,
+    unary: Arc<HashSet<String>>,
 }
 
 impl<S> Guard<S> {
@@ -28,12 +30,14 @@ impl<S> Guard<S> {
         request_timeout: Option<Duration>,
         max_message_bytes: usize,
         open: Arc<InFlight>,
+        unary: Arc<HashSet<String>>,
     ) -> Self {
         Self {
             inner,
             request_timeout,
             max_message_bytes,
             open,
+            unary,
         }
     }
 }
@@ -63,10 +67,12 @@ where
             Some(value) => match parse_grpc_timeout(&value) {
                 Some(timeout) => Some(timeout),
                 None => {
-                    let status = Status::invalid_argument(format!(
-                        "grpc-timeout header {value:?} is malformed: expected up to 8 digits and a unit (H, M, S, m, u, n)"
+                    // As grpc-go: HTTP 400 with INTERNAL (the spec names no status for it).
+                    let status = Status::internal(format!(
+                        "grpc-timeout header {} is malformed: expected up to 8 digits and a unit (H, M, S, m, u, n)",
+                        super::quote(&String::from_utf8_lossy(value.as_bytes()))
                     ));
-                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                    return ready(with_http_status(status, StatusCode::BAD_REQUEST));
                 }
             },
         };
@@ -84,16 +90,28 @@ where
         }
         let guard = self.open.enter();
         let limit = self.max_message_bytes;
-        let request = request.map(|body| Body::new(SizeLimitedBody::new(body, limit)));
-        let response = self.inner.clone().oneshot(request);
+        let unary = self.unary.contains(request.uri().path());
+        let inner = self.inner.clone();
+        let response = async move {
+            let request = if unary {
+                match one_message(request, limit).await {
+                    Ok(request) => request,
+                    Err(status) => return Ok(status.into_http()),
+                }
+            } else {
+                request.map(|body| Body::new(SizeLimitedBody::new(body, SizeLimit::new(limit))))
+            };
+            inner.oneshot(request).await
+        };
         Box::pin(async move {
-            let response = match deadline {
+            let mut response = match deadline {
                 None => response.await?,
                 Some((at, timeout)) => match tokio::time::timeout_at(at, response).await {
                     Ok(response) => response?,
                     Err(_) => return Ok(exceeded(timeout).into_http()),
                 },
             };
+            super::cap_message(response.headers_mut());
             Ok(response.map(|body| {
                 // A finished body (a trailers-only error reply) must stay finished, so that the
                 // status goes out with the headers: gRPC clients read it from there.
@@ -108,6 +126,57 @@ where
             }))
         })
     }
+}
+
+fn ready(response: Response<Body>) -> BoxFuture<Result<Response<Body>, Infallible>> {
+    Box::pin(std::future::ready(Ok(response)))
+}
+
+/// `status` as a trailers-only reply with this HTTP status instead of 200.
+fn with_http_status(status: Status, code: StatusCode) -> Response<Body> {
+    let mut response = status.into_http::<Body>();
+    *response.status_mut() = code;
+    response
+}
+
+/// Reads the whole request of a method whose client sends one message, and refuses it unless
+/// it holds exactly one: `INTERNAL`, as grpc-java and grpc-go answer (tonic alone serves the
+/// first of two and ignores the rest). At most one message of at most `limit` bytes is held.
+async fn one_message(request: Request<Body>, limit: usize) -> Result<Request<Body>, Status> {
+    use http_body_util::BodyExt;
+    let path = request.uri().path().to_string();
+    let (parts, mut body) = request.into_parts();
+    let mut frames = SizeLimit::new(limit);
+    let mut bytes = bytes::BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        match frame.into_data() {
+            Ok(data) => {
+                frames.scan(&data)?;
+                if frames.started > 1 {
+                    return Err(Status::internal(format!(
+                        "{} takes exactly one request message (a unary request), and received more than one",
+                        super::quote(&path)
+                    )));
+                }
+                bytes.extend_from_slice(&data);
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    if frames.started == 0 {
+        return Err(Status::internal(format!(
+            "{} takes exactly one request message (a unary request), and received none",
+            super::quote(&path)
+        )));
+    }
+    let body = http_body_util::Full::new(bytes.freeze());
+    let body = match trailers {
+        None => Body::new(body),
+        Some(trailers) => Body::new(body.with_trailers(std::future::ready(Some(Ok(trailers))))),
+    };
+    Ok(Request::from_parts(parts, body))
 }
 
 /// Answers what is not gRPC over HTTP/2 before it reaches tonic.
@@ -125,21 +194,69 @@ fn check(request: &Request<Body>) -> Result<(), Box<Response<Body>>> {
         );
         return Err(Box::new(response));
     }
-    let content_type = request
-        .headers()
+    if request.method() != http::Method::POST {
+        // As grpc-go: HTTP 405 with INTERNAL (PROTOCOL-HTTP2.md allows only POST).
+        let status = Status::internal(format!(
+            "HTTP method {} is not allowed: gRPC requests are POST",
+            super::quote(request.method().as_str())
+        ));
+        return Err(Box::new(with_http_status(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+        )));
+    }
+    let headers = request.headers();
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .unwrap_or_default();
     let is_grpc = content_type == "application/grpc"
         || (content_type.starts_with("application/grpc+")
             && !content_type.starts_with("application/grpc-web"));
     if !is_grpc {
         let status = Status::invalid_argument(format!(
-            "content-type {content_type:?} is not gRPC; expected application/grpc or application/grpc+proto"
+            "content-type {} is not gRPC; expected application/grpc or application/grpc+proto",
+            super::quote(&content_type)
+        ));
+        return Err(Box::new(with_http_status(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        )));
+    }
+    if let Some(encoding) = headers.get("grpc-encoding")
+        && encoding != "identity"
+    {
+        // PROTOCOL-HTTP2.md: UNIMPLEMENTED, with grpc-accept-encoding naming what is accepted.
+        let status = Status::unimplemented(format!(
+            "grpc-encoding {} is not supported; this server accepts identity (no compression)",
+            super::quote(&String::from_utf8_lossy(encoding.as_bytes()))
         ));
         let mut response = status.into_http::<Body>();
-        *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        response
+            .headers_mut()
+            .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
         return Err(Box::new(response));
+    }
+    let versions = headers.get_all(router::API_VERSION_HEADER);
+    let count = versions.iter().count();
+    if count > 1 {
+        let status = Status::invalid_argument(format!(
+            "{} appears {count} times; send one requirement (several conditions go in one value, as in \">=1.1, <3\")",
+            router::API_VERSION_HEADER
+        ));
+        return Err(Box::new(status.into_http()));
+    }
+    if let Some(value) = versions.iter().next()
+        && value.len() > super::MAX_QUOTE_BYTES
+    {
+        let status = Status::invalid_argument(format!(
+            "{} header of {} bytes is longer than the {} allowed: {}; expected a semver requirement such as ^1.1",
+            router::API_VERSION_HEADER,
+            value.len(),
+            super::MAX_QUOTE_BYTES,
+            super::quote(&String::from_utf8_lossy(value.as_bytes()))
+        ));
+        return Err(Box::new(status.into_http()));
     }
     Ok(())
 }

@@ -1,0 +1,235 @@
+//! Compares two versions of a gRPC API, the one place in the testbed where that happens.
+//!
+//! * Inputs ([`Source`]): a directory of `.proto` files (compiled with protox), a binary
+//!   `FileDescriptorSet` (a buf `.binpb` image works), or `grpc://HOST:PORT` (a running server
+//!   read by reflection, `grpc.reflection.v1` then `v1alpha`).
+//! * Package pairing ([`Pairing`]): `--map OLD=NEW`, and automatically when two packages differ
+//!   only in a trailing `.vN` (`increment.v1` → `increment.v2`).
+//! * Rules ([`rules::RULES`]): buf's rule ids and categories (`WIRE`, `WIRE_JSON`, `PACKAGE`,
+//!   `FILE`) plus this crate's `GRPC` category (what a live client notices that buf's WIRE does
+//!   not report: deleted services and methods, streaming shape, request/response types that
+//!   differ on the wire, narrowing and sign changes, enum values renumbered, changed defaults).
+//! * A semver verdict: breaking findings need a major version, additions a minor one,
+//!   everything else (comments, findings outside the selected categories) a patch.
+//! * Wire confirmation: every finding is tried with real bytes (prost + prost-reflect dynamic
+//!   messages, both directions, then JSON); `confirmed`, `JSON only` or `refuted`.
+//!
+//! # buf rules not implemented
+//! `FIELD_SAME_CPP_STRING_TYPE` (FILE, PACKAGE): it compares the C++ string representation
+//! (`ctype`, or the editions feature `pb.cpp.string_type`), a code-generation setting of one
+//! language that changes no byte on the wire or in JSON; resolving it needs editions
+//! features, which protox 0.10 does not compile. The other 63 rules are implemented.
+//! buf's `CSR` category is not offered. Editions files are not supported (proto2/proto3 only).
+//!
+//! # Where this crate and buf disagree
+//! See [`ALLOWED_DIFFERENCES`]: a type renamed to a structurally identical one (same numbers,
+//! encodings and cardinalities, recursively; for WIRE_JSON also the same JSON names) is not a
+//! WIRE/WIRE_JSON break here; buf reports it (`RPC_SAME_REQUEST_TYPE`,
+//! `RPC_SAME_RESPONSE_TYPE`, `FIELD_WIRE_COMPATIBLE_TYPE`, `FIELD_WIRE_JSON_COMPATIBLE_TYPE`).
+//! A map entry and an ordinary message are never identical: repeated entries with one key
+//! collapse in a map (the wire confirmation of the `map_to_repeated_entry` case shows it).
+//! The wire confirmation shows that such samples decode identically.
+
+pub mod cli;
+mod confirm;
+pub mod model;
+mod reflection;
+pub mod render;
+pub mod rules;
+pub mod source;
+
+pub use model::{Bump, Category, Confirmation, Finding, Outcome, Report};
+pub use rules::{Pairing, RULES, RuleInfo};
+pub use source::{Api, LoadError, Source};
+
+use prost_reflect::DescriptorPool;
+
+/// The categories used when none are given: `WIRE_JSON` (binary and JSON clients; it holds
+/// every WIRE rule except the two that WIRE_JSON replaces with stricter ones) and `GRPC`.
+pub const DEFAULT_CATEGORIES: [Category; 2] = [Category::WireJson, Category::Grpc];
+
+/// Where this crate's verdict and `buf breaking`'s differ on purpose: (category, rule, corpus
+/// case, reason). The buf comparison test accepts exactly these differences, and each case
+/// carries a wire confirmation showing who is right.
+pub const ALLOWED_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
+    (
+        "WIRE",
+        "RPC_SAME_REQUEST_TYPE",
+        "rpc_request_type_renamed_identical",
+        "Req renamed to Request with the same fields: the bytes are identical, so a renamed but identical type is not a wire break (the confirmation decodes a full sample both ways: refuted)",
+    ),
+    (
+        "WIRE_JSON",
+        "RPC_SAME_REQUEST_TYPE",
+        "rpc_request_type_renamed_identical",
+        "same rename; the JSON form (field names) is identical too",
+    ),
+    (
+        "WIRE",
+        "RPC_SAME_RESPONSE_TYPE",
+        "rpc_response_type_renamed_identical",
+        "Reply renamed to Answer with the same fields, for a unary and a server-streaming method: identical bytes (refuted both ways)",
+    ),
+    (
+        "WIRE_JSON",
+        "RPC_SAME_RESPONSE_TYPE",
+        "rpc_response_type_renamed_identical",
+        "same rename; identical JSON form too",
+    ),
+];
+
+/// What to compare and how.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// The categories whose rules break; findings of other rules are reported as patch-level
+    /// changes.
+    pub categories: Vec<Category>,
+    /// Explicit old → new package pairs.
+    pub map: Vec<(String, String)>,
+    /// Pair packages differing only in a trailing `.vN`.
+    pub auto_pair: bool,
+    /// Try every finding on the wire.
+    pub confirm: bool,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            categories: DEFAULT_CATEGORIES.to_vec(),
+            map: Vec::new(),
+            auto_pair: true,
+            confirm: true,
+        }
+    }
+}
+
+/// The ids of the non-rule entries: additions (minor), comment edits and other descriptor
+/// changes (patch).
+pub fn is_change_rule(rule: &str) -> bool {
+    rule.ends_with("_ADDED") || rule == "COMMENT_CHANGED" || rule == "FILE_CHANGED"
+}
+
+/// Compares `old` with `new` (without live calls; see [`check_live`]).
+pub fn check(old: &Api, new: &Api, options: &CheckOptions) -> Report {
+    check_inner(old, new, options).0
+}
+
+fn check_inner(old: &Api, new: &Api, options: &CheckOptions) -> (Report, Vec<rules::Subject>) {
+    let pairing = Pairing::new(&options.map, old, new, options.auto_pair);
+    let raws = rules::evaluate(old, new, &pairing);
+    let mut classified = rules::classify(raws, &options.categories);
+    if options.confirm {
+        for (f, subject) in &mut classified {
+            if f.category == Category::Change && is_change_rule(&f.rule) {
+                continue;
+            }
+            f.confirmation = Some(confirm::confirm(subject, &pairing));
+        }
+    }
+    classified.sort_by(|(a, _), (b, _)| {
+        (!a.breaking, &a.element, &a.rule, &a.path, a.line).cmp(&(
+            !b.breaking,
+            &b.element,
+            &b.rule,
+            &b.path,
+            b.line,
+        ))
+    });
+    let verdict = classified.iter().map(|(f, _)| f.semver).max();
+    let (findings, subjects): (Vec<Finding>, Vec<rules::Subject>) = classified.into_iter().unzip();
+    (
+        Report {
+            findings,
+            verdict,
+            pairs: pairing.pairs(),
+        },
+        subjects,
+    )
+}
+
+/// Like [`check`]; when NEW is a running server, method-level findings (deleted services and
+/// methods, changed streaming shapes) are confirmed by calling the server with the old
+/// client's path and an encoded sample of the old request.
+pub async fn check_live(old: &Api, new: &Api, options: &CheckOptions) -> Report {
+    let (mut report, subjects) = check_inner(old, new, options);
+    let Some(addr) = new.live.clone() else {
+        return report;
+    };
+    if !options.confirm {
+        return report;
+    }
+    for (f, subject) in report.findings.iter_mut().zip(subjects) {
+        if let rules::Subject::Method { old: m, .. } = subject {
+            use prost::Message;
+            let path = format!("/{}/{}", m.parent_service().full_name(), m.name());
+            let request = confirm::sample(&m.input(), 0).encode_to_vec();
+            let effect = match reflection::call(&addr, &path, request).await {
+                Ok(e) | Err(e) => e,
+            };
+            let outcome = if effect.contains("answered OK") {
+                Outcome::Refuted
+            } else {
+                Outcome::Confirmed
+            };
+            f.confirmation = Some(Confirmation {
+                outcome,
+                effect,
+                runtime: format!("live server grpc://{addr} (tonic)"),
+            });
+        }
+    }
+    report
+}
+
+/// Rules that say nothing about whether a newer implementation can serve older requests
+/// (they guard future edits or client retry policy); [`wire_compatible`] ignores them.
+const NOT_ABOUT_SERVING: &[&str] = &[
+    "RESERVED_ENUM_NO_DELETE",
+    "RESERVED_MESSAGE_NO_DELETE",
+    "RPC_SAME_IDEMPOTENCY_LEVEL",
+];
+
+/// May a server of package `newer` serve requests addressed to package `older`? Both
+/// packages are read from `pool` (the router's catalog). `Ok` when every service, method and
+/// field of `older` exists in `newer` with the same numbers, wire types, cardinalities, enum
+/// numbering and streaming shapes (recursion-safe); otherwise the breaking `WIRE` and `GRPC`
+/// findings, each with its wire confirmation, for the refusal to quote.
+pub fn wire_compatible(
+    pool: &DescriptorPool,
+    older: &str,
+    newer: &str,
+) -> Result<(), Vec<Finding>> {
+    let old = Api::package_view(pool, older);
+    let new = Api::package_view(pool, newer);
+    let options = CheckOptions {
+        categories: vec![Category::Wire, Category::Grpc],
+        map: if older == newer {
+            Vec::new()
+        } else {
+            vec![(older.to_string(), newer.to_string())]
+        },
+        auto_pair: false,
+        confirm: true,
+    };
+    let report = check(&old, &new, &options);
+    let refusals: Vec<Finding> = report
+        .findings
+        .into_iter()
+        .filter(|f| f.breaking && !NOT_ABOUT_SERVING.contains(&f.rule.as_str()))
+        .collect();
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(refusals)
+    }
+}
+
+/// [`wire_compatible`] for an encoded `FileDescriptorSet`.
+pub fn wire_compatible_encoded(
+    fds: &[u8],
+    older: &str,
+    newer: &str,
+) -> Result<Result<(), Vec<Finding>>, LoadError> {
+    let api = Api::from_descriptor_set_bytes(fds, "descriptor set")?;
+    Ok(wire_compatible(&api.pool, older, newer))
+}

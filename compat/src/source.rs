@@ -1,0 +1,248 @@
+//! Inputs: a directory of `.proto` files, a `FileDescriptorSet` file, or a running server read
+//! by reflection. Each side of a comparison is loaded on its own into an [`Api`].
+
+use prost::Message;
+use prost_reflect::DescriptorPool;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Why an input could not be loaded. Every variant names the input and, where there is one,
+/// the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A `.proto` file does not compile; the message is protox's, with file and line.
+    #[error("{input}: {location}: {message}")]
+    Compile {
+        /// The directory given.
+        input: String,
+        /// `file.proto:LINE:COLUMN`, or the file alone when protox gives no position.
+        location: String,
+        /// protox's message.
+        message: String,
+    },
+    /// The path does not exist or cannot be read.
+    #[error("{input}: {message}")]
+    Io {
+        /// The path given.
+        input: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The file is not a `FileDescriptorSet` (or its descriptors do not link).
+    #[error(
+        "{input}: not a FileDescriptorSet ({message}); give a directory of .proto files, a binary FileDescriptorSet (protoc -o, buf build -o x.binpb) or grpc://HOST:PORT"
+    )]
+    Descriptor {
+        /// The path given.
+        input: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// A `grpc://` input could not be read by reflection.
+    #[error("{address}: {message}")]
+    Reflection {
+        /// `grpc://HOST:PORT`.
+        address: String,
+        /// What failed and how to fix it.
+        message: String,
+    },
+}
+
+/// Where one API version comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A directory of `.proto` files, compiled with protox; the directory is the first import path.
+    Dir(PathBuf),
+    /// A binary `FileDescriptorSet` (`protoc -o`, `buf build -o x.binpb`).
+    DescriptorSet(PathBuf),
+    /// A running server, read by gRPC reflection (`grpc.reflection.v1`, then `v1alpha`).
+    Grpc(String),
+}
+
+impl Source {
+    /// `grpc://HOST:PORT` is a server; an existing directory is a proto tree; anything else a
+    /// descriptor-set file.
+    pub fn parse(input: &str) -> Source {
+        if let Some(rest) = input.strip_prefix("grpc://") {
+            return Source::Grpc(rest.to_string());
+        }
+        let path = PathBuf::from(input);
+        if path.is_dir() {
+            Source::Dir(path)
+        } else {
+            Source::DescriptorSet(path)
+        }
+    }
+
+    /// How the input was spelled.
+    pub fn label(&self) -> String {
+        match self {
+            Source::Dir(p) | Source::DescriptorSet(p) => p.display().to_string(),
+            Source::Grpc(a) => format!("grpc://{a}"),
+        }
+    }
+
+    /// Loads the input. `includes` are extra import paths for a directory input.
+    pub async fn load(&self, includes: &[PathBuf]) -> Result<Api, LoadError> {
+        match self {
+            Source::Dir(dir) => load_dir(dir, includes),
+            Source::DescriptorSet(path) => {
+                let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
+                    input: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                Api::from_descriptor_set_bytes(&bytes, &path.display().to_string())
+            }
+            Source::Grpc(addr) => crate::reflection::load(addr).await,
+        }
+    }
+}
+
+/// One loaded API version: the descriptor pool and which of its files belong to the version
+/// (the rest are imports, compared only through the types the version's files use).
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Every file, imports included.
+    pub pool: DescriptorPool,
+    /// The names of the files that make up this version.
+    pub files: BTreeSet<String>,
+    /// How the input was given (for messages).
+    pub label: String,
+    /// The server address when the version was read from a running server.
+    pub live: Option<String>,
+}
+
+impl Api {
+    /// Every file of `pool` is part of the version.
+    pub fn from_pool(pool: DescriptorPool, label: &str) -> Api {
+        let files = pool.files().map(|f| f.name().to_string()).collect();
+        Api {
+            pool,
+            files,
+            label: label.to_string(),
+            live: None,
+        }
+    }
+
+    /// The files of `pool` that declare `package` (or a sub-package of it).
+    pub fn package_view(pool: &DescriptorPool, package: &str) -> Api {
+        let files = pool
+            .files()
+            .filter(|f| {
+                let p = f.package_name();
+                p == package || p.starts_with(&format!("{package}."))
+            })
+            .map(|f| f.name().to_string())
+            .collect();
+        Api {
+            pool: pool.clone(),
+            files,
+            label: package.to_string(),
+            live: None,
+        }
+    }
+
+    /// Decodes a binary `FileDescriptorSet` (a buf image decodes as one too).
+    pub fn from_descriptor_set_bytes(bytes: &[u8], label: &str) -> Result<Api, LoadError> {
+        let fds =
+            prost_types::FileDescriptorSet::decode(bytes).map_err(|e| LoadError::Descriptor {
+                input: label.to_string(),
+                message: e.to_string(),
+            })?;
+        if fds.file.is_empty() {
+            return Err(LoadError::Descriptor {
+                input: label.to_string(),
+                message: "it holds no files".to_string(),
+            });
+        }
+        let pool =
+            DescriptorPool::from_file_descriptor_set(fds).map_err(|e| LoadError::Descriptor {
+                input: label.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Api::from_pool(pool, label))
+    }
+}
+
+/// Every `.proto` file under `dir`, as names relative to it with `/` separators, sorted.
+pub fn proto_files(dir: &Path) -> std::io::Result<Vec<String>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else if path.extension().is_some_and(|e| e == "proto") {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                let name: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push(name.join("/"));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Compiles every `.proto` file under `dir` with protox (source info kept, imports included).
+pub fn compile_dir(
+    dir: &Path,
+    includes: &[PathBuf],
+) -> Result<(DescriptorPool, Vec<String>), LoadError> {
+    let input = dir.display().to_string();
+    let names = proto_files(dir).map_err(|e| LoadError::Io {
+        input: input.clone(),
+        message: e.to_string(),
+    })?;
+    if names.is_empty() {
+        return Err(LoadError::Io {
+            input,
+            message: "no .proto files in this directory".to_string(),
+        });
+    }
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(includes.iter().cloned());
+    let compile = || -> Result<DescriptorPool, protox::Error> {
+        let mut compiler = protox::Compiler::new(&paths)?;
+        compiler.include_source_info(true).include_imports(true);
+        compiler.open_files(&names)?;
+        Ok(compiler.descriptor_pool())
+    };
+    let pool = compile().map_err(|e| compile_error(&input, &e))?;
+    Ok((pool, names))
+}
+
+fn load_dir(dir: &Path, includes: &[PathBuf]) -> Result<Api, LoadError> {
+    let (pool, names) = compile_dir(dir, includes)?;
+    Ok(Api {
+        pool,
+        files: names.into_iter().collect(),
+        label: dir.display().to_string(),
+        live: None,
+    })
+}
+
+/// protox's message with `file:line:column` taken from its diagnostic label.
+fn compile_error(input: &str, err: &protox::Error) -> LoadError {
+    use miette::Diagnostic;
+    let file = err.file().unwrap_or("").to_string();
+    let mut location = file.clone();
+    if let (Some(mut labels), Some(src)) = (err.labels(), err.source_code())
+        && let Some(label) = labels.next()
+        && let Ok(contents) = src.read_span(label.inner(), 0, 0)
+    {
+        location = format!("{file}:{}:{}", contents.line() + 1, contents.column() + 1);
+    }
+    if location.is_empty() {
+        location = "compile".to_string();
+    }
+    LoadError::Compile {
+        input: input.to_string(),
+        location,
+        message: err.to_string(),
+    }
+}

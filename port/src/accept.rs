@@ -1,0 +1,313 @@
+//! The port's accept loop, ahead of tonic: it bounds what a connection may cost before it is
+//! served.
+//!
+//! - Connections in total: past `max_connections` open at once, a new connection is accepted
+//!   and closed at once (the kernel's backlog is not left to fill up), and the others go on.
+//! - The handshake: each connection has `handshake_timeout` to finish its TLS handshake (when
+//!   the port speaks TLS) and to send the HTTP/2 preface and its first frame (SETTINGS); a
+//!   silent or half-sent connection is closed then. Handshakes run in tasks of their own, so
+//!   a slow one holds up nobody. (Once the preface is in, HTTP/2 keep-alive pings find a peer
+//!   that goes silent.)
+//!
+//! Connections come out of [`incoming`] as a stream, for `serve_with_incoming`.
+
+use crate::connections::{Connections, Tracked};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// The HTTP/2 client connection preface.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the accept loop enforces.
+#[derive(Debug, Clone)]
+pub(crate) struct AcceptLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) handshake_timeout: Duration,
+}
+
+/// Aborts the accept loop when dropped.
+#[derive(Debug)]
+pub(crate) struct AcceptLoop(JoinHandle<()>);
+
+impl Drop for AcceptLoop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Accepts on `listener` until the returned stream is dropped (tonic drops it when it stops
+/// accepting), yielding connections that finished their TLS handshake, if any.
+pub(crate) fn incoming(
+    listener: TcpListener,
+    connections: Arc<Connections>,
+    limits: AcceptLimits,
+    tls: Option<TlsAcceptor>,
+) -> (ReceiverStream<io::Result<Conn>>, AcceptLoop) {
+    let (ready, out) = mpsc::channel(64);
+    let task = tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = ready.closed() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, say: wait a little instead of spinning.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if connections.count() >= limits.max_connections {
+                tracing::debug!(
+                    max = limits.max_connections,
+                    "connection limit reached; closing a new connection"
+                );
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let tracked = connections.track(stream);
+            let deadline = Instant::now() + limits.handshake_timeout;
+            let ready = ready.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let io = match tls {
+                    None => Io::Plain(tracked),
+                    Some(acceptor) => {
+                        match tokio::time::timeout_at(deadline, acceptor.accept(tracked)).await {
+                            Ok(Ok(stream)) => Io::Tls(Box::new(stream)),
+                            Ok(Err(err)) => {
+                                tracing::debug!(%err, "TLS handshake refused");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake not finished in time; closed");
+                                return;
+                            }
+                        }
+                    }
+                };
+                let _ = ready.send(Ok(Conn::new(io, deadline))).await;
+            });
+        }
+    });
+    (ReceiverStream::new(out), AcceptLoop(task))
+}
+
+enum Io {
+    Plain(Tracked),
+    Tls(Box<TlsStream<Tracked>>),
+}
+
+impl Io {
+    fn tracked(&self) -> &Tracked {
+        match self {
+            Io::Plain(tracked) => tracked,
+            Io::Tls(stream) => stream.get_ref().0,
+        }
+    }
+}
+
+/// Where a connection is in its handshake: bytes of the preface and first frame still to come.
+struct Handshake {
+    deadline: Pin<Box<Sleep>>,
+    seen: usize,
+    need: usize,
+    first_frame_len: [u8; 3],
+}
+
+impl Handshake {
+    /// Takes `bytes` the client sent; true once the preface and a whole first frame are in
+    /// (or the client is not speaking HTTP/2 with prior knowledge, which hyper answers itself).
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        let mut rest = bytes;
+        while self.seen < 27 {
+            let Some((&byte, tail)) = rest.split_first() else {
+                break;
+            };
+            rest = tail;
+            let at = self.seen;
+            if at < 24 {
+                if byte != PREFACE[at] {
+                    return true;
+                }
+            } else {
+                self.first_frame_len[at - 24] = byte;
+                if at == 26 {
+                    let [a, b, c] = self.first_frame_len;
+                    self.need = 24 + 9 + u32::from_be_bytes([0, a, b, c]) as usize;
+                }
+            }
+            self.seen += 1;
+        }
+        self.seen += rest.len();
+        self.seen >= self.need
+    }
+}
+
+/// An accepted connection, plaintext or TLS, that is closed if its handshake is not done by
+/// its deadline.
+pub(crate) struct Conn {
+    io: Io,
+    handshake: Option<Handshake>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("tls", &matches!(self.io, Io::Tls(_)))
+            .field("handshaking", &self.handshake.is_some())
+            .finish()
+    }
+}
+
+impl Conn {
+    fn new(io: Io, deadline: Instant) -> Self {
+        Self {
+            io,
+            handshake: Some(Handshake {
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                seen: 0,
+                need: 24 + 9,
+                first_frame_len: [0; 3],
+            }),
+        }
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.tracked().connect_info()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = match &mut this.io {
+            Io::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        };
+        let Some(handshake) = this.handshake.as_mut() else {
+            return polled;
+        };
+        match polled {
+            Poll::Ready(Ok(())) => {
+                if handshake.feed(&buf.filled()[before..]) {
+                    this.handshake = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match handshake.deadline.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) => {
+                    tracing::debug!("HTTP/2 preface not received in time; closing");
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the HTTP/2 preface did not arrive before the handshake timeout",
+                    )))
+                }
+            },
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.io {
+            Io::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.io {
+            Io::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Plain(io) => io.is_write_vectored(),
+            Io::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            Io::Plain(io) => Pin::new(io).poll_flush(cx),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            Io::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handshake() -> Handshake {
+        Handshake {
+            deadline: Box::pin(tokio::time::sleep(Duration::from_secs(1))),
+            seen: 0,
+            need: 33,
+            first_frame_len: [0; 3],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_handshake_ends_with_the_first_whole_frame() {
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend([0, 0, 6, 4, 0, 0, 0, 0, 0]);
+        bytes.extend([0, 3, 0, 0, 0, 100]);
+        for split in 1..bytes.len() {
+            let mut h = handshake();
+            assert!(!h.feed(&bytes[..split]), "done after {split} bytes");
+            assert!(h.feed(&bytes[split..]), "not done after all ({split})");
+        }
+        let mut h = handshake();
+        assert!(!h.feed(&bytes[..bytes.len() - 1]));
+    }
+
+    #[tokio::test]
+    async fn http1_is_let_through_at_once() {
+        assert!(handshake().feed(b"POST / HTTP/1.1\r\n"));
+    }
+}

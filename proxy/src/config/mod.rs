@@ -1,0 +1,183 @@
+//! Each proxy's configuration, rendered as text from a [`RoutePlan`]. What each proxy can
+//! express of the plan:
+//!
+//! | | nginx 1.22 | HAProxy 2.6 | Envoy 1.40 |
+//! |---|---|---|---|
+//! | route by path prefix | `location /increment.v1.` | `acl path_beg` + `use_backend` | route `match.prefix` |
+//! | retire v1 (rewrite the path) | `rewrite ... break` before `grpc_pass` | `http-request set-path` with `regsub` | `prefix_rewrite` |
+//! | read a pinned major from `x-api-version` | `map` with a regex capture | `req.hdr() -m reg` ACL | `headers` matcher, `safe_regex` (RE2) |
+//! | answer `UNIMPLEMENTED` itself | `return 200` with `grpc-status` headers (trailers-only) | `http-request return` with `grpc-status` headers | `direct_response` 404, turned into a gRPC local reply |
+//! | a full semver requirement (`>=2, <3`) | no | no | no |
+//!
+//! None of them can evaluate a semver requirement: each reads, with a regular expression, the
+//! major version of the single-major forms (`^1`, `~1.2`, `=2.0.0`, `2`, `2.x`) and ignores any
+//! other value, routing the request by its path as if there were no header.
+
+mod envoy;
+mod haproxy;
+mod nginx;
+
+use crate::ProxyKind;
+use crate::plan::RoutePlan;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// `kind`'s configuration for `plan`, listening on `listen`, with its pid, logs and temporary
+/// files under `dir`.
+pub fn render(kind: ProxyKind, plan: &RoutePlan, listen: SocketAddr, dir: &Path) -> String {
+    match kind {
+        ProxyKind::Nginx => nginx::render(plan, listen, dir),
+        ProxyKind::Haproxy => haproxy::render(plan, listen),
+        ProxyKind::Envoy => envoy::render(plan, listen),
+    }
+}
+
+/// The name of the configuration file in the proxy's directory.
+pub fn file_name(kind: ProxyKind) -> &'static str {
+    match kind {
+        ProxyKind::Nginx => "nginx.conf",
+        ProxyKind::Haproxy => "haproxy.cfg",
+        ProxyKind::Envoy => "envoy.yaml",
+    }
+}
+
+/// The command-line arguments that run `kind` in the foreground with `config`, logging to
+/// stderr.
+pub fn args(kind: ProxyKind, config: &Path, dir: &Path) -> Vec<String> {
+    let config = config.display().to_string();
+    match kind {
+        ProxyKind::Nginx => vec![
+            "-p".into(),
+            dir.display().to_string(),
+            "-e".into(),
+            "stderr".into(),
+            "-c".into(),
+            config,
+        ],
+        ProxyKind::Haproxy => vec!["-db".into(), "-f".into(), config],
+        ProxyKind::Envoy => vec![
+            "-c".into(),
+            config,
+            "--concurrency".into(),
+            "2".into(),
+            // Several Envoys at once (tests run in parallel): no shared memory for hot restart.
+            "--disable-hot-restart".into(),
+            "--log-level".into(),
+            "warn".into(),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Arrangement;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn all(arrangement: &Arrangement) -> [(ProxyKind, String); 3] {
+        let plan = arrangement.plan();
+        ProxyKind::ALL.map(|kind| (kind, render(kind, &plan, addr(4000), Path::new("/tmp/p"))))
+    }
+
+    #[test]
+    fn front_of_router_forwards_everything_over_h2c() {
+        let [(_, nginx), (_, haproxy), (_, envoy)] =
+            all(&Arrangement::FrontOfRouter { router: addr(5000) });
+        assert!(nginx.contains("listen 127.0.0.1:4000 http2;"), "{nginx}");
+        assert!(nginx.contains("server 127.0.0.1:5000;"), "{nginx}");
+        assert!(nginx.contains("grpc_pass grpc://router;"), "{nginx}");
+        assert!(nginx.contains("daemon off;"), "{nginx}");
+        assert!(nginx.contains("pid /tmp/p/nginx.pid;"), "{nginx}");
+        assert!(!nginx.contains("x_api_version"), "{nginx}");
+
+        assert!(
+            haproxy.contains("bind 127.0.0.1:4000 proto h2"),
+            "{haproxy}"
+        );
+        assert!(
+            haproxy.contains("server router 127.0.0.1:5000 proto h2"),
+            "{haproxy}"
+        );
+        assert!(haproxy.contains("mode http"), "{haproxy}");
+        assert!(!haproxy.contains("http-request return"), "{haproxy}");
+
+        assert!(envoy.contains("port_value: 4000"), "{envoy}");
+        assert!(envoy.contains("port_value: 5000"), "{envoy}");
+        assert!(envoy.contains("codec_type: AUTO"), "{envoy}");
+        assert!(envoy.contains("http2_protocol_options: {}"), "{envoy}");
+        assert!(envoy.contains("timeout: 0s"), "{envoy}");
+        assert!(!envoy.contains("direct_response"), "{envoy}");
+    }
+
+    #[test]
+    fn version_routing_routes_by_prefix_and_rejects_other_pinned_majors() {
+        let [(_, nginx), (_, haproxy), (_, envoy)] = all(&Arrangement::VersionRouting {
+            v1: addr(5001),
+            v2: addr(5002),
+            retire_v1: false,
+        });
+        assert!(nginx.contains("location /increment.v1. {"), "{nginx}");
+        assert!(nginx.contains("grpc_pass grpc://v1;"), "{nginx}");
+        assert!(
+            nginx.contains("map $http_x_api_version $api_major"),
+            "{nginx}"
+        );
+        assert!(nginx.contains(r#"if ($api_major !~ "^(1)?$")"#), "{nginx}");
+        assert!(
+            nginx.contains("add_header grpc-status 12 always;"),
+            "{nginx}"
+        );
+        assert!(!nginx.contains("rewrite"), "{nginx}");
+
+        assert!(
+            haproxy.contains("acl path_r0 path_beg /increment.v1."),
+            "{haproxy}"
+        );
+        assert!(
+            haproxy.contains("http-request set-var(txn.upstream) str(v1) if path_r0"),
+            "{haproxy}"
+        );
+        assert!(
+            haproxy.contains("req.hdr(x-api-version) -m reg"),
+            "{haproxy}"
+        );
+        assert!(
+            haproxy.contains("http-request return status 200 hdr grpc-status 12 hdr grpc-message"),
+            "{haproxy}"
+        );
+        assert!(haproxy.contains("default_backend v2"), "{haproxy}");
+
+        assert!(envoy.contains("prefix: '/increment.v1.'"), "{envoy}");
+        assert!(envoy.contains("name: x-api-version"), "{envoy}");
+        assert!(envoy.contains("direct_response"), "{envoy}");
+        assert!(envoy.contains("cluster: v1"), "{envoy}");
+        assert!(!envoy.contains("prefix_rewrite"), "{envoy}");
+    }
+
+    #[test]
+    fn retiring_v1_rewrites_the_path_in_every_proxy() {
+        let [(_, nginx), (_, haproxy), (_, envoy)] = all(&Arrangement::VersionRouting {
+            v1: addr(5001),
+            v2: addr(5002),
+            retire_v1: true,
+        });
+        assert!(
+            nginx.contains(r"rewrite ^/increment\.v1\.(.*)$ /increment.v2.$1 break;"),
+            "{nginx}"
+        );
+        assert!(!nginx.contains("upstream v1"), "{nginx}");
+        assert!(
+            haproxy.contains(r"http-request set-path '%[path,regsub(^/increment\.v1\.,/increment.v2.)]' if path_r0"),
+            "{haproxy}"
+        );
+        assert!(!haproxy.contains("backend v1"), "{haproxy}");
+        assert!(
+            envoy.contains("prefix_rewrite: '/increment.v2.'"),
+            "{envoy}"
+        );
+        assert!(!envoy.contains("cluster: v1"), "{envoy}");
+    }
+}

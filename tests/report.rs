@@ -1,0 +1,311 @@
+//! The main job's report: `testbed report --json --html` on a small run (100 calls per latency
+//! row, 0.3 s rollout phases), the page's figures checked against the JSON's, and the page
+//! opened in headless Chromium (a missing browser skips outside CI and fails under `CI=true`).
+//! No timing is asserted.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The report's JSON and HTML files, made once for every test here.
+fn report() -> &'static (PathBuf, PathBuf) {
+    static REPORT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    REPORT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("testbed-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (json, html) = (dir.join("report.json"), dir.join("report.html"));
+        let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+            .args([
+                "report",
+                "--requests",
+                "100",
+                "--rollout-phase-seconds",
+                "0.3",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .arg("--html")
+            .arg(&html)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Outside CI a missing client (Python, grpcurl) makes matrix cells differ, which fails
+        // the command after it wrote both files; anything else is a failure.
+        let tolerated =
+            std::env::var("CI").as_deref() != Ok("true") && stderr.contains("matrix probes differ");
+        assert!(
+            out.status.success() || tolerated,
+            "report failed:\n{stderr}"
+        );
+        assert!(stderr.contains("HTML report: "), "{stderr}");
+        (json, html)
+    })
+}
+
+fn load() -> (Value, String) {
+    let (json, html) = report();
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    (json, std::fs::read_to_string(html).unwrap())
+}
+
+/// Undoes the page's HTML escaping.
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// The text of the first `<td>` whose opening tag contains every one of `attributes`.
+fn td_text(html: &str, attributes: &[String]) -> Option<String> {
+    html.split("<td ").skip(1).find_map(|rest| {
+        let (tag, body) = rest.split_once('>')?;
+        attributes
+            .iter()
+            .all(|a| tag.contains(a.as_str()))
+            .then(|| unescape(body.split("</td>").next().unwrap_or("")))
+    })
+}
+
+fn joined(values: &Value) -> String {
+    values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn the_json_holds_the_summary_the_machine_and_every_section() {
+    let (json, _) = load();
+    let targets = json["summary"].as_array().unwrap();
+    assert_eq!(targets.len(), 4, "{:#}", json["summary"]);
+    for target in targets {
+        let verdict = target["verdict"].as_str().unwrap();
+        match target["met"].as_bool() {
+            Some(true) => assert_eq!(verdict, "met"),
+            Some(false) => assert!(verdict.contains("not met") || verdict.contains(" of ")),
+            None => assert_eq!(verdict, "not measured"),
+        }
+    }
+    let meta = &json["metadata"];
+    for key in ["commit", "date", "cpu_model", "kernel"] {
+        assert!(!meta[key].as_str().unwrap().is_empty(), "{key}: {meta}");
+    }
+    assert_eq!(meta["mode"], "quick");
+    assert_eq!(meta["rounds"], 1);
+    assert_eq!(
+        json["latency"].as_array().unwrap().len(),
+        1,
+        "quick: one placement"
+    );
+    assert_eq!(json["matrix"]["cells"].as_array().unwrap().len(), 8 * 6);
+    // Both rollouts, with a time series whose buckets add up to the requests counted.
+    for key in ["closed_loop", "open_loop"] {
+        let load = &json["rollout"][key]["load"];
+        assert_eq!(load["settings"]["open_loop"], key == "open_loop");
+        assert_eq!(load["phases"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            load["series"]["phase_starts_s"].as_array().unwrap().len(),
+            4
+        );
+        for version in ["v1", "v2"] {
+            let in_series: u64 = load["series"][version]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["requests"].as_u64().unwrap())
+                .sum();
+            let counted = load["totals"][version]["requests"].as_u64().unwrap();
+            assert_eq!(in_series, counted, "{key} {version}");
+        }
+    }
+}
+
+#[test]
+fn the_page_shows_the_jsons_matrix_rollout_and_latency_figures() {
+    let (json, html) = load();
+    assert!(
+        !html.contains("http://") || !html.contains("src=\"http"),
+        "no remote resource"
+    );
+    assert!(
+        !html.contains("<link") && !html.contains(" src="),
+        "self-contained"
+    );
+    // Every matrix cell, both probes: the values (or the status) the JSON recorded.
+    let mut checked = 0;
+    for cell in json["matrix"]["cells"].as_array().unwrap() {
+        let (client, deployment) = (
+            cell["client"].as_str().unwrap(),
+            cell["deployment"].as_str().unwrap(),
+        );
+        for mode in ["unary", "stream"] {
+            let o = &cell[mode];
+            let shown = td_text(
+                &html,
+                &[
+                    format!("data-client=\"{client}\""),
+                    format!("data-deployment=\"{deployment}\""),
+                    format!("data-mode=\"{mode}\""),
+                ],
+            )
+            .unwrap_or_else(|| panic!("no cell for {client} on {deployment} ({mode})"));
+            let want = match o["outcome"].as_str().unwrap() {
+                "correct" => match o["served_by"].as_str() {
+                    Some(v) => format!("✓ {} ({v})", joined(&o["values"])),
+                    None => format!("✓ {}", joined(&o["values"])),
+                },
+                "wrong" => format!("✗ {} (want {})", joined(&o["got"]), joined(&o["want"])),
+                "status" => o["code"].as_str().unwrap().to_string(),
+                "skipped" => "skipped".to_string(),
+                _ => "client failed".to_string(),
+            };
+            assert_eq!(shown, want, "{client} on {deployment} ({mode})");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 96);
+    // The open-loop rollout's totals.
+    let totals = &json["rollout"]["open_loop"]["load"]["totals"];
+    let section = html.split("id=\"rollout-open_loop\"").nth(1).unwrap();
+    for version in ["v1", "v2"] {
+        let row = section
+            .split(&format!(
+                "<tr data-phase=\"all\" data-version=\"{version}\">"
+            ))
+            .nth(1)
+            .unwrap();
+        let requests = row
+            .split("<td class=\"n\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap();
+        assert_eq!(
+            requests,
+            totals[version]["requests"].to_string(),
+            "{version}"
+        );
+    }
+    // A latency figure: the TCP row's p50, to the three digits shown.
+    let tcp = json["latency"][0]["report"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["row"] == "tcp")
+        .unwrap();
+    let p50 = tcp["p50_us"].as_f64().unwrap();
+    let row = html.split("<tr data-row=\"tcp\">").nth(1).unwrap();
+    let shown: f64 = row
+        .split("<td class=\"n p50\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (shown - p50).abs() <= 0.005 * p50 + 0.0005,
+        "shown {shown}, JSON {p50}"
+    );
+    // The summary's verdicts.
+    for target in json["summary"].as_array().unwrap() {
+        let name = target["name"].as_str().unwrap();
+        let row = html
+            .split(&format!("<tr data-target=\"{name}\">"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no summary row for {name}"));
+        let row = row.split("</tr>").next().unwrap();
+        assert!(row.contains(target["verdict"].as_str().unwrap()), "{row}");
+    }
+}
+
+/// Headless Chromium, or why there is none (`None` when the test should be skipped).
+fn chromium() -> Option<PathBuf> {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = Command::new("which").arg(name).output()
+            && out.status.success()
+        {
+            return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        }
+    }
+    let fix = "install it: apt-get install -y chromium (bash scripts/setup does, as root)";
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "no Chromium under CI=true: {fix}"
+    );
+    eprintln!("skipped: no Chromium; {fix}");
+    None
+}
+
+fn headless(browser: &Path, profile: &Path) -> Command {
+    let mut command = Command::new(browser);
+    command.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]);
+    command.arg(format!("--user-data-dir={}", profile.display()));
+    command
+}
+
+#[test]
+fn the_page_loads_in_headless_chromium_without_errors() {
+    let Some(browser) = chromium() else { return };
+    let (_, html) = report();
+    let url = format!("file://{}", html.display());
+    let dir = html.parent().unwrap();
+    // The page's own check, read back from the DOM after load.
+    let profile = dir.join("profile-dom");
+    let out = headless(&browser, &profile)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed:\n{stderr}");
+    for bad in ["Uncaught", "ERROR:CONSOLE", "net::ERR_"] {
+        assert!(
+            !stderr.contains(bad),
+            "{bad} in the browser's log:\n{stderr}"
+        );
+    }
+    let marker = dom
+        .split("id=\"selfcheck\"")
+        .nth(1)
+        .and_then(|rest| rest.split_once('>'))
+        .map(|(_, text)| text.split('<').next().unwrap_or(""))
+        .unwrap_or("no marker");
+    assert_eq!(marker, "selfcheck:ok", "the page's self-check");
+    // A screenshot, as a person would see the page.
+    let png = dir.join("report.png");
+    let out = headless(&browser, &dir.join("profile-shot"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1280,4000")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed:\n{stderr}");
+    assert!(
+        !stderr.contains("Uncaught") && !stderr.contains("ERROR:CONSOLE"),
+        "{stderr}"
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+}
