@@ -105,3 +105,19 @@ fn host_names_are_accepted_where_addresses_are() {
     assert!(!err.contains("invalid value"), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+#[test]
+fn matrix_json_goes_to_stdout_alone_and_names_expected_refusals() {
+    let output = testbed(
+        &["matrix", "--client", "rust-v2", "--deployment", "v1-only", "--json", "-"],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is only the JSON");
+    let cell = &json["cells"][0];
+    assert_eq!(cell["expected"]["expect"], "fails");
+    assert_eq!(cell["expected"]["code"], "UNIMPLEMENTED");
+    assert_eq!(cell["unary"]["code"], "UNIMPLEMENTED");
+    assert_eq!(json["mismatches"].as_array().map(Vec::len), Some(0));
+}

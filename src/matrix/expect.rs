@@ -22,8 +22,11 @@ pub enum Expect {
     /// no router header, and v1 replies carry no version).
     Unlabelled,
     /// This status code.
-    #[serde(serialize_with = "code_only")]
-    Fails(Code),
+    Fails {
+        /// The code, as gRPC names it (`UNIMPLEMENTED`).
+        #[serde(serialize_with = "code_only")]
+        code: Code,
+    },
     /// A reply with the v1 answer to a v2 request: silently wrong.
     Wrong,
 }
@@ -34,7 +37,9 @@ fn code_only<S: serde::Serializer>(code: &Code, serializer: S) -> Result<S::Ok, 
 
 const V1: Expect = Expect::Served { version: "1.0.0" };
 const V2: Expect = Expect::Served { version: "2.0.0" };
-const NO_ROUTE: Expect = Expect::Fails(Code::Unimplemented);
+const NO_ROUTE: Expect = Expect::Fails {
+    code: Code::Unimplemented,
+};
 const DIRECT: Expect = Expect::Unlabelled;
 const WRONG: Expect = Expect::Wrong;
 
@@ -85,7 +90,7 @@ impl Expect {
             }
             (Expect::Unlabelled, Outcome::Correct { served_by, .. }) => served_by.is_none(),
             (Expect::Wrong, Outcome::Wrong { .. }) => true,
-            (Expect::Fails(code), Outcome::Status { code: got, .. }) => code == *got,
+            (Expect::Fails { code }, Outcome::Status { code: got, .. }) => code == *got,
             _ => false,
         }
     }
@@ -95,7 +100,7 @@ impl Expect {
         match self {
             Expect::Served { version } => format!("✓ served by {version}"),
             Expect::Unlabelled => "✓ with no version named".to_string(),
-            Expect::Fails(code) => code_name(code),
+            Expect::Fails { code } => code_name(code),
             Expect::Wrong => "✗ (the v1 answer)".to_string(),
         }
     }
@@ -113,6 +118,18 @@ mod tests {
         assert_eq!(expected(RustV1, Deployment::V2Only), NO_ROUTE);
         assert_eq!(expected(RustV2, Deployment::NaiveProxyToV1), WRONG);
         assert_eq!(expected(RustV1, Deployment::V1Retired), V2);
+    }
+
+    #[test]
+    fn every_expectation_serializes() {
+        for expect in [V1, DIRECT, NO_ROUTE, WRONG] {
+            let json = serde_json::to_value(expect).unwrap();
+            assert!(json["expect"].is_string(), "{json}");
+        }
+        assert_eq!(
+            serde_json::to_value(NO_ROUTE).unwrap(),
+            serde_json::json!({"expect": "fails", "code": "UNIMPLEMENTED"})
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 pub mod html;
 pub mod summary;
 
-use crate::matrix::{self, Cell, ClientKind, Expect};
+use crate::matrix::{self, Cell, ClientKind};
 use crate::rollout::{self, RolloutOptions, RolloutReport};
 use bench::{BenchOptions, BenchReport, CpuList, Flavor, HaltPoll, Progress};
 use port::Deployment;
@@ -61,37 +61,9 @@ pub struct Watchers {
 #[derive(Debug, Clone, Serialize)]
 pub struct MatrixSection {
     /// Every cell, clients × deployments.
-    #[serde(serialize_with = "cells_json")]
     pub cells: Vec<Cell>,
     /// Cells that differ from what the API promises (empty when the matrix holds).
     pub mismatches: Vec<String>,
-}
-
-/// The cells as JSON, with the expectation written out as `{"expect": "fails", "code":
-/// "UNIMPLEMENTED"}` (serde cannot write `Expect::Fails` as an internally tagged variant).
-fn cells_json<S: serde::Serializer>(cells: &[Cell], serializer: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq;
-    let mut seq = serializer.serialize_seq(Some(cells.len()))?;
-    for cell in cells {
-        let expected = match cell.expected {
-            Expect::Served { version } => {
-                serde_json::json!({"expect": "served", "version": version})
-            }
-            Expect::Unlabelled => serde_json::json!({"expect": "unlabelled"}),
-            Expect::Fails(code) => {
-                serde_json::json!({"expect": "fails", "code": matrix::code_name(code)})
-            }
-            Expect::Wrong => serde_json::json!({"expect": "wrong"}),
-        };
-        seq.serialize_element(&serde_json::json!({
-            "client": cell.client,
-            "deployment": cell.deployment,
-            "expected": expected,
-            "unary": cell.unary,
-            "stream": cell.stream,
-        }))?;
-    }
-    seq.end()
 }
 
 /// The two rollouts of the report: the same phases, clients back to back (closed loop) and on
