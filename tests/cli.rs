@@ -109,7 +109,15 @@ fn host_names_are_accepted_where_addresses_are() {
 #[test]
 fn matrix_json_goes_to_stdout_alone_and_names_expected_refusals() {
     let output = testbed(
-        &["matrix", "--client", "rust-v2", "--deployment", "v1-only", "--json", "-"],
+        &[
+            "matrix",
+            "--client",
+            "rust-v2",
+            "--deployment",
+            "v1-only",
+            "--json",
+            "-",
+        ],
         &[],
     );
     assert!(output.status.success(), "{}", stderr(&output));
