@@ -8,10 +8,8 @@ use crate::rollout::{self, RolloutOptions};
 use anyhow::Context;
 use bench::BenchOptions;
 use port::Deployment;
-use port::deployment::catalog;
 use port::server::{self, Layout, ServeOptions};
-use port::upstream::UpstreamSpec;
-use router::RouteTable;
+use port::upstream::{DescriptorsSpec, UpstreamSpec};
 use services::Api;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,10 +28,17 @@ pub struct ServeArgs {
     /// process's router.
     #[arg(long, conflicts_with_all = ["deployment", "upstreams"])]
     pub backend: Option<Api>,
-    /// Route to a backend in another process: NAME=VERSION@HOST:PORT[+PACKAGE...]; the API is
-    /// increment.v{MAJOR}, +increment.v1 also routes v1 requests to it. Repeatable.
+    /// Route to a backend in another process: NAME=VERSION@HOST:PORT[+PACKAGE...]. Which API
+    /// packages it implements is read from it by gRPC reflection at start (or from
+    /// --descriptors); +PACKAGE also routes an older package's requests to it, if compat finds
+    /// no breaking wire change. Repeatable.
     #[arg(long = "upstream", conflicts_with = "deployment")]
     pub upstreams: Vec<UpstreamSpec>,
+    /// NAME=FILE: the descriptors of upstream NAME (a FileDescriptorSet, as `protoc
+    /// --include_imports -o` or `buf build -o` write, or a directory of .proto files), for an
+    /// upstream that serves no reflection. Repeatable.
+    #[arg(long = "descriptors", requires = "upstreams")]
+    pub descriptors: Vec<DescriptorsSpec>,
     /// Limits and timeouts.
     #[command(flatten)]
     pub options: ServeOptions,
@@ -44,15 +49,13 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let (layout, label) = if let Some(api) = args.backend {
         (Layout::Direct(vec![api]), format!("{api} backend"))
     } else if !args.upstreams.is_empty() {
-        let backends = args
-            .upstreams
-            .iter()
-            .map(|upstream| upstream.backend_with_ca(args.options.tls.upstream_ca.as_deref()))
-            .collect::<Result<Vec<_>, _>>()
-            .context("bad upstream")?;
-        let table =
-            RouteTable::new(catalog()?, backends).context("cannot route to these upstreams")?;
-        (Layout::Routed(table), "router over upstreams".to_string())
+        // What each upstream implements is read from it now, before the port opens.
+        let ca = args.options.tls.upstream_ca.as_deref();
+        let gateway = port::upstream::gateway(&args.upstreams, &args.descriptors, ca).await?;
+        (
+            Layout::Routed(gateway.table),
+            "router over upstreams".to_string(),
+        )
     } else {
         let layout = args.deployment.layout(args.options.max_message_bytes)?;
         (layout, args.deployment.to_string())

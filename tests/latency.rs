@@ -172,11 +172,11 @@ fn current_thread_runtime_pinned_to_one_cpu_runs_too_and_writes_json_and_plot() 
         "{}",
         report.render()
     );
-    let dir = std::env::temp_dir().join(format!("testbed-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    report.write_json(&dir.join("bench.json")).unwrap();
+    let dir = crate::common::temp_dir("bench");
+    let path = dir.path().join("bench.json");
+    report.write_json(&path).unwrap();
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("bench.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(json["runtime"], "current-thread");
     assert_eq!(json["cpus"], one_cpu.to_string());
     assert_eq!(json["warmup"], 400);
@@ -185,8 +185,8 @@ fn current_thread_runtime_pinned_to_one_cpu_runs_too_and_writes_json_and_plot() 
         serde_json::json!(["tcp", "unary-v1", "unary-h2", "unary-router", "unary-tls"])
     );
     assert_eq!(json["rows"][1]["final_value"], 200);
-    report.plot(&dir.join("bench.svg")).unwrap();
-    let svg = std::fs::read_to_string(dir.join("bench.svg")).unwrap();
+    report.plot(&dir.path().join("bench.svg")).unwrap();
+    let svg = std::fs::read_to_string(dir.path().join("bench.svg")).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("gRPC unary v1"),
         "{svg}"
@@ -228,9 +228,8 @@ fn a_row_asked_for_by_name_that_cannot_run_fails_the_run_outside_ci_too() {
 
 #[test]
 fn a_plot_path_that_is_not_svg_is_refused_before_the_run() {
-    let dir = std::env::temp_dir().join(format!("testbed-bench-png-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (png, json) = (dir.join("bench.png"), dir.join("bench.json"));
+    let dir = crate::common::temp_dir("bench-png");
+    let (png, json) = (dir.path().join("bench.png"), dir.path().join("bench.json"));
     let (png_arg, json_arg) = (png.display().to_string(), json.display().to_string());
     let args = ["--row", "harness", "--requests", "10", "--warmup", "0"];
     let outputs = ["--plot", &png_arg, "--json", &json_arg];

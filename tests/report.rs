@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 fn report() -> &'static (PathBuf, PathBuf) {
     static REPORT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     REPORT.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("testbed-report-{}", std::process::id()));
+        // Cargo's folder for integration tests' files (under target/), since a static keeps
+        // these for the whole run and would never remove a temporary folder.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report");
         std::fs::create_dir_all(&dir).unwrap();
         let (json, html) = (dir.join("report.json"), dir.join("report.html"));
         let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
@@ -228,6 +230,36 @@ fn the_page_shows_the_jsons_matrix_rollout_and_latency_figures() {
 }
 
 /// Headless Chromium, or why there is none (`None` when the test should be skipped).
+#[test]
+fn the_page_documents_both_versions_and_the_changelog_from_the_json() {
+    let (json, html) = load();
+    let api = &json["api"];
+    // Independent of the report: the protos say v2 adds `step` to the request.
+    let proto = include_str!("../proto/v2/increment.proto");
+    assert!(proto.contains("optional int64 step = 2;"));
+    let verdict = api["changelog"]["verdict"].as_str().unwrap();
+    assert_eq!(verdict, "minor");
+    assert!(
+        html.contains(&format!("Changelog v1 → v2: {verdict}")),
+        "the page shows the JSON's verdict"
+    );
+    for finding in api["changelog"]["findings"].as_array().unwrap() {
+        let element = finding["element"].as_str().unwrap();
+        assert!(
+            html.contains(&format!("<code>{element}</code>")),
+            "{element}"
+        );
+    }
+    for version in api["versions"].as_array().unwrap() {
+        for message in version["messages"].as_array().unwrap() {
+            for field in message["fields"].as_array().unwrap() {
+                let name = field["name"].as_str().unwrap();
+                assert!(html.contains(&format!("<code>{name}</code>")), "{name}");
+            }
+        }
+    }
+}
+
 fn chromium() -> Option<PathBuf> {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
         if let Ok(out) = Command::new("which").arg(name).output()

@@ -15,10 +15,12 @@ use std::time::Duration;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-fn pki() -> (TestPki, PkiFiles) {
+/// Fresh certificates, written to a temporary folder that lives as long as the returned guard.
+fn pki() -> (TestPki, PkiFiles, tempfile::TempDir) {
     let pki = TestPki::generate().expect("certificates are made");
-    let files = pki.write_to(&temp_dir("tls")).expect("written");
-    (pki, files)
+    let dir = temp_dir("tls");
+    let files = pki.write_to(dir.path()).expect("written");
+    (pki, files, dir)
 }
 
 async fn start_tls(files: &PkiFiles, mutual: bool) -> RunningServer {
@@ -85,7 +87,7 @@ async fn refused(server: &RunningServer, tls: &ClientTls) -> bool {
 
 #[tokio::test]
 async fn rust_clients_are_served_over_tls_and_plaintext_is_refused() {
-    let (pki, files) = pki();
+    let (pki, files, _dir) = pki();
     let server = start_tls(&files, false).await;
     served_over_tls(&server, &pki.client(None)).await;
 
@@ -107,7 +109,7 @@ async fn rust_clients_are_served_over_tls_and_plaintext_is_refused() {
 
 #[tokio::test]
 async fn mutual_tls_refuses_clients_without_a_good_certificate() {
-    let (pki, files) = pki();
+    let (pki, files, _dir) = pki();
     let server = start_tls(&files, true).await;
     let good = pki.client(Some((&pki.client_cert, &pki.client_key)));
     served_over_tls(&server, &good).await;
@@ -140,7 +142,7 @@ async fn grpcurl_calls_and_reflects_over_tls_and_mutual_tls() {
     if tool(client::tools::grpcurl()).is_none() {
         return;
     }
-    let (_, files) = pki();
+    let (_, files, _dir) = pki();
     let ca = files.ca_cert.to_str().unwrap();
     let cert = files.client_cert.to_str().unwrap();
     let key = files.client_key.to_str().unwrap();
@@ -210,7 +212,7 @@ async fn python_grpcio_is_served_over_tls_and_mutual_tls() {
     let Some(python) = tool(client::tools::python()) else {
         return;
     };
-    let (_, files) = pki();
+    let (_, files, _dir) = pki();
     let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let python_call = |addr: &str, cert: &str, key: &str| {
         let output = Command::new(&python)
@@ -246,7 +248,7 @@ async fn python_grpcio_is_served_over_tls_and_mutual_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_reaches_an_https_upstream_with_a_ca_file() {
-    let (_, files) = pki();
+    let (_, files, _dir) = pki();
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
     let args = [
         "serve",
@@ -284,7 +286,8 @@ async fn a_router_reaches_an_https_upstream_with_a_ca_file() {
 
     // Trusting another CA, the upstream is refused: UNAVAILABLE, not a wrong answer.
     let other = TestPki::generate().unwrap();
-    let other_files = other.write_to(&temp_dir("tls-other")).unwrap();
+    let other_dir = temp_dir("tls-other");
+    let other_files = other.write_to(other_dir.path()).unwrap();
     let distrusting = spec.backend_with_ca(Some(&other_files.ca_cert)).unwrap();
     let table =
         router::RouteTable::new(port::deployment::catalog().unwrap(), vec![distrusting]).unwrap();

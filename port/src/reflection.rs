@@ -6,11 +6,13 @@
 //! so this service asks which services are served at each reflection call and rebuilds the
 //! reflection services when that set has changed. Reflection calls are rare (a client lists
 //! once), so the rebuild costs nothing on the request path. Every file stays describable; only
-//! the listing follows the table, as health does.
+//! the listing follows the table, as health does. Behind a router the describable files are the
+//! route table's catalog (the union of what its upstreams declare) besides the port's own.
 
 use anyhow::Context;
 use http::{Request, Response};
 use router::{BoxFuture, RouterHandle};
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
@@ -67,7 +69,7 @@ struct Built {
 #[derive(Clone)]
 pub(crate) struct Reflection {
     served: Served,
-    descriptor_sets: Arc<[&'static [u8]]>,
+    descriptor_sets: Arc<[Cow<'static, [u8]>]>,
     built: Arc<Mutex<Option<Built>>>,
 }
 
@@ -80,9 +82,14 @@ impl std::fmt::Debug for Reflection {
 }
 
 impl Reflection {
-    /// Reflection over `descriptor_sets` (encoded `FileDescriptorSet`s), listing what `served`
-    /// says plus health and reflection.
-    pub(crate) fn new(served: Served, descriptor_sets: &[&'static [u8]]) -> anyhow::Result<Self> {
+    /// Reflection over `descriptor_sets` (encoded `FileDescriptorSet`s; where two hold a file
+    /// of the same name, the first wins), listing what `served` says plus health and
+    /// reflection. A router's port passes its catalog's descriptors too, so the services its
+    /// upstreams declare are describable.
+    pub(crate) fn new(
+        served: Served,
+        descriptor_sets: Vec<Cow<'static, [u8]>>,
+    ) -> anyhow::Result<Self> {
         let reflection = Self {
             served,
             descriptor_sets: descriptor_sets.into(),
@@ -105,7 +112,7 @@ impl Reflection {
                 self.descriptor_sets.iter().fold(
                     tonic_reflection::server::Builder::configure()
                         .include_reflection_service(false),
-                    |builder, set| builder.register_encoded_file_descriptor_set(set),
+                    |builder, set| builder.register_encoded_file_descriptor_set(set.as_ref()),
                 ),
                 |builder, name| builder.with_service_name(name.clone()),
             )

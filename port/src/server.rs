@@ -12,6 +12,7 @@ use anyhow::Context;
 use http::{Request, Response};
 use router::{InFlight, ProbeConfig, RouteTable, RouterHandle, UpstreamProbe};
 use services::Api;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -258,7 +259,7 @@ pub async fn start_with(
         options.max_message_bytes,
         open.clone(),
     )
-    .unary_methods(unary_methods()?)
+    .unary_methods(unary_methods(router.as_ref())?)
     .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());
@@ -307,8 +308,10 @@ async fn assemble(
 ) -> anyhow::Result<(PortService, Option<RouterHandle>)> {
     let apis = match layout {
         Layout::Routed(table) => {
+            // The catalog's descriptors (what the upstreams declare) become describable too.
+            let catalog = Cow::Owned(table.catalog().pool().encode_to_vec());
             let handle = RouterHandle::new(table, Some(health.clone())).await;
-            let routes = with_reflection(routes, Served::Router(handle.clone()))?;
+            let routes = with_reflection(routes, Served::Router(handle.clone()), Some(catalog))?;
             let service = BoxCloneSyncService::new(handle.layer().layer(routes));
             return Ok((service, Some(handle)));
         }
@@ -316,7 +319,7 @@ async fn assemble(
         Layout::Direct(ref apis) => apis.clone(),
     };
     let names = apis.iter().map(|api| api.service().to_string()).collect();
-    let routes = with_reflection(routes, Served::Fixed(names))?;
+    let routes = with_reflection(routes, Served::Fixed(names), None)?;
     // Without a router nothing changes what is mounted, so the mounted services are simply up.
     for api in &apis {
         health
@@ -363,10 +366,21 @@ async fn unknown_service(uri: http::Uri) -> Response<Body> {
 }
 
 /// The paths of every method whose client sends exactly one message (unary and
-/// server-streaming), from the descriptors the port serves.
-fn unary_methods() -> anyhow::Result<std::collections::HashSet<String>> {
+/// server-streaming), from the descriptors the port serves (and its router's catalog: the APIs
+/// its upstreams declare).
+fn unary_methods(
+    router: Option<&RouterHandle>,
+) -> anyhow::Result<std::collections::HashSet<String>> {
     use prost::Message;
     let mut paths = std::collections::HashSet::new();
+    if let Some(handle) = router {
+        let table = handle.table();
+        for service in table.catalog().pool().services() {
+            for method in service.methods().filter(|m| !m.is_client_streaming()) {
+                paths.insert(format!("/{}/{}", service.full_name(), method.name()));
+            }
+        }
+    }
     for encoded in DESCRIPTOR_SETS {
         let set = prost_types::FileDescriptorSet::decode(encoded)
             .context("a served file descriptor set does not decode")?;
@@ -398,8 +412,17 @@ const DESCRIPTOR_SETS: [&[u8]; 4] = [
 
 /// Mounts reflection that lists what `served` says, and a fallback that names what was asked
 /// for (tonic's own answers UNIMPLEMENTED with no message).
-fn with_reflection(mut routes: Routes, served: Served) -> anyhow::Result<Routes> {
-    let reflection = Reflection::new(served, &DESCRIPTOR_SETS)?;
+fn with_reflection(
+    mut routes: Routes,
+    served: Served,
+    catalog: Option<Cow<'static, [u8]>>,
+) -> anyhow::Result<Routes> {
+    let sets = DESCRIPTOR_SETS
+        .iter()
+        .map(|set| Cow::Borrowed(*set))
+        .chain(catalog)
+        .collect();
+    let reflection = Reflection::new(served, sets)?;
     let router = std::mem::take(routes.axum_router_mut());
     let router = [
         "grpc.reflection.v1.ServerReflection",

@@ -1,18 +1,33 @@
 //! `--upstream NAME=VERSION@ADDR[+PACKAGE...]`: a backend in another process, for the router.
 //!
-//! The API package is `increment.v{MAJOR}` of VERSION; `+increment.v1` also routes v1 requests
-//! to it (checked for wire compatibility when the table is built). Example:
+//! Which API an upstream implements is read from the upstream itself, off the request path:
+//! [`discover`] reads its descriptors by gRPC reflection (`grpc.reflection.v1`, falling back to
+//! `v1alpha`, with `compat`'s reader) or from a file given with `--descriptors NAME=FILE`, and
+//! takes every package that declares a service (`grpc.*` aside) as one it implements.
+//! `+PACKAGE` also routes requests for an older package to it, allowed only when compat finds no
+//! breaking `WIRE` or `GRPC` change from that package to the upstream's (checked when the table
+//! is built). [`gateway`] builds the route table whose catalog is the union of what the
+//! upstreams declare. Example:
 //! `--upstream v1=1.0.0@127.0.0.1:7001 --upstream v2=2.0.0@127.0.0.1:7002+increment.v1`.
 //! `ADDR` may start with `https://` (TLS, the upstream's certificate checked against
 //! `--upstream-ca`) or `http://` (plaintext h2c, the default).
+//!
+//! The increment shortcut: an upstream that implements `increment.v{N}`, or that cannot be read
+//! by reflection and has no descriptors file while `increment.v{MAJOR}` of its VERSION is one of
+//! the testbed's own APIs, is routed as before: the catalog then holds both increment versions
+//! from the compiled-in descriptors. ([`UpstreamSpec::backend`] builds such a backend without
+//! reading anything.)
 
-use anyhow::Context;
-use router::Backend;
+use anyhow::{Context, bail};
+use prost_reflect::DescriptorPool;
+use prost_types::FileDescriptorProto;
+use router::{ApiCatalog, Backend, RouteTable, RouterHandle};
 use semver::Version;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use std::time::{Duration, Instant};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// How long connecting to an upstream may take before the call fails `UNAVAILABLE`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,6 +107,25 @@ impl UpstreamSpec {
     /// [`backend`](Self::backend), an `https://` upstream's certificate checked against the
     /// CA certificate (PEM) in `ca` (`--upstream-ca`).
     pub fn backend_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Backend> {
+        let channel = self.channel_with_ca(ca)?;
+        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), channel);
+        Ok(self
+            .also_serving
+            .iter()
+            .fold(backend, |backend, package| backend.also_serving(package)))
+    }
+
+    fn backend_with(&self, ca: Option<Certificate>) -> Result<Backend, tonic::transport::Error> {
+        let channel = self.channel_with(ca)?;
+        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), channel);
+        Ok(self
+            .also_serving
+            .iter()
+            .fold(backend, |backend, package| backend.also_serving(package)))
+    }
+
+    /// The (lazy) channel to the upstream, with the CA certificate `ca` read from `path`.
+    fn channel_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Channel> {
         let ca = match ca {
             None => None,
             Some(path) => Some(
@@ -104,11 +138,11 @@ impl UpstreamSpec {
             "upstream {} is https:// and needs --upstream-ca to be trusted",
             self.name
         );
-        self.backend_with(ca.map(Certificate::from_pem))
+        self.channel_with(ca.map(Certificate::from_pem))
             .with_context(|| format!("bad upstream address {}", self.addr))
     }
 
-    fn backend_with(&self, ca: Option<Certificate>) -> Result<Backend, tonic::transport::Error> {
+    fn channel_with(&self, ca: Option<Certificate>) -> Result<Channel, tonic::transport::Error> {
         let url = match self.tls() {
             true => self.addr.clone(),
             false => format!("http://{}", self.addr),
@@ -127,12 +161,436 @@ impl UpstreamSpec {
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .connect_lazy();
-        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), channel);
-        Ok(self
-            .also_serving
-            .iter()
-            .fold(backend, |backend, package| backend.also_serving(package)))
+        Ok(channel)
     }
+}
+
+/// A parsed `--descriptors NAME=FILE` value: the descriptors of upstream NAME, read from FILE
+/// (a binary `FileDescriptorSet`, as `protoc --include_imports -o` or `buf build -o` write, or
+/// a directory of `.proto` files) instead of by reflection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescriptorsSpec {
+    /// The upstream's name.
+    pub name: String,
+    /// Where its descriptors are.
+    pub path: PathBuf,
+}
+
+impl FromStr for DescriptorsSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once('=') {
+            Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok(Self {
+                name: name.to_string(),
+                path: PathBuf::from(path),
+            }),
+            _ => Err(format!(
+                "{text:?}: expected NAME=FILE, e.g. v2=shop-v2.binpb (a FileDescriptorSet or a \
+                 directory of .proto files)"
+            )),
+        }
+    }
+}
+
+/// Where an upstream's descriptors came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DescriptorOrigin {
+    /// Read from the running upstream by gRPC reflection.
+    Reflection,
+    /// Read from a file given with `--descriptors`.
+    File(PathBuf),
+    /// The testbed's own compiled-in increment descriptors (the upstream could not be read and
+    /// its VERSION names one of the testbed's increment APIs).
+    BuiltIn,
+}
+
+impl std::fmt::Display for DescriptorOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DescriptorOrigin::Reflection => f.write_str("reflection"),
+            DescriptorOrigin::File(path) => write!(f, "{}", path.display()),
+            DescriptorOrigin::BuiltIn => f.write_str("the built-in increment descriptors"),
+        }
+    }
+}
+
+/// What one upstream declares: the API packages it implements and their descriptors.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The upstream.
+    pub spec: UpstreamSpec,
+    /// The packages it implements, sorted: every package with a service, except `grpc.*` and
+    /// the older packages its spec routes to it with `+PACKAGE`.
+    pub packages: Vec<String>,
+    /// The files of those packages (and of its `+PACKAGE`s, when it declares them), with their
+    /// imports.
+    pub pool: DescriptorPool,
+    /// Where the descriptors came from.
+    pub origin: DescriptorOrigin,
+    /// How long reading them took.
+    pub took: Duration,
+}
+
+/// Whether `package` is infrastructure every gRPC server may carry (health, reflection), not an
+/// API the gateway routes.
+fn is_grpc_infrastructure(package: &str) -> bool {
+    package == "grpc" || package.starts_with("grpc.")
+}
+
+/// `shop` for `shop.v2` or `shop.v2beta1`: the package up to its version component.
+fn package_stem(package: &str) -> &str {
+    match package.rsplit_once('.') {
+        Some((stem, last))
+            if last.starts_with('v') && last[1..].starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            stem
+        }
+        _ => package,
+    }
+}
+
+/// Reads what `spec` declares: from `descriptors` when given, else by reflection (v1, falling
+/// back to v1alpha). When neither works and VERSION's `increment.v{MAJOR}` is one of the
+/// testbed's own APIs, the compiled-in descriptors stand in (with a warning), so a router can
+/// still start before a testbed upstream is up.
+pub async fn discover(
+    spec: &UpstreamSpec,
+    descriptors: Option<&Path>,
+) -> anyhow::Result<Discovered> {
+    let started = Instant::now();
+    let loaded = match descriptors {
+        Some(path) => {
+            let source = compat::Source::parse(&path.display().to_string());
+            let api = source.load(&[]).await.with_context(|| {
+                format!(
+                    "cannot read the descriptors of upstream {} from {}",
+                    spec.name,
+                    path.display()
+                )
+            })?;
+            Ok((api.pool, DescriptorOrigin::File(path.to_path_buf())))
+        }
+        None if spec.tls() => Err(anyhow::anyhow!(
+            "upstream {} is https:// and its descriptors are not read by reflection over TLS",
+            spec.name
+        )),
+        None => compat::Source::Grpc(spec.addr.clone())
+            .load(&[])
+            .await
+            .map(|api| (api.pool, DescriptorOrigin::Reflection))
+            .map_err(anyhow::Error::from),
+    };
+    let (pool, origin) = match loaded {
+        Ok(found) => found,
+        Err(err)
+            if descriptors.is_none() && services::API_PACKAGES.contains(&spec.api().as_str()) =>
+        {
+            tracing::warn!(
+                upstream = %spec.name,
+                api = %spec.api(),
+                "cannot read the upstream's descriptors ({err:#}); taking it to be the testbed's {}, \
+                 as its version says",
+                spec.api()
+            );
+            (built_in_pool()?, DescriptorOrigin::BuiltIn)
+        }
+        Err(err) if descriptors.is_none() => {
+            return Err(err.context(format!(
+                "cannot learn which API upstream {} ({}) serves: it must serve gRPC reflection \
+                 (grpc.reflection.v1 or v1alpha), or give its descriptors with --descriptors \
+                 {}=FILE (a FileDescriptorSet from `protoc --include_imports -o FILE` or \
+                 `buf build -o FILE`, or a directory of .proto files)",
+                spec.name, spec.addr, spec.name
+            )));
+        }
+        Err(err) => return Err(err),
+    };
+    let packages: Vec<String> = if origin == DescriptorOrigin::BuiltIn {
+        vec![spec.api()]
+    } else {
+        let declared: BTreeSet<String> = pool
+            .services()
+            .map(|service| service.package_name().to_string())
+            .filter(|package| !is_grpc_infrastructure(package))
+            .collect();
+        if declared.contains("") {
+            tracing::warn!(upstream = %spec.name, "services without a package are not routed");
+        }
+        declared
+            .into_iter()
+            .filter(|package| !package.is_empty() && !spec.also_serving.contains(package))
+            .collect()
+    };
+    if packages.is_empty() {
+        bail!(
+            "upstream {} declares no API service of its own in {origin} (only grpc.* or the \
+             packages given with +PACKAGE); nothing to route to it",
+            spec.name
+        );
+    }
+    let wanted: Vec<&str> = packages
+        .iter()
+        .chain(&spec.also_serving)
+        .map(String::as_str)
+        .collect();
+    let pool = restricted(&pool, &wanted)
+        .with_context(|| format!("the descriptors of upstream {} do not link", spec.name))?;
+    Ok(Discovered {
+        spec: spec.clone(),
+        packages,
+        pool,
+        origin,
+        took: started.elapsed(),
+    })
+}
+
+/// The testbed's own API descriptors.
+fn built_in_pool() -> anyhow::Result<DescriptorPool> {
+    DescriptorPool::decode(services::FILE_DESCRIPTOR_SET)
+        .context("the built-in descriptors do not decode")
+}
+
+/// A pool of the files of `packages` in `pool` and everything they import.
+fn restricted(pool: &DescriptorPool, packages: &[&str]) -> anyhow::Result<DescriptorPool> {
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<prost_reflect::FileDescriptor> = pool
+        .files()
+        .filter(|file| packages.contains(&file.package_name()))
+        .collect();
+    while let Some(file) = todo.pop() {
+        if keep.insert(file.name().to_string()) {
+            todo.extend(file.dependencies());
+        }
+    }
+    let mut out = DescriptorPool::new();
+    out.add_file_descriptor_protos(
+        pool.file_descriptor_protos()
+            .filter(|file| keep.contains(file.name()))
+            .cloned(),
+    )?;
+    Ok(out)
+}
+
+/// `file` without what does not change its meaning (comments and positions), for comparing
+/// two upstreams' copies of one file.
+fn meaning(file: &FileDescriptorProto) -> FileDescriptorProto {
+    FileDescriptorProto {
+        source_code_info: None,
+        ..file.clone()
+    }
+}
+
+/// One descriptor pool holding every upstream's files. Two upstreams may both carry a file
+/// (an import, or the same API) only when they agree on what it says.
+fn merged(upstreams: &[Discovered]) -> anyhow::Result<DescriptorPool> {
+    let mut files: BTreeMap<String, (FileDescriptorProto, &str)> = BTreeMap::new();
+    for upstream in upstreams {
+        for file in upstream.pool.file_descriptor_protos() {
+            match files.get(file.name()) {
+                Some((known, owner)) if meaning(known) != meaning(file) => bail!(
+                    "upstreams {owner} and {} declare {} differently; one gateway routes one \
+                     meaning of each file (version the package, e.g. shop.v2, instead of \
+                     changing it in place)",
+                    upstream.spec.name,
+                    file.name()
+                ),
+                Some(_) => {}
+                None => {
+                    files.insert(file.name().to_string(), (file.clone(), &upstream.spec.name));
+                }
+            }
+        }
+    }
+    let mut pool = DescriptorPool::new();
+    pool.add_file_descriptor_protos(files.into_values().map(|(file, _)| file))
+        .context("the upstreams' descriptors do not link together")?;
+    Ok(pool)
+}
+
+impl Discovered {
+    /// The router backends forwarding to this upstream over one (lazy) channel: one backend
+    /// named NAME when it implements one package; else one per package, named NAME/PACKAGE,
+    /// each routed the `+PACKAGE`s that are older versions of its package.
+    pub fn backends(&self, ca: Option<&Path>) -> anyhow::Result<Vec<Backend>> {
+        let spec = &self.spec;
+        let channel = spec.channel_with_ca(ca)?;
+        let single = self.packages.len() == 1;
+        for older in &spec.also_serving {
+            if !single
+                && !self
+                    .packages
+                    .iter()
+                    .any(|p| package_stem(p) == package_stem(older))
+            {
+                bail!(
+                    "upstream {} implements several packages ({}); +{older} must be an older \
+                     version of one of them (the same package up to its version, like shop.v1 \
+                     for shop.v2)",
+                    spec.name,
+                    self.packages.join(", ")
+                );
+            }
+        }
+        Ok(self
+            .packages
+            .iter()
+            .map(|package| {
+                let name = match single {
+                    true => spec.name.clone(),
+                    false => format!("{}/{package}", spec.name),
+                };
+                let backend =
+                    Backend::remote(&name, spec.version.clone(), package, channel.clone());
+                spec.also_serving
+                    .iter()
+                    .filter(|older| single || package_stem(older) == package_stem(package))
+                    .fold(backend, |backend, older| backend.also_serving(older))
+            })
+            .collect())
+    }
+
+    /// Whether this upstream takes part in the testbed's own increment API.
+    fn is_increment(&self) -> bool {
+        self.packages
+            .iter()
+            .chain(&self.spec.also_serving)
+            .any(|package| services::API_PACKAGES.contains(&package.as_str()))
+    }
+}
+
+/// A gateway's route table over its upstreams, and what each declared.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The table: its catalog is the union of what the upstreams declare.
+    pub table: RouteTable,
+    /// What each upstream declared, in the order given.
+    pub upstreams: Vec<Discovered>,
+}
+
+/// Reads what each upstream declares ([`discover`]; `descriptors` name files for some of them)
+/// and builds the route table over them: the catalog holds every package they implement or
+/// are routed with `+PACKAGE`, read from the union of their descriptors, and the table refuses
+/// a `+PACKAGE` that compat finds breaking (quoting the findings). `ca` trusts `https://`
+/// upstreams.
+pub async fn gateway(
+    specs: &[UpstreamSpec],
+    descriptors: &[DescriptorsSpec],
+    ca: Option<&Path>,
+) -> anyhow::Result<Gateway> {
+    if let Some(unknown) = descriptors
+        .iter()
+        .find(|d| !specs.iter().any(|s| s.name == d.name))
+    {
+        bail!(
+            "--descriptors {}={}: no --upstream is named {:?}",
+            unknown.name,
+            unknown.path.display(),
+            unknown.name
+        );
+    }
+    let mut upstreams = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let file = descriptors
+            .iter()
+            .rev()
+            .find(|d| d.name == spec.name)
+            .map(|d| d.path.as_path());
+        let discovered = discover(spec, file).await?;
+        tracing::info!(
+            upstream = %spec.name,
+            packages = %discovered.packages.join(", "),
+            from = %discovered.origin,
+            took_ms = format_args!("{:.1}", discovered.took.as_secs_f64() * 1e3),
+            "descriptors read"
+        );
+        upstreams.push(discovered);
+    }
+    let mut pool = merged(&upstreams)?;
+    let mut packages: BTreeSet<String> = BTreeSet::new();
+    for upstream in &upstreams {
+        packages.extend(upstream.packages.iter().cloned());
+        packages.extend(upstream.spec.also_serving.iter().cloned());
+    }
+    if upstreams.iter().any(Discovered::is_increment) {
+        // As before discovery: both increment versions are managed (health reports the one no
+        // upstream serves NOT_SERVING), from the compiled-in descriptors where no upstream
+        // declared them.
+        let have: BTreeSet<String> = pool.files().map(|f| f.name().to_string()).collect();
+        let built_in = built_in_pool()?;
+        pool.add_file_descriptor_protos(
+            built_in
+                .file_descriptor_protos()
+                .filter(|file| !have.contains(file.name()))
+                .cloned(),
+        )
+        .context("the built-in descriptors do not link with the upstreams'")?;
+        packages.extend(services::API_PACKAGES.iter().map(|p| p.to_string()));
+    }
+    let declared: BTreeSet<String> = pool.files().map(|f| f.package_name().to_string()).collect();
+    for upstream in &upstreams {
+        for older in &upstream.spec.also_serving {
+            if !declared.contains(older) {
+                bail!(
+                    "upstream {} is to serve {older} (+{older}), but no upstream declares \
+                     {older}: list an upstream that serves it, or give descriptors holding both \
+                     versions with --descriptors {}=FILE, so that the gateway can check the two \
+                     are wire-compatible",
+                    upstream.spec.name,
+                    upstream.spec.name
+                );
+            }
+        }
+    }
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    let catalog = ApiCatalog::from_pool(pool, &packages)?;
+    let mut backends = Vec::new();
+    for upstream in &upstreams {
+        backends.extend(upstream.backends(ca)?);
+    }
+    let table = RouteTable::new(catalog, backends).context("cannot route to these upstreams")?;
+    Ok(Gateway { table, upstreams })
+}
+
+/// Adds an upstream to a running gateway: reads what it declares, checks that its packages are
+/// ones the gateway's catalog already holds with the same descriptors (the catalog is fixed
+/// when the gateway starts), and adds its backends (the table checks its `+PACKAGE`s).
+pub async fn add_upstream(
+    handle: &RouterHandle,
+    spec: &UpstreamSpec,
+    descriptors: Option<&Path>,
+    ca: Option<&Path>,
+) -> anyhow::Result<Discovered> {
+    let discovered = discover(spec, descriptors).await?;
+    let table = handle.table();
+    let catalog_pool = table.catalog().pool();
+    for package in &discovered.packages {
+        anyhow::ensure!(
+            table.catalog().manages(package),
+            "upstream {} implements {package}, which this gateway's catalog does not hold \
+             (it holds {}); restart the gateway with the upstream listed",
+            spec.name,
+            table.catalog().packages().join(", ")
+        );
+    }
+    for file in discovered.pool.file_descriptor_protos() {
+        let same = catalog_pool
+            .get_file_by_name(file.name())
+            .is_some_and(|known| meaning(known.file_descriptor_proto()) == meaning(file));
+        anyhow::ensure!(
+            same,
+            "upstream {} declares {} differently from the gateway's catalog",
+            spec.name,
+            file.name()
+        );
+    }
+    for backend in discovered.backends(ca)? {
+        handle
+            .add(backend)
+            .await
+            .with_context(|| format!("cannot add upstream {}", spec.name))?;
+    }
+    Ok(discovered)
 }
 
 /// Checks that `addr` is `HOST:PORT` (an IPv6 host in brackets), with a port number.

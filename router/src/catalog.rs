@@ -10,9 +10,8 @@
 //! at build time instead of answering wrongly at runtime, and the refusal quotes the findings
 //! with what each does on the wire.
 
-use prost::Message;
 use prost_reflect::DescriptorPool;
-use prost_types::{FileDescriptorSet, ServiceDescriptorProto};
+use prost_types::ServiceDescriptorProto;
 use std::collections::{HashMap, HashSet};
 
 /// Why a catalog could not be built or a compatibility check failed.
@@ -54,35 +53,46 @@ impl ApiCatalog {
     pub fn from_encoded(fds: &[u8], packages: &[&str]) -> Result<Self, CatalogError> {
         let pool =
             DescriptorPool::decode(fds).map_err(|e| CatalogError::Descriptors(Box::new(e)))?;
-        let fds = FileDescriptorSet::decode(fds)?;
-        let mut catalog = Self {
-            pool,
-            ..Self::default()
-        };
-        for file in &fds.file {
+        Self::from_pool(pool, packages)
+    }
+
+    /// Builds a catalog of `packages` from the descriptors in `pool` (the union of what a
+    /// gateway's upstreams declare, say). Every package must have a file in the pool.
+    pub fn from_pool(pool: DescriptorPool, packages: &[&str]) -> Result<Self, CatalogError> {
+        let mut services: HashMap<String, Vec<ServiceDescriptorProto>> = HashMap::new();
+        for file in pool.file_descriptor_protos() {
             let package = file.package();
             if packages.contains(&package) {
-                catalog
-                    .services
+                services
                     .entry(package.to_string())
                     .or_default()
                     .extend(file.service.iter().cloned());
             }
         }
         for package in packages {
-            if !catalog.services.contains_key(*package) {
+            if !services.contains_key(*package) {
                 return Err(CatalogError::UnknownPackage(package.to_string()));
             }
         }
-        for (package, services) in &catalog.services {
+        let mut paths = HashSet::new();
+        for (package, services) in &services {
             for service in services {
                 for method in &service.method {
-                    let path = format!("/{package}.{}/{}", service.name(), method.name());
-                    catalog.paths.insert(path);
+                    paths.insert(format!("/{package}.{}/{}", service.name(), method.name()));
                 }
             }
         }
-        Ok(catalog)
+        Ok(Self {
+            services,
+            pool,
+            paths,
+        })
+    }
+
+    /// Every descriptor the catalog was built from (managed packages, their imports, and
+    /// whatever else the pool held), for reflection and the compatibility checks.
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
     }
 
     /// Whether `package` is one of the managed API packages.

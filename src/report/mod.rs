@@ -8,6 +8,7 @@
 //! runs the complete study the README's results come from: three rounds in each of four
 //! placements (see [`placements`]).
 
+pub mod api;
 pub mod html;
 pub mod summary;
 
@@ -99,6 +100,8 @@ pub struct Report {
     pub rollout: RolloutSection,
     /// The latency runs, one per placement.
     pub latency: Vec<Placement>,
+    /// The API's versions as their protos declare them, and the changelog from v1 to v2.
+    pub api: api::ApiSection,
     /// What the run left out and why (e.g. no halt-polling placement without root).
     pub notes: Vec<String>,
 }
@@ -148,6 +151,7 @@ pub async fn run(options: &ReportOptions, watchers: &Watchers) -> anyhow::Result
             open_loop,
         },
         latency,
+        api: api::section()?,
         notes,
     })
 }
@@ -190,6 +194,13 @@ impl Report {
             out.push_str(&placement.report.render());
             out.push('\n');
         }
+        let changelog = &self.api.changelog;
+        out.push_str(&format!(
+            "## The API: v1 → v2 is a {} change ({} findings; `testbed check proto/v1 proto/v2` \
+             lists them)\n",
+            changelog.verdict.map_or("no", |bump| bump.as_str()),
+            changelog.findings.len()
+        ));
         out
     }
 }

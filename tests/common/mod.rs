@@ -107,16 +107,11 @@ pub(crate) async fn router_over_v2_process() -> (port::child::ChildServer, Runni
     (backend, server)
 }
 
-/// A new empty folder under the system's temporary folder, for files a test writes.
-pub(crate) fn temp_dir(label: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "testbed-{label}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temporary folder");
-    dir
+/// A new empty folder under the system's temporary folder, for files a test writes; removed when
+/// the returned guard drops.
+pub(crate) fn temp_dir(label: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("testbed-{label}-"))
+        .tempdir()
+        .expect("a temporary folder")
 }

@@ -1,0 +1,174 @@
+"""The example shop API (examples/shop/proto), served by plain Python grpcio: a server the testbed
+did not write, with gRPC reflection and health, for "Put your own API behind the gateway".
+
+Prints "serving shop VERSION on HOST:PORT" once it listens (the address last, so the testbed's
+ChildServer can read it). Stubs are generated from proto/ with grpcio-tools on first use (into
+generated/).
+Usage: server.py --version v1|v2 [--addr 127.0.0.1:0] [--no-reflection] [--descriptors FILE]
+"""
+
+import argparse
+import importlib
+import itertools
+import pathlib
+import sys
+import threading
+import time
+from concurrent import futures
+
+HERE = pathlib.Path(__file__).resolve().parent
+PROTO_ROOT = HERE / "proto"
+GENERATED = HERE / "generated"
+_generate_lock = threading.Lock()
+
+
+def load_stubs(version):
+    """Generates (if stale) and imports the messages and stubs of proto/shop/<version>."""
+    proto = PROTO_ROOT / "shop" / version / "shop.proto"
+    out = GENERATED / "shop" / version / "shop_pb2_grpc.py"
+    with _generate_lock:
+        if not out.exists() or out.stat().st_mtime < proto.stat().st_mtime:
+            from grpc_tools import protoc
+
+            GENERATED.mkdir(exist_ok=True)
+            args = [
+                "protoc",
+                f"-I{PROTO_ROOT}",
+                f"--python_out={GENERATED}",
+                f"--grpc_python_out={GENERATED}",
+                str(proto.relative_to(PROTO_ROOT)),
+            ]
+            if protoc.main(args) != 0:
+                sys.exit(f"grpc_tools.protoc failed on {proto}")
+    if str(GENERATED) not in sys.path:
+        sys.path.insert(0, str(GENERATED))
+    pb2 = importlib.import_module(f"shop.{version}.shop_pb2")
+    pb2_grpc = importlib.import_module(f"shop.{version}.shop_pb2_grpc")
+    return pb2, pb2_grpc
+
+
+def write_descriptors(version, path):
+    """Writes proto/shop/<version> (with imports) as a binary FileDescriptorSet to `path`."""
+    from grpc_tools import protoc
+
+    proto = PROTO_ROOT / "shop" / version / "shop.proto"
+    args = [
+        "protoc",
+        f"-I{PROTO_ROOT}",
+        "--include_imports",
+        f"--descriptor_set_out={path}",
+        str(proto.relative_to(PROTO_ROOT)),
+    ]
+    if protoc.main(args) != 0:
+        sys.exit(f"grpc_tools.protoc failed on {proto}")
+
+
+def products(pb2, version):
+    """The shop's stock; v2 also says how many of each are in stock."""
+    items = [
+        ("book-1", "The Pragmatic Programmer", 4299, pb2.CATEGORY_BOOKS, ["programming"], 12),
+        ("game-1", "Chess set", 2500, pb2.CATEGORY_GAMES, ["classic", "boxed"], 3),
+    ]
+    out = {}
+    for sku, name, price, category, tags, stock in items:
+        product = pb2.Product(sku=sku, name=name, price_cents=price, category=category, tags=tags)
+        if version == "v2":
+            product.stock = stock
+        out[sku] = product
+    return out
+
+
+def main():
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", choices=["v1", "v2"], required=True)
+    parser.add_argument("--addr", default="127.0.0.1:0")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument(
+        "--no-reflection",
+        action="store_true",
+        help="serve no gRPC reflection (the gateway then needs --descriptors NAME=FILE)",
+    )
+    parser.add_argument(
+        "--descriptors",
+        metavar="FILE",
+        help="write this version's FileDescriptorSet to FILE and exit",
+    )
+    args = parser.parse_args()
+    if args.descriptors:
+        write_descriptors(args.version, args.descriptors)
+        return
+    pb2, pb2_grpc = load_stubs(args.version)
+    catalog = products(pb2, args.version)
+    orders = {}
+    order_ids = itertools.count(1)
+    lock = threading.Lock()
+
+    class Shop(pb2_grpc.ShopServicer):
+        def GetProduct(self, request, context):
+            product = catalog.get(request.sku)
+            if product is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"no product {request.sku!r}")
+            return product
+
+        def PlaceOrder(self, request, context):
+            if not request.lines:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an order needs a line")
+            if request.WhichOneof("payment") is None:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an order needs a payment")
+            total = 0
+            for line in request.lines:
+                product = catalog.get(line.sku)
+                if product is None:
+                    context.abort(grpc.StatusCode.NOT_FOUND, f"no product {line.sku!r}")
+                if line.quantity < 1:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "quantity must be at least 1")
+                total += product.price_cents * line.quantity
+            if request.WhichOneof("payment") == "voucher_code":
+                total = 0
+            with lock:
+                order_id = f"{args.version}-{next(order_ids)}"
+                order = pb2.Order(
+                    order_id=order_id,
+                    lines=request.lines,
+                    total_cents=total,
+                    status=pb2.ORDER_STATUS_PLACED,
+                )
+                orders[order_id] = order
+            return order
+
+        def WatchOrder(self, request, context):
+            with lock:
+                order = orders.get(request.order_id)
+            if order is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"no order {request.order_id!r}")
+            for status in range(order.status, pb2.ORDER_STATUS_DELIVERED + 1):
+                yield pb2.OrderUpdate(order_id=order.order_id, status=status)
+                time.sleep(0.01)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers))
+    pb2_grpc.add_ShopServicer_to_server(Shop(), server)
+    service = pb2.DESCRIPTOR.services_by_name["Shop"].full_name
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", service):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if not args.no_reflection:
+        # Registers grpc.reflection.v1alpha (grpcio-reflection ≥ 1.62 also answers v1).
+        reflection.enable_server_reflection(
+            (service, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    host = args.addr.rsplit(":", 1)[0]
+    port = server.add_insecure_port(args.addr)
+    if port == 0:
+        sys.exit(f"cannot listen on {args.addr}")
+    server.start()
+    print(f"serving shop {args.version} on {host}:{port}", flush=True)
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()
