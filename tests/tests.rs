@@ -7,6 +7,7 @@ mod common;
 mod abuse;
 mod api;
 mod cli;
+mod gateway;
 mod grpcurl;
 mod hardening;
 mod latency;

@@ -9,11 +9,13 @@
 //! `cargo run --release -p compat --example speed` (buf from `.tools/node_modules/.bin/buf`
 //! or PATH; `SPEED_ONLY_OURS=1` skips buf).
 
+#[path = "../tests/buf_cli.rs"]
+mod buf_cli;
+
 use compat::{Api, Category, CheckOptions};
 use prost::Message;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const FILES: usize = 200;
@@ -96,19 +98,6 @@ fn generate(dir: &Path, new: bool) -> usize {
     changes
 }
 
-fn find_buf() -> Option<PathBuf> {
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/node_modules/.bin/buf");
-    if local.exists() {
-        return Some(local);
-    }
-    Command::new("buf")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| PathBuf::from("buf"))
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -145,12 +134,10 @@ fn main() {
     let buf = if std::env::var("SPEED_ONLY_OURS").is_ok() {
         None
     } else {
-        find_buf()
+        buf_cli::find_buf()
     };
     if buf.is_none() {
-        println!(
-            "buf not found: npm install --prefix .tools --no-audit --no-fund @bufbuild/buf@1.75.0"
-        );
+        println!("buf not found: {}", buf_cli::INSTALL);
     }
     let (old_bytes, new_bytes) = (
         std::fs::read(&paths[0]).unwrap(),
@@ -165,41 +152,24 @@ fn main() {
         ("WIRE_JSON", Category::WireJson),
         ("FILE", Category::File),
     ] {
+        let options = |confirm| CheckOptions {
+            categories: vec![cat],
+            map: vec![],
+            auto_pair: false,
+            confirm,
+        };
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let (mut n_ours, mut n_buf) = (0, 0);
         for _ in 0..5 {
             let t = Instant::now();
             let old = Api::from_descriptor_set_bytes(&old_bytes, "old").unwrap();
             let new = Api::from_descriptor_set_bytes(&new_bytes, "new").unwrap();
-            let report = compat::check(
-                &old,
-                &new,
-                &CheckOptions {
-                    categories: vec![cat],
-                    map: vec![],
-                    auto_pair: false,
-                    confirm: true,
-                },
-            );
+            let report = compat::check(&old, &new, &options(true));
             ours.push(t.elapsed());
             n_ours = report.breaking().count();
             if let Some(buf) = &buf {
-                let config = format!(r#"{{"version":"v2","breaking":{{"use":["{name}"]}}}}"#);
                 let t = Instant::now();
-                let out = Command::new(buf)
-                    .current_dir(tmp.path())
-                    .args([
-                        "breaking",
-                        "new.binpb",
-                        "--against",
-                        "old.binpb",
-                        "--config",
-                        &config,
-                        "--error-format",
-                        "json",
-                    ])
-                    .output()
-                    .unwrap();
+                let out = buf_cli::breaking(buf, tmp.path(), name).unwrap();
                 theirs.push(t.elapsed());
                 n_buf = String::from_utf8_lossy(&out.stdout).lines().count();
             }
@@ -210,16 +180,7 @@ fn main() {
         let new = Api::from_descriptor_set_bytes(&new_bytes, "new").unwrap();
         let decode = t.elapsed();
         let t = Instant::now();
-        let _ = compat::check(
-            &old,
-            &new,
-            &CheckOptions {
-                categories: vec![cat],
-                map: vec![],
-                auto_pair: false,
-                confirm: false,
-            },
-        );
+        let _ = compat::check(&old, &new, &options(false));
         let rules = t.elapsed();
         eprintln!(
             "{name}: decode {:.0} ms, rules {:.0} ms, rules + confirmation {:.0} ms",

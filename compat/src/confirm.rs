@@ -341,42 +341,57 @@ fn field_samples(desc: &MessageDescriptor, number: u32, only: Option<i32>) -> Ve
     out
 }
 
-fn run_field(
-    old: &MessageDescriptor,
-    new: &MessageDescriptor,
-    number: u32,
-    only: Option<i32>,
-) -> Confirmation {
+/// The first sample that reads differently under the other version.
+struct Difference<'a> {
+    /// Only in JSON (binary bytes agreed for every sample).
+    json: bool,
+    dir: &'static str,
+    from: &'a MessageDescriptor,
+    to: &'a MessageDescriptor,
+    effect: String,
+}
+
+impl Difference<'_> {
+    fn confirmation(&self, effect: String) -> Confirmation {
+        let (outcome, runtime) = if self.json {
+            (Outcome::JsonOnly, JSON)
+        } else {
+            (Outcome::Confirmed, PROST)
+        };
+        Confirmation {
+            outcome,
+            effect,
+            runtime: runtime.to_string(),
+        }
+    }
+}
+
+/// Writes the `samples` of each version and reads them under the other, in both directions:
+/// in binary first, then in JSON; compares field `number` (the whole message when `None`).
+fn first_difference<'a>(
+    old: &'a MessageDescriptor,
+    new: &'a MessageDescriptor,
+    samples: impl Fn(&MessageDescriptor) -> Vec<DynamicMessage>,
+    number: Option<u32>,
+) -> Option<Difference<'a>> {
+    type Diff = fn(&DynamicMessage, &MessageDescriptor, Option<u32>) -> Option<String>;
     let dirs = [("old→new", old, new), ("new→old", new, old)];
-    for (dir, from, to) in dirs {
-        for m in field_samples(from, number, only) {
-            if let Some(effect) = binary_diff(&m, to, Some(number)) {
-                return Confirmation {
-                    outcome: Outcome::Confirmed,
-                    effect: format!("{dir}: {effect}"),
-                    runtime: PROST.to_string(),
-                };
+    for (json, diff) in [(false, binary_diff as Diff), (true, json_diff)] {
+        for (dir, from, to) in dirs {
+            for m in samples(from) {
+                if let Some(effect) = diff(&m, to, number) {
+                    return Some(Difference {
+                        json,
+                        dir,
+                        from,
+                        to,
+                        effect,
+                    });
+                }
             }
         }
     }
-    for (dir, from, to) in dirs {
-        for m in field_samples(from, number, only) {
-            if let Some(effect) = json_diff(&m, to, Some(number)) {
-                return Confirmation {
-                    outcome: Outcome::JsonOnly,
-                    effect: format!("{dir}: {effect}"),
-                    runtime: JSON.to_string(),
-                };
-            }
-        }
-    }
-    Confirmation {
-        outcome: Outcome::Refuted,
-        effect: format!(
-            "field {number} decodes identically both ways (binary and JSON, set and unset)"
-        ),
-        runtime: PROST.to_string(),
-    }
+    None
 }
 
 fn confirm_field(
@@ -385,43 +400,38 @@ fn confirm_field(
     number: u32,
     only: Option<i32>,
 ) -> Confirmation {
-    run_field(old, new, number, only)
+    let samples = |from: &MessageDescriptor| field_samples(from, number, only);
+    match first_difference(old, new, samples, Some(number)) {
+        Some(d) => d.confirmation(format!("{}: {}", d.dir, d.effect)),
+        None => Confirmation {
+            outcome: Outcome::Refuted,
+            effect: format!(
+                "field {number} decodes identically both ways (binary and JSON, set and unset)"
+            ),
+            runtime: PROST.to_string(),
+        },
+    }
 }
 
 fn confirm_types(old: &MessageDescriptor, new: &MessageDescriptor) -> Confirmation {
-    let dirs = [("old→new", old, new), ("new→old", new, old)];
-    for (dir, from, to) in dirs {
-        let m = sample(from, 0);
-        if let Some(effect) = binary_diff(&m, to, None) {
-            return Confirmation {
-                outcome: Outcome::Confirmed,
-                effect: format!(
-                    "{dir} ({} as {}): {effect}",
-                    from.full_name(),
-                    to.full_name()
-                ),
-                runtime: PROST.to_string(),
-            };
-        }
-    }
-    for (dir, from, to) in dirs {
-        let m = sample(from, 0);
-        if let Some(effect) = json_diff(&m, to, None) {
-            return Confirmation {
-                outcome: Outcome::JsonOnly,
-                effect: format!("{dir}: {effect}"),
-                runtime: JSON.to_string(),
-            };
-        }
-    }
-    Confirmation {
-        outcome: Outcome::Refuted,
-        effect: format!(
-            "a full {} sample decodes identically as {} and back (binary and JSON)",
-            old.full_name(),
-            new.full_name()
-        ),
-        runtime: PROST.to_string(),
+    match first_difference(old, new, |from| vec![sample(from, 0)], None) {
+        Some(d) if d.json => d.confirmation(format!("{}: {}", d.dir, d.effect)),
+        Some(d) => d.confirmation(format!(
+            "{} ({} as {}): {}",
+            d.dir,
+            d.from.full_name(),
+            d.to.full_name(),
+            d.effect
+        )),
+        None => Confirmation {
+            outcome: Outcome::Refuted,
+            effect: format!(
+                "a full {} sample decodes identically as {} and back (binary and JSON)",
+                old.full_name(),
+                new.full_name()
+            ),
+            runtime: PROST.to_string(),
+        },
     }
 }
 
@@ -448,7 +458,7 @@ fn confirm_enum(
                 |nf| matches!(nf.kind(), Kind::Enum(ne) if ne.full_name() == new.full_name()),
             );
             if same {
-                let mut c = run_field(&m, &nm, f.number(), Some(number));
+                let mut c = confirm_field(&m, &nm, f.number(), Some(number));
                 c.effect = format!("via {}.{}: {}", m.full_name(), f.name(), c.effect);
                 return c;
             }

@@ -493,6 +493,9 @@ fn packages(api: &Api) -> BTreeSet<String> {
         .collect()
 }
 
+/// Where a finding points: the (new-side) file and the 1-based line.
+type Loc = (String, Option<u32>);
+
 /// By source path: the 1-based line and the index of the location.
 type Lines = HashMap<Vec<i32>, (u32, usize)>;
 
@@ -554,6 +557,126 @@ impl SourceIndex {
     }
 }
 
+/// What the deletion and addition rules need of a message, enum, service or extension.
+trait Declaration {
+    fn full_name(&self) -> &str;
+    fn package_name(&self) -> &str;
+    /// The message it is nested in (a service is never nested).
+    fn parent_message(&self) -> Option<MessageDescriptor>;
+    fn parent_file(&self) -> FileDescriptor;
+    fn path(&self) -> &[i32];
+    /// A synthesized map entry (never reported as added).
+    fn is_map_entry(&self) -> bool {
+        false
+    }
+}
+
+macro_rules! declaration {
+    ($t:ty, |$d:ident| parent: $parent:expr $(, map_entry: $map_entry:expr)?) => {
+        impl Declaration for $t {
+            fn full_name(&self) -> &str {
+                <$t>::full_name(self)
+            }
+            fn package_name(&self) -> &str {
+                <$t>::package_name(self)
+            }
+            fn parent_message(&self) -> Option<MessageDescriptor> {
+                let $d = self;
+                $parent
+            }
+            fn parent_file(&self) -> FileDescriptor {
+                <$t>::parent_file(self)
+            }
+            fn path(&self) -> &[i32] {
+                <$t>::path(self)
+            }
+            $(fn is_map_entry(&self) -> bool {
+                let $d = self;
+                $map_entry
+            })?
+        }
+    };
+}
+
+declaration!(MessageDescriptor, |d| parent: d.parent_message(), map_entry: d.is_map_entry());
+declaration!(EnumDescriptor, |d| parent: d.parent_message());
+declaration!(ServiceDescriptor, |_d| parent: None);
+declaration!(ExtensionDescriptor, |d| parent: d.parent_message());
+
+/// One side's declarations of one kind, by key, whatever their descriptor type.
+trait Declarations {
+    fn declaration(&self, key: &str) -> Option<&dyn Declaration>;
+    fn has(&self, key: &str) -> bool;
+    fn all(&self) -> Box<dyn Iterator<Item = (&String, &dyn Declaration)> + '_>;
+}
+
+impl<T: Declaration> Declarations for BTreeMap<String, T> {
+    fn declaration(&self, key: &str) -> Option<&dyn Declaration> {
+        self.get(key).map(|d| d as &dyn Declaration)
+    }
+    fn has(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+    fn all(&self) -> Box<dyn Iterator<Item = (&String, &dyn Declaration)> + '_> {
+        Box::new(self.iter().map(|(k, d)| (k, d as &dyn Declaration)))
+    }
+}
+
+/// Indexes of the kinds of declaration in [`DECLARATIONS`] and in `Side::by_file`.
+const MESSAGES: usize = 0;
+const ENUMS: usize = 1;
+const SERVICES: usize = 2;
+const EXTENSIONS: usize = 3;
+
+/// The rules about one kind of declaration being deleted or added.
+struct DeclarationRules {
+    /// The kind in messages: `message`.
+    noun: &'static str,
+    /// Deleted from a file (FILE category).
+    file_rule: &'static str,
+    /// Deleted from a package (PACKAGE category).
+    package_rule: &'static str,
+    /// Why a deletion alone has no wire effect.
+    deleted: &'static str,
+    /// The CHANGE entry of an addition, and the kind as the message's first word.
+    added: Option<(&'static str, &'static str)>,
+}
+
+const EXTENSION_DELETED: &str = "extension bytes are kept as unknown fields by readers without it";
+const SERVICE_DELETED: &str = "see GRPC_SERVICE_NO_DELETE for what callers get";
+
+/// By kind: [`MESSAGES`], [`ENUMS`], [`SERVICES`], [`EXTENSIONS`].
+static DECLARATIONS: [DeclarationRules; 4] = [
+    DeclarationRules {
+        noun: "message",
+        file_rule: "MESSAGE_NO_DELETE",
+        package_rule: "PACKAGE_MESSAGE_NO_DELETE",
+        deleted: TYPE_DELETED,
+        added: Some(("MESSAGE_ADDED", "Message")),
+    },
+    DeclarationRules {
+        noun: "enum",
+        file_rule: "ENUM_NO_DELETE",
+        package_rule: "PACKAGE_ENUM_NO_DELETE",
+        deleted: TYPE_DELETED,
+        added: Some(("ENUM_ADDED", "Enum")),
+    },
+    DeclarationRules {
+        noun: "service",
+        file_rule: "SERVICE_NO_DELETE",
+        package_rule: "PACKAGE_SERVICE_NO_DELETE",
+        deleted: SERVICE_DELETED,
+        added: Some(("SERVICE_ADDED", "Service")),
+    },
+    DeclarationRules {
+        noun: "extension",
+        file_rule: "EXTENSION_NO_DELETE",
+        package_rule: "PACKAGE_EXTENSION_NO_DELETE",
+        deleted: EXTENSION_DELETED,
+        added: None,
+    },
+];
+
 /// One side's elements by (new-side) full name.
 struct Side<'a> {
     _api: std::marker::PhantomData<&'a Api>,
@@ -600,23 +723,23 @@ impl<'a> Side<'a> {
             };
             let mut stack: Vec<MessageDescriptor> = file.messages().collect();
             for e in file.enums() {
-                side.enums.insert(add(1, e.full_name()), e);
+                side.enums.insert(add(ENUMS, e.full_name()), e);
             }
             for x in file.extensions() {
-                side.extensions.insert(add(3, x.full_name()), x);
+                side.extensions.insert(add(EXTENSIONS, x.full_name()), x);
             }
             while let Some(m) = stack.pop() {
                 stack.extend(m.child_messages());
                 for e in m.child_enums() {
-                    side.enums.insert(add(1, e.full_name()), e);
+                    side.enums.insert(add(ENUMS, e.full_name()), e);
                 }
                 for x in m.child_extensions() {
-                    side.extensions.insert(add(3, x.full_name()), x);
+                    side.extensions.insert(add(EXTENSIONS, x.full_name()), x);
                 }
-                side.messages.insert(add(0, m.full_name()), m);
+                side.messages.insert(add(MESSAGES, m.full_name()), m);
             }
             for s in file.services() {
-                side.services.insert(add(2, s.full_name()), s);
+                side.services.insert(add(SERVICES, s.full_name()), s);
             }
             side.by_file.insert(name.clone(), groups);
             side.files.insert(name.clone(), file);
@@ -624,13 +747,23 @@ impl<'a> Side<'a> {
         side
     }
 
-    fn loc(&self, file: &FileDescriptor, path: &[i32]) -> (String, Option<u32>) {
+    /// The declarations of one kind ([`MESSAGES`], [`ENUMS`], [`SERVICES`], [`EXTENSIONS`]).
+    fn declared(&self, kind: usize) -> &dyn Declarations {
+        match kind {
+            MESSAGES => &self.messages,
+            ENUMS => &self.enums,
+            SERVICES => &self.services,
+            _ => &self.extensions,
+        }
+    }
+
+    fn loc(&self, file: &FileDescriptor, path: &[i32]) -> Loc {
         (file.name().to_string(), self.src.line(file.name(), path))
     }
 
     /// Where an element of message `m` is declared: a synthesized map entry has no source of
     /// its own, so its fields point at the map field that declared it (as buf does).
-    fn loc_in(&self, m: &MessageDescriptor, path: &[i32]) -> (String, Option<u32>) {
+    fn loc_in(&self, m: &MessageDescriptor, path: &[i32]) -> Loc {
         if m.is_map_entry()
             && let Some(parent) = m.parent_message()
             && let Some(f) = parent
@@ -816,15 +949,16 @@ struct Engine<'x, 'a> {
 }
 
 impl Engine<'_, '_> {
-    fn push(
-        &mut self,
+    /// A rule finding, without a type-rename verdict.
+    fn raw(
+        &self,
         rule: &'static str,
         element: impl Into<String>,
-        loc: (String, Option<u32>),
+        loc: Loc,
         message: String,
         subject: Subject,
-    ) {
-        self.out.push(Raw {
+    ) -> Raw {
+        Raw {
             rule,
             element: element.into(),
             path: loc.0,
@@ -833,40 +967,45 @@ impl Engine<'_, '_> {
             subject,
             identical_rename: None,
             change: None,
-        });
+        }
     }
 
+    fn push(
+        &mut self,
+        rule: &'static str,
+        element: impl Into<String>,
+        loc: Loc,
+        message: String,
+        subject: Subject,
+    ) {
+        let raw = self.raw(rule, element, loc, message, subject);
+        self.out.push(raw);
+    }
+
+    /// A CHANGE entry (an addition or an edit no rule covers) with its bump.
     fn change(
         &mut self,
         rule: &'static str,
         element: impl Into<String>,
-        loc: (String, Option<u32>),
+        loc: Loc,
         message: String,
         bump: Bump,
     ) {
-        self.out.push(Raw {
-            rule,
-            element: element.into(),
-            path: loc.0,
-            line: loc.1,
-            message,
-            subject: Subject::NoWire("an addition or comment edit"),
-            identical_rename: None,
+        let subject = Subject::NoWire("an addition or comment edit");
+        let raw = Raw {
             change: Some(bump),
-        });
+            ..self.raw(rule, element, loc, message, subject)
+        };
+        self.out.push(raw);
     }
 
-    fn file_loc(&self, name: &str) -> (String, Option<u32>) {
+    fn file_loc(&self, name: &str) -> Loc {
         (name.to_string(), self.n.src.line(name, &[]).or(Some(1)))
     }
 
     /// Where buf points a deletion: the nearest enclosing message still present on the new
     /// side, else the new file with the old file's path, else the first new file of the package.
-    fn deleted_loc(
-        &self,
-        old_parent: Option<MessageDescriptor>,
-        old_file: &FileDescriptor,
-    ) -> (String, Option<u32>) {
+    fn deleted_loc(&self, old_parent: Option<MessageDescriptor>, old_file: &FileDescriptor) -> Loc {
         let mut parent = old_parent;
         while let Some(p) = parent {
             if let Some(m) = self.n.messages.get(&self.pairing.map(p.full_name())) {
@@ -918,94 +1057,34 @@ impl Engine<'_, '_> {
                 );
             }
             self.file_options(name, of, nf);
-            // Per-file deletions (FILE category).
             // Per-file deletions (FILE category), by names relative to each file's package
             // (a package rename is FILE_SAME_PACKAGE, not a deletion of everything).
-            type Names = BTreeMap<String, String>;
-            let per_file = |s: &Side, f: &FileDescriptor| -> (Names, Names, Names, Names) {
-                let names = |i: usize| -> Names {
+            for (group, kind) in DECLARATIONS.iter().enumerate() {
+                let names = |s: &Side, f: &FileDescriptor| -> BTreeMap<String, String> {
                     s.by_file
                         .get(f.name())
-                        .map(|g| g[i].iter().cloned().collect())
+                        .map(|g| g[group].iter().cloned().collect())
                         .unwrap_or_default()
                 };
-                (names(0), names(1), names(2), names(3))
-            };
-            let (om, oe, os, ox) = per_file(o, of);
-            let (nm, ne, ns, nx) = per_file(n, nf);
-            for k in om
-                .iter()
-                .filter(|(r, _)| !nm.contains_key(*r))
-                .map(|(_, k)| k)
-            {
-                let m = &o.messages[k];
-                let loc = self.deleted_loc(m.parent_message(), of);
-                self.push(
-                    "MESSAGE_NO_DELETE",
-                    m.full_name(),
-                    loc,
-                    format!(
-                        "Previously present message \"{}\" was deleted from file.",
-                        short(m.full_name(), m.package_name())
-                    ),
-                    Subject::NoWire(TYPE_DELETED),
-                );
-            }
-            for k in oe
-                .iter()
-                .filter(|(r, _)| !ne.contains_key(*r))
-                .map(|(_, k)| k)
-            {
-                let en = &o.enums[k];
-                let loc = self.deleted_loc(en.parent_message(), of);
-                self.push(
-                    "ENUM_NO_DELETE",
-                    en.full_name(),
-                    loc,
-                    format!(
-                        "Previously present enum \"{}\" was deleted from file.",
-                        short(en.full_name(), en.package_name())
-                    ),
-                    Subject::NoWire(TYPE_DELETED),
-                );
-            }
-            for k in os
-                .iter()
-                .filter(|(r, _)| !ns.contains_key(*r))
-                .map(|(_, k)| k)
-            {
-                let s = &o.services[k];
-                let loc = self.file_loc(name);
-                self.push(
-                    "SERVICE_NO_DELETE",
-                    s.full_name(),
-                    loc,
-                    format!(
-                        "Previously present service \"{}\" was deleted from file.",
-                        s.name()
-                    ),
-                    Subject::NoWire("see GRPC_SERVICE_NO_DELETE for what callers get"),
-                );
-            }
-            for k in ox
-                .iter()
-                .filter(|(r, _)| !nx.contains_key(*r))
-                .map(|(_, k)| k)
-            {
-                let x = &o.extensions[k];
-                let loc = self.deleted_loc(x.parent_message(), of);
-                self.push(
-                    "EXTENSION_NO_DELETE",
-                    x.full_name(),
-                    loc,
-                    format!(
-                        "Previously present extension \"{}\" was deleted from file.",
-                        short(x.full_name(), x.package_name())
-                    ),
-                    Subject::NoWire(
-                        "extension bytes are kept as unknown fields by readers without it",
-                    ),
-                );
+                let new_names = names(n, nf);
+                for (_, k) in names(o, of)
+                    .into_iter()
+                    .filter(|(r, _)| !new_names.contains_key(r))
+                {
+                    let d = o.declared(group).declaration(&k).expect("indexed by key");
+                    let loc = self.deleted_loc(d.parent_message(), of);
+                    self.push(
+                        kind.file_rule,
+                        d.full_name(),
+                        loc,
+                        format!(
+                            "Previously present {} \"{}\" was deleted from file.",
+                            kind.noun,
+                            short(d.full_name(), d.package_name())
+                        ),
+                        Subject::NoWire(kind.deleted),
+                    );
+                }
             }
         }
         for name in n.files.keys() {
@@ -1207,75 +1286,47 @@ impl Engine<'_, '_> {
         }
         // Like buf: a package-level deletion is only reported when the new package still
         // declares at least one element of that kind.
-        let has = |pkgs: &BTreeSet<&str>, pkg: &str| pkgs.contains(pkg);
-        let msg_pkgs: BTreeSet<&str> = n.messages.values().map(|m| m.package_name()).collect();
-        let enum_pkgs: BTreeSet<&str> = n.enums.values().map(|m| m.package_name()).collect();
-        let svc_pkgs: BTreeSet<&str> = n.services.values().map(|m| m.package_name()).collect();
-        let ext_pkgs: BTreeSet<&str> = n.extensions.values().map(|m| m.package_name()).collect();
-        for (k, m) in &o.messages {
-            if !n.messages.contains_key(k) && has(&msg_pkgs, &self.pairing.map(m.package_name())) {
-                let loc = self.deleted_loc(m.parent_message(), &m.parent_file());
-                self.push(
-                    "PACKAGE_MESSAGE_NO_DELETE",
-                    m.full_name(),
-                    loc,
-                    format!(
-                        "Previously present message \"{}\" was deleted from package \"{}\".",
-                        short(m.full_name(), m.package_name()),
-                        m.package_name()
-                    ),
-                    Subject::NoWire(TYPE_DELETED),
-                );
+        for (group, kind) in DECLARATIONS.iter().enumerate() {
+            let (old_all, new_all) = (o.declared(group), n.declared(group));
+            let new_pkgs: BTreeSet<&str> = new_all.all().map(|(_, d)| d.package_name()).collect();
+            for (k, d) in old_all.all() {
+                if !new_all.has(k) && new_pkgs.contains(self.pairing.map(d.package_name()).as_str())
+                {
+                    let loc = self.deleted_loc(d.parent_message(), &d.parent_file());
+                    self.push(
+                        kind.package_rule,
+                        d.full_name(),
+                        loc,
+                        format!(
+                            "Previously present {} \"{}\" was deleted from package \"{}\".",
+                            kind.noun,
+                            short(d.full_name(), d.package_name()),
+                            d.package_name()
+                        ),
+                        Subject::NoWire(kind.deleted),
+                    );
+                }
             }
         }
-        for (k, en) in &o.enums {
-            if !n.enums.contains_key(k) && has(&enum_pkgs, &self.pairing.map(en.package_name())) {
-                let loc = self.deleted_loc(en.parent_message(), &en.parent_file());
-                self.push(
-                    "PACKAGE_ENUM_NO_DELETE",
-                    en.full_name(),
+    }
+
+    /// The `*_ADDED` change entries of one kind of declaration.
+    fn added(&mut self, group: usize) {
+        let kind = &DECLARATIONS[group];
+        let Some((rule, title)) = kind.added else {
+            return;
+        };
+        let (o, n) = (self.o, self.n);
+        let old_all = o.declared(group);
+        for (k, d) in n.declared(group).all() {
+            if !old_all.has(k) && !d.is_map_entry() {
+                let loc = n.loc(&d.parent_file(), d.path());
+                self.change(
+                    rule,
+                    k.clone(),
                     loc,
-                    format!(
-                        "Previously present enum \"{}\" was deleted from package \"{}\".",
-                        short(en.full_name(), en.package_name()),
-                        en.package_name()
-                    ),
-                    Subject::NoWire(TYPE_DELETED),
-                );
-            }
-        }
-        for (k, s) in &o.services {
-            if !n.services.contains_key(k) && has(&svc_pkgs, &self.pairing.map(s.package_name())) {
-                let loc = self.deleted_loc(None, &s.parent_file());
-                self.push(
-                    "PACKAGE_SERVICE_NO_DELETE",
-                    s.full_name(),
-                    loc,
-                    format!(
-                        "Previously present service \"{}\" was deleted from package \"{}\".",
-                        s.name(),
-                        s.package_name()
-                    ),
-                    Subject::NoWire("see GRPC_SERVICE_NO_DELETE for what callers get"),
-                );
-            }
-        }
-        for (k, x) in &o.extensions {
-            if !n.extensions.contains_key(k) && has(&ext_pkgs, &self.pairing.map(x.package_name()))
-            {
-                let loc = self.deleted_loc(x.parent_message(), &x.parent_file());
-                self.push(
-                    "PACKAGE_EXTENSION_NO_DELETE",
-                    x.full_name(),
-                    loc,
-                    format!(
-                        "Previously present extension \"{}\" was deleted from package \"{}\".",
-                        short(x.full_name(), x.package_name()),
-                        x.package_name()
-                    ),
-                    Subject::NoWire(
-                        "extension bytes are kept as unknown fields by readers without it",
-                    ),
+                    format!("{title} \"{k}\" was added."),
+                    Bump::Minor,
                 );
             }
         }
@@ -1290,18 +1341,7 @@ impl Engine<'_, '_> {
             };
             self.message_pair(om, nm);
         }
-        for (k, nm) in &n.messages {
-            if !o.messages.contains_key(k) && !nm.is_map_entry() {
-                let loc = n.loc(&nm.parent_file(), nm.path());
-                self.change(
-                    "MESSAGE_ADDED",
-                    k.clone(),
-                    loc,
-                    format!("Message \"{k}\" was added."),
-                    Bump::Minor,
-                );
-            }
-        }
+        self.added(MESSAGES);
     }
 
     fn message_pair(&mut self, om: &MessageDescriptor, nm: &MessageDescriptor) {
@@ -1318,25 +1358,29 @@ impl Engine<'_, '_> {
             om.full_name(),
         );
         // Fields deleted.
-        let new_reserved: Vec<std::ops::Range<u32>> = nm.reserved_ranges().collect();
-        let new_reserved_names: BTreeSet<&str> = nm.reserved_names().collect();
+        let (old_reserved, new_reserved) = (Reserved::message(om), Reserved::message(nm));
         for of in om.fields() {
             if nm.get_field(of.number()).is_some() {
                 continue;
             }
+            let deleted = Deleted {
+                rules: FIELD_DELETED,
+                element: format!("{element}.{}", of.name()),
+                loc: mloc.clone(),
+                what: format!(
+                    "Previously present field \"{}\" with name \"{}\" on message \"{mname}\" was deleted",
+                    of.number(),
+                    of.name()
+                ),
+                number: of.number().into(),
+                name: of.name(),
+            };
             let subject = Subject::Field {
                 old_msg: om.clone(),
                 new_msg: nm.clone(),
                 number: of.number(),
             };
-            let fel = format!("{element}.{}", of.name());
-            self.push("FIELD_NO_DELETE", fel.clone(), mloc.clone(), format!("Previously present field \"{}\" with name \"{}\" on message \"{mname}\" was deleted.", of.number(), of.name()), subject.clone());
-            if !new_reserved.iter().any(|r| r.contains(&of.number())) {
-                self.push("FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED", fel.clone(), mloc.clone(), format!("Previously present field \"{}\" with name \"{}\" on message \"{mname}\" was deleted without reserving the number \"{}\".", of.number(), of.name(), of.number()), subject.clone());
-            }
-            if !new_reserved_names.contains(of.name()) {
-                self.push("FIELD_NO_DELETE_UNLESS_NAME_RESERVED", fel, mloc.clone(), format!("Previously present field \"{}\" with name \"{}\" on message \"{mname}\" was deleted without reserving the name \"{}\".", of.number(), of.name(), of.name()), subject);
-            }
+            self.deleted(deleted, &new_reserved, subject);
         }
         for nf in nm.fields() {
             match om.get_field(nf.number()) {
@@ -1383,30 +1427,30 @@ impl Engine<'_, '_> {
                 .collect()
         };
         let (oreq, nreq) = (required(om), required(nm));
-        for num in oreq.difference(&nreq) {
-            self.push("MESSAGE_SAME_REQUIRED_FIELDS", element.clone(), mloc.clone(), format!("Message \"{mname}\" had required field \"{num}\" deleted. Required fields must always be sent, so if one side does not know about the required field, this will result in a breakage."), Subject::Field { old_msg: om.clone(), new_msg: nm.clone(), number: *num });
-        }
-        for num in nreq.difference(&oreq) {
-            let nf = nm.get_field(*num).expect("required field exists");
-            self.push("MESSAGE_SAME_REQUIRED_FIELDS", element.clone(), n.loc(&nfile, nf.path()), format!("Message \"{mname}\" had required field \"{num}\" added. Required fields must always be sent, so if one side does not know about the required field, this will result in a breakage."), Subject::Field { old_msg: om.clone(), new_msg: nm.clone(), number: *num });
+        for (how, nums) in [("deleted", &oreq - &nreq), ("added", &nreq - &oreq)] {
+            for num in nums {
+                // A deleted one points at the message, an added one at the new field.
+                let loc = match nm.get_field(num) {
+                    Some(nf) if how == "added" => n.loc(&nfile, nf.path()),
+                    _ => mloc.clone(),
+                };
+                let subject = Subject::Field {
+                    old_msg: om.clone(),
+                    new_msg: nm.clone(),
+                    number: num,
+                };
+                self.push("MESSAGE_SAME_REQUIRED_FIELDS", element.clone(), loc, format!("Message \"{mname}\" had required field \"{num}\" {how}. Required fields must always be sent, so if one side does not know about the required field, this will result in a breakage."), subject);
+            }
         }
         // Reserved ranges and names.
-        let new_ranges: Vec<(i64, i64)> = new_reserved
-            .iter()
-            .map(|r| (r.start as i64, r.end as i64 - 1))
-            .collect();
-        for rg in om.reserved_ranges() {
-            let (a, b) = (rg.start as i64, rg.end as i64 - 1);
-            let missing = subtract((a, b), &new_ranges);
-            if !missing.is_empty() {
-                self.push("RESERVED_MESSAGE_NO_DELETE", element.clone(), mloc.clone(), format!("Previously present reserved range \"[{a},{b}]\" on message \"{mname}\" is missing values: {} were removed.", fmt_ranges(&missing)), Subject::NoWire(RESERVED));
-            }
-        }
-        for name in om.reserved_names() {
-            if !new_reserved_names.contains(name) {
-                self.push("RESERVED_MESSAGE_NO_DELETE", element.clone(), mloc.clone(), format!("Previously present reserved name \"{name}\" on message \"{mname}\" was deleted."), Subject::NoWire(RESERVED));
-            }
-        }
+        let on = format!("message \"{mname}\"");
+        self.unreserved(
+            "RESERVED_MESSAGE_NO_DELETE",
+            &element,
+            &mloc,
+            &on,
+            (&old_reserved, &new_reserved),
+        );
         // Extension ranges.
         let new_ext: Vec<(i64, i64)> = nm
             .extension_ranges()
@@ -1429,15 +1473,12 @@ impl Engine<'_, '_> {
         if !accessor(om) && accessor(nm) {
             self.push("MESSAGE_NO_REMOVE_STANDARD_DESCRIPTOR_ACCESSOR", element.clone(), n.loc(&nfile, &[nm.path(), &[7, 2]].concat()), format!("Message \"{mname}\" changed option \"no_standard_descriptor_accessor\" from \"false\" to \"true\"."), Subject::NoWire(CODEGEN_OPTION));
         }
-        if json_format(&om.parent_file()) == "ALLOW" && json_format(&nfile) != "ALLOW" {
+        if let Some(to) = json_format_lost(&om.parent_file(), &nfile) {
             self.push(
                 "MESSAGE_SAME_JSON_FORMAT",
                 element.clone(),
                 mloc.clone(),
-                format!(
-                    "Message \"{mname}\" changed JSON format from \"ALLOW\" to \"{}\".",
-                    json_format(&nfile)
-                ),
+                format!("Message \"{mname}\" changed JSON format from \"ALLOW\" to \"{to}\"."),
                 Subject::NoWire(
                     "JSON field-name conflicts stop being rejected; bytes are unchanged",
                 ),
@@ -1558,27 +1599,27 @@ impl Engine<'_, '_> {
             let wire_bad = wire_group(&ok) != wire_group(&nk)
                 || (matches!(ok, Kind::Bytes) && matches!(nk, Kind::String))
                 || (named && oname != nname);
-            if wire_bad {
-                let mut raw = self.raw(
+            // Under WIRE and WIRE_JSON, a rename to an identical type is not breaking.
+            let json_bad = wire_bad || json_group(&ok) != json_group(&nk);
+            for (rule, breaks, same) in [
+                (
                     "FIELD_WIRE_COMPATIBLE_TYPE",
-                    &el,
-                    floc.clone(),
-                    msg.clone(),
-                    subject.clone(),
-                );
-                raw.identical_rename = identical.map(|x| (x.0, x.0));
-                self.out.push(raw);
-            }
-            if wire_bad || json_group(&ok) != json_group(&nk) {
-                let mut raw = self.raw(
+                    wire_bad,
+                    identical.map(|x| x.0),
+                ),
+                (
                     "FIELD_WIRE_JSON_COMPATIBLE_TYPE",
-                    &el,
-                    floc.clone(),
-                    msg,
-                    subject.clone(),
-                );
-                raw.identical_rename = identical.map(|x| (x.1, x.1));
-                self.out.push(raw);
+                    json_bad,
+                    identical.map(|x| x.1),
+                ),
+            ] {
+                if breaks {
+                    let raw = Raw {
+                        identical_rename: same.map(|x| (x, x)),
+                        ..self.raw(rule, &el, floc.clone(), msg.clone(), subject.clone())
+                    };
+                    self.out.push(raw);
+                }
             }
             if wire_group(&ok) == wire_group(&nk)
                 && !named
@@ -1592,30 +1633,15 @@ impl Engine<'_, '_> {
         let (oc, nc) = (cardinality(of), cardinality(nf));
         if oc != nc {
             let msg = format!("{head} changed cardinality from \"{oc}\" to \"{nc}\".");
-            self.push(
-                "FIELD_SAME_CARDINALITY",
-                el.clone(),
-                floc.clone(),
-                msg.clone(),
-                subject.clone(),
-            );
-            if wire_cardinality(oc, false) != wire_cardinality(nc, false) {
-                self.push(
-                    "FIELD_WIRE_COMPATIBLE_CARDINALITY",
-                    el.clone(),
-                    floc.clone(),
-                    msg.clone(),
-                    subject.clone(),
-                );
-            }
-            if wire_cardinality(oc, true) != wire_cardinality(nc, true) {
-                self.push(
-                    "FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY",
-                    el.clone(),
-                    floc.clone(),
-                    msg,
-                    subject.clone(),
-                );
+            let differs = |json: bool| wire_cardinality(oc, json) != wire_cardinality(nc, json);
+            for (rule, breaks) in [
+                ("FIELD_SAME_CARDINALITY", true),
+                ("FIELD_WIRE_COMPATIBLE_CARDINALITY", differs(false)),
+                ("FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY", differs(true)),
+            ] {
+                if breaks {
+                    self.push(rule, el.clone(), floc.clone(), msg.clone(), subject.clone());
+                }
             }
         }
         // Oneof membership.
@@ -1624,29 +1650,21 @@ impl Engine<'_, '_> {
                 .filter(|x| !x.is_synthetic())
                 .map(|x| x.name().to_string())
         };
-        match (oneof(of), oneof(nf)) {
-            (None, Some(_)) => self.push(
+        let moved = match (oneof(of), oneof(nf)) {
+            (None, Some(_)) => Some("from outside to inside a oneof".to_string()),
+            (Some(_), None) => Some("from inside to outside a oneof".to_string()),
+            (Some(a), Some(b)) if a != b => Some(format!("from oneof \"{a}\" to oneof \"{b}\"")),
+            _ => None,
+        };
+        if let Some(moved) = moved {
+            let msg = format!("{head} moved {moved}.");
+            self.push(
                 "FIELD_SAME_ONEOF",
                 el.clone(),
                 floc.clone(),
-                format!("{head} moved from outside to inside a oneof."),
+                msg,
                 subject.clone(),
-            ),
-            (Some(_), None) => self.push(
-                "FIELD_SAME_ONEOF",
-                el.clone(),
-                floc.clone(),
-                format!("{head} moved from inside to outside a oneof."),
-                subject.clone(),
-            ),
-            (Some(a), Some(b)) if a != b => self.push(
-                "FIELD_SAME_ONEOF",
-                el.clone(),
-                floc.clone(),
-                format!("{head} moved from oneof \"{a}\" to oneof \"{b}\"."),
-                subject.clone(),
-            ),
-            _ => {}
+            );
         }
         // Defaults.
         let (od, nd) = (
@@ -1725,26 +1743,6 @@ impl Engine<'_, '_> {
         }
     }
 
-    fn raw(
-        &self,
-        rule: &'static str,
-        el: &str,
-        loc: (String, Option<u32>),
-        message: String,
-        subject: Subject,
-    ) -> Raw {
-        Raw {
-            rule,
-            element: el.to_string(),
-            path: loc.0,
-            line: loc.1,
-            message,
-            subject,
-            identical_rename: None,
-            change: None,
-        }
-    }
-
     fn comments(
         &mut self,
         of: &FileDescriptor,
@@ -1767,6 +1765,69 @@ impl Engine<'_, '_> {
         }
     }
 
+    /// A deleted field or enum value: its plain deletion, and its deletion without
+    /// reserving the number or the name where the new side does not reserve them.
+    fn deleted(&mut self, d: Deleted, new_reserved: &Reserved, subject: Subject) {
+        let [plain, unless_number, unless_name] = d.rules;
+        let what = d.what;
+        let number = d.number;
+        let mut findings = vec![(plain, format!("{what}."))];
+        if !new_reserved.has_number(number) {
+            let why = format!("{what} without reserving the number \"{number}\".");
+            findings.push((unless_number, why));
+        }
+        if !new_reserved.names.contains(&d.name) {
+            let why = format!("{what} without reserving the name \"{}\".", d.name);
+            findings.push((unless_name, why));
+        }
+        for (rule, message) in findings {
+            self.push(
+                rule,
+                d.element.clone(),
+                d.loc.clone(),
+                message,
+                subject.clone(),
+            );
+        }
+    }
+
+    /// The reserved ranges and names of a message or enum (`on`: `message "Item"`) that the
+    /// new side no longer reserves.
+    fn unreserved(
+        &mut self,
+        rule: &'static str,
+        element: &str,
+        loc: &Loc,
+        on: &str,
+        (old, new): (&Reserved, &Reserved),
+    ) {
+        let ranges = old.ranges.iter().filter_map(|&(a, b)| {
+            let missing = subtract((a, b), &new.ranges);
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "Previously present reserved range \"[{a},{b}]\" on {on} is missing values: {} were removed.",
+                    fmt_ranges(&missing)
+                )
+            })
+        });
+        let names = old
+            .names
+            .iter()
+            .filter(|n| !new.names.contains(n))
+            .map(|name| {
+                format!("Previously present reserved name \"{name}\" on {on} was deleted.")
+            });
+        for message in ranges.chain(names) {
+            self.push(
+                rule,
+                element,
+                loc.clone(),
+                message,
+                Subject::NoWire(RESERVED),
+            );
+        }
+    }
+
     fn enums(&mut self) {
         let o = self.o;
         let n = self.n;
@@ -1777,11 +1838,8 @@ impl Engine<'_, '_> {
             let ename = short(ne.full_name(), ne.package_name());
             let element = oe.full_name().to_string();
             self.comments(&oe.parent_file(), oe.path(), &nfile, ne.path(), &element);
-            let new_ranges: Vec<(i64, i64)> = ne
-                .reserved_ranges()
-                .map(|r| (*r.start() as i64, *r.end() as i64))
-                .collect();
-            let new_names: BTreeSet<&str> = ne.reserved_names().collect();
+            let (old_reserved, new_reserved) =
+                (Reserved::enumeration(oe), Reserved::enumeration(ne));
             let mut seen = BTreeSet::new();
             for ov in oe.values() {
                 if !seen.insert(ov.number()) {
@@ -1796,16 +1854,17 @@ impl Engine<'_, '_> {
                 };
                 match ne.get_value(num) {
                     None => {
-                        self.push("ENUM_VALUE_NO_DELETE", vel.clone(), eloc.clone(), format!("Previously present enum value \"{num}\" on enum \"{ename}\" was deleted."), subject.clone());
-                        if !new_ranges
-                            .iter()
-                            .any(|(a, b)| (*a..=*b).contains(&(num as i64)))
-                        {
-                            self.push("ENUM_VALUE_NO_DELETE_UNLESS_NUMBER_RESERVED", vel.clone(), eloc.clone(), format!("Previously present enum value \"{num}\" on enum \"{ename}\" was deleted without reserving the number \"{num}\"."), subject.clone());
-                        }
-                        if !new_names.contains(ov.name()) {
-                            self.push("ENUM_VALUE_NO_DELETE_UNLESS_NAME_RESERVED", vel, eloc.clone(), format!("Previously present enum value \"{num}\" on enum \"{ename}\" was deleted without reserving the name \"{}\".", ov.name()), subject);
-                        }
+                        let deleted = Deleted {
+                            rules: ENUM_VALUE_DELETED,
+                            element: vel,
+                            loc: eloc.clone(),
+                            what: format!(
+                                "Previously present enum value \"{num}\" on enum \"{ename}\" was deleted"
+                            ),
+                            number: num.into(),
+                            name: ov.name(),
+                        };
+                        self.deleted(deleted, &new_reserved, subject);
                     }
                     Some(nv) => {
                         let new_for: Vec<prost_reflect::EnumValueDescriptor> =
@@ -1873,48 +1932,30 @@ impl Engine<'_, '_> {
                     );
                 }
             }
-            for rg in oe.reserved_ranges() {
-                let (a, b) = (*rg.start() as i64, *rg.end() as i64);
-                let missing = subtract((a, b), &new_ranges);
-                if !missing.is_empty() {
-                    self.push("RESERVED_ENUM_NO_DELETE", element.clone(), eloc.clone(), format!("Previously present reserved range \"[{a},{b}]\" on enum \"{ename}\" is missing values: {} were removed.", fmt_ranges(&missing)), Subject::NoWire(RESERVED));
-                }
-            }
-            for name in oe.reserved_names() {
-                if !new_names.contains(name) {
-                    self.push("RESERVED_ENUM_NO_DELETE", element.clone(), eloc.clone(), format!("Previously present reserved name \"{name}\" on enum \"{ename}\" was deleted."), Subject::NoWire(RESERVED));
-                }
-            }
+            let on = format!("enum \"{ename}\"");
+            self.unreserved(
+                "RESERVED_ENUM_NO_DELETE",
+                &element,
+                &eloc,
+                &on,
+                (&old_reserved, &new_reserved),
+            );
             let open = |f: &FileDescriptor| f.syntax() == Syntax::Proto3;
             if open(&oe.parent_file()) != open(&nfile) {
                 let t = |b: bool| if b { "open" } else { "closed" };
                 self.push("ENUM_SAME_TYPE", element.clone(), eloc.clone(), format!("Enum \"{ename}\" changed from {} to {}.", t(open(&oe.parent_file())), t(open(&nfile))), Subject::NoWire("unknown numbers are kept (open) or moved to unknown fields (closed); known values are unaffected"));
             }
-            if json_format(&oe.parent_file()) == "ALLOW" && json_format(&nfile) != "ALLOW" {
+            if let Some(to) = json_format_lost(&oe.parent_file(), &nfile) {
                 self.push(
                     "ENUM_SAME_JSON_FORMAT",
                     element.clone(),
                     eloc,
-                    format!(
-                        "Enum \"{ename}\" changed JSON format from \"ALLOW\" to \"{}\".",
-                        json_format(&nfile)
-                    ),
+                    format!("Enum \"{ename}\" changed JSON format from \"ALLOW\" to \"{to}\"."),
                     Subject::NoWire("JSON name conflicts stop being rejected; bytes are unchanged"),
                 );
             }
         }
-        for (k, ne) in &n.enums {
-            if !o.enums.contains_key(k) {
-                let loc = n.loc(&ne.parent_file(), ne.path());
-                self.change(
-                    "ENUM_ADDED",
-                    k.clone(),
-                    loc,
-                    format!("Enum \"{k}\" was added."),
-                    Bump::Minor,
-                );
-            }
-        }
+        self.added(ENUMS);
     }
 
     fn services(&mut self) {
@@ -1952,34 +1993,30 @@ impl Engine<'_, '_> {
             for om in os.methods() {
                 let el = om.full_name().to_string();
                 let Some(nmeth) = ns.methods().find(|m| m.name() == om.name()) else {
-                    self.push(
-                        "RPC_NO_DELETE",
-                        el.clone(),
-                        sloc.clone(),
-                        format!(
-                            "Previously present RPC \"{}\" on service \"{}\" was deleted.",
-                            om.name(),
-                            ns.name()
+                    for (rule, msg) in [
+                        (
+                            "RPC_NO_DELETE",
+                            format!(
+                                "Previously present RPC \"{}\" on service \"{}\" was deleted.",
+                                om.name(),
+                                ns.name()
+                            ),
                         ),
-                        Subject::Method {
+                        (
+                            "GRPC_RPC_NO_DELETE",
+                            format!(
+                                "Method /{}/{} is gone: old clients calling it get UNIMPLEMENTED.",
+                                os.full_name(),
+                                om.name()
+                            ),
+                        ),
+                    ] {
+                        let subject = Subject::Method {
                             old: om.clone(),
                             new: None,
-                        },
-                    );
-                    self.push(
-                        "GRPC_RPC_NO_DELETE",
-                        el,
-                        sloc.clone(),
-                        format!(
-                            "Method /{}/{} is gone: old clients calling it get UNIMPLEMENTED.",
-                            os.full_name(),
-                            om.name()
-                        ),
-                        Subject::Method {
-                            old: om.clone(),
-                            new: None,
-                        },
-                    );
+                        };
+                        self.push(rule, el.clone(), sloc.clone(), msg, subject);
+                    }
                     continue;
                 };
                 let mloc = n.loc(&nfile, nmeth.path());
@@ -1995,35 +2032,30 @@ impl Engine<'_, '_> {
                     (true, true) => "bidirectional streaming",
                 };
                 let un = |b: bool| if b { "streaming" } else { "unary" };
-                if om.is_client_streaming() != nmeth.is_client_streaming() {
-                    self.push(
+                for (rule, side, a, b) in [
+                    (
                         "RPC_SAME_CLIENT_STREAMING",
-                        el.clone(),
-                        mloc.clone(),
-                        format!(
-                            "RPC \"{}\" on service \"{}\" changed from client {} to client {}.",
-                            om.name(),
-                            ns.name(),
-                            un(om.is_client_streaming()),
-                            un(nmeth.is_client_streaming())
-                        ),
-                        subject.clone(),
-                    );
-                }
-                if om.is_server_streaming() != nmeth.is_server_streaming() {
-                    self.push(
+                        "client",
+                        om.is_client_streaming(),
+                        nmeth.is_client_streaming(),
+                    ),
+                    (
                         "RPC_SAME_SERVER_STREAMING",
-                        el.clone(),
-                        mloc.clone(),
-                        format!(
-                            "RPC \"{}\" on service \"{}\" changed from server {} to server {}.",
+                        "server",
+                        om.is_server_streaming(),
+                        nmeth.is_server_streaming(),
+                    ),
+                ] {
+                    if a != b {
+                        let msg = format!(
+                            "RPC \"{}\" on service \"{}\" changed from {side} {} to {side} {}.",
                             om.name(),
                             ns.name(),
-                            un(om.is_server_streaming()),
-                            un(nmeth.is_server_streaming())
-                        ),
-                        subject.clone(),
-                    );
+                            un(a),
+                            un(b)
+                        );
+                        self.push(rule, el.clone(), mloc.clone(), msg, subject.clone());
+                    }
                 }
                 let (oshape, nshape) = (
                     shape(om.is_client_streaming(), om.is_server_streaming()),
@@ -2074,8 +2106,10 @@ impl Engine<'_, '_> {
                         ot.full_name(),
                         nt.full_name()
                     );
-                    let mut raw = self.raw(rule, &el, mloc.clone(), msg.clone(), tsubject.clone());
-                    raw.identical_rename = Some((wire_same, json_same));
+                    let raw = Raw {
+                        identical_rename: Some((wire_same, json_same)),
+                        ..self.raw(rule, &el, mloc.clone(), msg.clone(), tsubject.clone())
+                    };
                     self.out.push(raw);
                     if !wire_same {
                         self.push(
@@ -2112,20 +2146,64 @@ impl Engine<'_, '_> {
                 }
             }
         }
-        for (k, ns) in &n.services {
-            if !o.services.contains_key(k) {
-                let loc = n.loc(&ns.parent_file(), ns.path());
-                self.change(
-                    "SERVICE_ADDED",
-                    k.clone(),
-                    loc,
-                    format!("Service \"{k}\" was added."),
-                    Bump::Minor,
-                );
-            }
-        }
+        self.added(SERVICES);
     }
 }
+
+/// The reserved numbers (inclusive ranges) and names of a message or enum.
+struct Reserved<'d> {
+    ranges: Vec<(i64, i64)>,
+    names: Vec<&'d str>,
+}
+
+impl<'d> Reserved<'d> {
+    fn message(m: &'d MessageDescriptor) -> Reserved<'d> {
+        Reserved {
+            ranges: m
+                .reserved_ranges()
+                .map(|r| (r.start as i64, r.end as i64 - 1))
+                .collect(),
+            names: m.reserved_names().collect(),
+        }
+    }
+
+    fn enumeration(e: &'d EnumDescriptor) -> Reserved<'d> {
+        Reserved {
+            ranges: e
+                .reserved_ranges()
+                .map(|r| (*r.start() as i64, *r.end() as i64))
+                .collect(),
+            names: e.reserved_names().collect(),
+        }
+    }
+
+    fn has_number(&self, n: i64) -> bool {
+        self.ranges.iter().any(|(a, b)| (*a..=*b).contains(&n))
+    }
+}
+
+/// A field or enum value that the new side no longer has.
+struct Deleted<'d> {
+    /// The plain deletion, the deletion without reserving the number, and the name.
+    rules: [&'static str; 3],
+    element: String,
+    loc: Loc,
+    /// "Previously present … was deleted", without the full stop.
+    what: String,
+    number: i64,
+    name: &'d str,
+}
+
+const FIELD_DELETED: [&str; 3] = [
+    "FIELD_NO_DELETE",
+    "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED",
+    "FIELD_NO_DELETE_UNLESS_NAME_RESERVED",
+];
+const ENUM_VALUE_DELETED: [&str; 3] = [
+    "ENUM_VALUE_NO_DELETE",
+    "ENUM_VALUE_NO_DELETE_UNLESS_NUMBER_RESERVED",
+    "ENUM_VALUE_NO_DELETE_UNLESS_NAME_RESERVED",
+];
 
 const TYPE_DELETED: &str = "a deleted type has no bytes of its own; fields and methods that used it are reported on their own";
 const RESERVED: &str = "reservations only guard future edits; current bytes are unaffected";
@@ -2136,6 +2214,11 @@ fn json_format(f: &FileDescriptor) -> &'static str {
         Syntax::Proto3 => "ALLOW",
         Syntax::Proto2 => "LEGACY_BEST_EFFORT",
     }
+}
+
+/// The new JSON format when it no longer is `ALLOW` (what buf reports).
+fn json_format_lost(old: &FileDescriptor, new: &FileDescriptor) -> Option<&'static str> {
+    (json_format(old) == "ALLOW" && json_format(new) != "ALLOW").then(|| json_format(new))
 }
 
 /// A name relative to its package (`Item.Inner`).

@@ -2,44 +2,29 @@
 //! `buf breaking NEW.binpb --against OLD.binpb`, except the differences listed in
 //! `compat::ALLOWED_DIFFERENCES`, each of which must really occur and be refuted on the wire.
 
-use crate::common::{cases, check_case, fds_bytes, load, repo_root};
+use crate::buf_cli::{INSTALL, breaking, find_buf};
+use crate::common::{cases, check_case, fds_bytes, load};
 use compat::{ALLOWED_DIFFERENCES, Category, Outcome};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const INSTALL: &str =
-    "npm install --prefix .tools --no-audit --no-fund @bufbuild/buf@1.75.0 (or scripts/setup)";
-
-fn find_buf() -> Option<PathBuf> {
-    let local = repo_root().join(".tools/node_modules/.bin/buf");
-    if local.exists() {
-        return Some(local);
+/// buf, or `None` when the test is to be skipped (outside CI, without buf): `skipping` says
+/// what is skipped.
+fn buf_or_skip(skipping: &str) -> Option<PathBuf> {
+    let buf = find_buf();
+    if buf.is_none() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("buf is not installed; install it with: {INSTALL} (or scripts/setup)");
+        }
+        eprintln!("{skipping}: buf not found; install it with: {INSTALL} (or scripts/setup)");
     }
-    let ok = Command::new("buf")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then(|| PathBuf::from("buf"))
+    buf
 }
 
 type Key = (String, String, u32);
 
-fn buf_findings(buf: &PathBuf, dir: &std::path::Path, category: &str) -> Vec<Key> {
-    let config = format!(r#"{{"version":"v2","breaking":{{"use":["{category}"]}}}}"#);
-    let out = Command::new(buf)
-        .current_dir(dir)
-        .args([
-            "breaking",
-            "new.binpb",
-            "--against",
-            "old.binpb",
-            "--config",
-            &config,
-            "--error-format",
-            "json",
-        ])
-        .output()
-        .expect("run buf");
+fn buf_findings(buf: &Path, dir: &Path, category: &str) -> Vec<Key> {
+    let out = breaking(buf, dir, category).expect("run buf");
     let code = out.status.code().unwrap_or(-1);
     assert!(
         code == 0 || code == 100,
@@ -72,11 +57,7 @@ fn buf_findings(buf: &PathBuf, dir: &std::path::Path, category: &str) -> Vec<Key
 
 #[test]
 fn corpus_matches_buf_per_category() {
-    let Some(buf) = find_buf() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("buf is not installed; install it with: {INSTALL}");
-        }
-        eprintln!("skipping the buf comparison: buf not found; install it with: {INSTALL}");
+    let Some(buf) = buf_or_skip("skipping the buf comparison") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -188,11 +169,7 @@ fn corpus_matches_buf_per_category() {
 /// findings as the directory it was built from.
 #[tokio::test]
 async fn buf_images_are_descriptor_set_inputs() {
-    let Some(buf) = find_buf() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("buf is not installed; install it with: {INSTALL}");
-        }
-        eprintln!("skipping: buf not found; install it with: {INSTALL}");
+    let Some(buf) = buf_or_skip("skipping") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 //! per-case expectations, the project's own API, the router function, inputs and bad input.
 
 mod buf;
+mod buf_cli;
 pub(crate) mod common;
 mod corpus;
 mod inputs;

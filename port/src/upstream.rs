@@ -251,9 +251,11 @@ fn package_stem(package: &str) -> &str {
 }
 
 /// Reads what `spec` declares: from `descriptors` when given, else by reflection (v1, falling
-/// back to v1alpha). When neither works and VERSION's `increment.v{MAJOR}` is one of the
-/// testbed's own APIs, the compiled-in descriptors stand in (with a warning), so a router can
-/// still start before a testbed upstream is up.
+/// back to v1alpha). When there is no file, VERSION's `increment.v{MAJOR}` is one of the
+/// testbed's own APIs and the upstream cannot be asked (nothing listens yet, or it is
+/// `https://`), the compiled-in descriptors stand in (with a warning), so a router can still
+/// start before a testbed upstream is up. An upstream that answers but serves no reflection
+/// needs its descriptors file.
 pub async fn discover(
     spec: &UpstreamSpec,
     descriptors: Option<&Path>,
@@ -281,11 +283,14 @@ pub async fn discover(
             .map(|api| (api.pool, DescriptorOrigin::Reflection))
             .map_err(anyhow::Error::from),
     };
+    // Only an upstream nobody can ask is taken at its version's word.
+    let unaskable = loaded.is_err()
+        && descriptors.is_none()
+        && services::API_PACKAGES.contains(&spec.api().as_str())
+        && (spec.tls() || !answers_tcp(&spec.addr).await);
     let (pool, origin) = match loaded {
         Ok(found) => found,
-        Err(err)
-            if descriptors.is_none() && services::API_PACKAGES.contains(&spec.api().as_str()) =>
-        {
+        Err(err) if unaskable => {
             tracing::warn!(
                 upstream = %spec.name,
                 api = %spec.api(),
@@ -343,6 +348,15 @@ pub async fn discover(
         origin,
         took: started.elapsed(),
     })
+}
+
+/// Whether something accepts TCP connections at `addr` (`HOST:PORT`) within a second.
+async fn answers_tcp(addr: &str) -> bool {
+    let connect = tokio::net::TcpStream::connect(addr);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), connect).await,
+        Ok(Ok(_))
+    )
 }
 
 /// The testbed's own API descriptors.

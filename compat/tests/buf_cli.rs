@@ -1,0 +1,41 @@
+//! Finding and running the buf CLI: one copy for the buf comparison tests and the speed
+//! example, which includes this file with `#[path]`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// How to install the buf the comparison is pinned to.
+pub(crate) const INSTALL: &str =
+    "npm install --prefix .tools --no-audit --no-fund @bufbuild/buf@1.75.0";
+
+/// buf from the repository's `.tools/node_modules/.bin/buf`, else `buf` on PATH if it runs.
+pub(crate) fn find_buf() -> Option<PathBuf> {
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/node_modules/.bin/buf");
+    if local.exists() {
+        return Some(local);
+    }
+    let ok = Command::new("buf")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then(|| PathBuf::from("buf"))
+}
+
+/// `buf breaking new.binpb --against old.binpb` in `dir` under one category, one JSON finding
+/// a line on stdout (exit code 100 when there are findings).
+pub(crate) fn breaking(buf: &Path, dir: &Path, category: &str) -> std::io::Result<Output> {
+    let config = format!(r#"{{"version":"v2","breaking":{{"use":["{category}"]}}}}"#);
+    Command::new(buf)
+        .current_dir(dir)
+        .args([
+            "breaking",
+            "new.binpb",
+            "--against",
+            "old.binpb",
+            "--config",
+            &config,
+            "--error-format",
+            "json",
+        ])
+        .output()
+}

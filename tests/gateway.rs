@@ -1,0 +1,367 @@
+//! The gateway in front of an API the testbed never saw: the example shop API
+//! (`examples/shop/`), two versions served by plain Python grpcio servers with reflection and
+//! health. `testbed serve --upstream` reads what each upstream declares by reflection at start,
+//! routes it, describes it, reports its health, steers by `x-api-version`, and refuses to retire
+//! v1 onto v2 because v2 narrowed a field.
+
+use crate::common::tool;
+use client::tools::MissingTool;
+use port::child::ChildServer;
+use port::upstream::{DescriptorOrigin, DescriptorsSpec, UpstreamSpec};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SHOP_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/server.py");
+
+/// The venv's Python, if it has grpcio with reflection and health (`bash scripts/setup`).
+fn shop_python() -> Option<PathBuf> {
+    let python = tool(client::tools::python())?;
+    let ok = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import grpc, grpc_tools, grpc_reflection, grpc_health",
+        ])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    let missing = MissingTool {
+        tool: "grpcio-reflection and grpcio-health-checking",
+        looked: format!(
+            "{} -c 'import grpc_reflection, grpc_health'",
+            python.display()
+        ),
+        fix: "bash scripts/setup (installs client/python/requirements.txt into .venv)",
+    };
+    tool(if ok { Ok(python) } else { Err(missing) })
+}
+
+/// `examples/shop/server.py --version VERSION` on a free port, plus `extra` flags.
+async fn shop(python: &Path, version: &str, extra: &[&str]) -> ChildServer {
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(SHOP_SERVER)
+        .args(["--version", version, "--addr", "127.0.0.1:0"])
+        .args(extra);
+    ChildServer::spawn(command, &format!("shop {version} server"))
+        .await
+        .expect("the Python shop server starts")
+}
+
+/// `testbed serve` on a free port with `args` (the upstreams).
+async fn gateway(args: &[String]) -> ChildServer {
+    let mut all = vec!["serve", "--addr", "127.0.0.1:0"];
+    all.extend(args.iter().map(String::as_str));
+    ChildServer::testbed(Path::new(env!("CARGO_BIN_EXE_testbed")), &all)
+        .await
+        .expect("the gateway starts")
+}
+
+/// Runs `grpcurl -plaintext FLAGS... ADDR REST...`; its stdout and stderr together, and
+/// whether it succeeded.
+fn grpcurl(grpcurl: &Path, flags: &[&str], addr: &str, rest: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(grpcurl)
+        .arg("-plaintext")
+        .args(flags)
+        .arg(addr)
+        .args(rest)
+        .output()
+        .expect("grpcurl runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// grpcurl that must succeed.
+fn ok(path: &Path, flags: &[&str], addr: &str, rest: &[&str]) -> String {
+    let (success, text) = grpcurl(path, flags, addr, rest);
+    assert!(success, "grpcurl {flags:?} {rest:?} failed: {text}");
+    text
+}
+
+fn spec(text: String) -> UpstreamSpec {
+    text.parse().expect("a valid upstream spec")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_the_testbed_never_saw_is_listed_described_called_and_steered_through_the_gateway() {
+    let (Some(python), Some(grpcurl_path)) = (shop_python(), tool(client::tools::grpcurl())) else {
+        return;
+    };
+    let v1 = shop(&python, "v1", &[]).await;
+    let v1_1 = shop(&python, "v1", &[]).await;
+    let v2 = shop(&python, "v2", &[]).await;
+    // How long reading the example API's descriptors by reflection takes (the gateway does it
+    // once, at start).
+    for (name, server) in [("v1", &v1), ("v2", &v2)] {
+        let found = port::upstream::discover(&spec(format!("{name}=1.0.0@{}", server.addr)), None)
+            .await
+            .expect("the shop server's descriptors are read by reflection");
+        assert_eq!(found.origin, DescriptorOrigin::Reflection);
+        assert_eq!(found.packages, [format!("shop.{name}")]);
+        eprintln!(
+            "descriptors of shop {name} read by reflection in {:?}",
+            found.took
+        );
+    }
+    let gw = gateway(&[
+        "--upstream".into(),
+        format!("v1=1.0.0@{}", v1.addr),
+        "--upstream".into(),
+        format!("v1-1=1.1.0@{}", v1_1.addr),
+        "--upstream".into(),
+        format!("v2=2.0.0@{}", v2.addr),
+    ])
+    .await;
+    let addr = gw.addr.to_string();
+    let g = grpcurl_path.as_path();
+    tokio::task::block_in_place(|| {
+        let list = ok(g, &[], &addr, &["list"]);
+        for service in ["shop.v1.Shop", "shop.v2.Shop", "grpc.health.v1.Health"] {
+            assert!(list.lines().any(|l| l == service), "{service} in {list}");
+        }
+        let described = ok(g, &[], &addr, &["describe", "shop.v2.Product"]);
+        assert!(described.contains("int32 stock = 6;"), "{described}");
+        assert!(described.contains("int32 price_cents = 3;"), "{described}");
+        let described = ok(g, &[], &addr, &["describe", "shop.v1.PlaceOrderRequest"]);
+        assert!(described.contains("oneof payment"), "{described}");
+
+        // Unpinned: the highest version serving the package answers.
+        let book = r#"{"sku": "book-1"}"#;
+        let get_v1 = ["shop.v1.Shop/GetProduct"];
+        let reply = ok(g, &["-v", "-d", book], &addr, &get_v1);
+        assert!(reply.contains("x-api-version: 1.1.0"), "{reply}");
+        assert!(reply.contains(r#""priceCents": "4299""#), "{reply}");
+        assert!(!reply.contains("stock"), "{reply}");
+        // Pinned.
+        let reply = ok(
+            g,
+            &["-v", "-H", "x-api-version: ~1.0", "-d", book],
+            &addr,
+            &get_v1,
+        );
+        assert!(reply.contains("x-api-version: 1.0.0"), "{reply}");
+        let (success, reply) = grpcurl(g, &["-H", "x-api-version: ^2", "-d", book], &addr, &get_v1);
+        assert!(!success, "{reply}");
+        assert!(reply.contains("Unimplemented"), "{reply}");
+        assert!(
+            reply.contains("no backend serves shop.v1 with x-api-version ^2"),
+            "{reply}"
+        );
+        let reply = ok(
+            g,
+            &["-v", "-H", "x-api-version: ^2", "-d", book],
+            &addr,
+            &["shop.v2.Shop/GetProduct"],
+        );
+        assert!(reply.contains("x-api-version: 2.0.0"), "{reply}");
+        assert!(reply.contains(r#""stock": 12"#), "{reply}");
+
+        // The repeated field, the oneof and the server stream, through the gateway.
+        let order = ok(
+            g,
+            &[
+                "-H",
+                "x-api-version: =2.0.0",
+                "-d",
+                r#"{"lines": [{"sku": "game-1", "quantity": 2}], "card_token": "tok"}"#,
+            ],
+            &addr,
+            &["shop.v2.Shop/PlaceOrder"],
+        );
+        assert!(order.contains(r#""orderId": "v2-1""#), "{order}");
+        assert!(order.contains(r#""totalCents": "5000""#), "{order}");
+        let updates = ok(
+            g,
+            &["-d", r#"{"order_id": "v2-1"}"#],
+            &addr,
+            &["shop.v2.Shop/WatchOrder"],
+        );
+        for status in ["PLACED", "SHIPPED", "DELIVERED"] {
+            assert!(
+                updates.contains(&format!("ORDER_STATUS_{status}")),
+                "{updates}"
+            );
+        }
+        // An error from the upstream itself passes through.
+        let (success, reply) = grpcurl(
+            g,
+            &["-d", r#"{"sku": "nope"}"#],
+            &addr,
+            &["shop.v2.Shop/GetProduct"],
+        );
+        assert!(!success && reply.contains("NotFound"), "{reply}");
+
+        // Health reports each routed service.
+        for service in ["shop.v1.Shop", "shop.v2.Shop"] {
+            let health = ok(
+                g,
+                &["-d", &format!(r#"{{"service": "{service}"}}"#)],
+                &addr,
+                &["grpc.health.v1.Health/Check"],
+            );
+            assert!(
+                health.contains(r#""status": "SERVING""#),
+                "{service}: {health}"
+            );
+        }
+    });
+    drop(gw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_refuses_to_retire_v1_onto_a_v2_that_narrowed_a_field() {
+    let Some(python) = shop_python() else {
+        return;
+    };
+    let v1 = shop(&python, "v1", &[]).await;
+    let v2 = shop(&python, "v2", &[]).await;
+    let findings = |text: &str| {
+        for part in [
+            "backend \"v2\" cannot serve shop.v1 requests",
+            "shop.v2 is not a wire-compatible superset of shop.v1",
+            "GRPC_FIELD_SAME_VALUE_RANGE",
+            "\"price_cents\"",
+            "from \"int64\" to \"int32\"",
+            "confirmed by prost",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+    };
+    // In process.
+    let specs = [
+        spec(format!("v1=1.0.0@{}", v1.addr)),
+        spec(format!("v2=2.0.0@{}+shop.v1", v2.addr)),
+    ];
+    let refused = port::upstream::gateway(&specs, &[], None)
+        .await
+        .expect_err("retiring v1 onto v2 is refused");
+    findings(&format!("{refused:#}"));
+    // And as `testbed serve`: it exits 1 before it listens, saying why.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--upstream"])
+        .arg(format!("v1=1.0.0@{}", v1.addr))
+        .arg("--upstream")
+        .arg(format!("v2=2.0.0@{}+shop.v1", v2.addr))
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("testbed serve exits")
+        .expect("testbed serve runs");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "it never listened");
+    findings(&String::from_utf8_lossy(&out.stderr));
+    // Both side by side are fine.
+    let table = port::upstream::gateway(
+        &specs.map(|mut s| {
+            s.also_serving.clear();
+            s
+        }),
+        &[],
+        None,
+    )
+    .await
+    .expect("v1 and v2 side by side")
+    .table;
+    assert!(table.is_served("shop.v1") && table.is_served("shop.v2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_without_reflection_is_read_from_a_descriptors_file() {
+    let (Some(python), Some(grpcurl_path)) = (shop_python(), tool(client::tools::grpcurl())) else {
+        return;
+    };
+    let dir = crate::common::temp_dir("gateway-descriptors");
+    let file = dir.path().join("shop-v2.binpb");
+    let written = std::process::Command::new(&python)
+        .arg(SHOP_SERVER)
+        .args(["--version", "v2", "--descriptors"])
+        .arg(&file)
+        .status()
+        .expect("server.py runs");
+    assert!(written.success());
+    let v2 = shop(&python, "v2", &["--no-reflection"]).await;
+    let specs = [spec(format!("v2=2.0.0@{}", v2.addr))];
+    let err = port::upstream::gateway(&specs, &[], None)
+        .await
+        .expect_err("no reflection, no file: nothing says what v2 serves");
+    assert!(
+        format!("{err:#}").contains("--descriptors v2=FILE"),
+        "{err:#}"
+    );
+    let descriptors = [DescriptorsSpec {
+        name: "v2".into(),
+        path: file.clone(),
+    }];
+    let gateway = port::upstream::gateway(&specs, &descriptors, None)
+        .await
+        .expect("the file says what v2 serves");
+    assert_eq!(gateway.upstreams[0].origin, DescriptorOrigin::File(file));
+    assert_eq!(gateway.upstreams[0].packages, ["shop.v2"]);
+    let server = port::server::start_layout(
+        "127.0.0.1:0".parse().unwrap(),
+        port::Layout::Routed(gateway.table),
+        "gateway",
+    )
+    .await
+    .expect("the gateway starts");
+    let addr = server.addr.to_string();
+    tokio::task::block_in_place(|| {
+        let list = ok(&grpcurl_path, &[], &addr, &["list"]);
+        assert!(list.lines().any(|l| l == "shop.v2.Shop"), "{list}");
+        let reply = ok(
+            &grpcurl_path,
+            &["-d", r#"{"sku": "game-1"}"#],
+            &addr,
+            &["shop.v2.Shop/GetProduct"],
+        );
+        assert!(reply.contains(r#""stock": 3"#), "{reply}");
+    });
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_increment_api_is_discovered_and_routed_as_before() {
+    let exe = Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let v2 = ChildServer::testbed(exe, &["serve", "--backend", "v2", "--addr", "127.0.0.1:0"])
+        .await
+        .expect("the v2 backend starts");
+    let specs = [spec(format!("v2=2.0.0@{}+increment.v1", v2.addr))];
+    let gateway = port::upstream::gateway(&specs, &[], None)
+        .await
+        .expect("v2 retires v1");
+    assert_eq!(gateway.upstreams[0].origin, DescriptorOrigin::Reflection);
+    assert_eq!(gateway.upstreams[0].packages, ["increment.v2"]);
+    assert_eq!(
+        gateway.table.catalog().packages(),
+        ["increment.v1", "increment.v2"]
+    );
+    let backends = gateway.table.backends();
+    assert_eq!(backends[0].serves, ["increment.v2", "increment.v1"]);
+    // An upstream that is not up yet: the version's increment API stands in, so the router
+    // can still start first.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    // v1 cannot serve v2: refused, as before.
+    let specs = [spec(format!("v1=1.0.0@{dead_addr}+increment.v2"))];
+    let err = port::upstream::gateway(&specs, &[], None)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("\"step\""), "{err:#}");
+    let specs = [spec(format!("v1=1.0.0@{dead_addr}"))];
+    let gateway = port::upstream::gateway(&specs, &[], None)
+        .await
+        .expect("a testbed upstream may start later");
+    assert_eq!(gateway.upstreams[0].origin, DescriptorOrigin::BuiltIn);
+    assert!(gateway.table.is_served("increment.v1"));
+    // Any other API must be readable.
+    let specs = [spec(format!("shop=3.0.0@{dead_addr}"))];
+    let err = port::upstream::gateway(&specs, &[], None)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("--descriptors shop=FILE"),
+        "{err:#}"
+    );
+}
