@@ -14,7 +14,7 @@ use services::Api;
 use std::net::SocketAddr;
 use std::time::Duration;
 use testbed::matrix::ClientKind::{self, *};
-use testbed::matrix::Outcome;
+use testbed::matrix::{Expect, Outcome};
 use tonic::Code;
 
 /// The three columns of a proxy's matrix.
@@ -96,16 +96,20 @@ fn external_tools_present(client: ClientKind) -> bool {
     }
 }
 
-/// What a cell must show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// The correct values, and the version the client saw named (the router's `x-api-version`
-    /// response header, or v2's `served_by_version`); `None`: nothing names it.
-    Ok(Option<&'static str>),
-    /// This status code.
-    Fails(Code),
+/// The matrix's own expectations, in this file's shorthand: the correct values named as
+/// served by a version, or by nothing; a status code.
+#[allow(non_snake_case)]
+const fn Ok(version: Option<&'static str>) -> Expect {
+    match version {
+        Some(version) => Expect::Served { version },
+        None => Expect::Unlabelled,
+    }
 }
-use Expect::*;
+
+#[allow(non_snake_case)]
+const fn Fails(code: Code) -> Expect {
+    Expect::Fails { code }
+}
 
 /// The proxy's own trailers-only `UNIMPLEMENTED`: `x-api-version` pins a major version that no
 /// backend behind it serves for the path.
@@ -157,14 +161,6 @@ const EXPECTED: [(ClientKind, [Expect; 3]); 8] = [
     ),
 ];
 
-fn fits(expect: Expect, outcome: &Outcome) -> bool {
-    match (expect, outcome) {
-        (Ok(version), Outcome::Correct { served_by, .. }) => served_by.as_deref() == version,
-        (Fails(code), Outcome::Status { code: got, .. }) => code == *got,
-        _ => false,
-    }
-}
-
 async fn matrix_through(kind: ProxyKind) {
     let mut mismatches = Vec::new();
     for (i, column) in COLUMNS.into_iter().enumerate() {
@@ -178,7 +174,7 @@ async fn matrix_through(kind: ProxyKind) {
             for mode in [Mode::Unary, Mode::Stream] {
                 let result = client.call(stack.proxy.addr(), mode).await;
                 let outcome = Outcome::judge(client.api(), mode, result);
-                if !fits(row[i], &outcome) {
+                if !row[i].fits(&outcome) {
                     mismatches.push(format!(
                         "{kind} {column:?}, {} {mode:?}: expected {:?}, got {outcome:?}",
                         client.label(),
@@ -299,7 +295,7 @@ async fn x_api_version_rules_as_far_as_each_proxy_can_read_them() {
                     },
                     other => other,
                 };
-                if !fits(row[i], &outcome) {
+                if !row[i].fits(&outcome) {
                     mismatches.push(format!(
                         "{kind} {column:?}, {api} x-api-version {requirement:?}: expected {:?}, got {outcome:?}",
                         row[i]

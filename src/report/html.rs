@@ -406,10 +406,19 @@ fn tick_label(v: f64) -> String {
 }
 
 /// The log axis covering `[min, max]`, from a power of ten to the next.
-fn log_range(min: f64, max: f64) -> (f64, f64) {
+/// Powers of ten around the positive `values`, for a log axis (`None` when there are none).
+fn log_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    let (min, max) =
+        values
+            .into_iter()
+            .filter(|v| *v > 0.0)
+            .fold(None, |range: Option<(f64, f64)>, v| match range {
+                None => Some((v, v)),
+                Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+            })?;
     let lo = 10f64.powf(min.max(1e-3).log10().floor());
     let hi = 10f64.powf(max.max(lo * 10.0).log10().ceil());
-    (lo, hi)
+    Some((lo, hi))
 }
 
 fn rollout(page: &mut String, rollout: &Value) {
@@ -594,11 +603,7 @@ fn timeline(page: &mut String, load: &Value) {
         top2 - 10.0,
         bucket_s * 1e3
     );
-    if let (Some(min), Some(max)) = (
-        p99s.iter().copied().reduce(f64::min),
-        p99s.iter().copied().reduce(f64::max),
-    ) {
-        let (lo, hi) = log_range(min, max);
+    if let Some((lo, hi)) = log_range(p99s.iter().copied()) {
         let y2 = |v: f64| top2 + panel - panel * (v / lo).log10() / (hi / lo).log10();
         for t in log_ticks(lo, hi) {
             let _ = write!(
@@ -730,19 +735,13 @@ fn bars(page: &mut String, r: &Value) {
         .filter(|row| text(&row["row"]) != "harness")
         .collect();
     let typical = |row: &Value| num(&row["p50_us"]).or_else(|| num(&row["mean_us"]));
-    let values: Vec<f64> = rows
+    let values = rows
         .iter()
         .flat_map(|row| [typical(row), num(&row["p99_us"])])
-        .flatten()
-        .filter(|v| *v > 0.0)
-        .collect();
-    let (Some(min), Some(max)) = (
-        values.iter().copied().reduce(f64::min),
-        values.iter().copied().reduce(f64::max),
-    ) else {
+        .flatten();
+    let Some((lo, hi)) = log_range(values) else {
         return;
     };
-    let (lo, hi) = log_range(min, max);
     let (w, label_w, right, band, top) = (1000.0, 290.0, 170.0, 24.0, 30.0);
     let height = top + band * rows.len() as f64 + 20.0;
     let x = |v: f64| label_w + (w - label_w - right) * (v.max(lo) / lo).log10() / (hi / lo).log10();
@@ -841,18 +840,12 @@ fn percentiles(page: &mut String, r: &Value) {
                 .map(|row| (i, row))
         })
         .collect();
-    let values: Vec<f64> = rows
+    let values = rows
         .iter()
-        .flat_map(|(_, row)| keys.iter().filter_map(|(_, k)| num(&row[*k])))
-        .filter(|v| *v > 0.0)
-        .collect();
-    let (Some(min), Some(max)) = (
-        values.iter().copied().reduce(f64::min),
-        values.iter().copied().reduce(f64::max),
-    ) else {
+        .flat_map(|(_, row)| keys.iter().filter_map(|(_, k)| num(&row[*k])));
+    let Some((lo, hi)) = log_range(values) else {
         return;
     };
-    let (lo, hi) = log_range(min, max);
     let (w, h, left, legend_w, top) = (640.0, 260.0, 60.0, 220.0, 20.0);
     let plot_w = w - left - legend_w;
     let plot_h = h - top - 30.0;
