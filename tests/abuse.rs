@@ -7,12 +7,11 @@
 
 use crate::common::frames::{self, RawConn, grpc_headers, header_block, resident_kib};
 use crate::common::raw::{frame, send, send_method, send_with};
-use crate::common::{start, v1_client};
+use crate::common::{probe, probe_addr, start, until_idle, v1_client};
 use port::child::ChildServer;
 use port::deployment::Deployment;
 use port::server::{self, RunningServer, ServeOptions};
 use services::pb::v1;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tonic::Code;
 
@@ -27,22 +26,6 @@ const MEMORY_BOUND_KIB: u64 = 64 * 1024;
 
 /// Generous bound for the server to act (GOAWAY, close); never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Proves the server still answers correctly, from a new connection.
-async fn probe_addr(addr: SocketAddr) {
-    let mut client = v1::incrementer_client::IncrementerClient::new(
-        client::connect(addr).await.expect("a new client connects"),
-    );
-    let reply = client.increment(v1::IncrementRequest { value: 41 }).await;
-    assert_eq!(
-        reply.expect("the server still serves").into_inner().value,
-        42
-    );
-}
-
-async fn probe(server: &RunningServer) {
-    probe_addr(server.addr).await;
-}
 
 /// `testbed serve` (side by side, default limits unless `extra` says) in a child process.
 async fn child(extra: &[&str]) -> ChildServer {
@@ -722,17 +705,6 @@ async fn a_repeated_x_api_version_is_invalid_argument() {
 // client that cancels mid-stream; a deadline shorter than the work). status_code_and_message
 // and custom_metadata need an echoing service (grpc.testing.TestService), not served here.
 
-/// Waits (bounded) until the server has no open request.
-async fn until_idle(server: &RunningServer) {
-    tokio::time::timeout(PATIENCE, async {
-        while server.open_requests() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{} requests still open", server.open_requests()));
-}
-
 #[tokio::test]
 async fn interop_empty_stream() {
     let server = start(Deployment::SideBySide).await;
@@ -743,7 +715,7 @@ async fn interop_empty_stream() {
         let replies = client.increment_stream(&[], None).await;
         assert_eq!(replies.expect("an empty stream ends OK"), []);
     }
-    until_idle(&server).await;
+    until_idle(&server, PATIENCE).await;
     server.shutdown().await.unwrap();
 }
 
@@ -753,7 +725,7 @@ async fn interop_cancel_after_begin() {
     let (mut send, _replies) = crate::common::raw::open_call(server.addr, STREAM_V2).await;
     assert_eq!(server.open_requests(), 1);
     send.send_reset(h2::Reason::CANCEL);
-    until_idle(&server).await;
+    until_idle(&server, PATIENCE).await;
     probe(&server).await;
     server.shutdown().await.unwrap();
 }
@@ -807,6 +779,6 @@ async fn interop_concurrent_calls_on_one_channel() {
             .expect("every concurrent call is answered correctly");
     }
     assert_eq!(server.open_connections(), 1);
-    until_idle(&server).await;
+    until_idle(&server, PATIENCE).await;
     server.shutdown().await.unwrap();
 }

@@ -2,7 +2,7 @@
 //! wrong, and a probe from a fresh client afterwards proves the server still serves.
 
 use crate::common::raw::{frame, send};
-use crate::common::{start, v1_client, v2_client, v2_request};
+use crate::common::{probe, start, until_idle, v1_client, v2_client, v2_request};
 use port::deployment::Deployment;
 use port::server::{self, RunningServer, ServeOptions};
 use services::pb::v1;
@@ -14,16 +14,6 @@ use tonic::Code;
 const UNARY_V1: &str = "/increment.v1.Incrementer/Increment";
 /// `IncrementRequest { value: 41 }`.
 const VALUE_41: [u8; 2] = [0x08, 41];
-
-/// Proves the server still answers correctly, from a new connection.
-async fn probe(server: &RunningServer) {
-    let mut client = v1_client(server).await;
-    let reply = client.increment(v1::IncrementRequest { value: 41 }).await;
-    assert_eq!(
-        reply.expect("the server still serves").into_inner().value,
-        42
-    );
-}
 
 /// Both ways a request can reach an implementation: behind the router, and mounted directly.
 const DEPLOYMENTS: [Deployment; 2] = [Deployment::SideBySide, Deployment::Direct];
@@ -172,17 +162,6 @@ async fn messages_over_the_limit_are_resource_exhausted_and_the_limit_is_configu
     }
 }
 
-/// Waits (bounded) until the server has no open request.
-async fn until_idle(server: &RunningServer) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while server.open_requests() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{} requests still open after 10 s", server.open_requests()));
-}
-
 #[tokio::test]
 async fn a_deadline_shorter_than_the_work_is_deadline_exceeded_and_frees_the_stream() {
     // The client's deadline (grpc-timeout), on a stream that waits for requests that never come.
@@ -195,7 +174,7 @@ async fn a_deadline_shorter_than_the_work_is_deadline_exceeded_and_frees_the_str
     let status = replies.message().await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(status.message().contains("100ms"), "{status:?}");
-    until_idle(&server).await;
+    until_idle(&server, Duration::from_secs(10)).await;
     probe(&server).await;
     server.shutdown().await.unwrap();
 
@@ -216,7 +195,7 @@ async fn a_deadline_shorter_than_the_work_is_deadline_exceeded_and_frees_the_str
         replies.message().await.unwrap_err().code(),
         Code::DeadlineExceeded
     );
-    until_idle(&server).await;
+    until_idle(&server, Duration::from_secs(10)).await;
     probe(&server).await;
     server.shutdown().await.unwrap();
 }
@@ -284,7 +263,7 @@ async fn a_client_that_cancels_mid_stream_frees_it_on_the_server() {
     );
     assert_eq!((server.open_requests(), in_flight("v2")), (1, Some(1)));
     send.send_reset(h2::Reason::CANCEL);
-    until_idle(&server).await;
+    until_idle(&server, Duration::from_secs(10)).await;
     assert_eq!(in_flight("v2"), Some(0));
     probe(&server).await;
 
@@ -292,7 +271,7 @@ async fn a_client_that_cancels_mid_stream_frees_it_on_the_server() {
     let (send_tx, stream) = crate::common::open_v2_stream(&server).await;
     assert_eq!(server.open_requests(), 1);
     drop((stream, send_tx));
-    until_idle(&server).await;
+    until_idle(&server, Duration::from_secs(10)).await;
     assert_eq!(in_flight("v2"), Some(0));
     probe(&server).await;
     server.shutdown().await.unwrap();
@@ -323,7 +302,7 @@ async fn ten_thousand_streams_opened_and_dropped_leave_nothing_behind() {
     for _ in 0..200 {
         one_stream(channel.clone()).await;
     }
-    until_idle(&server).await;
+    until_idle(&server, Duration::from_secs(10)).await;
     let baseline = resident_kib();
     for _ in 0..100 {
         let batch: Vec<_> = (0..100)
@@ -333,7 +312,7 @@ async fn ten_thousand_streams_opened_and_dropped_leave_nothing_behind() {
             task.await.unwrap();
         }
     }
-    until_idle(&server).await;
+    until_idle(&server, Duration::from_secs(10)).await;
     let grown = resident_kib().saturating_sub(baseline);
     assert!(
         grown < 32 * 1024,

@@ -115,3 +115,31 @@ pub(crate) fn temp_dir(label: &str) -> tempfile::TempDir {
         .tempdir()
         .expect("a temporary folder")
 }
+
+/// Calls v1 at `addr` from a new client and checks the answer: the server still serves.
+pub(crate) async fn probe_addr(addr: std::net::SocketAddr) {
+    let mut client = v1::incrementer_client::IncrementerClient::new(
+        client::connect(addr).await.expect("a new client connects"),
+    );
+    let reply = client.increment(v1::IncrementRequest { value: 41 }).await;
+    assert_eq!(
+        reply.expect("the server still serves").into_inner().value,
+        42
+    );
+}
+
+/// [`probe_addr`] on a running server.
+pub(crate) async fn probe(server: &RunningServer) {
+    probe_addr(server.addr).await;
+}
+
+/// Waits, for at most `patience`, until the server has no open request.
+pub(crate) async fn until_idle(server: &RunningServer, patience: std::time::Duration) {
+    tokio::time::timeout(patience, async {
+        while server.open_requests() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} requests still open", server.open_requests()));
+}
