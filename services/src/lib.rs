@@ -4,9 +4,11 @@
 //!
 //! Both versions share one arithmetic rule ([`arithmetic`]) so they can only differ where their
 //! APIs differ. [`Api`] names a version: its package, service and the version it reports.
+//! [`interop`] is gRPC's interop test service, mounted only by `testbed serve --interop`.
 
 mod api;
 pub mod arithmetic;
+pub mod interop;
 mod stream;
 pub mod v1;
 pub mod v2;
