@@ -1,9 +1,9 @@
 //! Changes the route table at runtime and keeps health statuses in step with it.
 
-use crate::Backend;
 use crate::probe;
 use crate::service::VersionRouterLayer;
 use crate::table::{BackendState, RouteTable, TableError};
+use crate::{ApiCatalog, Backend};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +53,17 @@ pub enum DrainError {
     },
 }
 
+/// What [`RouterHandle::drain_counting`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainCount {
+    /// Requests and streams open on the backend when it stopped getting new ones.
+    pub open_at_start: usize,
+    /// Requests and streams still open on it when the wait ended: 0 when the drain completed.
+    pub still_open: usize,
+    /// How long the drain waited.
+    pub waited: Duration,
+}
+
 impl RouterHandle {
     /// Takes charge of `table`; with `health`, every managed service's status follows the table
     /// (SERVING while some active, reachable backend serves its package, NOT_SERVING otherwise).
@@ -83,6 +94,28 @@ impl RouterHandle {
     pub async fn add(&self, backend: Backend) -> Result<(), TableError> {
         self.update(|table| Ok((table.with_backend(backend)?, ())))
             .await
+    }
+
+    /// Adds `backends` in one change, all or none. With `catalog`, the table's catalog is first
+    /// replaced by it (it must manage every package the current one does): how an upstream
+    /// bringing packages the router did not manage yet joins a running router. Health then
+    /// reports the new packages' services too.
+    pub async fn add_all(
+        &self,
+        catalog: Option<ApiCatalog>,
+        backends: Vec<Backend>,
+    ) -> Result<(), TableError> {
+        self.update(|table| {
+            let mut next = match catalog {
+                Some(catalog) => table.with_catalog(catalog)?,
+                None => table.clone(),
+            };
+            for backend in backends {
+                next = next.with_backend(backend)?;
+            }
+            Ok((next, ()))
+        })
+        .await
     }
 
     /// Puts `backend` in the place of the backend with the same name, e.g. the same v2 service now
@@ -124,6 +157,26 @@ impl RouterHandle {
                 waited: timeout,
             }),
         }
+    }
+
+    /// Like [`drain_within`](Self::drain_within), but says what it saw either way: how many
+    /// requests and streams were open when the backend stopped getting new ones, and how many
+    /// still are when the wait ended (after `timeout` at most). The backend stays draining.
+    pub async fn drain_counting(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<DrainCount, TableError> {
+        let state = self.start_drain(name).await?;
+        let open_at_start = state.in_flight.current();
+        let started = tokio::time::Instant::now();
+        // Timing out is an outcome here, reported through `still_open`.
+        let _ = tokio::time::timeout(timeout, state.in_flight.idle()).await;
+        Ok(DrainCount {
+            open_at_start,
+            still_open: state.in_flight.current(),
+            waited: started.elapsed(),
+        })
     }
 
     /// Marks `name` draining and returns its state, taken in the same locked update, so that a
@@ -353,6 +406,53 @@ mod tests {
             handle.drain_within("nope", Duration::from_secs(1)).await,
             Err(DrainError::Table(TableError::UnknownBackend(name))) if name == "nope"
         ));
+    }
+
+    #[tokio::test]
+    async fn drain_counting_reports_what_was_open_and_what_still_is() {
+        let (handle, router) = a_and_b().await;
+        let open = [add(&router).await, add(&router).await];
+        let count = handle
+            .drain_counting("a", Duration::from_millis(20))
+            .await
+            .unwrap();
+        assert_eq!((count.open_at_start, count.still_open), (2, 2));
+        drop(open);
+        let count = handle
+            .drain_counting("a", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!((count.open_at_start, count.still_open), (0, 0));
+        assert!(matches!(
+            handle.drain_counting("nope", Duration::from_secs(1)).await,
+            Err(TableError::UnknownBackend(name)) if name == "nope"
+        ));
+    }
+
+    #[tokio::test]
+    async fn add_all_adds_every_backend_or_none() {
+        let (handle, router) = a_and_b().await;
+        let clash = handle
+            .add_all(
+                None,
+                vec![backend("c", "3.0.0", V1), backend("a", "4.0.0", V1)],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(clash, TableError::DuplicateName(ref name) if name == "a"));
+        assert_eq!(handle.table().backends().len(), 2, "c was not added");
+        // A catalog that forgets a package the router manages is refused.
+        let narrower = ApiCatalog::from_encoded(&crate::testing::descriptors(), &[V1]).unwrap();
+        let forgets = handle.add_all(Some(narrower), Vec::new()).await;
+        assert!(forgets.is_err(), "{forgets:?}");
+        handle
+            .add_all(
+                Some(crate::testing::catalog()),
+                vec![backend("c", "3.0.0", V1)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(served_by(&add(&router).await), "c");
     }
 
     #[tokio::test]

@@ -113,7 +113,7 @@ mod trailers;
 pub use backend::{Backend, BackendService};
 pub use body::{Inspect, InspectedBody};
 pub use catalog::{ApiCatalog, CatalogError};
-pub use handle::{DrainError, RouterHandle};
+pub use handle::{DrainCount, DrainError, RouterHandle};
 pub use inflight::{CountedBody, InFlight, InFlightGuard};
 pub use path::GrpcPath;
 pub use probe::{ProbeConfig, UpstreamProbe};

@@ -276,6 +276,21 @@ impl RouteTable {
         Self::from_routes(self.catalog.clone(), routes)
     }
 
+    /// A new table with the same backends (sharing their state) over `catalog`, which must
+    /// manage every package this table's catalog does: the table of a router that learned new
+    /// packages at runtime.
+    pub fn with_catalog(&self, catalog: ApiCatalog) -> Result<Self, TableError> {
+        if let Some(missing) = self
+            .catalog
+            .packages()
+            .into_iter()
+            .find(|package| !catalog.manages(package))
+        {
+            return Err(CatalogError::UnknownPackage(missing.to_string()).into());
+        }
+        Self::from_routes(Arc::new(catalog), self.routes.clone())
+    }
+
     /// A new table in which `backend` takes the place of the backend with the same name (to route
     /// more packages to it, say). Requests in flight on the old one keep being counted.
     ///

@@ -1,0 +1,521 @@
+//! The `testbed.admin.v1.Routes` service over one router's [`RouterHandle`], and the listener
+//! of its own it runs on.
+//!
+//! Add and Replace do what `serve --upstream` does at start: read the upstream's descriptors by
+//! reflection, learn its packages, let the table check a `+PACKAGE` retirement with compat.
+//! An Add whose upstream implements packages the router does not manage yet extends the
+//! router's catalog with them in the same table change (health and reflection follow; the
+//! port's guard checks the message count of unary methods known at start only, so a new
+//! API's unary methods are left to its own server). Replace changes existing backends only,
+//! so it refuses an upstream that brings new packages. Statuses:
+//! bad input INVALID_ARGUMENT, an unknown backend NOT_FOUND, a name already taken
+//! ALREADY_EXISTS, a change the table or the descriptors refuse FAILED_PRECONDITION with the
+//! reason (compat's findings quoted). Each change is logged with the caller's name.
+
+use super::auth::{Authenticate, Caller, Tokens};
+use super::pb::routes_server::{Routes, RoutesServer};
+use super::pb::{
+    AddRequest, Backend as BackendReply, ChangeReply, DrainReply, DrainRequest, ListReply,
+    ListRequest, RemoveRequest, ReplaceRequest,
+};
+use crate::server::SHUTDOWN_GRACE;
+use crate::upstream::{self, Gateway, UpstreamSpec};
+use anyhow::Context;
+use router::{ApiCatalog, Backend, BackendInfo, RouterHandle, TableError};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+/// How long a Drain waits when the request names no limit.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait a Drain may ask for.
+pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The address of every backend of `gateway`'s table, by backend name (`NAME`, or
+/// `NAME/PACKAGE` for an upstream implementing several packages), for the admin API's listings.
+pub fn addresses(gateway: &Gateway) -> HashMap<String, String> {
+    let mut addresses = HashMap::new();
+    for backend in gateway.table.backends() {
+        let upstream = gateway.upstreams.iter().find(|u| {
+            backend.name == u.spec.name
+                || backend
+                    .name
+                    .strip_prefix(u.spec.name.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if let Some(upstream) = upstream {
+            addresses.insert(backend.name, upstream.spec.addr.clone());
+        }
+    }
+    addresses
+}
+
+/// The admin API running on its own listener. Dropping it stops it at once; [`shutdown`]
+/// lets calls in progress finish first.
+///
+/// [`shutdown`]: RunningAdmin::shutdown
+#[derive(Debug)]
+pub struct RunningAdmin {
+    /// The address it listens on (the OS-chosen port when started on port 0).
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningAdmin {
+    /// Stops accepting calls and lets the ones in progress (a Drain, say) finish, for at most
+    /// [`SHUTDOWN_GRACE`]; then drops them.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.shutdown.take() {
+            // The receiver is gone only if the server already stopped; its result says why.
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(joined) => joined
+                .context("the admin API task panicked")?
+                .context("the admin API failed"),
+            Err(_) => {
+                self.task.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for RunningAdmin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the admin API over `handle` on `addr` (port 0 picks a free port) in the background,
+/// to callers holding one of `tokens`. `addresses` names where the table's remote backends
+/// are (see [`addresses`]); `upstream_ca` trusts `https://` upstreams that Add names.
+pub async fn start(
+    addr: SocketAddr,
+    tokens: Tokens,
+    handle: RouterHandle,
+    addresses: HashMap<String, String>,
+    upstream_ca: Option<PathBuf>,
+) -> anyhow::Result<RunningAdmin> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the admin API"))?;
+    let addr = listener
+        .local_addr()
+        .context("admin listener has no address")?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the admin API listens beyond loopback in plaintext: its bearer tokens cross the \
+             network readable"
+        );
+    }
+    tracing::info!(%addr, holders = ?tokens, "admin API serving");
+    let service = RoutesService {
+        handle,
+        addresses: Mutex::new(addresses),
+        upstream_ca,
+    };
+    let service = RoutesServer::with_interceptor(service, Authenticate(tokens));
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let task = tokio::spawn(
+        Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = stop.await;
+            }),
+    );
+    Ok(RunningAdmin {
+        addr,
+        shutdown: Some(shutdown),
+        task,
+    })
+}
+
+/// An upstream read and ready to join the table.
+struct Prepared {
+    spec: UpstreamSpec,
+    backends: Vec<Backend>,
+    /// The router's catalog extended with the packages the upstream brings, if any.
+    catalog: Option<ApiCatalog>,
+}
+
+#[derive(Debug)]
+struct RoutesService {
+    handle: RouterHandle,
+    /// Where each remote backend is, by name: what the table itself does not keep.
+    addresses: Mutex<HashMap<String, String>>,
+    upstream_ca: Option<PathBuf>,
+}
+
+/// Who made `request`, as the interceptor authenticated it.
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))
+}
+
+/// Logs a change with who asked for it, what it was, and how it ended.
+fn log_change(who: &Caller, action: &str, target: &str, outcome: Result<&str, &Status>) {
+    match outcome {
+        Ok(result) => tracing::info!(who = %who.0, action, target, result, "admin change"),
+        Err(status) => tracing::warn!(
+            who = %who.0,
+            action,
+            target,
+            code = ?status.code(),
+            reason = status.message(),
+            "admin change refused"
+        ),
+    }
+}
+
+/// The status for a change the table refused.
+fn table_status(err: &TableError) -> Status {
+    let message = err.to_string();
+    match err {
+        TableError::UnknownBackend(_) => Status::not_found(message),
+        TableError::DuplicateName(_) => Status::already_exists(message),
+        _ => Status::failed_precondition(message),
+    }
+}
+
+fn required<'a>(what: &str, text: &'a str, example: &str) -> Result<&'a str, Status> {
+    match text.trim() {
+        "" => Err(Status::invalid_argument(format!(
+            "{what} is empty; expected {example}"
+        ))),
+        text => Ok(text),
+    }
+}
+
+const UPSTREAM_EXAMPLE: &str =
+    "NAME=VERSION@HOST:PORT[+PACKAGE...], e.g. v2=2.0.0@127.0.0.1:7002+increment.v1";
+
+impl RoutesService {
+    /// `info` as the admin API reports it.
+    fn reply(&self, info: BackendInfo) -> BackendReply {
+        let address = self
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&info.name)
+            .cloned()
+            .unwrap_or_default();
+        BackendReply {
+            name: info.name,
+            version: info.version.to_string(),
+            api: info.api,
+            address,
+            serves: info.serves,
+            draining: info.draining,
+            in_flight: info.in_flight as u64,
+            reachable: info.reachable,
+        }
+    }
+
+    /// The whole table now.
+    fn backends(&self) -> Vec<BackendReply> {
+        let table = self.handle.table();
+        table
+            .backends()
+            .into_iter()
+            .map(|info| self.reply(info))
+            .collect()
+    }
+
+    /// The table now, and the backends named `changed` in it.
+    fn change_reply(&self, changed: &[String]) -> ChangeReply {
+        let backends = self.backends();
+        ChangeReply {
+            changed: backends
+                .iter()
+                .filter(|b| changed.contains(&b.name))
+                .cloned()
+                .collect(),
+            backends,
+        }
+    }
+
+    /// Parses `text` as `--upstream` does, reads what the upstream declares, and makes its
+    /// backends. When it implements packages the router's catalog does not hold, also the
+    /// catalog extended with them (and with its `+PACKAGE`s its descriptors declare), as the
+    /// start would have built it; a file the catalog already holds must say the same.
+    async fn prepare(&self, text: &str) -> Result<Prepared, Status> {
+        let text = required("upstream", text, UPSTREAM_EXAMPLE)?;
+        let spec: UpstreamSpec = text.parse().map_err(Status::invalid_argument)?;
+        let discovered = upstream::discover(&spec, None)
+            .await
+            .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
+        let table = self.handle.table();
+        let catalog = table.catalog();
+        let mut pool = catalog.pool().clone();
+        for file in discovered.pool.file_descriptor_protos() {
+            match pool.get_file_by_name(file.name()) {
+                Some(known)
+                    if upstream::meaning(known.file_descriptor_proto())
+                        != upstream::meaning(file) =>
+                {
+                    return Err(Status::failed_precondition(format!(
+                        "upstream {} declares {} differently from this router's catalog; one \
+                         router routes one meaning of each file (version the package, e.g. \
+                         shop.v2, instead of changing it in place)",
+                        spec.name,
+                        file.name()
+                    )));
+                }
+                Some(_) => {}
+                None => pool
+                    .add_file_descriptor_proto(file.clone())
+                    .map_err(|err| {
+                        Status::failed_precondition(format!(
+                            "the descriptors of upstream {} do not link with this router's \
+                             catalog: {err}",
+                            spec.name
+                        ))
+                    })?,
+            }
+        }
+        let declared =
+            |package: &String| discovered.pool.files().any(|f| f.package_name() == package);
+        let new: Vec<&String> = discovered
+            .packages
+            .iter()
+            .chain(spec.also_serving.iter().filter(|p| declared(p)))
+            .filter(|package| !catalog.manages(package))
+            .collect();
+        let catalog = match new.is_empty() {
+            true => None,
+            false => {
+                let mut packages: Vec<&str> = catalog.packages();
+                packages.extend(new.iter().map(|p| p.as_str()));
+                Some(ApiCatalog::from_pool(pool, &packages).map_err(|err| {
+                    Status::failed_precondition(format!(
+                        "cannot extend this router's catalog with upstream {}: {err}",
+                        spec.name
+                    ))
+                })?)
+            }
+        };
+        let backends = discovered
+            .backends(self.upstream_ca.as_deref())
+            .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
+        Ok(Prepared {
+            spec,
+            backends,
+            catalog,
+        })
+    }
+
+    fn remember(&self, names: &[String], addr: &str) {
+        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            addresses.insert(name.clone(), addr.to_string());
+        }
+    }
+
+    async fn add_upstream(&self, text: &str) -> Result<ChangeReply, Status> {
+        let Prepared {
+            spec,
+            backends,
+            catalog,
+        } = self.prepare(text).await?;
+        let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
+        if let Some(catalog) = &catalog {
+            tracing::info!(
+                upstream = %spec.name,
+                packages = %catalog.packages().join(", "),
+                "the router's catalog grows"
+            );
+        }
+        self.handle
+            .add_all(catalog, backends)
+            .await
+            .map_err(|err| table_status(&err))?;
+        self.remember(&names, &spec.addr);
+        Ok(self.change_reply(&names))
+    }
+
+    async fn replace_upstream(&self, text: &str) -> Result<ChangeReply, Status> {
+        let Prepared {
+            spec,
+            backends,
+            catalog,
+        } = self.prepare(text).await?;
+        if let Some(catalog) = catalog {
+            let table = self.handle.table();
+            let new: Vec<&str> = catalog
+                .packages()
+                .into_iter()
+                .filter(|p| !table.catalog().manages(p))
+                .collect();
+            return Err(Status::failed_precondition(format!(
+                "upstream {} brings {} the router does not manage yet; Replace changes existing \
+                 backends only: Add the upstream under a new name",
+                spec.name,
+                new.join(", ")
+            )));
+        }
+        let table = self.handle.table();
+        let present = table.backends();
+        if let Some(missing) = backends
+            .iter()
+            .find(|b| !present.iter().any(|p| p.name == b.name))
+        {
+            return Err(Status::not_found(format!(
+                "no backend named {:?} is in the route table; Replace changes an existing \
+                 backend (use Add for a new one)",
+                missing.name
+            )));
+        }
+        let mut replaced: Vec<String> = Vec::new();
+        for backend in backends {
+            let name = backend.name.clone();
+            if let Err(err) = self.handle.replace(backend).await {
+                let status = table_status(&err);
+                return Err(match replaced.is_empty() {
+                    true => status,
+                    false => Status::new(
+                        status.code(),
+                        format!(
+                            "{} (backends {} were already replaced)",
+                            status.message(),
+                            replaced.join(", ")
+                        ),
+                    ),
+                });
+            }
+            replaced.push(name);
+        }
+        self.remember(&replaced, &spec.addr);
+        Ok(self.change_reply(&replaced))
+    }
+
+    async fn drain_backend(&self, request: &DrainRequest) -> Result<DrainReply, Status> {
+        let name = required("name", &request.name, "a backend's name")?;
+        let timeout = match request.timeout_ms {
+            0 => DEFAULT_DRAIN_TIMEOUT,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        if timeout > MAX_DRAIN_TIMEOUT {
+            return Err(Status::invalid_argument(format!(
+                "timeout_ms {} is more than the most a drain may wait ({} ms)",
+                request.timeout_ms,
+                MAX_DRAIN_TIMEOUT.as_millis()
+            )));
+        }
+        let count = self
+            .handle
+            .drain_counting(name, timeout)
+            .await
+            .map_err(|err| table_status(&err))?;
+        Ok(DrainReply {
+            name: name.to_string(),
+            open_at_start: count.open_at_start as u64,
+            finished: count.open_at_start.saturating_sub(count.still_open) as u64,
+            still_open: count.still_open as u64,
+            waited_ms: u64::try_from(count.waited.as_millis()).unwrap_or(u64::MAX),
+            backends: self.backends(),
+        })
+    }
+
+    async fn remove_backend(&self, name: &str) -> Result<ChangeReply, Status> {
+        let name = required("name", name, "a backend's name")?;
+        let before = self
+            .handle
+            .table()
+            .backends()
+            .into_iter()
+            .find(|b| b.name == name);
+        self.handle
+            .remove(name)
+            .await
+            .map_err(|err| table_status(&err))?;
+        let changed = before.map(|info| self.reply(info)).into_iter().collect();
+        self.addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        Ok(ChangeReply {
+            changed,
+            backends: self.backends(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Routes for RoutesService {
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListReply>, Status> {
+        caller(&request)?;
+        let table = self.handle.table();
+        Ok(Response::new(ListReply {
+            backends: self.backends(),
+            packages: table
+                .catalog()
+                .packages()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        }))
+    }
+
+    async fn add(&self, request: Request<AddRequest>) -> Result<Response<ChangeReply>, Status> {
+        let who = caller(&request)?;
+        let text = request.into_inner().upstream;
+        let result = self.add_upstream(&text).await;
+        log_change(&who, "add", &text, result.as_ref().map(|_| "added"));
+        result.map(Response::new)
+    }
+
+    async fn replace(
+        &self,
+        request: Request<ReplaceRequest>,
+    ) -> Result<Response<ChangeReply>, Status> {
+        let who = caller(&request)?;
+        let text = request.into_inner().upstream;
+        let result = self.replace_upstream(&text).await;
+        log_change(&who, "replace", &text, result.as_ref().map(|_| "replaced"));
+        result.map(Response::new)
+    }
+
+    async fn drain(&self, request: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let result = self.drain_backend(&request).await;
+        let summary = result.as_ref().map(|reply| {
+            format!(
+                "draining; {} in flight at start, {} finished, {} still open after {} ms",
+                reply.open_at_start, reply.finished, reply.still_open, reply.waited_ms
+            )
+        });
+        log_change(
+            &who,
+            "drain",
+            &request.name,
+            summary.as_deref().map_err(|s| *s),
+        );
+        result.map(Response::new)
+    }
+
+    async fn remove(
+        &self,
+        request: Request<RemoveRequest>,
+    ) -> Result<Response<ChangeReply>, Status> {
+        let who = caller(&request)?;
+        let name = request.into_inner().name;
+        let result = self.remove_backend(&name).await;
+        log_change(&who, "remove", &name, result.as_ref().map(|_| "removed"));
+        result.map(Response::new)
+    }
+}

@@ -1,0 +1,291 @@
+//! `testbed route list|add|replace|drain|remove --admin ADDR`: change the routes of a running
+//! `testbed serve` through its admin API (`serve --admin-addr`), as a table or as JSON. The
+//! bearer token comes from `--token-file FILE` (the file holds just the token) or the
+//! `TESTBED_ADMIN_TOKEN` environment variable. A refused call exits non-zero with its gRPC
+//! status and message; so does a drain that left requests open.
+
+use anyhow::{Context, bail};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use port::admin::pb::{
+    AddRequest, Backend, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest,
+};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment variable holding the admin token when no `--token-file` is given.
+pub const TOKEN_ENV: &str = "TESTBED_ADMIN_TOKEN";
+
+/// `testbed route`.
+#[derive(Debug, clap::Args)]
+pub struct RouteArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: RouteAction,
+}
+
+/// Where the admin API is and how to present the answer: every `route` subcommand takes these.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The admin API's address (`testbed serve --admin-addr`).
+    #[arg(long, value_parser = port::server::parse_addr)]
+    pub admin: SocketAddr,
+    /// A file holding just the bearer token (else the TESTBED_ADMIN_TOKEN variable).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Print the reply as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One admin call.
+#[derive(Debug, clap::Subcommand)]
+pub enum RouteAction {
+    /// The backends in the route table and the packages the router manages.
+    List(Target),
+    /// Add an upstream, as `serve --upstream` does at start (descriptors read by reflection,
+    /// `+PACKAGE` checked by compat).
+    Add {
+        /// NAME=VERSION@HOST:PORT[+PACKAGE...], e.g. v2=2.0.0@127.0.0.1:7002.
+        upstream: String,
+        /// The admin API.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put an upstream in the place of the backend of the same name (e.g. to retire an older
+    /// package onto it: v2=2.0.0@127.0.0.1:7002+increment.v1).
+    Replace {
+        /// NAME=VERSION@HOST:PORT[+PACKAGE...].
+        upstream: String,
+        /// The admin API.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Stop routing new requests to a backend and wait for its in-flight requests.
+    Drain {
+        /// The backend's name.
+        name: String,
+        /// Wait at most this many seconds (the server's default: 10; at most 600).
+        #[arg(long = "timeout-secs", value_parser = crate::load::positive)]
+        timeout: Option<f64>,
+        /// The admin API.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a backend (requests already routed to it finish).
+    Remove {
+        /// The backend's name.
+        name: String,
+        /// The admin API.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+impl RouteAction {
+    fn target(&self) -> &Target {
+        match self {
+            RouteAction::List(target)
+            | RouteAction::Add { target, .. }
+            | RouteAction::Replace { target, .. }
+            | RouteAction::Drain { target, .. }
+            | RouteAction::Remove { target, .. } => target,
+        }
+    }
+}
+
+/// The token from `--token-file`, else from `TESTBED_ADMIN_TOKEN`.
+fn token(target: &Target) -> anyhow::Result<String> {
+    let token = match &target.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token from {}", path.display()))?,
+        None => std::env::var(TOKEN_ENV).unwrap_or_default(),
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        bail!("no admin token: give --token-file FILE (holding just the token) or set {TOKEN_ENV}");
+    }
+    Ok(token.to_string())
+}
+
+/// A refused call as an error naming its status.
+fn refused(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the admin API answered {:?}: {}",
+        status.code(),
+        status.message()
+    )
+}
+
+/// Runs one `route` subcommand and prints its answer.
+pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
+    let target = args.action.target();
+    let mut client = port::admin::connect(target.admin, &token(target)?).await?;
+    let (text, value, failed) = match &args.action {
+        RouteAction::List(_) => {
+            let reply = client
+                .list(ListRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            let text = format!(
+                "{}packages managed: {}\n",
+                render(&reply.backends),
+                reply.packages.join(", ")
+            );
+            let value = json!({
+                "backends": reply.backends.iter().map(backend_json).collect::<Vec<_>>(),
+                "packages": reply.packages,
+            });
+            (text, value, None)
+        }
+        RouteAction::Add { upstream, .. } | RouteAction::Replace { upstream, .. } => {
+            let (verb, reply) = match &args.action {
+                RouteAction::Add { .. } => (
+                    "added",
+                    client
+                        .add(AddRequest {
+                            upstream: upstream.clone(),
+                        })
+                        .await,
+                ),
+                _ => (
+                    "replaced",
+                    client
+                        .replace(ReplaceRequest {
+                            upstream: upstream.clone(),
+                        })
+                        .await,
+                ),
+            };
+            let reply = reply.map_err(refused)?.into_inner();
+            let names: Vec<&str> = reply.changed.iter().map(|b| b.name.as_str()).collect();
+            let text = format!("{verb} {}\n{}", names.join(", "), render(&reply.backends));
+            (
+                text,
+                change_json(verb, &reply.changed, &reply.backends),
+                None,
+            )
+        }
+        RouteAction::Drain { name, timeout, .. } => {
+            let timeout_ms = match timeout {
+                None => 0,
+                Some(secs) => u32::try_from(Duration::from_secs_f64(*secs).as_millis())
+                    .context("--timeout-secs is too large")?
+                    .max(1),
+            };
+            let reply = client
+                .drain(DrainRequest {
+                    name: name.clone(),
+                    timeout_ms,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            let text = format!(
+                "{} is draining: {} request(s) or stream(s) in flight when it began, {} finished, \
+                 {} still open after {} ms\n{}",
+                reply.name,
+                reply.open_at_start,
+                reply.finished,
+                reply.still_open,
+                reply.waited_ms,
+                render(&reply.backends)
+            );
+            let value = json!({
+                "drained": reply.name,
+                "open_at_start": reply.open_at_start,
+                "finished": reply.finished,
+                "still_open": reply.still_open,
+                "waited_ms": reply.waited_ms,
+                "backends": reply.backends.iter().map(backend_json).collect::<Vec<_>>(),
+            });
+            let failed = (reply.still_open > 0).then(|| {
+                format!(
+                    "the drain of {} did not complete: {} still open after {} ms (it stays \
+                     draining)",
+                    reply.name, reply.still_open, reply.waited_ms
+                )
+            });
+            (text, value, failed)
+        }
+        RouteAction::Remove { name, .. } => {
+            let reply = client
+                .remove(RemoveRequest { name: name.clone() })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            let text = format!("removed {name}\n{}", render(&reply.backends));
+            (
+                text,
+                change_json("removed", &reply.changed, &reply.backends),
+                None,
+            )
+        }
+    };
+    if target.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{text}");
+    }
+    match failed {
+        Some(why) => bail!(why),
+        None => Ok(()),
+    }
+}
+
+fn backend_json(backend: &Backend) -> Value {
+    json!({
+        "name": backend.name,
+        "version": backend.version,
+        "api": backend.api,
+        "address": backend.address,
+        "serves": backend.serves,
+        "draining": backend.draining,
+        "in_flight": backend.in_flight,
+        "reachable": backend.reachable,
+    })
+}
+
+fn change_json(verb: &str, changed: &[Backend], backends: &[Backend]) -> Value {
+    json!({
+        verb: changed.iter().map(backend_json).collect::<Vec<_>>(),
+        "backends": backends.iter().map(backend_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The route table as a terminal table.
+fn render(backends: &[Backend]) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "backend",
+        "version",
+        "api",
+        "address",
+        "serves",
+        "state",
+        "in flight",
+    ]);
+    for backend in backends {
+        let state = match (backend.draining, backend.reachable) {
+            (true, _) => "draining",
+            (false, false) => "unreachable",
+            (false, true) => "active",
+        };
+        let address = match backend.address.as_str() {
+            "" => "in-process",
+            address => address,
+        };
+        table.add_row([
+            backend.name.clone(),
+            backend.version.clone(),
+            backend.api.clone(),
+            address.to_string(),
+            backend.serves.join(", "),
+            state.to_string(),
+            backend.in_flight.to_string(),
+        ]);
+    }
+    format!("{table}\n")
+}

@@ -1,0 +1,557 @@
+//! The admin API (`testbed.admin.v1.Routes`) and `testbed route`: a missing token is
+//! UNAUTHENTICATED, a wrong one PERMISSION_DENIED, and neither changes what the port serves;
+//! `serve` refuses to start the API without a token; routes added, retired, drained and removed
+//! through the CLI change what a running `testbed serve` answers; the API is never on the
+//! public port.
+
+use crate::common::{probe, start, temp_dir};
+use port::admin::pb::routes_client::RoutesClient;
+use port::admin::pb::{AddRequest, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest};
+use port::admin::{RunningAdmin, Tokens};
+use port::child::ChildServer;
+use port::deployment::Deployment;
+use port::server::RunningServer;
+use services::pb::{v1, v2};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Output;
+use tonic::Code;
+
+const TOKEN: &str = "alice-token-0123456789";
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_testbed"))
+}
+
+/// A v1-only router in this process, with the admin API on its own port for [`TOKEN`].
+async fn router_with_admin() -> (RunningServer, RunningAdmin) {
+    let server = start(Deployment::V1Only).await;
+    let handle = server.router.clone().expect("a routed deployment");
+    let tokens = Tokens::single("alice", TOKEN).expect("a valid token");
+    let admin = port::admin::start(
+        "127.0.0.1:0".parse().unwrap(),
+        tokens,
+        handle,
+        HashMap::new(),
+        None,
+    )
+    .await
+    .expect("the admin API starts");
+    (server, admin)
+}
+
+/// The `(name, draining)` of each backend, listed with the right token.
+async fn listed(admin: SocketAddr) -> Vec<(String, bool)> {
+    let mut client = port::admin::connect(admin, TOKEN).await.unwrap();
+    let reply = client.list(ListRequest {}).await.unwrap().into_inner();
+    reply
+        .backends
+        .into_iter()
+        .map(|b| (b.name, b.draining))
+        .collect()
+}
+
+/// The status code of each change attempted with `client`.
+async fn attempt_changes<T>(client: &mut RoutesClient<T>) -> Vec<Code>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let upstream = "v2=2.0.0@127.0.0.1:1".to_string();
+    vec![
+        client
+            .add(AddRequest {
+                upstream: upstream.clone(),
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        client
+            .replace(ReplaceRequest { upstream })
+            .await
+            .unwrap_err()
+            .code(),
+        client
+            .drain(DrainRequest {
+                name: "v1".into(),
+                timeout_ms: 0,
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        client
+            .remove(RemoveRequest { name: "v1".into() })
+            .await
+            .unwrap_err()
+            .code(),
+        client.list(ListRequest {}).await.unwrap_err().code(),
+    ]
+}
+
+#[tokio::test]
+async fn a_missing_token_is_unauthenticated_a_wrong_one_denied_and_nothing_changes() {
+    let (server, admin) = router_with_admin().await;
+    let before = listed(admin.addr).await;
+    assert_eq!(before, [("v1".to_string(), false)]);
+
+    let mut anonymous = RoutesClient::new(client::connect(admin.addr).await.unwrap());
+    assert_eq!(
+        attempt_changes(&mut anonymous).await,
+        [Code::Unauthenticated; 5]
+    );
+    let mut wrong = port::admin::connect(admin.addr, "mallory-token-0123456789")
+        .await
+        .unwrap();
+    assert_eq!(
+        attempt_changes(&mut wrong).await,
+        [Code::PermissionDenied; 5]
+    );
+    let status = wrong.list(ListRequest {}).await.unwrap_err();
+    assert!(
+        status.message().contains("not one this admin API accepts"),
+        "{status:?}"
+    );
+
+    assert_eq!(listed(admin.addr).await, before, "the table is unchanged");
+    // And the port still serves v1 from v1, not drained, not removed.
+    probe(&server).await;
+    let mut v1 =
+        v1::incrementer_client::IncrementerClient::new(client::connect(server.addr).await.unwrap());
+    let reply = v1
+        .increment(v1::IncrementRequest { value: 1 })
+        .await
+        .unwrap();
+    assert_eq!(reply.metadata().get("x-api-version").unwrap(), "1.0.0");
+    admin.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_admin_api_is_not_served_on_the_public_port() {
+    let (server, admin) = router_with_admin().await;
+    let mut on_port = port::admin::connect(server.addr, TOKEN).await.unwrap();
+    let status = on_port.list(ListRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    let status = on_port
+        .remove(RemoveRequest { name: "v1".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(listed(admin.addr).await, [("v1".to_string(), false)]);
+    probe(&server).await;
+}
+
+#[tokio::test]
+async fn bad_admin_requests_get_invalid_argument_or_not_found() {
+    let (_server, admin) = router_with_admin().await;
+    let mut client = port::admin::connect(admin.addr, TOKEN).await.unwrap();
+    for (upstream, code, says) in [
+        ("", Code::InvalidArgument, "empty"),
+        (
+            "v2",
+            Code::InvalidArgument,
+            "expected NAME=VERSION@HOST:PORT",
+        ),
+        ("v2=two@127.0.0.1:1", Code::InvalidArgument, "not semver"),
+        (
+            "v1=1.0.0@127.0.0.1:1",
+            Code::AlreadyExists,
+            "already in the route table",
+        ),
+    ] {
+        let status = client
+            .add(AddRequest {
+                upstream: upstream.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{upstream:?}: {status:?}");
+        assert!(status.message().contains(says), "{upstream:?}: {status:?}");
+    }
+    let status = client
+        .replace(ReplaceRequest {
+            upstream: "v9=2.0.0@127.0.0.1:1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    for name in ["nope", ""] {
+        let drained = client
+            .drain(DrainRequest {
+                name: name.into(),
+                timeout_ms: 0,
+            })
+            .await
+            .unwrap_err();
+        let removed = client
+            .remove(RemoveRequest { name: name.into() })
+            .await
+            .unwrap_err();
+        let want = match name {
+            "" => Code::InvalidArgument,
+            _ => Code::NotFound,
+        };
+        assert_eq!((drained.code(), removed.code()), (want, want), "{name:?}");
+    }
+    let status = client
+        .drain(DrainRequest {
+            name: "v1".into(),
+            timeout_ms: 600_001,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(listed(admin.addr).await, [("v1".to_string(), false)]);
+}
+
+/// Runs `testbed ARGS...` to completion with `env`.
+async fn testbed(args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::process::Command::new(exe())
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .expect("the testbed binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_the_admin_api_without_a_usable_token() {
+    let dir = temp_dir("admin-refusal");
+    let weak = dir.path().join("weak");
+    std::fs::write(&weak, "alice short\n").unwrap();
+    let good = dir.path().join("good");
+    std::fs::write(&good, format!("alice {TOKEN}\n")).unwrap();
+    let (weak, good) = (weak.to_str().unwrap(), good.to_str().unwrap());
+    let serve = [
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ];
+    for (extra, env, says) in [
+        (&[][..], &[][..], "the admin API needs a token"),
+        (
+            &["--admin-token-env", "TESTBED_TEST_UNSET_TOKEN"][..],
+            &[][..],
+            "unset or empty",
+        ),
+        (
+            &["--admin-token-env", "TESTBED_TEST_TOKEN"][..],
+            &[("TESTBED_TEST_TOKEN", "")][..],
+            "unset or empty",
+        ),
+        (&["--admin-token-file", weak][..], &[][..], "at least 16"),
+        (
+            &["--admin-token-file", "/nonexistent/tokens"][..],
+            &[][..],
+            "cannot read the admin tokens",
+        ),
+        (
+            &["--admin-token-file", good, "--admin-client-ca", good][..],
+            &[][..],
+            "not supported yet",
+        ),
+        (
+            &["--admin-token-file", good, "--backend", "v1"][..],
+            &[][..],
+            "has no route table",
+        ),
+    ] {
+        let mut args = serve.to_vec();
+        args.extend(extra);
+        let output = testbed(&args, env).await;
+        assert!(!output.status.success(), "{extra:?} started");
+        assert!(
+            stderr(&output).contains(says),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(output.stdout.is_empty(), "{extra:?} printed that it serves");
+    }
+}
+
+/// A `--admin-token-file` holding `text` in `dir`, readable by its owner only (as a real one
+/// should be, so the server has nothing to warn about).
+fn token_file(dir: &Path, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("tokens");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// `testbed serve --backend API` on a free port.
+async fn backend(api: &str) -> ChildServer {
+    ChildServer::testbed(exe(), &["serve", "--backend", api, "--addr", "127.0.0.1:0"])
+        .await
+        .expect("the backend process starts")
+}
+
+/// A v1 call through `addr`: the value and the version that served it, or the status.
+async fn call_v1(addr: SocketAddr) -> Result<(i64, String), Code> {
+    let mut client =
+        v1::incrementer_client::IncrementerClient::new(client::connect(addr).await.unwrap());
+    let reply = client
+        .increment(v1::IncrementRequest { value: 41 })
+        .await
+        .map_err(|status| status.code())?;
+    let version = served_by(reply.metadata());
+    Ok((reply.into_inner().value, version))
+}
+
+/// The version the router says served a reply (`x-api-version`).
+fn served_by(metadata: &tonic::metadata::MetadataMap) -> String {
+    let version = metadata
+        .get("x-api-version")
+        .expect("the router names the version");
+    version.to_str().expect("a version is ASCII").to_string()
+}
+
+/// A v2 call (step 5) through `addr`, as [`call_v1`].
+async fn call_v2(addr: SocketAddr) -> Result<(i64, String), Code> {
+    let mut client =
+        v2::incrementer_client::IncrementerClient::new(client::connect(addr).await.unwrap());
+    let request = crate::common::v2_request(41, Some(5), 1);
+    let reply = client
+        .increment(request)
+        .await
+        .map_err(|status| status.code())?;
+    let version = served_by(reply.metadata());
+    Ok((reply.into_inner().value, version))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_added_retired_drained_and_removed_with_testbed_route_change_what_is_served() {
+    let (v1_process, v2_process) = (backend("v1").await, backend("v2").await);
+    let dir = temp_dir("admin-cli");
+    let tokens = token_file(
+        dir.path(),
+        &format!("# who may change routes\nci {TOKEN}\n"),
+    );
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let upstream_v1 = format!("v1=1.0.0@{}", v1_process.addr);
+    let mut router = ChildServer::testbed(
+        exe(),
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream_v1,
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--admin-token-file",
+            tokens.to_str().unwrap(),
+        ],
+    )
+    .await
+    .expect("the router starts");
+    let line = router.next_line().await.unwrap();
+    let admin = line.rsplit(' ').next().unwrap().to_string();
+    assert!(line.starts_with("testbed admin API on "), "{line}");
+    let port = router.addr;
+    let token = token_file.to_str().unwrap();
+    let route = |args: &[&str]| {
+        let mut all = vec!["route"];
+        all.extend(args);
+        all.extend(["--admin", &admin, "--token-file", token]);
+        let all: Vec<String> = all.into_iter().map(str::to_string).collect();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            testbed(&all, &[]).await
+        }
+    };
+    let ok = |output: Output| {
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    assert_eq!(call_v1(port).await, Ok((42, "1.0.0".into())));
+    assert_eq!(call_v2(port).await, Err(Code::Unimplemented));
+    let listed = ok(route(&["list"]).await);
+    assert!(listed.contains(&v1_process.addr.to_string()), "{listed}");
+
+    let upstream_v2 = format!("v2=2.0.0@{}", v2_process.addr);
+    let added = ok(route(&["add", &upstream_v2]).await);
+    assert!(added.starts_with("added v2"), "{added}");
+    assert_eq!(call_v2(port).await, Ok((46, "2.0.0".into())));
+    assert_eq!(call_v1(port).await, Ok((42, "1.0.0".into())));
+
+    // Refusals exit non-zero with the status, and change nothing.
+    let again = route(&["add", &upstream_v2]).await;
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("AlreadyExists"),
+        "{}",
+        stderr(&again)
+    );
+    let backwards = route(&["replace", &format!("{upstream_v1}+increment.v2")]).await;
+    assert!(!backwards.status.success());
+    let why = stderr(&backwards);
+    assert!(
+        why.contains("FailedPrecondition")
+            && why.contains("FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED"),
+        "{why}"
+    );
+    assert_eq!(call_v1(port).await, Ok((42, "1.0.0".into())));
+
+    // v1 retired onto v2: v1 clients are answered by 2.0.0.
+    ok(route(&["replace", &format!("{upstream_v2}+increment.v1")]).await);
+    assert_eq!(call_v1(port).await, Ok((42, "2.0.0".into())));
+
+    let drained = ok(route(&["drain", "v1", "--timeout-secs", "5"]).await);
+    assert!(drained.contains("v1 is draining"), "{drained}");
+    let removed = ok(route(&["remove", "v1"]).await);
+    assert!(removed.starts_with("removed v1"), "{removed}");
+
+    // The token from the environment instead of a file; JSON out.
+    let output = testbed(
+        &["route", "list", "--admin", &admin, "--json"],
+        &[("TESTBED_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let listed: serde_json::Value = serde_json::from_slice(&ok(output).into_bytes()).unwrap();
+    let backends = listed["backends"].as_array().unwrap();
+    assert_eq!(backends.len(), 1, "{listed}");
+    assert_eq!(backends[0]["name"], "v2");
+    assert_eq!(
+        backends[0]["serves"],
+        serde_json::json!(["increment.v2", "increment.v1"])
+    );
+    assert_eq!(backends[0]["address"], v2_process.addr.to_string());
+    assert_eq!(call_v1(port).await, Ok((42, "2.0.0".into())));
+    assert_eq!(call_v2(port).await, Ok((46, "2.0.0".into())));
+
+    // No token at all, and a wrong one.
+    let output = testbed(&["route", "list", "--admin", &admin], &[]).await;
+    assert!(
+        stderr(&output).contains("no admin token"),
+        "{}",
+        stderr(&output)
+    );
+    let output = testbed(
+        &["route", "remove", "v2", "--admin", &admin],
+        &[("TESTBED_ADMIN_TOKEN", "mallory-token-0123456789")],
+    )
+    .await;
+    assert!(
+        stderr(&output).contains("PermissionDenied"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(call_v2(port).await, Ok((46, "2.0.0".into())));
+    router.terminate().await.unwrap();
+}
+
+/// The health status of `service` through `addr`.
+async fn health(addr: SocketAddr, service: &str) -> Result<i32, Code> {
+    let mut client =
+        tonic_health::pb::health_client::HealthClient::new(client::connect(addr).await.unwrap());
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: service.into(),
+    };
+    match client.check(request).await {
+        Ok(reply) => Ok(reply.into_inner().status),
+        Err(status) => Err(status.code()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_runtime() {
+    use crate::common::shop::{gateway, shop, shop_python};
+    use tonic_health::ServingStatus;
+    let (Some(python), Some(grpcurl)) =
+        (shop_python(), crate::common::tool(client::tools::grpcurl()))
+    else {
+        return;
+    };
+    let (v1, v2) = (
+        shop(&python, "v1", &[]).await,
+        shop(&python, "v2", &[]).await,
+    );
+    let dir = temp_dir("admin-shop");
+    let tokens = token_file(dir.path(), &format!("ci {TOKEN}\n"));
+    let mut gw = gateway(&[
+        "--upstream".into(),
+        format!("v1=1.0.0@{}", v1.addr),
+        "--admin-addr".into(),
+        "127.0.0.1:0".into(),
+        "--admin-token-file".into(),
+        tokens.display().to_string(),
+    ])
+    .await;
+    let line = gw.next_line().await.unwrap();
+    let admin_addr: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let mut admin = port::admin::connect(admin_addr, TOKEN).await.unwrap();
+    let packages = |reply: port::admin::pb::ListReply| reply.packages;
+    let list = admin.list(ListRequest {}).await.unwrap().into_inner();
+    assert_eq!(packages(list), ["shop.v1"]);
+    assert_eq!(health(gw.addr, "shop.v2.Shop").await, Err(Code::NotFound));
+
+    // Retiring v1 onto v2 is refused with compat's finding, and the catalog stays as it was.
+    let status = admin
+        .add(AddRequest {
+            upstream: format!("v2=2.0.0@{}+shop.v1", v2.addr),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("GRPC_FIELD_SAME_VALUE_RANGE"),
+        "{status:?}"
+    );
+    let list = admin.list(ListRequest {}).await.unwrap().into_inner();
+    assert_eq!(packages(list), ["shop.v1"]);
+
+    // Added as itself, shop.v2 becomes routed, healthy, listed and describable.
+    admin
+        .add(AddRequest {
+            upstream: format!("v2=2.0.0@{}", v2.addr),
+        })
+        .await
+        .unwrap();
+    let list = admin.list(ListRequest {}).await.unwrap().into_inner();
+    assert_eq!(packages(list), ["shop.v1", "shop.v2"]);
+    let serving = ServingStatus::Serving as i32;
+    assert_eq!(health(gw.addr, "shop.v2.Shop").await, Ok(serving));
+    let addr = gw.addr.to_string();
+    // grpcurl FLAGS... ADDR REST...: its output, which must be a success.
+    let run = |flags: &[&str], rest: &[&str]| {
+        let out = std::process::Command::new(&grpcurl)
+            .arg("-plaintext")
+            .args(flags)
+            .arg(&addr)
+            .args(rest)
+            .output()
+            .expect("grpcurl runs");
+        assert!(out.status.success(), "{rest:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tokio::task::block_in_place(|| {
+        let list = run(&[], &["list"]);
+        assert!(list.lines().any(|l| l == "shop.v2.Shop"), "{list}");
+        let described = run(&[], &["describe", "shop.v2.Product"]);
+        assert!(described.contains("int32 stock = 6;"), "{described}");
+        let book = r#"{"sku": "book-1"}"#;
+        let reply = run(&["-v", "-d", book], &["shop.v2.Shop/GetProduct"]);
+        assert!(reply.contains("x-api-version: 2.0.0"), "{reply}");
+        assert!(reply.contains(r#""stock": 12"#), "{reply}");
+    });
+
+    admin
+        .remove(RemoveRequest { name: "v2".into() })
+        .await
+        .unwrap();
+    let not_serving = ServingStatus::NotServing as i32;
+    assert_eq!(health(gw.addr, "shop.v2.Shop").await, Ok(not_serving));
+}
