@@ -86,3 +86,102 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
     )?;
     Ok(report.exit_code())
 }
+
+/// `probe --old grpc://A --new grpc://B`: each version's clients call the other version's
+/// server, every method, and the replies are read with the caller's descriptors.
+///
+/// Requests: the empty message, every field set to values that expose changes (once per oneof
+/// member), and each `--request`. Each call also goes to the caller's own server, the baseline
+/// for the verdict. The probe calls every method, including ones that change state: point it at
+/// test servers. Exit code 0: old clients are unaffected; 100: they are not; 1: an error.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeInput {
+    /// The old version's server, grpc://HOST:PORT (descriptors by reflection unless
+    /// --old-descriptors).
+    #[arg(long, value_parser = parse_server)]
+    pub old: String,
+    /// The new version's server, grpc://HOST:PORT (descriptors by reflection unless
+    /// --new-descriptors).
+    #[arg(long, value_parser = parse_server)]
+    pub new: String,
+    /// The old version's descriptors from DIR (.proto files) or FILE.binpb instead of reflection.
+    #[arg(long, value_name = "PATH")]
+    pub old_descriptors: Option<String>,
+    /// The new version's descriptors from DIR or FILE.binpb instead of reflection.
+    #[arg(long, value_name = "PATH")]
+    pub new_descriptors: Option<String>,
+    /// Extra import path for directory descriptors (repeatable).
+    #[arg(short = 'I', long = "include")]
+    pub include: Vec<PathBuf>,
+    /// Send every call to this gateway (HOST:PORT, e.g. `testbed serve --upstream ...`) instead
+    /// of the other server; each client calls its own paths and the gateway routes them.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_server)]
+    pub via: Option<String>,
+    /// Call package NEW on the new server for OLD's methods (repeatable). Packages differing
+    /// only in a trailing .vN pair automatically, as in `check`.
+    #[arg(long = "map", value_name = "OLD=NEW", value_parser = parse_map)]
+    pub map: Vec<(String, String)>,
+    /// Call the new server at the old paths unchanged (no .vN pairing): what an old client
+    /// pointed at the new server gets.
+    #[arg(long)]
+    pub no_auto_map: bool,
+    /// A request of your own besides the generated ones, METHOD=JSON (repeatable); METHOD is
+    /// pkg.Service/Method, or Service/Method for that method in both versions.
+    #[arg(long = "request", value_name = "METHOD=JSON", value_parser = crate::probe::Seed::parse)]
+    pub request: Vec<crate::probe::Seed>,
+    /// Each call's deadline in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub timeout: std::time::Duration,
+}
+
+fn parse_server(s: &str) -> Result<String, String> {
+    let addr = s.strip_prefix("grpc://").unwrap_or(s);
+    if addr
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(format!(
+            "expected grpc://HOST:PORT of a running server, got {s:?} (a proto directory or descriptor set goes in --old-descriptors / --new-descriptors)"
+        ));
+    }
+    Ok(addr.to_string())
+}
+
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("expected seconds, got {s:?}"))?;
+    if !(secs > 0.0 && secs <= 3600.0) {
+        return Err(format!(
+            "the deadline must be above 0 and at most 3600 seconds, got {s}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Loads both sides' descriptors and runs the probe; bad input and unreachable servers are an
+/// `Err` (exit code 1). The caller renders the report ([`crate::probe::render_text`], JSON).
+pub async fn probe(args: &ProbeInput) -> anyhow::Result<crate::probe::ProbeReport> {
+    use crate::probe::{ProbeOptions, Side};
+    let side = |addr: &String, descriptors: &Option<String>| {
+        let source = match descriptors {
+            Some(path) => Source::parse(path),
+            None => Source::Grpc(addr.clone()),
+        };
+        let addr = addr.clone();
+        async move {
+            let api = source.load(&args.include).await?;
+            anyhow::Ok(Side { addr, api })
+        }
+    };
+    let old = side(&args.old, &args.old_descriptors).await?;
+    let new = side(&args.new, &args.new_descriptors).await?;
+    let options = ProbeOptions {
+        via: args.via.clone(),
+        map: args.map.clone(),
+        auto_pair: !args.no_auto_map,
+        timeout: args.timeout,
+        seeds: args.request.clone(),
+    };
+    crate::probe::probe(&old, &new, &options).await
+}

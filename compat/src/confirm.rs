@@ -42,12 +42,6 @@ pub(crate) fn confirm(subject: &Subject, pairing: &Pairing) -> Confirmation {
                     runtime: DESCRIPTORS.to_string(),
                 },
                 Some(n) => {
-                    let shape = |c: bool, s: bool| match (c, s) {
-                        (false, false) => "unary",
-                        (true, false) => "client streaming",
-                        (false, true) => "server streaming",
-                        (true, true) => "bidi streaming",
-                    };
                     let (a, b) = (
                         shape(old.is_client_streaming(), old.is_server_streaming()),
                         shape(n.is_client_streaming(), n.is_server_streaming()),
@@ -77,8 +71,19 @@ pub(crate) fn confirm(subject: &Subject, pairing: &Pairing) -> Confirmation {
     }
 }
 
-/// Values that expose a change of a field of this kind, most revealing first.
-fn probes(kind: &Kind, depth: usize) -> Vec<Value> {
+/// A method's streaming shape in words, from whether the client and the server stream.
+pub(crate) fn shape(client: bool, server: bool) -> &'static str {
+    match (client, server) {
+        (false, false) => "unary",
+        (true, false) => "client streaming",
+        (false, true) => "server streaming",
+        (true, true) => "bidi streaming",
+    }
+}
+
+/// Values that expose a change of a field of this kind, most revealing first (nested messages
+/// filled as `fill` says).
+fn probes(kind: &Kind, depth: usize, fill: Fill) -> Vec<Value> {
     match kind {
         Kind::Int32 | Kind::Sfixed32 => {
             vec![Value::I32(-5), Value::I32(2_000_000_007), Value::I32(7)]
@@ -102,14 +107,29 @@ fn probes(kind: &Kind, depth: usize) -> Vec<Value> {
             Value::Bytes(b"ok".to_vec().into()),
         ],
         Kind::Enum(e) => e.values().map(|v| Value::EnumNumber(v.number())).collect(),
-        Kind::Message(m) => vec![Value::Message(sample(m, depth + 1))],
+        Kind::Message(m) => vec![Value::Message(sample_with(m, depth + 1, fill))],
     }
+}
+
+/// How [`sample_with`] fills a message; the default is [`sample`]'s.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Fill {
+    /// Enum fields take their last value (the one an older reader is most likely not to know)
+    /// instead of their first.
+    pub(crate) enum_last: bool,
+    /// Which member of each oneof is set (modulo the oneof's size).
+    pub(crate) oneof_member: usize,
 }
 
 /// A message with every field set to its first probe (several elements for lists, two
 /// entries for maps, one field per oneof), nested messages filled to a fixed depth, so a
 /// recursive type ends.
 pub(crate) fn sample(desc: &MessageDescriptor, depth: usize) -> DynamicMessage {
+    sample_with(desc, depth, Fill::default())
+}
+
+/// [`sample`], filled as `fill` says (at every depth).
+pub(crate) fn sample_with(desc: &MessageDescriptor, depth: usize, fill: Fill) -> DynamicMessage {
     let mut msg = DynamicMessage::new(desc.clone());
     if depth > MAX_DEPTH {
         return msg;
@@ -123,14 +143,14 @@ pub(crate) fn sample(desc: &MessageDescriptor, depth: usize) -> DynamicMessage {
         msg.set_field_by_number(2, Value::I32(500_000_000));
         return msg;
     }
-    let mut oneofs_done = std::collections::HashSet::new();
     for f in desc.fields() {
-        if let Some(o) = f.containing_oneof()
-            && !oneofs_done.insert(o.name().to_string())
-        {
-            continue;
+        if let Some(o) = f.containing_oneof() {
+            let members: Vec<FieldDescriptor> = o.fields().collect();
+            if members[fill.oneof_member % members.len()].number() != f.number() {
+                continue;
+            }
         }
-        if let Some(v) = field_value(&f, 0, depth) {
+        if let Some(v) = field_value(&f, 0, depth, fill) {
             msg.set_field(&f, v);
         }
     }
@@ -138,14 +158,14 @@ pub(crate) fn sample(desc: &MessageDescriptor, depth: usize) -> DynamicMessage {
 }
 
 /// The value of probe `i` for a field, shaped for its cardinality.
-fn field_value(f: &FieldDescriptor, i: usize, depth: usize) -> Option<Value> {
+fn field_value(f: &FieldDescriptor, i: usize, depth: usize, fill: Fill) -> Option<Value> {
     if f.is_map() {
         let Kind::Message(entry) = f.kind() else {
             return None;
         };
         let (kf, vf) = (entry.map_entry_key_field(), entry.map_entry_value_field());
-        let keys = probes(&kf.kind(), depth);
-        let vals = probes(&vf.kind(), depth);
+        let keys = probes(&kf.kind(), depth, fill);
+        let vals = probes(&vf.kind(), depth, fill);
         let mut map = HashMap::new();
         for (j, k) in keys.iter().take(2).enumerate() {
             let key = match k {
@@ -161,10 +181,15 @@ fn field_value(f: &FieldDescriptor, i: usize, depth: usize) -> Option<Value> {
         }
         return Some(Value::Map(map));
     }
-    let p = probes(&f.kind(), depth);
+    let p = probes(&f.kind(), depth, fill);
     if p.is_empty() {
         return None;
     }
+    let i = if fill.enum_last && matches!(f.kind(), Kind::Enum(_)) {
+        i + p.len() - 1
+    } else {
+        i
+    };
     if f.is_list() {
         let n = 3;
         return Some(Value::List(
@@ -321,10 +346,10 @@ fn field_samples(desc: &MessageDescriptor, number: u32, only: Option<i32>) -> Ve
     let count = if f.is_map() {
         1
     } else {
-        probes(&f.kind(), 0).len().max(1)
+        probes(&f.kind(), 0, Fill::default()).len().max(1)
     };
     for i in 0..count {
-        if let Some(v) = field_value(&f, i, 0) {
+        if let Some(v) = field_value(&f, i, 0, Fill::default()) {
             if let (Some(n), Value::EnumNumber(x)) = (only, &v)
                 && *x != n
             {

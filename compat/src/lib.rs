@@ -13,6 +13,8 @@
 //!   everything else (comments, findings outside the selected categories) a patch.
 //! * Wire confirmation: every finding is tried with real bytes (prost + prost-reflect dynamic
 //!   messages, both directions, then JSON); `confirmed`, `JSON only` or `refuted`.
+//! * A live probe ([`probe`], `testbed probe`): two running servers, each called by the other
+//!   version's clients with generated requests, replies read with the caller's descriptors.
 //!
 //! # buf rules not implemented
 //! `FIELD_SAME_CPP_STRING_TYPE` (FILE, PACKAGE): it compares the C++ string representation
@@ -33,6 +35,7 @@
 pub mod cli;
 mod confirm;
 pub mod model;
+pub mod probe;
 mod reflection;
 pub mod render;
 pub mod rules;

@@ -18,7 +18,8 @@ fn err(addr: &str, message: String) -> LoadError {
     }
 }
 
-async fn connect(addr: &str) -> Result<Channel, LoadError> {
+/// A plaintext HTTP/2 channel to `addr`, connected now; every call on it ends after `timeout`.
+pub(crate) async fn connect(addr: &str, timeout: Duration) -> Result<Channel, LoadError> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| {
             err(
@@ -27,7 +28,7 @@ async fn connect(addr: &str) -> Result<Channel, LoadError> {
             )
         })?
         .connect_timeout(TIMEOUT)
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         .tcp_nodelay(true);
     endpoint.connect().await.map_err(|e| {
         err(
@@ -134,7 +135,7 @@ async fn ask(
 
 /// Reads every service's files (and their imports) from the server.
 pub(crate) async fn load(addr: &str) -> Result<Api, LoadError> {
-    let channel = connect(addr).await?;
+    let channel = connect(addr, TIMEOUT).await?;
     let mut v1 = true;
     let answers = ask(&channel, &mut v1, addr, vec![Ask::List]).await?;
     let services = match answers.into_iter().next() {
@@ -219,10 +220,11 @@ pub(crate) async fn load(addr: &str) -> Result<Api, LoadError> {
 
 /// A codec that passes encoded messages through untouched.
 #[derive(Debug, Clone, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
+/// [`RawCodec`]'s encoder and decoder.
 #[derive(Debug, Clone, Default)]
-struct RawCoder;
+pub(crate) struct RawCoder;
 
 impl tonic::codec::Encoder for RawCoder {
     type Item = Vec<u8>;
@@ -268,7 +270,7 @@ impl tonic::codec::Codec for RawCodec {
 /// Calls `path` on the server with `request` (already encoded) as an old client would and
 /// describes what came back.
 pub(crate) async fn call(addr: &str, path: &str, request: Vec<u8>) -> Result<String, String> {
-    let channel = connect(addr).await.map_err(|e| e.to_string())?;
+    let channel = connect(addr, TIMEOUT).await.map_err(|e| e.to_string())?;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| format!("not ready: {e}"))?;
     let path: http::uri::PathAndQuery = path.parse().map_err(|e| format!("bad path: {e}"))?;
