@@ -3,7 +3,9 @@
 //! front of the testbed's version router, and doing the version routing itself in front of
 //! separate v1 and v2 backend processes (with v1 live, and with v1 retired by a path rewrite).
 //! Every matrix client runs through each, unary and streaming, and each cell is checked against
-//! the outcome written here: what really happens, including where a proxy breaks something.
+//! the expectation `testbed::matrix::proxies` holds (the one `testbed matrix --proxy` checks);
+//! the other cases check what really happens, including where a proxy breaks something. The v1
+//! → v2 rollout runs through each proxy, reconfigured its own way between phases.
 
 use crate::common::tool;
 use bytes::Bytes;
@@ -14,29 +16,11 @@ use services::Api;
 use std::net::SocketAddr;
 use std::time::Duration;
 use testbed::matrix::ClientKind::{self, *};
+use testbed::matrix::proxies::{PROXY_REJECTS, ProxyColumn, Stack};
 use testbed::matrix::{Expect, Outcome};
 use tonic::Code;
 
-/// The three columns of a proxy's matrix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Column {
-    /// The proxy in front of `testbed serve --deployment side-by-side`.
-    FrontOfRouter,
-    /// The proxy routing by path (and `x-api-version`) to `serve --backend v1` and `--backend v2`.
-    VersionRouting,
-    /// The same with v1 retired: `/increment.v1.` rewritten to `/increment.v2.`, sent to v2.
-    V1Retired,
-}
-use Column::*;
-
-const COLUMNS: [Column; 3] = [FrontOfRouter, VersionRouting, V1Retired];
-
-/// A proxy and the testbed processes behind it.
-struct Stack {
-    proxy: RunningProxy,
-    /// The router (front of router), or v1 then v2 (v1 absent when retired).
-    servers: Vec<ChildServer>,
-}
+use ProxyColumn::*;
 
 async fn serve(args: &[&str]) -> ChildServer {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
@@ -50,42 +34,13 @@ async fn serve(args: &[&str]) -> ChildServer {
 
 /// Starts `column`'s backends and `kind` in front of them, or `None` (with a note) when the
 /// proxy is not installed outside CI.
-async fn start_stack(kind: ProxyKind, column: Column) -> Option<Stack> {
+async fn start_stack(kind: ProxyKind, column: ProxyColumn) -> Option<Stack> {
     tool(kind.find())?;
-    let (arrangement, servers) = match column {
-        FrontOfRouter => {
-            let router = serve(&["--deployment", "side-by-side"]).await;
-            (
-                Arrangement::FrontOfRouter {
-                    router: router.addr,
-                },
-                vec![router],
-            )
-        }
-        VersionRouting | V1Retired => {
-            let retire_v1 = column == V1Retired;
-            let v2 = serve(&["--backend", "v2"]).await;
-            let v1 = if retire_v1 {
-                None
-            } else {
-                Some(serve(&["--backend", "v1"]).await)
-            };
-            // When retired, v1's address is never used: any closed port will do.
-            let v1_addr = v1.as_ref().map_or(v2.addr, |v1| v1.addr);
-            (
-                Arrangement::VersionRouting {
-                    v1: v1_addr,
-                    v2: v2.addr,
-                    retire_v1,
-                },
-                v1.into_iter().chain([v2]).collect(),
-            )
-        }
-    };
-    let proxy = RunningProxy::start(kind, &arrangement)
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let stack = Stack::start(kind, column, exe)
         .await
-        .unwrap_or_else(|err| panic!("{kind} starts in front of {column:?}: {err:#}"));
-    Some(Stack { proxy, servers })
+        .unwrap_or_else(|err| panic!("{kind} starts in front of {column}: {err:#}"));
+    Some(stack)
 }
 
 fn external_tools_present(client: ClientKind) -> bool {
@@ -96,8 +51,6 @@ fn external_tools_present(client: ClientKind) -> bool {
     }
 }
 
-/// The matrix's own expectations, in this file's shorthand: the correct values named as
-/// served by a version, or by nothing; a status code.
 #[allow(non_snake_case)]
 const fn Ok(version: Option<&'static str>) -> Expect {
     match version {
@@ -111,86 +64,27 @@ const fn Fails(code: Code) -> Expect {
     Expect::Fails { code }
 }
 
-/// The proxy's own trailers-only `UNIMPLEMENTED`: `x-api-version` pins a major version that no
-/// backend behind it serves for the path.
-const PROXY_REJECTS: Expect = Fails(Code::Unimplemented);
-
-/// Columns: front of router, version routing, v1 retired. Unary and streaming alike, and the
-/// same for nginx, HAProxy and Envoy (observed: every cell agrees across the three).
-///
-/// - Front of router: every client works, and every reply carries the router's
-///   `x-api-version` response header through the proxy (`1.0.0` or `2.0.0`): paths, metadata
-///   both ways, trailers and bidi streams all pass.
-/// - Version routing: every client works, but v1 replies name no version: nothing in the
-///   arrangement adds `x-api-version` (v2 replies name `2.0.0` in their body).
-/// - v1 retired: the path rewrite works in all three; v1 clients get v2's answers without
-///   being able to tell (v1's message has no `served_by_version`). A v1 client pinned to `^1`
-///   gets the proxy's own `UNIMPLEMENTED`, as from the router.
-const EXPECTED: [(ClientKind, [Expect; 3]); 8] = [
-    (
-        RustV1,
-        /*       */ [Ok(Some("1.0.0")), Ok(None), Ok(None)],
-    ),
-    (
-        RustV1Pinned,
-        /* */ [Ok(Some("1.0.0")), Ok(None), PROXY_REJECTS],
-    ),
-    (
-        RustV2,
-        /*       */ [Ok(Some("2.0.0")), Ok(Some("2.0.0")), Ok(Some("2.0.0"))],
-    ),
-    (
-        RustV2Pinned,
-        /* */ [Ok(Some("2.0.0")), Ok(Some("2.0.0")), Ok(Some("2.0.0"))],
-    ),
-    (
-        PythonV1,
-        /*     */ [Ok(Some("1.0.0")), Ok(None), Ok(None)],
-    ),
-    (
-        PythonV2,
-        /*     */ [Ok(Some("2.0.0")), Ok(Some("2.0.0")), Ok(Some("2.0.0"))],
-    ),
-    (
-        GrpcurlV1,
-        /*    */ [Ok(Some("1.0.0")), Ok(None), Ok(None)],
-    ),
-    (
-        GrpcurlV2,
-        /*    */ [Ok(Some("2.0.0")), Ok(Some("2.0.0")), Ok(Some("2.0.0"))],
-    ),
-];
-
+/// Every client through `kind` in each column, judged against the matrix's proxy expectations
+/// (`testbed::matrix::proxies`, the same table `testbed matrix --proxy` checks).
 async fn matrix_through(kind: ProxyKind) {
-    let mut mismatches = Vec::new();
-    for (i, column) in COLUMNS.into_iter().enumerate() {
-        let Some(stack) = start_stack(kind, column).await else {
-            return;
-        };
-        for (client, row) in EXPECTED {
-            if !external_tools_present(client) {
-                continue;
-            }
-            for mode in [Mode::Unary, Mode::Stream] {
-                let result = client.call(stack.proxy.addr(), mode).await;
-                let outcome = Outcome::judge(client.api(), mode, result);
-                if !row[i].fits(&outcome) {
-                    mismatches.push(format!(
-                        "{kind} {column:?}, {} {mode:?}: expected {:?}, got {outcome:?}",
-                        client.label(),
-                        row[i]
-                    ));
-                }
-            }
-        }
-        stop(stack).await;
+    if tool(kind.find()).is_none() {
+        return;
     }
+    let clients: Vec<ClientKind> = ClientKind::ALL
+        .into_iter()
+        .filter(|client| external_tools_present(*client))
+        .collect();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let cells = testbed::matrix::proxies::run(&clients, kind, exe)
+        .await
+        .expect("the proxy's columns run");
+    assert_eq!(cells.len(), clients.len() * ProxyColumn::ALL.len());
+    let mismatches = testbed::matrix::mismatches(&cells);
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
 async fn stop(stack: Stack) {
-    stack.proxy.stop().await.expect("the proxy stops");
-    drop(stack.servers);
+    stack.stop().await.expect("the proxy stops");
 }
 
 #[tokio::test]
@@ -780,63 +674,358 @@ async fn many_requests_on_one_connection_through_each_proxy() {
     }
 }
 
-/// h2load through each proxy against `testbed serve --backend v1`, beside the backend directly
-/// and the testbed's own router as a proxy (`serve --upstream`): requests per second and the
-/// proxy's CPU time per request. Prints a table; timings are not asserted. Run it in release:
-/// `cargo test --release --test tests proxies::throughput -- --ignored --nocapture`.
+/// The v1 → v2 rollout through `kind` (`testbed rollout --proxy`): 2 v1 + 2 v2 clients back to
+/// back, 1 s phases, the proxy changed its own way between them. `None` when the proxy is not
+/// installed outside CI.
+async fn rollout_through(kind: ProxyKind) -> Option<testbed::proxy_rollout::ProxyRolloutReport> {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        rollout: testbed::rollout::RolloutOptions,
+    }
+    tool(kind.find())?;
+    let flags = Flags::parse_from(["rollout", "--v1-clients", "2", "--v2-clients", "2"]);
+    let options = testbed::rollout::RolloutOptions {
+        phase: Duration::from_secs(1),
+        ..flags.rollout
+    };
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let report = testbed::proxy_rollout::run(kind, &options, exe, &|_, _| {})
+        .await
+        .unwrap_or_else(|err| panic!("the rollout through {kind} runs: {err:#}"));
+    eprintln!("OBSERVED {}", report.render());
+    let phases = &report.load.phases;
+    assert_eq!(phases, &testbed::proxy_rollout::PHASES, "{kind}");
+    assert_eq!(report.changes.len(), 2, "{kind}: {:?}", report.changes);
+    for (phase, [v1, v2]) in phases.iter().zip(&report.load.tallies) {
+        // Never a wrong answer, in any phase, through any proxy.
+        assert_eq!((v1.wrong, v2.wrong), (0, 0), "{kind} [{phase}]");
+        assert!(v1.requests > 0, "{kind} [{phase}]: no v1 requests");
+        // v2 clients start once v2 is routed; v1 replies name no version (nothing adds the
+        // router's header), v2's name 2.0.0, also once v1 is retired onto v2.
+        assert_eq!(v2.requests > 0, phase != "v1 only", "{kind} [{phase}]");
+        assert!(
+            v1.served_by.keys().all(|k| k == "direct"),
+            "{kind} [{phase}]"
+        );
+        assert!(
+            v2.served_by.keys().all(|k| k == "2.0.0"),
+            "{kind} [{phase}]"
+        );
+    }
+    Some(report)
+}
+
+/// Failed requests per phase, v1 and v2 clients together, with their codes.
+fn failures(report: &testbed::proxy_rollout::ProxyRolloutReport) -> Vec<(String, Vec<String>)> {
+    let phases = report.load.phases.iter();
+    phases
+        .zip(&report.load.tallies)
+        .map(|(phase, tallies)| {
+            let codes = tallies
+                .iter()
+                .flat_map(|t| t.errors.iter().map(|(code, (n, _))| format!("{n} {code}")))
+                .collect();
+            (phase.clone(), codes)
+        })
+        .collect()
+}
+
+/// Envoy's routes and clusters change through filesystem xDS without touching a connection:
+/// no request fails in any phase.
 #[tokio::test]
-#[ignore = "a measurement, minutes long: run it by name"]
-async fn throughput_through_each_proxy() {
-    use proxy::measure::{Load, h2load};
-    if tool(client::tools::h2load()).is_none() {
+async fn rollout_through_envoy_fails_nothing() {
+    let Some(report) = rollout_through(ProxyKind::Envoy).await else {
         return;
-    }
-    let v1 = serve(&["--backend", "v1"]).await;
-    let upstream = format!("v1=1.0.0@{}", v1.addr);
-    let router = serve(&["--upstream", &upstream]).await;
-    let loads = [
-        Load {
-            requests: 50_000,
-            connections: 10,
-            streams: 10,
-        },
-        Load {
-            requests: 5_000,
-            connections: 1,
-            streams: 1,
-        },
-    ];
-    let mut rows = vec![
-        ("direct".to_string(), v1.addr, None),
-        ("testbed serve --upstream".to_string(), router.addr, None),
-    ];
-    for kind in ProxyKind::ALL {
-        if tool(kind.find()).is_none() {
-            continue;
+    };
+    assert!(report.load.clean(), "{:?}", failures(&report));
+}
+
+/// What nginx and HAProxy lose at a reload: their old workers close the client connections they
+/// hold (HTTP/2 GOAWAY, then the close), and a tonic request sent on such a connection as the
+/// GOAWAY and the close arrive fails, `INTERNAL` "h2 protocol error" or `CANCELLED` "operation
+/// was canceled"; tonic does not resend it. Zero to a few per reload. So failures happen only
+/// in the phases that begin with a reload (`v2 added`, `v1 retired`), only so, and never in
+/// `v1 only` or `v1 removed` (stopping v1 loses nothing: no connection routes to it any more).
+fn only_requests_racing_the_reload(report: &testbed::proxy_rollout::ProxyRolloutReport) {
+    let kind = &report.proxy;
+    for (phase, [v1, v2]) in report.load.phases.iter().zip(&report.load.tallies) {
+        let reload = phase == "v2 added" || phase == "v1 retired";
+        for (code, (count, message)) in v1.errors.iter().chain(&v2.errors) {
+            let racing = match code.as_str() {
+                "INTERNAL" => message.contains("h2 protocol error"),
+                "CANCELLED" => message.contains("operation was canceled"),
+                _ => false,
+            };
+            assert!(
+                reload && racing,
+                "{kind} [{phase}]: {count} {code} {message:?}"
+            );
         }
-        let proxy = RunningProxy::start(kind, &Arrangement::FrontOfRouter { router: v1.addr })
-            .await
-            .expect("the proxy starts");
-        rows.push((kind.to_string(), proxy.addr(), Some(proxy)));
     }
-    for round in 1..=3 {
-        for (name, addr, proxy) in &rows {
-            for load in loads {
-                let m = h2load(*addr, load, proxy.as_ref())
-                    .await
-                    .expect("h2load runs");
-                eprintln!(
-                    "MEASURED round {round} {name:<26} -c {:>2} -m {:>2}: {:>9.0} req/s, mean {:>7.1} µs, {} ok, {} failed, proxy CPU/request {}",
-                    load.connections,
-                    load.streams,
-                    m.requests_per_s,
-                    m.mean_request_us,
-                    m.succeeded,
-                    m.failed,
-                    m.proxy_cpu_per_request_us
-                        .map_or("-".to_string(), |us| format!("{us:.1} µs"))
+}
+
+/// HAProxy's master-worker reload (SIGUSR2): the new worker receives the listening sockets, so
+/// no connection is refused; the old worker's connections close as described above.
+#[tokio::test]
+async fn rollout_through_haproxy_fails_only_requests_racing_its_reload() {
+    if let Some(report) = rollout_through(ProxyKind::Haproxy).await {
+        only_requests_racing_the_reload(&report);
+    }
+}
+
+/// nginx's `-s reload`: new workers take new connections, the old ones close theirs as
+/// described above.
+#[tokio::test]
+async fn rollout_through_nginx_fails_only_requests_racing_its_reload() {
+    if let Some(report) = rollout_through(ProxyKind::Nginx).await {
+        only_requests_racing_the_reload(&report);
+    }
+}
+
+/// Starts `kind` in front of a side-by-side router with `tuning` changed from its defaults, or
+/// `None` (with a note) when the proxy is not installed outside CI.
+async fn tuned(kind: ProxyKind, tuning: proxy::Tuning) -> Option<(RunningProxy, ChildServer)> {
+    tool(kind.find())?;
+    let router = serve(&["--deployment", "side-by-side"]).await;
+    let arrangement = Arrangement::FrontOfRouter {
+        router: router.addr,
+    };
+    let proxy = RunningProxy::start_tuned(kind, &arrangement, tuning)
+        .await
+        .unwrap_or_else(|err| panic!("{kind} starts: {err:#}"));
+    Some((proxy, router))
+}
+
+/// A v1 bidi stream through each proxy, left idle after its first reply, with the proxy's idle
+/// timeout set to 1 s in its configuration (nginx `grpc_read_timeout` and friends, HAProxy
+/// `timeout client`/`server`, Envoy `stream_idle_timeout`; the defaults are 60 s, 50 s and 5
+/// minutes). Every proxy cuts the stream (observed after about 1 s; printed, not asserted), and
+/// none with a gRPC status: nginx resets it with `PROTOCOL_ERROR` and Envoy with
+/// `INTERNAL_ERROR` (tonic: `INTERNAL` "h2 protocol error"), HAProxy ends it without trailers
+/// (tonic: `UNKNOWN` "missing grpc-status trailer"). So a client cannot tell the proxy's idle
+/// timeout from a broken server.
+#[tokio::test]
+async fn an_idle_bidi_stream_is_cut_by_each_proxys_idle_timeout() {
+    use services::pb::v1::{IncrementRequest, incrementer_client::IncrementerClient};
+    let tuning = proxy::Tuning {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    for kind in ProxyKind::ALL {
+        let Some((proxy, _router)) = tuned(kind, tuning).await else {
+            continue;
+        };
+        let channel = client::connect(proxy.addr()).await.expect("connects");
+        let (send, outbound) = tokio::sync::mpsc::channel(4);
+        let mut replies = IncrementerClient::new(channel)
+            .increment_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
+            .await
+            .expect("the stream opens")
+            .into_inner();
+        send.send(IncrementRequest { value: 1 }).await.unwrap();
+        let first = replies.message().await.expect("a first reply");
+        assert_eq!(first.map(|r| r.value), Some(2), "{kind}");
+        let started = std::time::Instant::now();
+        // Not a timing assertion: a bound so that a proxy that never cuts fails, not hangs.
+        let end = tokio::time::timeout(Duration::from_secs(60), replies.message())
+            .await
+            .unwrap_or_else(|_| panic!("{kind} left the idle stream open for 60 s"));
+        eprintln!(
+            "OBSERVED {kind} idle stream ended after {:?}: {end:?}",
+            started.elapsed()
+        );
+        let status = end.expect_err("the stream ends with an error, not a reply or OK");
+        let want = match kind {
+            ProxyKind::Nginx | ProxyKind::Envoy => (Code::Internal, "h2 protocol error"),
+            ProxyKind::Haproxy => (Code::Unknown, "missing grpc-status trailer"),
+        };
+        assert_eq!(status.code(), want.0, "{kind}: {status:?}");
+        assert!(status.message().contains(want.1), "{kind}: {status:?}");
+        drop(send);
+        proxy.stop().await.expect("the proxy stops");
+    }
+}
+
+/// How many gRPC requests one HTTP/2 connection to `addr` carries, sent one after another,
+/// before the server refuses more (GOAWAY) or `most` is reached.
+async fn requests_on_one_connection(addr: SocketAddr, most: usize) -> usize {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let (mut send, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut answered = 0;
+    while answered < most {
+        let Result::Ok(ready) = send.clone().ready().await else {
+            break;
+        };
+        send = ready;
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}{UNARY_V1}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let Result::Ok((response, mut body)) = send.send_request(request, false) else {
+            break;
+        };
+        if body
+            .send_data(Bytes::from_static(&[0, 0, 0, 0, 2, 0x08, 41]), true)
+            .is_err()
+        {
+            break;
+        }
+        let Result::Ok(response) = response.await else {
+            break;
+        };
+        let mut body = response.into_body();
+        while let Some(Result::Ok(chunk)) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        if !matches!(body.trailers().await, Result::Ok(Some(t)) if t.get("grpc-status").is_some_and(|s| s == "0"))
+        {
+            break;
+        }
+        answered += 1;
+    }
+    driver.abort();
+    answered
+}
+
+/// What each client does when the proxy sends GOAWAY after a few requests on a connection
+/// (nginx `keepalive_requests`, default 1,000; Envoy `max_requests_per_connection`, default no
+/// limit; HAProxy 2.6 has no such setting), here 1 and 5. One raw HTTP/2 connection carries
+/// exactly that many requests, so the GOAWAY is real; then tonic (12 calls on one channel),
+/// Python grpcio (12 calls on one channel) and grpcurl (reflection, then the call) each
+/// reconnect and lose nothing.
+#[tokio::test]
+async fn each_client_reconnects_after_a_goaway_after_a_few_requests() {
+    const CALLS: i64 = 12;
+    for kind in [ProxyKind::Nginx, ProxyKind::Envoy] {
+        for limit in [1, 5] {
+            let tuning = proxy::Tuning {
+                requests_per_connection: Some(limit),
+                ..Default::default()
+            };
+            let Some((proxy, _router)) = tuned(kind, tuning).await else {
+                continue;
+            };
+            let addr = proxy.addr();
+            assert_eq!(
+                requests_on_one_connection(addr, 20).await,
+                limit as usize,
+                "{kind} limit {limit}"
+            );
+            let tonic = client::IncrementerClient::connect(Api::V1, addr)
+                .await
+                .expect("connects");
+            for i in 0..CALLS {
+                let reply = tonic.increment(i, None, 0).await;
+                assert_eq!(
+                    reply.map(|r| r.value).ok(),
+                    Some(i + 1),
+                    "{kind} limit {limit}"
                 );
             }
+            let values: Vec<i64> = (0..CALLS).collect();
+            let want: Vec<i64> = (1..=CALLS).collect();
+            if tool(client::tools::python()).is_some() {
+                let python = client::external::python(Api::V1, addr, Mode::Unary, &values, None)
+                    .await
+                    .map(|replies| replies.iter().map(|r| r.value).collect::<Vec<_>>());
+                assert_eq!(python.ok(), Some(want.clone()), "{kind} limit {limit}");
+            }
+            if tool(client::tools::grpcurl()).is_some() {
+                let grpcurl = client::external::grpcurl(Api::V1, addr, Mode::Unary, &[41], None)
+                    .await
+                    .map(|replies| replies.iter().map(|r| r.value).collect::<Vec<_>>());
+                assert_eq!(grpcurl.ok(), Some(vec![42]), "{kind} limit {limit}");
+            }
+            proxy.stop().await.expect("the proxy stops");
         }
     }
+}
+
+/// The commands: `testbed matrix --proxy` adds the proxy's three columns to the JSON (and exits
+/// 0 when they hold), `testbed rollout --proxy envoy` rolls out through Envoy (exit 0: nothing
+/// failed), and bad `--proxy` uses are refused as usage errors.
+#[tokio::test]
+async fn matrix_and_rollout_commands_take_a_proxy() {
+    let exe = env!("CARGO_BIN_EXE_testbed");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(exe)
+            .args(args)
+            .output()
+            .expect("testbed runs");
+        let json = serde_json::from_slice::<serde_json::Value>(&output.stdout).ok();
+        (output.status.code(), json, output.stderr)
+    };
+    for bad in [
+        &["rollout", "--proxy", "caddy"][..],
+        &["rollout", "--proxy", "nginx", "--processes"],
+        &["matrix", "--proxy", "caddy"],
+    ] {
+        assert_eq!(run(bad).0, Some(2), "{bad:?}");
+    }
+    if tool(ProxyKind::Envoy.find()).is_none() {
+        return;
+    }
+    let matrix = [
+        "matrix",
+        "--proxy",
+        "envoy",
+        "--deployment",
+        "side-by-side",
+        "--client",
+        "rust-v1-pinned",
+        "--json",
+        "-",
+    ];
+    let (code, json, stderr) = run(&matrix);
+    assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&stderr));
+    let json = json.expect("JSON on stdout");
+    let columns: Vec<&str> = json["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["deployment"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "side-by-side",
+            "envoy front-of-router",
+            "envoy version-routing",
+            "envoy v1-retired"
+        ]
+    );
+    assert_eq!(json["cells"][3]["unary"]["code"], "UNIMPLEMENTED");
+    assert_eq!(json["settings"]["proxies"][0], "envoy");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let file = dir.path().join("rollout.json");
+    let rollout = [
+        "rollout",
+        "--proxy",
+        "envoy",
+        "--phase-seconds",
+        "0.5",
+        "--v1-clients",
+        "1",
+        "--v2-clients",
+        "1",
+        "--json",
+        file.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = run(&rollout);
+    assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).expect("valid JSON");
+    assert_eq!(json["proxy"], "envoy");
+    assert_eq!(json["load"]["phases"].as_array().unwrap().len(), 4);
+    assert_eq!(json["changes"].as_array().unwrap().len(), 2);
 }

@@ -10,8 +10,11 @@
 //!   express of it.
 //! - [`RunningProxy`]: a proxy on a free 127.0.0.1 port, configuration and logs in a temporary
 //!   directory, ready when it has answered an HTTP/2 request; killed (with its workers) when
-//!   dropped.
-//! - [`measure`]: h2load through a proxy, with the proxy's CPU time per request.
+//!   dropped. [`RunningProxy::reconfigure`] changes its routes the proxy's own way without a
+//!   restart (nginx `-s reload`, HAProxy's master-worker reload, Envoy's filesystem xDS) and
+//!   waits until the proxy confirms it; [`Tuning`] changes defaults tests need short (idle
+//!   timeout, requests per connection).
+//! - [`measure`]: h2load through a proxy (the bench's `proxies` row adds each hop's CPU time).
 //! - [`ProxyKind::find`]: where each proxy's binary is, or a [`MissingTool`] with the command
 //!   that installs it (`bash scripts/setup-proxies`).
 
@@ -22,8 +25,9 @@ mod ports;
 mod running;
 
 pub use client::tools::MissingTool;
+pub use config::Tuning;
 pub use plan::{Arrangement, RoutePlan};
-pub use running::RunningProxy;
+pub use running::{Reconfigured, RunningProxy};
 
 use std::fmt;
 use std::path::PathBuf;

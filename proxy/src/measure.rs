@@ -1,10 +1,8 @@
-//! Load through a proxy: h2load (nghttp2's client) sending gRPC unary calls, with the proxy's
-//! CPU time per request from `/proc`.
+//! Load through a proxy: h2load (nghttp2's client) sending gRPC unary calls. The bench's
+//! `proxies` row runs it through each proxy and charges each hop's CPU time from `/proc`.
 
-use crate::RunningProxy;
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
-use std::time::Duration;
 use tokio::process::Command;
 
 /// One gRPC frame: not compressed, 2-byte `increment.v1.IncrementRequest { value: 41 }`.
@@ -34,26 +32,17 @@ pub struct Measured {
     pub requests_per_s: f64,
     /// Mean time per request, µs.
     pub mean_request_us: f64,
-    /// The proxy's CPU time (user + system, every process of its group) per succeeded request,
-    /// µs; `None` without a proxy.
-    pub proxy_cpu_per_request_us: Option<f64>,
 }
 
-/// Runs h2load with `load` against `addr`'s `increment.v1.Incrementer/Increment`; with `proxy`,
-/// also measures the proxy's CPU time over the run. A missing h2load is a
-/// [`crate::MissingTool`] error.
-pub async fn h2load(
-    addr: SocketAddr,
-    load: Load,
-    proxy: Option<&RunningProxy>,
-) -> anyhow::Result<Measured> {
+/// Runs h2load with `load` against `addr`'s `increment.v1.Incrementer/Increment`. A missing
+/// h2load is a [`crate::MissingTool`] error.
+pub async fn h2load(addr: SocketAddr, load: Load) -> anyhow::Result<Measured> {
     let h2load = client::tools::h2load()?;
     let body = tempfile::Builder::new()
         .prefix("testbed-h2load-")
         .tempfile()
         .context("cannot create h2load's body file")?;
     std::fs::write(body.path(), FRAME).context("cannot write h2load's body file")?;
-    let before = proxy.map(RunningProxy::cpu_time).transpose()?;
     let output = Command::new(&h2load)
         .args(["-n", &load.requests.to_string()])
         .args(["-c", &load.connections.to_string()])
@@ -64,7 +53,6 @@ pub async fn h2load(
         .output()
         .await
         .with_context(|| format!("cannot run {}", h2load.display()))?;
-    let after = proxy.map(RunningProxy::cpu_time).transpose()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!(
@@ -74,16 +62,7 @@ pub async fn h2load(
             stdout
         );
     }
-    let mut measured = parse(&stdout, load)?;
-    if let (Some(before), Some(after)) = (before, after) {
-        let used = after.saturating_sub(before);
-        measured.proxy_cpu_per_request_us = Some(micros(used) / measured.succeeded.max(1) as f64);
-    }
-    Ok(measured)
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
+    parse(&stdout, load)
 }
 
 /// Reads h2load's summary: `finished in 1.23s, 40000.00 req/s, ...` and `requests: N total, N
@@ -124,7 +103,6 @@ fn parse(stdout: &str, load: Load) -> anyhow::Result<Measured> {
         } else {
             f64::NAN
         },
-        proxy_cpu_per_request_us: None,
     })
 }
 

@@ -27,11 +27,18 @@ pub enum Arrangement {
         /// from the descriptors); here it can, by the API's design.
         retire_v1: bool,
     },
+    /// The first step of a v1 → v2 rollout done by the proxy: only v1 exists (`testbed serve
+    /// --backend v1`), and it gets every request, health and reflection included. An
+    /// `increment.v2` call reaches v1's process, which answers `UNIMPLEMENTED`.
+    V1Only {
+        /// The v1 backend.
+        v1: SocketAddr,
+    },
 }
 
 impl Arrangement {
     /// A short name for reports and test tables: `front-of-router`, `version-routing`,
-    /// `version-routing-v1-retired`.
+    /// `version-routing-v1-retired`, `v1-only`.
     pub fn name(&self) -> &'static str {
         match self {
             Arrangement::FrontOfRouter { .. } => "front-of-router",
@@ -41,12 +48,37 @@ impl Arrangement {
             Arrangement::VersionRouting {
                 retire_v1: true, ..
             } => "version-routing-v1-retired",
+            Arrangement::V1Only { .. } => "v1-only",
         }
     }
 
     /// The route plan every proxy renders.
     pub fn plan(&self) -> RoutePlan {
         match *self {
+            Arrangement::V1Only { v1 } => RoutePlan {
+                upstreams: vec![Upstream {
+                    name: "v1",
+                    addr: v1,
+                }],
+                routes: vec![
+                    Route {
+                        prefix: V1_PREFIX,
+                        pinned_majors: vec![1],
+                        target: Target::Forward {
+                            upstream: "v1",
+                            rewrite_prefix: None,
+                        },
+                    },
+                    Route {
+                        prefix: "/",
+                        pinned_majors: vec![],
+                        target: Target::Forward {
+                            upstream: "v1",
+                            rewrite_prefix: None,
+                        },
+                    },
+                ],
+            },
             Arrangement::FrontOfRouter { router } => RoutePlan {
                 upstreams: vec![Upstream {
                     name: "router",

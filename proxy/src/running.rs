@@ -1,8 +1,8 @@
 //! A proxy running as a child process of the testbed.
 
 use crate::ProxyKind;
-use crate::config;
-use crate::plan::Arrangement;
+use crate::config::{self, Tuning};
+use crate::plan::{Arrangement, RoutePlan};
 use crate::ports::free_loopback_port;
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -14,6 +14,9 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+
+mod reload;
+pub use reload::Reconfigured;
 
 /// How long a proxy may take to answer its first request.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -39,7 +42,12 @@ pub struct RunningProxy {
     /// Set once the child has been reaped, after which its pid may be reused and the group must
     /// not be signalled.
     reaped: bool,
-    config: String,
+    /// The configuration files as last written.
+    files: Vec<config::ConfigFile>,
+    /// The route plan they render.
+    plan: RoutePlan,
+    /// What differs from the proxy's defaults.
+    tuning: Tuning,
     dir: tempfile::TempDir,
 }
 
@@ -58,10 +66,24 @@ impl RunningProxy {
     /// [`crate::MissingTool`] when the proxy is not installed, and with the tail of the proxy's
     /// log when it exits or does not answer within 30 s.
     pub async fn start(kind: ProxyKind, arrangement: &Arrangement) -> anyhow::Result<Self> {
+        Self::start_tuned(kind, arrangement, Tuning::default()).await
+    }
+
+    /// [`start`](Self::start) with `tuning` changed from the proxy's defaults. Fails at once
+    /// when the proxy cannot express it (HAProxy 2.6 has no limit of requests per client
+    /// connection).
+    pub async fn start_tuned(
+        kind: ProxyKind,
+        arrangement: &Arrangement,
+        tuning: Tuning,
+    ) -> anyhow::Result<Self> {
+        if kind == ProxyKind::Haproxy && tuning.requests_per_connection.is_some() {
+            bail!("HAProxy 2.6 has no setting for the requests per client connection");
+        }
         let binary = kind.find()?;
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
-            match Self::attempt(kind, &binary, arrangement).await {
+            match Self::attempt(kind, &binary, arrangement, tuning).await {
                 Ok(proxy) => return Ok(proxy),
                 Err(Attempt::PortTaken(err)) => last = Some(err),
                 Err(Attempt::Failed(err)) => return Err(err),
@@ -78,6 +100,7 @@ impl RunningProxy {
         kind: ProxyKind,
         binary: &Path,
         arrangement: &Arrangement,
+        tuning: Tuning,
     ) -> Result<Self, Attempt> {
         let failed = Attempt::Failed;
         let dir = tempfile::Builder::new()
@@ -88,11 +111,12 @@ impl RunningProxy {
         let addr = free_loopback_port()
             .context("cannot find a free port on 127.0.0.1")
             .map_err(failed)?;
-        let text = config::render(kind, &arrangement.plan(), addr, dir.path());
+        let plan = arrangement.plan();
+        let files = config::render(kind, &plan, addr, dir.path(), &tuning);
+        for file in &files {
+            write_atomically(dir.path(), file).map_err(failed)?;
+        }
         let config_path = dir.path().join(config::file_name(kind));
-        std::fs::write(&config_path, &text)
-            .with_context(|| format!("cannot write {}", config_path.display()))
-            .map_err(failed)?;
         let log_path = dir.path().join("proxy.log");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))
@@ -123,7 +147,9 @@ impl RunningProxy {
             child,
             group: Pid::from_raw(pid),
             reaped: false,
-            config: text,
+            files,
+            plan,
+            tuning,
             dir,
         };
         proxy.wait_ready().await?;
@@ -193,9 +219,10 @@ impl RunningProxy {
         if self.reaped { None } else { self.child.id() }
     }
 
-    /// The configuration it was started with.
-    pub fn config(&self) -> &str {
-        &self.config
+    /// Its configuration as now written: every file, each after a `# NAME` line (Envoy's
+    /// routes and clusters are files of their own).
+    pub fn config(&self) -> String {
+        config::joined(&self.files)
     }
 
     /// The temporary directory holding its configuration, log and (nginx) pid file.
@@ -215,11 +242,24 @@ impl RunningProxy {
     /// CPU time (user + system) used so far by every process of the proxy's process group
     /// (nginx's master and workers), from `/proc/PID/stat`.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let ticks: u64 = self.group_processes()?.iter().sum();
+        Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
+    }
+
+    /// How many processes the proxy has now: its main process and every worker, old workers
+    /// still finishing their connections after a reload included (nginx runs a master and two
+    /// workers, HAProxy a master and one worker, Envoy one process).
+    pub fn process_count(&self) -> anyhow::Result<usize> {
+        Ok(self.group_processes()?.len())
+    }
+
+    /// The user + system ticks of each process in the proxy's process group.
+    fn group_processes(&self) -> anyhow::Result<Vec<u64>> {
         if self.reaped {
             bail!("{} has exited", self.kind);
         }
         let group = self.group.as_raw();
-        let mut ticks = 0;
+        let mut processes = Vec::new();
         for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
             let Ok(entry) = entry else { continue };
             if !entry
@@ -237,10 +277,10 @@ impl RunningProxy {
             if let Some((pgrp, used)) = parse_stat(&stat)
                 && pgrp == group
             {
-                ticks += used;
+                processes.push(used);
             }
         }
-        Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
+        Ok(processes)
     }
 
     /// Stops the proxy: SIGTERM to its process group (nginx's fast shutdown; HAProxy and Envoy
@@ -283,6 +323,17 @@ fn parse_stat(stat: &str) -> Option<(i32, u64)> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((pgrp, utime + stime))
+}
+
+/// Replaces `file` in `dir` by writing it beside its final name and renaming it over it, so that
+/// a reader (Envoy watches for exactly this move) never sees half a file.
+fn write_atomically(dir: &Path, file: &config::ConfigFile) -> anyhow::Result<()> {
+    let path = dir.join(file.name);
+    let staging = dir.join(format!(".{}.new", file.name));
+    std::fs::write(&staging, &file.text)
+        .with_context(|| format!("cannot write {}", staging.display()))?;
+    std::fs::rename(&staging, &path)
+        .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 fn tail(log: &str) -> String {

@@ -3,6 +3,7 @@
 
 mod expect;
 mod probe;
+pub mod proxies;
 
 pub use expect::{Expect, expected};
 use probe::expected_values;
@@ -111,29 +112,71 @@ impl Outcome {
     }
 }
 
-/// gRPC's canonical name of a code, e.g. `INVALID_ARGUMENT`.
-pub fn code_name(code: Code) -> String {
-    let mut name = String::new();
-    for (i, ch) in format!("{code:?}").chars().enumerate() {
-        if ch.is_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(ch.to_ascii_uppercase());
-    }
-    name
-}
+pub use compat::probe::code_name;
 
 fn serialize_code<S: serde::Serializer>(code: &Code, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&code_name(*code))
 }
 
-/// One client against one deployment.
+/// A column of the matrix: one of the testbed's deployments, or a real proxy in one of its
+/// arrangements. In JSON it is its name (`side-by-side`, `nginx front-of-router`), under the
+/// cell's `deployment` key as before proxies existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Column {
+    /// A deployment served by the testbed itself.
+    Deployment(Deployment),
+    /// A proxy in front of testbed processes.
+    Proxy {
+        /// Which proxy.
+        proxy: proxy::ProxyKind,
+        /// What it stands in front of.
+        arrangement: proxies::ProxyColumn,
+    },
+}
+
+impl Column {
+    /// The column's name: the deployment's, or `PROXY ARRANGEMENT` (`nginx v1-retired`).
+    pub fn name(&self) -> String {
+        self.to_string()
+    }
+
+    /// What `client` must see in this column.
+    pub fn expected(&self, client: ClientKind) -> Expect {
+        match *self {
+            Column::Deployment(deployment) => expected(client, deployment),
+            Column::Proxy { arrangement, .. } => proxies::expected_through(client, arrangement),
+        }
+    }
+}
+
+impl From<Deployment> for Column {
+    fn from(deployment: Deployment) -> Self {
+        Column::Deployment(deployment)
+    }
+}
+
+impl std::fmt::Display for Column {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Column::Deployment(deployment) => write!(f, "{deployment}"),
+            Column::Proxy { proxy, arrangement } => write!(f, "{proxy} {arrangement}"),
+        }
+    }
+}
+
+impl Serialize for Column {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// One client against one column (a deployment, or a proxy arrangement).
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
     /// The client.
     pub client: ClientKind,
-    /// The deployment.
-    pub deployment: Deployment,
+    /// The column: a deployment, or a proxy arrangement (the JSON key predates proxies).
+    pub deployment: Column,
     /// What the API promises this client here.
     pub expected: Expect,
     /// The unary probe's outcome.
@@ -180,57 +223,72 @@ pub async fn run(clients: &[ClientKind], deployments: &[Deployment]) -> anyhow::
     Ok(cells)
 }
 
-/// Runs one client's unary and streaming probes against the server at `addr`.
-pub async fn run_cell(client: ClientKind, deployment: Deployment, addr: SocketAddr) -> Cell {
+/// Runs one client's unary and streaming probes against the server (or proxy) of `column` at
+/// `addr`.
+pub async fn run_cell(client: ClientKind, column: impl Into<Column>, addr: SocketAddr) -> Cell {
+    let column = column.into();
     let api = client.api();
     let unary = Outcome::judge(api, Mode::Unary, client.call(addr, Mode::Unary).await);
     let stream = Outcome::judge(api, Mode::Stream, client.call(addr, Mode::Stream).await);
     Cell {
         client,
-        deployment,
-        expected: expected(client, deployment),
+        deployment: column,
+        expected: column.expected(client),
         unary,
         stream,
     }
 }
 
 /// The matrix as two terminal tables (unary, then streaming), rows clients, columns deployments,
-/// followed by the reasons for any skipped or failed cell.
+/// then two more for each proxy's columns (one table would be too wide), followed by the
+/// reasons for any skipped or failed cell.
 pub fn render(cells: &[Cell]) -> String {
-    let mut deployments: Vec<Deployment> = Vec::new();
+    let mut groups: Vec<(Option<proxy::ProxyKind>, Vec<Column>)> = Vec::new();
     let mut clients: Vec<ClientKind> = Vec::new();
     for cell in cells {
-        if !deployments.contains(&cell.deployment) {
-            deployments.push(cell.deployment);
+        let group = match cell.deployment {
+            Column::Deployment(_) => None,
+            Column::Proxy { proxy, .. } => Some(proxy),
+        };
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, columns)) if columns.contains(&cell.deployment) => {}
+            Some((_, columns)) => columns.push(cell.deployment),
+            None => groups.push((group, vec![cell.deployment])),
         }
         if !clients.contains(&cell.client) {
             clients.push(cell.client);
         }
     }
     let mut out = String::new();
-    for (title, pick) in [
-        (
-            "unary Increment",
-            (|c: &Cell| &c.unary) as fn(&Cell) -> &Outcome,
-        ),
-        ("streaming IncrementStream", |c: &Cell| &c.stream),
-    ] {
-        let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED);
-        let mut header = vec![title.to_string()];
-        header.extend(deployments.iter().map(|d| d.to_string()));
-        table.set_header(header);
-        for client in &clients {
-            let mut row = vec![client.label()];
-            for deployment in &deployments {
-                let cell = cells
-                    .iter()
-                    .find(|c| c.client == *client && c.deployment == *deployment);
-                row.push(cell.map_or_else(String::new, |c| pick(c).cell()));
+    for (group, columns) in &groups {
+        let through = group.map_or_else(String::new, |kind| format!(" through {kind}"));
+        for (title, pick) in [
+            (
+                "unary Increment",
+                (|c: &Cell| &c.unary) as fn(&Cell) -> &Outcome,
+            ),
+            ("streaming IncrementStream", |c: &Cell| &c.stream),
+        ] {
+            let mut table = Table::new();
+            table.load_preset(UTF8_FULL_CONDENSED);
+            let mut header = vec![format!("{title}{through}")];
+            header.extend(columns.iter().map(|column| match column {
+                Column::Proxy { arrangement, .. } => arrangement.to_string(),
+                deployment => deployment.to_string(),
+            }));
+            table.set_header(header);
+            for client in &clients {
+                let mut row = vec![client.label()];
+                for column in columns {
+                    let cell = cells
+                        .iter()
+                        .find(|c| c.client == *client && c.deployment == *column);
+                    row.push(cell.map_or_else(String::new, |c| pick(c).cell()));
+                }
+                table.add_row(row);
             }
-            table.add_row(row);
+            out.push_str(&format!("{table}\n"));
         }
-        out.push_str(&format!("{table}\n"));
     }
     out.push_str(&notes(cells));
     out
@@ -258,7 +316,7 @@ fn notes(cells: &[Cell]) -> String {
                     )
                 }
                 Outcome::Skipped { reason } | Outcome::Failed { reason } => {
-                    if !seen.insert(("", reason.clone())) {
+                    if !seen.insert((String::new(), reason.clone())) {
                         continue;
                     }
                     format!("{} on {}: {reason}", cell.client.label(), cell.deployment)

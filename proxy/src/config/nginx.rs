@@ -1,6 +1,7 @@
 //! nginx (Debian `nginx-light`, 1.22): `grpc_pass` over h2c to upstreams with keep-alive, a
 //! `location` per path prefix, `x-api-version` read by a `map`.
 
+use super::Tuning;
 use crate::plan::{
     API_VERSION_HEADER, REJECT_CODE, RoutePlan, Target, pinned_major_regex, reject_message,
 };
@@ -8,7 +9,10 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
-pub(super) fn render(plan: &RoutePlan, listen: SocketAddr, dir: &Path) -> String {
+/// Worker processes: each configuration's generation runs this many.
+pub(crate) const WORKERS: usize = 2;
+
+pub(super) fn render(plan: &RoutePlan, listen: SocketAddr, dir: &Path, tuning: &Tuning) -> String {
     let dir = dir.display();
     let mut out = String::new();
     // `daemon off` keeps the master in the foreground, as the testbed's child; its two workers
@@ -17,7 +21,7 @@ pub(super) fn render(plan: &RoutePlan, listen: SocketAddr, dir: &Path) -> String
         out,
         "daemon off;
 master_process on;
-worker_processes 2;
+worker_processes {WORKERS};
 pid {dir}/nginx.pid;
 error_log stderr notice;
 events {{ worker_connections 1024; }}
@@ -61,6 +65,16 @@ http {{
         listen {listen} http2;
 "
     );
+    if let Some(idle) = tuning.idle_timeout {
+        let ms = idle.as_millis();
+        let _ = writeln!(
+            out,
+            "        grpc_read_timeout {ms}ms;\n        grpc_send_timeout {ms}ms;\n        client_body_timeout {ms}ms;"
+        );
+    }
+    if let Some(requests) = tuning.requests_per_connection {
+        let _ = writeln!(out, "        keepalive_requests {requests};");
+    }
     for route in &plan.routes {
         let _ = writeln!(out, "        location {} {{", route.prefix);
         if !route.pinned_majors.is_empty() {
