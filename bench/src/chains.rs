@@ -128,6 +128,39 @@ pub(crate) async fn run_interleaved<A: Incrementer, B: Incrementer>(
     ))
 }
 
+/// As [`run_interleaved`], for any number of clients of one kind: blocks of
+/// [`INTERLEAVE_BLOCK`] calls on each in turn, each chain checked as [`run`] checks one.
+pub(crate) async fn run_alternating<C: Incrementer>(
+    clients: &mut [C],
+    warmup: u64,
+    calls: u64,
+) -> anyhow::Result<Vec<Chain>> {
+    for client in clients.iter_mut() {
+        warm_up(client, warmup).await?;
+    }
+    let mut recorders = Vec::with_capacity(clients.len());
+    for _ in 0..clients.len() {
+        recorders.push(Recorder::new()?);
+    }
+    let mut done = 0;
+    while done < calls {
+        let block = INTERLEAVE_BLOCK.min(calls - done);
+        for (client, recorder) in clients.iter_mut().zip(&mut recorders) {
+            for _ in 0..block {
+                recorder.call(client).await?;
+            }
+        }
+        done += block;
+    }
+    recorders
+        .into_iter()
+        .map(|recorder| {
+            let busy = recorder.busy;
+            recorder.finish(calls, busy, None)
+        })
+        .collect()
+}
+
 async fn warm_up<C: Incrementer>(client: &mut C, calls: u64) -> anyhow::Result<()> {
     let mut value = 0;
     for _ in 0..calls {

@@ -11,13 +11,19 @@ mod h2load;
 mod halt_poll;
 mod handshake;
 mod placement;
+pub mod proxies;
 mod report;
 mod tuned;
 
 pub use halt_poll::HaltPoll;
 pub use handshake::{ConnectFigures, HandshakeResult};
 pub use placement::CpuList;
+pub use proxies::{LoadFigures, PathFigures, ProxiesResult};
 pub use report::{BenchReport, RowResult, RowsSkipped, check_writable};
+pub use report::{
+    MAIN_ROWS, PERCENTILE_COLORS, PERCENTILES, Percentile, PercentileLine, percentile_svg,
+    percentile_x, percentiles,
+};
 
 use anyhow::Context;
 use baseline::Baseline;
@@ -253,11 +259,15 @@ pub enum Row {
     /// (13) What a new connection costs: connect and a first call on a fresh connection, over
     /// plaintext and over TLS, [`handshake::CONNECTIONS`] of each in alternation.
     Handshake,
+    /// (14) The same v1 backend directly, through the testbed's router as a proxy (`serve
+    /// --upstream`) and through nginx, HAProxy and Envoy: sequential calls in alternation, h2load
+    /// at two loads, and each hop's CPU time per request.
+    Proxies,
 }
 
 impl Row {
     /// Every row, in table order.
-    pub const ALL: [Row; 19] = [
+    pub const ALL: [Row; 20] = [
         Row::Harness,
         Row::InProcess,
         Row::Tcp,
@@ -277,6 +287,7 @@ impl Row {
         Row::RustToPython,
         Row::H2load,
         Row::Handshake,
+        Row::Proxies,
     ];
 
     /// Label in reports.
@@ -301,13 +312,14 @@ impl Row {
             Row::RustToPython => "Rust tonic → Python server",
             Row::H2load => "h2load → Rust server",
             Row::Handshake => "new connection + first call, plaintext and TLS",
+            Row::Proxies => "through each proxy: router as proxy, nginx, HAProxy, Envoy",
         }
     }
 
     /// Whether the row is measured apart from the latency table (its own figures, its own
     /// lines under the table): h2load and the new-connection costs.
     pub fn runs_apart(self) -> bool {
-        matches!(self, Row::H2load | Row::Handshake)
+        matches!(self, Row::H2load | Row::Handshake | Row::Proxies)
     }
 
     /// The plaintext row a TLS row is compared with (the same client, the same server, without
@@ -346,6 +358,12 @@ impl Row {
             Row::H2load => {
                 tools::h2load()?;
             }
+            Row::Proxies => {
+                tools::h2load()?;
+                for kind in proxy::ProxyKind::ALL {
+                    kind.find()?;
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -355,7 +373,7 @@ impl Row {
     /// that run in this process or start their own tool.
     fn target(self) -> Option<Target> {
         match self {
-            Row::Harness | Row::InProcess | Row::H2load | Row::Handshake => None,
+            Row::Harness | Row::InProcess | Row::H2load | Row::Handshake | Row::Proxies => None,
             Row::Tcp => Some(Target::Baseline(Baseline::Tcp)),
             Row::Rest => Some(Target::Baseline(Baseline::Rest)),
             Row::UnaryV1
@@ -585,6 +603,7 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let mut h2load_runs = Vec::new();
     let mut h2load_skipped = None;
     let mut handshake_runs = Vec::new();
+    let mut proxies_runs = Vec::new();
     for round in 0..options.repeat {
         let mut measured = Vec::new();
         for &row in &rows {
@@ -599,6 +618,10 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
                 h2load::run(&mut targets, options)
                     .await
                     .map(|runs| h2load_runs.push(runs))
+            } else if row == Row::Proxies {
+                proxies::run(options)
+                    .await
+                    .map(|result| proxies_runs.push(result))
             } else if row == Row::Handshake {
                 handshake::run(&mut targets, options)
                     .await
@@ -630,7 +653,9 @@ async fn run_rows(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     }
     tell(total, String::new());
     let report = BenchReport::from_runs(options, &rows, runs, h2load_runs, h2load_skipped);
-    Ok(report.with_handshake(handshake_runs))
+    Ok(report
+        .with_handshake(handshake_runs)
+        .with_proxies(proxies_runs))
 }
 
 async fn run_row(
@@ -673,6 +698,7 @@ async fn run_row(
         Row::PythonToRust | Row::PythonToPython => python_chains(addr, options).await?,
         Row::H2load => anyhow::bail!("h2load rows are run by bench::h2load"),
         Row::Handshake => anyhow::bail!("new connections are measured by bench::handshake"),
+        Row::Proxies => anyhow::bail!("the proxies are measured by bench::proxies"),
     };
     RowResult::from_chains(row, &chains)
 }

@@ -5,6 +5,7 @@
 use super::chains::{self, Chain};
 use super::h2load::H2loadResult;
 use super::handshake::HandshakeResult;
+use super::proxies::ProxiesResult;
 use super::{BenchOptions, CpuList, Flavor, Row};
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -37,6 +38,9 @@ pub struct RowResult {
     pub p99_us: Option<f64>,
     /// Slowest call, µs.
     pub max_us: Option<f64>,
+    /// The latency distribution at each of [`PERCENTILES`] (the 50th is `p50_us`, the 100th
+    /// `max_us`); empty for the pipelined row, like its percentiles.
+    pub percentiles: Vec<Percentile>,
     /// Calls per second over all chains: `calls` over the wall time of the measured calls
     /// (`total_ms`); warm-up calls count in neither.
     pub calls_per_s: f64,
@@ -65,7 +69,13 @@ impl RowResult {
         let wall = chains::measured_wall(chains);
         // Each chain's own time per call, over all chains.
         let chain_time: Duration = chains.iter().map(|chain| chain.total).sum();
-        let us = |ns: u64| ns as f64 / 1e3;
+        let percentiles = percentiles(&histogram);
+        let at = |p: f64| {
+            percentiles
+                .iter()
+                .find(|point| point.percentile == p)
+                .map(|point| point.us)
+        };
         Ok(Self {
             row,
             label: row.label(),
@@ -73,10 +83,11 @@ impl RowResult {
             final_value: first.final_value,
             total_ms: wall.as_secs_f64() * 1e3,
             mean_us: chain_time.as_secs_f64() * 1e6 / calls.max(1) as f64,
-            p50_us: Some(us(histogram.value_at_quantile(0.50))),
-            p90_us: Some(us(histogram.value_at_quantile(0.90))),
-            p99_us: Some(us(histogram.value_at_quantile(0.99))),
-            max_us: Some(us(histogram.max())),
+            p50_us: at(50.0),
+            p90_us: at(90.0),
+            p99_us: at(99.0),
+            max_us: at(100.0),
+            percentiles,
             calls_per_s: calls as f64 / wall.as_secs_f64(),
             ratio_to_tcp: None,
             ratio_to_unary: None,
@@ -96,6 +107,7 @@ impl RowResult {
             p90_us: None,
             p99_us: None,
             max_us: None,
+            percentiles: Vec::new(),
             calls_per_s: calls as f64 / total.as_secs_f64(),
             ratio_to_tcp: None,
             ratio_to_unary: None,
@@ -143,11 +155,71 @@ pub struct BenchReport {
     /// What a new connection costs, plaintext and TLS (medians over the repeats); `None` when
     /// the `handshake` row did not run.
     pub handshake: Option<HandshakeResult>,
+    /// The same backend directly, through the router as a proxy and through each real proxy
+    /// (medians over the repeats); `None` when the `proxies` row did not run.
+    pub proxies: Option<ProxiesResult>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// The percentiles each row records, in %: from the fastest call (0) through a ladder that
+/// closes in on the tail in steps of 1, 2 and 5 in the share of calls slower (25 %, 10 %, 5 %,
+/// 2 %, 1 %, 0.5 % ... 0.01 %), to the slowest call (100).
+pub const PERCENTILES: [f64; 16] = [
+    0.0, 25.0, 50.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.5, 99.8, 99.9, 99.95, 99.98, 99.99,
+    100.0,
+];
+
+/// One point of a row's latency distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentile {
+    /// The percentile, in % (100: the slowest call).
+    pub percentile: f64,
+    /// The per-call latency at it, µs.
+    pub us: f64,
+}
+
+/// The latency at each of [`PERCENTILES`] of `histogram` (per-call nanoseconds), in µs: the
+/// histogram's value at each quantile (so within its three significant digits of the exact
+/// order statistic), and its maximum for 100.
+pub fn percentiles(histogram: &hdrhistogram::Histogram<u64>) -> Vec<Percentile> {
+    PERCENTILES
+        .iter()
+        .map(|&percentile| {
+            let ns = if percentile >= 100.0 {
+                histogram.max()
+            } else {
+                histogram.value_at_quantile(percentile / 100.0)
+            };
+            Percentile {
+                percentile,
+                us: ns as f64 / 1e3,
+            }
+        })
+        .collect()
+}
+
+/// Rounds' percentiles, point by point, as the median of the rounds' values at each (as the
+/// other figures are): each round's ladder rises, so the medians rise too. Empty when any round
+/// has none.
+fn median_percentiles(rounds: &[&RowResult]) -> Vec<Percentile> {
+    if rounds
+        .iter()
+        .any(|r| r.percentiles.len() != PERCENTILES.len())
+    {
+        return Vec::new();
+    }
+    PERCENTILES
+        .iter()
+        .enumerate()
+        .map(|(i, &percentile)| Percentile {
+            percentile,
+            us: median(rounds.iter().map(|r| r.percentiles[i].us).collect()),
+        })
+        .collect()
 }
 
 fn median_opt(values: Vec<Option<f64>>) -> Option<f64> {
@@ -191,6 +263,7 @@ impl BenchReport {
                 p90_us: pick_opt(|r| r.p90_us),
                 p99_us: pick_opt(|r| r.p99_us),
                 max_us: pick_opt(|r| r.max_us),
+                percentiles: median_percentiles(&ok),
                 // From the median total, not a median of its own: the two figures printed side
                 // by side must agree (medians of each may come from different rounds).
                 calls_per_s: first.calls as f64 / (total_ms / 1e3),
@@ -236,6 +309,15 @@ impl BenchReport {
             h2load_router_share,
             h2load_tls_share,
             handshake: None,
+            proxies: None,
+        }
+    }
+
+    /// This report with the through-each-proxy figures of each round (their medians).
+    pub(super) fn with_proxies(self, rounds: Vec<ProxiesResult>) -> Self {
+        Self {
+            proxies: ProxiesResult::median(&rounds),
+            ..self
         }
     }
 
@@ -359,6 +441,9 @@ impl BenchReport {
                 h.p50_ratio, h.p90_ratio
             ));
         }
+        if let Some(proxies) = &self.proxies {
+            out.push_str(&proxies.render());
+        }
         let ratio = |a: Row, b: Row| {
             let p50 = |row| {
                 self.rows
@@ -464,6 +549,7 @@ impl BenchReport {
     /// per row at its median call, with a whisker from p90 to p99, on a log axis of µs with
     /// ticks at 1, 2, 5, 10, 20, 50 ...; beside each bar its median and its ratio to the raw TCP
     /// floor. The throughput-only row has no percentiles: its bar is its mean, without whisker.
+    /// Below it, the percentile plot of the main rows that ran ([`percentile_svg`]'s chart).
     pub fn plot_svg(&self) -> anyhow::Result<String> {
         use plotters::coord::combinators::BindKeyPoints;
         use plotters::prelude::*;
@@ -518,11 +604,15 @@ impl BenchReport {
             usize::try_from(i).ok().and_then(|i| rows.get(i))
         };
 
+        let lines = self.percentile_lines();
+        let below = if lines.is_empty() { 0 } else { 440 };
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+            let root =
+                SVGBackend::with_string(&mut svg, (width, height + below)).into_drawing_area();
             root.fill(&WHITE).map_err(plot_error)?;
-            let mut chart = ChartBuilder::on(&root)
+            let (bars, percentiles) = root.split_vertically(height);
+            let mut chart = ChartBuilder::on(&bars)
                 .caption(
                     format!(
                         "per-call latency: bar p50, whisker p90–p99; {} dependent calls, runtime {}, {}",
@@ -591,10 +681,204 @@ impl BenchReport {
                     )
                 }))
                 .map_err(plot_error)?;
+            if !lines.is_empty() {
+                let caption = format!(
+                    "per-call latency by percentile, main rows (the slowest call is in the table); runtime {}, {}",
+                    self.runtime.name(),
+                    self.placement()
+                );
+                draw_percentiles(&percentiles, &lines, &caption)?;
+            }
             root.present().map_err(plot_error)?;
         }
         Ok(svg)
     }
+
+    /// The percentile plot's lines: the [`MAIN_ROWS`] that ran and recorded percentiles.
+    pub fn percentile_lines(&self) -> Vec<PercentileLine> {
+        MAIN_ROWS
+            .iter()
+            .filter_map(|row| self.rows.iter().find(|r| r.row == *row))
+            .filter(|r| !r.percentiles.is_empty())
+            .map(|r| PercentileLine {
+                label: r.label.to_string(),
+                points: r.percentiles.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The rows whose distributions the percentile plot draws, in its legend's order.
+pub const MAIN_ROWS: [Row; 6] = [
+    Row::Tcp,
+    Row::Rest,
+    Row::UnaryV1,
+    Row::UnaryRouter,
+    Row::PythonToRust,
+    Row::RustToPython,
+];
+
+/// The colours of the percentile plot's lines, by line, as RGB.
+pub const PERCENTILE_COLORS: [(u8, u8, u8); 6] = [
+    (87, 96, 106),
+    (130, 80, 223),
+    (9, 105, 218),
+    (26, 127, 55),
+    (191, 87, 0),
+    (207, 34, 46),
+];
+
+/// One line of the percentile plot: a row's label and its [`percentiles`].
+#[derive(Debug, Clone)]
+pub struct PercentileLine {
+    /// The row's label, for the legend.
+    pub label: String,
+    /// Its points; the 100th (the slowest call) is not drawn: it has no place on the axis.
+    pub points: Vec<Percentile>,
+}
+
+/// Where percentile `p` (%) sits on the plot's x axis: log10(1 / (1 − p)), so 90 % is 1, 99 % is
+/// 2, 99.9 % is 3 (`None` for 100).
+pub fn percentile_x(p: f64) -> Option<f64> {
+    (p < 100.0).then(|| (100.0 / (100.0 - p)).log10())
+}
+
+/// The percentile plot alone as an SVG figure, `width` by `height`: see [`draw_percentiles`].
+pub fn percentile_svg(
+    lines: &[PercentileLine],
+    caption: &str,
+    (width, height): (u32, u32),
+) -> anyhow::Result<String> {
+    use plotters::prelude::*;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        draw_percentiles(&root, lines, caption)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+/// Draws the percentile plot on `area`: one line per row, with a dot at each recorded
+/// percentile (x: the percentile on the usual log10(1 / (1 − p)) scale, labelled 0 %, 50 %,
+/// 75 %, 90 %, 99 %, 99.9 %, 99.99 %; y: µs per call on a log axis with ticks at 1, 2, 5 × 10ⁿ),
+/// and a legend. The one chart function of both `bench --plot` and the HTML report.
+fn draw_percentiles(
+    area: &plotters::drawing::DrawingArea<
+        plotters::backend::SVGBackend<'_>,
+        plotters::coord::Shift,
+    >,
+    lines: &[PercentileLine],
+    caption: &str,
+) -> anyhow::Result<()> {
+    use plotters::coord::combinators::BindKeyPoints;
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+    // x in thousandths of the axis unit (an integer axis, so that its ticks can be chosen).
+    let milli = |p: f64| percentile_x(p).map(|x| (x * 1000.0).round() as i32);
+    let drawn = |line: &PercentileLine| -> Vec<(i32, f64)> {
+        line.points
+            .iter()
+            .filter(|p| p.us > 0.0)
+            .filter_map(|p| milli(p.percentile).map(|x| (x, p.us)))
+            .collect()
+    };
+    let values: Vec<f64> = lines
+        .iter()
+        .flat_map(|line| drawn(line).into_iter().map(|(_, us)| us))
+        .collect();
+    let smallest = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let largest = values.iter().copied().fold(0.0, f64::max);
+    anyhow::ensure!(
+        smallest.is_finite() && smallest > 0.0,
+        "no percentiles to plot"
+    );
+    let (lo, hi) = (
+        tick_at_or_below(smallest / 1.2),
+        tick_at_or_above(largest * 1.2),
+    );
+    // Over more than four decades 2 and 5 would crowd the axis: powers of ten only.
+    let y_ticks: Vec<f64> = log_ticks(lo, hi)
+        .into_iter()
+        .filter(|t| {
+            hi / lo <= 1e4
+                || tick_label(*t)
+                    .trim_start_matches(['0', '.'])
+                    .starts_with('1')
+        })
+        .collect();
+    let x_end = milli(PERCENTILES[PERCENTILES.len() - 2]).unwrap_or(4000);
+    let x_ticks: Vec<i32> = [0.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99]
+        .into_iter()
+        .filter_map(milli)
+        .collect();
+    let x_label = |x: &i32| {
+        let p = 100.0 * (1.0 - 10f64.powf(-f64::from(*x) / 1000.0));
+        let text = format!("{p:.2}");
+        format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+    };
+    // The legend gets a column of its own on the right, so that it never hides a line.
+    let area = area
+        .titled(caption, ("sans-serif", 17))
+        .map_err(plot_error)?;
+    let (width, _) = area.dim_in_pixel();
+    let (plot, legend) = area.split_horizontally(width.saturating_sub(270));
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(14)
+        // Room for the last label (99.99%), centred on the axis's end.
+        .margin_right(30)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (0..x_end).with_key_points(x_ticks),
+            (lo..hi).log_scale().with_key_points(y_ticks),
+        )
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile (log scale of 1 / (1 − p))")
+        .y_desc("µs per call (log scale)")
+        .x_label_formatter(&x_label)
+        .y_label_formatter(&|v| tick_label(*v))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .draw()
+        .map_err(plot_error)?;
+    let legend_text = ("sans-serif", 13)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, line) in lines.iter().enumerate() {
+        let (r, g, b) = PERCENTILE_COLORS[i % PERCENTILE_COLORS.len()];
+        let color = RGBColor(r, g, b);
+        let points = drawn(line);
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                points.clone(),
+                color.stroke_width(2),
+            )))
+            .map_err(plot_error)?;
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(plot_error)?;
+        let y = 24 + 22 * i as i32;
+        legend
+            .draw(&PathElement::new(
+                vec![(4, y), (26, y)],
+                color.stroke_width(3),
+            ))
+            .map_err(plot_error)?;
+        legend
+            .draw(&Text::new(line.label.clone(), (32, y), legend_text.clone()))
+            .map_err(plot_error)?;
+    }
+    Ok(())
 }
 
 /// What the plot writes beside a row's bar: the figure the bar shows, and its ratio to the raw
@@ -818,6 +1102,7 @@ mod tests {
             p90_us: Some(p50_us * 1.2),
             p99_us: Some(p50_us * 2.0),
             max_us: Some(p50_us * 5.0),
+            percentiles: Vec::new(),
             calls_per_s: 1e6 / mean_us,
             ratio_to_tcp: None,
             ratio_to_unary: None,
@@ -1109,6 +1394,168 @@ mod tests {
         assert!(!png.exists(), "an SVG written under a .png name");
         report.plot(&dir.join("bench.SVG")).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Per-call latencies in ns with a long tail, from a fixed-seed generator: mostly 20-60 µs,
+    /// one in fifty up to 2 ms, one in a thousand up to 20 ms.
+    fn latencies(n: usize, seed: u64) -> Vec<u64> {
+        let mut state = seed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        (0..n)
+            .map(|_| {
+                let base = 20_000 + next() % 40_000;
+                match next() % 1000 {
+                    0 => base + next() % 20_000_000,
+                    1..=20 => base + next() % 2_000_000,
+                    _ => base,
+                }
+            })
+            .collect()
+    }
+
+    fn histogram_of(values: &[u64]) -> hdrhistogram::Histogram<u64> {
+        let mut histogram = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        for &v in values {
+            histogram.record(v).unwrap();
+        }
+        histogram
+    }
+
+    #[test]
+    fn the_percentile_ladder_matches_the_order_statistics_of_the_recorded_calls() {
+        let mut values = latencies(20_000, 7);
+        let ladder = percentiles(&histogram_of(&values));
+        values.sort_unstable();
+        assert_eq!(
+            ladder.iter().map(|p| p.percentile).collect::<Vec<_>>(),
+            PERCENTILES
+        );
+        for point in &ladder {
+            // Nearest rank: the smallest value with at least p % of the calls at or below it.
+            let rank = ((point.percentile / 100.0) * values.len() as f64).ceil() as usize;
+            let exact = values[rank.clamp(1, values.len()) - 1] as f64 / 1e3;
+            // The histogram keeps three significant digits.
+            assert!(
+                (point.us - exact).abs() <= exact * 1e-3,
+                "{point:?}: exact {exact} µs"
+            );
+        }
+        assert!(ladder.windows(2).all(|w| w[0].us <= w[1].us), "{ladder:?}");
+        assert!(
+            ladder[14].us < ladder[15].us,
+            "the tail reaches past 99.99 %"
+        );
+    }
+
+    #[test]
+    fn a_rows_percentiles_are_its_p50_p90_p99_and_max_and_stay_so_over_rounds() {
+        let chain = |seed| Chain {
+            histogram: histogram_of(&latencies(5_000, seed)),
+            total: Duration::from_millis(300),
+            span: None,
+            final_value: 5_000,
+        };
+        let rounds: Vec<RowResult> = [1, 2, 3]
+            .into_iter()
+            .map(|seed| RowResult::from_chains(Row::Tcp, &[chain(seed)]).unwrap())
+            .collect();
+        let rows = vec![Row::Tcp];
+        let runs = rounds.iter().map(|r| (Row::Tcp, Ok(r.clone()))).collect();
+        let report = BenchReport::from_runs(&options(rows.clone()), &rows, runs, Vec::new(), None);
+        for r in rounds.iter().chain(&report.rows) {
+            let at = |p: f64| r.percentiles.iter().find(|x| x.percentile == p).unwrap().us;
+            assert_eq!(
+                [
+                    Some(at(50.0)),
+                    Some(at(90.0)),
+                    Some(at(99.0)),
+                    Some(at(100.0))
+                ],
+                [r.p50_us, r.p90_us, r.p99_us, r.max_us]
+            );
+            assert!(r.percentiles.windows(2).all(|w| w[0].us <= w[1].us));
+        }
+        // Each point is the median of the rounds' values there, as p50_us is.
+        for (i, point) in report.rows[0].percentiles.iter().enumerate() {
+            let mut seen: Vec<f64> = rounds.iter().map(|r| r.percentiles[i].us).collect();
+            seen.sort_by(f64::total_cmp);
+            assert_eq!(point.us, seen[1]);
+        }
+        // Without percentiles (the pipelined row) the ladder is empty and nothing is plotted.
+        let throughput =
+            RowResult::throughput_only(Row::StreamPipelined, 10, Duration::from_millis(1));
+        assert!(throughput.percentiles.is_empty());
+    }
+
+    #[test]
+    fn the_percentile_plot_puts_each_point_where_the_axes_ticks_say_its_value_is() {
+        let line = |label: &str, seed| PercentileLine {
+            label: label.to_string(),
+            points: percentiles(&histogram_of(&latencies(20_000, seed))),
+        };
+        let mut slow = line("slow", 9);
+        for point in &mut slow.points {
+            point.us *= 7.0;
+        }
+        let lines = [line("fast", 8), slow];
+        let svg = percentile_svg(&lines, "test", (1000, 420)).unwrap();
+        let texts = elements(&svg, "text");
+        // The axes' own ticks: x labels sit at their x, y labels at their y.
+        let x_tick = |label: &str| {
+            let (a, _) = texts.iter().find(|(_, t)| t == label).unwrap();
+            number(a, "x")
+        };
+        let y_ticks: Vec<(f64, f64)> = texts
+            .iter()
+            .filter(|(a, _)| a.get("dy").is_some_and(|dy| dy == "0.5ex"))
+            .filter_map(|(a, t)| Some((t.parse::<f64>().ok()?, number(a, "y"))))
+            .collect();
+        assert!(y_ticks.len() >= 2, "{svg}");
+        let ((v1, y1), (v2, y2)) = (y_ticks[0], y_ticks[y_ticks.len() - 1]);
+        let y_of = |us: f64| y1 + (y2 - y1) * (us / v1).log10() / (v2 / v1).log10();
+        let x_of = |p: f64| {
+            let (x0, x99) = (x_tick("0%"), x_tick("99%"));
+            x0 + (x99 - x0) * percentile_x(p).unwrap() / 2.0
+        };
+        for label in ["fast", "slow"] {
+            assert!(
+                texts.iter().any(|(_, t)| t == label),
+                "no legend entry {label}"
+            );
+        }
+        let circles = elements(&svg, "circle");
+        for (i, line) in lines.iter().enumerate() {
+            let (r, g, b) = PERCENTILE_COLORS[i];
+            let fill = format!("#{r:02X}{g:02X}{b:02X}");
+            let dots: Vec<(f64, f64)> = circles
+                .iter()
+                .filter(|(a, _)| a["fill"] == fill)
+                .map(|(a, _)| (number(a, "cx"), number(a, "cy")))
+                .collect();
+            // Every point but the slowest call (100 %), in order.
+            assert_eq!(dots.len(), PERCENTILES.len() - 1, "{}", line.label);
+            for (point, (x, y)) in line.points.iter().zip(&dots) {
+                assert!(
+                    (x - x_of(point.percentile)).abs() <= 1.5,
+                    "{point:?} at x {x}"
+                );
+                assert!((y - y_of(point.us)).abs() <= 1.5, "{point:?} at y {y}");
+            }
+            assert_eq!(
+                x_tick("99%"),
+                dots[8].0,
+                "the 99th percentile sits on its tick"
+            );
+            assert!(
+                dots.windows(2).all(|w| w[0].1 >= w[1].1),
+                "rising to the right"
+            );
+        }
     }
 
     #[test]

@@ -111,7 +111,7 @@ fn target(
     }
 }
 
-/// The README's four targets, from the latency runs.
+/// The README's targets, from the latency runs.
 pub fn targets(latency: &[Placement]) -> Vec<Target> {
     let unary = [
         Row::UnaryV1,
@@ -175,7 +175,74 @@ pub fn targets(latency: &[Placement]) -> Vec<Target> {
             false,
             Over::All,
         ),
+        target(
+            [
+                "gateway overhead",
+                "≤ 1.05 × direct unary p50",
+                "p50 of unary v1 through `serve --upstream` (router as a proxy in its own process) / the same backend direct, measured in alternation",
+            ],
+            latency,
+            |r| Some(path(r, bench::proxies::ROUTER_PATH)?.p50_ratio_to_direct),
+            |v| v <= 1.05,
+            true,
+            Over::All,
+        ),
+        target(
+            [
+                "router as a proxy against HAProxy, throughput",
+                "≥ 1 × HAProxy's requests/s",
+                "h2load -c 10 -m 10 and -c 100 -m 10 to the same backend: router-as-proxy requests/s / HAProxy's, the lower of the two",
+            ],
+            latency,
+            |r| against_haproxy(r, |load| Some(load.requests_per_s)).map(|(lo, _)| lo),
+            |v| v >= 1.0,
+            false,
+            Over::All,
+        ),
+        target(
+            [
+                "router as a proxy against HAProxy, CPU",
+                "≤ 1 × HAProxy's CPU per request",
+                "CPU time of the hop's processes per request under h2load: router-as-proxy / HAProxy, the higher of the two loads",
+            ],
+            latency,
+            |r| against_haproxy(r, |load| load.hop_cpu_s_per_10k).map(|(_, hi)| hi),
+            |v| v <= 1.0,
+            true,
+            Over::All,
+        ),
     ]
+}
+
+/// One path of the `proxies` row, if it ran.
+fn path<'r>(report: &'r BenchReport, name: &str) -> Option<&'r bench::PathFigures> {
+    report
+        .proxies
+        .as_ref()?
+        .paths
+        .iter()
+        .find(|p| p.path == name)
+}
+
+/// Router-as-proxy over HAProxy of `figure` at each h2load load: the lowest and the highest
+/// ratio (`None` unless both paths ran and measured it at every load).
+fn against_haproxy(
+    report: &BenchReport,
+    figure: impl Fn(&bench::LoadFigures) -> Option<f64>,
+) -> Option<(f64, f64)> {
+    let router = path(report, bench::proxies::ROUTER_PATH)?;
+    let haproxy = path(report, proxy::ProxyKind::Haproxy.name())?;
+    let ratios: Option<Vec<f64>> = router
+        .loads
+        .iter()
+        .zip(&haproxy.loads)
+        .map(|(r, h)| Some(figure(r)? / figure(h)?))
+        .collect();
+    let ratios = ratios.filter(|r| !r.is_empty())?;
+    Some((
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    ))
 }
 
 /// The summary table for the terminal.
