@@ -2,7 +2,7 @@
 //! flattened in (`#[command(flatten)]`), so nothing here mirrors a library struct; `main.rs`
 //! only parses, renders progress and dispatches.
 
-use crate::load::{Load, LoadOptions};
+use crate::load::{Load, LoadOptions, LoadReport};
 use crate::matrix::{self, ClientKind};
 use crate::rollout::{self, RolloutOptions};
 use anyhow::Context;
@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// upstream that serves no reflection. Repeatable.
     #[arg(long = "descriptors", requires = "upstreams")]
     pub descriptors: Vec<DescriptorsSpec>,
+    /// The admin API (`testbed route`), on a listener of its own.
+    #[command(flatten)]
+    pub admin: port::admin::AdminOptions,
     /// Limits and timeouts.
     #[command(flatten)]
     pub options: ServeOptions,
@@ -46,12 +49,16 @@ pub struct ServeArgs {
 
 /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    // Before anything starts: the admin API is refused without a token.
+    let admin_tokens = args.admin.tokens()?;
+    let mut addresses = std::collections::HashMap::new();
     let (layout, label) = if let Some(api) = args.backend {
         (Layout::Direct(vec![api]), format!("{api} backend"))
     } else if !args.upstreams.is_empty() {
         // What each upstream implements is read from it now, before the port opens.
         let ca = args.options.tls.upstream_ca.as_deref();
         let gateway = port::upstream::gateway(&args.upstreams, &args.descriptors, ca).await?;
+        addresses = port::admin::addresses(&gateway);
         (
             Layout::Routed(gateway.table),
             "router over upstreams".to_string(),
@@ -81,9 +88,23 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let admin = match (admin_tokens, args.admin.admin_addr, &running.router) {
+        (Some(tokens), Some(addr), Some(router)) => {
+            let ca = args.options.tls.upstream_ca.clone();
+            Some(port::admin::start(addr, tokens, router.clone(), addresses, ca).await?)
+        }
+        (Some(_), _, _) => anyhow::bail!("--admin-addr: {label} has no route table to change"),
+        _ => None,
+    };
     println!("testbed serving {label} on {}", running.addr);
+    if let Some(admin) = &admin {
+        println!("testbed admin API on {}", admin.addr);
+    }
     port::signal::shutdown().await?;
     tracing::info!("shutting down; in-flight requests may finish");
+    if let Some(admin) = admin {
+        admin.shutdown().await?;
+    }
     running.shutdown().await
 }
 
@@ -99,6 +120,19 @@ pub struct MatrixArgs {
     /// Only these deployments (repeatable; default all).
     #[arg(long = "deployment", value_enum)]
     pub deployments: Vec<Deployment>,
+    /// Also run every client through this real proxy, in three columns (front of the router,
+    /// version routing, v1 retired): nginx, haproxy, envoy or all (repeatable). A proxy that is
+    /// not installed is skipped with the command that installs it (an error under CI=true).
+    #[arg(long = "proxy", value_parser = ["nginx", "haproxy", "envoy", "all"])]
+    pub proxies: Vec<String>,
+}
+
+/// The proxies named by `--proxy` values, each once, in the order of [`proxy::ProxyKind::ALL`].
+fn proxy_kinds(names: &[String]) -> Vec<proxy::ProxyKind> {
+    proxy::ProxyKind::ALL
+        .into_iter()
+        .filter(|kind| names.iter().any(|n| n == "all" || n == kind.name()))
+        .collect()
 }
 
 /// Runs the matrix and prints it; fails when any cell differs from what the API promises (a
@@ -107,16 +141,26 @@ pub async fn matrix(args: &MatrixArgs) -> anyhow::Result<()> {
     JsonOut::check_all([&args.json])?;
     let clients = or_all(&args.clients, &ClientKind::ALL);
     let deployments = or_all(&args.deployments, &Deployment::ALL);
-    let cells = matrix::run(&clients, &deployments).await?;
+    let (proxies, skipped) = matrix::proxies::installed(&proxy_kinds(&args.proxies))?;
+    let mut cells = matrix::run(&clients, &deployments).await?;
+    let exe = std::env::current_exe().context("cannot find the testbed executable")?;
+    for &kind in &proxies {
+        cells.extend(matrix::proxies::run(&clients, kind, &exe).await?);
+    }
     let mismatches = matrix::mismatches(&cells);
     if !args.json.as_ref().is_some_and(JsonOut::is_stdout) {
         print!("{}", matrix::render(&cells));
+        for note in &skipped {
+            println!("{note}");
+        }
     }
     if let Some(out) = &args.json {
+        let proxies: Vec<&str> = proxies.iter().map(|k| k.name()).collect();
         out.write(&serde_json::json!({
-            "settings": { "clients": clients, "deployments": deployments },
+            "settings": { "clients": clients, "deployments": deployments, "proxies": proxies },
             "cells": cells,
             "mismatches": mismatches,
+            "skipped": skipped,
         }))?;
     }
     anyhow::ensure!(
@@ -193,9 +237,19 @@ pub struct RolloutArgs {
     /// The rollout's clients, phases and backends.
     #[command(flatten)]
     pub rollout: RolloutOptions,
+    /// Roll out through this proxy instead of the testbed's router (nginx, haproxy or envoy):
+    /// v1 and v2 as `testbed serve --backend` processes behind it, the proxy changed between
+    /// phases its own way (nginx -s reload, HAProxy's master-worker reload, Envoy's
+    /// filesystem xDS).
+    #[arg(long, value_parser = parse_proxy, conflicts_with_all = ["processes", "kill_v1"])]
+    pub proxy: Option<proxy::ProxyKind>,
     /// Also write the report as JSON to this file (`-`: stdout).
     #[arg(long, value_parser = JsonOut::parse)]
     pub json: Option<JsonOut>,
+}
+
+fn parse_proxy(text: &str) -> Result<proxy::ProxyKind, String> {
+    text.parse()
 }
 
 /// Runs the rollout and prints what it saw; fails when any reply was wrong, or (unless v1 was
@@ -210,22 +264,46 @@ pub async fn rollout(
     );
     JsonOut::check_all([&args.json])?;
     let exe = std::env::current_exe().context("cannot find the testbed executable")?;
+    if let Some(kind) = args.proxy {
+        return proxy_rollout(args, kind, &exe, progress).await;
+    }
     let report = rollout::run(&args.rollout, &exe, progress).await?;
     print!("{}", report.render());
     if let Some(out) = &args.json {
         out.write(&report)?;
     }
-    let [v1, v2] = report.load.totals();
+    // A killed backend is expected to fail requests; a graceful rollout must not.
+    judge_rollout(&report.load, "the rollout", args.rollout.kill_v1)
+}
+
+/// Fails when any reply was wrong, or any request failed unless failures were expected.
+fn judge_rollout(load: &LoadReport, what: &str, failures_expected: bool) -> anyhow::Result<()> {
+    let [v1, v2] = load.totals();
     anyhow::ensure!(
         v1.wrong + v2.wrong == 0,
-        "the rollout answered some requests wrongly"
+        "{what} answered some requests wrongly"
     );
-    // A killed backend is expected to fail requests; a graceful rollout must not.
     anyhow::ensure!(
-        args.rollout.kill_v1 || report.load.clean(),
-        "the rollout failed some requests"
+        failures_expected || load.clean(),
+        "{what} failed some requests"
     );
     Ok(())
+}
+
+/// `testbed rollout --proxy KIND`: fails when any reply was wrong or any request failed, as the
+/// router's rollout does (the report says in which phase).
+async fn proxy_rollout(
+    args: &RolloutArgs,
+    kind: proxy::ProxyKind,
+    exe: &std::path::Path,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> anyhow::Result<()> {
+    let report = crate::proxy_rollout::run(kind, &args.rollout, exe, progress).await?;
+    print!("{}", report.render());
+    if let Some(out) = &args.json {
+        out.write(&report)?;
+    }
+    judge_rollout(&report.load, &format!("the rollout through {kind}"), false)
 }
 
 /// `testbed bench`.
@@ -334,11 +412,40 @@ pub async fn report(
         "{} matrix probes differ from what the API promises",
         report.matrix.mismatches.len()
     );
+    anyhow::ensure!(
+        report.proxies.matrix.mismatches.is_empty(),
+        "{} probes through proxies differ from what is expected of them",
+        report.proxies.matrix.mismatches.len()
+    );
     Ok(())
 }
 
 fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `testbed probe`: compat's flags plus `--json`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// The servers, their descriptors, the requests and the routing.
+    #[command(flatten)]
+    pub probe: compat::cli::ProbeInput,
+    /// Also write the report as JSON to FILE (`-`: stdout, instead of the tables).
+    #[arg(long, value_name = "FILE", value_parser = JsonOut::parse)]
+    pub json: Option<JsonOut>,
+}
+
+/// Runs the probe and prints its tables (and JSON); the exit code is the report's (0 or 100).
+pub async fn probe(args: &ProbeArgs) -> anyhow::Result<i32> {
+    JsonOut::check_all([&args.json])?;
+    let report = compat::cli::probe(&args.probe).await?;
+    if !args.json.as_ref().is_some_and(JsonOut::is_stdout) {
+        compat::probe::render_text(&report, &mut std::io::stdout())?;
+    }
+    if let Some(out) = &args.json {
+        out.write(&report)?;
+    }
+    Ok(report.exit_code())
 }
 
 /// Where a command writes its JSON: a file, or stdout for `-`. Every command takes it the same

@@ -8,11 +8,15 @@
 //! - [`matrix`]: every client against every deployment, each cell judged.
 //! - [`load`]: mixed-version client load with every reply verified.
 //! - [`rollout`]: a zero-downtime v1 → v2 rollout under that load.
+//! - [`proxy_rollout`]: the same rollout done by nginx, HAProxy or Envoy instead of the router.
 //! - [`report`]: the main job, all of the above and the latency runs as one report.
+//! - [`route`]: `testbed route`, a client of a running router's admin API.
 //! - [`cli`]: the commands' flags and what each command does, for the thin `main.rs`.
 
 pub mod cli;
 pub mod load;
 pub mod matrix;
+pub mod proxy_rollout;
 pub mod report;
 pub mod rollout;
+pub mod route;

@@ -44,6 +44,11 @@ enum Command {
     /// grpc://HOST:PORT by reflection), every finding confirmed on the wire; exit 100 when
     /// something breaks.
     Check(compat::cli::CheckArgs),
+    /// List or change the routes of a running `testbed serve` through its admin API.
+    Route(testbed::route::RouteArgs),
+    /// Live compatibility probe: each version's clients call the other version's server (or a
+    /// gateway, --via) with generated requests; exit 100 when old clients are affected.
+    Probe(cli::ProbeArgs),
 }
 
 /// Exit codes: 0 success; 1 an error, or a result that differs from what was promised (a matrix
@@ -81,7 +86,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = compat::cli::run(&args, &mut std::io::stdout()).await?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
+        Command::Probe(args) => {
+            let code = cli::probe(&args).await?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
         Command::Serve(args) => cli::serve(&args).await,
+        Command::Route(args) => testbed::route::run(&args).await,
         Command::Matrix(args) => cli::matrix(&args).await,
         Command::Mixed(args) => {
             let spinner = spinner(&format!(

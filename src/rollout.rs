@@ -11,19 +11,23 @@
 //! Health watchers record every status change. The rollout fails if any request fails or any
 //! reply is wrong.
 //!
-//! With `processes`, v1 and v2 run as `testbed serve --backend` child processes behind the
-//! router (remote backends over tonic channels), and step 4 drains v1 and then SIGTERMs it. With
+//! With `processes`, the rollout runs across four processes: the router is a `testbed serve`
+//! child process with its admin API on (a token made for the run), v1 and v2 are
+//! `testbed serve --backend` child processes it reaches over tonic channels, and this process
+//! drives every change (add v2, retire v1, drain, remove) through the router's admin API; step
+//! 4 drains v1 and then SIGTERMs it. With
 //! `kill_v1` as well, step 3 instead kills the v1 process without draining (as a crash would),
 //! so its clients see `UNAVAILABLE` until step 4 retires v1 onto v2: every failure is counted
 //! with its status, none is lost or answered wrongly.
 
 use crate::load::{Load, LoadOptions, LoadReport, positive};
 use anyhow::Context;
+use port::admin::AdminClient;
+use port::admin::pb::{AddRequest, DrainRequest, RemoveRequest, ReplaceRequest};
 use port::child::ChildServer;
 use port::deployment::{catalog, v1_backend, v2_backend};
-use port::server::{self, Layout};
-use port::upstream::UpstreamSpec;
-use router::{Backend, RouteTable};
+use port::server::{self, Layout, RunningServer};
+use router::{RouteTable, RouterHandle};
 use serde::Serialize;
 use services::Api;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -51,7 +55,8 @@ pub struct RolloutOptions {
     /// counted from each request's intended send time (wrk2's constant schedule).
     #[arg(long, requires = "rate_per_client")]
     pub open_loop: bool,
-    /// Run v1 and v2 as separate `testbed serve --backend` processes behind the router.
+    /// Run the router, v1 and v2 as separate `testbed serve` processes, every route change
+    /// made through the router's admin API from this process.
     #[arg(long)]
     pub processes: bool,
     /// With --processes: kill v1 without draining (shows the UNAVAILABLE a crash causes).
@@ -107,23 +112,18 @@ impl RolloutReport {
     }
 }
 
-/// The v1 and v2 implementations, in this process or as child processes.
+/// The v1 and v2 backend processes (with `processes`).
 #[derive(Debug)]
 struct Fleet {
-    exe: Option<PathBuf>,
+    exe: PathBuf,
     v1: Option<ChildServer>,
     v2: Option<ChildServer>,
     notes: Vec<String>,
 }
 
 impl Fleet {
-    async fn backend(&mut self, api: Api) -> anyhow::Result<Backend> {
-        let Some(exe) = &self.exe else {
-            return Ok(match api {
-                Api::V1 => v1_backend(),
-                Api::V2 => v2_backend(),
-            });
-        };
+    /// `NAME=VERSION@ADDR` of `api`'s process, started now unless it runs already.
+    async fn upstream(&mut self, api: Api) -> anyhow::Result<String> {
         let (name, version) = (api.name(), api.version());
         let slot = match api {
             Api::V1 => &mut self.v1,
@@ -131,7 +131,7 @@ impl Fleet {
         };
         if slot.is_none() {
             let args = ["serve", "--backend", name, "--addr", "127.0.0.1:0"];
-            let child = ChildServer::testbed(exe, &args).await?;
+            let child = ChildServer::testbed(&self.exe, &args).await?;
             self.notes
                 .push(format!("{name} process listening on {}", child.addr));
             *slot = Some(child);
@@ -140,13 +140,7 @@ impl Fleet {
             .as_ref()
             .map(|c| c.addr)
             .context("backend process vanished")?;
-        let spec = UpstreamSpec {
-            name: name.to_string(),
-            version,
-            addr: addr.to_string(),
-            also_serving: Vec::new(),
-        };
-        Ok(spec.backend()?)
+        Ok(format!("{name}={version}@{addr}"))
     }
 
     async fn stop_v1(&mut self, kill: bool) -> anyhow::Result<()> {
@@ -167,37 +161,259 @@ impl Fleet {
     }
 }
 
-/// Runs the rollout on a router on 127.0.0.1. With `options.processes`, the backends are
-/// `testbed_exe serve --backend` processes. `progress` is told the phase and the requests
-/// completed so far, every 50 ms.
+/// The router the rollout changes: in this process, changed through its handle; or a
+/// `testbed serve` child process with the admin API on, changed through that API from this
+/// process (with `processes`: four processes in all).
+#[derive(Debug)]
+enum Router {
+    InProcess(RunningServer),
+    Process {
+        child: ChildServer,
+        // Boxed: the client is much larger than the in-process variant.
+        admin: Box<AdminClient>,
+    },
+}
+
+/// An admin call that failed, as an error naming the call.
+fn refused(call: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
+    move |status| {
+        anyhow::anyhow!(
+            "the router's admin API refused {call}: {:?}: {}",
+            status.code(),
+            status.message()
+        )
+    }
+}
+
+impl Router {
+    /// A router in this process with v1 in its table.
+    async fn in_process() -> anyhow::Result<Self> {
+        let table = RouteTable::new(catalog()?, vec![v1_backend()])?;
+        let server = server::start_layout(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            Layout::Routed(table),
+            "rollout router",
+        )
+        .await?;
+        Ok(Router::InProcess(server))
+    }
+
+    /// `testbed serve --upstream v1=... --admin-addr 127.0.0.1:0` in a child process, with a
+    /// token made for this rollout, and a client of its admin API.
+    async fn process(fleet: &mut Fleet) -> anyhow::Result<Self> {
+        let v1 = fleet.upstream(Api::V1).await?;
+        let token = port::admin::generate_token()?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "testbed-rollout-{}-{nanos}.tokens",
+            std::process::id()
+        ));
+        write_private(&path, &format!("rollout {token}\n"))?;
+        let file = path.display().to_string();
+        let args = [
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--upstream",
+            &v1,
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--admin-token-file",
+            &file,
+        ];
+        let started = ChildServer::testbed(&fleet.exe, &args).await;
+        // The router read its tokens at start; the file is not needed any longer.
+        let removed = std::fs::remove_file(&path);
+        let mut child = started?;
+        removed.with_context(|| format!("cannot remove {file}"))?;
+        let line = child.next_line().await?;
+        let admin_addr: SocketAddr = line
+            .split_whitespace()
+            .last()
+            .and_then(|word| word.parse().ok())
+            .with_context(|| format!("the router printed {line:?}, not its admin address"))?;
+        let admin = port::admin::connect(admin_addr, &token).await?;
+        fleet.notes.push(format!(
+            "router process listening on {}, admin API on {admin_addr}: every route change \
+             went through that API from this process",
+            child.addr
+        ));
+        Ok(Router::Process {
+            child,
+            admin: Box::new(admin),
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Router::InProcess(server) => server.addr,
+            Router::Process { child, .. } => child.addr,
+        }
+    }
+
+    fn handle(server: &RunningServer) -> anyhow::Result<&RouterHandle> {
+        server
+            .router
+            .as_ref()
+            .context("a routed layout has a router")
+    }
+
+    /// v2 joins for `increment.v2`.
+    async fn add_v2(&mut self, fleet: &mut Fleet) -> anyhow::Result<()> {
+        match self {
+            Router::InProcess(server) => Self::handle(server)?.add(v2_backend()).await?,
+            Router::Process { admin, .. } => {
+                let upstream = fleet.upstream(Api::V2).await?;
+                admin
+                    .add(AddRequest { upstream })
+                    .await
+                    .map_err(refused("adding v2"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// v2 is also routed `increment.v1`.
+    async fn retire_v1(&mut self, fleet: &mut Fleet) -> anyhow::Result<()> {
+        match self {
+            Router::InProcess(server) => {
+                Self::handle(server)?
+                    .replace(v2_backend().also_serving("increment.v1"))
+                    .await?
+            }
+            Router::Process { admin, .. } => {
+                let upstream = fleet.upstream(Api::V2).await? + "+increment.v1";
+                admin
+                    .replace(ReplaceRequest { upstream })
+                    .await
+                    .map_err(refused("retiring v1 onto v2"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains v1, bounded, so that a client holding an idle stream open cannot stall the
+    /// rollout; what is still open then is noted and ends when v1 stops.
+    async fn drain_v1(&mut self, notes: &mut Vec<String>) -> anyhow::Result<()> {
+        match self {
+            Router::InProcess(server) => {
+                if let Err(still_open) = Self::handle(server)?.drain_within("v1", DRAIN_LIMIT).await
+                {
+                    notes.push(format!("drain: {still_open}"));
+                }
+            }
+            Router::Process { admin, .. } => {
+                let reply = admin
+                    .drain(DrainRequest {
+                        name: "v1".to_string(),
+                        timeout_ms: u32::try_from(DRAIN_LIMIT.as_millis()).unwrap_or(u32::MAX),
+                    })
+                    .await
+                    .map_err(refused("draining v1"))?
+                    .into_inner();
+                notes.push(format!(
+                    "drain of v1: {} request(s) or stream(s) in flight when it began, {} \
+                     finished, {} still open after {} ms",
+                    reply.open_at_start, reply.finished, reply.still_open, reply.waited_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_v1(&mut self) -> anyhow::Result<()> {
+        match self {
+            Router::InProcess(server) => Self::handle(server)?.remove("v1").await?,
+            Router::Process { admin, .. } => {
+                admin
+                    .remove(RemoveRequest {
+                        name: "v1".to_string(),
+                    })
+                    .await
+                    .map_err(refused("removing v1"))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(self, notes: &mut Vec<String>) -> anyhow::Result<()> {
+        match self {
+            Router::InProcess(server) => server.shutdown().await,
+            Router::Process { child, .. } => {
+                let status = child.terminate().await?;
+                notes.push(format!("router process stopped: {status}"));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes `text` to a new file at `path` that only this user may read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Waits, for at most `patience`, until a health watcher has seen `service` report `status`;
+/// whether it did.
+async fn health_reported(
+    events: &Mutex<Vec<HealthEvent>>,
+    service: &str,
+    status: &str,
+    patience: Duration,
+) -> bool {
+    let seen = || {
+        events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .rev()
+            .find(|e| e.service == service)
+            .is_some_and(|e| e.status == status)
+    };
+    tokio::time::timeout(patience, async {
+        while !seen() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Runs the rollout on a router on 127.0.0.1. With `options.processes`, the router and the
+/// backends are `testbed_exe serve` processes and every route change goes through the router's
+/// admin API. `progress` is told the phase and the requests completed so far, every 50 ms.
 pub async fn run(
     options: &RolloutOptions,
     testbed_exe: &Path,
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> anyhow::Result<RolloutReport> {
     let mut fleet = Fleet {
-        exe: options.processes.then(|| testbed_exe.to_path_buf()),
+        exe: testbed_exe.to_path_buf(),
         v1: None,
         v2: None,
         notes: Vec::new(),
     };
-    let table = RouteTable::new(catalog()?, vec![fleet.backend(Api::V1).await?])?;
-    let server = server::start_layout(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        Layout::Routed(table),
-        "rollout router",
-    )
-    .await?;
-    let router = server
-        .router
-        .clone()
-        .context("a routed layout has a router")?;
+    let mut router = match options.processes {
+        true => Router::process(&mut fleet).await?,
+        false => Router::in_process().await?,
+    };
+    let addr = router.addr();
     let phase_name = Arc::new(Mutex::new("v1 only".to_string()));
     let events = Arc::new(Mutex::new(Vec::new()));
     let mut watchers = Vec::new();
     for service in Api::ALL.map(Api::service) {
         watchers.push(tokio::spawn(watch_health(
-            server.addr,
+            addr,
             service,
             phase_name.clone(),
             events.clone(),
@@ -213,7 +429,7 @@ pub async fn run(
         v2_requirement: Some("^2".parse()?),
         v2_waits_for_health: true,
     };
-    let mut load = Load::start(server.addr, &load_options, "v1 only").await?;
+    let mut load = Load::start(addr, &load_options, "v1 only").await?;
     let mut phases = Phases {
         load: &mut load,
         name: &phase_name,
@@ -223,38 +439,37 @@ pub async fn run(
     phases.hold().await;
 
     phases.begin("v2 added");
-    router.add(fleet.backend(Api::V2).await?).await?;
+    router.add_v2(&mut fleet).await?;
     phases.hold().await;
 
-    let retire = |backend: Backend| backend.also_serving("increment.v1");
     if options.kill_v1 && options.processes {
         phases.begin("v1 killed");
         fleet.stop_v1(true).await?;
-        // The port's probe notices within a second; one check now makes the health log show
-        // the crash in this phase whatever its length.
-        router.check_upstreams(Duration::from_secs(1)).await;
+        // The router's probe notices within about a second; waiting for the health change it
+        // publishes makes the health log show the crash in this phase whatever its length.
+        let v1 = Api::V1.service();
+        if !health_reported(&events, v1, "NOT_SERVING", Duration::from_secs(5)).await {
+            fleet
+                .notes
+                .push(format!("{v1} was not reported NOT_SERVING within 5 s"));
+        }
         phases.hold().await;
 
+        // The phase begins once v2 has taken v1's requests: until the router has it (an admin
+        // call, tens of milliseconds), v1's clients still fail on the dead v1, as in the phase
+        // before.
+        router.retire_v1(&mut fleet).await?;
         phases.begin("v1 retired");
-        router
-            .replace(retire(fleet.backend(Api::V2).await?))
-            .await?;
-        router.remove("v1").await?;
+        router.remove_v1().await?;
         phases.hold().await;
     } else {
         phases.begin("v1 retired");
-        router
-            .replace(retire(fleet.backend(Api::V2).await?))
-            .await?;
+        router.retire_v1(&mut fleet).await?;
         phases.hold().await;
 
         phases.begin("v1 removed");
-        // Bounded, so that a client holding an idle stream open cannot stall the rollout; what
-        // is still open then is noted and ends when v1 stops.
-        if let Err(still_open) = router.drain_within("v1", DRAIN_LIMIT).await {
-            fleet.notes.push(format!("drain: {still_open}"));
-        }
-        router.remove("v1").await?;
+        router.drain_v1(&mut fleet.notes).await?;
+        router.remove_v1().await?;
         fleet.stop_v1(false).await?;
         phases.hold().await;
     }
@@ -265,7 +480,7 @@ pub async fn run(
     for watcher in watchers {
         watcher.abort();
     }
-    server.shutdown().await?;
+    router.shutdown(&mut fleet.notes).await?;
     let health = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(RolloutReport {
         load,

@@ -703,7 +703,7 @@ async fn a_repeated_x_api_version_is_invalid_argument() {
 // ---- The interop cases (grpc's interop-test-descriptions) that apply to this API ----
 // cancel_after_first_response and timeout_on_sleeping_server are in tests/hardening.rs (a
 // client that cancels mid-stream; a deadline shorter than the work). status_code_and_message
-// and custom_metadata need an echoing service (grpc.testing.TestService), not served here.
+// and custom_metadata need grpc.testing.TestService (`serve --interop`): tests/interop.rs.
 
 #[tokio::test]
 async fn interop_empty_stream() {

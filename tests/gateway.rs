@@ -4,56 +4,12 @@
 //! routes it, describes it, reports its health, steers by `x-api-version`, and refuses to retire
 //! v1 onto v2 because v2 narrowed a field.
 
+use crate::common::shop::{SHOP_SERVER, gateway, shop, shop_python};
 use crate::common::tool;
-use client::tools::MissingTool;
 use port::child::ChildServer;
 use port::upstream::{DescriptorOrigin, DescriptorsSpec, UpstreamSpec};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-const SHOP_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/server.py");
-
-/// The venv's Python, if it has grpcio with reflection and health (`bash scripts/setup`).
-fn shop_python() -> Option<PathBuf> {
-    let python = tool(client::tools::python())?;
-    let ok = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import grpc, grpc_tools, grpc_reflection, grpc_health",
-        ])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    let missing = MissingTool {
-        tool: "grpcio-reflection and grpcio-health-checking",
-        looked: format!(
-            "{} -c 'import grpc_reflection, grpc_health'",
-            python.display()
-        ),
-        fix: "bash scripts/setup (installs client/python/requirements.txt into .venv)",
-    };
-    tool(if ok { Ok(python) } else { Err(missing) })
-}
-
-/// `examples/shop/server.py --version VERSION` on a free port, plus `extra` flags.
-async fn shop(python: &Path, version: &str, extra: &[&str]) -> ChildServer {
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(SHOP_SERVER)
-        .args(["--version", version, "--addr", "127.0.0.1:0"])
-        .args(extra);
-    ChildServer::spawn(command, &format!("shop {version} server"))
-        .await
-        .expect("the Python shop server starts")
-}
-
-/// `testbed serve` on a free port with `args` (the upstreams).
-async fn gateway(args: &[String]) -> ChildServer {
-    let mut all = vec!["serve", "--addr", "127.0.0.1:0"];
-    all.extend(args.iter().map(String::as_str));
-    ChildServer::testbed(Path::new(env!("CARGO_BIN_EXE_testbed")), &all)
-        .await
-        .expect("the gateway starts")
-}
 
 /// Runs `grpcurl -plaintext FLAGS... ADDR REST...`; its stdout and stderr together, and
 /// whether it succeeded.

@@ -148,6 +148,10 @@ async fn rollout_across_processes_drains_and_sigterms_v1_with_no_failure() {
         report.render()
     );
     assert_eq!(v1_last.served_by.keys().collect::<Vec<_>>(), ["2.0.0"]);
+    // Four processes: the router's routes were changed through its admin API from this one.
+    let noted = |start: &str| report.notes.iter().any(|n| n.starts_with(start));
+    assert!(noted("router process listening on"), "{}", report.render());
+    assert!(noted("drain of v1: "), "{}", report.render());
     let stopped = report
         .notes
         .iter()

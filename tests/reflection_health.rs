@@ -11,7 +11,8 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-async fn reflect(
+/// One reflection request on a new stream, and its one response.
+pub(crate) async fn reflect(
     client: &mut ServerReflectionClient<tonic::transport::Channel>,
     request: MessageRequest,
 ) -> MessageResponse {

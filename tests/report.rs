@@ -81,11 +81,25 @@ fn joined(values: &Value) -> String {
         .join(",")
 }
 
+/// A rollout's time series holds, per client version, exactly the requests its totals count.
+fn series_adds_up(load: &Value, what: &str) {
+    for version in ["v1", "v2"] {
+        let in_series: u64 = load["series"][version]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["requests"].as_u64().unwrap())
+            .sum();
+        let counted = load["totals"][version]["requests"].as_u64().unwrap();
+        assert_eq!(in_series, counted, "{what} {version}");
+    }
+}
+
 #[test]
 fn the_json_holds_the_summary_the_machine_and_every_section() {
     let (json, _) = load();
     let targets = json["summary"].as_array().unwrap();
-    assert_eq!(targets.len(), 4, "{:#}", json["summary"]);
+    assert_eq!(targets.len(), 7, "{:#}", json["summary"]);
     for target in targets {
         let verdict = target["verdict"].as_str().unwrap();
         match target["met"].as_bool() {
@@ -115,16 +129,7 @@ fn the_json_holds_the_summary_the_machine_and_every_section() {
             load["series"]["phase_starts_s"].as_array().unwrap().len(),
             4
         );
-        for version in ["v1", "v2"] {
-            let in_series: u64 = load["series"][version]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["requests"].as_u64().unwrap())
-                .sum();
-            let counted = load["totals"][version]["requests"].as_u64().unwrap();
-            assert_eq!(in_series, counted, "{key} {version}");
-        }
+        series_adds_up(load, key);
     }
 }
 
@@ -340,4 +345,217 @@ fn the_page_loads_in_headless_chromium_without_errors() {
     );
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+}
+
+/// The attributes of each `<tag ...>` in `svg` with the text after it.
+fn svg_elements(svg: &str, tag: &str) -> Vec<(Vec<(String, String)>, String)> {
+    svg.split(&format!("<{tag} "))
+        .skip(1)
+        .map(|rest| {
+            let (head, body) = rest.split_once('>').unwrap();
+            let attributes = head
+                .trim_end_matches('/')
+                .split("\" ")
+                .filter_map(|pair| pair.split_once("=\""))
+                .map(|(k, v)| (k.trim().to_string(), v.trim_end_matches('"').to_string()))
+                .collect();
+            let text = body.split('<').next().unwrap_or("").trim().to_string();
+            (attributes, text)
+        })
+        .collect()
+}
+
+fn attribute(attributes: &[(String, String)], key: &str) -> Option<String> {
+    attributes
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
+#[test]
+fn the_percentile_plot_draws_each_main_rows_distribution_from_the_json() {
+    let (json, html) = load();
+    let rows = json["latency"][0]["report"]["rows"].as_array().unwrap();
+    // The rows plotted: the main rows that recorded percentiles, in order.
+    let plotted: Vec<&Value> = bench::MAIN_ROWS
+        .iter()
+        .filter_map(|row| rows.iter().find(|r| r["row"] == serde_json::json!(row)))
+        .filter(|r| r["percentiles"].as_array().is_some_and(|p| !p.is_empty()))
+        .collect();
+    assert!(plotted.len() >= 3, "tcp, rest and unary-v1 always run");
+    let figure = html
+        .split("<figure class=\"percentiles\" data-placement=\"0\">")
+        .nth(1)
+        .expect("the percentile plot")
+        .split("</figure>")
+        .next()
+        .unwrap();
+    let texts = svg_elements(figure, "text");
+    let number =
+        |a: &[(String, String)], key: &str| -> f64 { attribute(a, key).unwrap().parse().unwrap() };
+    // The axes as their own tick labels place them.
+    let x_tick = |label: &str| {
+        let (a, _) = texts.iter().find(|(_, t)| t == label).unwrap();
+        number(a, "x")
+    };
+    let y_ticks: Vec<(f64, f64)> = texts
+        .iter()
+        .filter(|(a, _)| attribute(a, "dy").as_deref() == Some("0.5ex"))
+        .filter_map(|(a, t)| Some((t.parse::<f64>().ok()?, number(a, "y"))))
+        .collect();
+    let ((v1, y1), (v2, y2)) = (y_ticks[0], y_ticks[y_ticks.len() - 1]);
+    let y_of = |us: f64| y1 + (y2 - y1) * (us / v1).log10() / (v2 / v1).log10();
+    let circles = svg_elements(figure, "circle");
+    for (i, row) in plotted.iter().enumerate() {
+        let label = row["label"].as_str().unwrap();
+        assert!(
+            texts.iter().any(|(_, t)| unescape(t) == label),
+            "{label} in the legend"
+        );
+        let ladder: Vec<(f64, f64)> = row["percentiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["percentile"].as_f64().unwrap(), p["us"].as_f64().unwrap()))
+            .collect();
+        // The ladder holds the row's own figures, and rises.
+        let at = |p: f64| ladder.iter().find(|(q, _)| *q == p).map(|(_, us)| *us);
+        for (p, key) in [
+            (50.0, "p50_us"),
+            (90.0, "p90_us"),
+            (99.0, "p99_us"),
+            (100.0, "max_us"),
+        ] {
+            assert_eq!(at(p), row[key].as_f64(), "{label} {key}");
+        }
+        assert!(
+            ladder.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{label}: {ladder:?}"
+        );
+        // Its dots, in the line's colour: every percentile but the slowest call.
+        let (r, g, b) = bench::PERCENTILE_COLORS[i];
+        let fill = format!("#{r:02X}{g:02X}{b:02X}");
+        let dots: Vec<(f64, f64)> = circles
+            .iter()
+            .filter(|(a, _)| attribute(a, "fill").as_deref() == Some(fill.as_str()))
+            .map(|(a, _)| (number(a, "cx"), number(a, "cy")))
+            .collect();
+        assert_eq!(dots.len(), ladder.len() - 1, "{label}");
+        // The plotted p99: on the 99% tick, at the height of the row's p99 from the JSON.
+        let p99 = ladder.iter().position(|(p, _)| *p == 99.0).unwrap();
+        let (x, y) = dots[p99];
+        assert_eq!(x, x_tick("99%"), "{label}");
+        let want = y_of(row["p99_us"].as_f64().unwrap());
+        assert!(
+            (y - want).abs() <= 1.5,
+            "{label}: p99 drawn at y {y}, JSON says {want}"
+        );
+        for ((_, us), (_, y)) in ladder.iter().zip(&dots) {
+            assert!(
+                (y - y_of(*us)).abs() <= 1.5,
+                "{label}: {us} µs drawn at y {y}"
+            );
+        }
+    }
+}
+
+/// The proxy section: every installed proxy's three matrix columns as expected, its rollout's
+/// four phases with a time series that adds up to the requests counted and no wrong reply, and
+/// the page's grid cell for a proxy column showing what the JSON holds.
+#[test]
+fn the_report_runs_every_installed_proxy_and_draws_it() {
+    let (json, html) = load();
+    let proxies = &json["proxies"];
+    let run = proxies["proxies"].as_array().unwrap();
+    let skipped = proxies["skipped"].as_array().unwrap();
+    assert_eq!(run.len() + skipped.len(), 3, "{proxies:#}");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        assert!(skipped.is_empty(), "{skipped:?}");
+    }
+    let cells = proxies["matrix"]["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 8 * 3 * run.len());
+    assert!(
+        proxies["matrix"]["mismatches"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let rollouts = proxies["rollouts"].as_array().unwrap();
+    assert_eq!(rollouts.len(), run.len());
+    for rollout in rollouts {
+        let load = &rollout["load"];
+        assert_eq!(load["phases"].as_array().unwrap().len(), 4, "{rollout:#}");
+        assert_eq!(rollout["changes"].as_array().unwrap().len(), 2);
+        series_adds_up(load, rollout["proxy"].as_str().unwrap());
+        for version in ["v1", "v2"] {
+            assert_eq!(load["totals"][version]["wrong"], 0, "{}", rollout["proxy"]);
+        }
+    }
+    if run.is_empty() {
+        return;
+    }
+    assert!(html.contains("<section id=\"proxies\">"));
+    // The pinned v1 client through the first proxy with v1 retired: the proxy's own refusal.
+    let column = format!("{} v1-retired", run[0].as_str().unwrap());
+    let shown = td_text(
+        &html,
+        &[
+            format!("data-proxy-column=\"{column}\""),
+            "data-client=\"rust-v1-pinned\"".to_string(),
+        ],
+    );
+    assert_eq!(shown.as_deref(), Some("UNIMPLEMENTED"), "{column}");
+    for rollout in rollouts {
+        let id = format!(
+            "id=\"proxy-rollout-{}\"",
+            rollout["proxy"].as_str().unwrap()
+        );
+        assert!(html.contains(&id), "{id}");
+    }
+}
+
+#[test]
+fn the_latency_runs_measure_each_hop_and_the_page_shows_them() {
+    let (json, html) = load();
+    let figures = &json["latency"][0]["report"]["proxies"];
+    let paths = figures["paths"].as_array().expect("the proxies row ran");
+    let skipped = figures["skipped"].as_array().unwrap();
+    // Direct, the router as a proxy, and every proxy that is installed.
+    assert_eq!(paths.len() + skipped.len(), 5, "{figures:#}");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        assert!(skipped.is_empty(), "{skipped:?}");
+    }
+    let direct_p50 = paths[0]["p50_us"].as_f64().unwrap();
+    assert_eq!(paths[0]["path"], "direct");
+    for path in paths {
+        let name = path["path"].as_str().unwrap();
+        // Every chain ended where it must, and the ratio is the two p50s'.
+        assert_eq!(path["final_value"], path["calls"], "{name}");
+        let p50 = path["p50_us"].as_f64().unwrap();
+        let ratio = path["p50_ratio_to_direct"].as_f64().unwrap();
+        assert!((ratio - p50 / direct_p50).abs() < 1e-9, "{name}");
+        let cpu: Vec<Option<f64>> = path["loads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|load| load["hop_cpu_s_per_10k"].as_f64())
+            .collect();
+        assert_eq!(cpu.len(), 2, "{name}");
+        // A hop's CPU is measured; direct has none.
+        assert_eq!(cpu.iter().all(Option::is_some), name != "direct", "{name}");
+        let shown: f64 = td_text(
+            &html,
+            &[
+                format!("data-proxy-path=\"{name}\""),
+                "data-figure=\"p50\"".to_string(),
+            ],
+        )
+        .unwrap_or_else(|| panic!("no p50 cell for {name}"))
+        .parse()
+        .unwrap();
+        assert!(
+            (shown - p50).abs() <= 0.05 + 1e-9,
+            "{name}: shown {shown}, JSON {p50}"
+        );
+    }
 }

@@ -5,14 +5,17 @@
 mod common;
 
 mod abuse;
+mod admin;
 mod api;
 mod cli;
 mod gateway;
 mod grpcurl;
 mod hardening;
+mod interop;
 mod latency;
 mod load;
 mod matrix;
+mod probe;
 mod properties;
 mod proxies;
 mod reflection_health;

@@ -17,8 +17,8 @@ pub struct ChildServer {
     /// Where it listens.
     pub addr: SocketAddr,
     child: Child,
-    // Kept open so the child never writes into a closed pipe.
-    _stdout: BufReader<ChildStdout>,
+    // Kept open so the child never writes into a closed pipe; `next_line` reads on from it.
+    stdout: BufReader<ChildStdout>,
 }
 
 impl ChildServer {
@@ -57,8 +57,21 @@ impl ChildServer {
         Ok(Self {
             addr,
             child,
-            _stdout: stdout,
+            stdout,
         })
+    }
+
+    /// The next line the server printed after the first (the admin API's address, say),
+    /// without its line end; waits at most 60 s.
+    pub async fn next_line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        match tokio::time::timeout(Duration::from_secs(60), self.stdout.read_line(&mut line)).await
+        {
+            Ok(Ok(n)) if n > 0 => Ok(line.trim_end().to_string()),
+            Ok(Ok(_)) => bail!("the server closed its output"),
+            Ok(Err(err)) => bail!("cannot read the server's output: {err}"),
+            Err(_) => bail!("the server printed no further line within 60 s"),
+        }
     }
 
     /// The server's process id (`None` once it has been reaped).

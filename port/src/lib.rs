@@ -7,9 +7,11 @@
 //! - [`upstream`]: `--upstream` specs, backends in other processes.
 //! - [`child`]: servers in child processes (latency runs, multi-process rollout).
 //! - [`tls`]: TLS and mutual TLS on the port, TLS clients, certificates made for tests.
+//! - [`admin`]: the admin API, changing a running router's routes from another process.
 //! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM) a long-running command waits for.
 
 mod accept;
+pub mod admin;
 pub mod child;
 mod connections;
 pub mod deployment;

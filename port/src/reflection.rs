@@ -69,6 +69,7 @@ struct Built {
 #[derive(Clone)]
 pub(crate) struct Reflection {
     served: Served,
+    also: Vec<String>,
     descriptor_sets: Arc<[Cow<'static, [u8]>]>,
     built: Arc<Mutex<Option<Built>>>,
 }
@@ -83,15 +84,18 @@ impl std::fmt::Debug for Reflection {
 
 impl Reflection {
     /// Reflection over `descriptor_sets` (encoded `FileDescriptorSet`s; where two hold a file
-    /// of the same name, the first wins), listing what `served` says plus health and
-    /// reflection. A router's port passes its catalog's descriptors too, so the services its
-    /// upstreams declare are describable.
+    /// of the same name, the first wins), listing what `served` says plus health, reflection
+    /// and the services in `also` (mounted beside the API for as long as the port runs). A
+    /// router's port passes its catalog's descriptors too, so the services its upstreams
+    /// declare are describable.
     pub(crate) fn new(
         served: Served,
+        also: Vec<String>,
         descriptor_sets: Vec<Cow<'static, [u8]>>,
     ) -> anyhow::Result<Self> {
         let reflection = Self {
             served,
+            also,
             descriptor_sets: descriptor_sets.into(),
             built: Arc::default(),
         };
@@ -102,17 +106,30 @@ impl Reflection {
 
     fn current(&self) -> anyhow::Result<Built> {
         let mut listed: Vec<String> = ALWAYS.iter().map(|s| s.to_string()).collect();
+        listed.extend(self.also.iter().cloned());
         listed.extend(self.served.names());
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(current) = built.as_ref().filter(|b| b.listed == listed) {
             return Ok(current.clone());
         }
+        // Behind a router, its catalog as it is now, so that packages added at runtime (the
+        // admin API) are describable too; the sets given at start come first and win.
+        let catalog = match &self.served {
+            Served::Router(handle) => Some(handle.table().catalog().pool().encode_to_vec()),
+            Served::Fixed(_) => None,
+        };
+        let sets = || {
+            self.descriptor_sets
+                .iter()
+                .map(AsRef::as_ref)
+                .chain(catalog.as_deref())
+        };
         let builder = || {
             listed.iter().fold(
-                self.descriptor_sets.iter().fold(
+                sets().fold(
                     tonic_reflection::server::Builder::configure()
                         .include_reflection_service(false),
-                    |builder, set| builder.register_encoded_file_descriptor_set(set.as_ref()),
+                    |builder, set| builder.register_encoded_file_descriptor_set(set),
                 ),
                 |builder, name| builder.with_service_name(name.clone()),
             )

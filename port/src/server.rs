@@ -1,6 +1,7 @@
 //! Assembles one deployment on one port: the Incrementer versions (behind the version router
 //! unless the deployment says otherwise), gRPC health and gRPC server reflection (v1 and
-//! v1alpha), and runs it until asked to stop, letting in-flight requests finish.
+//! v1alpha), with `--interop` gRPC's interop test service beside them, and runs it until asked
+//! to stop, letting in-flight requests finish.
 
 use crate::accept::{self, AcceptLimits, AcceptLoop};
 use crate::connections::Connections;
@@ -173,6 +174,10 @@ pub struct ServeOptions {
     /// Close a connection whose keep-alive ping is unanswered for this many seconds.
     #[arg(long = "keepalive-timeout-secs", default_value = "20", value_parser = seconds)]
     pub keepalive_timeout: Duration,
+    /// Also serve gRPC's interop test service, grpc.testing.TestService, beside the API (for
+    /// grpc's interop cases: status_code_and_message, custom_metadata, ...). Off by default.
+    #[arg(long)]
+    pub interop: bool,
     /// TLS (and mutual TLS) on the port, and for `https://` upstreams.
     #[command(flatten)]
     pub tls: TlsOptions,
@@ -190,6 +195,7 @@ impl Default for ServeOptions {
             request_timeout: None,
             keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            interop: false,
             tls: TlsOptions::default(),
         }
     }
@@ -251,15 +257,24 @@ pub async fn start_with(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr().context("listener has no address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    let routes = Routes::new(health_service);
-    let (service, router) = assemble(layout, routes, &health, options.max_message_bytes).await?;
+    let mut routes = Routes::new(health_service);
+    let interop = Interop(options.interop);
+    if options.interop {
+        // Beside the API, behind the guard; a router passes its paths to these routes.
+        routes = routes.add_service(services::interop::server(options.max_message_bytes));
+        health
+            .set_service_status(services::interop::TEST_SERVICE, ServingStatus::Serving)
+            .await;
+    }
+    let (service, router) =
+        assemble(layout, routes, &health, options.max_message_bytes, interop).await?;
     let open = Arc::new(InFlight::default());
     let service = GuardLayer::new(
         options.request_timeout,
         options.max_message_bytes,
         open.clone(),
     )
-    .unary_methods(unary_methods(router.as_ref())?)
+    .unary_methods(unary_methods(router.as_ref(), interop)?)
     .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());
@@ -300,18 +315,39 @@ pub async fn start_with(
     })
 }
 
+/// Whether the port mounts gRPC's interop test service (`--interop`).
+#[derive(Debug, Clone, Copy)]
+struct Interop(bool);
+
+impl Interop {
+    /// The interop descriptors, when mounted.
+    fn descriptors(self) -> Option<&'static [u8]> {
+        self.0.then_some(services::interop::FILE_DESCRIPTOR_SET)
+    }
+
+    /// The interop service's name, when mounted, for reflection's listing.
+    fn listed(self) -> Vec<String> {
+        self.descriptors()
+            .map(|_| services::interop::TEST_SERVICE.to_string())
+            .into_iter()
+            .collect()
+    }
+}
+
 async fn assemble(
     layout: Layout,
     routes: Routes,
     health: &HealthReporter,
     max_message_bytes: usize,
+    interop: Interop,
 ) -> anyhow::Result<(PortService, Option<RouterHandle>)> {
     let apis = match layout {
         Layout::Routed(table) => {
             // The catalog's descriptors (what the upstreams declare) become describable too.
             let catalog = Cow::Owned(table.catalog().pool().encode_to_vec());
             let handle = RouterHandle::new(table, Some(health.clone())).await;
-            let routes = with_reflection(routes, Served::Router(handle.clone()), Some(catalog))?;
+            let served = Served::Router(handle.clone());
+            let routes = with_reflection(routes, served, Some(catalog), interop)?;
             let service = BoxCloneSyncService::new(handle.layer().layer(routes));
             return Ok((service, Some(handle)));
         }
@@ -319,7 +355,7 @@ async fn assemble(
         Layout::Direct(ref apis) => apis.clone(),
     };
     let names = apis.iter().map(|api| api.service().to_string()).collect();
-    let routes = with_reflection(routes, Served::Fixed(names), None)?;
+    let routes = with_reflection(routes, Served::Fixed(names), None, interop)?;
     // Without a router nothing changes what is mounted, so the mounted services are simply up.
     for api in &apis {
         health
@@ -370,6 +406,7 @@ async fn unknown_service(uri: http::Uri) -> Response<Body> {
 /// its upstreams declare).
 fn unary_methods(
     router: Option<&RouterHandle>,
+    interop: Interop,
 ) -> anyhow::Result<std::collections::HashSet<String>> {
     use prost::Message;
     let mut paths = std::collections::HashSet::new();
@@ -381,7 +418,7 @@ fn unary_methods(
             }
         }
     }
-    for encoded in DESCRIPTOR_SETS {
+    for encoded in DESCRIPTOR_SETS.into_iter().chain(interop.descriptors()) {
         let set = prost_types::FileDescriptorSet::decode(encoded)
             .context("a served file descriptor set does not decode")?;
         for file in &set.file {
@@ -410,19 +447,21 @@ const DESCRIPTOR_SETS: [&[u8]; 4] = [
     tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
 ];
 
-/// Mounts reflection that lists what `served` says, and a fallback that names what was asked
-/// for (tonic's own answers UNIMPLEMENTED with no message).
+/// Mounts reflection that lists what `served` says (and the interop service when mounted), and
+/// a fallback that names what was asked for (tonic's own answers UNIMPLEMENTED with no message).
 fn with_reflection(
     mut routes: Routes,
     served: Served,
     catalog: Option<Cow<'static, [u8]>>,
+    interop: Interop,
 ) -> anyhow::Result<Routes> {
     let sets = DESCRIPTOR_SETS
-        .iter()
-        .map(|set| Cow::Borrowed(*set))
+        .into_iter()
+        .chain(interop.descriptors())
+        .map(Cow::Borrowed)
         .chain(catalog)
         .collect();
-    let reflection = Reflection::new(served, sets)?;
+    let reflection = Reflection::new(served, interop.listed(), sets)?;
     let router = std::mem::take(routes.axum_router_mut());
     let router = [
         "grpc.reflection.v1.ServerReflection",

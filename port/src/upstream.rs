@@ -21,7 +21,7 @@
 use anyhow::{Context, bail};
 use prost_reflect::DescriptorPool;
 use prost_types::FileDescriptorProto;
-use router::{ApiCatalog, Backend, RouteTable, RouterHandle};
+use router::{ApiCatalog, Backend, RouteTable};
 use semver::Version;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -388,7 +388,7 @@ fn restricted(pool: &DescriptorPool, packages: &[&str]) -> anyhow::Result<Descri
 
 /// `file` without what does not change its meaning (comments and positions), for comparing
 /// two upstreams' copies of one file.
-fn meaning(file: &FileDescriptorProto) -> FileDescriptorProto {
+pub(crate) fn meaning(file: &FileDescriptorProto) -> FileDescriptorProto {
     FileDescriptorProto {
         source_code_info: None,
         ..file.clone()
@@ -564,47 +564,6 @@ pub async fn gateway(
     }
     let table = RouteTable::new(catalog, backends).context("cannot route to these upstreams")?;
     Ok(Gateway { table, upstreams })
-}
-
-/// Adds an upstream to a running gateway: reads what it declares, checks that its packages are
-/// ones the gateway's catalog already holds with the same descriptors (the catalog is fixed
-/// when the gateway starts), and adds its backends (the table checks its `+PACKAGE`s).
-pub async fn add_upstream(
-    handle: &RouterHandle,
-    spec: &UpstreamSpec,
-    descriptors: Option<&Path>,
-    ca: Option<&Path>,
-) -> anyhow::Result<Discovered> {
-    let discovered = discover(spec, descriptors).await?;
-    let table = handle.table();
-    let catalog_pool = table.catalog().pool();
-    for package in &discovered.packages {
-        anyhow::ensure!(
-            table.catalog().manages(package),
-            "upstream {} implements {package}, which this gateway's catalog does not hold \
-             (it holds {}); restart the gateway with the upstream listed",
-            spec.name,
-            table.catalog().packages().join(", ")
-        );
-    }
-    for file in discovered.pool.file_descriptor_protos() {
-        let same = catalog_pool
-            .get_file_by_name(file.name())
-            .is_some_and(|known| meaning(known.file_descriptor_proto()) == meaning(file));
-        anyhow::ensure!(
-            same,
-            "upstream {} declares {} differently from the gateway's catalog",
-            spec.name,
-            file.name()
-        );
-    }
-    for backend in discovered.backends(ca)? {
-        handle
-            .add(backend)
-            .await
-            .with_context(|| format!("cannot add upstream {}", spec.name))?;
-    }
-    Ok(discovered)
 }
 
 /// Checks that `addr` is `HOST:PORT` (an IPv6 host in brackets), with a port number.

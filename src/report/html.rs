@@ -6,6 +6,8 @@
 //! Every figure on the page comes from the JSON; a figure the JSON does not hold is shown as
 //! `–`, never made up.
 
+mod proxies;
+
 use serde_json::Value;
 use std::fmt::Write as _;
 
@@ -132,6 +134,7 @@ pub fn render(report: &Value) -> String {
     machine(&mut page, meta);
     matrix(&mut page, &report["matrix"]);
     rollout(&mut page, &report["rollout"]);
+    proxies::section(&mut page, &report["proxies"], &report["latency"]);
     latency(&mut page, report);
     h2load(&mut page, report);
     api(&mut page, &report["api"]);
@@ -658,19 +661,6 @@ fn timeline(page: &mut String, load: &Value) {
     );
 }
 
-/// The rows in the percentile plot.
-const MAIN_ROWS: [&str; 6] = [
-    "tcp",
-    "rest",
-    "unary-v1",
-    "unary-router",
-    "python-to-rust",
-    "rust-to-python",
-];
-const COLORS: [&str; 6] = [
-    "#57606a", "#8250df", "#0969da", "#1a7f37", "#bf5700", "#cf222e",
-];
-
 fn latency(page: &mut String, report: &Value) {
     page.push_str(
         "<section id=\"latency\"><h2>Latency runs</h2>\n<p>Sequential dependent increments per \
@@ -691,7 +681,7 @@ fn latency(page: &mut String, report: &Value) {
             esc(text(&r["runtime"]))
         );
         bars(page, r);
-        percentiles(page, r);
+        percentiles(page, r, index);
         let _ = writeln!(
             page,
             "<table class=\"latency\" data-placement=\"{index}\"><tr><th>row</th><th>p50 µs</th>\
@@ -822,78 +812,52 @@ fn bars(page: &mut String, r: &Value) {
     page.push_str("</svg>\n");
 }
 
-/// The main rows' recorded percentiles (p50, p90, p99, max) as lines on a log scale.
-fn percentiles(page: &mut String, r: &Value) {
-    let keys = [
-        ("p50", "p50_us"),
-        ("p90", "p90_us"),
-        ("p99", "p99_us"),
-        ("max", "max_us"),
-    ];
-    let rows: Vec<(usize, &Value)> = MAIN_ROWS
+/// The percentile plot of the main rows, from each row's percentile ladder in the JSON, drawn by
+/// the bench's one chart function (as `testbed bench --plot` draws it). A report written before
+/// rows carried their ladder gets no plot.
+fn percentiles(page: &mut String, r: &Value, index: usize) {
+    let lines: Vec<bench::PercentileLine> = bench::MAIN_ROWS
         .iter()
-        .enumerate()
-        .filter_map(|(i, name)| {
-            items(&r["rows"])
+        .filter_map(|row| {
+            let name = serde_json::to_value(row).ok()?;
+            let found = items(&r["rows"]).iter().find(|x| x["row"] == name)?;
+            let points = items(&found["percentiles"])
                 .iter()
-                .find(|row| text(&row["row"]) == *name && num(&row["p50_us"]).is_some())
-                .map(|row| (i, row))
+                .map(|p| {
+                    Some(bench::Percentile {
+                        percentile: num(&p["percentile"])?,
+                        us: num(&p["us"])?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            (!points.is_empty()).then(|| bench::PercentileLine {
+                label: text(&found["label"]).to_string(),
+                points,
+            })
         })
         .collect();
-    let values = rows
-        .iter()
-        .flat_map(|(_, row)| keys.iter().filter_map(|(_, k)| num(&row[*k])));
-    let Some((lo, hi)) = log_range(values) else {
+    if lines.is_empty() {
         return;
-    };
-    let (w, h, left, legend_w, top) = (640.0, 260.0, 60.0, 220.0, 20.0);
-    let plot_w = w - left - legend_w;
-    let plot_h = h - top - 30.0;
-    let x = |i: usize| left + plot_w * i as f64 / (keys.len() - 1) as f64;
-    let y = |v: f64| top + plot_h - plot_h * (v / lo).log10() / (hi / lo).log10();
-    let _ = write!(
-        page,
-        "<svg class=\"percentiles\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" \
-         role=\"img\" aria-label=\"percentiles of the main rows\" xmlns=\"http://www.w3.org/2000/svg\">"
-    );
-    for t in log_ticks(lo, hi) {
-        let _ = write!(
-            page,
-            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{yt:.1}\" y2=\"{yt:.1}\" stroke=\"#eaeef2\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            left + plot_w,
-            left - 6.0,
-            y(t) + 4.0,
-            tick_label(t),
-            yt = y(t)
-        );
     }
-    for (i, (label, _)) in keys.iter().enumerate() {
-        let _ = write!(
-            page,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
-            x(i),
-            h - 10.0
-        );
+    let caption = "per-call latency by percentile, main rows";
+    match bench::percentile_svg(&lines, caption, (1000, 420)) {
+        Ok(svg) => {
+            let _ = writeln!(
+                page,
+                "<figure class=\"percentiles\" data-placement=\"{index}\">{svg}\
+                 <figcaption class=\"muted\">µs per call at each percentile the run records \
+                 (dots), both axes log scales; the slowest call of each row is in the table \
+                 below.</figcaption></figure>"
+            );
+        }
+        Err(err) => {
+            let _ = writeln!(
+                page,
+                "<p class=\"notmet\">The percentile plot could not be drawn: {}</p>",
+                esc(&format!("{err:#}"))
+            );
+        }
     }
-    for (n, (color_index, row)) in rows.iter().enumerate() {
-        let color = COLORS[*color_index];
-        let points: Vec<String> = keys
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, k))| num(&row[*k]).map(|v| format!("{:.1},{:.1}", x(i), y(v))))
-            .collect();
-        let _ = write!(
-            page,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:{color}\">{}</text>",
-            points.join(" "),
-            left + plot_w + 16.0,
-            top + 16.0 * n as f64 + 4.0,
-            esc(text(&row["label"]))
-        );
-    }
-    page.push_str("</svg>\n<p class=\"muted\">µs per call at the percentiles each run records (log scale).</p>\n");
 }
 
 fn h2load(page: &mut String, report: &Value) {

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod html;
+pub mod proxies;
 pub mod summary;
 
 use crate::matrix::{self, Cell, ClientKind};
@@ -98,6 +99,8 @@ pub struct Report {
     pub matrix: MatrixSection,
     /// The rollouts.
     pub rollout: RolloutSection,
+    /// The matrix's proxy columns and the rollout through each proxy, for those installed.
+    pub proxies: proxies::ProxySection,
     /// The latency runs, one per placement.
     pub latency: Vec<Placement>,
     /// The API's versions as their protos declare them, and the changelog from v1 to v2.
@@ -135,6 +138,7 @@ pub async fn run(options: &ReportOptions, watchers: &Watchers) -> anyhow::Result
             rollout.render()
         );
     }
+    let proxies = proxies::run(options.rollout_phase, exe, &watchers.rollout).await?;
     let mut notes = Vec::new();
     let mut latency = Vec::new();
     for bench_options in placements(options, watchers, &mut notes)? {
@@ -150,6 +154,7 @@ pub async fn run(options: &ReportOptions, watchers: &Watchers) -> anyhow::Result
             closed_loop,
             open_loop,
         },
+        proxies,
         latency,
         api: api::section()?,
         notes,
@@ -180,6 +185,8 @@ impl Report {
         out.push_str(&self.rollout.closed_loop.render());
         out.push_str("\n### Open loop\n\n");
         out.push_str(&self.rollout.open_loop.render());
+        out.push_str("\n## Through real proxies (nginx, HAProxy, Envoy)\n\n");
+        out.push_str(&self.proxies.render());
         out.push_str("\n## Latency runs\n\n");
         for note in &self.notes {
             out.push_str(&format!("{note}\n\n"));

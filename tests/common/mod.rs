@@ -3,6 +3,7 @@
 
 pub(crate) mod frames;
 pub(crate) mod raw;
+pub(crate) mod shop;
 
 use client::tools::MissingTool;
 use port::deployment::Deployment;
