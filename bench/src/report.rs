@@ -365,8 +365,14 @@ impl BenchReport {
             cells.extend(std::iter::repeat_n(NOTHING.to_string(), 9));
             table.add_row(cells);
         }
+        // Only rows measured apart (h2load, new connections, proxies) ran: no empty table.
+        let table = if self.rows.is_empty() && self.skipped.is_empty() {
+            String::new()
+        } else {
+            format!("{table}\n")
+        };
         let mut out = format!(
-            "{} sequential dependent increments per chain after {} unmeasured, {} chain(s) at once, runtime {}, {}{}, median of {} round(s)\n{table}\n",
+            "{} sequential dependent increments per chain after {} unmeasured, {} chain(s) at once, runtime {}, {}{}, median of {} round(s)\n{table}",
             self.requests,
             self.warmup,
             self.concurrency,
