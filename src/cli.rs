@@ -102,10 +102,13 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     port::signal::shutdown().await?;
     tracing::info!("shutting down; in-flight requests may finish");
-    if let Some(admin) = admin {
-        admin.shutdown().await?;
-    }
-    running.shutdown().await
+    // Both stop, whatever the first says; the first error is the one reported.
+    let admin_stopped = match admin {
+        Some(admin) => admin.shutdown().await,
+        None => Ok(()),
+    };
+    let port_stopped = running.shutdown().await;
+    admin_stopped.and(port_stopped)
 }
 
 /// `testbed matrix`.

@@ -171,8 +171,10 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
         RouteAction::Drain { name, timeout, .. } => {
             let timeout_ms = match timeout {
                 None => 0,
-                Some(secs) => u32::try_from(Duration::from_secs_f64(*secs).as_millis())
-                    .context("--timeout-secs is too large")?
+                Some(secs) => Duration::try_from_secs_f64(*secs)
+                    .ok()
+                    .and_then(|timeout| u32::try_from(timeout.as_millis()).ok())
+                    .with_context(|| format!("--timeout-secs {secs} is too large"))?
                     .max(1),
             };
             let reply = client

@@ -225,11 +225,19 @@ fn stderr(output: &Output) -> String {
 #[tokio::test]
 async fn serve_refuses_to_start_the_admin_api_without_a_usable_token() {
     let dir = temp_dir("admin-refusal");
-    let weak = dir.path().join("weak");
-    std::fs::write(&weak, "alice short\n").unwrap();
-    let good = dir.path().join("good");
-    std::fs::write(&good, format!("alice {TOKEN}\n")).unwrap();
-    let (weak, good) = (weak.to_str().unwrap(), good.to_str().unwrap());
+    let weak = token_file_named(dir.path(), "weak", "alice short\n");
+    let good = token_file_named(dir.path(), "good", &format!("alice {TOKEN}\n"));
+    let open = dir.path().join("open");
+    std::fs::write(&open, format!("alice {TOKEN}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (weak, good, open) = (
+        weak.to_str().unwrap(),
+        good.to_str().unwrap(),
+        open.to_str().unwrap(),
+    );
     let serve = [
         "serve",
         "--addr",
@@ -249,7 +257,16 @@ async fn serve_refuses_to_start_the_admin_api_without_a_usable_token() {
             &[("TESTBED_TEST_TOKEN", "")][..],
             "unset or empty",
         ),
-        (&["--admin-token-file", weak][..], &[][..], "at least 16"),
+        (
+            &["--admin-token-file", weak][..],
+            &[][..],
+            "must be 16 to 256",
+        ),
+        (
+            &["--admin-token-file", open][..],
+            &[][..],
+            "open to its group or others (mode 644)",
+        ),
         (
             &["--admin-token-file", "/nonexistent/tokens"][..],
             &[][..],
@@ -279,11 +296,16 @@ async fn serve_refuses_to_start_the_admin_api_without_a_usable_token() {
     }
 }
 
-/// A `--admin-token-file` holding `text` in `dir`, readable by its owner only (as a real one
-/// should be, so the server has nothing to warn about).
+/// A `--admin-token-file` holding `text` in `dir`, readable by its owner only (the server
+/// refuses any other).
 fn token_file(dir: &Path, text: &str) -> std::path::PathBuf {
+    token_file_named(dir, "tokens", text)
+}
+
+/// [`token_file`] under the name `name`.
+fn token_file_named(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("tokens");
+    let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path

@@ -463,3 +463,42 @@ async fn testbed_serve_mounts_the_interop_service_with_its_flag() {
     );
     probe_addr(child.addr).await;
 }
+
+/// One small streaming request cannot make the server wait half an hour or stream without end:
+/// too long a wait in all is `INVALID_ARGUMENT`, too many responses `RESOURCE_EXHAUSTED`, each
+/// before anything is sent, and the server keeps serving.
+#[tokio::test]
+async fn interop_streams_the_server_would_hold_too_long_are_refused() {
+    let server = start_interop(Deployment::Direct).await;
+    let mut client = interop_client(&server).await;
+    let asking = |count: usize, interval_us: i32| StreamingOutputCallRequest {
+        response_parameters: vec![
+            ResponseParameters {
+                size: 1,
+                interval_us,
+                ..ResponseParameters::default()
+            };
+            count
+        ],
+        ..StreamingOutputCallRequest::default()
+    };
+    for (request, code) in [
+        (asking(3, i32::MAX), Code::InvalidArgument),
+        (asking(1_001, 0), Code::ResourceExhausted),
+    ] {
+        let status = match client.streaming_output_call(request).await {
+            Err(status) => status,
+            Ok(reply) => tokio_stream::StreamExt::next(&mut reply.into_inner())
+                .await
+                .expect("the stream ends with a status")
+                .expect_err("nothing is streamed"),
+        };
+        assert_eq!(status.code(), code, "{status:?}");
+    }
+    let sizes = client
+        .streaming_output_call(asking(2, 1))
+        .await
+        .expect("still serving");
+    let replies: Vec<_> = tokio_stream::StreamExt::collect::<Vec<_>>(sizes.into_inner()).await;
+    assert_eq!(replies.len(), 2);
+}

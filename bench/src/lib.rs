@@ -360,8 +360,12 @@ impl Row {
             }
             Row::Proxies => {
                 tools::h2load()?;
-                for kind in proxy::ProxyKind::ALL {
-                    kind.find()?;
+                // Outside CI the row runs with the proxies that are installed and names the
+                // others with their fix; under CI every one must be there.
+                if in_ci() {
+                    for kind in proxy::ProxyKind::ALL {
+                        kind.find()?;
+                    }
                 }
             }
             _ => {}

@@ -72,12 +72,14 @@ pub struct LoadFigures {
     pub streams: u32,
     /// Requests that succeeded (h2load reads the HTTP status only).
     pub succeeded: u64,
-    /// Requests that failed (a GOAWAY h2load does not recover from, a reset).
+    /// Requests that failed (a GOAWAY h2load does not recover from, a reset); over several
+    /// rounds, the most of any round.
     pub failed: u64,
     /// Requests per second, as h2load reports it.
     pub requests_per_s: f64,
     /// CPU seconds the hop's processes used per 10,000 succeeded requests: (user + system time
-    /// over the run) × 10,000 / `succeeded`. `None` for direct (no hop).
+    /// over the run) × 10,000 / `succeeded`. `None` for direct (no hop) and when nothing
+    /// succeeded.
     pub hop_cpu_s_per_10k: Option<f64>,
     /// `requests_per_s` over the direct path's at the same load.
     pub share_of_direct: f64,
@@ -187,6 +189,13 @@ pub(crate) async fn run(options: &BenchOptions) -> anyhow::Result<ProxiesResult>
                 let proxy = RunningProxy::start_tuned(kind, &arrangement, tuning(kind))
                     .await
                     .with_context(|| format!("{kind} did not start"))?;
+                // Where the servers are placed, the proxy goes too (not beside the client, whose
+                // CPUs it would inherit), so that every hop is measured alike.
+                if let Some(cpus) = &options.server_cpus {
+                    for pid in proxy.pids()? {
+                        cpus.pin_process(pid)?;
+                    }
+                }
                 hops.push(Hop::Proxy(proxy));
             }
             Err(missing) if super::in_ci() => return Err(missing.into()),
@@ -265,37 +274,30 @@ impl ProxiesResult {
     /// ratio.
     fn new(paths: Vec<RawPath>, skipped: Vec<String>, h2load_requests: u64) -> Self {
         let us = |ns: u64| ns as f64 / 1e3;
-        let direct_p50 = paths.first().map_or(f64::NAN, |(_, chain, _)| {
-            us(chain.histogram.value_at_quantile(0.5))
-        });
-        let direct_rps: Vec<f64> = paths
-            .first()
-            .map(|(_, _, loads)| loads.iter().map(|run| run.3).collect())
-            .unwrap_or_default();
         let paths = paths
             .into_iter()
             .map(|(path, chain, loads)| {
-                let p50 = us(chain.histogram.value_at_quantile(0.5));
                 PathFigures {
                     path,
                     calls: chain.histogram.len(),
                     final_value: chain.final_value,
-                    p50_us: p50,
+                    p50_us: us(chain.histogram.value_at_quantile(0.5)),
                     p99_us: us(chain.histogram.value_at_quantile(0.99)),
-                    p50_ratio_to_direct: p50 / direct_p50,
-                    added_p50_us: p50 - direct_p50,
+                    p50_ratio_to_direct: f64::NAN,
+                    added_p50_us: f64::NAN,
                     loads: loads
                         .into_iter()
-                        .enumerate()
-                        .map(|(i, (load, succeeded, failed, rps, cpu))| LoadFigures {
+                        .map(|(load, succeeded, failed, rps, cpu)| LoadFigures {
                             connections: load.connections,
                             streams: load.streams,
                             succeeded,
                             failed,
                             requests_per_s: rps,
+                            // Nothing succeeded: no figure per request.
                             hop_cpu_s_per_10k: cpu
-                                .map(|cpu| cpu.as_secs_f64() * 10_000.0 / succeeded.max(1) as f64),
-                            share_of_direct: direct_rps.get(i).map_or(f64::NAN, |d| rps / d),
+                                .filter(|_| succeeded > 0)
+                                .map(|cpu| cpu.as_secs_f64() * 10_000.0 / succeeded as f64),
+                            share_of_direct: f64::NAN,
                         })
                         .collect(),
                 }
@@ -306,9 +308,27 @@ impl ProxiesResult {
             paths,
             skipped,
         }
+        .with_ratios()
     }
 
-    /// The median round of several: per path and load, the median of each figure.
+    /// Sets every ratio to direct (the first path) from the figures beside it, so that a ratio
+    /// printed next to two figures is their quotient.
+    fn with_ratios(mut self) -> Self {
+        let Some(direct) = self.paths.first().cloned() else {
+            return self;
+        };
+        for path in &mut self.paths {
+            path.p50_ratio_to_direct = path.p50_us / direct.p50_us;
+            path.added_p50_us = path.p50_us - direct.p50_us;
+            for (load, direct) in path.loads.iter_mut().zip(&direct.loads) {
+                load.share_of_direct = load.requests_per_s / direct.requests_per_s;
+            }
+        }
+        self
+    }
+
+    /// The median round of several: per path and load, the median of each measured figure
+    /// (`failed`: the most of any round), and the ratios to direct from those medians.
     pub(crate) fn median(rounds: &[ProxiesResult]) -> Option<ProxiesResult> {
         let first = rounds.first()?;
         let median = |mut values: Vec<f64>| {
@@ -328,8 +348,6 @@ impl ProxiesResult {
             };
             path.p50_us = of_path(&|x| x.p50_us);
             path.p99_us = of_path(&|x| x.p99_us);
-            path.p50_ratio_to_direct = of_path(&|x| x.p50_ratio_to_direct);
-            path.added_p50_us = of_path(&|x| x.added_p50_us);
             for (l, load) in path.loads.iter_mut().enumerate() {
                 let of_load = |f: &dyn Fn(&LoadFigures) -> f64| {
                     median(
@@ -341,7 +359,7 @@ impl ProxiesResult {
                     )
                 };
                 load.requests_per_s = of_load(&|x| x.requests_per_s);
-                load.share_of_direct = of_load(&|x| x.share_of_direct);
+                load.succeeded = of_load(&|x| x.succeeded as f64) as u64;
                 load.hop_cpu_s_per_10k = load
                     .hop_cpu_s_per_10k
                     .map(|_| of_load(&|x| x.hop_cpu_s_per_10k.unwrap_or(f64::NAN)));
@@ -352,7 +370,7 @@ impl ProxiesResult {
                     .unwrap_or(0);
             }
         }
-        Some(result)
+        Some(result.with_ratios())
     }
 
     /// The terminal table.
@@ -469,20 +487,31 @@ mod tests {
     }
 
     #[test]
-    fn the_median_round_is_taken_figure_by_figure() {
-        let round = |rps: f64| {
+    fn the_median_round_is_taken_figure_by_figure_and_ratios_follow_the_medians() {
+        let round = |direct_rps: f64, proxy_rps: f64| {
             ProxiesResult::new(
-                vec![(
-                    "direct".into(),
-                    chain(100, 10),
-                    vec![load(10, rps, 1000, None)],
-                )],
+                vec![
+                    (
+                        "direct".into(),
+                        chain(100, 10),
+                        vec![load(10, direct_rps, 1000, None)],
+                    ),
+                    (
+                        "haproxy".into(),
+                        chain(150, 10),
+                        vec![load(10, proxy_rps, 1000, Some(20))],
+                    ),
+                ],
                 vec![],
                 1_000,
             )
         };
-        let median = ProxiesResult::median(&[round(3.0), round(1.0), round(2.0)]).unwrap();
-        assert_eq!(median.paths[0].loads[0].requests_per_s, 2.0);
+        let rounds = [round(30.0, 10.0), round(10.0, 9.0), round(20.0, 5.0)];
+        let median = ProxiesResult::median(&rounds).unwrap();
+        assert_eq!(median.paths[0].loads[0].requests_per_s, 20.0);
+        assert_eq!(median.paths[1].loads[0].requests_per_s, 9.0);
+        // 9 / 20, from the medians shown beside it (the rounds' own ratios are 1/3, 0.9, 1/4).
+        assert!((median.paths[1].loads[0].share_of_direct - 0.45).abs() < 1e-12);
     }
 
     #[test]

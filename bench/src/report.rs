@@ -166,8 +166,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// The percentiles each row records, in %: from the fastest call (0) through a ladder that
-/// closes in on the tail in steps of 1, 2 and 5 in the share of calls slower (25 %, 10 %, 5 %,
-/// 2 %, 1 %, 0.5 % ... 0.01 %), to the slowest call (100).
+/// closes in on the tail in steps of 1, 2 and 5 in the share of calls slower (50 %, 25 %,
+/// 20 %, 10 %, 5 %, 2 %, 1 %, 0.5 % ... 0.01 %), to the slowest call (100).
 pub const PERCENTILES: [f64; 16] = [
     0.0, 25.0, 50.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.5, 99.8, 99.9, 99.95, 99.98, 99.99,
     100.0,

@@ -242,7 +242,7 @@ impl RunningProxy {
     /// CPU time (user + system) used so far by every process of the proxy's process group
     /// (nginx's master and workers), from `/proc/PID/stat`.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let ticks: u64 = self.group_processes()?.iter().sum();
+        let ticks: u64 = self.group_processes()?.iter().map(|(_, ticks)| ticks).sum();
         Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
     }
 
@@ -253,8 +253,17 @@ impl RunningProxy {
         Ok(self.group_processes()?.len())
     }
 
-    /// The user + system ticks of each process in the proxy's process group.
-    fn group_processes(&self) -> anyhow::Result<Vec<u64>> {
+    /// The pids of every process of the proxy now (to pin them to CPUs, say).
+    pub fn pids(&self) -> anyhow::Result<Vec<u32>> {
+        Ok(self
+            .group_processes()?
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect())
+    }
+
+    /// The pid and the user + system ticks of each process in the proxy's process group.
+    fn group_processes(&self) -> anyhow::Result<Vec<(u32, u64)>> {
         if self.reaped {
             bail!("{} has exited", self.kind);
         }
@@ -271,13 +280,16 @@ impl RunningProxy {
                 continue;
             }
             // A process may exit between the listing and the read: skip it.
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
             if let Some((pgrp, used)) = parse_stat(&stat)
                 && pgrp == group
             {
-                processes.push(used);
+                processes.push((pid, used));
             }
         }
         Ok(processes)

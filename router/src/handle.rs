@@ -126,6 +126,20 @@ impl RouterHandle {
             .await
     }
 
+    /// Replaces `backends` (each the backend of the same name) in one change, all or none, as
+    /// [`replace`](Self::replace) replaces one: an upstream split into one backend per package
+    /// changes as a whole.
+    pub async fn replace_all(&self, backends: Vec<Backend>) -> Result<(), TableError> {
+        self.update(|table| {
+            let mut next = table.clone();
+            for backend in backends {
+                next = next.with_replaced(backend)?;
+            }
+            Ok((next, ()))
+        })
+        .await
+    }
+
     /// Stops routing new requests to backend `name` and waits, without a limit, until its
     /// in-flight requests and streams have finished. The backend stays in the table (as
     /// draining) until removed.

@@ -121,11 +121,42 @@ impl Interop {
         let this = self.clone();
         Box::pin(async_stream::try_stream! {
             echo_status(request.response_status.as_ref())?;
+            check_plan(&request.response_parameters)?;
             for parameters in &request.response_parameters {
                 yield this.respond(request.response_type, parameters).await?;
             }
         })
     }
+}
+
+/// The longest a streaming request may ask the server to wait in all (the sum of its
+/// `interval_us`): one small request must not hold a stream for half an hour.
+const MAX_TOTAL_INTERVAL_US: i64 = 10_000_000;
+
+/// The most responses one streaming request may ask for: it must not make the server stream
+/// gigabytes.
+const MAX_RESPONSES: usize = 1_000;
+
+/// Refuses a streaming request whose responses would take too long or be too many, before
+/// any is sent.
+fn check_plan(parameters: &[ResponseParameters]) -> Result<(), Status> {
+    if parameters.len() > MAX_RESPONSES {
+        return Err(Status::resource_exhausted(format!(
+            "{} response_parameters asked for; this server sends at most {MAX_RESPONSES} per request",
+            parameters.len()
+        )));
+    }
+    let total: i64 = parameters
+        .iter()
+        .map(|p| i64::from(p.interval_us.max(0)))
+        .sum();
+    if total > MAX_TOTAL_INTERVAL_US {
+        return Err(Status::invalid_argument(format!(
+            "the response_parameters' interval_us add up to {total} µs; this server waits at \
+             most {MAX_TOTAL_INTERVAL_US} µs per request"
+        )));
+    }
+    Ok(())
 }
 
 /// Echo Status: a `response_status` with a non-zero code ends the call with that code and
@@ -251,6 +282,7 @@ impl TestService for Interop {
         Ok(Response::new(Box::pin(async_stream::try_stream! {
             while let Some(request) = inbound.message().await? {
                 echo_status(request.response_status.as_ref())?;
+                check_plan(&request.response_parameters)?;
                 for parameters in &request.response_parameters {
                     yield this.respond(request.response_type, parameters).await?;
                 }

@@ -48,7 +48,7 @@ impl Tokens {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the admin tokens from {}", path.display()))?;
-        warn_if_readable_by_others(path);
+        refuse_if_open_to_others(path)?;
         let mut tokens = Self::default();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -105,11 +105,14 @@ impl Tokens {
         self.holders.is_empty()
     }
 
-    /// The holder of `token`, compared with every token in constant time.
+    /// The holder of `token`, compared with every token in constant time: each side is first
+    /// laid out at one fixed length (its length, then its bytes), so that neither its bytes nor
+    /// its length decide how long a comparison takes.
     pub fn holder(&self, token: &str) -> Option<&str> {
+        let presented = fixed_length(token.as_bytes());
         let mut found = None;
         for (name, held) in self.holders.iter() {
-            let same: bool = held.as_bytes().ct_eq(token.as_bytes()).into();
+            let same: bool = fixed_length(held.as_bytes()).ct_eq(&presented).into();
             if same && found.is_none() {
                 found = Some(name.as_str());
             }
@@ -149,25 +152,48 @@ fn check(name: &str, token: &str) -> anyhow::Result<()> {
     if name.is_empty() || name.chars().any(char::is_whitespace) {
         bail!("the token holder's name {name:?} must be one word");
     }
-    if token.len() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+    if token.len() < MIN_TOKEN_LEN
+        || token.len() > MAX_TOKEN_LEN
+        || !token.bytes().all(|b| b.is_ascii_graphic())
+    {
         bail!(
-            "the token of {name:?} must be at least {MIN_TOKEN_LEN} visible ASCII characters \
-             (e.g. `openssl rand -hex 16`)"
+            "the token of {name:?} must be {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} visible ASCII \
+             characters (e.g. `openssl rand -hex 16`)"
         );
     }
     Ok(())
 }
 
-fn warn_if_readable_by_others(path: &Path) {
+/// Refuses a token file that its group or others may read or write, as ssh refuses such a key:
+/// anyone who can read it can change the routes.
+/// The longest token held (a presented one may be longer: it then matches none).
+const MAX_TOKEN_LEN: usize = 256;
+
+/// `token` as its length (saturated at 16 bits) followed by its first [`MAX_TOKEN_LEN`] bytes,
+/// zero-padded: one length for every token, so [`Tokens::holder`] compares in constant time.
+fn fixed_length(token: &[u8]) -> [u8; 2 + MAX_TOKEN_LEN] {
+    let mut out = [0; 2 + MAX_TOKEN_LEN];
+    let len = u16::try_from(token.len()).unwrap_or(u16::MAX);
+    out[..2].copy_from_slice(&len.to_be_bytes());
+    let kept = token.len().min(MAX_TOKEN_LEN);
+    out[2..2 + kept].copy_from_slice(&token[..kept]);
+    out
+}
+
+fn refuse_if_open_to_others(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            file = %path.display(),
-            "the admin token file is readable by others (chmod 600 it)"
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the admin tokens from {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o066 != 0 {
+        bail!(
+            "the admin token file {} is open to its group or others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
         );
     }
+    Ok(())
 }
 
 /// Authenticates every admin call before it reaches the service (a tonic interceptor).

@@ -379,25 +379,11 @@ impl RoutesService {
                 missing.name
             )));
         }
-        let mut replaced: Vec<String> = Vec::new();
-        for backend in backends {
-            let name = backend.name.clone();
-            if let Err(err) = self.handle.replace(backend).await {
-                let status = table_status(&err);
-                return Err(match replaced.is_empty() {
-                    true => status,
-                    false => Status::new(
-                        status.code(),
-                        format!(
-                            "{} (backends {} were already replaced)",
-                            status.message(),
-                            replaced.join(", ")
-                        ),
-                    ),
-                });
-            }
-            replaced.push(name);
-        }
+        let replaced: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
+        self.handle
+            .replace_all(backends)
+            .await
+            .map_err(|err| table_status(&err))?;
         self.remember(&replaced, &spec.addr);
         Ok(self.change_reply(&replaced))
     }

@@ -42,8 +42,11 @@ pub struct Reconfigured {
 impl RunningProxy {
     /// Changes the running proxy to `arrangement` (on the same port) the proxy's documented
     /// way without a restart, and returns once the proxy has confirmed it. Fails, with the
-    /// proxy's own words, when it refuses the new configuration (the old one then stays in
-    /// force and on disk) or does not confirm it within 15 s.
+    /// proxy's own words, when it refuses the new configuration or does not confirm it within
+    /// 15 s. nginx and HAProxy then keep the old configuration in force and on disk; Envoy takes
+    /// a change in steps (clusters, routes, clusters again), so a refused step leaves the ones
+    /// before it in force and the refused file on disk: start the proxy again after such an
+    /// error rather than reconfiguring it further.
     pub async fn reconfigure(&mut self, arrangement: &Arrangement) -> anyhow::Result<Reconfigured> {
         let plan = arrangement.plan();
         let files = config::render(self.kind, &plan, self.addr, self.dir.path(), &self.tuning);
