@@ -254,6 +254,10 @@ pub enum Row {
     PythonToPython,
     /// (11) Rust client → Python grpcio server.
     RustToPython,
+    /// (11g) As (11), through the testbed's gateway (`serve --upstream`, the Python server's
+    /// descriptors from a file: it serves no reflection); measured in alternation with (11), so
+    /// the ratio is what the gateway adds in front of a server the testbed did not write.
+    RustToPythonViaGateway,
     /// (12) h2load (nghttp2) → Rust server, direct, direct over TLS and through the router.
     H2load,
     /// (13) What a new connection costs: connect and a first call on a fresh connection, over
@@ -267,7 +271,7 @@ pub enum Row {
 
 impl Row {
     /// Every row, in table order.
-    pub const ALL: [Row; 20] = [
+    pub const ALL: [Row; 21] = [
         Row::Harness,
         Row::InProcess,
         Row::Tcp,
@@ -285,6 +289,7 @@ impl Row {
         Row::PythonToRust,
         Row::PythonToPython,
         Row::RustToPython,
+        Row::RustToPythonViaGateway,
         Row::H2load,
         Row::Handshake,
         Row::Proxies,
@@ -310,6 +315,7 @@ impl Row {
             Row::PythonToRust => "Python grpcio → Rust server",
             Row::PythonToPython => "Python grpcio → Python server",
             Row::RustToPython => "Rust tonic → Python server",
+            Row::RustToPythonViaGateway => "Rust tonic → gateway → Python server",
             Row::H2load => "h2load → Rust server",
             Row::Handshake => "new connection + first call, plaintext and TLS",
             Row::Proxies => "through each proxy: router as proxy, nginx, HAProxy, Envoy",
@@ -351,7 +357,7 @@ impl Row {
                 tools::python_client("bench_client.py")?;
                 tools::python_client("increment_server.py")?;
             }
-            Row::RustToPython => {
+            Row::RustToPython | Row::RustToPythonViaGateway => {
                 tools::python()?;
                 tools::python_client("increment_server.py")?;
             }
@@ -391,6 +397,7 @@ impl Row {
             Row::UnaryRouter => Some(Target::Port(Deployment::SideBySide)),
             Row::UnaryTls | Row::StreamPingPongTls => Some(Target::TlsPort),
             Row::PythonToPython | Row::RustToPython => Some(Target::Python),
+            Row::RustToPythonViaGateway => Some(Target::GatewayToPython),
         }
     }
 }
@@ -407,16 +414,20 @@ enum Target {
     TlsPort,
     /// The Python grpcio server, 4 worker threads.
     Python,
+    /// `testbed serve --upstream` in front of [`Target::Python`], the API's descriptors given
+    /// as a file ([`Targets::descriptors`]).
+    GatewayToPython,
 }
 
 /// Pairs of rows whose ratio is a target: the same client against two servers. When both rows
 /// run they are measured in alternating blocks of calls ([`chains::run_interleaved`]), so drift
 /// on a shared machine hits both alike.
-const INTERLEAVED: [(Row, Row); 4] = [
+const INTERLEAVED: [(Row, Row); 5] = [
     (Row::UnaryV2, Row::UnaryRouter),
     (Row::UnaryH2StockServer, Row::UnaryH2),
     (Row::UnaryV1, Row::UnaryTls),
     (Row::StreamPingPong, Row::StreamPingPongTls),
+    (Row::RustToPython, Row::RustToPythonViaGateway),
 ];
 
 /// The pair `row` is measured in, if its partner runs too.
@@ -432,6 +443,7 @@ fn interleaved_pair(row: Row, rows: &[Row]) -> Option<(Row, Row)> {
 struct Targets {
     by_name: HashMap<Target, ChildServer>,
     pki: Option<RunPki>,
+    descriptors: Option<tempfile::NamedTempFile>,
 }
 
 /// Certificates made once per run for the TLS rows ([`TestPki`]: a CA and a server certificate
@@ -474,6 +486,23 @@ impl Targets {
     /// certificate.
     fn tls(&mut self) -> anyhow::Result<ClientTls> {
         Ok(self.pki()?.pki.client(None))
+    }
+
+    /// The API's descriptors in a file of the run's own, written the first time a gateway asks.
+    fn descriptors(&mut self) -> anyhow::Result<PathBuf> {
+        if let Some(file) = &self.descriptors {
+            return Ok(file.path().to_path_buf());
+        }
+        let mut file = tempfile::Builder::new()
+            .prefix("testbed-bench-descriptors-")
+            .suffix(".binpb")
+            .tempfile()
+            .context("cannot create the gateway's descriptor file")?;
+        std::io::Write::write_all(&mut file, services::FILE_DESCRIPTOR_SET)
+            .context("cannot write the gateway's descriptor file")?;
+        let path = file.path().to_path_buf();
+        self.descriptors = Some(file);
+        Ok(path)
     }
 
     async fn addr(&mut self, name: Target, options: &BenchOptions) -> anyhow::Result<SocketAddr> {
@@ -520,6 +549,21 @@ impl Targets {
                     .arg(tools::python_client("increment_server.py")?)
                     .args(["--addr", "127.0.0.1:0", "--workers", "4"]);
                 ChildServer::spawn(command, "python increment_server.py").await?
+            }
+            Target::GatewayToPython => {
+                let python = Box::pin(self.addr(Target::Python, options)).await?;
+                let upstream = format!("python=1.0.0@{python}");
+                let descriptors = format!("python={}", self.descriptors()?.display());
+                let command = [
+                    "serve",
+                    "--addr",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    &upstream,
+                    "--descriptors",
+                    &descriptors,
+                ];
+                ChildServer::testbed(exe, &[&runtime[..], &command].concat()).await?
             }
         };
         if let Some(cpus) = &options.server_cpus {
@@ -678,7 +722,9 @@ async fn run_row(
         Row::InProcess => vec![chains::run(&mut chains::InProcess, warmup, n, None).await?],
         Row::Tcp => concurrent(options, addr, chains::Tcp::connect).await?,
         Row::Rest => concurrent(options, addr, chains::Rest::connect).await?,
-        Row::UnaryV1 | Row::RustToPython => concurrent(options, addr, chains::Unary::v1).await?,
+        Row::UnaryV1 | Row::RustToPython | Row::RustToPythonViaGateway => {
+            concurrent(options, addr, chains::Unary::v1).await?
+        }
         Row::UnaryTls => {
             let tls = targets.tls()?;
             let connect = |addr| chains::Unary::v1_tls(addr, tls.clone());
@@ -731,6 +777,10 @@ async fn run_pair(
             let tls = targets.tls()?;
             let over_tls = |addr| chains::Unary::v1_tls(addr, tls.clone());
             concurrent_pairs(options, (a, chains::Unary::v1), (b, over_tls)).await?
+        }
+        (Row::RustToPython, Row::RustToPythonViaGateway) => {
+            let v1 = chains::Unary::v1;
+            concurrent_pairs(options, (a, v1), (b, v1)).await?
         }
         (Row::StreamPingPong, Row::StreamPingPongTls) => {
             let tls = targets.tls()?;

@@ -497,6 +497,11 @@ impl BenchReport {
                 "Rust client: Python server p50 / Rust server p50: {r:.2}\n"
             ));
         }
+        if let Some(r) = ratio(Row::RustToPythonViaGateway, Row::RustToPython) {
+            out.push_str(&format!(
+                "gateway (serve --upstream) in front of the Python server / the Python server direct, p50, measured in alternation: {r:.3}\n"
+            ));
+        }
         for (row, reason) in &self.skipped {
             out.push_str(&format!("skipped {}: {reason}\n", row.label()));
         }

@@ -189,6 +189,18 @@ pub fn targets(latency: &[Placement]) -> Vec<Target> {
         ),
         target(
             [
+                "gateway in front of a Python server",
+                "≤ 1.05 × direct unary p50",
+                "p50 of Rust tonic → gateway → Python grpcio server / Rust tonic → the same Python server, measured in alternation",
+            ],
+            latency,
+            |r| Some(p50(r, Row::RustToPythonViaGateway)? / p50(r, Row::RustToPython)?),
+            |v| v <= 1.05,
+            true,
+            Over::All,
+        ),
+        target(
+            [
                 "router as a proxy against HAProxy, throughput",
                 "≥ 1 × HAProxy's requests/s",
                 "h2load -c 10 -m 10 and -c 100 -m 10 to the same backend: router-as-proxy requests/s / HAProxy's, the lower of the two",
