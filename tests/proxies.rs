@@ -314,6 +314,27 @@ fn observed(kind: ProxyKind, what: &str, raw: &Result<Raw, String>) {
 /// The proxy's own rejection, and the router's error through the proxy, are trailers-only
 /// replies that every gRPC client can read: HTTP 200, `content-type: application/grpc`,
 /// `grpc-status` in the headers.
+/// A v2 call pinned to `^3` (which nothing serves) through `stack`'s proxy, raw: it must end
+/// `UNIMPLEMENTED`; `what` names whose refusal it is in the observation printed.
+async fn unimplemented_for_v3(kind: ProxyKind, stack: &Stack, what: &str) -> Raw {
+    let raw = raw_call(
+        stack.proxy.addr(),
+        UNARY_V2,
+        &[("x-api-version", "^3")],
+        &[],
+        true,
+    )
+    .await;
+    observed(kind, what, &raw);
+    let raw = raw.expect("a reply");
+    assert_eq!(
+        raw.grpc_status,
+        Some(Code::Unimplemented as i32),
+        "{kind}: {raw:?}"
+    );
+    raw
+}
+
 #[tokio::test]
 async fn trailers_only_errors_pass_through_and_the_proxies_own_are_well_formed() {
     for kind in ProxyKind::ALL {
@@ -321,21 +342,7 @@ async fn trailers_only_errors_pass_through_and_the_proxies_own_are_well_formed()
         let Some(stack) = start_stack(kind, FrontOfRouter).await else {
             continue;
         };
-        let raw = raw_call(
-            stack.proxy.addr(),
-            UNARY_V2,
-            &[("x-api-version", "^3")],
-            &[],
-            true,
-        )
-        .await;
-        observed(kind, "router's UNIMPLEMENTED", &raw);
-        let raw = raw.expect("a reply");
-        assert_eq!(
-            raw.grpc_status,
-            Some(Code::Unimplemented as i32),
-            "{kind}: {raw:?}"
-        );
+        let raw = unimplemented_for_v3(kind, &stack, "router's UNIMPLEMENTED").await;
         assert!(
             raw.grpc_message.contains("%5E3") || raw.grpc_message.contains("^3"),
             "{kind}: {raw:?}"
@@ -348,21 +355,7 @@ async fn trailers_only_errors_pass_through_and_the_proxies_own_are_well_formed()
         let Some(stack) = start_stack(kind, VersionRouting).await else {
             continue;
         };
-        let raw = raw_call(
-            stack.proxy.addr(),
-            UNARY_V2,
-            &[("x-api-version", "^3")],
-            &[],
-            true,
-        )
-        .await;
-        observed(kind, "proxy's own UNIMPLEMENTED", &raw);
-        let raw = raw.expect("a reply");
-        assert_eq!(
-            raw.grpc_status,
-            Some(Code::Unimplemented as i32),
-            "{kind}: {raw:?}"
-        );
+        let raw = unimplemented_for_v3(kind, &stack, "proxy's own UNIMPLEMENTED").await;
         assert_eq!(raw.http_status, 200, "{kind}: {raw:?}");
         assert_eq!(
             raw.content_type.as_deref(),
