@@ -274,7 +274,7 @@ pub async fn start_with(
         options.max_message_bytes,
         open.clone(),
     )
-    .unary_methods(unary_methods(router.as_ref(), interop)?)
+    .unary_methods(unary_methods(interop)?, router.clone())
     .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());
@@ -402,22 +402,11 @@ async fn unknown_service(uri: http::Uri) -> Response<Body> {
 }
 
 /// The paths of every method whose client sends exactly one message (unary and
-/// server-streaming), from the descriptors the port serves (and its router's catalog: the APIs
-/// its upstreams declare).
-fn unary_methods(
-    router: Option<&RouterHandle>,
-    interop: Interop,
-) -> anyhow::Result<std::collections::HashSet<String>> {
+/// server-streaming), from the descriptors the port itself serves (a router's catalog, the
+/// APIs its upstreams declare, is consulted by the guard as it changes).
+fn unary_methods(interop: Interop) -> anyhow::Result<std::collections::HashSet<String>> {
     use prost::Message;
     let mut paths = std::collections::HashSet::new();
-    if let Some(handle) = router {
-        let table = handle.table();
-        for service in table.catalog().pool().services() {
-            for method in service.methods().filter(|m| !m.is_client_streaming()) {
-                paths.insert(format!("/{}/{}", service.full_name(), method.name()));
-            }
-        }
-    }
     for encoded in DESCRIPTOR_SETS.into_iter().chain(interop.descriptors()) {
         let set = prost_types::FileDescriptorSet::decode(encoded)
             .context("a served file descriptor set does not decode")?;

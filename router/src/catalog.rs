@@ -46,6 +46,8 @@ pub struct ApiCatalog {
     pool: DescriptorPool,
     /// `/package.Service/Method` of every managed method.
     paths: HashSet<String>,
+    /// Of those, the methods whose client sends exactly one message (unary, server-streaming).
+    one_message: HashSet<String>,
 }
 
 impl ApiCatalog {
@@ -75,10 +77,15 @@ impl ApiCatalog {
             }
         }
         let mut paths = HashSet::new();
+        let mut one_message = HashSet::new();
         for (package, services) in &services {
             for service in services {
                 for method in &service.method {
-                    paths.insert(format!("/{package}.{}/{}", service.name(), method.name()));
+                    let path = format!("/{package}.{}/{}", service.name(), method.name());
+                    if !method.client_streaming() {
+                        one_message.insert(path.clone());
+                    }
+                    paths.insert(path);
                 }
             }
         }
@@ -86,6 +93,7 @@ impl ApiCatalog {
             services,
             pool,
             paths,
+            one_message,
         })
     }
 
@@ -103,6 +111,12 @@ impl ApiCatalog {
     /// Whether `path` (`/package.Service/Method`) names a method of a managed package.
     pub fn has_method(&self, path: &str) -> bool {
         self.paths.contains(path)
+    }
+
+    /// Whether `path` names a managed method whose client sends exactly one message (unary or
+    /// server-streaming): the port's guard refuses zero or two messages for it.
+    pub fn takes_one_message(&self, path: &str) -> bool {
+        self.one_message.contains(path)
     }
 
     /// The methods of the managed packages, sorted, as `package.Service/Method`.

@@ -1,7 +1,7 @@
 //! The [`tower::Layer`] that puts a [`Guard`] in front of a port's service.
 
 use super::Guard;
-use router::InFlight;
+use router::{InFlight, RouterHandle};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,27 @@ pub struct GuardLayer {
     request_timeout: Option<Duration>,
     max_message_bytes: usize,
     open: Arc<InFlight>,
-    unary: Arc<HashSet<String>>,
+    unary: UnaryMethods,
+}
+
+/// Which paths take exactly one request message: a fixed set (the port's own APIs) and, when
+/// the port routes, the router's catalog as it is at each request, so that an API added at
+/// runtime (admin Add) is checked as one known at start.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UnaryMethods {
+    fixed: Arc<HashSet<String>>,
+    router: Option<RouterHandle>,
+}
+
+impl UnaryMethods {
+    /// Whether a request for `path` must carry exactly one message.
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.fixed.contains(path)
+            || self
+                .router
+                .as_ref()
+                .is_some_and(|router| router.table().catalog().takes_one_message(path))
+    }
 }
 
 impl GuardLayer {
@@ -28,14 +48,18 @@ impl GuardLayer {
             request_timeout,
             max_message_bytes,
             open,
-            unary: Arc::default(),
+            unary: UnaryMethods::default(),
         }
     }
 
-    /// The paths (`/package.Service/Method`) whose requests must carry exactly one message:
-    /// the guard reads such a request whole and refuses zero or two messages with `INTERNAL`.
-    pub fn unary_methods(mut self, paths: HashSet<String>) -> Self {
-        self.unary = Arc::new(paths);
+    /// The paths (`/package.Service/Method`) whose requests must carry exactly one message,
+    /// besides those `router`'s catalog holds (looked up at each request): the guard reads such
+    /// a request whole and refuses zero or two messages with `INTERNAL`.
+    pub fn unary_methods(mut self, paths: HashSet<String>, router: Option<RouterHandle>) -> Self {
+        self.unary = UnaryMethods {
+            fixed: Arc::new(paths),
+            router,
+        };
         self
     }
 }

@@ -2,10 +2,10 @@
 //! wraps the bodies that enforce the message limit, the deadline and the open-request count.
 
 use super::body::{DeadlineBody, SizeLimit, SizeLimitedBody, exceeded};
+use super::layer::UnaryMethods;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use router::{BoxFuture, CountedBody, InFlight};
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,7 +21,7 @@ pub struct Guard<S> {
     request_timeout: Option<Duration>,
     max_message_bytes: usize,
     open: Arc<InFlight>,
-    unary: Arc<HashSet<String>>,
+    unary: UnaryMethods,
 }
 
 impl<S> Guard<S> {
@@ -30,7 +30,7 @@ impl<S> Guard<S> {
         request_timeout: Option<Duration>,
         max_message_bytes: usize,
         open: Arc<InFlight>,
-        unary: Arc<HashSet<String>>,
+        unary: UnaryMethods,
     ) -> Self {
         Self {
             inner,
