@@ -49,8 +49,8 @@ pub struct ServeArgs {
 
 /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    // Before anything starts: the admin API is refused without a token.
-    let admin_tokens = args.admin.tokens()?;
+    // Before anything starts: the admin API is refused without a token or client CA.
+    let admin_config = args.admin.config()?;
     let mut addresses = std::collections::HashMap::new();
     let (layout, label) = if let Some(api) = args.backend {
         (Layout::Direct(vec![api]), format!("{api} backend"))
@@ -88,17 +88,17 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let admin = match (admin_tokens, args.admin.admin_addr, &running.router) {
-        (Some(tokens), Some(addr), Some(router)) => {
+    let admin = match (admin_config, &running.router) {
+        (Some(config), Some(router)) => {
             let ca = args.options.tls.upstream_ca.clone();
-            Some(port::admin::start(addr, tokens, router.clone(), addresses, ca).await?)
+            Some(port::admin::start(config, router.clone(), addresses, ca).await?)
         }
-        (Some(_), _, _) => anyhow::bail!("--admin-addr: {label} has no route table to change"),
-        _ => None,
+        (Some(_), None) => anyhow::bail!("--admin-addr: {label} has no route table to change"),
+        (None, _) => None,
     };
     println!("testbed serving {label} on {}", running.addr);
     if let Some(admin) = &admin {
-        println!("testbed admin API on {}", admin.addr);
+        println!("testbed admin API on {}", admin.address());
     }
     port::signal::shutdown().await?;
     tracing::info!("shutting down; in-flight requests may finish");

@@ -267,7 +267,10 @@ impl Router {
             Router::Process { admin, .. } => {
                 let upstream = fleet.upstream(Api::V2).await?;
                 admin
-                    .add(AddRequest { upstream })
+                    .add(AddRequest {
+                        upstream,
+                        ..Default::default()
+                    })
                     .await
                     .map_err(refused("adding v2"))?;
             }
@@ -286,7 +289,10 @@ impl Router {
             Router::Process { admin, .. } => {
                 let upstream = fleet.upstream(Api::V2).await? + "+increment.v1";
                 admin
-                    .replace(ReplaceRequest { upstream })
+                    .replace(ReplaceRequest {
+                        upstream,
+                        ..Default::default()
+                    })
                     .await
                     .map_err(refused("retiring v1 onto v2"))?;
             }

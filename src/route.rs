@@ -1,16 +1,19 @@
 //! `testbed route list|add|replace|drain|remove --admin ADDR`: change the routes of a running
 //! `testbed serve` through its admin API (`serve --admin-addr`), as a table or as JSON. The
 //! bearer token comes from `--token-file FILE` (the file holds just the token) or the
-//! `TESTBED_ADMIN_TOKEN` environment variable. A refused call exits non-zero with its gRPC
-//! status and message; so does a drain that left requests open.
+//! `TESTBED_ADMIN_TOKEN` environment variable. An admin API over TLS is named
+//! `--admin https://HOST:PORT` with `--ca FILE` (the CA that signed its certificate);
+//! `--cert FILE --key FILE` present a client certificate, which stands in for the token when
+//! the server takes client certificates. A refused call exits non-zero with its gRPC status
+//! and message; so does a drain that left requests open.
 
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use port::admin::pb::{
     AddRequest, Backend, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest,
 };
+use port::admin::{AdminAddress, AdminClient};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,15 +28,28 @@ pub struct RouteArgs {
     pub action: RouteAction,
 }
 
-/// Where the admin API is and how to present the answer: every `route` subcommand takes these.
+/// Where the admin API is, how to authenticate, and how to present the answer: every `route`
+/// subcommand takes these.
 #[derive(Debug, clap::Args)]
 pub struct Target {
-    /// The admin API's address (`testbed serve --admin-addr`).
-    #[arg(long, value_parser = port::server::parse_addr)]
-    pub admin: SocketAddr,
-    /// A file holding just the bearer token (else the TESTBED_ADMIN_TOKEN variable).
+    /// The admin API's address (`testbed serve --admin-addr`): HOST:PORT in plaintext, or
+    /// https://HOST:PORT over TLS (`serve --admin-tls-cert`; needs --ca).
+    #[arg(long, value_name = "[https://]HOST:PORT")]
+    pub admin: AdminAddress,
+    /// A file holding just the bearer token (else the TESTBED_ADMIN_TOKEN variable; neither is
+    /// needed with --cert).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed an https admin API's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// A client certificate (PEM) for an https admin API that takes them (`serve
+    /// --admin-client-ca`); needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
     /// Print the reply as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -44,11 +60,12 @@ pub struct Target {
 pub enum RouteAction {
     /// The backends in the route table and the packages the router manages.
     List(Target),
-    /// Add an upstream, as `serve --upstream` does at start (descriptors read by reflection,
-    /// `+PACKAGE` checked by compat).
+    /// Add an upstream, as `serve --upstream` does at start (descriptors read by reflection
+    /// or sent with --descriptors, `+PACKAGE` checked by compat).
     Add {
-        /// NAME=VERSION@HOST:PORT[+PACKAGE...], e.g. v2=2.0.0@127.0.0.1:7002.
-        upstream: String,
+        /// The upstream.
+        #[command(flatten)]
+        upstream: UpstreamArgs,
         /// The admin API.
         #[command(flatten)]
         target: Target,
@@ -56,8 +73,9 @@ pub enum RouteAction {
     /// Put an upstream in the place of the backend of the same name (e.g. to retire an older
     /// package onto it: v2=2.0.0@127.0.0.1:7002+increment.v1).
     Replace {
-        /// NAME=VERSION@HOST:PORT[+PACKAGE...].
-        upstream: String,
+        /// The upstream.
+        #[command(flatten)]
+        upstream: UpstreamArgs,
         /// The admin API.
         #[command(flatten)]
         target: Target,
@@ -83,6 +101,36 @@ pub enum RouteAction {
     },
 }
 
+/// The upstream an Add or Replace names, and where its descriptors come from.
+#[derive(Debug, clap::Args)]
+pub struct UpstreamArgs {
+    /// NAME=VERSION@HOST:PORT[+PACKAGE...], e.g. v2=2.0.0@127.0.0.1:7002 (HOST:PORT may start
+    /// with https://: the router then needs `serve --upstream-ca`).
+    pub upstream: String,
+    /// The upstream's descriptors, for one that serves no reflection: a FileDescriptorSet
+    /// (`buf build -o FILE`, `protoc --include_imports -o FILE`) or a directory of .proto
+    /// files, read here and sent with the call.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub descriptors: Option<PathBuf>,
+    /// Extra import path for a --descriptors directory (repeatable).
+    #[arg(short = 'I', long, requires = "descriptors")]
+    pub include: Vec<PathBuf>,
+}
+
+impl UpstreamArgs {
+    /// The serialized `FileDescriptorSet` to send (empty: the router reads reflection).
+    async fn descriptor_set(&self) -> anyhow::Result<Vec<u8>> {
+        let Some(path) = &self.descriptors else {
+            return Ok(Vec::new());
+        };
+        let api = compat::Source::parse(&path.display().to_string())
+            .load(&self.include)
+            .await
+            .with_context(|| format!("--descriptors {}", path.display()))?;
+        Ok(api.pool.encode_to_vec())
+    }
+}
+
 impl RouteAction {
     fn target(&self) -> &Target {
         match self {
@@ -95,24 +143,68 @@ impl RouteAction {
     }
 }
 
-/// The token from `--token-file`, else from `TESTBED_ADMIN_TOKEN`.
-fn token(target: &Target) -> anyhow::Result<String> {
+/// The token from `--token-file`, else from `TESTBED_ADMIN_TOKEN`; none is needed when a
+/// client certificate is given.
+fn token(target: &Target) -> anyhow::Result<Option<String>> {
     let token = match &target.token_file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the token from {}", path.display()))?,
         None => std::env::var(TOKEN_ENV).unwrap_or_default(),
     };
-    let token = token.trim();
-    if token.is_empty() {
-        bail!("no admin token: give --token-file FILE (holding just the token) or set {TOKEN_ENV}");
+    match token.trim() {
+        "" if target.cert.is_some() && target.token_file.is_none() => Ok(None),
+        "" => bail!(
+            "no admin token: give --token-file FILE (holding just the token) or set \
+             {TOKEN_ENV} (or, for an https admin API that takes client certificates, --cert \
+             FILE --key FILE)"
+        ),
+        token => Ok(Some(token.to_string())),
     }
-    Ok(token.to_string())
+}
+
+impl Target {
+    /// A client of the admin API these flags name; a missing or malformed file, or TLS files
+    /// with a plaintext address, are refused before connecting.
+    async fn connect(&self) -> anyhow::Result<AdminClient> {
+        let identity = self.cert.as_deref().zip(self.key.as_deref());
+        let tls = match (&self.admin, &self.ca) {
+            (AdminAddress::Https { .. }, Some(ca)) => {
+                Some(port::admin::client_tls(&self.admin, ca, identity)?)
+            }
+            (AdminAddress::Https { .. }, None) => bail!(
+                "--admin {}: https needs --ca FILE, the CA certificate (PEM) that signed the \
+                 admin API's certificate",
+                self.admin
+            ),
+            (AdminAddress::Plain(_), _) if self.ca.is_some() || identity.is_some() => bail!(
+                "--ca, --cert and --key are for an https admin API; --admin {} is plaintext \
+                 (give https://HOST:PORT)",
+                self.admin
+            ),
+            (AdminAddress::Plain(_), _) => None,
+        };
+        let token = token(self)?;
+        port::admin::connect_to(&self.admin, tls.as_ref(), token.as_deref()).await
+    }
 }
 
 /// A refused call as an error naming its status.
 fn refused(status: tonic::Status) -> anyhow::Error {
+    // A status the client made up from a broken connection says why only in its sources (over
+    // TLS: the server's alert when it refused the client certificate).
+    let mut why = String::new();
+    let mut source = std::error::Error::source(&status);
+    while let Some(err) = source {
+        why += &format!(": {err}");
+        source = err.source();
+    }
+    let broken = !why.is_empty() || status.code() == tonic::Code::Cancelled;
+    if broken {
+        why += " (the connection broke: an https admin API refuses this way a client \
+                 certificate from another CA, an expired one, or none where it requires one)";
+    }
     anyhow::anyhow!(
-        "the admin API answered {:?}: {}",
+        "the admin API answered {:?}: {}{why}",
         status.code(),
         status.message()
     )
@@ -120,8 +212,15 @@ fn refused(status: tonic::Status) -> anyhow::Error {
 
 /// Runs one `route` subcommand and prints its answer.
 pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
+    // Read before connecting: a bad file is reported without touching the router.
+    let descriptor_set = match &args.action {
+        RouteAction::Add { upstream, .. } | RouteAction::Replace { upstream, .. } => {
+            Some(upstream.descriptor_set().await?)
+        }
+        _ => None,
+    };
     let target = args.action.target();
-    let mut client = port::admin::connect(target.admin, &token(target)?).await?;
+    let mut client = target.connect().await?;
     let (text, value, failed) = match &args.action {
         RouteAction::List(_) => {
             let reply = client
@@ -141,12 +240,14 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
             (text, value, None)
         }
         RouteAction::Add { upstream, .. } | RouteAction::Replace { upstream, .. } => {
+            let descriptor_set = descriptor_set.unwrap_or_default();
             let (verb, reply) = match &args.action {
                 RouteAction::Add { .. } => (
                     "added",
                     client
                         .add(AddRequest {
-                            upstream: upstream.clone(),
+                            upstream: upstream.upstream.clone(),
+                            descriptor_set,
                         })
                         .await,
                 ),
@@ -154,7 +255,8 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                     "replaced",
                     client
                         .replace(ReplaceRequest {
-                            upstream: upstream.clone(),
+                            upstream: upstream.upstream.clone(),
+                            descriptor_set,
                         })
                         .await,
                 ),

@@ -2,12 +2,15 @@
 //! UNAUTHENTICATED, a wrong one PERMISSION_DENIED, and neither changes what the port serves;
 //! `serve` refuses to start the API without a token; routes added, retired, drained and removed
 //! through the CLI change what a running `testbed serve` answers; the API is never on the
-//! public port.
+//! public port. Over TLS: a client certificate from `--admin-client-ca` changes routes (also
+//! through `testbed route --admin https://...`) and is logged as `cert:NAME`, one not named by
+//! `--admin-client-name` is PERMISSION_DENIED, another CA's or an expired one is refused at the
+//! handshake, neither certificate nor token is UNAUTHENTICATED, and a token still works.
 
 use crate::common::{probe, start, temp_dir};
 use port::admin::pb::routes_client::RoutesClient;
 use port::admin::pb::{AddRequest, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest};
-use port::admin::{RunningAdmin, Tokens};
+use port::admin::{AdminConfig, RunningAdmin, Tokens};
 use port::child::ChildServer;
 use port::deployment::Deployment;
 use port::server::RunningServer;
@@ -29,15 +32,10 @@ async fn router_with_admin() -> (RunningServer, RunningAdmin) {
     let server = start(Deployment::V1Only).await;
     let handle = server.router.clone().expect("a routed deployment");
     let tokens = Tokens::single("alice", TOKEN).expect("a valid token");
-    let admin = port::admin::start(
-        "127.0.0.1:0".parse().unwrap(),
-        tokens,
-        handle,
-        HashMap::new(),
-        None,
-    )
-    .await
-    .expect("the admin API starts");
+    let config = AdminConfig::plaintext("127.0.0.1:0".parse().unwrap(), tokens);
+    let admin = port::admin::start(config, handle, HashMap::new(), None)
+        .await
+        .expect("the admin API starts");
     (server, admin)
 }
 
@@ -65,12 +63,16 @@ where
         client
             .add(AddRequest {
                 upstream: upstream.clone(),
+                ..Default::default()
             })
             .await
             .unwrap_err()
             .code(),
         client
-            .replace(ReplaceRequest { upstream })
+            .replace(ReplaceRequest {
+                upstream,
+                ..Default::default()
+            })
             .await
             .unwrap_err()
             .code(),
@@ -165,6 +167,7 @@ async fn bad_admin_requests_get_invalid_argument_or_not_found() {
         let status = client
             .add(AddRequest {
                 upstream: upstream.into(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -174,6 +177,7 @@ async fn bad_admin_requests_get_invalid_argument_or_not_found() {
     let status = client
         .replace(ReplaceRequest {
             upstream: "v9=2.0.0@127.0.0.1:1".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -275,7 +279,7 @@ async fn serve_refuses_to_start_the_admin_api_without_a_usable_token() {
         (
             &["--admin-token-file", good, "--admin-client-ca", good][..],
             &[][..],
-            "not supported yet",
+            "--admin-tls-cert",
         ),
         (
             &["--admin-token-file", good, "--backend", "v1"][..],
@@ -298,7 +302,7 @@ async fn serve_refuses_to_start_the_admin_api_without_a_usable_token() {
 
 /// A `--admin-token-file` holding `text` in `dir`, readable by its owner only (the server
 /// refuses any other).
-fn token_file(dir: &Path, text: &str) -> std::path::PathBuf {
+pub(crate) fn token_file(dir: &Path, text: &str) -> std::path::PathBuf {
     token_file_named(dir, "tokens", text)
 }
 
@@ -524,6 +528,7 @@ async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_run
     let status = admin
         .add(AddRequest {
             upstream: format!("v2=2.0.0@{}+shop.v1", v2.addr),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -539,6 +544,7 @@ async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_run
     admin
         .add(AddRequest {
             upstream: format!("v2=2.0.0@{}", v2.addr),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -576,4 +582,442 @@ async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_run
         .unwrap();
     let not_serving = ServingStatus::NotServing as i32;
     assert_eq!(health(gw.addr, "shop.v2.Shop").await, Ok(not_serving));
+}
+
+/// A v1-only router in this process with its admin API over TLS (`pki`'s server certificate),
+/// set up from the flags `serve` would have been given: `--admin-client-ca` the PKI's CA, and
+/// `tweak` adds the rest (tokens, client names).
+async fn router_with_tls_admin(
+    files: &port::tls::PkiFiles,
+    tweak: impl FnOnce(&mut port::admin::AdminOptions),
+) -> (RunningServer, RunningAdmin) {
+    let server = start(Deployment::V1Only).await;
+    let mut options = port::admin::AdminOptions {
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        admin_tls_cert: Some(files.server_cert.clone()),
+        admin_tls_key: Some(files.server_key.clone()),
+        admin_client_ca: Some(files.ca_cert.clone()),
+        ..Default::default()
+    };
+    tweak(&mut options);
+    let config = options.config().expect("usable flags").expect("enabled");
+    let handle = server.router.clone().expect("a routed deployment");
+    let admin = port::admin::start(config, handle, HashMap::new(), None)
+        .await
+        .expect("the admin API starts");
+    assert!(
+        admin.address().starts_with("https://"),
+        "{}",
+        admin.address()
+    );
+    (server, admin)
+}
+
+/// A client of the TLS admin API at `admin` trusting `pki`'s CA, presenting the client
+/// certificate `identity` and sending `token` when given.
+async fn tls_admin(
+    admin: SocketAddr,
+    pki: &port::tls::TestPki,
+    identity: Option<(&str, &str)>,
+    token: Option<&str>,
+) -> anyhow::Result<port::admin::AdminClient> {
+    let address = port::admin::AdminAddress::Https {
+        host: "localhost".into(),
+        port: admin.port(),
+    };
+    port::admin::connect_to(&address, Some(&pki.client(identity)), token).await
+}
+
+/// The `(name, draining)` of each backend in `server`'s route table, read in this process.
+fn table(server: &RunningServer) -> Vec<(String, bool)> {
+    let router = server.router.as_ref().expect("a routed deployment");
+    router
+        .table()
+        .backends()
+        .into_iter()
+        .map(|b| (b.name, b.draining))
+        .collect()
+}
+
+/// Whether a client presenting `identity` is kept from removing v1: at the handshake, so the
+/// connection or its first call fails, and never with a status of the admin API itself.
+async fn refused_at_handshake(
+    admin: SocketAddr,
+    pki: &port::tls::TestPki,
+    identity: Option<(&str, &str)>,
+) -> bool {
+    let Ok(mut client) = tls_admin(admin, pki, identity, Some(TOKEN)).await else {
+        return true;
+    };
+    let removed = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        client.remove(RemoveRequest { name: "v1".into() }),
+    )
+    .await
+    .expect("the refusal is prompt, not a hang");
+    match removed {
+        Ok(_) => false,
+        Err(status) => !matches!(
+            status.code(),
+            Code::Unauthenticated | Code::PermissionDenied | Code::NotFound
+        ),
+    }
+}
+
+#[tokio::test]
+async fn over_tls_no_certificate_and_no_token_is_unauthenticated_and_a_token_still_works() {
+    let (pki, files, _dir) = crate::tls::pki();
+    let dir = temp_dir("admin-tls-token");
+    let tokens = token_file(dir.path(), &format!("alice {TOKEN}\n"));
+    let (server, admin) = router_with_tls_admin(&files, |options| {
+        options.admin_token_file = Some(tokens);
+    })
+    .await;
+    let v1_only = [("v1".to_string(), false)];
+    assert_eq!(table(&server), v1_only);
+
+    // Tokens and certificates together: a certificate is optional at the handshake, but a
+    // call with neither gets nowhere.
+    let mut anonymous = tls_admin(admin.addr, &pki, None, None).await.unwrap();
+    assert_eq!(
+        attempt_changes(&mut anonymous).await,
+        [Code::Unauthenticated; 5]
+    );
+    let status = anonymous.list(ListRequest {}).await.unwrap_err();
+    assert!(
+        status.message().contains("no client certificate"),
+        "{status:?}"
+    );
+
+    // A token over TLS, without a certificate, still works; a wrong one is denied.
+    let mut by_token = tls_admin(admin.addr, &pki, None, Some(TOKEN))
+        .await
+        .unwrap();
+    let listed = by_token.list(ListRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.backends.len(), 1, "{listed:?}");
+    let status = by_token
+        .remove(RemoveRequest {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let mut wrong = tls_admin(admin.addr, &pki, None, Some("mallory-token-0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(
+        attempt_changes(&mut wrong).await,
+        [Code::PermissionDenied; 5]
+    );
+
+    // A certificate from another CA, or an expired one, is refused at the handshake, even
+    // with a good token; so is plaintext.
+    let stranger = (pki.stranger_cert.as_str(), pki.stranger_key.as_str());
+    assert!(refused_at_handshake(admin.addr, &pki, Some(stranger)).await);
+    let expired = (pki.expired_cert.as_str(), pki.expired_key.as_str());
+    assert!(refused_at_handshake(admin.addr, &pki, Some(expired)).await);
+    let plaintext = match port::admin::connect(admin.addr, TOKEN).await {
+        Err(_) => true,
+        Ok(mut client) => client.list(ListRequest {}).await.is_err(),
+    };
+    assert!(plaintext, "plaintext was served on the TLS admin listener");
+
+    // The certificate from the CA is served, and nothing refused changed the table.
+    let good = (pki.client_cert.as_str(), pki.client_key.as_str());
+    let mut by_cert = tls_admin(admin.addr, &pki, Some(good), None).await.unwrap();
+    let listed = by_cert.list(ListRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.backends.len(), 1, "{listed:?}");
+    assert_eq!(table(&server), v1_only);
+    assert_eq!(call_v1(server.addr).await, Ok((42, "1.0.0".into())));
+    admin.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_certificate_not_named_by_admin_client_name_is_permission_denied() {
+    let (pki, files, _dir) = crate::tls::pki();
+    // The PKI's client certificate names "testbed" (its CN; its DNS name is client.testbed).
+    let (server, admin) = router_with_tls_admin(&files, |options| {
+        options.admin_client_names = vec!["alice".into()];
+    })
+    .await;
+    let good = (pki.client_cert.as_str(), pki.client_key.as_str());
+    let mut not_alice = tls_admin(admin.addr, &pki, Some(good), None).await.unwrap();
+    assert_eq!(
+        attempt_changes(&mut not_alice).await,
+        [Code::PermissionDenied; 5]
+    );
+    let status = not_alice.list(ListRequest {}).await.unwrap_err();
+    assert!(status.message().contains(r#""testbed""#), "{status:?}");
+    // Without tokens every client must present a certificate: none is refused at the handshake.
+    assert!(refused_at_handshake(admin.addr, &pki, None).await);
+    assert_eq!(table(&server), [("v1".to_string(), false)]);
+    admin.shutdown().await.unwrap();
+
+    // Named, the same certificate is let in.
+    let handle = server.router.clone().expect("a routed deployment");
+    let options = port::admin::AdminOptions {
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        admin_tls_cert: Some(files.server_cert.clone()),
+        admin_tls_key: Some(files.server_key.clone()),
+        admin_client_ca: Some(files.ca_cert.clone()),
+        admin_client_names: vec!["alice".into(), "testbed".into()],
+        ..Default::default()
+    };
+    let config = options.config().unwrap().unwrap();
+    let admin = port::admin::start(config, handle, HashMap::new(), None)
+        .await
+        .unwrap();
+    let mut testbed = tls_admin(admin.addr, &pki, Some(good), None).await.unwrap();
+    let listed = testbed.list(ListRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.backends.len(), 1, "{listed:?}");
+    admin.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testbed_route_over_https_with_a_client_certificate_changes_routes_and_logs_its_name() {
+    let (_pki, files, _pki_dir) = crate::tls::pki();
+    let v2_process = backend("v2").await;
+    let dir = temp_dir("admin-mtls-cli");
+    let log_path = dir.path().join("router.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let mut command = tokio::process::Command::new(exe());
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--deployment", "v1-only"])
+        .args(["--admin-addr", "127.0.0.1:0"])
+        .args(["--admin-tls-cert", &path(&files.server_cert)])
+        .args(["--admin-tls-key", &path(&files.server_key)])
+        .args(["--admin-client-ca", &path(&files.ca_cert)])
+        .env("RUST_LOG", "info")
+        .stderr(log);
+    let mut router = ChildServer::spawn(command, "the router")
+        .await
+        .expect("the router starts with client certificates and no token");
+    let line = router.next_line().await.unwrap();
+    let admin = line.rsplit(' ').next().unwrap().to_string();
+    assert!(
+        line.starts_with("testbed admin API on https://127.0.0.1:"),
+        "{line}"
+    );
+    let port = router.addr;
+    let (ca, cert, key) = (
+        path(&files.ca_cert),
+        path(&files.client_cert),
+        path(&files.client_key),
+    );
+    // testbed route ARGS... --admin ADMIN --ca CA EXTRA...: its output.
+    let route = |args: &[&str], extra: &[&str]| {
+        let mut all = vec!["route"];
+        all.extend(args);
+        all.extend(["--admin", &admin, "--ca", &ca]);
+        all.extend(extra);
+        let all: Vec<String> = all.into_iter().map(str::to_string).collect();
+        async move {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            testbed(&all, &[]).await
+        }
+    };
+    let identity = ["--cert", cert.as_str(), "--key", key.as_str()];
+    let ok = |output: Output| {
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    let upstream_v2 = format!("v2=2.0.0@{}", v2_process.addr);
+    assert_eq!(call_v2(port).await, Err(Code::Unimplemented));
+    let added = ok(route(&["add", &upstream_v2], &identity).await);
+    assert!(added.starts_with("added v2"), "{added}");
+    assert_eq!(call_v2(port).await, Ok((46, "2.0.0".into())));
+
+    // Without a certificate or token, and with another CA's certificate: refused, no change.
+    let bare = route(&["remove", "v2"], &[]).await;
+    assert!(!bare.status.success());
+    assert!(
+        stderr(&bare).contains("no admin token"),
+        "{}",
+        stderr(&bare)
+    );
+    let (stranger_cert, stranger_key) = (path(&files.stranger_cert), path(&files.stranger_key));
+    let stranger = route(
+        &["remove", "v2"],
+        &["--cert", &stranger_cert, "--key", &stranger_key],
+    )
+    .await;
+    assert!(!stranger.status.success(), "a stranger removed v2");
+    assert!(
+        stderr(&stranger).contains("the connection broke")
+            || stderr(&stranger).contains("cannot connect to the admin API"),
+        "{}",
+        stderr(&stranger)
+    );
+    assert_eq!(call_v2(port).await, Ok((46, "2.0.0".into())));
+
+    let listed = ok(route(&["list", "--json"], &identity).await);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = listed["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["v1", "v2"], "{listed}");
+    let removed = ok(route(&["remove", "v2"], &identity).await);
+    assert!(removed.starts_with("removed v2"), "{removed}");
+    assert_eq!(call_v2(port).await, Err(Code::Unimplemented));
+    assert_eq!(call_v1(port).await, Ok((42, "1.0.0".into())));
+    router.terminate().await.unwrap();
+
+    // Each change is logged with the certificate's holder (its CN), marked as a certificate.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let logged = |action: &str| {
+        log.lines().any(|line| {
+            line.contains("admin change")
+                && line.contains("cert:testbed")
+                && line.contains(action)
+                && line.contains("v2")
+        })
+    };
+    assert!(logged("\"add\"") && logged("\"remove\""), "{log}");
+    assert!(log.contains("TLS handshake refused"), "{log}");
+}
+
+#[tokio::test]
+async fn testbed_route_over_https_says_what_is_missing_before_connecting() {
+    let (_pki, files, _dir) = crate::tls::pki();
+    let junk = files.dir.join("junk.pem");
+    std::fs::write(&junk, "not PEM at all\n").unwrap();
+    let (ca, cert, key, junk) = (
+        files.ca_cert.to_str().unwrap(),
+        files.client_cert.to_str().unwrap(),
+        files.client_key.to_str().unwrap(),
+        junk.to_str().unwrap(),
+    );
+    // Port 1: nothing listens there, so any of these that connected would fail differently.
+    let https = "https://127.0.0.1:1";
+    for (args, says) in [
+        (&["--admin", https][..], "https needs --ca FILE"),
+        (
+            &["--admin", https, "--ca", "/nonexistent/ca.pem"][..],
+            "cannot read --ca /nonexistent/ca.pem",
+        ),
+        (
+            &["--admin", https, "--ca", junk][..],
+            "holds no PEM certificate",
+        ),
+        (
+            &["--admin", https, "--ca", ca, "--cert", junk, "--key", key][..],
+            "holds no PEM certificate",
+        ),
+        (
+            &["--admin", https, "--ca", ca, "--cert", cert, "--key", junk][..],
+            "holds no PEM private key",
+        ),
+        (
+            &["--admin", "127.0.0.1:1", "--ca", ca][..],
+            "are for an https admin API",
+        ),
+        (&["--admin", https, "--ca", ca, "--cert", cert][..], "--key"),
+        (&["--admin", "ftp://127.0.0.1:1"][..], "https://HOST:PORT"),
+        (&["--admin", "https://127.0.0.1"][..], "names no port"),
+    ] {
+        let mut all = vec!["route", "list"];
+        all.extend(args);
+        let output = testbed(&all, &[("TESTBED_ADMIN_TOKEN", TOKEN)]).await;
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr(&output).contains(says),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            !stderr(&output).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[tokio::test]
+async fn serve_refuses_admin_tls_files_and_flags_it_cannot_use() {
+    let (_pki, files, _dir) = crate::tls::pki();
+    let dir = temp_dir("admin-tls-refusal");
+    let good = token_file_named(dir.path(), "good", &format!("alice {TOKEN}\n"));
+    let (cert, key, ca, other_key, good) = (
+        files.server_cert.to_str().unwrap(),
+        files.server_key.to_str().unwrap(),
+        files.ca_cert.to_str().unwrap(),
+        files.client_key.to_str().unwrap(),
+        good.to_str().unwrap(),
+    );
+    let serve = [
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ];
+    for (extra, says) in [
+        (
+            &["--admin-token-file", good, "--admin-tls-cert", cert][..],
+            "--admin-tls-key",
+        ),
+        (
+            &["--admin-client-ca", ca, "--admin-client-name", "alice"][..],
+            "--admin-tls-cert",
+        ),
+        (
+            &["--admin-token-file", good, "--admin-client-name", "alice"][..],
+            "--admin-client-ca",
+        ),
+        (
+            &[
+                "--admin-tls-cert",
+                "/nonexistent/c.pem",
+                "--admin-tls-key",
+                key,
+                "--admin-token-file",
+                good,
+            ][..],
+            "cannot read certificates from /nonexistent/c.pem",
+        ),
+        (
+            &[
+                "--admin-tls-cert",
+                cert,
+                "--admin-tls-key",
+                other_key,
+                "--admin-client-ca",
+                ca,
+            ][..],
+            "do not make a usable identity",
+        ),
+        (
+            &[
+                "--admin-tls-cert",
+                cert,
+                "--admin-tls-key",
+                key,
+                "--admin-client-ca",
+                key,
+            ][..],
+            "holds no PEM certificate",
+        ),
+        (
+            &["--admin-tls-cert", cert, "--admin-tls-key", key][..],
+            "the admin API needs a token",
+        ),
+    ] {
+        let mut args = serve.to_vec();
+        args.extend(extra);
+        let output = testbed(&args, &[]).await;
+        assert!(!output.status.success(), "{extra:?} started");
+        assert!(
+            stderr(&output).contains(says),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(output.stdout.is_empty(), "{extra:?} printed that it serves");
+    }
 }

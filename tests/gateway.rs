@@ -48,9 +48,10 @@ async fn an_api_the_testbed_never_saw_is_listed_described_called_and_steered_thr
     // How long reading the example API's descriptors by reflection takes (the gateway does it
     // once, at start).
     for (name, server) in [("v1", &v1), ("v2", &v2)] {
-        let found = port::upstream::discover(&spec(format!("{name}=1.0.0@{}", server.addr)), None)
-            .await
-            .expect("the shop server's descriptors are read by reflection");
+        let found =
+            port::upstream::discover(&spec(format!("{name}=1.0.0@{}", server.addr)), None, None)
+                .await
+                .expect("the shop server's descriptors are read by reflection");
         assert_eq!(found.origin, DescriptorOrigin::Reflection);
         assert_eq!(found.packages, [format!("shop.{name}")]);
         eprintln!(
@@ -320,4 +321,119 @@ async fn the_increment_api_is_discovered_and_routed_as_before() {
         format!("{err:#}").contains("--descriptors shop=FILE"),
         "{err:#}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_without_reflection_is_added_at_runtime_with_its_descriptors() {
+    use port::admin::pb::{AddRequest, ListRequest};
+    let (Some(python), Some(grpcurl_path)) = (shop_python(), tool(client::tools::grpcurl())) else {
+        return;
+    };
+    let dir = crate::common::temp_dir("gateway-runtime-descriptors");
+    let file = dir.path().join("shop-v2.binpb");
+    let written = std::process::Command::new(&python)
+        .arg(SHOP_SERVER)
+        .args(["--version", "v2", "--descriptors"])
+        .arg(&file)
+        .status()
+        .expect("server.py runs");
+    assert!(written.success());
+    let v1 = shop(&python, "v1", &[]).await;
+    let v2 = shop(&python, "v2", &["--no-reflection"]).await;
+    const TOKEN: &str = "carol-token-0123456789";
+    let tokens = crate::admin::token_file(dir.path(), &format!("carol {TOKEN}\n"));
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let mut gw = gateway(&[
+        "--upstream".into(),
+        format!("v1=1.0.0@{}", v1.addr),
+        "--admin-addr".into(),
+        "127.0.0.1:0".into(),
+        "--admin-token-file".into(),
+        tokens.display().to_string(),
+    ])
+    .await;
+    let line = gw.next_line().await.unwrap();
+    let admin_addr = line.rsplit(' ').next().unwrap().to_string();
+    // `testbed route add UPSTREAM [--descriptors FILE]`: its success and its output.
+    let route_add = |descriptors: Option<&Path>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"));
+        command
+            .args(["route", "add", &format!("v2=2.0.0@{}", v2.addr)])
+            .args(["--admin", &admin_addr, "--token-file"])
+            .arg(&token_file)
+            .env("RUST_LOG", "error");
+        if let Some(path) = descriptors {
+            command.arg("--descriptors").arg(path);
+        }
+        let out = command.output().expect("testbed route runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let mut admin = port::admin::connect(admin_addr.parse().unwrap(), TOKEN)
+        .await
+        .unwrap();
+    let packages = async |admin: &mut port::admin::AdminClient| {
+        admin
+            .list(ListRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .packages
+    };
+
+    // Without reflection and without descriptors nothing says what v2 serves: refused.
+    let (added, text) = tokio::task::block_in_place(|| route_add(None));
+    assert!(!added, "{text}");
+    assert!(text.contains("FailedPrecondition"), "{text}");
+    assert!(text.contains("--descriptors"), "{text}");
+    // Bytes that are no descriptor set: INVALID_ARGUMENT.
+    let status = admin
+        .add(AddRequest {
+            upstream: format!("v2=2.0.0@{}", v2.addr),
+            descriptor_set: b"not a descriptor set".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(packages(&mut admin).await, ["shop.v1"]);
+
+    // With the file, read by `testbed route` and sent with the call, shop.v2 is routed.
+    let (added, text) = tokio::task::block_in_place(|| route_add(Some(&file)));
+    assert!(added, "{text}");
+    assert!(text.starts_with("added v2"), "{text}");
+    assert_eq!(packages(&mut admin).await, ["shop.v1", "shop.v2"]);
+    let addr = gw.addr.to_string();
+    tokio::task::block_in_place(|| {
+        let list = ok(&grpcurl_path, &[], &addr, &["list"]);
+        assert!(list.lines().any(|l| l == "shop.v2.Shop"), "{list}");
+        let reply = ok(
+            &grpcurl_path,
+            &["-d", r#"{"sku": "game-1"}"#],
+            &addr,
+            &["shop.v2.Shop/GetProduct"],
+        );
+        assert!(reply.contains(r#""stock": 3"#), "{reply}");
+    });
+    // The port checks the added API's unary methods as it checks those known at start: two
+    // request messages are refused before they reach the upstream.
+    let sku = b"\x0a\x06game-1";
+    let mut two = crate::common::raw::frame(false, sku.len() as u32, sku);
+    two.extend(crate::common::raw::frame(false, sku.len() as u32, sku));
+    let reply =
+        crate::common::raw::send(gw.addr, "/shop.v2.Shop/GetProduct", "application/grpc", two)
+            .await;
+    assert_eq!(
+        reply.grpc_status,
+        Some(tonic::Code::Internal as i32),
+        "{reply:?}"
+    );
+    assert!(
+        reply
+            .grpc_message
+            .contains("takes exactly one request message"),
+        "{reply:?}"
+    );
+    gw.terminate().await.unwrap();
 }

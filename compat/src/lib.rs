@@ -2,7 +2,8 @@
 //!
 //! * Inputs ([`Source`]): a directory of `.proto` files (compiled with protox), a binary
 //!   `FileDescriptorSet` (a buf `.binpb` image works), or `grpc://HOST:PORT` (a running server
-//!   read by reflection, `grpc.reflection.v1` then `v1alpha`).
+//!   read by reflection, `grpc.reflection.v1` then `v1alpha`; [`load_over`] reads one over a
+//!   channel of the caller's, such as a TLS one).
 //! * Package pairing ([`Pairing`]): `--map OLD=NEW`, and automatically when two packages differ
 //!   only in a trailing `.vN` (`increment.v1` → `increment.v2`).
 //! * Rules ([`rules::RULES`]): buf's rule ids and categories (`WIRE`, `WIRE_JSON`, `PACKAGE`,
@@ -42,6 +43,7 @@ pub mod rules;
 pub mod source;
 
 pub use model::{Bump, Category, Confirmation, Finding, Outcome, Report};
+pub use reflection::load_over;
 pub use rules::{Pairing, RULES, RuleInfo};
 pub use source::{Api, LoadError, Source};
 

@@ -11,9 +11,10 @@ use tonic::transport::{Channel, Endpoint};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn err(addr: &str, message: String) -> LoadError {
+/// A reflection failure at `label` (how the server was named: `grpc://HOST:PORT`).
+fn err(label: &str, message: String) -> LoadError {
     LoadError::Reflection {
-        address: format!("grpc://{addr}"),
+        address: label.to_string(),
         message,
     }
 }
@@ -23,7 +24,7 @@ pub(crate) async fn connect(addr: &str, timeout: Duration) -> Result<Channel, Lo
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| {
             err(
-                addr,
+                &format!("grpc://{addr}"),
                 format!("not a HOST:PORT address ({e}); write grpc://127.0.0.1:50051"),
             )
         })?
@@ -32,7 +33,7 @@ pub(crate) async fn connect(addr: &str, timeout: Duration) -> Result<Channel, Lo
         .tcp_nodelay(true);
     endpoint.connect().await.map_err(|e| {
         err(
-            addr,
+            &format!("grpc://{addr}"),
             format!("cannot connect ({e}); is the server running and listening on plaintext HTTP/2 at {addr}?"),
         )
     })
@@ -103,7 +104,7 @@ reflection_client!(ask_v1alpha, tonic_reflection::pb::v1alpha);
 async fn ask(
     channel: &Channel,
     v1: &mut bool,
-    addr: &str,
+    label: &str,
     asks: Vec<Ask>,
 ) -> Result<Vec<Answer>, LoadError> {
     let retry: Vec<Ask> = asks
@@ -118,30 +119,39 @@ async fn ask(
         match ask_v1(channel.clone(), asks).await {
             Ok(a) => return Ok(a),
             Err(s) if s.code() == tonic::Code::Unimplemented => *v1 = false,
-            Err(s) => return Err(err(addr, format!("reflection call failed: {s}"))),
+            Err(s) => return Err(err(label, format!("reflection call failed: {s}"))),
         }
     }
     ask_v1alpha(channel.clone(), retry).await.map_err(|s| {
         if s.code() == tonic::Code::Unimplemented {
             err(
-                addr,
+                label,
                 "the server does not offer gRPC reflection (grpc.reflection.v1 or v1alpha); register it (tonic: tonic_reflection::server::Builder, grpc-go: reflection.Register) or check a descriptor set built with `buf build -o api.binpb` instead".to_string(),
             )
         } else {
-            err(addr, format!("reflection call failed: {s}"))
+            err(label, format!("reflection call failed: {s}"))
         }
     })
 }
 
-/// Reads every service's files (and their imports) from the server.
+/// Reads every service's files (and their imports) from the server at `addr` (plaintext).
 pub(crate) async fn load(addr: &str) -> Result<Api, LoadError> {
     let channel = connect(addr, TIMEOUT).await?;
+    let mut api = load_over(&channel, &format!("grpc://{addr}")).await?;
+    api.live = Some(addr.to_string());
+    Ok(api)
+}
+
+/// Reads every service's files (and their imports) by reflection over `channel`, a channel
+/// the caller made (over TLS, for instance); `label` names the server in messages and in the
+/// [`Api`]. The result has no `live` address: findings are not confirmed by calls over it.
+pub async fn load_over(channel: &Channel, label: &str) -> Result<Api, LoadError> {
     let mut v1 = true;
-    let answers = ask(&channel, &mut v1, addr, vec![Ask::List]).await?;
+    let answers = ask(channel, &mut v1, label, vec![Ask::List]).await?;
     let services = match answers.into_iter().next() {
         Some(Answer::Services(s)) => s,
-        Some(Answer::Error(e)) => return Err(err(addr, format!("listing services failed: {e}"))),
-        _ => return Err(err(addr, "listing services returned nothing".to_string())),
+        Some(Answer::Error(e)) => return Err(err(label, format!("listing services failed: {e}"))),
+        _ => return Err(err(label, "listing services returned nothing".to_string())),
     };
     let services: Vec<String> = services
         .into_iter()
@@ -149,7 +159,7 @@ pub(crate) async fn load(addr: &str) -> Result<Api, LoadError> {
         .collect();
     if services.is_empty() {
         return Err(err(
-            addr,
+            label,
             "the server lists no services besides reflection".to_string(),
         ));
     }
@@ -157,21 +167,21 @@ pub(crate) async fn load(addr: &str) -> Result<Api, LoadError> {
     let mut asks: Vec<Ask> = services.iter().map(|s| Ask::Symbol(s.clone())).collect();
     let mut asked: BTreeSet<String> = BTreeSet::new();
     while !asks.is_empty() {
-        for answer in ask(&channel, &mut v1, addr, asks).await? {
+        for answer in ask(channel, &mut v1, label, asks).await? {
             match answer {
                 Answer::Files(list) => {
                     for bytes in list {
                         let fd = prost_types::FileDescriptorProto::decode(bytes.as_slice())
                             .map_err(|e| {
                                 err(
-                                    addr,
+                                    label,
                                     format!("the server sent an undecodable descriptor: {e}"),
                                 )
                             })?;
                         files.entry(fd.name().to_string()).or_insert(fd);
                     }
                 }
-                Answer::Error(e) => return Err(err(addr, format!("reflection error: {e}"))),
+                Answer::Error(e) => return Err(err(label, format!("reflection error: {e}"))),
                 Answer::Services(_) => {}
             }
         }
@@ -209,12 +219,12 @@ pub(crate) async fn load(addr: &str) -> Result<Api, LoadError> {
         .collect();
     let mut pool = DescriptorPool::new();
     pool.add_file_descriptor_protos(files.into_values())
-        .map_err(|e| err(addr, format!("the server's descriptors do not link: {e}")))?;
+        .map_err(|e| err(label, format!("the server's descriptors do not link: {e}")))?;
     Ok(Api {
         pool,
         files: service_files,
-        label: format!("grpc://{addr}"),
-        live: Some(addr.to_string()),
+        label: label.to_string(),
+        live: None,
     })
 }
 

@@ -2,23 +2,27 @@
 //!
 //! A gRPC service, `testbed.admin.v1.Routes` (`proto/admin/v1/routes.proto`: List, Add,
 //! Replace, Drain, Remove), served on a listener of its own (`serve --admin-addr`, loopback by
-//! default), never on the public port. Every call must carry `authorization: Bearer TOKEN` with
-//! one of the tokens the server was given ([`auth`]); each change is logged with the name of the
-//! token's holder, what was asked and how it ended. Add and Replace take the text of
+//! default), never on the public port, in plaintext or over TLS (`--admin-tls-cert`,
+//! `--admin-tls-key`; ALPN h2). Every call must carry `authorization: Bearer TOKEN` with one of
+//! the tokens the server was given, or come over TLS with a client certificate from
+//! `--admin-client-ca` ([`auth`]; `--admin-client-name` narrows it to named holders); each
+//! change is logged with who made it (a token's holder, or `cert:NAME`), what was asked and how
+//! it ended. Add and Replace take the text of
 //! `serve --upstream` and do what the start does with it: read the upstream's descriptors by
-//! reflection and check a `+PACKAGE` retirement with compat ([`service`]). `testbed route` and
+//! reflection (or take them from the call's `descriptor_set`, for an upstream without
+//! reflection) and check a `+PACKAGE` retirement with compat ([`service`]). `testbed route` and
 //! `testbed rollout --processes` are its clients ([`client`]).
-//!
-//! Not yet: TLS on the admin listener, client certificates in place of tokens, and
-//! `--descriptors` files for upstreams added at runtime (they must serve reflection).
 
 pub mod auth;
 pub mod client;
+mod listener;
 pub mod service;
 
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_rustls::rustls::ServerConfig;
 
 /// Code generated from `proto/admin/v1/routes.proto`.
 pub mod pb {
@@ -26,8 +30,8 @@ pub mod pb {
     tonic::include_proto!("testbed.admin.v1");
 }
 
-pub use auth::{Caller, Tokens};
-pub use client::{AdminClient, connect};
+pub use auth::{Access, Caller, CertificateHolders, Tokens};
+pub use client::{AdminAddress, AdminClient, client_tls, connect, connect_to};
 pub use service::{RunningAdmin, addresses, start};
 
 /// Where the admin API listens when `--admin-addr` is given without a value.
@@ -37,7 +41,8 @@ pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:50052";
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AdminOptions {
     /// Serve the admin API (change routes at runtime: `testbed route`) on this address, a
-    /// listener of its own (127.0.0.1:50052 when given without a value). Needs a token source.
+    /// listener of its own (127.0.0.1:50052 when given without a value). Needs a token source
+    /// or client certificates (--admin-client-ca).
     #[arg(long, num_args = 0..=1, default_missing_value = DEFAULT_ADMIN_ADDR, value_parser = crate::server::parse_addr)]
     pub admin_addr: Option<SocketAddr>,
     /// Admin bearer tokens, one `NAME TOKEN` a line (`#` comments); changes are logged with
@@ -47,25 +52,62 @@ pub struct AdminOptions {
     /// Also accept the token in this environment variable (logged as "env").
     #[arg(long, requires = "admin_addr")]
     pub admin_token_env: Option<String>,
-    /// Client certificates in place of tokens on the admin API: not supported yet.
-    #[arg(long, requires = "admin_addr")]
+    /// Serve the admin API over TLS (ALPN h2) with this certificate chain (PEM); needs
+    /// --admin-tls-key. `testbed route --admin https://HOST:PORT --ca FILE` reaches it.
+    #[arg(long, value_name = "FILE", requires_all = ["admin_addr", "admin_tls_key"])]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --admin-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// Accept client certificates signed by this CA (PEM) on the admin API: a call is then
+    /// made by the certificate's holder, logged as cert:NAME (its subject CN, else its first
+    /// DNS name). Needs --admin-tls-cert. Without a token source every client must present
+    /// one; with tokens too, a certificate is optional at the handshake. Another CA's or an
+    /// expired certificate is refused at the handshake.
+    #[arg(long, value_name = "FILE", requires = "admin_tls_cert")]
     pub admin_client_ca: Option<PathBuf>,
+    /// Accept only client certificates naming NAME (repeatable); another certificate from
+    /// --admin-client-ca gets PERMISSION_DENIED.
+    #[arg(
+        long = "admin-client-name",
+        value_name = "NAME",
+        requires = "admin_client_ca"
+    )]
+    pub admin_client_names: Vec<String>,
+}
+
+/// What the admin API of one `serve` is to be: where it listens, who may call it, and whether
+/// it speaks TLS (the rustls configuration, asking for client certificates when
+/// [`Access::certificates`] accepts them).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Where it listens (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// Who may call it.
+    pub access: Access,
+    /// TLS, or `None` for plaintext h2c.
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
+impl AdminConfig {
+    /// Plaintext on `addr`, for the holders of `tokens`.
+    pub fn plaintext(addr: SocketAddr, tokens: Tokens) -> Self {
+        Self {
+            addr,
+            access: Access::tokens(tokens),
+            tls: None,
+        }
+    }
 }
 
 impl AdminOptions {
-    /// The tokens the admin API accepts, or `None` when it is not enabled. Refuses to enable it
-    /// without a token source (or with an empty one), and refuses what is not supported yet.
-    pub fn tokens(&self) -> anyhow::Result<Option<Tokens>> {
-        if self.admin_addr.is_none() {
+    /// The admin API these options ask for, or `None` when it is not enabled. Refuses to
+    /// enable it without a token source (or with an empty one) unless client certificates are
+    /// accepted, and reads and checks every file now, before anything starts.
+    pub fn config(&self) -> anyhow::Result<Option<AdminConfig>> {
+        let Some(addr) = self.admin_addr else {
             return Ok(None);
-        }
-        if let Some(ca) = &self.admin_client_ca {
-            bail!(
-                "--admin-client-ca {}: client certificates on the admin API are not supported \
-                 yet; use --admin-token-file FILE or --admin-token-env VAR",
-                ca.display()
-            );
-        }
+        };
         let mut tokens = Tokens::default();
         if let Some(path) = &self.admin_token_file {
             tokens = tokens.merged(Tokens::from_file(path)?)?;
@@ -73,13 +115,49 @@ impl AdminOptions {
         if let Some(var) = &self.admin_token_env {
             tokens = tokens.merged(Tokens::from_env(var)?)?;
         }
-        if tokens.is_empty() {
+        let certificates = match &self.admin_client_ca {
+            Some(_) => Some(CertificateHolders::named(self.admin_client_names.clone())?),
+            None if !self.admin_client_names.is_empty() => {
+                bail!("--admin-client-name needs --admin-client-ca FILE")
+            }
+            None => None,
+        };
+        if tokens.is_empty() && certificates.is_none() {
             bail!(
                 "the admin API needs a token: give --admin-token-file FILE (one `NAME TOKEN` a \
-                 line) or --admin-token-env VAR; it is not started without one"
+                 line) or --admin-token-env VAR, or client certificates (--admin-tls-cert, \
+                 --admin-tls-key and --admin-client-ca FILE); it is not started without one"
             );
         }
-        Ok(Some(tokens))
+        let tls = match (&self.admin_tls_cert, &self.admin_tls_key) {
+            (Some(cert), Some(key)) => {
+                // With tokens too, a token holder without a certificate must still get in.
+                let clients_optional = !tokens.is_empty();
+                let config = crate::tls::server_config_with(
+                    cert,
+                    key,
+                    self.admin_client_ca.as_deref(),
+                    clients_optional,
+                )
+                .context("--admin-tls-cert, --admin-tls-key, --admin-client-ca")?;
+                Some(Arc::new(config))
+            }
+            (None, None) if self.admin_client_ca.is_some() => {
+                bail!(
+                    "--admin-client-ca needs TLS: give --admin-tls-cert FILE --admin-tls-key FILE"
+                )
+            }
+            (None, None) => None,
+            _ => bail!("--admin-tls-cert and --admin-tls-key go together"),
+        };
+        Ok(Some(AdminConfig {
+            addr,
+            access: Access {
+                tokens,
+                certificates,
+            },
+            tls,
+        }))
     }
 }
 

@@ -70,6 +70,18 @@ pub fn server_config(
     key: &Path,
     client_ca: Option<&Path>,
 ) -> anyhow::Result<ServerConfig> {
+    server_config_with(cert, key, client_ca, false)
+}
+
+/// [`server_config`], where `clients_optional` lets a client without a certificate finish the
+/// handshake (one that presents a certificate must still present a good one): for a listener
+/// that also accepts another credential, as the admin API accepts bearer tokens.
+pub fn server_config_with(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    clients_optional: bool,
+) -> anyhow::Result<ServerConfig> {
     let chain = read_certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
@@ -85,9 +97,13 @@ pub fn server_config(
                     .add(cert)
                     .with_context(|| format!("{} is not a usable CA", ca.display()))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider())
-                .build()
-                .context("cannot build the client-certificate verifier")?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider());
+            let verifier = match clients_optional {
+                true => verifier.allow_unauthenticated(),
+                false => verifier,
+            }
+            .build()
+            .context("cannot build the client-certificate verifier")?;
             builder.with_client_cert_verifier(verifier)
         }
     };

@@ -10,7 +10,9 @@
 //! upstreams declare. Example:
 //! `--upstream v1=1.0.0@127.0.0.1:7001 --upstream v2=2.0.0@127.0.0.1:7002+increment.v1`.
 //! `ADDR` may start with `https://` (TLS, the upstream's certificate checked against
-//! `--upstream-ca`) or `http://` (plaintext h2c, the default).
+//! `--upstream-ca`, reflection read over TLS too) or `http://` (plaintext h2c, the default).
+//! An upstream added at runtime through the admin API may bring its descriptors with the call
+//! ([`declared_in`]).
 //!
 //! The increment shortcut: an upstream that implements `increment.v{N}`, or that cannot be read
 //! by reflection and has no descriptors file while `increment.v{MAJOR}` of its VERSION is one of
@@ -88,6 +90,11 @@ impl UpstreamSpec {
     /// Whether the upstream speaks TLS (its address starts with `https://`).
     pub fn tls(&self) -> bool {
         self.addr.starts_with("https://")
+    }
+
+    /// `HOST:PORT` of its address, without the scheme.
+    pub fn host_port(&self) -> &str {
+        self.addr.strip_prefix("https://").unwrap_or(&self.addr)
     }
 
     /// The API package this upstream implements.
@@ -200,6 +207,9 @@ pub enum DescriptorOrigin {
     Reflection,
     /// Read from a file given with `--descriptors`.
     File(PathBuf),
+    /// A descriptor set sent with the admin API's Add or Replace (`testbed route add
+    /// --descriptors`).
+    Sent,
     /// The testbed's own compiled-in increment descriptors (the upstream could not be read and
     /// its VERSION names one of the testbed's increment APIs).
     BuiltIn,
@@ -210,6 +220,7 @@ impl std::fmt::Display for DescriptorOrigin {
         match self {
             DescriptorOrigin::Reflection => f.write_str("reflection"),
             DescriptorOrigin::File(path) => write!(f, "{}", path.display()),
+            DescriptorOrigin::Sent => f.write_str("the descriptor set sent with the call"),
             DescriptorOrigin::BuiltIn => f.write_str("the built-in increment descriptors"),
         }
     }
@@ -250,15 +261,20 @@ fn package_stem(package: &str) -> &str {
     }
 }
 
+/// How long reading an upstream's descriptors by reflection may take.
+const REFLECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Reads what `spec` declares: from `descriptors` when given, else by reflection (v1, falling
-/// back to v1alpha). When there is no file, VERSION's `increment.v{MAJOR}` is one of the
-/// testbed's own APIs and the upstream cannot be asked (nothing listens yet, or it is
-/// `https://`), the compiled-in descriptors stand in (with a warning), so a router can still
+/// back to v1alpha) over the upstream's own channel, so an `https://` upstream is read over TLS
+/// and checked against `ca` as its calls will be. When there is no file, VERSION's
+/// `increment.v{MAJOR}` is one of the testbed's own APIs and nothing listens at the upstream's
+/// address yet, the compiled-in descriptors stand in (with a warning), so a router can still
 /// start before a testbed upstream is up. An upstream that answers but serves no reflection
 /// needs its descriptors file.
 pub async fn discover(
     spec: &UpstreamSpec,
     descriptors: Option<&Path>,
+    ca: Option<&Path>,
 ) -> anyhow::Result<Discovered> {
     let started = Instant::now();
     let loaded = match descriptors {
@@ -273,21 +289,15 @@ pub async fn discover(
             })?;
             Ok((api.pool, DescriptorOrigin::File(path.to_path_buf())))
         }
-        None if spec.tls() => Err(anyhow::anyhow!(
-            "upstream {} is https:// and its descriptors are not read by reflection over TLS",
-            spec.name
-        )),
-        None => compat::Source::Grpc(spec.addr.clone())
-            .load(&[])
+        None => by_reflection(spec, ca)
             .await
-            .map(|api| (api.pool, DescriptorOrigin::Reflection))
-            .map_err(anyhow::Error::from),
+            .map(|pool| (pool, DescriptorOrigin::Reflection)),
     };
     // Only an upstream nobody can ask is taken at its version's word.
     let unaskable = loaded.is_err()
         && descriptors.is_none()
         && services::API_PACKAGES.contains(&spec.api().as_str())
-        && (spec.tls() || !answers_tcp(&spec.addr).await);
+        && !answers_tcp(spec.host_port()).await;
     let (pool, origin) = match loaded {
         Ok(found) => found,
         Err(err) if unaskable => {
@@ -304,13 +314,44 @@ pub async fn discover(
             return Err(err.context(format!(
                 "cannot learn which API upstream {} ({}) serves: it must serve gRPC reflection \
                  (grpc.reflection.v1 or v1alpha), or give its descriptors with --descriptors \
-                 {}=FILE (a FileDescriptorSet from `protoc --include_imports -o FILE` or \
-                 `buf build -o FILE`, or a directory of .proto files)",
+                 {}=FILE at start or `testbed route add ... --descriptors FILE` at runtime (a \
+                 FileDescriptorSet from `protoc --include_imports -o FILE` or `buf build -o \
+                 FILE`, or a directory of .proto files)",
                 spec.name, spec.addr, spec.name
             )));
         }
         Err(err) => return Err(err),
     };
+    declared_in(spec, pool, origin, started)
+}
+
+/// The upstream's descriptors, read by reflection over the channel its calls will use (TLS
+/// and its CA included), within [`REFLECTION_TIMEOUT`].
+async fn by_reflection(spec: &UpstreamSpec, ca: Option<&Path>) -> anyhow::Result<DescriptorPool> {
+    let channel = spec.channel_with_ca(ca)?;
+    let label = match spec.tls() {
+        true => spec.addr.clone(),
+        false => format!("grpc://{}", spec.addr),
+    };
+    let api = tokio::time::timeout(REFLECTION_TIMEOUT, compat::load_over(&channel, &label))
+        .await
+        .with_context(|| {
+            format!(
+                "{label}: reflection did not answer within {} s",
+                REFLECTION_TIMEOUT.as_secs()
+            )
+        })??;
+    Ok(api.pool)
+}
+
+/// What `spec` declares in `pool` (descriptors from `origin`, read since `started`): the
+/// packages with a service it implements, and the files of those and of its `+PACKAGE`s.
+pub fn declared_in(
+    spec: &UpstreamSpec,
+    pool: DescriptorPool,
+    origin: DescriptorOrigin,
+    started: Instant,
+) -> anyhow::Result<Discovered> {
     let packages: Vec<String> = if origin == DescriptorOrigin::BuiltIn {
         vec![spec.api()]
     } else {
@@ -510,7 +551,7 @@ pub async fn gateway(
             .rev()
             .find(|d| d.name == spec.name)
             .map(|d| d.path.as_path());
-        let discovered = discover(spec, file).await?;
+        let discovered = discover(spec, file, ca).await?;
         tracing::info!(
             upstream = %spec.name,
             packages = %discovered.packages.join(", "),

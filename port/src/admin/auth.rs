@@ -1,4 +1,4 @@
-//! Who may call the admin API: bearer tokens, each held by a named caller.
+//! Who may call the admin API: holders of bearer tokens, of client certificates, or both.
 //!
 //! Tokens come from a file (`NAME TOKEN` a line) or an environment variable (named "env"). A
 //! call's `authorization: Bearer TOKEN` is compared with every token in constant time (the
@@ -6,17 +6,30 @@
 //! request's extensions as a [`Caller`], so each change is logged with who made it. A call
 //! without the header gets UNAUTHENTICATED, one with a token nobody holds PERMISSION_DENIED;
 //! either way the call never reaches the route table.
+//!
+//! Over TLS with `--admin-client-ca`, a client certificate the handshake verified against that
+//! CA authenticates a call too ([`Access`]): its holder is the certificate's subject common
+//! name, else its first DNS subject alternative name, logged as `cert:NAME` so that a log
+//! reader tells it from a token holder. With `--admin-client-name` only the certificates
+//! naming one of those holders are accepted ([`CertificateHolders`]); another one from the CA
+//! gets PERMISSION_DENIED. A certificate from another CA, or an expired one, never gets this
+//! far: the handshake refuses it. Every credential a call presents must be good: a call with
+//! an accepted certificate and a token nobody holds is refused too.
 
 use anyhow::{Context, bail};
 use std::path::Path;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
 
 /// The shortest token accepted, in characters.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// The name an admin call was authenticated as: its token's holder.
+/// The name an admin call was authenticated as: its token's holder (`alice`), its client
+/// certificate's (`cert:alice`), or both (`cert:alice+bob`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
 
@@ -196,9 +209,137 @@ fn refuse_if_open_to_others(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The client certificates that authenticate an admin call: any the TLS handshake verified
+/// against `--admin-client-ca`, or, when names are given, only those naming one of them.
+#[derive(Debug, Clone, Default)]
+pub struct CertificateHolders {
+    names: Arc<[String]>,
+}
+
+impl CertificateHolders {
+    /// Only the holders named `names` (`--admin-client-name`); none given: every holder of a
+    /// certificate from the CA.
+    pub fn named(names: Vec<String>) -> anyhow::Result<Self> {
+        if let Some(bad) = names.iter().find(|name| !usable_name(name)) {
+            bail!(
+                "--admin-client-name {bad:?}: a holder's name may not be empty or hold control characters"
+            );
+        }
+        Ok(Self {
+            names: names.into(),
+        })
+    }
+
+    /// The holder of the client certificate `der`: PERMISSION_DENIED when it names nobody or
+    /// someone not accepted.
+    pub fn holder(&self, der: &[u8]) -> Result<String, Status> {
+        let Some(name) = certificate_name(der) else {
+            return Err(Status::permission_denied(
+                "the client certificate names nobody: it has neither a subject common name nor a \
+                 DNS subject alternative name",
+            ));
+        };
+        if !self.names.is_empty() && !self.names.contains(&name) {
+            return Err(Status::permission_denied(format!(
+                "the client certificate of {name:?} is not one this admin API accepts (it \
+                 accepts those of {})",
+                self.names.join(", ")
+            )));
+        }
+        Ok(name)
+    }
+}
+
+/// The name a client certificate (DER) gives its holder: its subject's common name, else its
+/// first DNS subject alternative name; `None` when it has neither (or does not parse).
+pub fn certificate_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .find(|name| usable_name(name));
+    let name = common_name.or_else(|| {
+        let alternative = cert.subject_alternative_name().ok().flatten()?;
+        alternative
+            .value
+            .general_names
+            .iter()
+            .find_map(|name| match name {
+                GeneralName::DNSName(dns) if usable_name(dns) => Some(*dns),
+                _ => None,
+            })
+    })?;
+    Some(name.to_string())
+}
+
+/// A name that can go into a log line as it is.
+fn usable_name(name: &str) -> bool {
+    !name.trim().is_empty() && !name.chars().any(char::is_control)
+}
+
+/// Who may call the admin API: token holders, client certificate holders, or both.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The bearer tokens accepted (none when only client certificates are).
+    pub tokens: Tokens,
+    /// The client certificates accepted, when the listener asks for them (TLS with
+    /// `--admin-client-ca`).
+    pub certificates: Option<CertificateHolders>,
+}
+
+impl Access {
+    /// Token holders only.
+    pub fn tokens(tokens: Tokens) -> Self {
+        Self {
+            tokens,
+            certificates: None,
+        }
+    }
+
+    /// Who `request` is, from the client certificate of its connection (when certificates are
+    /// accepted) and its bearer token: UNAUTHENTICATED with neither, PERMISSION_DENIED when
+    /// either is not accepted.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        // Only a listener with a client CA asks for certificates, and its handshake verified
+        // the chain; the first certificate is the client's own.
+        let chain = self
+            .certificates
+            .as_ref()
+            .and_then(|_| request.peer_certs());
+        let certificate = chain.as_ref().and_then(|chain| chain.first());
+        self.authenticate_with(certificate.map(|der| der.as_ref()), request)
+    }
+
+    /// [`authenticate`](Self::authenticate) with the connection's client certificate given.
+    fn authenticate_with<T>(
+        &self,
+        certificate: Option<&[u8]>,
+        request: &Request<T>,
+    ) -> Result<Caller, Status> {
+        let by_certificate = match (certificate, &self.certificates) {
+            (Some(der), Some(holders)) => Some(holders.holder(der)?),
+            _ => None,
+        };
+        let has_token = request.metadata().get("authorization").is_some();
+        match (by_certificate, has_token) {
+            (Some(name), false) => Ok(Caller(format!("cert:{name}"))),
+            (Some(name), true) => {
+                let Caller(holder) = self.tokens.authenticate(request)?;
+                Ok(Caller(format!("cert:{name}+{holder}")))
+            }
+            (None, false) if self.certificates.is_some() => Err(Status::unauthenticated(
+                "no client certificate and no `authorization: Bearer TOKEN` (testbed route: \
+                 --cert FILE --key FILE, or --token-file FILE or TESTBED_ADMIN_TOKEN)",
+            )),
+            (None, _) => self.tokens.authenticate(request),
+        }
+    }
+}
+
 /// Authenticates every admin call before it reaches the service (a tonic interceptor).
 #[derive(Debug, Clone)]
-pub(crate) struct Authenticate(pub(crate) Tokens);
+pub(crate) struct Authenticate(pub(crate) Access);
 
 impl tonic::service::Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -276,5 +417,99 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("same admin token"), "{err}");
         assert!(a.clone().merged(a).is_err());
+    }
+
+    /// A self-signed certificate (DER) with this subject common name and these DNS names.
+    fn certificate(common_name: Option<&str>, dns: &[&str]) -> Vec<u8> {
+        let names: Vec<String> = dns.iter().map(|name| name.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(name) = common_name {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificate_names_its_holder_by_common_name_else_by_first_dns_name() {
+        let both = certificate(Some("alice"), &["a.example", "b.example"]);
+        assert_eq!(certificate_name(&both).as_deref(), Some("alice"));
+        let dns_only = certificate(None, &["b.example", "c.example"]);
+        assert_eq!(certificate_name(&dns_only).as_deref(), Some("b.example"));
+        let blank_cn = certificate(Some(" "), &["d.example"]);
+        assert_eq!(certificate_name(&blank_cn).as_deref(), Some("d.example"));
+        assert_eq!(certificate_name(&certificate(None, &[])), None);
+        assert_eq!(certificate_name(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn only_the_named_certificate_holders_are_accepted() {
+        let alice = certificate(Some("alice"), &[]);
+        let bob = certificate(Some("bob"), &[]);
+        let nobody = certificate(None, &[]);
+        let anyone = CertificateHolders::named(Vec::new()).unwrap();
+        assert_eq!(anyone.holder(&bob).unwrap(), "bob");
+        let only_alice = CertificateHolders::named(vec!["alice".into()]).unwrap();
+        assert_eq!(only_alice.holder(&alice).unwrap(), "alice");
+        let denied = only_alice.holder(&bob).unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert!(denied.message().contains(r#""bob""#), "{denied:?}");
+        let denied = anyone.holder(&nobody).unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert!(CertificateHolders::named(vec!["".into()]).is_err());
+    }
+
+    #[test]
+    fn every_credential_a_call_presents_must_be_good() {
+        let access = Access {
+            tokens: Tokens::single("bob", "bbbbbbbbbbbbbbbb").unwrap(),
+            certificates: Some(CertificateHolders::named(vec!["alice".into()]).unwrap()),
+        };
+        let alice = certificate(Some("alice"), &[]);
+        let carol = certificate(Some("carol"), &[]);
+        let who = |cert: Option<&[u8]>, auth| access.authenticate_with(cert, &request(auth));
+        assert_eq!(
+            who(Some(&alice), None).unwrap(),
+            Caller("cert:alice".into())
+        );
+        assert_eq!(
+            who(Some(&alice), Some("Bearer bbbbbbbbbbbbbbbb")).unwrap(),
+            Caller("cert:alice+bob".into())
+        );
+        assert_eq!(
+            who(None, Some("Bearer bbbbbbbbbbbbbbbb")).unwrap(),
+            Caller("bob".into())
+        );
+        for (cert, auth, code) in [
+            (
+                Some(&alice[..]),
+                Some("Bearer wrong-token-000000"),
+                tonic::Code::PermissionDenied,
+            ),
+            (
+                Some(&carol[..]),
+                Some("Bearer bbbbbbbbbbbbbbbb"),
+                tonic::Code::PermissionDenied,
+            ),
+            (Some(&carol[..]), None, tonic::Code::PermissionDenied),
+            (None, None, tonic::Code::Unauthenticated),
+        ] {
+            assert_eq!(who(cert, auth).unwrap_err().code(), code, "{auth:?}");
+        }
+        assert!(
+            who(None, None)
+                .unwrap_err()
+                .message()
+                .contains("--cert FILE")
+        );
+        // Without a client CA a certificate counts for nothing: the token decides.
+        let tokens_only = Access::tokens(Tokens::single("bob", "bbbbbbbbbbbbbbbb").unwrap());
+        let status = tokens_only
+            .authenticate_with(Some(&alice), &request(None))
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
     }
 }

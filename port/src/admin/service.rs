@@ -12,14 +12,15 @@
 //! ALREADY_EXISTS, a change the table or the descriptors refuse FAILED_PRECONDITION with the
 //! reason (compat's findings quoted). Each change is logged with the caller's name.
 
-use super::auth::{Authenticate, Caller, Tokens};
+use super::AdminConfig;
+use super::auth::{Authenticate, Caller};
 use super::pb::routes_server::{Routes, RoutesServer};
 use super::pb::{
     AddRequest, Backend as BackendReply, ChangeReply, DrainReply, DrainRequest, ListReply,
     ListRequest, RemoveRequest, ReplaceRequest,
 };
 use crate::server::SHUTDOWN_GRACE;
-use crate::upstream::{self, Gateway, UpstreamSpec};
+use crate::upstream::{self, DescriptorOrigin, Gateway, UpstreamSpec};
 use anyhow::Context;
 use router::{ApiCatalog, Backend, BackendInfo, RouterHandle, TableError};
 use std::collections::HashMap;
@@ -66,11 +67,22 @@ pub fn addresses(gateway: &Gateway) -> HashMap<String, String> {
 pub struct RunningAdmin {
     /// The address it listens on (the OS-chosen port when started on port 0).
     pub addr: SocketAddr,
+    /// Whether it speaks TLS.
+    pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
 impl RunningAdmin {
+    /// Where a client reaches it, as `testbed route --admin` takes it: `https://ADDR` over
+    /// TLS, else `ADDR`.
+    pub fn address(&self) -> String {
+        match self.tls {
+            true => format!("https://{}", self.addr),
+            false => self.addr.to_string(),
+        }
+    }
+
     /// Stops accepting calls and lets the ones in progress (a Drain, say) finish, for at most
     /// [`SHUTDOWN_GRACE`]; then drops them.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
@@ -96,46 +108,60 @@ impl Drop for RunningAdmin {
     }
 }
 
-/// Serves the admin API over `handle` on `addr` (port 0 picks a free port) in the background,
-/// to callers holding one of `tokens`. `addresses` names where the table's remote backends
-/// are (see [`addresses`]); `upstream_ca` trusts `https://` upstreams that Add names.
+/// Serves the admin API over `handle` as `config` says (on its address, port 0 picking a free
+/// port; plaintext or TLS; to the callers its access admits) in the background. `addresses`
+/// names where the table's remote backends are (see [`addresses`]); `upstream_ca` trusts
+/// `https://` upstreams that Add names.
 pub async fn start(
-    addr: SocketAddr,
-    tokens: Tokens,
+    config: AdminConfig,
     handle: RouterHandle,
     addresses: HashMap<String, String>,
     upstream_ca: Option<PathBuf>,
 ) -> anyhow::Result<RunningAdmin> {
+    let AdminConfig { addr, access, tls } = config;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for the admin API"))?;
     let addr = listener
         .local_addr()
         .context("admin listener has no address")?;
-    if !addr.ip().is_loopback() {
+    if tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,
             "the admin API listens beyond loopback in plaintext: its bearer tokens cross the \
-             network readable"
+             network readable (--admin-tls-cert and --admin-tls-key turn TLS on)"
         );
     }
-    tracing::info!(%addr, holders = ?tokens, "admin API serving");
+    tracing::info!(
+        %addr,
+        tls = tls.is_some(),
+        holders = ?access.tokens,
+        certificates = ?access.certificates,
+        "admin API serving"
+    );
     let service = RoutesService {
         handle,
         addresses: Mutex::new(addresses),
         upstream_ca,
     };
-    let service = RoutesServer::with_interceptor(service, Authenticate(tokens));
+    let service = RoutesServer::with_interceptor(service, Authenticate(access));
     let (shutdown, stop) = oneshot::channel::<()>();
-    let task = tokio::spawn(
-        Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stop.await;
-            }),
-    );
+    let stopped = async move {
+        let _ = stop.await;
+    };
+    let router = Server::builder().add_service(service);
+    let task = match &tls {
+        None => tokio::spawn(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped),
+        ),
+        Some(config) => tokio::spawn(router.serve_with_incoming_shutdown(
+            super::listener::tls_incoming(listener, config.clone()),
+            stopped,
+        )),
+    };
     Ok(RunningAdmin {
         addr,
+        tls: tls.is_some(),
         shutdown: Some(shutdown),
         task,
     })
@@ -252,12 +278,25 @@ impl RoutesService {
     /// backends. When it implements packages the router's catalog does not hold, also the
     /// catalog extended with them (and with its `+PACKAGE`s its descriptors declare), as the
     /// start would have built it; a file the catalog already holds must say the same.
-    async fn prepare(&self, text: &str) -> Result<Prepared, Status> {
+    /// `descriptor_set` (a serialized `FileDescriptorSet`) stands in for reflection when not
+    /// empty.
+    async fn prepare(&self, text: &str, descriptor_set: &[u8]) -> Result<Prepared, Status> {
         let text = required("upstream", text, UPSTREAM_EXAMPLE)?;
         let spec: UpstreamSpec = text.parse().map_err(Status::invalid_argument)?;
-        let discovered = upstream::discover(&spec, None)
-            .await
-            .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
+        let discovered = match descriptor_set {
+            [] => upstream::discover(&spec, None, self.upstream_ca.as_deref()).await,
+            bytes => {
+                let started = std::time::Instant::now();
+                let pool = prost_reflect::DescriptorPool::decode(bytes).map_err(|err| {
+                    Status::invalid_argument(format!(
+                        "descriptor_set is not a serialized google.protobuf.FileDescriptorSet \
+                         whose files link (imports included): {err}"
+                    ))
+                })?;
+                upstream::declared_in(&spec, pool, DescriptorOrigin::Sent, started)
+            }
+        }
+        .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
         let table = self.handle.table();
         let catalog = table.catalog();
         let mut pool = catalog.pool().clone();
@@ -325,12 +364,14 @@ impl RoutesService {
         }
     }
 
-    async fn add_upstream(&self, text: &str) -> Result<ChangeReply, Status> {
+    async fn add_upstream(&self, request: &AddRequest) -> Result<ChangeReply, Status> {
         let Prepared {
             spec,
             backends,
             catalog,
-        } = self.prepare(text).await?;
+        } = self
+            .prepare(&request.upstream, &request.descriptor_set)
+            .await?;
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
         if let Some(catalog) = &catalog {
             tracing::info!(
@@ -347,12 +388,14 @@ impl RoutesService {
         Ok(self.change_reply(&names))
     }
 
-    async fn replace_upstream(&self, text: &str) -> Result<ChangeReply, Status> {
+    async fn replace_upstream(&self, request: &ReplaceRequest) -> Result<ChangeReply, Status> {
         let Prepared {
             spec,
             backends,
             catalog,
-        } = self.prepare(text).await?;
+        } = self
+            .prepare(&request.upstream, &request.descriptor_set)
+            .await?;
         if let Some(catalog) = catalog {
             let table = self.handle.table();
             let new: Vec<&str> = catalog
@@ -458,9 +501,14 @@ impl Routes for RoutesService {
 
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
-        let text = request.into_inner().upstream;
-        let result = self.add_upstream(&text).await;
-        log_change(&who, "add", &text, result.as_ref().map(|_| "added"));
+        let request = request.into_inner();
+        let result = self.add_upstream(&request).await;
+        log_change(
+            &who,
+            "add",
+            &request.upstream,
+            result.as_ref().map(|_| "added"),
+        );
         result.map(Response::new)
     }
 
@@ -469,9 +517,14 @@ impl Routes for RoutesService {
         request: Request<ReplaceRequest>,
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
-        let text = request.into_inner().upstream;
-        let result = self.replace_upstream(&text).await;
-        log_change(&who, "replace", &text, result.as_ref().map(|_| "replaced"));
+        let request = request.into_inner();
+        let result = self.replace_upstream(&request).await;
+        log_change(
+            &who,
+            "replace",
+            &request.upstream,
+            result.as_ref().map(|_| "replaced"),
+        );
         result.map(Response::new)
     }
 
