@@ -1,7 +1,8 @@
 //! `testbed probe` against running servers: the example shop API's Python servers (v1 and v2,
 //! directly, against themselves, and through the testbed gateway) and the testbed's own
-//! `serve --backend v1|v2`. Every cell of each table is checked against the expected table
-//! written here, and the exit code (0: old clients unaffected, 100: affected).
+//! `serve --backend v1|v2` (also over TLS and mutual TLS, and through a gateway with an
+//! `x-api-version` pin sent as metadata). Every cell of each table is checked against the
+//! expected table written here, and the exit code (0: old clients unaffected, 100: affected).
 
 use crate::common::shop::{gateway, shop, shop_python};
 use port::child::ChildServer;
@@ -323,56 +324,51 @@ async fn the_shop_probed_through_the_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_testbeds_own_v1_and_v2_backends_probed_both_ways() {
-    let exe = Path::new(env!("CARGO_BIN_EXE_testbed"));
-    let start = |api: &'static str| async move {
-        ChildServer::testbed(exe, &["serve", "--backend", api, "--addr", "127.0.0.1:0"])
-            .await
-            .expect("the backend starts")
-    };
-    let v1 = start("v1").await;
-    let v2 = start("v2").await;
+    let v1 = backend("v1", &[]).await;
+    let v2 = backend("v2", &[]).await;
     let mut all = args(&v1, &v2, &[]);
     // No seeds: the shop's name no Incrementer method.
     all.truncate(4);
     let (code, text, report) = probe(&all).await;
-    let (i1, s1) = (
-        "increment.v1.Incrementer/Increment",
-        "increment.v1.Incrementer/IncrementStream",
-    );
-    let (i2, s2) = (
-        "increment.v2.Incrementer/Increment",
-        "increment.v2.Incrementer/IncrementStream",
-    );
+    check_own_backends(&report);
+    assert_eq!(code, 0, "{text}");
+}
+
+const I1: &str = "increment.v1.Incrementer/Increment";
+const S1: &str = "increment.v1.Incrementer/IncrementStream";
+const I2: &str = "increment.v2.Incrementer/Increment";
+const S2: &str = "increment.v2.Incrementer/IncrementStream";
+
+/// Every cell of the probe of the testbed's own v1 (old) and v2 (new) backends, called
+/// directly.
+fn check_own_backends(report: &Value) {
     // One unary call per generated message; one bidi call carrying both.
     check_direction(
-        &report,
+        report,
         "old",
         &[
-            row(i1, i2, &["OK", "OK"], "ok").unknown(&["3 (served_by_version)"]),
-            row(s1, s2, &["OK"], "ok").unknown(&["3 (served_by_version)"]),
+            row(I1, I2, &["OK", "OK"], "ok").unknown(&["3 (served_by_version)"]),
+            row(S1, S2, &["OK"], "ok").unknown(&["3 (served_by_version)"]),
         ],
     );
     // A v2 client served by v1 loses the request id and the version that served it.
     let lost = ["request_id", "served_by_version"];
     check_direction(
-        &report,
+        report,
         "new",
         &[
-            row(i2, i1, &["OK", "OK"], "degraded").defaulted(&lost),
-            row(s2, s1, &["OK"], "degraded").defaulted(&lost),
+            row(I2, I1, &["OK", "OK"], "degraded").defaulted(&lost),
+            row(S2, S1, &["OK"], "degraded").defaulted(&lost),
         ],
     );
     let stream = &report["directions"][0]["methods"][1]["calls"][0];
     assert_eq!(stream["target"]["replies"], 2, "{stream:#}");
-    assert_eq!(code, 0, "{text}");
+    assert_eq!(report["old_clients_unaffected"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_probe_input_is_refused_with_exit_1() {
-    let exe = Path::new(env!("CARGO_BIN_EXE_testbed"));
-    let v1 = ChildServer::testbed(exe, &["serve", "--backend", "v1", "--addr", "127.0.0.1:0"])
-        .await
-        .expect("the backend starts");
+    let v1 = backend("v1", &[]).await;
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
@@ -401,16 +397,251 @@ async fn bad_probe_input_is_refused_with_exit_1() {
             "is not protobuf JSON of increment.v1.IncrementRequest",
         ),
     ] {
-        let out = tokio::process::Command::new(exe)
-            .args(["probe", "--old", &old])
-            .args(&extra)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("testbed probe runs");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        let args = [&["--old".to_string(), old.clone()][..], &extra].concat();
+        let stderr = refused(&args, 1).await;
         assert!(stderr.contains(says), "{extra:?}: {stderr}");
-        assert!(out.stdout.is_empty(), "{extra:?}");
+    }
+}
+
+/// `testbed serve --backend API` on a free loopback port, plus `extra` flags (TLS).
+async fn backend(api: &str, extra: &[&str]) -> ChildServer {
+    let exe = Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let mut args = vec!["serve", "--backend", api, "--addr", "127.0.0.1:0"];
+    args.extend(extra);
+    ChildServer::testbed(exe, &args)
+        .await
+        .expect("the backend starts")
+}
+
+/// Runs `testbed probe ARGS`, which must refuse with `exit` (1: an error, 2: bad flags): no
+/// panic, no report on stdout. Returns stderr.
+async fn refused(args: &[String], exit: i32) -> String {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .arg("probe")
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("testbed probe ends")
+        .expect("testbed probe runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(exit), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+    stderr
+}
+
+fn path(p: &Path) -> String {
+    p.to_str().expect("a UTF-8 path").to_string()
+}
+
+/// `--old SCHEME://OLD --new SCHEME://NEW` plus `extra`.
+fn servers(scheme: &str, old: &ChildServer, new: &ChildServer, extra: &[&str]) -> Vec<String> {
+    let mut all = vec![
+        "--old".to_string(),
+        format!("{scheme}://{}", old.addr),
+        "--new".to_string(),
+        format!("{scheme}://{}", new.addr),
+    ];
+    all.extend(extra.iter().map(|s| s.to_string()));
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_testbeds_own_backends_probed_over_tls_as_over_plaintext() {
+    let (_, files, _dir) = crate::tls::pki();
+    let (cert, key, ca) = (
+        path(&files.server_cert),
+        path(&files.server_key),
+        path(&files.ca_cert),
+    );
+    let tls = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+    let v1 = backend("v1", &tls).await;
+    let v2 = backend("v2", &tls).await;
+    let (plain_v1, plain_v2) = (backend("v1", &[]).await, backend("v2", &[]).await);
+
+    // Descriptors by reflection over TLS, every call over TLS: the plaintext probe's cells.
+    let (code, text, report) = probe(&servers("https", &v1, &v2, &["--ca", &ca])).await;
+    check_own_backends(&report);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(report["old"], format!("https://{}", v1.addr));
+    assert!(
+        text.contains(&format!(
+            "old clients (old descriptors) → server https://{} (compared with their own server https://{})",
+            v2.addr, v1.addr
+        )),
+        "{text}"
+    );
+    let (plain_code, plain_text, plain) = probe(&servers("grpc", &plain_v1, &plain_v2, &[])).await;
+    assert_eq!(code, plain_code);
+    for d in 0..2 {
+        assert_eq!(
+            report["directions"][d]["methods"], plain["directions"][d]["methods"],
+            "direction {d}"
+        );
+    }
+    let anonymous =
+        |text: &str, old: String, new: String| text.replace(&old, "OLD").replace(&new, "NEW");
+    assert_eq!(
+        anonymous(
+            &text,
+            format!("https://{}", v1.addr),
+            format!("https://{}", v2.addr)
+        ),
+        anonymous(
+            &plain_text,
+            plain_v1.addr.to_string(),
+            plain_v2.addr.to_string()
+        )
+    );
+
+    // Refused, each with what is wrong, before any probe call.
+    let other = port::tls::TestPki::generate().expect("certificates are made");
+    let other_dir = crate::common::temp_dir("probe-other-ca");
+    let other = other.write_to(other_dir.path()).expect("written");
+    let https = |extra: &[&str]| servers("https", &v1, &v2, extra);
+    let missing = path(&files.dir.join("missing.pem"));
+    for (args, says) in [
+        (
+            https(&["--ca", &path(&other.ca_cert)]),
+            "the server's certificate is not accepted with --ca",
+        ),
+        (https(&[]), "an https:// server needs --ca FILE"),
+        (
+            https(&["--ca", &key]),
+            "holds no PEM certificate (a -----BEGIN CERTIFICATE----- block)",
+        ),
+        (https(&["--ca", &missing]), "cannot read the file"),
+        (
+            servers("https", &plain_v1, &v2, &["--ca", &ca]),
+            "the server does not speak TLS there",
+        ),
+    ] {
+        let stderr = refused(&args, 1).await;
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+
+    // Mutual TLS: without a client certificate refused, with the CA's one served.
+    let mutual = backend("v2", &[&tls[..], &["--tls-client-ca", &ca]].concat()).await;
+    let to_mutual = |extra: &[&str]| servers("https", &v1, &mutual, extra);
+    let stderr = refused(&to_mutual(&["--ca", &ca]), 1).await;
+    assert!(
+        // Under TLS 1.3 the server's alert may or may not arrive before the connection closes:
+        // either way the message names the missing certificate.
+        stderr.contains("requires a client certificate (mutual TLS)")
+            && stderr.contains("--cert FILE --key FILE"),
+        "{stderr}"
+    );
+    let (stranger, stranger_key) = (path(&files.stranger_cert), path(&files.stranger_key));
+    let stderr = refused(
+        &to_mutual(&["--ca", &ca, "--cert", &stranger, "--key", &stranger_key]),
+        1,
+    )
+    .await;
+    assert!(stderr.contains("client certificate of --cert"), "{stderr}");
+    let (client, client_key) = (path(&files.client_cert), path(&files.client_key));
+    let with_identity = ["--ca", ca.as_str(), "--cert", &client, "--key", &client_key];
+    let (code, text, report) = probe(&to_mutual(&with_identity)).await;
+    check_own_backends(&report);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_pins_the_version_through_the_gateway() {
+    let v1 = backend("v1", &[]).await;
+    let v2 = backend("v2", &[]).await;
+    // v2 also serves increment.v1 (v1 retired onto it, as the router allows): unpinned v1
+    // calls go to the highest version serving the package.
+    let gw = gateway(&[
+        "--upstream".into(),
+        format!("v1=1.0.0@{}", v1.addr),
+        "--upstream".into(),
+        format!("v2=2.0.0@{}+increment.v1", v2.addr),
+    ])
+    .await;
+    let via = gw.addr.to_string();
+    let run = |extra: &[&str]| servers("grpc", &v1, &v2, &[&["--via", &via][..], extra].concat());
+    let served = |codes: &[&str], version: &str| -> Vec<String> {
+        codes.iter().map(|c| format!("{c} ({version})")).collect()
+    };
+    let old_served_by = |version: &str| {
+        let rows = [
+            row(I1, I1, &["OK", "OK"], "ok").status(served(&["OK", "OK"], version)),
+            row(S1, S1, &["OK"], "ok").status(served(&["OK"], version)),
+        ];
+        // v2's replies carry its served_by_version, which a v1 client cannot read.
+        match version {
+            "2.0.0" => rows.map(|r| r.unknown(&["3 (served_by_version)"])),
+            _ => rows,
+        }
+    };
+    let new_served_by_v2 = [
+        row(I2, I2, &["OK", "OK"], "ok").status(served(&["OK", "OK"], "2.0.0")),
+        row(S2, S2, &["OK"], "ok").status(served(&["OK"], "2.0.0")),
+    ];
+
+    // No metadata: every call goes to v2.
+    let (code, text, report) = probe(&run(&[])).await;
+    check_direction(&report, "old", &old_served_by("2.0.0"));
+    check_direction(&report, "new", &new_served_by_v2);
+    assert_eq!(report["directions"][0]["headers"], serde_json::json!([]));
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("metadata"), "{text}");
+
+    // Pinned to ^1 for every call: old clients are served by v1; new clients' increment.v2
+    // has no 1.x version, and the gateway turns them away.
+    let (code, text, report) = probe(&run(&["-H", "X-Api-Version: ^1"])).await;
+    check_direction(&report, "old", &old_served_by("1.0.0"));
+    let unimplemented = |n: usize| vec!["UNIMPLEMENTED".to_string(); n];
+    check_direction(
+        &report,
+        "new",
+        &[
+            row(I2, I2, &["OK", "OK"], "broken").status(unimplemented(2)),
+            row(S2, S2, &["OK"], "broken").status(unimplemented(1)),
+        ],
+    );
+    let refusal = &report["directions"][1]["methods"][0]["calls"][0]["target"]["message"];
+    assert!(
+        refusal
+            .as_str()
+            .is_some_and(|m| m.contains("increment.v2 with x-api-version ^1")),
+        "{refusal}"
+    );
+    for d in 0..2 {
+        assert_eq!(
+            report["directions"][d]["headers"],
+            serde_json::json!(["x-api-version: ^1"])
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            "old clients (old descriptors) → gateway {via} (compared with their own server {}), every call with metadata x-api-version: ^1",
+            v1.addr
+        )),
+        "{text}"
+    );
+    assert_eq!(code, 0, "{text}");
+
+    // Pinned for old clients only: old clients on v1, new clients on v2.
+    let (code, text, report) = probe(&run(&["--old-header", "x-api-version: ^1"])).await;
+    check_direction(&report, "old", &old_served_by("1.0.0"));
+    check_direction(&report, "new", &new_served_by_v2);
+    assert_eq!(
+        report["directions"][0]["headers"],
+        serde_json::json!(["x-api-version: ^1"])
+    );
+    assert_eq!(report["directions"][1]["headers"], serde_json::json!([]));
+    assert_eq!(code, 0, "{text}");
+
+    // A header that is not one is refused as a bad flag, before any call.
+    for (bad, says) in [
+        ("x-api-version ^1", "expected 'NAME: VALUE'"),
+        ("x api: 1", "not a valid metadata name"),
+        ("grpc-timeout: 1S", "reserved by gRPC"),
+    ] {
+        let stderr = refused(&run(&["-H", bad]), 2).await;
+        assert!(stderr.contains(says), "{bad}: {stderr}");
     }
 }

@@ -93,15 +93,17 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
 /// Requests: the empty message, every field set to values that expose changes (once per oneof
 /// member), and each `--request`. Each call also goes to the caller's own server, the baseline
 /// for the verdict. The probe calls every method, including ones that change state: point it at
-/// test servers. Exit code 0: old clients are unaffected; 100: they are not; 1: an error.
+/// test servers. Servers may be `https://HOST:PORT` (TLS, trusted with --ca; --cert and --key
+/// for mutual TLS), and -H adds metadata to every call. Exit code 0: old clients are
+/// unaffected; 100: they are not; 1: an error; 2: bad flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeInput {
-    /// The old version's server, grpc://HOST:PORT (descriptors by reflection unless
-    /// --old-descriptors).
+    /// The old version's server, grpc://HOST:PORT or https://HOST:PORT (TLS) (descriptors by
+    /// reflection unless --old-descriptors).
     #[arg(long, value_parser = parse_server)]
     pub old: String,
-    /// The new version's server, grpc://HOST:PORT (descriptors by reflection unless
-    /// --new-descriptors).
+    /// The new version's server, grpc://HOST:PORT or https://HOST:PORT (TLS) (descriptors by
+    /// reflection unless --new-descriptors).
     #[arg(long, value_parser = parse_server)]
     pub new: String,
     /// The old version's descriptors from DIR (.proto files) or FILE.binpb instead of reflection.
@@ -113,8 +115,9 @@ pub struct ProbeInput {
     /// Extra import path for directory descriptors (repeatable).
     #[arg(short = 'I', long = "include")]
     pub include: Vec<PathBuf>,
-    /// Send every call to this gateway (HOST:PORT, e.g. `testbed serve --upstream ...`) instead
-    /// of the other server; each client calls its own paths and the gateway routes them.
+    /// Send every call to this gateway (HOST:PORT or https://HOST:PORT, e.g. `testbed serve
+    /// --upstream ...`) instead of the other server; each client calls its own paths and the
+    /// gateway routes them.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_server)]
     pub via: Option<String>,
     /// Call package NEW on the new server for OLD's methods (repeatable). Packages differing
@@ -132,19 +135,46 @@ pub struct ProbeInput {
     /// Each call's deadline in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: std::time::Duration,
+    /// Metadata sent with every call (repeatable), 'NAME: VALUE', e.g. -H 'x-api-version: ^1'
+    /// to pin a version through a gateway. Not sent with the reflection calls that read the
+    /// descriptors.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = crate::probe::Header::parse)]
+    pub header: Vec<crate::probe::Header>,
+    /// Metadata sent only with old clients' calls (repeatable), after -H.
+    #[arg(long = "old-header", value_name = "NAME: VALUE", value_parser = crate::probe::Header::parse)]
+    pub old_header: Vec<crate::probe::Header>,
+    /// Metadata sent only with new clients' calls (repeatable), after -H.
+    #[arg(long = "new-header", value_name = "NAME: VALUE", value_parser = crate::probe::Header::parse)]
+    pub new_header: Vec<crate::probe::Header>,
+    /// The CA certificate(s) (PEM) that https:// servers' certificates must be signed by;
+    /// required for https:// (the system's roots are not used).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for https:// servers that require mutual TLS; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
+/// `grpc://HOST:PORT` and `HOST:PORT` become `HOST:PORT` (plaintext); `https://HOST:PORT`
+/// stays so (TLS).
 fn parse_server(s: &str) -> Result<String, String> {
-    let addr = s.strip_prefix("grpc://").unwrap_or(s);
+    let (scheme, addr) = match (s.strip_prefix("https://"), s.strip_prefix("grpc://")) {
+        (Some(addr), _) => ("https://", addr),
+        (None, Some(addr)) => ("", addr),
+        (None, None) => ("", s),
+    };
     if addr
         .rsplit_once(':')
-        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        .is_none_or(|(h, p)| h.is_empty() || h.contains('/') || p.parse::<u16>().is_err())
     {
         return Err(format!(
-            "expected grpc://HOST:PORT of a running server, got {s:?} (a proto directory or descriptor set goes in --old-descriptors / --new-descriptors)"
+            "expected grpc://HOST:PORT or https://HOST:PORT of a running server, got {s:?} (a proto directory or descriptor set goes in --old-descriptors / --new-descriptors)"
         ));
     }
-    Ok(addr.to_string())
+    Ok(format!("{scheme}{addr}"))
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
@@ -162,15 +192,34 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
 /// Loads both sides' descriptors and runs the probe; bad input and unreachable servers are an
 /// `Err` (exit code 1). The caller renders the report ([`crate::probe::render_text`], JSON).
 pub async fn probe(args: &ProbeInput) -> anyhow::Result<crate::probe::ProbeReport> {
-    use crate::probe::{ProbeOptions, Side};
+    use crate::probe::{ClientTls, ProbeOptions, Side};
+    let servers = [Some(&args.old), Some(&args.new), args.via.as_ref()];
+    let https = servers
+        .into_iter()
+        .flatten()
+        .any(|s| s.starts_with("https://"));
+    let tls = match (&args.ca, https) {
+        (Some(ca), true) => {
+            let identity = args.cert.as_deref().zip(args.key.as_deref());
+            Some(ClientTls::load(ca, identity)?)
+        }
+        (None, true) => anyhow::bail!(
+            "an https:// server needs --ca FILE, the CA certificate (PEM) its certificate is signed by (the system's roots are not used)"
+        ),
+        (_, false) if args.ca.is_some() || args.cert.is_some() => anyhow::bail!(
+            "--ca, --cert and --key are for https:// servers, and none is given (write --old https://HOST:PORT)"
+        ),
+        (_, false) => None,
+    };
     let side = |addr: &String, descriptors: &Option<String>| {
-        let source = match descriptors {
-            Some(path) => Source::parse(path),
-            None => Source::Grpc(addr.clone()),
-        };
         let addr = addr.clone();
+        let source = descriptors.as_deref().map(Source::parse);
+        let tls = tls.as_ref();
         async move {
-            let api = source.load(&args.include).await?;
+            let api = match source {
+                Some(source) => source.load(&args.include).await?,
+                None => crate::probe::reflect(&addr, tls).await?,
+            };
             anyhow::Ok(Side { addr, api })
         }
     };
@@ -182,6 +231,10 @@ pub async fn probe(args: &ProbeInput) -> anyhow::Result<crate::probe::ProbeRepor
         auto_pair: !args.no_auto_map,
         timeout: args.timeout,
         seeds: args.request.clone(),
+        tls,
+        headers: args.header.clone(),
+        old_headers: args.old_header.clone(),
+        new_headers: args.new_header.clone(),
     };
     crate::probe::probe(&old, &new, &options).await
 }
