@@ -40,16 +40,10 @@ pub struct Target {
     /// needed with --cert).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// The CA certificate (PEM) that signed an https admin API's certificate.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// A client certificate (PEM) for an https admin API that takes them (`serve
-    /// --admin-client-ca`); needs --key.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The private key (PEM) of --cert.
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    pub key: Option<PathBuf>,
+    /// TLS for an https admin API (--cert/--key: a client certificate, for one that takes
+    /// them with `serve --admin-client-ca`).
+    #[command(flatten)]
+    pub tls: compat::connect::TlsArgs,
     /// Print the reply as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -152,7 +146,7 @@ fn token(target: &Target) -> anyhow::Result<Option<String>> {
         None => std::env::var(TOKEN_ENV).unwrap_or_default(),
     };
     match token.trim() {
-        "" if target.cert.is_some() && target.token_file.is_none() => Ok(None),
+        "" if target.tls.cert.is_some() && target.token_file.is_none() => Ok(None),
         "" => bail!(
             "no admin token: give --token-file FILE (holding just the token) or set \
              {TOKEN_ENV} (or, for an https admin API that takes client certificates, --cert \
@@ -166,23 +160,7 @@ impl Target {
     /// A client of the admin API these flags name; a missing or malformed file, or TLS files
     /// with a plaintext address, are refused before connecting.
     async fn connect(&self) -> anyhow::Result<AdminClient> {
-        let identity = self.cert.as_deref().zip(self.key.as_deref());
-        let tls = match (&self.admin, &self.ca) {
-            (AdminAddress::Https { .. }, Some(ca)) => {
-                Some(port::admin::client_tls(&self.admin, ca, identity)?)
-            }
-            (AdminAddress::Https { .. }, None) => bail!(
-                "--admin {}: https needs --ca FILE, the CA certificate (PEM) that signed the \
-                 admin API's certificate",
-                self.admin
-            ),
-            (AdminAddress::Plain(_), _) if self.ca.is_some() || identity.is_some() => bail!(
-                "--ca, --cert and --key are for an https admin API; --admin {} is plaintext \
-                 (give https://HOST:PORT)",
-                self.admin
-            ),
-            (AdminAddress::Plain(_), _) => None,
-        };
+        let tls = self.tls.client_tls([self.admin.to_string().as_str()])?;
         let token = token(self)?;
         port::admin::connect_to(&self.admin, tls.as_ref(), token.as_deref()).await
     }

@@ -897,10 +897,13 @@ async fn testbed_route_over_https_says_what_is_missing_before_connecting() {
     // Port 1: nothing listens there, so any of these that connected would fail differently.
     let https = "https://127.0.0.1:1";
     for (args, says) in [
-        (&["--admin", https][..], "https needs --ca FILE"),
+        (
+            &["--admin", https][..],
+            "an https:// server needs --ca FILE",
+        ),
         (
             &["--admin", https, "--ca", "/nonexistent/ca.pem"][..],
-            "cannot read --ca /nonexistent/ca.pem",
+            "--ca /nonexistent/ca.pem: cannot read the file",
         ),
         (
             &["--admin", https, "--ca", junk][..],
@@ -916,7 +919,7 @@ async fn testbed_route_over_https_says_what_is_missing_before_connecting() {
         ),
         (
             &["--admin", "127.0.0.1:1", "--ca", ca][..],
-            "are for an https admin API",
+            "are for https:// servers",
         ),
         (&["--admin", https, "--ca", ca, "--cert", cert][..], "--key"),
         (&["--admin", "ftp://127.0.0.1:1"][..], "https://HOST:PORT"),

@@ -146,16 +146,9 @@ pub struct ProbeInput {
     /// Metadata sent only with new clients' calls (repeatable), after -H.
     #[arg(long = "new-header", value_name = "NAME: VALUE", value_parser = crate::probe::Header::parse)]
     pub new_header: Vec<crate::probe::Header>,
-    /// The CA certificate(s) (PEM) that https:// servers' certificates must be signed by;
-    /// required for https:// (the system's roots are not used).
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate chain (PEM) for https:// servers that require mutual TLS; needs --key.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The private key (PEM) of --cert.
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    pub key: Option<PathBuf>,
+    /// TLS for https:// servers.
+    #[command(flatten)]
+    pub tls: crate::connect::TlsArgs,
 }
 
 /// `grpc://HOST:PORT` and `HOST:PORT` become `HOST:PORT` (plaintext); `https://HOST:PORT`
@@ -192,25 +185,11 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
 /// Loads both sides' descriptors and runs the probe; bad input and unreachable servers are an
 /// `Err` (exit code 1). The caller renders the report ([`crate::probe::render_text`], JSON).
 pub async fn probe(args: &ProbeInput) -> anyhow::Result<crate::probe::ProbeReport> {
-    use crate::probe::{ClientTls, ProbeOptions, Side};
+    use crate::probe::{ProbeOptions, Side};
     let servers = [Some(&args.old), Some(&args.new), args.via.as_ref()];
-    let https = servers
-        .into_iter()
-        .flatten()
-        .any(|s| s.starts_with("https://"));
-    let tls = match (&args.ca, https) {
-        (Some(ca), true) => {
-            let identity = args.cert.as_deref().zip(args.key.as_deref());
-            Some(ClientTls::load(ca, identity)?)
-        }
-        (None, true) => anyhow::bail!(
-            "an https:// server needs --ca FILE, the CA certificate (PEM) its certificate is signed by (the system's roots are not used)"
-        ),
-        (_, false) if args.ca.is_some() || args.cert.is_some() => anyhow::bail!(
-            "--ca, --cert and --key are for https:// servers, and none is given (write --old https://HOST:PORT)"
-        ),
-        (_, false) => None,
-    };
+    let tls = args
+        .tls
+        .client_tls(servers.into_iter().flatten().map(String::as_str))?;
     let side = |addr: &String, descriptors: &Option<String>| {
         let addr = addr.clone();
         let source = descriptors.as_deref().map(Source::parse);

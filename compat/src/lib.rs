@@ -35,6 +35,7 @@
 
 pub mod cli;
 mod confirm;
+pub mod connect;
 pub mod model;
 pub mod probe;
 mod reflection;

@@ -22,10 +22,9 @@
 //! `testbed check`. Servers are reached over plaintext or TLS ([`ClientTls`]), and every call
 //! can carry metadata ([`Header`]), such as an `x-api-version` pin for a gateway.
 
-mod connect;
 mod metadata;
 
-pub use connect::{ClientTls, reflect};
+pub use crate::connect::{ClientTls, reflect};
 pub use metadata::Header;
 
 use crate::confirm::{Fill, sample_with, shape};
@@ -295,7 +294,7 @@ pub async fn probe(old: &Side, new: &Side, options: &ProbeOptions) -> anyhow::Re
     let channel_timeout = options.timeout + Duration::from_secs(2);
     let tls = options.tls.as_ref();
     let reach = |what: &'static str, addr: String| async move {
-        connect::connect(&addr, tls, channel_timeout)
+        crate::connect::connect(&addr, tls, channel_timeout)
             .await
             .with_context(|| format!("cannot reach the {what} server"))
     };
@@ -1071,7 +1070,7 @@ mod tests {
                 .add_service(health)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
-        let channel = connect::connect(&addr.to_string(), None, Duration::from_secs(5))
+        let channel = crate::connect::connect(&addr.to_string(), None, Duration::from_secs(5))
             .await
             .expect("it connects");
         let deadline = Duration::from_millis(200);

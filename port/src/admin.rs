@@ -31,7 +31,7 @@ pub mod pb {
 }
 
 pub use auth::{Access, Caller, CertificateHolders, Tokens};
-pub use client::{AdminAddress, AdminClient, client_tls, connect, connect_to};
+pub use client::{AdminAddress, AdminClient, connect, connect_to};
 pub use service::{RunningAdmin, addresses, start};
 
 /// Where the admin API listens when `--admin-addr` is given without a value.

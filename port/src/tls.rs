@@ -16,7 +16,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 /// The TLS flags of `testbed serve`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -114,30 +114,7 @@ pub fn server_config_with(
     Ok(config)
 }
 
-/// How a client reaches a TLS port: the CA to trust, the name to check, and optionally a
-/// client identity (for mutual TLS).
-#[derive(Debug, Clone)]
-pub struct ClientTls {
-    /// PEM of the CA that signed the server's certificate.
-    pub ca_pem: String,
-    /// The name the server's certificate must carry (`localhost` for [`TestPki`]).
-    pub domain: String,
-    /// PEM certificate chain and key of the client, for mutual TLS.
-    pub identity: Option<(String, String)>,
-}
-
-impl ClientTls {
-    /// Tonic's client TLS configuration for this.
-    pub fn config(&self) -> ClientTlsConfig {
-        let config = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .domain_name(self.domain.clone());
-        match &self.identity {
-            Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
-            None => config,
-        }
-    }
-}
+pub use compat::connect::ClientTls;
 
 /// A tonic channel to the TLS port at `addr`, Nagle off as every testbed client.
 pub async fn channel(
@@ -284,11 +261,7 @@ impl TestPki {
 
     /// How a client trusting this CA reaches the server, with `identity` for mutual TLS.
     pub fn client(&self, identity: Option<(&str, &str)>) -> ClientTls {
-        ClientTls {
-            ca_pem: self.ca_cert.clone(),
-            domain: "localhost".to_string(),
-            identity: identity.map(|(c, k)| (c.to_string(), k.to_string())),
-        }
+        ClientTls::from_pem(&self.ca_cert, identity)
     }
 
     /// [`TlsOptions`] serving these files, requiring client certificates when `mutual`.

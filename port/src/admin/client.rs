@@ -1,15 +1,14 @@
 //! A client of the admin API: what `testbed route` and `testbed rollout --processes` use. It
 //! reaches a plaintext admin API (`HOST:PORT`) or one over TLS (`https://HOST:PORT`, trusting
-//! the CA given, with a client certificate when the server takes them), and sends the bearer
-//! token, when there is one, with every call.
+//! the CA given, with a client certificate when the server takes them: compat's
+//! [`ClientTls`], as `testbed probe`), and sends the bearer token, when there is one, with
+//! every call.
 
 use super::pb::routes_client::RoutesClient;
-use crate::tls::ClientTls;
 use anyhow::{Context, bail};
+use compat::connect::ClientTls;
 use std::net::SocketAddr;
-use std::path::Path;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -106,55 +105,6 @@ impl std::fmt::Display for AdminAddress {
     }
 }
 
-/// How to reach the https admin API at `address`: trusting the CA certificate in the PEM file
-/// `ca`, and presenting the client certificate and key of `identity` (PEM files) when given.
-/// Every file is read and checked here, so a missing or malformed one is named before any
-/// connection is tried.
-pub fn client_tls(
-    address: &AdminAddress,
-    ca: &Path,
-    identity: Option<(&Path, &Path)>,
-) -> anyhow::Result<ClientTls> {
-    let AdminAddress::Https { host, .. } = address else {
-        bail!("{address} is a plaintext address: TLS needs https://HOST:PORT");
-    };
-    let ca_pem = read_pem(ca, "--ca")?;
-    let certs = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("--ca {}: a malformed PEM certificate", ca.display()))?;
-    if certs.is_empty() {
-        bail!("--ca {} holds no PEM certificate", ca.display());
-    }
-    let identity = match identity {
-        None => None,
-        Some((cert, key)) => {
-            let cert_pem = read_pem(cert, "--cert")?;
-            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| {
-                    format!("--cert {}: a malformed PEM certificate", cert.display())
-                })?;
-            if chain.is_empty() {
-                bail!("--cert {} holds no PEM certificate", cert.display());
-            }
-            let key_pem = read_pem(key, "--key")?;
-            PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-                .with_context(|| format!("--key {} holds no PEM private key", key.display()))?;
-            Some((cert_pem, key_pem))
-        }
-    };
-    Ok(ClientTls {
-        ca_pem,
-        domain: host.clone(),
-        identity,
-    })
-}
-
-/// The text of the PEM file `path`, given as `flag`.
-fn read_pem(path: &Path, flag: &str) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {flag} {}", path.display()))
-}
-
 /// Connects to the plaintext admin API at `addr` (within 2 s) with `token`.
 pub async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<AdminClient> {
     connect_to(&AdminAddress::Plain(addr), None, Some(token)).await
@@ -191,7 +141,13 @@ pub async fn connect_to(
         .connect_timeout(std::time::Duration::from_secs(2))
         .connect()
         .await
-        .with_context(|| format!("cannot connect to the admin API at {address}"))?;
+        .map_err(|err| {
+            let error = compat::connect::chain(&err);
+            let why = tls
+                .and_then(|tls| tls.explain(&address.to_string(), &error))
+                .unwrap_or(error);
+            anyhow::anyhow!("cannot connect to the admin API at {address}: {why}")
+        })?;
     Ok(RoutesClient::with_interceptor(channel, Bearer(bearer)))
 }
 

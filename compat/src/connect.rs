@@ -1,26 +1,84 @@
-//! How `testbed probe` reaches a server: plaintext HTTP/2 for `grpc://HOST:PORT` and
-//! `HOST:PORT`, TLS for `https://HOST:PORT` (the server's certificate checked against `--ca`,
-//! and a client certificate from `--cert`/`--key` for servers that require mutual TLS). A
-//! failed TLS connection is explained in words (the certificate, not the network, is the
-//! problem), for the descriptors read by reflection and for the probe's calls alike.
+//! How the testbed's command-line clients reach a server (`testbed probe`, `testbed route`):
+//! plaintext HTTP/2 for `grpc://HOST:PORT` and `HOST:PORT`, TLS for `https://HOST:PORT` (the
+//! server's certificate checked against `--ca`, and a client certificate from `--cert`/`--key`
+//! for servers that require mutual TLS: [`TlsArgs`]). The PEM files are read and checked before
+//! any connection, and a failed TLS connection is explained in words (the certificate, not the
+//! network, is the problem: [`ClientTls::explain`]). It lives in this crate, the lowest one,
+//! so that the probe and the admin client (in `port`) share it.
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+/// The TLS flags of a command that reaches `https://` servers.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// The CA certificate(s) (PEM) that https:// servers' certificates must be signed by;
+    /// required for https:// (the system's roots are not used).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for https:// servers that require mutual TLS; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// How to reach `servers` (as given: `https://HOST:PORT` is TLS): `None` when none is
+    /// `https://`, and then these flags must not be given; else the files read and checked
+    /// (`--ca` required).
+    pub fn client_tls<'a>(
+        &self,
+        servers: impl IntoIterator<Item = &'a str>,
+    ) -> anyhow::Result<Option<ClientTls>> {
+        let servers: Vec<&str> = servers.into_iter().collect();
+        let https = servers.iter().find(|server| is_tls(server));
+        match (&self.ca, https) {
+            (Some(ca), Some(_)) => {
+                let identity = self.cert.as_deref().zip(self.key.as_deref());
+                Ok(Some(ClientTls::load(ca, identity)?))
+            }
+            (None, Some(server)) => bail!(
+                "{server}: an https:// server needs --ca FILE, the CA certificate (PEM) that \
+                 signed its certificate (the system's roots are not used)"
+            ),
+            (_, None) if self.ca.is_some() || self.cert.is_some() => bail!(
+                "--ca, --cert and --key are for https:// servers; {} is plaintext (write \
+                 https://HOST:PORT)",
+                servers.join(", ")
+            ),
+            (_, None) => Ok(None),
+        }
+    }
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How the probe reaches `https://` servers: the CA that signs their certificates and, for
-/// servers that require mutual TLS, a client certificate. Read and checked before any call.
+/// How a client reaches `https://` servers: the CA that signs their certificates and, for
+/// servers that require mutual TLS, a client certificate.
 #[derive(Debug, Clone)]
 pub struct ClientTls {
     ca: Certificate,
-    ca_file: PathBuf,
+    /// Where the CA came from, for messages (`--ca FILE`).
+    ca_source: String,
     identity: Option<Identity>,
 }
 
 impl ClientTls {
+    /// Trusting the CA certificate(s) in `ca_pem`, presenting the client certificate chain and
+    /// key `identity` (PEM) when given: for PEM held in memory, such as certificates made for
+    /// a test. tonic parses the PEM when it connects.
+    pub fn from_pem(ca_pem: &str, identity: Option<(&str, &str)>) -> ClientTls {
+        ClientTls {
+            ca: Certificate::from_pem(ca_pem),
+            ca_source: "the CA given".to_string(),
+            identity: identity.map(|(cert, key)| Identity::from_pem(cert, key)),
+        }
+    }
+
     /// Reads the CA certificate(s) from `ca` and the client certificate chain and key from
     /// `identity`, all PEM. A file that cannot be read or holds no usable PEM is an error that
     /// names it.
@@ -51,12 +109,13 @@ impl ClientTls {
         };
         Ok(ClientTls {
             ca: ca_cert,
-            ca_file: ca.to_path_buf(),
+            ca_source: format!("--ca {}", ca.display()),
             identity,
         })
     }
 
-    fn config(&self) -> ClientTlsConfig {
+    /// The tonic TLS settings: the CA, and the client certificate when there is one.
+    pub fn config(&self) -> ClientTlsConfig {
         let config = ClientTlsConfig::new().ca_certificate(self.ca.clone());
         match &self.identity {
             Some(identity) => config.identity(identity.clone()),
@@ -66,12 +125,12 @@ impl ClientTls {
 
     /// What a TLS failure at `addr` means, when `error` (a connection error or a call's
     /// status, with its sources) is one; `None` when it is not about TLS.
-    pub(crate) fn explain(&self, addr: &str, error: &str) -> Option<String> {
+    pub fn explain(&self, addr: &str, error: &str) -> Option<String> {
         let lower = error.to_ascii_lowercase();
-        let ca = self.ca_file.display();
+        let ca = &self.ca_source;
         if lower.contains("invalid peer certificate") || lower.contains("unknownissuer") {
             return Some(format!(
-                "TLS handshake with {addr} failed: the server's certificate is not accepted with --ca {ca} (is it signed by another CA, or issued for another name?): {error}"
+                "TLS handshake with {addr} failed: the server's certificate is not accepted with {ca} (is it signed by another CA, or issued for another name?): {error}"
             ));
         }
         let refused_ours = [
@@ -128,7 +187,7 @@ fn check(config: ClientTlsConfig, what: impl Fn() -> String) -> anyhow::Result<(
 }
 
 /// An error and its sources, `: `-joined (tonic's transport errors say little at the top).
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+pub fn chain(error: &dyn std::error::Error) -> String {
     with_sources(error.to_string(), error.source())
 }
 
@@ -160,7 +219,7 @@ pub(crate) fn host_port(server: &str) -> &str {
     server.strip_prefix("https://").unwrap_or(server)
 }
 
-/// Whether `server` (as the probe keeps it: `https://HOST:PORT` or `HOST:PORT`) speaks TLS.
+/// Whether `server` (`https://HOST:PORT` or `HOST:PORT`) speaks TLS.
 pub(crate) fn is_tls(server: &str) -> bool {
     server.starts_with("https://")
 }
