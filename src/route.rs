@@ -117,11 +117,10 @@ impl UpstreamArgs {
         let Some(path) = &self.descriptors else {
             return Ok(Vec::new());
         };
-        let api = compat::Source::parse(&path.display().to_string())
-            .load(&self.include)
+        let pool = port::upstream::read_descriptors(path, &self.include)
             .await
-            .with_context(|| format!("--descriptors {}", path.display()))?;
-        Ok(api.pool.encode_to_vec())
+            .context("--descriptors")?;
+        Ok(pool.encode_to_vec())
     }
 }
 
@@ -140,13 +139,15 @@ impl RouteAction {
 /// The token from `--token-file`, else from `TESTBED_ADMIN_TOKEN`; none is needed when a
 /// client certificate is given.
 fn token(target: &Target) -> anyhow::Result<Option<String>> {
-    let token = match &target.token_file {
-        Some(path) => std::fs::read_to_string(path)
+    let token = match (&target.token_file, &target.tls.cert) {
+        (Some(path), _) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the token from {}", path.display()))?,
-        None => std::env::var(TOKEN_ENV).unwrap_or_default(),
+        // A client certificate stands in for the token, and the variable is not sent beside it:
+        // an admin API that takes certificates only refuses any token.
+        (None, Some(_)) => return Ok(None),
+        (None, None) => std::env::var(TOKEN_ENV).unwrap_or_default(),
     };
     match token.trim() {
-        "" if target.tls.cert.is_some() && target.token_file.is_none() => Ok(None),
         "" => bail!(
             "no admin token: give --token-file FILE (holding just the token) or set \
              {TOKEN_ENV} (or, for an https admin API that takes client certificates, --cert \
@@ -166,26 +167,28 @@ impl Target {
     }
 }
 
-/// A refused call as an error naming its status.
-fn refused(status: tonic::Status) -> anyhow::Error {
-    // A status the client made up from a broken connection says why only in its sources (over
-    // TLS: the server's alert when it refused the client certificate).
-    let mut why = String::new();
-    let mut source = std::error::Error::source(&status);
-    while let Some(err) = source {
-        why += &format!(": {err}");
-        source = err.source();
+impl Target {
+    /// A refused call as an error naming its status.
+    fn refused(&self, status: tonic::Status) -> anyhow::Error {
+        // A status the client made up from a broken connection says why only in its sources
+        // (over TLS: the server's alert when it refused the client certificate).
+        let mut why = String::new();
+        let mut source = std::error::Error::source(&status);
+        while let Some(err) = source {
+            why += &format!(": {err}");
+            source = err.source();
+        }
+        let broken = !why.is_empty() || status.code() == tonic::Code::Cancelled;
+        if broken && matches!(self.admin, AdminAddress::Https { .. }) {
+            why += " (the connection broke: an https admin API refuses this way a client \
+                     certificate from another CA, an expired one, or none where it requires one)";
+        }
+        anyhow::anyhow!(
+            "the admin API answered {:?}: {}{why}",
+            status.code(),
+            status.message()
+        )
     }
-    let broken = !why.is_empty() || status.code() == tonic::Code::Cancelled;
-    if broken {
-        why += " (the connection broke: an https admin API refuses this way a client \
-                 certificate from another CA, an expired one, or none where it requires one)";
-    }
-    anyhow::anyhow!(
-        "the admin API answered {:?}: {}{why}",
-        status.code(),
-        status.message()
-    )
 }
 
 /// Runs one `route` subcommand and prints its answer.
@@ -204,7 +207,7 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
             let reply = client
                 .list(ListRequest {})
                 .await
-                .map_err(refused)?
+                .map_err(|status| target.refused(status))?
                 .into_inner();
             let text = format!(
                 "{}packages managed: {}\n",
@@ -239,7 +242,7 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                         .await,
                 ),
             };
-            let reply = reply.map_err(refused)?.into_inner();
+            let reply = reply.map_err(|status| target.refused(status))?.into_inner();
             let names: Vec<&str> = reply.changed.iter().map(|b| b.name.as_str()).collect();
             let text = format!("{verb} {}\n{}", names.join(", "), render(&reply.backends));
             (
@@ -263,7 +266,7 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                     timeout_ms,
                 })
                 .await
-                .map_err(refused)?
+                .map_err(|status| target.refused(status))?
                 .into_inner();
             let text = format!(
                 "{} is draining: {} request(s) or stream(s) in flight when it began, {} finished, \
@@ -296,7 +299,7 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
             let reply = client
                 .remove(RemoveRequest { name: name.clone() })
                 .await
-                .map_err(refused)?
+                .map_err(|status| target.refused(status))?
                 .into_inner();
             let text = format!("removed {name}\n{}", render(&reply.backends));
             (

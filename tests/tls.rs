@@ -325,6 +325,13 @@ async fn an_https_upstreams_descriptors_are_read_by_reflection_over_tls() {
         .expect("the upstream's descriptors are read over TLS");
     let upstream = &gateway.upstreams[0];
     assert_eq!(upstream.origin, DescriptorOrigin::Reflection);
+    // Without a CA the setting to fix is named, not hidden behind advice about reflection.
+    let err = port::upstream::gateway(std::slice::from_ref(&spec), &[], None)
+        .await
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("needs --upstream-ca"), "{err}");
+    assert!(!err.contains("must serve gRPC reflection"), "{err}");
     assert_eq!(upstream.packages, ["increment.v2"]);
     let server = server::start_layout(
         "127.0.0.1:0".parse().unwrap(),

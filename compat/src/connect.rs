@@ -56,15 +56,27 @@ impl TlsArgs {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long reading a server's descriptors by reflection may take, all round trips together.
+const REFLECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a client reaches `https://` servers: the CA that signs their certificates and, for
 /// servers that require mutual TLS, a client certificate.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientTls {
     ca: Certificate,
     /// Where the CA came from, for messages (`--ca FILE`).
     ca_source: String,
     identity: Option<Identity>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private key.
+        f.debug_struct("ClientTls")
+            .field("ca", &self.ca_source)
+            .field("client_certificate", &self.identity.is_some())
+            .finish()
+    }
 }
 
 impl ClientTls {
@@ -309,7 +321,7 @@ pub async fn reflect(server: &str, tls: Option<&ClientTls>) -> anyhow::Result<cr
         return Ok(crate::Source::Grpc(server.to_string()).load(&[]).await?);
     }
     let channel = connect(server, tls, CONNECT_TIMEOUT).await?;
-    crate::reflection::load_over(&channel, server)
+    crate::reflection::load_over(&channel, server, REFLECTION_TIMEOUT)
         .await
         .map_err(|e| {
             let error = e.to_string();

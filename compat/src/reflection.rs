@@ -137,15 +137,34 @@ async fn ask(
 /// Reads every service's files (and their imports) from the server at `addr` (plaintext).
 pub(crate) async fn load(addr: &str) -> Result<Api, LoadError> {
     let channel = connect(addr, TIMEOUT).await?;
-    let mut api = load_over(&channel, &format!("grpc://{addr}")).await?;
+    let mut api = load_over(&channel, &format!("grpc://{addr}"), TIMEOUT).await?;
     api.live = Some(addr.to_string());
     Ok(api)
 }
 
 /// Reads every service's files (and their imports) by reflection over `channel`, a channel
-/// the caller made (over TLS, for instance); `label` names the server in messages and in the
+/// the caller made (over TLS, for instance), all of it within `timeout` (a server that stops
+/// answering midway is an error, not a hang); `label` names the server in messages and in the
 /// [`Api`]. The result has no `live` address: findings are not confirmed by calls over it.
-pub async fn load_over(channel: &Channel, label: &str) -> Result<Api, LoadError> {
+pub async fn load_over(
+    channel: &Channel,
+    label: &str,
+    timeout: Duration,
+) -> Result<Api, LoadError> {
+    tokio::time::timeout(timeout, read_over(channel, label))
+        .await
+        .unwrap_or_else(|_| {
+            Err(err(
+                label,
+                format!(
+                    "reflection did not answer within {:.1} s",
+                    timeout.as_secs_f64()
+                ),
+            ))
+        })
+}
+
+async fn read_over(channel: &Channel, label: &str) -> Result<Api, LoadError> {
     let mut v1 = true;
     let answers = ask(channel, &mut v1, label, vec![Ask::List]).await?;
     let services = match answers.into_iter().next() {

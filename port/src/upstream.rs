@@ -279,19 +279,19 @@ pub async fn discover(
     let started = Instant::now();
     let loaded = match descriptors {
         Some(path) => {
-            let source = compat::Source::parse(&path.display().to_string());
-            let api = source.load(&[]).await.with_context(|| {
-                format!(
-                    "cannot read the descriptors of upstream {} from {}",
-                    spec.name,
-                    path.display()
-                )
-            })?;
-            Ok((api.pool, DescriptorOrigin::File(path.to_path_buf())))
+            let pool = read_descriptors(path, &[])
+                .await
+                .with_context(|| format!("the descriptors of upstream {}", spec.name))?;
+            Ok((pool, DescriptorOrigin::File(path.to_path_buf())))
         }
-        None => by_reflection(spec, ca)
-            .await
-            .map(|pool| (pool, DescriptorOrigin::Reflection)),
+        None => {
+            // A setting to fix (an https:// upstream without --upstream-ca) is said as it is,
+            // not taken as a reason to fall back.
+            let channel = spec.channel_with_ca(ca)?;
+            by_reflection(spec, &channel)
+                .await
+                .map(|pool| (pool, DescriptorOrigin::Reflection))
+        }
     };
     // Only an upstream nobody can ask is taken at its version's word.
     let unaskable = loaded.is_err()
@@ -325,22 +325,30 @@ pub async fn discover(
     declared_in(spec, pool, origin, started)
 }
 
-/// The upstream's descriptors, read by reflection over the channel its calls will use (TLS
-/// and its CA included), within [`REFLECTION_TIMEOUT`].
-async fn by_reflection(spec: &UpstreamSpec, ca: Option<&Path>) -> anyhow::Result<DescriptorPool> {
-    let channel = spec.channel_with_ca(ca)?;
+/// The upstream's descriptors, read by reflection over `channel`, the one its calls will use
+/// (TLS and its CA included), within [`REFLECTION_TIMEOUT`].
+async fn by_reflection(spec: &UpstreamSpec, channel: &Channel) -> anyhow::Result<DescriptorPool> {
     let label = match spec.tls() {
         true => spec.addr.clone(),
         false => format!("grpc://{}", spec.addr),
     };
-    let api = tokio::time::timeout(REFLECTION_TIMEOUT, compat::load_over(&channel, &label))
+    Ok(compat::load_over(channel, &label, REFLECTION_TIMEOUT)
+        .await?
+        .pool)
+}
+
+/// The descriptors in `path`: a binary `FileDescriptorSet` (`protoc --include_imports -o`,
+/// `buf build -o`), or a directory of `.proto` files compiled with `includes` as further import
+/// paths. What `serve --descriptors` and `testbed route add --descriptors` read.
+pub async fn read_descriptors(path: &Path, includes: &[PathBuf]) -> anyhow::Result<DescriptorPool> {
+    let source = match path.is_dir() {
+        true => compat::Source::Dir(path.to_path_buf()),
+        false => compat::Source::DescriptorSet(path.to_path_buf()),
+    };
+    let api = source
+        .load(includes)
         .await
-        .with_context(|| {
-            format!(
-                "{label}: reflection did not answer within {} s",
-                REFLECTION_TIMEOUT.as_secs()
-            )
-        })??;
+        .with_context(|| format!("cannot read descriptors from {}", path.display()))?;
     Ok(api.pool)
 }
 

@@ -204,4 +204,48 @@ mod tests {
         assert!(catalog.methods_of("demo").is_empty());
         assert_eq!(catalog.methods().len(), 3);
     }
+
+    #[test]
+    fn methods_whose_client_sends_one_message_are_told_apart() {
+        use prost_types::{
+            DescriptorProto, FileDescriptorProto, MethodDescriptorProto, ServiceDescriptorProto,
+        };
+        let method =
+            |name: &str, client_streaming: bool, server_streaming: bool| MethodDescriptorProto {
+                name: Some(name.into()),
+                input_type: Some(".s.v1.M".into()),
+                output_type: Some(".s.v1.M".into()),
+                client_streaming: Some(client_streaming),
+                server_streaming: Some(server_streaming),
+                ..Default::default()
+            };
+        let file = FileDescriptorProto {
+            name: Some("s/v1/s.proto".into()),
+            package: Some("s.v1".into()),
+            syntax: Some("proto3".into()),
+            message_type: vec![DescriptorProto {
+                name: Some("M".into()),
+                ..Default::default()
+            }],
+            service: vec![ServiceDescriptorProto {
+                name: Some("S".into()),
+                method: vec![
+                    method("Unary", false, false),
+                    method("ServerStream", false, true),
+                    method("ClientStream", true, false),
+                    method("Bidi", true, true),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut pool = prost_reflect::DescriptorPool::new();
+        pool.add_file_descriptor_proto(file).unwrap();
+        let catalog = super::ApiCatalog::from_pool(pool, &["s.v1"]).unwrap();
+        let one = |method: &str| catalog.takes_one_message(&format!("/s.v1.S/{method}"));
+        assert!(one("Unary") && one("ServerStream"));
+        assert!(!one("ClientStream") && !one("Bidi"));
+        assert!(!one("Missing"));
+        assert!(!catalog.takes_one_message("/other.v1.S/Unary"));
+    }
 }
