@@ -5,8 +5,13 @@
 //! public port. Over TLS: a client certificate from `--admin-client-ca` changes routes (also
 //! through `testbed route --admin https://...`) and is logged as `cert:NAME`, one not named by
 //! `--admin-client-name` is PERMISSION_DENIED, another CA's or an expired one is refused at the
-//! handshake, neither certificate nor token is UNAUTHENTICATED, and a token still works.
+//! handshake (logged at debug), neither certificate nor token is UNAUTHENTICATED, a token still
+//! works (and one sent to an API that takes certificates only is refused, saying so).
+//! Connections that stay silent before or after the TLS handshake are closed at the handshake
+//! deadline, and connections past the listener's limit at once.
 
+use crate::common::credentials::{pki, tls_handshake, token_file, token_file_named};
+use crate::common::frames::{self, RawConn};
 use crate::common::{probe, start, temp_dir};
 use port::admin::pb::routes_client::RoutesClient;
 use port::admin::pb::{AddRequest, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest};
@@ -19,9 +24,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tonic::Code;
 
 const TOKEN: &str = "alice-token-0123456789";
+/// The longest a test waits for what should happen at once or by a deadline of a second or so.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_testbed"))
@@ -300,21 +309,6 @@ async fn serve_refuses_to_start_the_admin_api_without_a_usable_token() {
     }
 }
 
-/// A `--admin-token-file` holding `text` in `dir`, readable by its owner only (the server
-/// refuses any other).
-pub(crate) fn token_file(dir: &Path, text: &str) -> std::path::PathBuf {
-    token_file_named(dir, "tokens", text)
-}
-
-/// [`token_file`] under the name `name`.
-fn token_file_named(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
 /// `testbed serve --backend API` on a free port.
 async fn backend(api: &str) -> ChildServer {
     ChildServer::testbed(exe(), &["serve", "--backend", api, "--addr", "127.0.0.1:0"])
@@ -584,14 +578,13 @@ async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_run
     assert_eq!(health(gw.addr, "shop.v2.Shop").await, Ok(not_serving));
 }
 
-/// A v1-only router in this process with its admin API over TLS (`pki`'s server certificate),
-/// set up from the flags `serve` would have been given: `--admin-client-ca` the PKI's CA, and
-/// `tweak` adds the rest (tokens, client names).
-async fn router_with_tls_admin(
+/// The admin API over TLS (`pki`'s server certificate) on a free loopback port, set up from
+/// the flags `serve` would have been given: `--admin-client-ca` the PKI's CA, and `tweak` adds
+/// the rest (tokens, client names).
+fn tls_admin_config(
     files: &port::tls::PkiFiles,
     tweak: impl FnOnce(&mut port::admin::AdminOptions),
-) -> (RunningServer, RunningAdmin) {
-    let server = start(Deployment::V1Only).await;
+) -> AdminConfig {
     let mut options = port::admin::AdminOptions {
         admin_addr: Some("127.0.0.1:0".parse().unwrap()),
         admin_tls_cert: Some(files.server_cert.clone()),
@@ -600,11 +593,24 @@ async fn router_with_tls_admin(
         ..Default::default()
     };
     tweak(&mut options);
-    let config = options.config().expect("usable flags").expect("enabled");
+    options.config().expect("usable flags").expect("enabled")
+}
+
+/// The admin API of `config` over `server`'s router.
+async fn start_admin(server: &RunningServer, config: AdminConfig) -> RunningAdmin {
     let handle = server.router.clone().expect("a routed deployment");
-    let admin = port::admin::start(config, handle, HashMap::new(), None)
+    port::admin::start(config, handle, HashMap::new(), None)
         .await
-        .expect("the admin API starts");
+        .expect("the admin API starts")
+}
+
+/// A v1-only router in this process with its admin API over TLS ([`tls_admin_config`]).
+async fn router_with_tls_admin(
+    files: &port::tls::PkiFiles,
+    tweak: impl FnOnce(&mut port::admin::AdminOptions),
+) -> (RunningServer, RunningAdmin) {
+    let server = start(Deployment::V1Only).await;
+    let admin = start_admin(&server, tls_admin_config(files, tweak)).await;
     assert!(
         admin.address().starts_with("https://"),
         "{}",
@@ -639,34 +645,33 @@ fn table(server: &RunningServer) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// Whether a client presenting `identity` is kept from removing v1: at the handshake, so the
-/// connection or its first call fails, and never with a status of the admin API itself.
-async fn refused_at_handshake(
+/// Checks that a client presenting `identity` is kept from removing v1 at the handshake: the
+/// connection fails, or its first call fails as a transport failure (UNAVAILABLE, or a status
+/// carrying the connection's error as its source), never with a status of the admin API.
+async fn assert_refused_at_handshake(
     admin: SocketAddr,
     pki: &port::tls::TestPki,
     identity: Option<(&str, &str)>,
-) -> bool {
+) {
     let Ok(mut client) = tls_admin(admin, pki, identity, Some(TOKEN)).await else {
-        return true;
+        return;
     };
-    let removed = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        client.remove(RemoveRequest { name: "v1".into() }),
-    )
-    .await
-    .expect("the refusal is prompt, not a hang");
+    let removed =
+        tokio::time::timeout(PATIENCE, client.remove(RemoveRequest { name: "v1".into() }))
+            .await
+            .expect("the refusal is prompt, not a hang");
     match removed {
-        Ok(_) => false,
-        Err(status) => !matches!(
-            status.code(),
-            Code::Unauthenticated | Code::PermissionDenied | Code::NotFound
+        Ok(reply) => panic!("served: {reply:?}"),
+        Err(status) => assert!(
+            status.code() == Code::Unavailable || std::error::Error::source(&status).is_some(),
+            "not a transport failure: {status:?}"
         ),
     }
 }
 
 #[tokio::test]
 async fn over_tls_no_certificate_and_no_token_is_unauthenticated_and_a_token_still_works() {
-    let (pki, files, _dir) = crate::tls::pki();
+    let (pki, files, _dir) = pki();
     let dir = temp_dir("admin-tls-token");
     let tokens = token_file(dir.path(), &format!("alice {TOKEN}\n"));
     let (server, admin) = router_with_tls_admin(&files, |options| {
@@ -713,9 +718,9 @@ async fn over_tls_no_certificate_and_no_token_is_unauthenticated_and_a_token_sti
     // A certificate from another CA, or an expired one, is refused at the handshake, even
     // with a good token; so is plaintext.
     let stranger = (pki.stranger_cert.as_str(), pki.stranger_key.as_str());
-    assert!(refused_at_handshake(admin.addr, &pki, Some(stranger)).await);
+    assert_refused_at_handshake(admin.addr, &pki, Some(stranger)).await;
     let expired = (pki.expired_cert.as_str(), pki.expired_key.as_str());
-    assert!(refused_at_handshake(admin.addr, &pki, Some(expired)).await);
+    assert_refused_at_handshake(admin.addr, &pki, Some(expired)).await;
     let plaintext = match port::admin::connect(admin.addr, TOKEN).await {
         Err(_) => true,
         Ok(mut client) => client.list(ListRequest {}).await.is_err(),
@@ -735,7 +740,7 @@ async fn over_tls_no_certificate_and_no_token_is_unauthenticated_and_a_token_sti
 
 #[tokio::test]
 async fn a_certificate_not_named_by_admin_client_name_is_permission_denied() {
-    let (pki, files, _dir) = crate::tls::pki();
+    let (pki, files, _dir) = pki();
     // The PKI's client certificate names "testbed" (its CN; its DNS name is client.testbed).
     let (server, admin) = router_with_tls_admin(&files, |options| {
         options.admin_client_names = vec!["alice".into()];
@@ -750,34 +755,118 @@ async fn a_certificate_not_named_by_admin_client_name_is_permission_denied() {
     let status = not_alice.list(ListRequest {}).await.unwrap_err();
     assert!(status.message().contains(r#""testbed""#), "{status:?}");
     // Without tokens every client must present a certificate: none is refused at the handshake.
-    assert!(refused_at_handshake(admin.addr, &pki, None).await);
+    assert_refused_at_handshake(admin.addr, &pki, None).await;
     assert_eq!(table(&server), [("v1".to_string(), false)]);
     admin.shutdown().await.unwrap();
 
     // Named, the same certificate is let in.
-    let handle = server.router.clone().expect("a routed deployment");
-    let options = port::admin::AdminOptions {
-        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
-        admin_tls_cert: Some(files.server_cert.clone()),
-        admin_tls_key: Some(files.server_key.clone()),
-        admin_client_ca: Some(files.ca_cert.clone()),
-        admin_client_names: vec!["alice".into(), "testbed".into()],
-        ..Default::default()
-    };
-    let config = options.config().unwrap().unwrap();
-    let admin = port::admin::start(config, handle, HashMap::new(), None)
-        .await
-        .unwrap();
+    let config = tls_admin_config(&files, |options| {
+        options.admin_client_names = vec!["alice".into(), "testbed".into()];
+    });
+    let admin = start_admin(&server, config).await;
     let mut testbed = tls_admin(admin.addr, &pki, Some(good), None).await.unwrap();
     let listed = testbed.list(ListRequest {}).await.unwrap().into_inner();
     assert_eq!(listed.backends.len(), 1, "{listed:?}");
+    // This API takes no tokens: one sent with the certificate is refused, and told so.
+    let mut with_token = tls_admin(admin.addr, &pki, Some(good), Some(TOKEN))
+        .await
+        .unwrap();
+    let status = with_token.list(ListRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("this admin API accepts no bearer tokens (it takes client certificates)"),
+        "{status:?}"
+    );
+    admin.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+/// The TLS admin API taking tokens too (so a client without a certificate finishes its
+/// handshake), with its listener's limits set to `max_connections` and `handshake_timeout`.
+async fn router_with_limited_tls_admin(
+    files: &port::tls::PkiFiles,
+    max_connections: usize,
+    handshake_timeout: Duration,
+) -> (RunningServer, RunningAdmin, tempfile::TempDir) {
+    let dir = temp_dir("admin-limits");
+    let tokens = token_file(dir.path(), &format!("alice {TOKEN}\n"));
+    let config = tls_admin_config(files, |options| options.admin_token_file = Some(tokens))
+        .with_limits(max_connections, handshake_timeout);
+    let server = start(Deployment::V1Only).await;
+    let admin = start_admin(&server, config).await;
+    (server, admin, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_to_the_tls_admin_api_are_closed_at_the_handshake_deadline() {
+    let (pki, files, _dir) = pki();
+    let (server, admin, _tokens) =
+        router_with_limited_tls_admin(&files, 64, Duration::from_secs(1)).await;
+    // Silent before the TLS handshake, silent after it, and a preface cut short after it.
+    let mut silent_tcp = RawConn::connect(admin.addr).await;
+    let mut silent_tls = tls_handshake(admin.addr, &pki.ca_cert).await;
+    let mut half_preface = tls_handshake(admin.addr, &pki.ca_cert).await;
+    half_preface
+        .write_all(&frames::PREFACE[..10])
+        .await
+        .unwrap();
+    half_preface.flush().await.unwrap();
+    // A client that speaks in time is served meanwhile.
+    let mut client = tls_admin(admin.addr, &pki, None, Some(TOKEN))
+        .await
+        .unwrap();
+    client.list(ListRequest {}).await.unwrap();
+    assert!(
+        silent_tcp.closed_within(PATIENCE).await,
+        "a connection that never started its TLS handshake is still open"
+    );
+    assert!(
+        frames::closed_within(&mut silent_tls, PATIENCE).await,
+        "a TLS connection that never sent the HTTP/2 preface is still open"
+    );
+    assert!(
+        frames::closed_within(&mut half_preface, PATIENCE).await,
+        "a TLS connection that sent half the HTTP/2 preface is still open"
+    );
+    client
+        .list(ListRequest {})
+        .await
+        .expect("the client that spoke in time is still served");
+    admin.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_to_the_tls_admin_api_past_its_limit_are_closed_at_once() {
+    let (pki, files, _dir) = pki();
+    // A handshake deadline far off: only the limit can close a connection here.
+    let (server, admin, _tokens) =
+        router_with_limited_tls_admin(&files, 2, Duration::from_secs(300)).await;
+    let _idle = RawConn::connect(admin.addr).await;
+    let mut client = tls_admin(admin.addr, &pki, None, Some(TOKEN))
+        .await
+        .unwrap();
+    client.list(ListRequest {}).await.unwrap();
+    for i in 0..3 {
+        let mut extra = RawConn::connect(admin.addr).await;
+        assert!(
+            extra.closed_within(PATIENCE).await,
+            "connection {i} past the limit of 2 is still open"
+        );
+    }
+    client
+        .list(ListRequest {})
+        .await
+        .expect("a connection within the limit is still served");
     admin.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testbed_route_over_https_with_a_client_certificate_changes_routes_and_logs_its_name() {
-    let (_pki, files, _pki_dir) = crate::tls::pki();
+    let (_pki, files, _pki_dir) = pki();
     let v2_process = backend("v2").await;
     let dir = temp_dir("admin-mtls-cli");
     let log_path = dir.path().join("router.log");
@@ -790,7 +879,10 @@ async fn testbed_route_over_https_with_a_client_certificate_changes_routes_and_l
         .args(["--admin-tls-cert", &path(&files.server_cert)])
         .args(["--admin-tls-key", &path(&files.server_key)])
         .args(["--admin-client-ca", &path(&files.ca_cert)])
-        .env("RUST_LOG", "info")
+        // Refused handshakes are logged at debug only (anyone may connect): ask for them.
+        .env("RUST_LOG", "info,port::accept=debug")
+        // Plain text, so that a field reads `name="value"` in the log.
+        .env("NO_COLOR", "1")
         .stderr(log);
     let mut router = ChildServer::spawn(command, "the router")
         .await
@@ -869,23 +961,35 @@ async fn testbed_route_over_https_with_a_client_certificate_changes_routes_and_l
     assert_eq!(call_v1(port).await, Ok((42, "1.0.0".into())));
     router.terminate().await.unwrap();
 
-    // Each change is logged with the certificate's holder (its CN), marked as a certificate.
+    // Each change is logged with the certificate's holder (its CN), marked as a certificate
+    // and quoted.
     let log = std::fs::read_to_string(&log_path).unwrap();
     let logged = |action: &str| {
         log.lines().any(|line| {
             line.contains("admin change")
-                && line.contains("cert:testbed")
+                && line.contains(r#"who="cert:testbed""#)
                 && line.contains(action)
                 && line.contains("v2")
         })
     };
     assert!(logged("\"add\"") && logged("\"remove\""), "{log}");
-    assert!(log.contains("TLS handshake refused"), "{log}");
+    // The stranger's refused handshake: logged, at debug, naming the listener.
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("TLS handshake refused"))
+        .collect();
+    assert!(!refused.is_empty(), "{log}");
+    assert!(
+        refused
+            .iter()
+            .all(|line| line.contains("DEBUG") && line.contains(r#"listener="admin API""#)),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
 async fn testbed_route_over_https_says_what_is_missing_before_connecting() {
-    let (_pki, files, _dir) = crate::tls::pki();
+    let (_pki, files, _dir) = pki();
     let junk = files.dir.join("junk.pem");
     std::fs::write(&junk, "not PEM at all\n").unwrap();
     let (ca, cert, key, junk) = (
@@ -944,7 +1048,7 @@ async fn testbed_route_over_https_says_what_is_missing_before_connecting() {
 
 #[tokio::test]
 async fn serve_refuses_admin_tls_files_and_flags_it_cannot_use() {
-    let (_pki, files, _dir) = crate::tls::pki();
+    let (_pki, files, _dir) = pki();
     let dir = temp_dir("admin-tls-refusal");
     let good = token_file_named(dir.path(), "good", &format!("alice {TOKEN}\n"));
     let (cert, key, ca, other_key, good) = (

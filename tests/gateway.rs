@@ -341,7 +341,7 @@ async fn an_upstream_without_reflection_is_added_at_runtime_with_its_descriptors
     let v1 = shop(&python, "v1", &[]).await;
     let v2 = shop(&python, "v2", &["--no-reflection"]).await;
     const TOKEN: &str = "carol-token-0123456789";
-    let tokens = crate::admin::token_file(dir.path(), &format!("carol {TOKEN}\n"));
+    let tokens = crate::common::credentials::token_file(dir.path(), &format!("carol {TOKEN}\n"));
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let mut gw = gateway(&[

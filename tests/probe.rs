@@ -450,7 +450,7 @@ fn servers(scheme: &str, old: &ChildServer, new: &ChildServer, extra: &[&str]) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_testbeds_own_backends_probed_over_tls_as_over_plaintext() {
-    let (_, files, _dir) = crate::tls::pki();
+    let (_, files, _dir) = crate::common::credentials::pki();
     let (cert, key, ca) = (
         path(&files.server_cert),
         path(&files.server_key),

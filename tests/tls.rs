@@ -4,6 +4,7 @@
 //! is refused at the handshake, plaintext to a TLS port is refused, and the server keeps
 //! serving. A router reaches an `https://` upstream with a CA file.
 
+use crate::common::credentials::pki;
 use crate::common::{temp_dir, tool};
 use client::IncrementerClient;
 use port::deployment::Deployment;
@@ -14,14 +15,6 @@ use std::process::Command;
 use std::time::Duration;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-
-/// Fresh certificates, written to a temporary folder that lives as long as the returned guard.
-pub(crate) fn pki() -> (TestPki, PkiFiles, tempfile::TempDir) {
-    let pki = TestPki::generate().expect("certificates are made");
-    let dir = temp_dir("tls");
-    let files = pki.write_to(dir.path()).expect("written");
-    (pki, files, dir)
-}
 
 async fn start_tls(files: &PkiFiles, mutual: bool) -> RunningServer {
     let options = ServeOptions {

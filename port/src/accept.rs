@@ -9,9 +9,13 @@
 //!   a slow one holds up nobody. (Once the preface is in, HTTP/2 keep-alive pings find a peer
 //!   that goes silent.)
 //!
-//! Connections come out of [`incoming`] as a stream, for `serve_with_incoming`.
+//! Connections come out of [`incoming`] (the port; the admin API in plaintext) or
+//! [`incoming_tls`] (the admin API over TLS, whose calls need the client's certificates) as a
+//! stream, for `serve_with_incoming`. A refused or unfinished handshake is logged at debug
+//! level only: anyone can connect, and a log line at warn for each would let them flood it.
 
 use crate::connections::{Connections, Tracked};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +39,8 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(crate) struct AcceptLimits {
     pub(crate) max_connections: usize,
     pub(crate) handshake_timeout: Duration,
+    /// Which listener this is, in its log lines (`port`, `admin API`).
+    pub(crate) listener: &'static str,
 }
 
 /// Aborts the accept loop when dropped.
@@ -48,31 +54,79 @@ impl Drop for AcceptLoop {
 }
 
 /// Accepts on `listener` until the returned stream is dropped (tonic drops it when it stops
-/// accepting), yielding connections that finished their TLS handshake, if any.
+/// accepting), yielding connections that finished their TLS handshake, if any. Their connect
+/// info is the TCP one, TLS or not.
 pub(crate) fn incoming(
     listener: TcpListener,
     connections: Arc<Connections>,
     limits: AcceptLimits,
     tls: Option<TlsAcceptor>,
-) -> (ReceiverStream<io::Result<Conn>>, AcceptLoop) {
+) -> (ReceiverStream<io::Result<Conn<Io>>>, AcceptLoop) {
+    accept_with(listener, connections, limits, move |tracked| {
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => Ok(Io::Plain(tracked)),
+                Some(acceptor) => acceptor
+                    .accept(tracked)
+                    .await
+                    .map(|stream| Io::Tls(Box::new(stream))),
+            }
+        }
+    })
+}
+
+/// [`incoming`] for a listener that speaks TLS only, whose connections carry tonic's
+/// [`TlsConnectInfo`](tonic::transport::server::TlsConnectInfo): the client's certificates
+/// reach each request (`Request::peer_certs`), as the admin API needs them to name its caller.
+pub(crate) fn incoming_tls(
+    listener: TcpListener,
+    connections: Arc<Connections>,
+    limits: AcceptLimits,
+    acceptor: TlsAcceptor,
+) -> (
+    ReceiverStream<io::Result<Conn<TlsStream<Tracked>>>>,
+    AcceptLoop,
+) {
+    accept_with(listener, connections, limits, move |tracked| {
+        acceptor.accept(tracked)
+    })
+}
+
+/// The accept loop: `handshake` turns each accepted connection within the limits into what is
+/// served, by the connection's deadline, in a task of its own.
+fn accept_with<S, H, F>(
+    listener: TcpListener,
+    connections: Arc<Connections>,
+    limits: AcceptLimits,
+    handshake: H,
+) -> (ReceiverStream<io::Result<Conn<S>>>, AcceptLoop)
+where
+    S: Send + 'static,
+    H: Fn(Tracked) -> F + Send + 'static,
+    F: Future<Output = io::Result<S>> + Send + 'static,
+{
     let (ready, out) = mpsc::channel(64);
+    let listener_name = limits.listener;
     let task = tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 _ = ready.closed() => break,
                 accepted = listener.accept() => accepted,
             };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors, say: wait a little instead of spinning.
-                    tracing::warn!(%err, "accept failed");
+                    tracing::warn!(listener = listener_name, %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             if connections.count() >= limits.max_connections {
                 tracing::debug!(
+                    listener = listener_name,
+                    %peer,
                     max = limits.max_connections,
                     "connection limit reached; closing a new connection"
                 );
@@ -80,25 +134,24 @@ pub(crate) fn incoming(
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let tracked = connections.track(stream);
             let deadline = Instant::now() + limits.handshake_timeout;
+            let handshaking = handshake(connections.track(stream));
             let ready = ready.clone();
-            let tls = tls.clone();
             tokio::spawn(async move {
-                let io = match tls {
-                    None => Io::Plain(tracked),
-                    Some(acceptor) => {
-                        match tokio::time::timeout_at(deadline, acceptor.accept(tracked)).await {
-                            Ok(Ok(stream)) => Io::Tls(Box::new(stream)),
-                            Ok(Err(err)) => {
-                                tracing::debug!(%err, "TLS handshake refused");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!("TLS handshake not finished in time; closed");
-                                return;
-                            }
-                        }
+                // Only a TLS handshake can fail or take time; plaintext is ready at once.
+                let io = match tokio::time::timeout_at(deadline, handshaking).await {
+                    Ok(Ok(io)) => io,
+                    Ok(Err(err)) => {
+                        tracing::debug!(listener = listener_name, %peer, %err, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            listener = listener_name,
+                            %peer,
+                            "TLS handshake not finished in time; closed"
+                        );
+                        return;
                     }
                 };
                 let _ = ready.send(Ok(Conn::new(io, deadline))).await;
@@ -108,16 +161,78 @@ pub(crate) fn incoming(
     (ReceiverStream::new(out), AcceptLoop(task))
 }
 
-enum Io {
+/// A connection of a listener that may speak TLS or not (the port's, `--tls-cert`).
+#[derive(Debug)]
+pub(crate) enum Io {
     Plain(Tracked),
     Tls(Box<TlsStream<Tracked>>),
 }
 
-impl Io {
-    fn tracked(&self) -> &Tracked {
+impl Connected for Io {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
         match self {
-            Io::Plain(tracked) => tracked,
-            Io::Tls(stream) => stream.get_ref().0,
+            Io::Plain(tracked) => tracked.connect_info(),
+            Io::Tls(stream) => stream.get_ref().0.connect_info(),
+        }
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(io) => io.is_write_vectored(),
+            Io::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_flush(cx),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -159,24 +274,23 @@ impl Handshake {
     }
 }
 
-/// An accepted connection, plaintext or TLS, that is closed if its handshake is not done by
-/// its deadline.
-pub(crate) struct Conn {
-    io: Io,
+/// An accepted connection (`S`: plaintext or TLS) that is closed if its handshake is not done
+/// by its deadline. Its connect info is `S`'s.
+pub(crate) struct Conn<S> {
+    io: S,
     handshake: Option<Handshake>,
 }
 
-impl std::fmt::Debug for Conn {
+impl<S> std::fmt::Debug for Conn<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
-            .field("tls", &matches!(self.io, Io::Tls(_)))
             .field("handshaking", &self.handshake.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl Conn {
-    fn new(io: Io, deadline: Instant) -> Self {
+impl<S> Conn<S> {
+    fn new(io: S, deadline: Instant) -> Self {
         Self {
             io,
             handshake: Some(Handshake {
@@ -189,15 +303,15 @@ impl Conn {
     }
 }
 
-impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
+impl<S: Connected> Connected for Conn<S> {
+    type ConnectInfo = S::ConnectInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.io.tracked().connect_info()
+    fn connect_info(&self) -> S::ConnectInfo {
+        self.io.connect_info()
     }
 }
 
-impl AsyncRead for Conn {
+impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -205,10 +319,7 @@ impl AsyncRead for Conn {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        let polled = match &mut this.io {
-            Io::Plain(io) => Pin::new(io).poll_read(cx, buf),
-            Io::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
-        };
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         let Some(handshake) = this.handshake.as_mut() else {
             return polled;
         };
@@ -234,16 +345,13 @@ impl AsyncRead for Conn {
     }
 }
 
-impl AsyncWrite for Conn {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.io {
-            Io::Plain(io) => Pin::new(io).poll_write(cx, buf),
-            Io::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
-        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -251,31 +359,19 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.io {
-            Io::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
-            Io::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Plain(io) => io.is_write_vectored(),
-            Io::Tls(io) => io.is_write_vectored(),
-        }
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            Io::Plain(io) => Pin::new(io).poll_flush(cx),
-            Io::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
-        }
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            Io::Plain(io) => Pin::new(io).poll_shutdown(cx),
-            Io::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -6,22 +6,24 @@
 //! `--admin-tls-key`; ALPN h2). Every call must carry `authorization: Bearer TOKEN` with one of
 //! the tokens the server was given, or come over TLS with a client certificate from
 //! `--admin-client-ca` ([`auth`]; `--admin-client-name` narrows it to named holders); each
-//! change is logged with who made it (a token's holder, or `cert:NAME`), what was asked and how
-//! it ended. Add and Replace take the text of
-//! `serve --upstream` and do what the start does with it: read the upstream's descriptors by
-//! reflection (or take them from the call's `descriptor_set`, for an upstream without
-//! reflection) and check a `+PACKAGE` retirement with compat ([`service`]). `testbed route` and
+//! change is logged with who made it (a token's holder, or `cert:NAME`, quoted), what was
+//! asked and how it ended. Add and Replace take the text of `serve --upstream` and do what the
+//! start does with it: read the upstream's descriptors by reflection (or take them from the
+//! call's `descriptor_set`, for an upstream without reflection) and check a `+PACKAGE`
+//! retirement with compat ([`service`]). Its listener bounds what a connection that never
+//! authenticates may hold: [`ADMIN_MAX_CONNECTIONS`] at once, [`ADMIN_HANDSHAKE_TIMEOUT`] to
+//! finish the TLS handshake and send the HTTP/2 preface. `testbed route` and
 //! `testbed rollout --processes` are its clients ([`client`]).
 
 pub mod auth;
 pub mod client;
-mod listener;
 pub mod service;
 
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_rustls::rustls::ServerConfig;
 
 /// Code generated from `proto/admin/v1/routes.proto`.
@@ -36,6 +38,13 @@ pub use service::{RunningAdmin, addresses, start};
 
 /// Where the admin API listens when `--admin-addr` is given without a value.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:50052";
+/// Connections the admin API keeps open at once; more are accepted and closed at once. Its
+/// clients are a few operators and scripts, so this leaves them room while bounding what
+/// connections that never authenticate can hold.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Time a new admin connection has to finish its TLS handshake (if any) and send the HTTP/2
+/// preface; a silent one is closed then.
+pub const ADMIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The admin flags of `testbed serve`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -46,7 +55,7 @@ pub struct AdminOptions {
     #[arg(long, num_args = 0..=1, default_missing_value = DEFAULT_ADMIN_ADDR, value_parser = crate::server::parse_addr)]
     pub admin_addr: Option<SocketAddr>,
     /// Admin bearer tokens, one `NAME TOKEN` a line (`#` comments); changes are logged with
-    /// NAME. Tokens: at least 16 visible ASCII characters.
+    /// NAME (letters, digits and . _ @ - only). Tokens: at least 16 visible ASCII characters.
     #[arg(long, requires = "admin_addr")]
     pub admin_token_file: Option<PathBuf>,
     /// Also accept the token in this environment variable (logged as "env").
@@ -60,14 +69,16 @@ pub struct AdminOptions {
     #[arg(long, value_name = "FILE", requires = "admin_tls_cert")]
     pub admin_tls_key: Option<PathBuf>,
     /// Accept client certificates signed by this CA (PEM) on the admin API: a call is then
-    /// made by the certificate's holder, logged as cert:NAME (its subject CN, else its first
-    /// DNS name). Needs --admin-tls-cert. Without a token source every client must present
+    /// made by the certificate's holder, logged as cert:NAME (NAME its subject CN, or
+    /// dns:DNSNAME for a certificate without a CN; letters, digits and . _ @ - only, else the
+    /// call gets PERMISSION_DENIED). Needs --admin-tls-cert. Without a token source every client must present
     /// one; with tokens too, a certificate is optional at the handshake. Another CA's or an
     /// expired certificate is refused at the handshake.
     #[arg(long, value_name = "FILE", requires = "admin_tls_cert")]
     pub admin_client_ca: Option<PathBuf>,
-    /// Accept only client certificates naming NAME (repeatable); another certificate from
-    /// --admin-client-ca gets PERMISSION_DENIED.
+    /// Accept only client certificates naming NAME (repeatable): a subject CN (`alice`), or
+    /// `dns:NAME` for the DNS name of a certificate without a CN (`dns:alice.example`); another
+    /// certificate from --admin-client-ca gets PERMISSION_DENIED.
     #[arg(
         long = "admin-client-name",
         value_name = "NAME",
@@ -76,17 +87,27 @@ pub struct AdminOptions {
     pub admin_client_names: Vec<String>,
 }
 
-/// What the admin API of one `serve` is to be: where it listens, who may call it, and whether
-/// it speaks TLS (the rustls configuration, asking for client certificates when
-/// [`Access::certificates`] accepts them).
+/// What the admin API of one `serve` is to be: where it listens, who may call it, whether it
+/// speaks TLS, and the limits of its listener. Made by [`AdminConfig::plaintext`] or
+/// [`AdminOptions::config`] only, which keep its one rule: client certificates are accepted
+/// only over TLS that verifies them against the client CA.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     /// Where it listens (port 0 picks a free port).
-    pub addr: SocketAddr,
+    addr: SocketAddr,
     /// Who may call it.
-    pub access: Access,
-    /// TLS, or `None` for plaintext h2c.
-    pub tls: Option<Arc<ServerConfig>>,
+    access: Access,
+    /// TLS (asking for client certificates when `access` accepts them), or `None` for
+    /// plaintext h2c.
+    tls: Option<Arc<ServerConfig>>,
+    limits: ListenerLimits,
+}
+
+/// What the admin API's listener allows a connection before it is served.
+#[derive(Debug, Clone, Copy)]
+struct ListenerLimits {
+    max_connections: usize,
+    handshake_timeout: Duration,
 }
 
 impl AdminConfig {
@@ -96,6 +117,27 @@ impl AdminConfig {
             addr,
             access: Access::tokens(tokens),
             tls: None,
+            limits: ListenerLimits::default(),
+        }
+    }
+
+    /// At most `max_connections` open at once (at least 1), and `handshake_timeout` for a
+    /// new connection's TLS handshake and HTTP/2 preface, instead of
+    /// [`ADMIN_MAX_CONNECTIONS`] and [`ADMIN_HANDSHAKE_TIMEOUT`].
+    pub fn with_limits(mut self, max_connections: usize, handshake_timeout: Duration) -> Self {
+        self.limits = ListenerLimits {
+            max_connections: max_connections.max(1),
+            handshake_timeout,
+        };
+        self
+    }
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            handshake_timeout: ADMIN_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -157,6 +199,7 @@ impl AdminOptions {
                 certificates,
             },
             tls,
+            limits: ListenerLimits::default(),
         }))
     }
 }

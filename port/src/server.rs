@@ -281,6 +281,7 @@ pub async fn start_with(
     let limits = AcceptLimits {
         max_connections: options.max_connections,
         handshake_timeout: options.handshake_timeout,
+        listener: "port",
     };
     let tls = options.tls.acceptor()?;
     let scheme = if tls.is_some() { "https" } else { "h2c" };

@@ -192,18 +192,27 @@ impl RawConn {
     /// Whether the server closes the connection within `wait` (frames before the end are
     /// skipped).
     pub(crate) async fn closed_within(&mut self, wait: Duration) -> bool {
-        let mut sink = vec![0u8; 64 * 1024];
-        tokio::time::timeout(wait, async {
-            loop {
-                match self.read.read(&mut sink).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .is_ok()
+        closed_within(&mut self.read, wait).await
     }
+}
+
+/// Whether the other end closes `read` (a connection, TLS or not) within `wait`; what it sends
+/// before is skipped.
+pub(crate) async fn closed_within(
+    read: &mut (impl tokio::io::AsyncRead + Unpin),
+    wait: Duration,
+) -> bool {
+    let mut sink = vec![0u8; 64 * 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match read.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 async fn read_frame(read: &mut OwnedReadHalf) -> Option<Frame> {

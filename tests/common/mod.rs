@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: start a deployment on a free loopback port,
 //! build clients, and find external tools (a missing tool fails under CI=true, else skips).
 
+pub(crate) mod credentials;
 pub(crate) mod frames;
 pub(crate) mod raw;
 pub(crate) mod shop;

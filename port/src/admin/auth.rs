@@ -9,12 +9,19 @@
 //!
 //! Over TLS with `--admin-client-ca`, a client certificate the handshake verified against that
 //! CA authenticates a call too ([`Access`]): its holder is the certificate's subject common
-//! name, else its first DNS subject alternative name, logged as `cert:NAME` so that a log
-//! reader tells it from a token holder. With `--admin-client-name` only the certificates
-//! naming one of those holders are accepted ([`CertificateHolders`]); another one from the CA
-//! gets PERMISSION_DENIED. A certificate from another CA, or an expired one, never gets this
-//! far: the handshake refuses it. Every credential a call presents must be good: a call with
-//! an accepted certificate and a token nobody holds is refused too.
+//! name (`alice`), or, for a certificate without one, its first DNS subject alternative name
+//! marked as such (`dns:alice`), so that the two never pass for each other; the call is logged
+//! as `cert:` and that name, so that a log reader tells it from a token holder. With
+//! `--admin-client-name` only the certificates naming one of those holders are accepted
+//! ([`CertificateHolders`]); another one from the CA gets PERMISSION_DENIED. A certificate
+//! from another CA, or an expired one, never gets this far: the handshake refuses it. Every
+//! credential a call presents must be good: a call with an accepted certificate and a token
+//! nobody holds is refused too.
+//!
+//! Every name, a token holder's or a certificate's, is made of letters, digits and `. _ @ -`
+//! only ([`safe_name`]): it goes into log lines and into `cert:NAME+HOLDER`, where a space, a
+//! quote, a `+` or a `:` could pass for another field or another holder. A certificate naming
+//! its holder otherwise gets PERMISSION_DENIED saying why.
 
 use anyhow::{Context, bail};
 use std::path::Path;
@@ -27,9 +34,15 @@ use x509_parser::prelude::FromDer;
 
 /// The shortest token accepted, in characters.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// The longest name of a token or certificate holder, in characters.
+pub const MAX_NAME_LEN: usize = 128;
+/// What a holder's name may be made of, for messages.
+const NAME_CHARACTERS: &str = "letters, digits and . _ @ - only";
 
 /// The name an admin call was authenticated as: its token's holder (`alice`), its client
-/// certificate's (`cert:alice`), or both (`cert:alice+bob`).
+/// certificate's (`cert:alice`, or `cert:dns:alice` for a certificate named by its DNS name
+/// only), or both (`cert:alice+bob`). Names hold no `:` or `+` ([`safe_name`]), so each form
+/// reads one way only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
 
@@ -142,6 +155,11 @@ impl Tokens {
                  TESTBED_ADMIN_TOKEN)",
             ));
         };
+        if self.is_empty() {
+            return Err(Status::permission_denied(
+                "this admin API accepts no bearer tokens (it takes client certificates)",
+            ));
+        }
         let token = value
             .to_str()
             .ok()
@@ -159,11 +177,14 @@ impl Tokens {
     }
 }
 
-/// A token and its holder's name must be usable: a name of one word, a token long enough and
+/// A token and its holder's name must be usable: a [`safe_name`], a token long enough and
 /// made of what an HTTP header carries.
 fn check(name: &str, token: &str) -> anyhow::Result<()> {
-    if name.is_empty() || name.chars().any(char::is_whitespace) {
-        bail!("the token holder's name {name:?} must be one word");
+    if !safe_name(name) {
+        bail!(
+            "the token holder's name {name:?} must be 1 to {MAX_NAME_LEN} characters, \
+             {NAME_CHARACTERS}"
+        );
     }
     if token.len() < MIN_TOKEN_LEN
         || token.len() > MAX_TOKEN_LEN
@@ -177,8 +198,6 @@ fn check(name: &str, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refuses a token file that its group or others may read or write, as ssh refuses such a key:
-/// anyone who can read it can change the routes.
 /// The longest token held (a presented one may be longer: it then matches none).
 const MAX_TOKEN_LEN: usize = 256;
 
@@ -193,6 +212,8 @@ fn fixed_length(token: &[u8]) -> [u8; 2 + MAX_TOKEN_LEN] {
     out
 }
 
+/// Refuses a token file that its group or others may read or write, as ssh refuses such a key:
+/// anyone who can read it can change the routes.
 fn refuse_if_open_to_others(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
@@ -217,12 +238,16 @@ pub struct CertificateHolders {
 }
 
 impl CertificateHolders {
-    /// Only the holders named `names` (`--admin-client-name`); none given: every holder of a
-    /// certificate from the CA.
+    /// Only the holders named `names` (`--admin-client-name`), each as [`certificate_name`]
+    /// gives it (`alice` for a subject CN, `dns:alice` for a DNS name); none given: every
+    /// holder of a certificate from the CA.
     pub fn named(names: Vec<String>) -> anyhow::Result<Self> {
-        if let Some(bad) = names.iter().find(|name| !usable_name(name)) {
+        let usable = |name: &str| safe_name(name.strip_prefix(DNS_PREFIX).unwrap_or(name));
+        if let Some(bad) = names.iter().find(|name| !usable(name)) {
             bail!(
-                "--admin-client-name {bad:?}: a holder's name may not be empty or hold control characters"
+                "--admin-client-name {bad:?}: expected NAME (a certificate's subject CN) or \
+                 dns:NAME (the DNS name of a certificate without a CN), NAME being 1 to \
+                 {MAX_NAME_LEN} characters, {NAME_CHARACTERS}"
             );
         }
         Ok(Self {
@@ -230,15 +255,10 @@ impl CertificateHolders {
         })
     }
 
-    /// The holder of the client certificate `der`: PERMISSION_DENIED when it names nobody or
-    /// someone not accepted.
+    /// The holder of the client certificate `der`: PERMISSION_DENIED when it names nobody,
+    /// names its holder with characters a name may not hold, or names someone not accepted.
     pub fn holder(&self, der: &[u8]) -> Result<String, Status> {
-        let Some(name) = certificate_name(der) else {
-            return Err(Status::permission_denied(
-                "the client certificate names nobody: it has neither a subject common name nor a \
-                 DNS subject alternative name",
-            ));
-        };
+        let name = certificate_name(der).map_err(Status::permission_denied)?;
         if !self.names.is_empty() && !self.names.contains(&name) {
             return Err(Status::permission_denied(format!(
                 "the client certificate of {name:?} is not one this admin API accepts (it \
@@ -250,32 +270,73 @@ impl CertificateHolders {
     }
 }
 
-/// The name a client certificate (DER) gives its holder: its subject's common name, else its
-/// first DNS subject alternative name; `None` when it has neither (or does not parse).
-pub fn certificate_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let common_name = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .find(|name| usable_name(name));
-    let name = common_name.or_else(|| {
-        let alternative = cert.subject_alternative_name().ok().flatten()?;
+/// What marks a holder named by a certificate's DNS name.
+const DNS_PREFIX: &str = "dns:";
+
+/// The name a client certificate (DER) gives its holder: its subject's common name (`alice`);
+/// for a certificate without one, its first DNS subject alternative name, marked (`dns:alice`).
+/// The error says why there is none: no such name, a name that is not a [`safe_name`] (a
+/// common name that is not is not passed over for the DNS name), more than one common name,
+/// or a certificate that does not parse.
+pub fn certificate_name(der: &[u8]) -> Result<String, String> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|err| format!("the client certificate does not parse: {err}"))?;
+    let mut common_names = cert.subject().iter_common_name();
+    if let Some(common_name) = common_names.next() {
+        if common_names.next().is_some() {
+            return Err(
+                "the client certificate has more than one subject common name; the \
+                        admin API takes a certificate naming one holder"
+                    .to_string(),
+            );
+        }
+        let name = common_name.as_str().map_err(|_| {
+            "the client certificate's subject common name is not a text string".to_string()
+        })?;
+        return named_safely(name, "subject common name").map(str::to_string);
+    }
+    let alternative = cert
+        .subject_alternative_name()
+        .map_err(|err| format!("the client certificate's subject alternative names: {err}"))?;
+    let dns = alternative.and_then(|alternative| {
         alternative
             .value
             .general_names
             .iter()
             .find_map(|name| match name {
-                GeneralName::DNSName(dns) if usable_name(dns) => Some(*dns),
+                GeneralName::DNSName(dns) => Some(*dns),
                 _ => None,
             })
-    })?;
-    Some(name.to_string())
+    });
+    match dns {
+        Some(dns) => named_safely(dns, "DNS name").map(|dns| format!("{DNS_PREFIX}{dns}")),
+        None => Err(
+            "the client certificate names nobody: it has neither a subject common \
+                     name nor a DNS subject alternative name"
+                .to_string(),
+        ),
+    }
 }
 
-/// A name that can go into a log line as it is.
-fn usable_name(name: &str) -> bool {
-    !name.trim().is_empty() && !name.chars().any(char::is_control)
+/// `name`, the certificate's `what`, when it is a [`safe_name`]; else why not.
+fn named_safely<'a>(name: &'a str, what: &str) -> Result<&'a str, String> {
+    match safe_name(name) {
+        true => Ok(name),
+        false => Err(format!(
+            "the client certificate's {what} {name:?} is not a name the admin API takes: \
+             1 to {MAX_NAME_LEN} characters, {NAME_CHARACTERS}"
+        )),
+    }
+}
+
+/// Whether `name` is 1 to [`MAX_NAME_LEN`] characters of `[A-Za-z0-9._@-]`: a name that goes
+/// into a log line as it is and cannot be read as more than one name (`+` joins a certificate
+/// and a token holder, `:` marks a kind).
+pub fn safe_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
 }
 
 /// Who may call the admin API: token holders, client certificate holders, or both.
@@ -409,6 +470,14 @@ mod tests {
     fn weak_or_shared_tokens_are_refused() {
         assert!(Tokens::single("a", "short").is_err());
         assert!(Tokens::single("two words", "aaaaaaaaaaaaaaaa").is_err());
+        // A holder's name that could pass for a certificate's or for two holders.
+        for name in ["cert:alice", "alice+bob", "alice\"", ""] {
+            assert!(
+                Tokens::single(name, "aaaaaaaaaaaaaaaa").is_err(),
+                "{name:?}"
+            );
+        }
+        assert!(Tokens::single("ci-bot_1@example.org", "aaaaaaaaaaaaaaaa").is_ok());
         assert!(Tokens::single("a", "aaaaaaaa aaaaaaaa").is_err());
         let a = Tokens::single("a", "aaaaaaaaaaaaaaaa").unwrap();
         let err = a
@@ -434,15 +503,41 @@ mod tests {
     }
 
     #[test]
-    fn a_certificate_names_its_holder_by_common_name_else_by_first_dns_name() {
+    fn a_certificate_names_its_holder_by_common_name_else_by_first_dns_name_marked() {
         let both = certificate(Some("alice"), &["a.example", "b.example"]);
-        assert_eq!(certificate_name(&both).as_deref(), Some("alice"));
+        assert_eq!(certificate_name(&both).as_deref(), Ok("alice"));
         let dns_only = certificate(None, &["b.example", "c.example"]);
-        assert_eq!(certificate_name(&dns_only).as_deref(), Some("b.example"));
-        let blank_cn = certificate(Some(" "), &["d.example"]);
-        assert_eq!(certificate_name(&blank_cn).as_deref(), Some("d.example"));
-        assert_eq!(certificate_name(&certificate(None, &[])), None);
-        assert_eq!(certificate_name(b"not a certificate"), None);
+        assert_eq!(certificate_name(&dns_only).as_deref(), Ok("dns:b.example"));
+        assert!(
+            certificate_name(&certificate(None, &[]))
+                .unwrap_err()
+                .contains("names nobody")
+        );
+        assert!(
+            certificate_name(b"not a certificate")
+                .unwrap_err()
+                .contains("does not parse")
+        );
+    }
+
+    #[test]
+    fn a_certificate_name_that_could_forge_a_log_line_or_another_holder_is_refused() {
+        for (common_name, dns) in [
+            (Some(r#"alice action="remove" target="v1""#), &[][..]),
+            (Some("alice+bob"), &[]),
+            (Some("cert:alice"), &[]),
+            (Some("alice\nadmin change"), &[]),
+            // A bad common name is not passed over for a good DNS name.
+            (Some(" "), &["d.example"]),
+            (None, &["*.example"]),
+        ] {
+            let der = certificate(common_name, dns);
+            let why = certificate_name(&der).unwrap_err();
+            assert!(why.contains("letters, digits and . _ @ - only"), "{why}");
+            let status = CertificateHolders::default().holder(&der).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::PermissionDenied);
+            assert!(!status.message().contains('\n'), "{status:?}");
+        }
     }
 
     #[test]
@@ -460,6 +555,18 @@ mod tests {
         let denied = anyone.holder(&nobody).unwrap_err();
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         assert!(CertificateHolders::named(vec!["".into()]).is_err());
+        // A DNS name is accepted in its marked form only.
+        let dns_only = certificate(None, &["alice"]);
+        let by_dns = CertificateHolders::named(vec!["dns:alice".into()]).unwrap();
+        assert_eq!(by_dns.holder(&dns_only).unwrap(), "dns:alice");
+        assert!(by_dns.holder(&alice).is_err());
+        assert!(only_alice.holder(&dns_only).is_err());
+        for bad in ["dns:", "a b", "alice+bob", "dns:dns:alice", "x:alice"] {
+            assert!(
+                CertificateHolders::named(vec![bad.into()]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -504,6 +611,19 @@ mod tests {
                 .unwrap_err()
                 .message()
                 .contains("--cert FILE")
+        );
+        // Certificates only: a token is refused, and the refusal says none is taken.
+        let certificates_only = Access {
+            tokens: Tokens::default(),
+            certificates: Some(CertificateHolders::default()),
+        };
+        let status = certificates_only
+            .authenticate_with(Some(&alice), &request(Some("Bearer bbbbbbbbbbbbbbbb")))
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(
+            status.message().contains("accepts no bearer tokens"),
+            "{status:?}"
         );
         // Without a client CA a certificate counts for nothing: the token decides.
         let tokens_only = Access::tokens(Tokens::single("bob", "bbbbbbbbbbbbbbbb").unwrap());

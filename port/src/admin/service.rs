@@ -1,5 +1,8 @@
 //! The `testbed.admin.v1.Routes` service over one router's [`RouterHandle`], and the listener
-//! of its own it runs on.
+//! of its own it runs on. That listener goes through the port's accept loop
+//! (`crate::accept`): at most [`super::ADMIN_MAX_CONNECTIONS`] connections at once, and
+//! [`super::ADMIN_HANDSHAKE_TIMEOUT`] for the TLS handshake and the HTTP/2 preface, after which
+//! a silent connection is closed; HTTP/2 keep-alive pings close one that goes silent later.
 //!
 //! Add and Replace do what `serve --upstream` does at start: read the upstream's descriptors by
 //! reflection, learn its packages, let the table check a `+PACKAGE` retirement with compat.
@@ -19,19 +22,21 @@ use super::pb::{
     AddRequest, Backend as BackendReply, ChangeReply, DrainReply, DrainRequest, ListReply,
     ListRequest, RemoveRequest, ReplaceRequest,
 };
-use crate::server::SHUTDOWN_GRACE;
+use crate::accept::{self, AcceptLimits, AcceptLoop};
+use crate::connections::Connections;
+use crate::server::{DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE};
 use crate::upstream::{self, DescriptorOrigin, Gateway, UpstreamSpec};
 use anyhow::Context;
 use router::{ApiCatalog, Backend, BackendInfo, RouterHandle, TableError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_rustls::TlsAcceptor;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
@@ -71,6 +76,9 @@ pub struct RunningAdmin {
     pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Its open connections, closed when it stops (tonic serves each in a task of its own).
+    connections: Arc<Connections>,
+    _accept: AcceptLoop,
 }
 
 impl RunningAdmin {
@@ -96,6 +104,7 @@ impl RunningAdmin {
                 .context("the admin API failed"),
             Err(_) => {
                 self.task.abort();
+                self.connections.close_all();
                 Ok(())
             }
         }
@@ -105,6 +114,7 @@ impl RunningAdmin {
 impl Drop for RunningAdmin {
     fn drop(&mut self) {
         self.task.abort();
+        self.connections.close_all();
     }
 }
 
@@ -118,7 +128,12 @@ pub async fn start(
     addresses: HashMap<String, String>,
     upstream_ca: Option<PathBuf>,
 ) -> anyhow::Result<RunningAdmin> {
-    let AdminConfig { addr, access, tls } = config;
+    let AdminConfig {
+        addr,
+        access,
+        tls,
+        limits,
+    } = config;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for the admin API"))?;
@@ -149,21 +164,39 @@ pub async fn start(
     let stopped = async move {
         let _ = stop.await;
     };
-    let router = Server::builder().add_service(service);
-    let task = match &tls {
-        None => tokio::spawn(
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped),
-        ),
-        Some(config) => tokio::spawn(router.serve_with_incoming_shutdown(
-            super::listener::tls_incoming(listener, config.clone()),
-            stopped,
-        )),
+    // As on the port: pings find a client that went silent after its handshake.
+    let router = Server::builder()
+        .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(DEFAULT_KEEPALIVE_TIMEOUT))
+        .add_service(service);
+    let connections = Arc::new(Connections::default());
+    let limits = AcceptLimits {
+        max_connections: limits.max_connections,
+        handshake_timeout: limits.handshake_timeout,
+        listener: "admin API",
+    };
+    let (task, accept_loop) = match &tls {
+        None => {
+            let (incoming, accept_loop) =
+                accept::incoming(listener, connections.clone(), limits, None);
+            let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+            (task, accept_loop)
+        }
+        Some(config) => {
+            let acceptor = TlsAcceptor::from(config.clone());
+            let (incoming, accept_loop) =
+                accept::incoming_tls(listener, connections.clone(), limits, acceptor);
+            let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+            (task, accept_loop)
+        }
     };
     Ok(RunningAdmin {
         addr,
         tls: tls.is_some(),
         shutdown: Some(shutdown),
         task,
+        connections,
+        _accept: accept_loop,
     })
 }
 
@@ -192,12 +225,13 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))
 }
 
-/// Logs a change with who asked for it, what it was, and how it ended.
+/// Logs a change with who asked for it (quoted, as every field from a caller), what it was,
+/// and how it ended.
 fn log_change(who: &Caller, action: &str, target: &str, outcome: Result<&str, &Status>) {
     match outcome {
-        Ok(result) => tracing::info!(who = %who.0, action, target, result, "admin change"),
+        Ok(result) => tracing::info!(who = ?who.0, action, target, result, "admin change"),
         Err(status) => tracing::warn!(
-            who = %who.0,
+            who = ?who.0,
             action,
             target,
             code = ?status.code(),
