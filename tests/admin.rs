@@ -955,6 +955,16 @@ async fn testbed_route_over_https_with_a_client_certificate_changes_routes_and_l
         .map(|b| b["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["v1", "v2"], "{listed}");
+    // A token left in the environment (as the README's walk-through leaves it) is not sent
+    // beside --cert: this admin API takes no tokens and would refuse the call.
+    let mut all = vec!["route", "list", "--admin", &admin, "--ca", &ca];
+    all.extend(identity);
+    let with_env_token = testbed(&all, &[("TESTBED_ADMIN_TOKEN", TOKEN)]).await;
+    assert!(
+        with_env_token.status.success(),
+        "{}",
+        stderr(&with_env_token)
+    );
     let removed = ok(route(&["remove", "v2"], &identity).await);
     assert!(removed.starts_with("removed v2"), "{removed}");
     assert_eq!(call_v2(port).await, Err(Code::Unimplemented));
