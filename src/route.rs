@@ -165,29 +165,27 @@ impl Target {
         let token = token(self)?;
         port::admin::connect_to(&self.admin, tls.as_ref(), token.as_deref()).await
     }
-}
 
-impl Target {
     /// A refused call as an error naming its status.
     fn refused(&self, status: tonic::Status) -> anyhow::Error {
         // A status the client made up from a broken connection says why only in its sources
         // (over TLS: the server's alert when it refused the client certificate).
-        let mut why = String::new();
-        let mut source = std::error::Error::source(&status);
-        while let Some(err) = source {
-            why += &format!(": {err}");
-            source = err.source();
-        }
-        let broken = !why.is_empty() || status.code() == tonic::Code::Cancelled;
+        let mut text = compat::connect::status_chain(&status);
+        let broken =
+            std::error::Error::source(&status).is_some() || status.code() == tonic::Code::Cancelled;
         if broken && matches!(self.admin, AdminAddress::Https { .. }) {
-            why += " (the connection broke: an https admin API refuses this way a client \
+            text += " (the connection broke: an https admin API refuses this way a client \
                      certificate from another CA, an expired one, or none where it requires one)";
         }
-        anyhow::anyhow!(
-            "the admin API answered {:?}: {}{why}",
-            status.code(),
-            status.message()
-        )
+        let token_left_out = self.tls.cert.is_some()
+            && self.token_file.is_none()
+            && std::env::var_os(TOKEN_ENV).is_some();
+        if status.code() == tonic::Code::Unauthenticated && token_left_out {
+            text += &format!(
+                " ({TOKEN_ENV} is not sent beside --cert; give the token with --token-file FILE)"
+            );
+        }
+        anyhow::anyhow!("the admin API answered {:?}: {text}", status.code())
     }
 }
 

@@ -1138,3 +1138,24 @@ async fn serve_refuses_admin_tls_files_and_flags_it_cannot_use() {
         assert!(output.stdout.is_empty(), "{extra:?} printed that it serves");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testbed_route_over_https_to_a_plaintext_admin_api_says_how_to_name_it() {
+    let (_server, admin) = router_with_admin().await;
+    let (_pki, files, _dir) = pki();
+    let https = format!("https://{}", admin.addr);
+    let ca = files.ca_cert.to_str().unwrap();
+    let output = testbed(
+        &["route", "list", "--admin", &https, "--ca", ca],
+        &[("TESTBED_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    assert!(!output.status.success());
+    let said = stderr(&output);
+    assert!(said.contains("does not speak TLS"), "{said}");
+    assert!(
+        said.contains(&format!("name it {}, without https://", admin.addr)),
+        "{said}"
+    );
+    assert!(!said.contains("grpc://"), "{said}");
+}

@@ -56,8 +56,6 @@ impl TlsArgs {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long reading a server's descriptors by reflection may take, all round trips together.
-const REFLECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a client reaches `https://` servers: the CA that signs their certificates and, for
 /// servers that require mutual TLS, a client certificate.
@@ -98,7 +96,9 @@ impl ClientTls {
         let ca_pem = read_pem(ca, "--ca", "CERTIFICATE")?;
         let ca_cert = Certificate::from_pem(&ca_pem);
         // tonic parses the PEM when it builds the connector: try that now, on no address, so a
-        // malformed file is refused before any connection, naming the file.
+        // file it cannot read is refused before any connection, naming the file. (A CA block
+        // whose certificate does not parse is skipped by tonic; it shows at the handshake as a
+        // server certificate not accepted with --ca.)
         check(
             ClientTlsConfig::new().ca_certificate(ca_cert.clone()),
             || format!("--ca {}: not a PEM certificate", ca.display()),
@@ -135,9 +135,11 @@ impl ClientTls {
         }
     }
 
-    /// What a TLS failure at `addr` means, when `error` (a connection error or a call's
-    /// status, with its sources) is one; `None` when it is not about TLS.
+    /// What a TLS failure at `addr` (`HOST:PORT` or `https://HOST:PORT`) means, when `error`
+    /// (a connection error or a call's status, with its sources) is one; `None` when it is not
+    /// about TLS.
     pub fn explain(&self, addr: &str, error: &str) -> Option<String> {
+        let addr = host_port(addr);
         let lower = error.to_ascii_lowercase();
         let ca = &self.ca_source;
         if lower.contains("invalid peer certificate") || lower.contains("unknownissuer") {
@@ -170,7 +172,7 @@ impl ClientTls {
         }
         if lower.contains("corrupt message") || lower.contains("invalidcontenttype") {
             return Some(format!(
-                "TLS handshake with {addr} failed: the server does not speak TLS there (a plaintext server? write grpc://{addr}): {error}"
+                "TLS handshake with {addr} failed: the server does not speak TLS there (a plaintext server? name it {addr}, without https://): {error}"
             ));
         }
         None
@@ -204,7 +206,7 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// A call's status message and its sources (the cause of a `transport error`).
-fn status_chain(status: &tonic::Status) -> String {
+pub fn status_chain(status: &tonic::Status) -> String {
     with_sources(
         status.message().to_string(),
         std::error::Error::source(status),
@@ -291,12 +293,12 @@ async fn first_call(channel: &Channel, addr: &str, tls: &ClientTls) -> anyhow::R
         // Answered (whatever it said), or slow: the connection works as far as TLS goes.
         Ok(Ok(_)) | Err(_) => return Ok(()),
     };
-    // A server's own answer carries response headers; a connection that died carries none.
+    // A server's own answer carries response headers, and one tonic made from a bare HTTP
+    // status (a proxy's 503) has no cause; a connection that died has no headers and a cause
+    // (or was cancelled under the call).
     let died = status.metadata().is_empty()
-        && matches!(
-            status.code(),
-            tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
-        );
+        && (std::error::Error::source(&status).is_some()
+            || status.code() == tonic::Code::Cancelled);
     if !died {
         return Ok(());
     }
@@ -321,7 +323,7 @@ pub async fn reflect(server: &str, tls: Option<&ClientTls>) -> anyhow::Result<cr
         return Ok(crate::Source::Grpc(server.to_string()).load(&[]).await?);
     }
     let channel = connect(server, tls, CONNECT_TIMEOUT).await?;
-    crate::reflection::load_over(&channel, server, REFLECTION_TIMEOUT)
+    crate::reflection::load_over(&channel, server, crate::REFLECTION_TIMEOUT)
         .await
         .map_err(|e| {
             let error = e.to_string();

@@ -54,6 +54,10 @@ use prost_reflect::DescriptorPool;
 /// every WIRE rule except the two that WIRE_JSON replaces with stricter ones) and `GRPC`.
 pub const DEFAULT_CATEGORIES: [Category; 2] = [Category::WireJson, Category::Grpc];
 
+/// How long reading a server's descriptors by reflection may take, all round trips together
+/// (`grpc://` and `https://` inputs, the probe, the gateway's upstreams).
+pub const REFLECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where this crate's verdict and `buf breaking`'s differ on purpose: (category, rule, corpus
 /// case, reason). The buf comparison test accepts exactly these differences, and each case
 /// carries a wire confirmation showing who is right.

@@ -137,7 +137,12 @@ async fn ask(
 /// Reads every service's files (and their imports) from the server at `addr` (plaintext).
 pub(crate) async fn load(addr: &str) -> Result<Api, LoadError> {
     let channel = connect(addr, TIMEOUT).await?;
-    let mut api = load_over(&channel, &format!("grpc://{addr}"), TIMEOUT).await?;
+    let mut api = load_over(
+        &channel,
+        &format!("grpc://{addr}"),
+        crate::REFLECTION_TIMEOUT,
+    )
+    .await?;
     api.live = Some(addr.to_string());
     Ok(api)
 }

@@ -66,11 +66,14 @@ impl Source {
         if let Some(rest) = input.strip_prefix("grpc://") {
             return Source::Grpc(rest.to_string());
         }
-        let path = PathBuf::from(input);
-        if path.is_dir() {
-            Source::Dir(path)
-        } else {
-            Source::DescriptorSet(path)
+        Source::from_path(Path::new(input))
+    }
+
+    /// A file path: an existing directory is a proto tree, anything else a descriptor-set file.
+    pub fn from_path(path: &Path) -> Source {
+        match path.is_dir() {
+            true => Source::Dir(path.to_path_buf()),
+            false => Source::DescriptorSet(path.to_path_buf()),
         }
     }
 

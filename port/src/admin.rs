@@ -71,9 +71,9 @@ pub struct AdminOptions {
     /// Accept client certificates signed by this CA (PEM) on the admin API: a call is then
     /// made by the certificate's holder, logged as cert:NAME (NAME its subject CN, or
     /// dns:DNSNAME for a certificate without a CN; letters, digits and . _ @ - only, else the
-    /// call gets PERMISSION_DENIED). Needs --admin-tls-cert. Without a token source every client must present
-    /// one; with tokens too, a certificate is optional at the handshake. Another CA's or an
-    /// expired certificate is refused at the handshake.
+    /// call gets PERMISSION_DENIED). Needs --admin-tls-cert. Without a token source every
+    /// client must present one; with tokens too, a certificate is optional at the handshake.
+    /// Another CA's or an expired certificate is refused at the handshake.
     #[arg(long, value_name = "FILE", requires = "admin_tls_cert")]
     pub admin_client_ca: Option<PathBuf>,
     /// Accept only client certificates naming NAME (repeatable): a subject CN (`alice`), or

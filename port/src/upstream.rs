@@ -261,9 +261,6 @@ fn package_stem(package: &str) -> &str {
     }
 }
 
-/// How long reading an upstream's descriptors by reflection may take.
-const REFLECTION_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Reads what `spec` declares: from `descriptors` when given, else by reflection (v1, falling
 /// back to v1alpha) over the upstream's own channel, so an `https://` upstream is read over TLS
 /// and checked against `ca` as its calls will be. When there is no file, VERSION's
@@ -326,26 +323,24 @@ pub async fn discover(
 }
 
 /// The upstream's descriptors, read by reflection over `channel`, the one its calls will use
-/// (TLS and its CA included), within [`REFLECTION_TIMEOUT`].
+/// (TLS and its CA included), within [`compat::REFLECTION_TIMEOUT`].
 async fn by_reflection(spec: &UpstreamSpec, channel: &Channel) -> anyhow::Result<DescriptorPool> {
     let label = match spec.tls() {
         true => spec.addr.clone(),
         false => format!("grpc://{}", spec.addr),
     };
-    Ok(compat::load_over(channel, &label, REFLECTION_TIMEOUT)
-        .await?
-        .pool)
+    Ok(
+        compat::load_over(channel, &label, compat::REFLECTION_TIMEOUT)
+            .await?
+            .pool,
+    )
 }
 
 /// The descriptors in `path`: a binary `FileDescriptorSet` (`protoc --include_imports -o`,
 /// `buf build -o`), or a directory of `.proto` files compiled with `includes` as further import
 /// paths. What `serve --descriptors` and `testbed route add --descriptors` read.
 pub async fn read_descriptors(path: &Path, includes: &[PathBuf]) -> anyhow::Result<DescriptorPool> {
-    let source = match path.is_dir() {
-        true => compat::Source::Dir(path.to_path_buf()),
-        false => compat::Source::DescriptorSet(path.to_path_buf()),
-    };
-    let api = source
+    let api = compat::Source::from_path(path)
         .load(includes)
         .await
         .with_context(|| format!("cannot read descriptors from {}", path.display()))?;

@@ -409,6 +409,16 @@ impl tonic::service::Interceptor for Authenticate {
                 request.extensions_mut().insert(caller);
                 Ok(request)
             }
+            // A call without credentials is anyone who can connect: at debug, so that they
+            // cannot flood the log; a credential presented and refused is worth a warning.
+            Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                tracing::debug!(
+                    peer = ?request.remote_addr(),
+                    reason = status.message(),
+                    "admin call without credentials refused; the route table is unchanged"
+                );
+                Err(status)
+            }
             Err(status) => {
                 tracing::warn!(
                     peer = ?request.remote_addr(),

@@ -7,9 +7,8 @@
 //! Add and Replace do what `serve --upstream` does at start: read the upstream's descriptors by
 //! reflection, learn its packages, let the table check a `+PACKAGE` retirement with compat.
 //! An Add whose upstream implements packages the router does not manage yet extends the
-//! router's catalog with them in the same table change (health and reflection follow; the
-//! port's guard checks the message count of unary methods known at start only, so a new
-//! API's unary methods are left to its own server). Replace changes existing backends only,
+//! router's catalog with them in the same table change (health, reflection and the port's
+//! unary-message check follow). Replace changes existing backends only,
 //! so it refuses an upstream that brings new packages. Statuses:
 //! bad input INVALID_ARGUMENT, an unknown backend NOT_FOUND, a name already taken
 //! ALREADY_EXISTS, a change the table or the descriptors refuse FAILED_PRECONDITION with the
