@@ -102,6 +102,21 @@ where
     ]
 }
 
+/// Every change attempted with `client`, and a List, are refused with `code`; the List's
+/// message says `says`.
+async fn assert_all_refused<T>(client: &mut RoutesClient<T>, code: Code, says: &str)
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    assert_eq!(attempt_changes(client).await, [code; 5]);
+    let status = client.list(ListRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(says), "{status:?}");
+}
+
 #[tokio::test]
 async fn a_missing_token_is_unauthenticated_a_wrong_one_denied_and_nothing_changes() {
     let (server, admin) = router_with_admin().await;
@@ -109,22 +124,21 @@ async fn a_missing_token_is_unauthenticated_a_wrong_one_denied_and_nothing_chang
     assert_eq!(before, [("v1".to_string(), false)]);
 
     let mut anonymous = RoutesClient::new(client::connect(admin.addr).await.unwrap());
-    assert_eq!(
-        attempt_changes(&mut anonymous).await,
-        [Code::Unauthenticated; 5]
-    );
+    assert_all_refused(
+        &mut anonymous,
+        Code::Unauthenticated,
+        "missing `authorization",
+    )
+    .await;
     let mut wrong = port::admin::connect(admin.addr, "mallory-token-0123456789")
         .await
         .unwrap();
-    assert_eq!(
-        attempt_changes(&mut wrong).await,
-        [Code::PermissionDenied; 5]
-    );
-    let status = wrong.list(ListRequest {}).await.unwrap_err();
-    assert!(
-        status.message().contains("not one this admin API accepts"),
-        "{status:?}"
-    );
+    assert_all_refused(
+        &mut wrong,
+        Code::PermissionDenied,
+        "not one this admin API accepts",
+    )
+    .await;
 
     assert_eq!(listed(admin.addr).await, before, "the table is unchanged");
     // And the port still serves v1 from v1, not drained, not removed.
@@ -488,7 +502,7 @@ async fn health(addr: SocketAddr, service: &str) -> Result<i32, Code> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_runtime() {
-    use crate::common::shop::{gateway, shop, shop_python};
+    use crate::common::shop::{gateway_with_admin, shop, shop_python};
     use tonic_health::ServingStatus;
     let (Some(python), Some(grpcurl)) =
         (shop_python(), crate::common::tool(client::tools::grpcurl()))
@@ -500,18 +514,8 @@ async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_run
         shop(&python, "v2", &[]).await,
     );
     let dir = temp_dir("admin-shop");
-    let tokens = token_file(dir.path(), &format!("ci {TOKEN}\n"));
-    let mut gw = gateway(&[
-        "--upstream".into(),
-        format!("v1=1.0.0@{}", v1.addr),
-        "--admin-addr".into(),
-        "127.0.0.1:0".into(),
-        "--admin-token-file".into(),
-        tokens.display().to_string(),
-    ])
-    .await;
-    let line = gw.next_line().await.unwrap();
-    let admin_addr: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let (gw, admin_addr) =
+        gateway_with_admin(format!("v1=1.0.0@{}", v1.addr), dir.path(), "ci", TOKEN).await;
     let mut admin = port::admin::connect(admin_addr, TOKEN).await.unwrap();
     let packages = |reply: port::admin::pb::ListReply| reply.packages;
     let list = admin.list(ListRequest {}).await.unwrap().into_inner();
@@ -684,15 +688,12 @@ async fn over_tls_no_certificate_and_no_token_is_unauthenticated_and_a_token_sti
     // Tokens and certificates together: a certificate is optional at the handshake, but a
     // call with neither gets nowhere.
     let mut anonymous = tls_admin(admin.addr, &pki, None, None).await.unwrap();
-    assert_eq!(
-        attempt_changes(&mut anonymous).await,
-        [Code::Unauthenticated; 5]
-    );
-    let status = anonymous.list(ListRequest {}).await.unwrap_err();
-    assert!(
-        status.message().contains("no client certificate"),
-        "{status:?}"
-    );
+    assert_all_refused(
+        &mut anonymous,
+        Code::Unauthenticated,
+        "no client certificate",
+    )
+    .await;
 
     // A token over TLS, without a certificate, still works; a wrong one is denied.
     let mut by_token = tls_admin(admin.addr, &pki, None, Some(TOKEN))
@@ -710,10 +711,12 @@ async fn over_tls_no_certificate_and_no_token_is_unauthenticated_and_a_token_sti
     let mut wrong = tls_admin(admin.addr, &pki, None, Some("mallory-token-0123456789"))
         .await
         .unwrap();
-    assert_eq!(
-        attempt_changes(&mut wrong).await,
-        [Code::PermissionDenied; 5]
-    );
+    assert_all_refused(
+        &mut wrong,
+        Code::PermissionDenied,
+        "not one this admin API accepts",
+    )
+    .await;
 
     // A certificate from another CA, or an expired one, is refused at the handshake, even
     // with a good token; so is plaintext.
@@ -748,12 +751,7 @@ async fn a_certificate_not_named_by_admin_client_name_is_permission_denied() {
     .await;
     let good = (pki.client_cert.as_str(), pki.client_key.as_str());
     let mut not_alice = tls_admin(admin.addr, &pki, Some(good), None).await.unwrap();
-    assert_eq!(
-        attempt_changes(&mut not_alice).await,
-        [Code::PermissionDenied; 5]
-    );
-    let status = not_alice.list(ListRequest {}).await.unwrap_err();
-    assert!(status.message().contains(r#""testbed""#), "{status:?}");
+    assert_all_refused(&mut not_alice, Code::PermissionDenied, r#""testbed""#).await;
     // Without tokens every client must present a certificate: none is refused at the handshake.
     assert_refused_at_handshake(admin.addr, &pki, None).await;
     assert_eq!(table(&server), [("v1".to_string(), false)]);

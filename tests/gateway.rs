@@ -4,7 +4,7 @@
 //! routes it, describes it, reports its health, steers by `x-api-version`, and refuses to retire
 //! v1 onto v2 because v2 narrowed a field.
 
-use crate::common::shop::{SHOP_SERVER, gateway, shop, shop_python};
+use crate::common::shop::{gateway, gateway_with_admin, shop, shop_descriptors, shop_python};
 use crate::common::tool;
 use port::child::ChildServer;
 use port::upstream::{DescriptorOrigin, DescriptorsSpec, UpstreamSpec};
@@ -31,6 +31,22 @@ fn ok(path: &Path, flags: &[&str], addr: &str, rest: &[&str]) -> String {
     let (success, text) = grpcurl(path, flags, addr, rest);
     assert!(success, "grpcurl {flags:?} {rest:?} failed: {text}");
     text
+}
+
+/// grpcurl through the gateway at `addr` lists `shop.v2.Shop` and gets v2's answer from it.
+fn serves_shop_v2(grpcurl_path: &Path, addr: std::net::SocketAddr) {
+    let addr = addr.to_string();
+    tokio::task::block_in_place(|| {
+        let list = ok(grpcurl_path, &[], &addr, &["list"]);
+        assert!(list.lines().any(|l| l == "shop.v2.Shop"), "{list}");
+        let reply = ok(
+            grpcurl_path,
+            &["-d", r#"{"sku": "game-1"}"#],
+            &addr,
+            &["shop.v2.Shop/GetProduct"],
+        );
+        assert!(reply.contains(r#""stock": 3"#), "{reply}");
+    });
 }
 
 fn spec(text: String) -> UpstreamSpec {
@@ -229,14 +245,7 @@ async fn an_upstream_without_reflection_is_read_from_a_descriptors_file() {
         return;
     };
     let dir = crate::common::temp_dir("gateway-descriptors");
-    let file = dir.path().join("shop-v2.binpb");
-    let written = std::process::Command::new(&python)
-        .arg(SHOP_SERVER)
-        .args(["--version", "v2", "--descriptors"])
-        .arg(&file)
-        .status()
-        .expect("server.py runs");
-    assert!(written.success());
+    let file = shop_descriptors(&python, "v2", dir.path());
     let v2 = shop(&python, "v2", &["--no-reflection"]).await;
     let specs = [spec(format!("v2=2.0.0@{}", v2.addr))];
     let err = port::upstream::gateway(&specs, &[], None)
@@ -262,18 +271,7 @@ async fn an_upstream_without_reflection_is_read_from_a_descriptors_file() {
     )
     .await
     .expect("the gateway starts");
-    let addr = server.addr.to_string();
-    tokio::task::block_in_place(|| {
-        let list = ok(&grpcurl_path, &[], &addr, &["list"]);
-        assert!(list.lines().any(|l| l == "shop.v2.Shop"), "{list}");
-        let reply = ok(
-            &grpcurl_path,
-            &["-d", r#"{"sku": "game-1"}"#],
-            &addr,
-            &["shop.v2.Shop/GetProduct"],
-        );
-        assert!(reply.contains(r#""stock": 3"#), "{reply}");
-    });
+    serves_shop_v2(&grpcurl_path, server.addr);
     server.shutdown().await.unwrap();
 }
 
@@ -330,37 +328,20 @@ async fn an_upstream_without_reflection_is_added_at_runtime_with_its_descriptors
         return;
     };
     let dir = crate::common::temp_dir("gateway-runtime-descriptors");
-    let file = dir.path().join("shop-v2.binpb");
-    let written = std::process::Command::new(&python)
-        .arg(SHOP_SERVER)
-        .args(["--version", "v2", "--descriptors"])
-        .arg(&file)
-        .status()
-        .expect("server.py runs");
-    assert!(written.success());
+    let file = shop_descriptors(&python, "v2", dir.path());
     let v1 = shop(&python, "v1", &[]).await;
     let v2 = shop(&python, "v2", &["--no-reflection"]).await;
     const TOKEN: &str = "carol-token-0123456789";
-    let tokens = crate::common::credentials::token_file(dir.path(), &format!("carol {TOKEN}\n"));
+    let (gw, admin_addr) =
+        gateway_with_admin(format!("v1=1.0.0@{}", v1.addr), dir.path(), "carol", TOKEN).await;
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
-    let mut gw = gateway(&[
-        "--upstream".into(),
-        format!("v1=1.0.0@{}", v1.addr),
-        "--admin-addr".into(),
-        "127.0.0.1:0".into(),
-        "--admin-token-file".into(),
-        tokens.display().to_string(),
-    ])
-    .await;
-    let line = gw.next_line().await.unwrap();
-    let admin_addr = line.rsplit(' ').next().unwrap().to_string();
     // `testbed route add UPSTREAM [--descriptors FILE]`: its success and its output.
     let route_add = |descriptors: Option<&Path>| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"));
         command
             .args(["route", "add", &format!("v2=2.0.0@{}", v2.addr)])
-            .args(["--admin", &admin_addr, "--token-file"])
+            .args(["--admin", &admin_addr.to_string(), "--token-file"])
             .arg(&token_file)
             .env("RUST_LOG", "error");
         if let Some(path) = descriptors {
@@ -371,9 +352,7 @@ async fn an_upstream_without_reflection_is_added_at_runtime_with_its_descriptors
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
     };
-    let mut admin = port::admin::connect(admin_addr.parse().unwrap(), TOKEN)
-        .await
-        .unwrap();
+    let mut admin = port::admin::connect(admin_addr, TOKEN).await.unwrap();
     let packages = async |admin: &mut port::admin::AdminClient| {
         admin
             .list(ListRequest {})
@@ -404,18 +383,7 @@ async fn an_upstream_without_reflection_is_added_at_runtime_with_its_descriptors
     assert!(added, "{text}");
     assert!(text.starts_with("added v2"), "{text}");
     assert_eq!(packages(&mut admin).await, ["shop.v1", "shop.v2"]);
-    let addr = gw.addr.to_string();
-    tokio::task::block_in_place(|| {
-        let list = ok(&grpcurl_path, &[], &addr, &["list"]);
-        assert!(list.lines().any(|l| l == "shop.v2.Shop"), "{list}");
-        let reply = ok(
-            &grpcurl_path,
-            &["-d", r#"{"sku": "game-1"}"#],
-            &addr,
-            &["shop.v2.Shop/GetProduct"],
-        );
-        assert!(reply.contains(r#""stock": 3"#), "{reply}");
-    });
+    serves_shop_v2(&grpcurl_path, gw.addr);
     // The port checks the added API's unary methods as it checks those known at start: two
     // request messages are refused before they reach the upstream.
     let sku = b"\x0a\x06game-1";

@@ -258,6 +258,33 @@ async fn tls_backend(files: &PkiFiles) -> port::child::ChildServer {
         .expect("the TLS backend starts")
 }
 
+/// A router port in this process over `table`, on a free port.
+async fn routed(table: router::RouteTable) -> RunningServer {
+    server::start_layout(
+        "127.0.0.1:0".parse().unwrap(),
+        port::Layout::Routed(table),
+        "router",
+    )
+    .await
+    .unwrap()
+}
+
+/// What a v2 client gets for `increment(1, step 2, id 7)` through `server`.
+async fn increment_through(server: &RunningServer) -> Result<(i64, u64), tonic::Status> {
+    let client = IncrementerClient::connect(Api::V2, server.addr)
+        .await
+        .unwrap();
+    let reply = client.increment(1, Some(2), 7).await?;
+    Ok((reply.value, reply.request_id))
+}
+
+/// The files of a CA nobody here trusts, in a folder of their own (kept while it lives).
+fn foreign_ca() -> (PkiFiles, tempfile::TempDir) {
+    let dir = temp_dir("tls-other");
+    let files = TestPki::generate().unwrap().write_to(dir.path()).unwrap();
+    (files, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_reaches_an_https_upstream_with_a_ca_file() {
     let (_, files, _dir) = pki();
@@ -266,40 +293,16 @@ async fn a_router_reaches_an_https_upstream_with_a_ca_file() {
         .parse()
         .unwrap();
     assert!(spec.backend_with_ca(None).is_err(), "https needs a CA");
+    let catalog = || port::deployment::catalog().unwrap();
     let upstream = spec.backend_with_ca(Some(&files.ca_cert)).unwrap();
-    let table =
-        router::RouteTable::new(port::deployment::catalog().unwrap(), vec![upstream]).unwrap();
-    let server = server::start_layout(
-        "127.0.0.1:0".parse().unwrap(),
-        port::Layout::Routed(table),
-        "router",
-    )
-    .await
-    .unwrap();
-    let client = IncrementerClient::connect(Api::V2, server.addr)
-        .await
-        .unwrap();
-    let reply = client.increment(1, Some(2), 7).await.unwrap();
-    assert_eq!((reply.value, reply.request_id), (3, 7));
+    let server = routed(router::RouteTable::new(catalog(), vec![upstream]).unwrap()).await;
+    assert_eq!(increment_through(&server).await.unwrap(), (3, 7));
 
     // Trusting another CA, the upstream is refused: UNAVAILABLE, not a wrong answer.
-    let other = TestPki::generate().unwrap();
-    let other_dir = temp_dir("tls-other");
-    let other_files = other.write_to(other_dir.path()).unwrap();
-    let distrusting = spec.backend_with_ca(Some(&other_files.ca_cert)).unwrap();
-    let table =
-        router::RouteTable::new(port::deployment::catalog().unwrap(), vec![distrusting]).unwrap();
-    let refusing = server::start_layout(
-        "127.0.0.1:0".parse().unwrap(),
-        port::Layout::Routed(table),
-        "router",
-    )
-    .await
-    .unwrap();
-    let client = IncrementerClient::connect(Api::V2, refusing.addr)
-        .await
-        .unwrap();
-    let status = client.increment(1, None, 1).await.unwrap_err();
+    let (other, _other_dir) = foreign_ca();
+    let distrusting = spec.backend_with_ca(Some(&other.ca_cert)).unwrap();
+    let refusing = routed(router::RouteTable::new(catalog(), vec![distrusting]).unwrap()).await;
+    let status = increment_through(&refusing).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     refusing.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
@@ -318,6 +321,11 @@ async fn an_https_upstreams_descriptors_are_read_by_reflection_over_tls() {
         .expect("the upstream's descriptors are read over TLS");
     let upstream = &gateway.upstreams[0];
     assert_eq!(upstream.origin, DescriptorOrigin::Reflection);
+    assert_eq!(upstream.packages, ["increment.v2"]);
+    let server = routed(gateway.table).await;
+    assert_eq!(increment_through(&server).await.unwrap(), (3, 7));
+    server.shutdown().await.unwrap();
+
     // Without a CA the setting to fix is named, not hidden behind advice about reflection.
     let err = port::upstream::gateway(std::slice::from_ref(&spec), &[], None)
         .await
@@ -325,27 +333,11 @@ async fn an_https_upstreams_descriptors_are_read_by_reflection_over_tls() {
     let err = format!("{err:#}");
     assert!(err.contains("needs --upstream-ca"), "{err}");
     assert!(!err.contains("must serve gRPC reflection"), "{err}");
-    assert_eq!(upstream.packages, ["increment.v2"]);
-    let server = server::start_layout(
-        "127.0.0.1:0".parse().unwrap(),
-        port::Layout::Routed(gateway.table),
-        "gateway",
-    )
-    .await
-    .unwrap();
-    let client = IncrementerClient::connect(Api::V2, server.addr)
-        .await
-        .unwrap();
-    let reply = client.increment(1, Some(2), 7).await.unwrap();
-    assert_eq!((reply.value, reply.request_id), (3, 7));
-    server.shutdown().await.unwrap();
 
     // Trusting another CA, the upstream answers but cannot be read: refused at start, not
     // taken at its version's word.
-    let other = TestPki::generate().unwrap();
-    let other_dir = temp_dir("tls-other-reflection");
-    let other_files = other.write_to(other_dir.path()).unwrap();
-    let err = port::upstream::gateway(&[spec], &[], Some(&other_files.ca_cert))
+    let (other, _other_dir) = foreign_ca();
+    let err = port::upstream::gateway(&[spec], &[], Some(&other.ca_cert))
         .await
         .unwrap_err();
     let err = format!("{err:#}");

@@ -51,3 +51,48 @@ pub(crate) async fn gateway(args: &[String]) -> ChildServer {
         .await
         .expect("the gateway starts")
 }
+
+/// `server.py --version VERSION --descriptors FILE`: the version's descriptors as a
+/// `FileDescriptorSet` in `dir`, for an upstream that serves no reflection.
+pub(crate) fn shop_descriptors(python: &Path, version: &str, dir: &Path) -> PathBuf {
+    let file = dir.join(format!("shop-{version}.binpb"));
+    let written = std::process::Command::new(python)
+        .arg(SHOP_SERVER)
+        .args(["--version", version, "--descriptors"])
+        .arg(&file)
+        .status()
+        .expect("server.py runs");
+    assert!(written.success());
+    file
+}
+
+/// [`gateway`] in front of `upstream` (`NAME=VERSION@ADDR`) with its admin API on a free port,
+/// for the holder `holder` of `token` (its token file written into `dir`); and the admin API's
+/// address.
+pub(crate) async fn gateway_with_admin(
+    upstream: String,
+    dir: &Path,
+    holder: &str,
+    token: &str,
+) -> (ChildServer, std::net::SocketAddr) {
+    let tokens = crate::common::credentials::token_file(dir, &format!("{holder} {token}\n"));
+    let mut gw = gateway(&[
+        "--upstream".into(),
+        upstream,
+        "--admin-addr".into(),
+        "127.0.0.1:0".into(),
+        "--admin-token-file".into(),
+        tokens.display().to_string(),
+    ])
+    .await;
+    let line = gw
+        .next_line()
+        .await
+        .expect("the gateway names its admin API");
+    let admin = line
+        .rsplit(' ')
+        .next()
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no admin address in {line:?}"));
+    (gw, admin)
+}
