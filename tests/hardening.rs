@@ -328,7 +328,7 @@ async fn a_backend_that_dies_mid_stream_gives_unavailable_not_a_hang() {
 
     let (send, mut replies) = crate::common::open_v2_stream(&server).await;
 
-    backend.kill().await.unwrap();
+    let _held = crate::common::kill_keeping_port(backend).await;
     // The stream may take the next request into a buffer before noticing; it must then fail.
     let _ = send.send(v2_request(2, None, 2)).await;
     let status = tokio::time::timeout(Duration::from_secs(10), replies.message())

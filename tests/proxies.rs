@@ -558,8 +558,7 @@ async fn backend_down_through_each_proxy() {
         let Some(mut stack) = start_stack(kind, FrontOfRouter).await else {
             continue;
         };
-        let router = stack.servers.remove(0);
-        router.kill().await.expect("the router is killed");
+        let _held = crate::common::kill_keeping_port(stack.servers.remove(0)).await;
         for (client, outcome) in every_client(stack.proxy.addr()).await {
             let fits = match (kind, client, &outcome) {
                 (_, GrpcurlV1 | GrpcurlV2, Outcome::Failed { reason }) => {

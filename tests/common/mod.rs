@@ -145,3 +145,17 @@ pub(crate) async fn until_idle(server: &RunningServer, patience: std::time::Dura
     .await
     .unwrap_or_else(|_| panic!("{} requests still open", server.open_requests()));
 }
+
+/// Kills `child` and keeps its port bound (not listening) while the returned socket lives:
+/// connections to the port are then refused, and no other test's server, given the freed port
+/// by the OS, can answer in the dead server's place.
+pub(crate) async fn kill_keeping_port(child: port::child::ChildServer) -> tokio::net::TcpSocket {
+    let addr = child.addr;
+    child.kill().await.expect("the child is killed");
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket
+        .bind(addr)
+        .expect("the dead server's port is still free to hold");
+    socket
+}
