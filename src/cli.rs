@@ -51,6 +51,21 @@ pub struct ServeArgs {
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Before anything starts: the admin API is refused without a token or client CA.
     let admin_config = args.admin.config()?;
+    // Before any descriptor is opened: the open-files limit raised, the caps clamped to it.
+    let fds = port::fds::Plan::new(
+        &args.options.fds,
+        args.options.max_connections,
+        admin_config.as_ref().map(|config| config.max_connections()),
+    )?;
+    fds.log();
+    let admin_config = admin_config.map(|config| match fds.admin {
+        Some((_, cap)) => config.with_max_connections(cap),
+        None => config,
+    });
+    let options = ServeOptions {
+        max_connections: fds.max_connections,
+        ..args.options.clone()
+    };
     let mut addresses = std::collections::HashMap::new();
     let (layout, label) = if let Some(api) = args.backend {
         (Layout::Direct(vec![api]), format!("{api} backend"))
@@ -76,7 +91,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
              implementation, which ignores step): it shows what the router prevents"
         );
     }
-    let running = server::start_with(args.addr, layout, &label, &args.options).await?;
+    let running = server::start_with(args.addr, layout, &label, &options).await?;
     if let Some(router) = &running.router {
         for backend in router.table().backends() {
             tracing::info!(

@@ -8,7 +8,8 @@
 //! handshake (logged at debug), neither certificate nor token is UNAUTHENTICATED, a token still
 //! works (and one sent to an API that takes certificates only is refused, saying so).
 //! Connections that stay silent before or after the TLS handshake are closed at the handshake
-//! deadline, and connections past the listener's limit at once.
+//! deadline; past the listener's limit a connection that never authenticated makes room, and
+//! when every one did, new connections are closed at once (more in `tests/limits.rs`).
 
 use crate::common::credentials::{pki, tls_handshake, token_file, token_file_named};
 use crate::common::frames::{self, RawConn};
@@ -837,16 +838,26 @@ async fn idle_connections_to_the_tls_admin_api_are_closed_at_the_handshake_deadl
 }
 
 #[tokio::test]
-async fn connections_to_the_tls_admin_api_past_its_limit_are_closed_at_once() {
+async fn past_the_tls_admin_apis_limit_an_idle_connection_makes_room_and_then_new_ones_are_closed() {
     let (pki, files, _dir) = pki();
     // A handshake deadline far off: only the limit can close a connection here.
     let (server, admin, _tokens) =
         router_with_limited_tls_admin(&files, 2, Duration::from_secs(300)).await;
-    let _idle = RawConn::connect(admin.addr).await;
+    let mut idle = RawConn::connect(admin.addr).await;
     let mut client = tls_admin(admin.addr, &pki, None, Some(TOKEN))
         .await
         .unwrap();
     client.list(ListRequest {}).await.unwrap();
+    // The listener is full: a new connection closes the one that never authenticated.
+    let mut second = tls_admin(admin.addr, &pki, None, Some(TOKEN))
+        .await
+        .unwrap();
+    assert!(
+        idle.closed_within(PATIENCE).await,
+        "the idle connection is still open past the limit of 2"
+    );
+    second.list(ListRequest {}).await.unwrap();
+    // Both slots are held by connections that authenticated: new ones are closed at once.
     for i in 0..3 {
         let mut extra = RawConn::connect(admin.addr).await;
         assert!(
@@ -854,10 +865,12 @@ async fn connections_to_the_tls_admin_api_past_its_limit_are_closed_at_once() {
             "connection {i} past the limit of 2 is still open"
         );
     }
-    client
-        .list(ListRequest {})
-        .await
-        .expect("a connection within the limit is still served");
+    for client in [&mut client, &mut second] {
+        client
+            .list(ListRequest {})
+            .await
+            .expect("a connection that authenticated is still served");
+    }
     admin.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
 }

@@ -13,6 +13,7 @@ mod grpcurl;
 mod hardening;
 mod interop;
 mod latency;
+mod limits;
 mod load;
 mod matrix;
 mod probe;

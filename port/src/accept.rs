@@ -3,6 +3,12 @@
 //!
 //! - Connections in total: past `max_connections` open at once, a new connection is accepted
 //!   and closed at once (the kernel's backlog is not left to fill up), and the others go on.
+//!   With `per_peer` (the admin API), each IP address gets at most that many, and a connection
+//!   that never authenticated is closed to make room instead ([`Connections::admit`]).
+//! - Accept errors: out of file descriptors (EMFILE, ENFILE) or memory, accepting is retried
+//!   after a pause that doubles from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], with one warning
+//!   when such a burst starts and one line when it ends, not one per failure. A connection
+//!   reset or aborted before it was accepted is skipped at once.
 //! - The handshake: each connection has `handshake_timeout` to finish its TLS handshake (when
 //!   the port speaks TLS) and to send the HTTP/2 preface and its first frame (SETTINGS); a
 //!   silent or half-sent connection is closed then. Handshakes run in tasks of their own, so
@@ -14,7 +20,8 @@
 //! stream, for `serve_with_incoming`. A refused or unfinished handshake is logged at debug
 //! level only: anyone can connect, and a log line at warn for each would let them flood it.
 
-use crate::connections::{Connections, Tracked};
+pub(crate) use crate::connections::Admission;
+use crate::connections::{Connections, Refused, Tracked};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -37,7 +44,8 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// What the accept loop enforces.
 #[derive(Debug, Clone)]
 pub(crate) struct AcceptLimits {
-    pub(crate) max_connections: usize,
+    /// Who may take a connection slot.
+    pub(crate) admission: Admission,
     pub(crate) handshake_timeout: Duration,
     /// Which listener this is, in its log lines (`port`, `admin API`).
     pub(crate) listener: &'static str,
@@ -109,25 +117,40 @@ where
     let (ready, out) = mpsc::channel(64);
     let listener_name = limits.listener;
     let task = tokio::spawn(async move {
+        let admission = limits.admission;
+        let mut failures = AcceptFailures::new(listener_name);
         loop {
             let accepted = tokio::select! {
                 _ = ready.closed() => break,
                 accepted = listener.accept() => accepted,
             };
             let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors, say: wait a little instead of spinning.
-                    tracing::warn!(listener = listener_name, %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(accepted) => {
+                    failures.ended();
+                    accepted
+                }
+                Err(err) if is_connection_error(&err) => {
+                    tracing::debug!(listener = listener_name, %err, "a connection ended before it was accepted");
                     continue;
                 }
+                Err(err) => {
+                    let pause = failures.failed(&err);
+                    tokio::select! {
+                        _ = ready.closed() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
+                }
             };
-            if connections.count() >= limits.max_connections {
+            if let Err(refused) = connections.admit(peer, admission) {
                 tracing::debug!(
                     listener = listener_name,
                     %peer,
-                    max = limits.max_connections,
+                    max = admission.max_connections,
+                    per_peer = ?admission.per_peer,
+                    reason = match refused {
+                        Refused::Full => "every connection slot is taken",
+                        Refused::PeerFull => "this peer holds its share of connections",
+                    },
                     "connection limit reached; closing a new connection"
                 );
                 drop(stream);
@@ -135,7 +158,7 @@ where
             }
             let _ = stream.set_nodelay(true);
             let deadline = Instant::now() + limits.handshake_timeout;
-            let handshaking = handshake(connections.track(stream));
+            let handshaking = handshake(connections.track(stream, peer));
             let ready = ready.clone();
             tokio::spawn(async move {
                 // Only a TLS handshake can fail or take time; plaintext is ready at once.
@@ -159,6 +182,73 @@ where
         }
     });
     (ReceiverStream::new(out), AcceptLoop(task))
+}
+
+/// The first pause after a failed accept.
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+/// The longest pause between accepts that keep failing.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Errors of one connection (reset or aborted while it waited to be accepted), not of the
+/// listener: nothing to wait for.
+fn is_connection_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// A burst of failed accepts: how long to pause after each, and its two log lines.
+struct AcceptFailures {
+    listener: &'static str,
+    count: u64,
+    pause: Duration,
+    since: Option<Instant>,
+}
+
+impl AcceptFailures {
+    fn new(listener: &'static str) -> Self {
+        Self {
+            listener,
+            count: 0,
+            pause: FIRST_BACKOFF,
+            since: None,
+        }
+    }
+
+    /// Counts a failure; the pause before the next accept ([`FIRST_BACKOFF`], doubling up to
+    /// [`MAX_BACKOFF`]). Warns at the first failure of a burst only.
+    fn failed(&mut self, err: &io::Error) -> Duration {
+        if self.count == 0 {
+            self.since = Some(Instant::now());
+            self.pause = FIRST_BACKOFF;
+            tracing::warn!(
+                listener = self.listener,
+                %err,
+                "accept failed (out of file descriptors? see --fd-reserve and ulimit -n); \
+                retrying with pauses up to 1 s, and saying so once when it accepts again"
+            );
+        } else {
+            self.pause = (self.pause * 2).min(MAX_BACKOFF);
+        }
+        self.count += 1;
+        self.pause
+    }
+
+    /// Ends a burst, if one is on, with one line saying how long it lasted.
+    fn ended(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                listener = self.listener,
+                failures = self.count,
+                lasted = ?since.elapsed(),
+                "accepting again"
+            );
+            self.count = 0;
+        }
+    }
 }
 
 /// A connection of a listener that may speak TLS or not (the port's, `--tls-cert`).
@@ -400,6 +490,21 @@ mod tests {
         }
         let mut h = handshake();
         assert!(!h.feed(&bytes[..bytes.len() - 1]));
+    }
+
+    #[tokio::test]
+    async fn failed_accepts_pause_longer_each_time_up_to_a_second_and_start_again_after_one() {
+        let mut failures = AcceptFailures::new("test");
+        let err = io::Error::from_raw_os_error(24);
+        let pauses: Vec<Duration> = (0..10).map(|_| failures.failed(&err)).collect();
+        assert_eq!(pauses[0], FIRST_BACKOFF);
+        assert_eq!(pauses[1], FIRST_BACKOFF * 2);
+        assert_eq!(pauses[9], MAX_BACKOFF);
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]));
+        failures.ended();
+        assert_eq!(failures.failed(&err), FIRST_BACKOFF);
+        assert!(!is_connection_error(&err));
+        assert!(is_connection_error(&io::ErrorKind::ConnectionAborted.into()));
     }
 
     #[tokio::test]

@@ -11,8 +11,13 @@
 //! start does with it: read the upstream's descriptors by reflection (or take them from the
 //! call's `descriptor_set`, for an upstream without reflection) and check a `+PACKAGE`
 //! retirement with compat ([`service`]). Its listener bounds what a connection that never
-//! authenticates may hold: [`ADMIN_MAX_CONNECTIONS`] at once, [`ADMIN_HANDSHAKE_TIMEOUT`] to
-//! finish the TLS handshake and send the HTTP/2 preface. `testbed route` and
+//! authenticates may hold: [`ADMIN_MAX_CONNECTIONS`] at once (`--admin-max-connections`),
+//! [`ADMIN_MAX_CONNECTIONS_PER_PEER`] from one IP address (`--admin-max-connections-per-peer`),
+//! [`ADMIN_HANDSHAKE_TIMEOUT`] to finish the TLS handshake and send the HTTP/2 preface. A
+//! connection on which a call authenticated is never closed to make room; one that never did is,
+//! the oldest first, when a new connection comes to a full listener or from a peer at its share
+//! (a peer whose whole share authenticated is refused): idle connections that never
+//! authenticate cannot lock an operator out, whoever holds them. `testbed route` and
 //! `testbed rollout --processes` are its clients ([`client`]).
 
 pub mod auth;
@@ -38,16 +43,18 @@ pub use service::{RunningAdmin, addresses, start};
 
 /// Where the admin API listens when `--admin-addr` is given without a value.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:50052";
-/// Connections the admin API keeps open at once; more are accepted and closed at once. Its
-/// clients are a few operators and scripts, so this leaves them room while bounding what
-/// connections that never authenticate can hold.
+/// Connections the admin API keeps open at once. Its clients are a few operators and scripts,
+/// so this leaves them room while bounding what connections that never authenticate can hold.
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Connections the admin API keeps open at once from one IP address: a quarter of
+/// [`ADMIN_MAX_CONNECTIONS`], so that one peer alone cannot fill it.
+pub const ADMIN_MAX_CONNECTIONS_PER_PEER: usize = 16;
 /// Time a new admin connection has to finish its TLS handshake (if any) and send the HTTP/2
 /// preface; a silent one is closed then.
 pub const ADMIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The admin flags of `testbed serve`.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct AdminOptions {
     /// Serve the admin API (change routes at runtime: `testbed route`) on this address, a
     /// listener of its own (127.0.0.1:50052 when given without a value). Needs a token source
@@ -85,6 +92,31 @@ pub struct AdminOptions {
         requires = "admin_client_ca"
     )]
     pub admin_client_names: Vec<String>,
+    /// Connections the admin API keeps open at once. A new one past it closes the oldest
+    /// connection that has not made an authenticated call; when every one has, it is refused.
+    #[arg(long, default_value_t = ADMIN_MAX_CONNECTIONS, value_parser = crate::server::at_least_one)]
+    pub admin_max_connections: usize,
+    /// Connections the admin API keeps open at once from one IP address. A new one past it
+    /// closes that peer's oldest connection that has not made an authenticated call; when every
+    /// one has, it is refused.
+    #[arg(long, default_value_t = ADMIN_MAX_CONNECTIONS_PER_PEER, value_parser = crate::server::at_least_one)]
+    pub admin_max_connections_per_peer: usize,
+}
+
+impl Default for AdminOptions {
+    fn default() -> Self {
+        Self {
+            admin_addr: None,
+            admin_token_file: None,
+            admin_token_env: None,
+            admin_tls_cert: None,
+            admin_tls_key: None,
+            admin_client_ca: None,
+            admin_client_names: Vec::new(),
+            admin_max_connections: ADMIN_MAX_CONNECTIONS,
+            admin_max_connections_per_peer: ADMIN_MAX_CONNECTIONS_PER_PEER,
+        }
+    }
 }
 
 /// What the admin API of one `serve` is to be: where it listens, who may call it, whether it
@@ -107,6 +139,7 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, Copy)]
 struct ListenerLimits {
     max_connections: usize,
+    max_per_peer: usize,
     handshake_timeout: Duration,
 }
 
@@ -123,13 +156,34 @@ impl AdminConfig {
 
     /// At most `max_connections` open at once (at least 1), and `handshake_timeout` for a
     /// new connection's TLS handshake and HTTP/2 preface, instead of
-    /// [`ADMIN_MAX_CONNECTIONS`] and [`ADMIN_HANDSHAKE_TIMEOUT`].
+    /// [`ADMIN_MAX_CONNECTIONS`] and [`ADMIN_HANDSHAKE_TIMEOUT`]. The share of one peer is
+    /// kept at most `max_connections`.
     pub fn with_limits(mut self, max_connections: usize, handshake_timeout: Duration) -> Self {
+        let max_connections = max_connections.max(1);
         self.limits = ListenerLimits {
-            max_connections: max_connections.max(1),
+            max_connections,
+            max_per_peer: self.limits.max_per_peer.min(max_connections),
             handshake_timeout,
         };
         self
+    }
+
+    /// At most `max_per_peer` connections open at once from one IP address (at least 1, at
+    /// most the listener's cap), instead of [`ADMIN_MAX_CONNECTIONS_PER_PEER`].
+    pub fn with_peer_limit(mut self, max_per_peer: usize) -> Self {
+        self.limits.max_per_peer = max_per_peer.clamp(1, self.limits.max_connections);
+        self
+    }
+
+    /// Connections its listener keeps open at once.
+    pub fn max_connections(&self) -> usize {
+        self.limits.max_connections
+    }
+
+    /// At most `max_connections` open at once (at least 1), its handshake timeout kept.
+    pub fn with_max_connections(self, max_connections: usize) -> Self {
+        let handshake_timeout = self.limits.handshake_timeout;
+        self.with_limits(max_connections, handshake_timeout)
     }
 }
 
@@ -137,6 +191,7 @@ impl Default for ListenerLimits {
     fn default() -> Self {
         Self {
             max_connections: ADMIN_MAX_CONNECTIONS,
+            max_per_peer: ADMIN_MAX_CONNECTIONS_PER_PEER,
             handshake_timeout: ADMIN_HANDSHAKE_TIMEOUT,
         }
     }
@@ -192,7 +247,7 @@ impl AdminOptions {
             (None, None) => None,
             _ => bail!("--admin-tls-cert and --admin-tls-key go together"),
         };
-        Ok(Some(AdminConfig {
+        let config = AdminConfig {
             addr,
             access: Access {
                 tokens,
@@ -200,7 +255,10 @@ impl AdminOptions {
             },
             tls,
             limits: ListenerLimits::default(),
-        }))
+        }
+        .with_limits(self.admin_max_connections, ADMIN_HANDSHAKE_TIMEOUT)
+        .with_peer_limit(self.admin_max_connections_per_peer);
+        Ok(Some(config))
     }
 }
 

@@ -5,9 +5,15 @@
 //! therefore wrapped in a [`Tracked`] that registers its file descriptor here until it drops,
 //! and [`Connections::close_all`] shuts the sockets down, which wakes and ends every
 //! connection task through the kernel. Nothing is added to the read or write path.
+//!
+//! The same registry decides who may take a slot ([`Connections::admit`]): the port refuses
+//! connections past its cap; the admin API's listener also caps each peer (IP address) and
+//! makes room by closing the oldest connection that never authenticated, so that idle
+//! unauthenticated connections never lock out an operator.
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,15 +27,54 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     next_id: AtomicU64,
-    open: Mutex<HashMap<u64, RawFd>>,
+    open: Mutex<HashMap<u64, Entry>>,
+}
+
+/// One open connection.
+#[derive(Debug)]
+struct Entry {
+    fd: RawFd,
+    peer: SocketAddr,
+    /// Whether a call on it authenticated (the admin API's listener only): it is never closed
+    /// to make room.
+    authenticated: bool,
+    /// Whether it was shut down to make room; it counts no more, though its task may not have
+    /// dropped it yet.
+    closing: bool,
+}
+
+/// Who may take a connection slot ([`Connections::admit`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admission {
+    /// Connections open at once.
+    pub(crate) max_connections: usize,
+    /// Connections open at once from one IP address, and whether a connection that has not
+    /// authenticated is closed to make room for a new one (the admin API's listener), instead
+    /// of the new one being refused (the port: nothing there authenticates).
+    pub(crate) per_peer: Option<usize>,
+}
+
+/// Why [`Connections::admit`] refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// `max_connections` are open, none of them closable.
+    Full,
+    /// The peer holds its `per_peer` share, all of it authenticated.
+    PeerFull,
 }
 
 impl Connections {
-    /// Registers `stream` until the returned wrapper drops.
-    pub(crate) fn track(self: &Arc<Self>, stream: TcpStream) -> Tracked {
+    /// Registers `stream`, from `peer`, until the returned wrapper drops.
+    pub(crate) fn track(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> Tracked {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut open) = self.open.lock() {
-            open.insert(id, stream.as_raw_fd());
+            let entry = Entry {
+                fd: stream.as_raw_fd(),
+                peer,
+                authenticated: false,
+                closing: false,
+            };
+            open.insert(id, entry);
         }
         Tracked {
             stream,
@@ -40,21 +85,82 @@ impl Connections {
 
     /// Connections open now.
     pub(crate) fn count(&self) -> usize {
-        self.open.lock().map_or(0, |open| open.len())
+        self.open
+            .lock()
+            .map_or(0, |open| open.values().filter(|e| !e.closing).count())
+    }
+
+    /// Whether a new connection from `peer` may be served under `admission`, making room for
+    /// it if need be. With `per_peer` set: a peer at its share gets room by its own oldest
+    /// connection that has not authenticated being shut down (so a peer competes only with
+    /// itself, and an operator on the same address as idle connections still gets in), and is
+    /// refused when all of its share authenticated; a full listener gets room by the oldest
+    /// unauthenticated connection of any peer being shut down, and refuses when every
+    /// connection authenticated. Without `per_peer`, a full listener refuses.
+    pub(crate) fn admit(&self, peer: SocketAddr, admission: Admission) -> Result<(), Refused> {
+        let Ok(mut open) = self.open.lock() else {
+            return Err(Refused::Full);
+        };
+        if let Some(per_peer) = admission.per_peer {
+            let same_peer = |entry: &Entry| entry.peer.ip() == peer.ip();
+            let held = open.values().filter(|e| !e.closing && same_peer(e)).count();
+            if held >= per_peer && !make_room(&mut open, same_peer) {
+                return Err(Refused::PeerFull);
+            }
+        }
+        let total = open.values().filter(|e| !e.closing).count();
+        if total < admission.max_connections {
+            return Ok(());
+        }
+        if admission.per_peer.is_some() && make_room(&mut open, |_| true) {
+            return Ok(());
+        }
+        Err(Refused::Full)
+    }
+
+    /// Marks the connection from `peer` as authenticated: [`admit`](Self::admit) never closes
+    /// it to make room.
+    pub(crate) fn authenticated(&self, peer: SocketAddr) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(entry) = open.values_mut().find(|e| e.peer == peer && !e.closing)
+        {
+            entry.authenticated = true;
+        }
     }
 
     /// Shuts every open connection down (both directions): their tasks see the connection end
     /// and finish, whatever they were waiting for.
     pub(crate) fn close_all(&self) {
         let Ok(open) = self.open.lock() else { return };
-        for &fd in open.values() {
-            // The fd stays registered only while its `Tracked` (and so its `TcpStream`) is
-            // alive: `Tracked::drop` unregisters it under this same lock before the socket is
-            // closed, so the fd cannot belong to anything else. A socket the peer already closed
-            // reports ENOTCONN; it is ending anyway.
-            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+        for entry in open.values() {
+            shut_down(entry.fd);
         }
     }
+}
+
+/// Shuts down the oldest connection (the lowest id) of those `which` picks that has not
+/// authenticated, if there is one.
+fn make_room(open: &mut HashMap<u64, Entry>, which: impl Fn(&Entry) -> bool) -> bool {
+    let oldest = open
+        .iter_mut()
+        .filter(|(_, e)| !e.closing && !e.authenticated && which(e))
+        .min_by_key(|(id, _)| **id);
+    let Some((_, entry)) = oldest else {
+        return false;
+    };
+    tracing::debug!(peer = %entry.peer, "closing a connection that never authenticated, to make room");
+    entry.closing = true;
+    shut_down(entry.fd);
+    true
+}
+
+/// Shuts a registered connection's socket down, which wakes and ends its task.
+fn shut_down(fd: RawFd) {
+    // The fd stays registered only while its `Tracked` (and so its `TcpStream`) is alive:
+    // `Tracked::drop` unregisters it under the same lock as every caller holds, before the
+    // socket is closed, so the fd cannot belong to anything else. A socket the peer already
+    // closed reports ENOTCONN; it is ending anyway.
+    let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
 }
 
 /// An accepted TCP connection that stays registered in [`Connections`] while it lives.

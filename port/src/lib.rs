@@ -7,6 +7,7 @@
 //! - [`upstream`]: `--upstream` specs, backends in other processes.
 //! - [`child`]: servers in child processes (latency runs, multi-process rollout).
 //! - [`tls`]: TLS and mutual TLS on the port, TLS clients, certificates made for tests.
+//! - [`fds`]: the file-descriptor budget (the open-files limit raised, connection caps clamped).
 //! - [`admin`]: the admin API, changing a running router's routes from another process.
 //! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM) a long-running command waits for.
 
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod child;
 mod connections;
 pub mod deployment;
+pub mod fds;
 pub mod guard;
 mod reflection;
 pub mod server;

@@ -3,7 +3,7 @@
 //! v1alpha), with `--interop` gRPC's interop test service beside them, and runs it until asked
 //! to stop, letting in-flight requests finish.
 
-use crate::accept::{self, AcceptLimits, AcceptLoop};
+use crate::accept::{self, AcceptLimits, AcceptLoop, Admission};
 use crate::connections::Connections;
 use crate::deployment::{DEFAULT_MAX_MESSAGE_BYTES, Deployment, v1_server, v2_server};
 use crate::guard::GuardLayer;
@@ -181,6 +181,9 @@ pub struct ServeOptions {
     /// TLS (and mutual TLS) on the port, and for `https://` upstreams.
     #[command(flatten)]
     pub tls: TlsOptions,
+    /// The file-descriptor budget.
+    #[command(flatten)]
+    pub fds: crate::fds::FdOptions,
 }
 
 impl Default for ServeOptions {
@@ -197,11 +200,13 @@ impl Default for ServeOptions {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             interop: false,
             tls: TlsOptions::default(),
+            fds: crate::fds::FdOptions::default(),
         }
     }
 }
 
-fn at_least_one(text: &str) -> Result<usize, String> {
+/// Parses a whole number of at least 1 (a count flag).
+pub(crate) fn at_least_one(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
@@ -278,8 +283,17 @@ pub async fn start_with(
     .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());
+    // `testbed serve` clamped and logged its caps already (with the admin API's); a server
+    // started otherwise is clamped here, so that it too leaves descriptors for its upstreams.
+    let fds = crate::fds::Plan::new(&options.fds, options.max_connections, None)?;
+    if fds.max_connections < options.max_connections {
+        fds.log();
+    }
     let limits = AcceptLimits {
-        max_connections: options.max_connections,
+        admission: Admission {
+            max_connections: fds.max_connections,
+            per_peer: None,
+        },
         handshake_timeout: options.handshake_timeout,
         listener: "port",
     };

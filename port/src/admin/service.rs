@@ -1,6 +1,8 @@
 //! The `testbed.admin.v1.Routes` service over one router's [`RouterHandle`], and the listener
 //! of its own it runs on. That listener goes through the port's accept loop
-//! (`crate::accept`): at most [`super::ADMIN_MAX_CONNECTIONS`] connections at once, and
+//! (`crate::accept`): at most [`super::ADMIN_MAX_CONNECTIONS`] connections at once and
+//! [`super::ADMIN_MAX_CONNECTIONS_PER_PEER`] from one IP address (unless the flags say
+//! otherwise; a connection that never authenticated makes room for a new one), and
 //! [`super::ADMIN_HANDSHAKE_TIMEOUT`] for the TLS handshake and the HTTP/2 preface, after which
 //! a silent connection is closed; HTTP/2 keep-alive pings close one that goes silent later.
 //!
@@ -21,7 +23,7 @@ use super::pb::{
     AddRequest, Backend as BackendReply, ChangeReply, DrainReply, DrainRequest, ListReply,
     ListRequest, RemoveRequest, ReplaceRequest,
 };
-use crate::accept::{self, AcceptLimits, AcceptLoop};
+use crate::accept::{self, AcceptLimits, AcceptLoop, Admission};
 use crate::connections::Connections;
 use crate::server::{DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE};
 use crate::upstream::{self, DescriptorOrigin, Gateway, UpstreamSpec};
@@ -158,7 +160,12 @@ pub async fn start(
         addresses: Mutex::new(addresses),
         upstream_ca,
     };
-    let service = RoutesServer::with_interceptor(service, Authenticate(access));
+    let connections = Arc::new(Connections::default());
+    let authenticate = Authenticate {
+        access,
+        connections: connections.clone(),
+    };
+    let service = RoutesServer::with_interceptor(service, authenticate);
     let (shutdown, stop) = oneshot::channel::<()>();
     let stopped = async move {
         let _ = stop.await;
@@ -168,9 +175,11 @@ pub async fn start(
         .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(DEFAULT_KEEPALIVE_TIMEOUT))
         .add_service(service);
-    let connections = Arc::new(Connections::default());
     let limits = AcceptLimits {
-        max_connections: limits.max_connections,
+        admission: Admission {
+            max_connections: limits.max_connections,
+            per_peer: Some(limits.max_per_peer),
+        },
         handshake_timeout: limits.handshake_timeout,
         listener: "admin API",
     };
