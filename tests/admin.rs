@@ -838,7 +838,8 @@ async fn idle_connections_to_the_tls_admin_api_are_closed_at_the_handshake_deadl
 }
 
 #[tokio::test]
-async fn past_the_tls_admin_apis_limit_an_idle_connection_makes_room_and_then_new_ones_are_closed() {
+async fn past_the_tls_admin_apis_limit_an_idle_connection_makes_room_and_then_new_ones_are_closed()
+{
     let (pki, files, _dir) = pki();
     // A handshake deadline far off: only the limit can close a connection here.
     let (server, admin, _tokens) =

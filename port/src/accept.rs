@@ -504,7 +504,9 @@ mod tests {
         failures.ended();
         assert_eq!(failures.failed(&err), FIRST_BACKOFF);
         assert!(!is_connection_error(&err));
-        assert!(is_connection_error(&io::ErrorKind::ConnectionAborted.into()));
+        assert!(is_connection_error(
+            &io::ErrorKind::ConnectionAborted.into()
+        ));
     }
 
     #[tokio::test]
