@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod client;
 pub mod service;
+pub mod token_file;
 
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
