@@ -249,24 +249,7 @@ async fn idle_unauthenticated_admin_connections_never_lock_out_an_operator() {
     let dir = temp_dir("admin-flood");
     let tokens = token_file(dir.path(), &format!("alice {TOKEN}\n"));
     let token = token_file_named(dir.path(), "token", TOKEN);
-    let mut gateway = ChildServer::testbed(
-        exe(),
-        &[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--deployment",
-            "v1-only",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--admin-token-file",
-            tokens.to_str().unwrap(),
-        ],
-    )
-    .await
-    .expect("the gateway starts");
-    let line = gateway.next_line().await.unwrap();
-    let admin = line.split_whitespace().last().unwrap().to_string();
+    let (_gateway, admin) = v1_with_admin(&tokens).await;
     let admin_addr: SocketAddr = admin.parse().unwrap();
     // An operator's connection that authenticated before the flood is kept through it.
     let mut kept = port::admin::connect(admin_addr, TOKEN).await.unwrap();
@@ -336,20 +319,39 @@ async fn a_peer_past_its_share_loses_its_own_idle_connections_and_a_full_share_i
     server.shutdown().await.unwrap();
 }
 
-/// Runs `testbed serve --admin-token-file FILE` (ends within [`PATIENCE`], or fails the test).
+/// `testbed serve` of v1 alone, with its admin API taking the tokens of `token_file`.
+fn serve_v1_with_admin(token_file: &Path) -> Vec<String> {
+    let args = [
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--deployment",
+        "v1-only",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--admin-token-file",
+    ];
+    let file = token_file.to_string_lossy().into_owned();
+    args.into_iter().map(String::from).chain([file]).collect()
+}
+
+/// [`serve_v1_with_admin`] started, and its admin API's address.
+async fn v1_with_admin(token_file: &Path) -> (ChildServer, String) {
+    let args = serve_v1_with_admin(token_file);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut gateway = ChildServer::testbed(exe(), &args)
+        .await
+        .expect("the gateway starts");
+    let line = gateway.next_line().await.unwrap();
+    assert!(line.starts_with("testbed admin API on "), "{line}");
+    let admin = line.split_whitespace().last().unwrap().to_string();
+    (gateway, admin)
+}
+
+/// Runs [`serve_v1_with_admin`] (ends within [`PATIENCE`], or fails the test).
 async fn serve_with_token_file(file: &Path) -> Output {
     let output = tokio::process::Command::new(exe())
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--deployment",
-            "v1-only",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--admin-token-file",
-        ])
-        .arg(file)
+        .args(serve_v1_with_admin(file))
         .env("RUST_LOG", "error")
         .kill_on_drop(true)
         .output();
@@ -419,24 +421,8 @@ async fn token_files_that_are_not_small_private_regular_files_are_refused_at_onc
     // A symbolic link to a good file is followed (secrets are often mounted so).
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&good, &link).unwrap();
-    let mut gateway = ChildServer::testbed(
-        exe(),
-        &[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--deployment",
-            "v1-only",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--admin-token-file",
-            link.to_str().unwrap(),
-        ],
-    )
-    .await
-    .expect("a link to a good token file is taken");
-    let admin = gateway.next_line().await.unwrap();
-    assert!(admin.contains("admin API on"), "{admin}");
+    let (_gateway, admin) = v1_with_admin(&link).await;
+    assert!(admin.parse::<SocketAddr>().is_ok(), "{admin}");
 }
 
 /// Makes a FIFO (named pipe) at `path`, readable and writable by its owner only.
