@@ -130,7 +130,11 @@ where
                     accepted
                 }
                 Err(err) if is_connection_error(&err) => {
-                    tracing::debug!(listener = listener_name, %err, "a connection ended before it was accepted");
+                    tracing::debug!(
+                        listener = listener_name,
+                        %err,
+                        "a connection ended before it was accepted"
+                    );
                     continue;
                 }
                 Err(err) => {

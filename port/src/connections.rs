@@ -148,7 +148,10 @@ fn make_room(open: &mut HashMap<u64, Entry>, which: impl Fn(&Entry) -> bool) -> 
     let Some((_, entry)) = oldest else {
         return false;
     };
-    tracing::debug!(peer = %entry.peer, "closing a connection that never authenticated, to make room");
+    tracing::debug!(
+        peer = %entry.peer,
+        "closing a connection that never authenticated, to make room"
+    );
     entry.closing = true;
     shut_down(entry.fd);
     true
