@@ -3,7 +3,8 @@
 //! - A `testbed serve` gateway given a low open-files limit clamps `--max-connections` to what
 //!   the limit leaves after its reserve, says so in its log, closes idle connections past that
 //!   cap at once, logs no flood of accept warnings, still probes its upstream (a restarted
-//!   backend is seen again) and serves a new client once the idle ones are gone.
+//!   backend is seen again) and serves a new client once the idle ones are gone. Without a
+//!   reserve accept runs out of descriptors: it backs off, with one warning for the burst.
 //! - Idle connections that never authenticate never lock an operator out of the admin API:
 //!   past a peer's share or the listener's cap the oldest of them is closed to make room; a
 //!   connection that authenticated is never closed so, and a peer whose whole share
@@ -206,6 +207,39 @@ async fn a_low_open_files_limit_clamps_the_port_which_still_probes_its_upstream_
         );
     }
     drop(gateway);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_failures_for_want_of_descriptors_back_off_with_one_warning_a_burst() {
+    let dir = temp_dir("emfile");
+    let log = dir.path().join("serve.log");
+    // No reserve: the cap (200) is above what the process has left, so accept runs out.
+    let server =
+        serve_with_open_files(&["--addr", "127.0.0.1:0", "--fd-reserve", "0"], 200, &log).await;
+    let mut hello = frames::PREFACE.to_vec();
+    hello.extend(frames::settings(&[]));
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let mut conn = RawConn::connect(server.addr).await;
+        let _ = conn.send(&hello).await;
+        idle.push(conn);
+    }
+    let failed = |text: &str| text.lines().filter(|l| l.contains("accept failed")).count();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while failed(&std::fs::read_to_string(&log).unwrap()) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "accept never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Accept keeps failing while the connections are held: still one warning.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(idle);
+    crate::common::probe_addr(server.addr).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(failed(&text), 1, "one warning for one burst:\n{text}");
+    assert!(text.contains("accepting again"), "{text}");
 }
 
 /// A v1-only router in this process with its admin API (plaintext, for [`TOKEN`]) at most
