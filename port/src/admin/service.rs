@@ -23,6 +23,7 @@ use super::pb::{
 };
 use crate::accept::{self, AcceptLimits, AcceptLoop};
 use crate::connections::Connections;
+use crate::route_checks;
 use crate::server::{DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE};
 use crate::upstream::{self, DescriptorOrigin, Gateway, UpstreamSpec};
 use anyhow::Context;
@@ -120,12 +121,25 @@ impl Drop for RunningAdmin {
 /// Serves the admin API over `handle` as `config` says (on its address, port 0 picking a free
 /// port; plaintext or TLS; to the callers its access admits) in the background. `addresses`
 /// names where the table's remote backends are (see [`addresses`]); `upstream_ca` trusts
-/// `https://` upstreams that Add names.
+/// `https://` upstreams that Add names. Add and Replace refuse the admin listener's own
+/// address as an upstream; [`start_guarding`] also names the port's.
 pub async fn start(
     config: AdminConfig,
     handle: RouterHandle,
     addresses: HashMap<String, String>,
     upstream_ca: Option<PathBuf>,
+) -> anyhow::Result<RunningAdmin> {
+    start_guarding(config, handle, addresses, upstream_ca, &[]).await
+}
+
+/// [`start`], Add and Replace also refusing `gateway` (the addresses the port listens on) as
+/// an upstream's address: every call routed there would loop back into the gateway.
+pub async fn start_guarding(
+    config: AdminConfig,
+    handle: RouterHandle,
+    addresses: HashMap<String, String>,
+    upstream_ca: Option<PathBuf>,
+    gateway: &[SocketAddr],
 ) -> anyhow::Result<RunningAdmin> {
     let AdminConfig {
         addr,
@@ -157,6 +171,8 @@ pub async fn start(
         handle,
         addresses: Mutex::new(addresses),
         upstream_ca,
+        own: gateway.iter().copied().chain([addr]).collect(),
+        changes: tokio::sync::Mutex::new(()),
     };
     let service = RoutesServer::with_interceptor(service, Authenticate(access));
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -213,6 +229,13 @@ struct RoutesService {
     /// Where each remote backend is, by name: what the table itself does not keep.
     addresses: Mutex<HashMap<String, String>>,
     upstream_ca: Option<PathBuf>,
+    /// The gateway's own listening addresses (the port's, the admin listener's), refused as
+    /// upstreams.
+    own: Vec<SocketAddr>,
+    /// Held by each Add, Replace and Remove from reading the table until the new one is
+    /// stored: an Add extends the catalog it read, so two at once would each extend the same
+    /// one and the second would drop the first's packages (and be refused for it).
+    changes: tokio::sync::Mutex<()>,
 }
 
 /// Who made `request`, as the interceptor authenticated it.
@@ -228,13 +251,15 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 /// and how it ended.
 fn log_change(who: &Caller, action: &str, target: &str, outcome: Result<&str, &Status>) {
     match outcome {
-        Ok(result) => tracing::info!(who = ?who.0, action, target, result, "admin change"),
+        Ok(result) => {
+            tracing::info!(who = ?who.0, action, target = ?target, result, "admin change")
+        }
         Err(status) => tracing::warn!(
             who = ?who.0,
             action,
-            target,
+            target = ?target,
             code = ?status.code(),
-            reason = status.message(),
+            reason = ?status.message(),
             "admin change refused"
         ),
     }
@@ -294,10 +319,11 @@ impl RoutesService {
             .collect()
     }
 
-    /// The table now, and the backends named `changed` in it.
-    fn change_reply(&self, changed: &[String]) -> ChangeReply {
+    /// The table now, the backends named `changed` in it, and `warnings`.
+    fn change_reply(&self, changed: &[String], warnings: Vec<String>) -> ChangeReply {
         let backends = self.backends();
         ChangeReply {
+            warnings,
             changed: backends
                 .iter()
                 .filter(|b| changed.contains(&b.name))
@@ -313,9 +339,15 @@ impl RoutesService {
     /// start would have built it; a file the catalog already holds must say the same.
     /// `descriptor_set` (a serialized `FileDescriptorSet`) stands in for reflection when not
     /// empty.
-    async fn prepare(&self, text: &str, descriptor_set: &[u8]) -> Result<Prepared, Status> {
+    async fn prepare(
+        &self,
+        text: &str,
+        descriptor_set: &[u8],
+        adding: bool,
+    ) -> Result<Prepared, Status> {
         let text = required("upstream", text, UPSTREAM_EXAMPLE)?;
         let spec: UpstreamSpec = text.parse().map_err(Status::invalid_argument)?;
+        self.check_reality(&spec, adding).await?;
         let discovered = match descriptor_set {
             [] => upstream::discover(&spec, None, self.upstream_ca.as_deref()).await,
             bytes => {
@@ -390,6 +422,50 @@ impl RoutesService {
         })
     }
 
+    /// What Add (`adding`) or Replace checks before reading the upstream: its name free (Add)
+    /// or in the table (Replace), its address not one of the gateway's own, and something
+    /// listening there (`--upstream` at start may still name an upstream not up yet).
+    async fn check_reality(&self, spec: &UpstreamSpec, adding: bool) -> Result<(), Status> {
+        let taken = self.handle.table().backends().into_iter().any(|b| {
+            b.name == spec.name
+                || b.name
+                    .strip_prefix(spec.name.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        });
+        match (adding, taken) {
+            (true, true) => {
+                return Err(Status::already_exists(format!(
+                    "a backend named {:?} is already in the route table",
+                    spec.name
+                )));
+            }
+            (false, false) => {
+                return Err(Status::not_found(format!(
+                    "no backend named {:?} is in the route table; Replace changes an existing \
+                     backend (use Add for a new one)",
+                    spec.name
+                )));
+            }
+            _ => {}
+        }
+        route_checks::refuse_own_address(&spec.name, spec.host_port(), &self.own)
+            .await
+            .map_err(Status::failed_precondition)?;
+        route_checks::reachable(&spec.name, spec.host_port())
+            .await
+            .map_err(Status::failed_precondition)
+    }
+
+    /// The warnings of a change bringing `backends` (see [`route_checks::version_warnings`]),
+    /// logged.
+    fn warnings(backends: &[Backend]) -> Vec<String> {
+        let warnings = route_checks::version_warnings(backends);
+        for warning in &warnings {
+            tracing::warn!(warning = %warning, "admin change accepted with a warning");
+        }
+        warnings
+    }
+
     fn remember(&self, names: &[String], addr: &str) {
         let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
         for name in names {
@@ -398,14 +474,16 @@ impl RoutesService {
     }
 
     async fn add_upstream(&self, request: &AddRequest) -> Result<ChangeReply, Status> {
+        let _change = self.changes.lock().await;
         let Prepared {
             spec,
             backends,
             catalog,
         } = self
-            .prepare(&request.upstream, &request.descriptor_set)
+            .prepare(&request.upstream, &request.descriptor_set, true)
             .await?;
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
+        let warnings = Self::warnings(&backends);
         if let Some(catalog) = &catalog {
             tracing::info!(
                 upstream = %spec.name,
@@ -418,16 +496,17 @@ impl RoutesService {
             .await
             .map_err(|err| table_status(&err))?;
         self.remember(&names, &spec.addr);
-        Ok(self.change_reply(&names))
+        Ok(self.change_reply(&names, warnings))
     }
 
     async fn replace_upstream(&self, request: &ReplaceRequest) -> Result<ChangeReply, Status> {
+        let _change = self.changes.lock().await;
         let Prepared {
             spec,
             backends,
             catalog,
         } = self
-            .prepare(&request.upstream, &request.descriptor_set)
+            .prepare(&request.upstream, &request.descriptor_set, false)
             .await?;
         if let Some(catalog) = catalog {
             let table = self.handle.table();
@@ -455,13 +534,27 @@ impl RoutesService {
                 missing.name
             )));
         }
+        if let Some((new, old)) = backends.iter().find_map(|new| {
+            present
+                .iter()
+                .find(|old| old.name == new.name && old.api != new.api)
+                .map(|old| (new, old))
+        }) {
+            return Err(Status::failed_precondition(format!(
+                "upstream {} at {} serves {}, but backend {} serves {}: Replace keeps the package \
+                 a backend serves (its {} callers would reach a server of {}); if that address \
+                 is meant, Add it under a new name, then drain and remove {}",
+                spec.name, spec.addr, new.api, old.name, old.api, old.api, new.api, old.name
+            )));
+        }
+        let warnings = Self::warnings(&backends);
         let replaced: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
         self.handle
             .replace_all(backends)
             .await
             .map_err(|err| table_status(&err))?;
         self.remember(&replaced, &spec.addr);
-        Ok(self.change_reply(&replaced))
+        Ok(self.change_reply(&replaced, warnings))
     }
 
     async fn drain_backend(&self, request: &DrainRequest) -> Result<DrainReply, Status> {
@@ -494,6 +587,7 @@ impl RoutesService {
 
     async fn remove_backend(&self, name: &str) -> Result<ChangeReply, Status> {
         let name = required("name", name, "a backend's name")?;
+        let _change = self.changes.lock().await;
         let before = self
             .handle
             .table()
@@ -512,6 +606,7 @@ impl RoutesService {
         Ok(ChangeReply {
             changed,
             backends: self.backends(),
+            warnings: Vec::new(),
         })
     }
 }
