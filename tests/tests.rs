@@ -20,5 +20,6 @@ mod properties;
 mod proxies;
 mod reflection_health;
 mod report;
+mod routes;
 mod routing;
 mod tls;
