@@ -269,8 +269,9 @@ async fn a_version_differing_only_in_build_metadata_is_the_same_version() {
     .unwrap();
 }
 
-/// A descriptor set declaring `package` with one service (`Pinger.Ping`).
-fn package_set(package: &str) -> Vec<u8> {
+/// A descriptor set declaring `package` with one service (`Pinger.Ping`) and `padding` more
+/// messages (work for the catalog, which widens the window two racing Adds meet in).
+fn package_set(package: &str, padding: usize) -> Vec<u8> {
     use prost_types::{
         DescriptorProto, FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto,
         ServiceDescriptorProto,
@@ -279,10 +280,13 @@ fn package_set(package: &str) -> Vec<u8> {
     let file = FileDescriptorProto {
         name: Some(format!("{}.proto", package.replace('.', "/"))),
         package: Some(package.into()),
-        message_type: vec![DescriptorProto {
-            name: Some("Ping".into()),
-            ..Default::default()
-        }],
+        message_type: std::iter::once("Ping".to_string())
+            .chain((0..padding).map(|i| format!("Pad{i}")))
+            .map(|name| DescriptorProto {
+                name: Some(name),
+                ..Default::default()
+            })
+            .collect(),
         service: vec![ServiceDescriptorProto {
             name: Some("Pinger".into()),
             method: vec![MethodDescriptorProto {
@@ -306,14 +310,19 @@ async fn concurrent_adds_of_new_packages_all_succeed() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at: SocketAddr = listener.local_addr().unwrap();
     let mut adds = tokio::task::JoinSet::new();
-    for i in 0..8 {
+    let racers = 16;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(racers));
+    for i in 0..racers {
         let mut client = gateway.client().await;
+        let start = start.clone();
         adds.spawn(async move {
             let package = format!("racer{i}.v1");
+            let descriptor_set = package_set(&package, 500);
+            start.wait().await;
             client
                 .add(AddRequest {
                     upstream: format!("racer{i}=1.0.0@{at}"),
-                    descriptor_set: package_set(&package),
+                    descriptor_set,
                 })
                 .await
                 .map(|_| package)
@@ -334,7 +343,7 @@ async fn concurrent_adds_of_new_packages_all_succeed() {
     for package in &added {
         assert!(packages.contains(package), "{package}: {packages:?}");
     }
-    assert_eq!(added.len(), 8);
+    assert_eq!(added.len(), racers);
 }
 
 #[tokio::test]
