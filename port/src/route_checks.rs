@@ -9,9 +9,11 @@
 //! or `https://HOST:PORT`, nothing before or after; HOST is an IPv4 address, an IPv6 address in
 //! brackets or a DNS name (letters, digits, `-` and `.`, at most 253 bytes); PORT 1-65535.
 
-use router::{Backend, quote};
+use crate::upstream::UpstreamSpec;
+use router::{Backend, BackendInfo, RouteTable, quote};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
+use tonic::Status;
 
 /// Longest backend (upstream) name, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
@@ -174,6 +176,88 @@ pub async fn reachable(name: &str, host_port: &str) -> Result<(), String> {
         "upstream {name} at {host_port} cannot be reached ({failed}); a route is added only to \
          an upstream that answers: start it first, then add it"
     ))
+}
+
+/// Whether table backend `backend` belongs to upstream `upstream`: named `upstream`, or
+/// `upstream/PACKAGE` for an upstream implementing several packages.
+pub fn belongs_to(backend: &str, upstream: &str) -> bool {
+    backend == upstream
+        || backend
+            .strip_prefix(upstream)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// What the admin API's Add (`adding`) or Replace checks before reading upstream `spec`: its
+/// name free in `table` (Add, else `ALREADY_EXISTS`) or in it (Replace, else `NOT_FOUND`), its
+/// address not one of the gateway's own listeners `own`, and something listening there (both
+/// `FAILED_PRECONDITION`). `--upstream` at start is not checked for reachability: the router may
+/// start before its upstreams.
+pub async fn admit(
+    spec: &UpstreamSpec,
+    table: &RouteTable,
+    adding: bool,
+    own: &[SocketAddr],
+) -> Result<(), Status> {
+    let taken = table
+        .backends()
+        .iter()
+        .any(|b| belongs_to(&b.name, &spec.name));
+    match (adding, taken) {
+        (true, true) => {
+            return Err(Status::already_exists(format!(
+                "a backend named {:?} is already in the route table",
+                spec.name
+            )));
+        }
+        (false, false) => {
+            return Err(Status::not_found(format!(
+                "no backend named {:?} is in the route table; Replace changes an existing \
+                 backend (use Add for a new one)",
+                spec.name
+            )));
+        }
+        _ => {}
+    }
+    refuse_own_address(&spec.name, spec.host_port(), own)
+        .await
+        .map_err(Status::failed_precondition)?;
+    reachable(&spec.name, spec.host_port())
+        .await
+        .map_err(Status::failed_precondition)
+}
+
+/// Refuses (`FAILED_PRECONDITION`) a Replace of upstream `spec` whose `backends` would serve
+/// another package than the backend of the same name in `present` does: its callers would be
+/// answered by another API under the name they were routed to.
+pub fn same_packages(
+    spec: &UpstreamSpec,
+    present: &[BackendInfo],
+    backends: &[Backend],
+) -> Result<(), Status> {
+    let changed = backends.iter().find_map(|new| {
+        present
+            .iter()
+            .find(|old| old.name == new.name && old.api != new.api)
+            .map(|old| (new, old))
+    });
+    match changed {
+        None => Ok(()),
+        Some((new, old)) => Err(Status::failed_precondition(format!(
+            "upstream {} at {} serves {}, but backend {} serves {}: Replace keeps the package a \
+             backend serves (its {} callers would reach a server of {}); if that address is \
+             meant, Add it under a new name, then drain and remove {}",
+            spec.name, spec.addr, new.api, old.name, old.api, old.api, new.api, old.name
+        ))),
+    }
+}
+
+/// [`version_warnings`] of a change bringing `backends`, each also logged.
+pub fn warnings(backends: &[Backend]) -> Vec<String> {
+    let warnings = version_warnings(backends);
+    for warning in &warnings {
+        tracing::warn!(warning = %warning, "admin change accepted with a warning");
+    }
+    warnings
 }
 
 /// `shop.v2` → `Some(2)`, `shop.v2beta1` → `Some(2)`: the major version a package's last

@@ -9,10 +9,17 @@
 //! An Add whose upstream implements packages the router does not manage yet extends the
 //! router's catalog with them in the same table change (health, reflection and the port's
 //! unary-message check follow). Replace changes existing backends only,
-//! so it refuses an upstream that brings new packages. Statuses:
+//! so it refuses an upstream that brings new packages. Before reading anything, Add and
+//! Replace check the upstream against reality (`crate::route_checks`): its address must not be
+//! one of the gateway's own listeners, and something must accept a connection there (unlike
+//! `--upstream` at start, which may name an upstream not up yet). Replace keeps the package a
+//! backend serves; a version whose major disagrees with its package's `vN` is accepted with a
+//! warning in the reply and the log. Add, Replace and Remove are serialized, so concurrent
+//! Adds that each bring a new package both succeed. Statuses:
 //! bad input INVALID_ARGUMENT, an unknown backend NOT_FOUND, a name already taken
-//! ALREADY_EXISTS, a change the table or the descriptors refuse FAILED_PRECONDITION with the
-//! reason (compat's findings quoted). Each change is logged with the caller's name.
+//! ALREADY_EXISTS, an unreachable upstream, the gateway's own address, a package change or a
+//! change the table or the descriptors refuse FAILED_PRECONDITION with the reason (compat's
+//! findings quoted). Each change is logged with the caller's name and its target quoted.
 
 use super::AdminConfig;
 use super::auth::{Authenticate, Caller};
@@ -50,13 +57,10 @@ pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 pub fn addresses(gateway: &Gateway) -> HashMap<String, String> {
     let mut addresses = HashMap::new();
     for backend in gateway.table.backends() {
-        let upstream = gateway.upstreams.iter().find(|u| {
-            backend.name == u.spec.name
-                || backend
-                    .name
-                    .strip_prefix(u.spec.name.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-        });
+        let upstream = gateway
+            .upstreams
+            .iter()
+            .find(|u| route_checks::belongs_to(&backend.name, &u.spec.name));
         if let Some(upstream) = upstream {
             addresses.insert(backend.name, upstream.spec.addr.clone());
         }
@@ -422,48 +426,10 @@ impl RoutesService {
         })
     }
 
-    /// What Add (`adding`) or Replace checks before reading the upstream: its name free (Add)
-    /// or in the table (Replace), its address not one of the gateway's own, and something
-    /// listening there (`--upstream` at start may still name an upstream not up yet).
+    /// What Add (`adding`) or Replace checks before reading the upstream (see
+    /// [`route_checks::admit`]).
     async fn check_reality(&self, spec: &UpstreamSpec, adding: bool) -> Result<(), Status> {
-        let taken = self.handle.table().backends().into_iter().any(|b| {
-            b.name == spec.name
-                || b.name
-                    .strip_prefix(spec.name.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-        });
-        match (adding, taken) {
-            (true, true) => {
-                return Err(Status::already_exists(format!(
-                    "a backend named {:?} is already in the route table",
-                    spec.name
-                )));
-            }
-            (false, false) => {
-                return Err(Status::not_found(format!(
-                    "no backend named {:?} is in the route table; Replace changes an existing \
-                     backend (use Add for a new one)",
-                    spec.name
-                )));
-            }
-            _ => {}
-        }
-        route_checks::refuse_own_address(&spec.name, spec.host_port(), &self.own)
-            .await
-            .map_err(Status::failed_precondition)?;
-        route_checks::reachable(&spec.name, spec.host_port())
-            .await
-            .map_err(Status::failed_precondition)
-    }
-
-    /// The warnings of a change bringing `backends` (see [`route_checks::version_warnings`]),
-    /// logged.
-    fn warnings(backends: &[Backend]) -> Vec<String> {
-        let warnings = route_checks::version_warnings(backends);
-        for warning in &warnings {
-            tracing::warn!(warning = %warning, "admin change accepted with a warning");
-        }
-        warnings
+        route_checks::admit(spec, &self.handle.table(), adding, &self.own).await
     }
 
     fn remember(&self, names: &[String], addr: &str) {
@@ -483,7 +449,7 @@ impl RoutesService {
             .prepare(&request.upstream, &request.descriptor_set, true)
             .await?;
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        let warnings = Self::warnings(&backends);
+        let warnings = route_checks::warnings(&backends);
         if let Some(catalog) = &catalog {
             tracing::info!(
                 upstream = %spec.name,
@@ -534,20 +500,8 @@ impl RoutesService {
                 missing.name
             )));
         }
-        if let Some((new, old)) = backends.iter().find_map(|new| {
-            present
-                .iter()
-                .find(|old| old.name == new.name && old.api != new.api)
-                .map(|old| (new, old))
-        }) {
-            return Err(Status::failed_precondition(format!(
-                "upstream {} at {} serves {}, but backend {} serves {}: Replace keeps the package \
-                 a backend serves (its {} callers would reach a server of {}); if that address \
-                 is meant, Add it under a new name, then drain and remove {}",
-                spec.name, spec.addr, new.api, old.name, old.api, old.api, new.api, old.name
-            )));
-        }
-        let warnings = Self::warnings(&backends);
+        route_checks::same_packages(&spec, &present, &backends)?;
+        let warnings = route_checks::warnings(&backends);
         let replaced: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
         self.handle
             .replace_all(backends)
