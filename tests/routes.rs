@@ -4,8 +4,8 @@
 //! warned of; the gateway's own addresses are refused as upstreams and a request carrying the
 //! gateway's own instance mark is answered as a routing loop; names and addresses that are
 //! not plain are refused saying what is wrong; `2.0.0+build5` beside `2.0.0` is the same
-//! version; concurrent Adds of new packages all succeed; `testbed route list` escapes control
-//! characters in what the server holds.
+//! version; concurrent Adds of new packages all succeed; `serve` refuses its own port as an
+//! upstream; `testbed route list` escapes control characters in what the server holds.
 
 use crate::common::credentials::token_file;
 use crate::common::temp_dir;
@@ -391,4 +391,23 @@ async fn route_list_escapes_control_characters() {
             .lines()
             .any(|line| line.contains("forged") && !line.contains("evil"))
     );
+}
+
+#[tokio::test]
+async fn serve_refuses_its_own_port_as_an_upstream() {
+    // Held (bound, not listening) so that no other test takes the port meanwhile; the
+    // refusal comes before `serve` binds it.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let own = held.local_addr().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["serve", "--addr", &own.to_string()])
+        .args(["--upstream", &format!("self=2.0.0@{own}")])
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("own listener"), "{stderr}");
 }
