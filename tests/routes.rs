@@ -244,6 +244,15 @@ async fn bad_names_and_addresses_are_refused_saying_what_is_wrong() {
         );
         assert!(status.message().len() < 1024, "{}", status.message().len());
     }
+    // Drain and Remove take NAME or NAME/PACKAGE, no more.
+    let status = client
+        .remove(port::admin::pb::RemoveRequest {
+            name: format!("v1\u{1b}[2J{long}"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().len() < 1024, "{}", status.message().len());
     assert_eq!(gateway.table().await, before);
 }
 

@@ -48,6 +48,15 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a table backend's name as Drain and Remove take it: `NAME`, or `NAME/PACKAGE` for an
+/// upstream implementing several packages.
+pub fn check_backend_name(name: &str) -> Result<(), String> {
+    match name.split_once('/') {
+        None => check_name(name),
+        Some((upstream, package)) => check_name(upstream).and_then(|()| check_package(package)),
+    }
+}
+
 /// Checks that `package` (a `+PACKAGE`) is a protobuf package name: identifiers
 /// (`[A-Za-z_][A-Za-z0-9_]*`) joined by dots, at most [`MAX_PACKAGE_BYTES`] bytes.
 pub fn check_package(package: &str) -> Result<(), String> {

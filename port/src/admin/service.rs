@@ -34,7 +34,7 @@ use crate::route_checks;
 use crate::server::{DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE};
 use crate::upstream::{self, DescriptorOrigin, Gateway, UpstreamSpec};
 use anyhow::Context;
-use router::{ApiCatalog, Backend, BackendInfo, RouterHandle, TableError};
+use router::{ApiCatalog, Backend, BackendInfo, RouterHandle, TableError, quote};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -256,12 +256,12 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 fn log_change(who: &Caller, action: &str, target: &str, outcome: Result<&str, &Status>) {
     match outcome {
         Ok(result) => {
-            tracing::info!(who = ?who.0, action, target = ?target, result, "admin change")
+            tracing::info!(who = ?who.0, action, target = %quote(target), result, "admin change")
         }
         Err(status) => tracing::warn!(
             who = ?who.0,
             action,
-            target = ?target,
+            target = %quote(target),
             code = ?status.code(),
             reason = ?status.message(),
             "admin change refused"
@@ -513,6 +513,7 @@ impl RoutesService {
 
     async fn drain_backend(&self, request: &DrainRequest) -> Result<DrainReply, Status> {
         let name = required("name", &request.name, "a backend's name")?;
+        route_checks::check_backend_name(name).map_err(Status::invalid_argument)?;
         let timeout = match request.timeout_ms {
             0 => DEFAULT_DRAIN_TIMEOUT,
             ms => Duration::from_millis(u64::from(ms)),
@@ -541,6 +542,7 @@ impl RoutesService {
 
     async fn remove_backend(&self, name: &str) -> Result<ChangeReply, Status> {
         let name = required("name", name, "a backend's name")?;
+        route_checks::check_backend_name(name).map_err(Status::invalid_argument)?;
         let _change = self.changes.lock().await;
         let before = self
             .handle
