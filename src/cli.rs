@@ -70,6 +70,16 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let (layout, label) = if let Some(api) = args.backend {
         (Layout::Direct(vec![api]), format!("{api} backend"))
     } else if !args.upstreams.is_empty() {
+        // The port and the admin listener are refused as upstreams: calls would loop back.
+        let own: Vec<SocketAddr> = [Some(args.addr), args.admin.admin_addr]
+            .into_iter()
+            .flatten()
+            .collect();
+        for spec in &args.upstreams {
+            port::route_checks::refuse_own_address(&spec.name, spec.host_port(), &own)
+                .await
+                .map_err(|why| anyhow::anyhow!("--upstream: {why}"))?;
+        }
         // What each upstream implements is read from it now, before the port opens.
         let ca = args.options.tls.upstream_ca.as_deref();
         let gateway = port::upstream::gateway(&args.upstreams, &args.descriptors, ca).await?;
@@ -106,7 +116,10 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let admin = match (admin_config, &running.router) {
         (Some(config), Some(router)) => {
             let ca = args.options.tls.upstream_ca.clone();
-            Some(port::admin::start(config, router.clone(), addresses, ca).await?)
+            let gateway = [running.addr];
+            let admin =
+                port::admin::start_guarding(config, router.clone(), addresses, ca, &gateway);
+            Some(admin.await?)
         }
         (Some(_), None) => anyhow::bail!("--admin-addr: {label} has no route table to change"),
         (None, _) => None,

@@ -13,6 +13,7 @@ use port::admin::pb::{
     AddRequest, Backend, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest,
 };
 use port::admin::{AdminAddress, AdminClient};
+use port::route_checks::escape_controls;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -185,7 +186,11 @@ impl Target {
                 " ({TOKEN_ENV} is not sent beside --cert; give the token with --token-file FILE)"
             );
         }
-        anyhow::anyhow!("the admin API answered {:?}: {text}", status.code())
+        anyhow::anyhow!(
+            "the admin API answered {:?}: {}",
+            status.code(),
+            escape_controls(&text)
+        )
     }
 }
 
@@ -210,7 +215,7 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
             let text = format!(
                 "{}packages managed: {}\n",
                 render(&reply.backends),
-                reply.packages.join(", ")
+                escape_controls(&reply.packages.join(", "))
             );
             let value = json!({
                 "backends": reply.backends.iter().map(backend_json).collect::<Vec<_>>(),
@@ -242,12 +247,17 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
             };
             let reply = reply.map_err(|status| target.refused(status))?.into_inner();
             let names: Vec<&str> = reply.changed.iter().map(|b| b.name.as_str()).collect();
-            let text = format!("{verb} {}\n{}", names.join(", "), render(&reply.backends));
-            (
-                text,
-                change_json(verb, &reply.changed, &reply.backends),
-                None,
-            )
+            let mut text = format!(
+                "{verb} {}\n{}",
+                escape_controls(&names.join(", ")),
+                render(&reply.backends)
+            );
+            for warning in &reply.warnings {
+                text += &format!("warning: {}\n", escape_controls(warning));
+            }
+            let mut value = change_json(verb, &reply.changed, &reply.backends);
+            value["warnings"] = json!(reply.warnings);
+            (text, value, None)
         }
         RouteAction::Drain { name, timeout, .. } => {
             let timeout_ms = match timeout {
@@ -269,7 +279,7 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
             let text = format!(
                 "{} is draining: {} request(s) or stream(s) in flight when it began, {} finished, \
                  {} still open after {} ms\n{}",
-                reply.name,
+                escape_controls(&reply.name),
                 reply.open_at_start,
                 reply.finished,
                 reply.still_open,
@@ -288,7 +298,9 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                 format!(
                     "the drain of {} did not complete: {} still open after {} ms (it stays \
                      draining)",
-                    reply.name, reply.still_open, reply.waited_ms
+                    escape_controls(&reply.name),
+                    reply.still_open,
+                    reply.waited_ms
                 )
             });
             (text, value, failed)
@@ -299,7 +311,11 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|status| target.refused(status))?
                 .into_inner();
-            let text = format!("removed {name}\n{}", render(&reply.backends));
+            let text = format!(
+                "removed {}\n{}",
+                escape_controls(name),
+                render(&reply.backends)
+            );
             (
                 text,
                 change_json("removed", &reply.changed, &reply.backends),
@@ -338,7 +354,8 @@ fn change_json(verb: &str, changed: &[Backend], backends: &[Backend]) -> Value {
     })
 }
 
-/// The route table as a terminal table.
+/// The route table as a terminal table, control characters in what the server sent escaped
+/// (a name must not move the cursor or color the terminal).
 fn render(backends: &[Backend]) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
@@ -360,15 +377,18 @@ fn render(backends: &[Backend]) -> String {
             "" => "in-process",
             address => address,
         };
-        table.add_row([
-            backend.name.clone(),
-            backend.version.clone(),
-            backend.api.clone(),
-            address.to_string(),
-            backend.serves.join(", "),
-            state.to_string(),
-            backend.in_flight.to_string(),
-        ]);
+        table.add_row(
+            [
+                backend.name.as_str(),
+                &backend.version,
+                &backend.api,
+                address,
+                &backend.serves.join(", "),
+                state,
+                &backend.in_flight.to_string(),
+            ]
+            .map(escape_controls),
+        );
     }
     format!("{table}\n")
 }

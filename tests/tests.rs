@@ -21,5 +21,6 @@ mod properties;
 mod proxies;
 mod reflection_health;
 mod report;
+mod routes;
 mod routing;
 mod tls;

@@ -40,7 +40,7 @@ pub mod pb {
 
 pub use auth::{Access, Caller, CertificateHolders, Tokens};
 pub use client::{AdminAddress, AdminClient, connect, connect_to};
-pub use service::{RunningAdmin, addresses, start};
+pub use service::{RunningAdmin, addresses, start, start_guarding};
 
 /// Where the admin API listens when `--admin-addr` is given without a value.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:50052";

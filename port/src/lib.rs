@@ -5,6 +5,8 @@
 //! - [`deployment`]: the server arrangements the testbed compares, as data.
 //! - [`server`]: starts one arrangement on one port and stops it gracefully.
 //! - [`upstream`]: `--upstream` specs, backends in other processes.
+//! - [`route_checks`]: upstream names and addresses checked, and checked against reality.
+//! - [`loop_guard`]: the instance mark on forwarded requests that refuses routing loops.
 //! - [`child`]: servers in child processes (latency runs, multi-process rollout).
 //! - [`tls`]: TLS and mutual TLS on the port, TLS clients, certificates made for tests.
 //! - [`fds`]: the file-descriptor budget (the open-files limit raised, connection caps clamped).
@@ -18,7 +20,9 @@ mod connections;
 pub mod deployment;
 pub mod fds;
 pub mod guard;
+pub mod loop_guard;
 mod reflection;
+pub mod route_checks;
 pub mod server;
 pub mod signal;
 pub mod tls;

@@ -7,6 +7,7 @@ use crate::accept::{self, AcceptLimits, AcceptLoop, Admission};
 use crate::connections::Connections;
 use crate::deployment::{DEFAULT_MAX_MESSAGE_BYTES, Deployment, v1_server, v2_server};
 use crate::guard::GuardLayer;
+use crate::loop_guard::LoopGuardLayer;
 use crate::reflection::{Reflection, Served};
 use crate::tls::TlsOptions;
 use anyhow::Context;
@@ -44,6 +45,10 @@ pub struct RunningServer {
     pub router: Option<RouterHandle>,
     /// The health statuses it serves.
     pub health: HealthReporter,
+    /// Its instance mark, appended to each request it passes on in
+    /// [`GATEWAY_HEADER`](crate::loop_guard::GATEWAY_HEADER); a request already carrying it
+    /// is refused as a routing loop.
+    pub instance: String,
     open: Arc<InFlight>,
     connections: Arc<Connections>,
     // Checks remote backends while the server runs, so health follows their reachability.
@@ -274,6 +279,8 @@ pub async fn start_with(
     let (service, router) =
         assemble(layout, routes, &health, options.max_message_bytes, interop).await?;
     let open = Arc::new(InFlight::default());
+    let loop_guard = LoopGuardLayer::new();
+    let service = loop_guard.layer(service);
     let service = GuardLayer::new(
         options.request_timeout,
         options.max_message_bytes,
@@ -313,7 +320,7 @@ pub async fn start_with(
             let _ = stop.await;
         }),
     );
-    tracing::info!(%addr, label, scheme, "serving");
+    tracing::info!(%addr, label, scheme, instance = loop_guard.mark(), "serving");
     let probe = router
         .as_ref()
         .map(|handle| UpstreamProbe::start(handle, ProbeConfig::default()));
@@ -321,6 +328,7 @@ pub async fn start_with(
         addr,
         router,
         health,
+        instance: loop_guard.mark().to_string(),
         open,
         connections,
         _probe: probe,

@@ -20,10 +20,11 @@
 //! from the compiled-in descriptors. ([`UpstreamSpec::backend`] builds such a backend without
 //! reading anything.)
 
+use crate::route_checks::{check_name, check_package, host_port};
 use anyhow::{Context, bail};
 use prost_reflect::DescriptorPool;
 use prost_types::FileDescriptorProto;
-use router::{ApiCatalog, Backend, RouteTable};
+use router::{ApiCatalog, Backend, RouteTable, quote};
 use semver::Version;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -60,10 +61,10 @@ impl FromStr for UpstreamSpec {
         let usage = "expected NAME=VERSION@HOST:PORT[+PACKAGE...], e.g. v2=2.0.0@127.0.0.1:7002+increment.v1";
         let (name, rest) = text
             .split_once('=')
-            .ok_or_else(|| format!("{text:?}: {usage}"))?;
+            .ok_or_else(|| format!("{}: {usage}", quote(text)))?;
         let (version, rest) = rest
             .split_once('@')
-            .ok_or_else(|| format!("{text:?}: {usage}"))?;
+            .ok_or_else(|| format!("{}: {usage}", quote(text)))?;
         let mut parts = rest.split('+');
         let addr = parts.next().unwrap_or_default();
         let (scheme, addr) = match (addr.strip_prefix("https://"), addr.strip_prefix("http://")) {
@@ -71,17 +72,24 @@ impl FromStr for UpstreamSpec {
             (None, Some(addr)) => ("", addr),
             (None, None) => ("", addr),
         };
-        if name.is_empty() {
-            return Err(format!("{text:?}: the name is empty; {usage}"));
+        check_name(name).map_err(|why| format!("{}: {why}; {usage}", quote(text)))?;
+        let also_serving: Vec<String> = parts.map(str::to_string).collect();
+        for package in &also_serving {
+            check_package(package).map_err(|why| format!("{}: {why}", quote(text)))?;
         }
         Ok(Self {
             name: name.to_string(),
-            version: version
-                .parse()
-                .map_err(|err| format!("{text:?}: version {version:?} is not semver ({err})"))?,
+            version: version.parse().map_err(|err| {
+                format!(
+                    "{}: version {} is not semver ({err})",
+                    quote(text),
+                    quote(version)
+                )
+            })?,
             addr: scheme.to_string()
-                + &host_port(addr).map_err(|why| format!("{text:?}: address {addr:?} {why}"))?,
-            also_serving: parts.map(str::to_string).collect(),
+                + &host_port(addr)
+                    .map_err(|why| format!("{}: address {} {why}", quote(text), quote(addr)))?,
+            also_serving,
         })
     }
 }
@@ -188,13 +196,14 @@ impl FromStr for DescriptorsSpec {
 
     fn from_str(text: &str) -> Result<Self, String> {
         match text.split_once('=') {
-            Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok(Self {
+            Some((name, path)) if check_name(name).is_ok() && !path.is_empty() => Ok(Self {
                 name: name.to_string(),
                 path: PathBuf::from(path),
             }),
             _ => Err(format!(
-                "{text:?}: expected NAME=FILE, e.g. v2=shop-v2.binpb (a FileDescriptorSet or a \
-                 directory of .proto files)"
+                "{}: expected NAME=FILE, NAME an upstream's name, e.g. v2=shop-v2.binpb (a \
+                 FileDescriptorSet or a directory of .proto files)",
+                quote(text)
             )),
         }
     }
@@ -608,17 +617,6 @@ pub async fn gateway(
     }
     let table = RouteTable::new(catalog, backends).context("cannot route to these upstreams")?;
     Ok(Gateway { table, upstreams })
-}
-
-/// Checks that `addr` is `HOST:PORT` (an IPv6 host in brackets), with a port number.
-fn host_port(addr: &str) -> Result<String, String> {
-    let (host, port) = addr.rsplit_once(':').ok_or("is not HOST:PORT (no port)")?;
-    if host.is_empty() {
-        return Err("is not HOST:PORT (no host)".into());
-    }
-    port.parse::<u16>()
-        .map_err(|err| format!("is not HOST:PORT (port {port:?}: {err})"))?;
-    Ok(addr.to_string())
 }
 
 #[cfg(test)]

@@ -50,7 +50,12 @@ pub enum TableError {
         reason: CatalogError,
     },
     /// Two active backends with the same version serve one package, so the choice is ambiguous.
-    #[error("backends {first:?} and {second:?} both serve {package} at version {version}")]
+    /// Versions are compared by semver precedence: build metadata does not count, so `2.0.0`
+    /// and `2.0.0+build5` are the same version.
+    #[error(
+        "backends {first:?} and {second:?} both serve {package} at version {version} (versions \
+         that differ only in build metadata, after '+', are the same version)"
+    )]
     AmbiguousVersion {
         /// The package.
         package: String,
@@ -162,11 +167,20 @@ impl RouteTable {
                 by_package.entry(package.clone()).or_default().push(i);
             }
         }
+        // Semver precedence, not `Ord`: build metadata (`2.0.0+build5`) is no part of a
+        // version's identity (semver 2.0.0, item 10), so `2.0.0` and `2.0.0+build5` are one
+        // version and two active backends of one package that differ only in it are refused.
+        let precedence = |i: usize, j: usize| {
+            routes[i]
+                .backend
+                .version
+                .cmp_precedence(&routes[j].backend.version)
+        };
         for (package, indices) in &mut by_package {
-            indices.sort_by(|a, b| routes[*b].backend.version.cmp(&routes[*a].backend.version));
+            indices.sort_by(|a, b| precedence(*b, *a));
             if let Some(pair) = indices
                 .windows(2)
-                .find(|pair| routes[pair[0]].backend.version == routes[pair[1]].backend.version)
+                .find(|pair| precedence(pair[0], pair[1]).is_eq())
             {
                 return Err(TableError::AmbiguousVersion {
                     package: package.clone(),

@@ -11,10 +11,17 @@
 //! An Add whose upstream implements packages the router does not manage yet extends the
 //! router's catalog with them in the same table change (health, reflection and the port's
 //! unary-message check follow). Replace changes existing backends only,
-//! so it refuses an upstream that brings new packages. Statuses:
+//! so it refuses an upstream that brings new packages. Before reading anything, Add and
+//! Replace check the upstream against reality (`crate::route_checks`): its address must not be
+//! one of the gateway's own listeners, and something must accept a connection there (unlike
+//! `--upstream` at start, which may name an upstream not up yet). Replace keeps the package a
+//! backend serves; a version whose major disagrees with its package's `vN` is accepted with a
+//! warning in the reply and the log. Add, Replace and Remove are serialized, so concurrent
+//! Adds that each bring a new package both succeed. Statuses:
 //! bad input INVALID_ARGUMENT, an unknown backend NOT_FOUND, a name already taken
-//! ALREADY_EXISTS, a change the table or the descriptors refuse FAILED_PRECONDITION with the
-//! reason (compat's findings quoted). Each change is logged with the caller's name.
+//! ALREADY_EXISTS, an unreachable upstream, the gateway's own address, a package change or a
+//! change the table or the descriptors refuse FAILED_PRECONDITION with the reason (compat's
+//! findings quoted). Each change is logged with the caller's name and its target quoted.
 
 use super::AdminConfig;
 use super::auth::{Authenticate, Caller};
@@ -25,10 +32,11 @@ use super::pb::{
 };
 use crate::accept::{self, AcceptLimits, AcceptLoop, Admission};
 use crate::connections::Connections;
+use crate::route_checks;
 use crate::server::{DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE};
 use crate::upstream::{self, DescriptorOrigin, Gateway, UpstreamSpec};
 use anyhow::Context;
-use router::{ApiCatalog, Backend, BackendInfo, RouterHandle, TableError};
+use router::{ApiCatalog, Backend, BackendInfo, RouterHandle, TableError, quote};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,13 +59,10 @@ pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 pub fn addresses(gateway: &Gateway) -> HashMap<String, String> {
     let mut addresses = HashMap::new();
     for backend in gateway.table.backends() {
-        let upstream = gateway.upstreams.iter().find(|u| {
-            backend.name == u.spec.name
-                || backend
-                    .name
-                    .strip_prefix(u.spec.name.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-        });
+        let upstream = gateway
+            .upstreams
+            .iter()
+            .find(|u| route_checks::belongs_to(&backend.name, &u.spec.name));
         if let Some(upstream) = upstream {
             addresses.insert(backend.name, upstream.spec.addr.clone());
         }
@@ -122,12 +127,25 @@ impl Drop for RunningAdmin {
 /// Serves the admin API over `handle` as `config` says (on its address, port 0 picking a free
 /// port; plaintext or TLS; to the callers its access admits) in the background. `addresses`
 /// names where the table's remote backends are (see [`addresses`]); `upstream_ca` trusts
-/// `https://` upstreams that Add names.
+/// `https://` upstreams that Add names. Add and Replace refuse the admin listener's own
+/// address as an upstream; [`start_guarding`] also names the port's.
 pub async fn start(
     config: AdminConfig,
     handle: RouterHandle,
     addresses: HashMap<String, String>,
     upstream_ca: Option<PathBuf>,
+) -> anyhow::Result<RunningAdmin> {
+    start_guarding(config, handle, addresses, upstream_ca, &[]).await
+}
+
+/// [`start`], Add and Replace also refusing `gateway` (the addresses the port listens on) as
+/// an upstream's address: every call routed there would loop back into the gateway.
+pub async fn start_guarding(
+    config: AdminConfig,
+    handle: RouterHandle,
+    addresses: HashMap<String, String>,
+    upstream_ca: Option<PathBuf>,
+    gateway: &[SocketAddr],
 ) -> anyhow::Result<RunningAdmin> {
     let AdminConfig {
         addr,
@@ -159,6 +177,8 @@ pub async fn start(
         handle,
         addresses: Mutex::new(addresses),
         upstream_ca,
+        own: gateway.iter().copied().chain([addr]).collect(),
+        changes: tokio::sync::Mutex::new(()),
     };
     let connections = Arc::new(Connections::default());
     let authenticate = Authenticate {
@@ -222,6 +242,13 @@ struct RoutesService {
     /// Where each remote backend is, by name: what the table itself does not keep.
     addresses: Mutex<HashMap<String, String>>,
     upstream_ca: Option<PathBuf>,
+    /// The gateway's own listening addresses (the port's, the admin listener's), refused as
+    /// upstreams.
+    own: Vec<SocketAddr>,
+    /// Held by each Add, Replace and Remove from reading the table until the new one is
+    /// stored: an Add extends the catalog it read, so two at once would each extend the same
+    /// one and the second would drop the first's packages (and be refused for it).
+    changes: tokio::sync::Mutex<()>,
 }
 
 /// Who made `request`, as the interceptor authenticated it.
@@ -237,13 +264,15 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 /// and how it ended.
 fn log_change(who: &Caller, action: &str, target: &str, outcome: Result<&str, &Status>) {
     match outcome {
-        Ok(result) => tracing::info!(who = ?who.0, action, target, result, "admin change"),
+        Ok(result) => {
+            tracing::info!(who = ?who.0, action, target = %quote(target), result, "admin change")
+        }
         Err(status) => tracing::warn!(
             who = ?who.0,
             action,
-            target,
+            target = %quote(target),
             code = ?status.code(),
-            reason = status.message(),
+            reason = ?status.message(),
             "admin change refused"
         ),
     }
@@ -303,10 +332,11 @@ impl RoutesService {
             .collect()
     }
 
-    /// The table now, and the backends named `changed` in it.
-    fn change_reply(&self, changed: &[String]) -> ChangeReply {
+    /// The table now, the backends named `changed` in it, and `warnings`.
+    fn change_reply(&self, changed: &[String], warnings: Vec<String>) -> ChangeReply {
         let backends = self.backends();
         ChangeReply {
+            warnings,
             changed: backends
                 .iter()
                 .filter(|b| changed.contains(&b.name))
@@ -322,9 +352,15 @@ impl RoutesService {
     /// start would have built it; a file the catalog already holds must say the same.
     /// `descriptor_set` (a serialized `FileDescriptorSet`) stands in for reflection when not
     /// empty.
-    async fn prepare(&self, text: &str, descriptor_set: &[u8]) -> Result<Prepared, Status> {
+    async fn prepare(
+        &self,
+        text: &str,
+        descriptor_set: &[u8],
+        adding: bool,
+    ) -> Result<Prepared, Status> {
         let text = required("upstream", text, UPSTREAM_EXAMPLE)?;
         let spec: UpstreamSpec = text.parse().map_err(Status::invalid_argument)?;
+        self.check_reality(&spec, adding).await?;
         let discovered = match descriptor_set {
             [] => upstream::discover(&spec, None, self.upstream_ca.as_deref()).await,
             bytes => {
@@ -399,6 +435,12 @@ impl RoutesService {
         })
     }
 
+    /// What Add (`adding`) or Replace checks before reading the upstream (see
+    /// [`route_checks::admit`]).
+    async fn check_reality(&self, spec: &UpstreamSpec, adding: bool) -> Result<(), Status> {
+        route_checks::admit(spec, &self.handle.table(), adding, &self.own).await
+    }
+
     fn remember(&self, names: &[String], addr: &str) {
         let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
         for name in names {
@@ -407,14 +449,16 @@ impl RoutesService {
     }
 
     async fn add_upstream(&self, request: &AddRequest) -> Result<ChangeReply, Status> {
+        let _change = self.changes.lock().await;
         let Prepared {
             spec,
             backends,
             catalog,
         } = self
-            .prepare(&request.upstream, &request.descriptor_set)
+            .prepare(&request.upstream, &request.descriptor_set, true)
             .await?;
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
+        let warnings = route_checks::warnings(&backends);
         if let Some(catalog) = &catalog {
             tracing::info!(
                 upstream = %spec.name,
@@ -427,16 +471,17 @@ impl RoutesService {
             .await
             .map_err(|err| table_status(&err))?;
         self.remember(&names, &spec.addr);
-        Ok(self.change_reply(&names))
+        Ok(self.change_reply(&names, warnings))
     }
 
     async fn replace_upstream(&self, request: &ReplaceRequest) -> Result<ChangeReply, Status> {
+        let _change = self.changes.lock().await;
         let Prepared {
             spec,
             backends,
             catalog,
         } = self
-            .prepare(&request.upstream, &request.descriptor_set)
+            .prepare(&request.upstream, &request.descriptor_set, false)
             .await?;
         if let Some(catalog) = catalog {
             let table = self.handle.table();
@@ -464,17 +509,20 @@ impl RoutesService {
                 missing.name
             )));
         }
+        route_checks::same_packages(&spec, &present, &backends)?;
+        let warnings = route_checks::warnings(&backends);
         let replaced: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
         self.handle
             .replace_all(backends)
             .await
             .map_err(|err| table_status(&err))?;
         self.remember(&replaced, &spec.addr);
-        Ok(self.change_reply(&replaced))
+        Ok(self.change_reply(&replaced, warnings))
     }
 
     async fn drain_backend(&self, request: &DrainRequest) -> Result<DrainReply, Status> {
         let name = required("name", &request.name, "a backend's name")?;
+        route_checks::check_backend_name(name).map_err(Status::invalid_argument)?;
         let timeout = match request.timeout_ms {
             0 => DEFAULT_DRAIN_TIMEOUT,
             ms => Duration::from_millis(u64::from(ms)),
@@ -503,6 +551,8 @@ impl RoutesService {
 
     async fn remove_backend(&self, name: &str) -> Result<ChangeReply, Status> {
         let name = required("name", name, "a backend's name")?;
+        route_checks::check_backend_name(name).map_err(Status::invalid_argument)?;
+        let _change = self.changes.lock().await;
         let before = self
             .handle
             .table()
@@ -521,6 +571,7 @@ impl RoutesService {
         Ok(ChangeReply {
             changed,
             backends: self.backends(),
+            warnings: Vec::new(),
         })
     }
 }
