@@ -290,4 +290,33 @@ mod tests {
         waiting.await.unwrap().unwrap();
         assert!(!pool.is_saturated());
     }
+
+    #[tokio::test]
+    async fn selection_skips_a_backend_a_failed_call_marked_unreachable() {
+        use crate::Backend;
+        use crate::testing::{V1, dead_port, grpc_status, request, router, send};
+        let remote = |name: &str, version: &str| {
+            let endpoint = Endpoint::try_from(format!("http://{}", dead_port())).unwrap();
+            let pool = UpstreamPool::new(endpoint, PoolLimits::default());
+            Backend::remote(name, version.parse().unwrap(), V1, pool)
+        };
+        let (handle, router) = router(vec![remote("high", "2.0.0"), remote("low", "1.0.0")]).await;
+        let failed_on = |response: &http::Response<tonic::body::Body>| {
+            let status = grpc_status(response).expect("an UNAVAILABLE reply");
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            status.message().split(' ').nth(1).unwrap().to_string()
+        };
+        // No probe runs: only the failed calls mark the backends.
+        let first = send(&router, request("/demo.v1.Counter/Add", None)).await;
+        assert_eq!(failed_on(&first), "high");
+        assert!(!crate::testing::info(&handle, "high").reachable);
+        let second = send(&router, request("/demo.v1.Counter/Add", None)).await;
+        assert_eq!(failed_on(&second), "low", "the reachable 1.0.0 is chosen");
+        // None is reachable: chosen as before, the highest.
+        let third = send(&router, request("/demo.v1.Counter/Add", None)).await;
+        assert_eq!(failed_on(&third), "high");
+        // A requirement only the unreachable one satisfies still goes to it.
+        let pinned = send(&router, request("/demo.v1.Counter/Add", Some("^1"))).await;
+        assert_eq!(failed_on(&pinned), "low");
+    }
 }

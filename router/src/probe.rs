@@ -292,4 +292,42 @@ mod tests {
             Status::NotServing
         );
     }
+
+    #[tokio::test]
+    async fn a_failed_call_turns_health_not_serving_before_any_round_and_a_recheck_sees_recovery()
+    {
+        let addr = dead_port();
+        let (upstream_health, upstream_health_service) = health_reporter();
+        upstream_health
+            .set_service_status("demo.v1.Counter", Status::Serving)
+            .await;
+        let server = serve(addr, tonic::service::Routes::new(upstream_health_service.clone()));
+        let (handle, health) = router_with_health(vec![remote("r", V1, addr)]).await;
+        let router = tower::Layer::layer(&handle.layer(), crate::testing::inner());
+        // The first round runs at once; the next only in an hour.
+        let _probe = UpstreamProbe::start(
+            &handle,
+            ProbeConfig {
+                interval: Duration::from_secs(3600),
+                timeout: Duration::from_secs(1),
+                recheck: Duration::from_millis(20),
+            },
+        );
+        wait_for(&health, "demo.v1.Counter", Status::Serving).await;
+        drop(server);
+        // The server is gone; a call finds it out (it may need a try or two while the old
+        // connection closes).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while info(&handle, "r").reachable {
+            assert!(tokio::time::Instant::now() < deadline, "no call failed");
+            let request = crate::testing::request("/demo.v1.Counter/Add", None);
+            drop(crate::testing::send(&router, request).await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        wait_for(&health, "demo.v1.Counter", Status::NotServing).await;
+        // Back on the same port: the frequent recheck of an unreachable backend sees it.
+        let _server = serve(addr, tonic::service::Routes::new(upstream_health_service));
+        wait_for(&health, "demo.v1.Counter", Status::Serving).await;
+        assert!(info(&handle, "r").reachable);
+    }
 }
