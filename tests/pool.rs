@@ -120,3 +120,77 @@ async fn a_stopped_upstreams_call_ends_at_the_upstream_timeout() {
     assert!(status.message().contains("--upstream-timeout-ms"), "{status:?}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_upstream_is_skipped_at_once_and_health_follows_when_none_is_left() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let args = ["serve", "--backend", "v2", "--addr", "127.0.0.1:0"];
+    let newer = ChildServer::testbed(exe, &args).await.unwrap();
+    let older = ChildServer::testbed(exe, &args).await.unwrap();
+    let remote = |name: &str, version: &str, addr| {
+        let endpoint = Endpoint::try_from(format!("http://{addr}")).unwrap();
+        let pool = UpstreamPool::new(endpoint, PoolLimits::default());
+        Backend::remote(name, version.parse().unwrap(), "increment.v2", pool)
+    };
+    let backends = vec![
+        remote("newer", "2.1.0", newer.addr),
+        remote("older", "2.0.0", older.addr),
+    ];
+    let table = RouteTable::new(port::deployment::catalog().unwrap(), backends).unwrap();
+    let layout = port::Layout::Routed(table);
+    let server = server::start_layout("127.0.0.1:0".parse().unwrap(), layout, "router")
+        .await
+        .unwrap();
+    let mut client = v2_client(&server).await;
+    let served_by = |reply: &tonic::Response<_>| {
+        let header = reply.metadata().get(router::API_VERSION_HEADER).unwrap();
+        header.to_str().unwrap().to_string()
+    };
+    let reply = client.increment(v2_request(1, None, 1)).await.unwrap();
+    assert_eq!(served_by(&reply), "2.1.0");
+
+    let _held = crate::common::kill_keeping_port(newer).await;
+    // At most a call or two fail (those already on the dead connection); then 2.0.0 serves.
+    let mut failed = 0;
+    loop {
+        match client.increment(v2_request(1, None, 1)).await {
+            Ok(reply) => {
+                assert_eq!(served_by(&reply), "2.0.0");
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                assert!(status.message().contains("backend newer"), "{status:?}");
+                failed += 1;
+                assert!(failed < 5, "calls keep going to the dead backend");
+            }
+        }
+    }
+    let router = server.router.as_ref().unwrap();
+    let newer_info = router.table().backends().remove(0);
+    assert!(!newer_info.reachable, "{newer_info:?}");
+
+    // The last one dies too: health says so.
+    let _held_too = crate::common::kill_keeping_port(older).await;
+    let mut health = HealthClient::new(crate::common::channel(&server).await);
+    let mut updates = health
+        .watch(HealthCheckRequest {
+            service: "increment.v2.Incrementer".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let _ = client.increment(v2_request(1, None, 1)).await;
+    let not_serving = tokio::time::timeout(PATIENCE, async {
+        while let Some(update) = updates.message().await.unwrap() {
+            if update.status() == ServingStatus::NotServing {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(not_serving.is_ok(), "health kept saying SERVING");
+    server.shutdown().await.unwrap();
+}
