@@ -16,6 +16,7 @@ mod latency;
 mod limits;
 mod load;
 mod matrix;
+mod pool;
 mod probe;
 mod properties;
 mod proxies;

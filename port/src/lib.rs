@@ -7,6 +7,7 @@
 //! - [`upstream`]: `--upstream` specs, backends in other processes.
 //! - [`route_checks`]: upstream names and addresses checked, and checked against reality.
 //! - [`loop_guard`]: the instance mark on forwarded requests that refuses routing loops.
+//! - [`pool`]: the flags bounding each upstream's connection pool.
 //! - [`child`]: servers in child processes (latency runs, multi-process rollout).
 //! - [`tls`]: TLS and mutual TLS on the port, TLS clients, certificates made for tests.
 //! - [`fds`]: the file-descriptor budget (the open-files limit raised, connection caps clamped).
@@ -21,6 +22,7 @@ pub mod deployment;
 pub mod fds;
 pub mod guard;
 pub mod loop_guard;
+pub mod pool;
 mod reflection;
 pub mod route_checks;
 pub mod server;

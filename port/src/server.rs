@@ -189,6 +189,9 @@ pub struct ServeOptions {
     /// The file-descriptor budget.
     #[command(flatten)]
     pub fds: crate::fds::FdOptions,
+    /// Each upstream's connection pool.
+    #[command(flatten)]
+    pub pool: crate::pool::PoolOptions,
 }
 
 impl Default for ServeOptions {
@@ -206,6 +209,7 @@ impl Default for ServeOptions {
             interop: false,
             tls: TlsOptions::default(),
             fds: crate::fds::FdOptions::default(),
+            pool: crate::pool::PoolOptions::default(),
         }
     }
 }
