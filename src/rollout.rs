@@ -202,39 +202,7 @@ impl Router {
     /// token made for this rollout, and a client of its admin API.
     async fn process(fleet: &mut Fleet) -> anyhow::Result<Self> {
         let v1 = fleet.upstream(Api::V1).await?;
-        let token = port::admin::generate_token()?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "testbed-rollout-{}-{nanos}.tokens",
-            std::process::id()
-        ));
-        write_private(&path, &format!("rollout {token}\n"))?;
-        let file = path.display().to_string();
-        let args = [
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--upstream",
-            &v1,
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--admin-token-file",
-            &file,
-        ];
-        let started = ChildServer::testbed(&fleet.exe, &args).await;
-        // The router read its tokens at start; the file is not needed any longer.
-        let removed = std::fs::remove_file(&path);
-        let mut child = started?;
-        removed.with_context(|| format!("cannot remove {file}"))?;
-        let line = child.next_line().await?;
-        let admin_addr: SocketAddr = line
-            .split_whitespace()
-            .last()
-            .and_then(|word| word.parse().ok())
-            .with_context(|| format!("the router printed {line:?}, not its admin address"))?;
-        let admin = port::admin::connect(admin_addr, &token).await?;
+        let (child, admin, admin_addr) = gateway_process(&fleet.exe, &[v1]).await?;
         fleet.notes.push(format!(
             "router process listening on {}, admin API on {admin_addr}: every route change \
              went through that API from this process",
@@ -356,6 +324,43 @@ impl Router {
     }
 }
 
+/// `testbed serve --upstream U... --admin-addr 127.0.0.1:0` (`testbed_exe`) in a child
+/// process, with an admin token made for it, and a client of its admin API; also the admin
+/// API's address.
+pub async fn gateway_process(
+    testbed_exe: &Path,
+    upstreams: &[String],
+) -> anyhow::Result<(ChildServer, AdminClient, SocketAddr)> {
+    let token = port::admin::generate_token()?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    let path = std::env::temp_dir().join(format!(
+        "testbed-gateway-{}-{nanos}.tokens",
+        std::process::id()
+    ));
+    write_private(&path, &format!("testbed {token}\n"))?;
+    let file = path.display().to_string();
+    let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+    for upstream in upstreams {
+        args.extend(["--upstream", upstream.as_str()]);
+    }
+    args.extend(["--admin-addr", "127.0.0.1:0", "--admin-token-file", &file]);
+    let started = ChildServer::testbed(testbed_exe, &args).await;
+    // The gateway read its tokens at start; the file is not needed any longer.
+    let removed = std::fs::remove_file(&path);
+    let mut child = started?;
+    removed.with_context(|| format!("cannot remove {file}"))?;
+    let line = child.next_line().await?;
+    let admin_addr: SocketAddr = line
+        .split_whitespace()
+        .last()
+        .and_then(|word| word.parse().ok())
+        .with_context(|| format!("the gateway printed {line:?}, not its admin address"))?;
+    let admin = port::admin::connect(admin_addr, &token).await?;
+    Ok((child, admin, admin_addr))
+}
+
 /// Writes `text` to a new file at `path` that only this user may read.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
@@ -434,6 +439,7 @@ pub async fn run(
         v1_requirement: None,
         v2_requirement: Some("^2".parse()?),
         v2_waits_for_health: true,
+        call_log: None,
     };
     let mut load = Load::start(addr, &load_options, "v1 only").await?;
     let mut phases = Phases {
