@@ -516,7 +516,7 @@ pub async fn run(
     let load = load.stop().await?;
     fleet.shutdown().await?;
     let health = health.map(|events| events.lock().unwrap_or_else(|e| e.into_inner()).clone());
-    Ok(judge(args, load, &log.calls(), &health, &injected, end))
+    Ok(judge(args, load, &log, &health, &injected, end))
 }
 
 /// One injected fault: what, to whom (and its API), when injected, undone, window closed.
@@ -526,15 +526,17 @@ type Injected = (Fault, String, Api, Duration, Duration, Duration);
 fn judge(
     args: &ChaosArgs,
     load: LoadReport,
-    records: &[CallRecord],
+    log: &CallLog,
     health: &[Vec<HealthEvent>; 2],
     injected: &[Injected],
     end: Duration,
 ) -> ChaosReport {
+    let records = &log.calls();
+    let verified = Api::ALL.map(|api| log.verified_per_tick(api));
     let mut disagreements: Vec<Disagreement> = Api::ALL
         .iter()
         .flat_map(|&api| {
-            let outages = timeline::outages(records, api);
+            let outages = timeline::outages(records, api, &verified[api as usize]);
             timeline::disagreements(api, &health[api as usize], &outages, end)
         })
         .collect();

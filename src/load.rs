@@ -108,6 +108,8 @@ impl CallRecord {
 pub struct CallLog {
     slow: Duration,
     calls: Arc<std::sync::Mutex<Vec<CallRecord>>>,
+    /// Per client version, verified calls that ended in each [`CallLog::TICK`] of the run.
+    verified: Arc<[std::sync::Mutex<Vec<u32>>; 2]>,
 }
 
 impl CallLog {
@@ -116,7 +118,30 @@ impl CallLog {
         Self {
             slow,
             calls: Arc::default(),
+            verified: Arc::default(),
         }
+    }
+
+    /// The resolution at which verified calls are counted.
+    pub const TICK: Duration = Duration::from_millis(10);
+
+    fn verified(&self, api: Api, done: Duration) {
+        let tick = (done.as_nanos() / Self::TICK.as_nanos()) as usize;
+        let mut ticks = self.verified[api as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if ticks.len() <= tick {
+            ticks.resize(tick + 1, 0);
+        }
+        ticks[tick] += 1;
+    }
+
+    /// Verified calls of `api` that ended in each [`TICK`](Self::TICK) since the load started.
+    pub fn verified_per_tick(&self, api: Api) -> Vec<u32> {
+        self.verified[api as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn note(&self, record: CallRecord) {
@@ -730,11 +755,15 @@ impl ChainClient {
             };
             bucket.failed += u64::from(outcome.is_some());
             if let Some(log) = &self.log {
+                let sent = started.saturating_duration_since(load_started);
+                if outcome.is_none() {
+                    log.verified(self.api(), sent + elapsed);
+                }
                 let outcome = outcome.or(Some(CallOutcome::Slow).filter(|_| elapsed > log.slow));
                 if let Some(outcome) = outcome {
                     log.note(CallRecord {
                         api: self.api(),
-                        sent: started.saturating_duration_since(load_started),
+                        sent,
                         took: elapsed,
                         outcome,
                     });

@@ -2,7 +2,7 @@
 //! (outages, from the [`CallLog`](crate::load::CallLog)), what the gateway's health said
 //! meanwhile, and where the two disagreed.
 
-use crate::load::{CallOutcome, CallRecord};
+use crate::load::{CallLog, CallOutcome, CallRecord};
 use serde::Serialize;
 use services::Api;
 use std::time::Duration;
@@ -46,8 +46,9 @@ pub fn span(record: &CallRecord) -> Span {
 }
 
 /// When calls of `api` were not succeeding: the union of the spans of its noted calls (failed,
-/// wrong or slow), sorted.
-pub fn outages(records: &[CallRecord], api: Api) -> Vec<Span> {
+/// wrong or slow), less every [`CallLog::TICK`] in which a call of `api` was verified
+/// (`verified`: counts per tick), since the API was up for those calls; sorted.
+pub fn outages(records: &[CallRecord], api: Api, verified: &[u32]) -> Vec<Span> {
     let mut spans: Vec<Span> = records.iter().filter(|r| r.api == api).map(span).collect();
     spans.sort_by_key(|s| s.from);
     let mut merged: Vec<Span> = Vec::new();
@@ -57,7 +58,22 @@ pub fn outages(records: &[CallRecord], api: Api) -> Vec<Span> {
             _ => merged.push(next),
         }
     }
-    merged
+    let tick = CallLog::TICK;
+    let up = |index: usize| verified.get(index).is_some_and(|&n| n > 0);
+    let mut down: Vec<Span> = Vec::new();
+    for outage in merged {
+        let first = (outage.from.as_nanos() / tick.as_nanos()) as usize;
+        let last = (outage.to.as_nanos() / tick.as_nanos()) as usize;
+        for index in (first..=last).filter(|&i| !up(i)) {
+            let from = outage.from.max(tick * index as u32);
+            let to = outage.to.min(tick * (index as u32 + 1));
+            match down.last_mut() {
+                Some(previous) if previous.to == from => previous.to = to,
+                _ => down.push(Span { from, to }),
+            }
+        }
+    }
+    down
 }
 
 /// One status the gateway's health reported for a service, and when it arrived.
@@ -189,7 +205,7 @@ mod tests {
     #[test]
     fn failures_close_together_are_one_outage() {
         let records = [failure(100, 1), failure(102, 1), failure(400, 10)];
-        let outages = outages(&records, Api::V1);
+        let outages = outages(&records, Api::V1, &[]);
         assert_eq!(
             outages,
             [
@@ -203,7 +219,27 @@ mod tests {
                 }
             ]
         );
-        assert!(super::outages(&records, Api::V2).is_empty());
+        assert!(super::outages(&records, Api::V2, &[]).is_empty());
+    }
+
+    #[test]
+    fn calls_verified_meanwhile_cut_an_outage() {
+        // A call hangs from 0 to 100 ms while other calls are verified from 30 to 50 ms.
+        let hung = CallRecord {
+            outcome: CallOutcome::Slow,
+            ..failure(0, 100)
+        };
+        let verified = [0, 0, 0, 3, 4, 0, 0, 0, 0, 0];
+        let spans = |outages: Vec<Span>| -> Vec<(u128, u128)> {
+            outages
+                .iter()
+                .map(|s| (s.from.as_millis(), s.to.as_millis()))
+                .collect()
+        };
+        assert_eq!(
+            spans(outages(&[hung], Api::V1, &verified)),
+            [(0, 30), (50, 100)]
+        );
     }
 
     #[test]
