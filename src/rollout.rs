@@ -202,7 +202,7 @@ impl Router {
     /// token made for this rollout, and a client of its admin API.
     async fn process(fleet: &mut Fleet) -> anyhow::Result<Self> {
         let v1 = fleet.upstream(Api::V1).await?;
-        let (child, admin, admin_addr) = gateway_process(&fleet.exe, &[v1]).await?;
+        let (child, admin, admin_addr) = gateway_process(&fleet.exe, &[v1], &[]).await?;
         fleet.notes.push(format!(
             "router process listening on {}, admin API on {admin_addr}: every route change \
              went through that API from this process",
@@ -324,12 +324,13 @@ impl Router {
     }
 }
 
-/// `testbed serve --upstream U... --admin-addr 127.0.0.1:0` (`testbed_exe`) in a child
-/// process, with an admin token made for it, and a client of its admin API; also the admin
-/// API's address.
+/// `testbed serve --upstream U... --admin-addr 127.0.0.1:0 EXTRA...` (`testbed_exe`) in a
+/// child process, with an admin token made for it, and a client of its admin API; also the
+/// admin API's address.
 pub async fn gateway_process(
     testbed_exe: &Path,
     upstreams: &[String],
+    extra: &[String],
 ) -> anyhow::Result<(ChildServer, AdminClient, SocketAddr)> {
     let token = port::admin::generate_token()?;
     let nanos = std::time::SystemTime::now()
@@ -346,6 +347,7 @@ pub async fn gateway_process(
         args.extend(["--upstream", upstream.as_str()]);
     }
     args.extend(["--admin-addr", "127.0.0.1:0", "--admin-token-file", &file]);
+    args.extend(extra.iter().map(String::as_str));
     let started = ChildServer::testbed(testbed_exe, &args).await;
     // The gateway read its tokens at start; the file is not needed any longer.
     let removed = std::fs::remove_file(&path);
