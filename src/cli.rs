@@ -56,6 +56,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         (Layout::Direct(vec![api]), format!("{api} backend"))
     } else if !args.upstreams.is_empty() {
         // What each upstream implements is read from it now, before the port opens.
+        port::pool::set_limits(args.options.pool.limits());
         let ca = args.options.tls.upstream_ca.as_deref();
         let gateway = port::upstream::gateway(&args.upstreams, &args.descriptors, ca).await?;
         addresses = port::admin::addresses(&gateway);

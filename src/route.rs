@@ -328,6 +328,7 @@ fn backend_json(backend: &Backend) -> Value {
         "draining": backend.draining,
         "in_flight": backend.in_flight,
         "reachable": backend.reachable,
+        "saturated": backend.saturated,
     })
 }
 
@@ -351,10 +352,11 @@ fn render(backends: &[Backend]) -> String {
         "in flight",
     ]);
     for backend in backends {
-        let state = match (backend.draining, backend.reachable) {
-            (true, _) => "draining",
-            (false, false) => "unreachable",
-            (false, true) => "active",
+        let state = match (backend.draining, backend.reachable, backend.saturated) {
+            (true, _, _) => "draining",
+            (false, false, _) => "unreachable",
+            (false, true, true) => "saturated",
+            (false, true, false) => "active",
         };
         let address = match backend.address.as_str() {
             "" => "in-process",

@@ -16,6 +16,7 @@ mod interop;
 mod latency;
 mod load;
 mod matrix;
+mod pool;
 mod probe;
 mod properties;
 mod proxies;

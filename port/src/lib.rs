@@ -5,6 +5,7 @@
 //! - [`deployment`]: the server arrangements the testbed compares, as data.
 //! - [`server`]: starts one arrangement on one port and stops it gracefully.
 //! - [`upstream`]: `--upstream` specs, backends in other processes.
+//! - [`pool`]: the flags bounding each upstream's connection pool.
 //! - [`child`]: servers in child processes (latency runs, multi-process rollout).
 //! - [`tls`]: TLS and mutual TLS on the port, TLS clients, certificates made for tests.
 //! - [`admin`]: the admin API, changing a running router's routes from another process.
@@ -16,6 +17,7 @@ pub mod child;
 mod connections;
 pub mod deployment;
 pub mod guard;
+pub mod pool;
 mod reflection;
 pub mod server;
 pub mod signal;

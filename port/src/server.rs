@@ -181,6 +181,9 @@ pub struct ServeOptions {
     /// TLS (and mutual TLS) on the port, and for `https://` upstreams.
     #[command(flatten)]
     pub tls: TlsOptions,
+    /// Each upstream's connection pool.
+    #[command(flatten)]
+    pub pool: crate::pool::PoolOptions,
 }
 
 impl Default for ServeOptions {
@@ -197,6 +200,7 @@ impl Default for ServeOptions {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             interop: false,
             tls: TlsOptions::default(),
+            pool: crate::pool::PoolOptions::default(),
         }
     }
 }

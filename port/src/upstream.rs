@@ -23,7 +23,7 @@
 use anyhow::{Context, bail};
 use prost_reflect::DescriptorPool;
 use prost_types::FileDescriptorProto;
-use router::{ApiCatalog, Backend, RouteTable};
+use router::{ApiCatalog, Backend, RouteTable, UpstreamPool};
 use semver::Version;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -114,8 +114,8 @@ impl UpstreamSpec {
     /// [`backend`](Self::backend), an `https://` upstream's certificate checked against the
     /// CA certificate (PEM) in `ca` (`--upstream-ca`).
     pub fn backend_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Backend> {
-        let channel = self.channel_with_ca(ca)?;
-        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), channel);
+        let pool = self.pool_with_ca(ca)?;
+        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), pool);
         Ok(self
             .also_serving
             .iter()
@@ -123,8 +123,8 @@ impl UpstreamSpec {
     }
 
     fn backend_with(&self, ca: Option<Certificate>) -> Result<Backend, tonic::transport::Error> {
-        let channel = self.channel_with(ca)?;
-        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), channel);
+        let pool = UpstreamPool::new(self.endpoint_with(ca)?, crate::pool::limits());
+        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), pool);
         Ok(self
             .also_serving
             .iter()
@@ -133,6 +133,19 @@ impl UpstreamSpec {
 
     /// The (lazy) channel to the upstream, with the CA certificate `ca` read from `path`.
     fn channel_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Channel> {
+        Ok(self.endpoint_with_ca(ca)?.connect_lazy())
+    }
+
+    /// The connection pool to the upstream (within [`crate::pool::limits`]), with the CA
+    /// certificate `ca` read from `path`.
+    fn pool_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<UpstreamPool> {
+        Ok(UpstreamPool::new(
+            self.endpoint_with_ca(ca)?,
+            crate::pool::limits(),
+        ))
+    }
+
+    fn endpoint_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Endpoint> {
         let ca = match ca {
             None => None,
             Some(path) => Some(
@@ -145,11 +158,13 @@ impl UpstreamSpec {
             "upstream {} is https:// and needs --upstream-ca to be trusted",
             self.name
         );
-        self.channel_with(ca.map(Certificate::from_pem))
+        self.endpoint_with(ca.map(Certificate::from_pem))
             .with_context(|| format!("bad upstream address {}", self.addr))
     }
 
-    fn channel_with(&self, ca: Option<Certificate>) -> Result<Channel, tonic::transport::Error> {
+    /// Where the upstream is and how to connect to it; every `connect_lazy` of it is a
+    /// connection of its own.
+    fn endpoint_with(&self, ca: Option<Certificate>) -> Result<Endpoint, tonic::transport::Error> {
         let url = match self.tls() {
             true => self.addr.clone(),
             false => format!("http://{}", self.addr),
@@ -161,14 +176,12 @@ impl UpstreamSpec {
                 .fold(ClientTlsConfig::new(), ClientTlsConfig::ca_certificate);
             endpoint = endpoint.tls_config(config)?;
         }
-        let channel = endpoint
+        Ok(endpoint
             .tcp_nodelay(true)
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        Ok(channel)
+            .keep_alive_while_idle(true))
     }
 }
 
@@ -467,12 +480,12 @@ fn merged(upstreams: &[Discovered]) -> anyhow::Result<DescriptorPool> {
 }
 
 impl Discovered {
-    /// The router backends forwarding to this upstream over one (lazy) channel: one backend
+    /// The router backends forwarding to this upstream over one connection pool: one backend
     /// named NAME when it implements one package; else one per package, named NAME/PACKAGE,
     /// each routed the `+PACKAGE`s that are older versions of its package.
     pub fn backends(&self, ca: Option<&Path>) -> anyhow::Result<Vec<Backend>> {
         let spec = &self.spec;
-        let channel = spec.channel_with_ca(ca)?;
+        let pool = spec.pool_with_ca(ca)?;
         let single = self.packages.len() == 1;
         for older in &spec.also_serving {
             if !single
@@ -499,7 +512,7 @@ impl Discovered {
                     false => format!("{}/{package}", spec.name),
                 };
                 let backend =
-                    Backend::remote(&name, spec.version.clone(), package, channel.clone());
+                    Backend::remote(&name, spec.version.clone(), package, pool.clone());
                 spec.also_serving
                     .iter()
                     .filter(|older| single || package_stem(older) == package_stem(package))

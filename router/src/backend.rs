@@ -1,14 +1,15 @@
 //! A backend: one versioned implementation the router can send requests to, in-process or
-//! over a tonic `Channel` to another process.
+//! over a pool of tonic `Channel`s to another process.
 
 use crate::BoxFuture;
+use crate::pool::{Slot, UpstreamPool};
 use http::{Request, Response};
 use semver::Version;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tonic::{Status, body::Body, transport::Channel};
+use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt, util::BoxCloneSyncService};
 
 /// The type-erased HTTP service a backend runs: a tonic server or a forwarding channel.
@@ -28,8 +29,8 @@ pub struct Backend {
     pub serves: Vec<String>,
     /// The service requests are forwarded to.
     pub service: BackendService,
-    /// For a remote backend, the channel to it, which an `UpstreamProbe` checks it over.
-    pub(crate) channel: Option<Channel>,
+    /// For a remote backend, its connections, over which an `UpstreamProbe` checks it too.
+    pub(crate) pool: Option<UpstreamPool>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -39,7 +40,7 @@ impl std::fmt::Debug for Backend {
             .field("version", &self.version)
             .field("api", &self.api)
             .field("serves", &self.serves)
-            .field("remote", &self.channel.is_some())
+            .field("remote", &self.pool.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -58,20 +59,22 @@ impl Backend {
         Self::new(name, version, api, BoxCloneSyncService::new(service), None)
     }
 
-    /// A backend in another process, reached over `channel`. Transport failures become
-    /// `UNAVAILABLE` replies naming the backend, so a dead upstream never hangs or panics; those
-    /// replies carry no `x-api-version` header, since no version served them.
-    pub fn remote(name: &str, version: Version, api: &str, channel: Channel) -> Self {
+    /// A backend in another process, reached over `pool`. Transport failures become
+    /// `UNAVAILABLE` replies naming the backend (and mark it unreachable at once), so a dead
+    /// upstream never hangs or panics; a saturated pool answers `RESOURCE_EXHAUSTED`, a call
+    /// past the pool's timeout `DEADLINE_EXCEEDED`. Those replies carry no `x-api-version`
+    /// header, since no version served them.
+    pub fn remote(name: &str, version: Version, api: &str, pool: UpstreamPool) -> Self {
         let service = Upstream {
             label: format!("backend {name} ({api} {version})").into(),
-            channel: channel.clone(),
+            pool: pool.clone(),
         };
         Self::new(
             name,
             version,
             api,
             BoxCloneSyncService::new(service),
-            Some(channel),
+            Some(pool),
         )
     }
 
@@ -80,7 +83,7 @@ impl Backend {
         version: Version,
         api: &str,
         service: BackendService,
-        channel: Option<Channel>,
+        pool: Option<UpstreamPool>,
     ) -> Self {
         Self {
             name: name.to_string(),
@@ -88,13 +91,19 @@ impl Backend {
             api: api.to_string(),
             serves: vec![api.to_string()],
             service,
-            channel,
+            pool,
         }
     }
 
     /// Whether the backend is in another process (made by [`Backend::remote`]).
     pub fn is_remote(&self) -> bool {
-        self.channel.is_some()
+        self.pool.is_some()
+    }
+
+    /// Whether the backend is remote and its connection pool is saturated (see
+    /// [`UpstreamPool::is_saturated`]).
+    pub fn is_saturated(&self) -> bool {
+        self.pool.as_ref().is_some_and(UpstreamPool::is_saturated)
     }
 
     /// Also route requests for `package` to this backend (for example, v2 serving v1 paths once
@@ -124,7 +133,7 @@ pub(crate) fn router_reply(status: Status) -> Response<Body> {
 #[derive(Clone)]
 struct Upstream {
     label: Arc<str>,
-    channel: Channel,
+    pool: UpstreamPool,
 }
 
 impl Service<Request<Body>> for Upstream {
@@ -138,22 +147,35 @@ impl Service<Request<Body>> for Upstream {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let channel = self.channel.clone();
+        let pool = self.pool.clone();
         let label = self.label.clone();
         Box::pin(async move {
-            let unavailable = |err| {
-                router_reply(Status::unavailable(format!(
-                    "{label} is unreachable: {err}"
-                )))
+            let timeout = pool.limits().timeout;
+            let call = async {
+                let slot = pool.slot(&label).await?;
+                let response = slot.channel().oneshot(request).await;
+                Ok::<_, Status>((slot, response))
             };
-            Ok(match channel.oneshot(request).await {
-                Ok(response) => response.map(|body| {
+            Ok(match tokio::time::timeout(timeout, call).await {
+                Ok(Ok((slot, Ok(response)))) => response.map(|body| {
                     Body::new(UpstreamBody {
                         inner: Some(body),
                         label,
+                        pool: pool.clone(),
+                        _slot: slot,
                     })
                 }),
-                Err(err) => unavailable(err),
+                Ok(Ok((_slot, Err(err)))) => {
+                    pool.failed();
+                    router_reply(Status::unavailable(format!(
+                        "{label} is unreachable: {err}"
+                    )))
+                }
+                Ok(Err(refused)) => router_reply(refused),
+                Err(_elapsed) => router_reply(Status::deadline_exceeded(format!(
+                    "{label} did not answer within {} ms (--upstream-timeout-ms)",
+                    timeout.as_millis()
+                ))),
             })
         })
     }
@@ -165,6 +187,9 @@ impl Service<Request<Body>> for Upstream {
 struct UpstreamBody {
     inner: Option<Body>,
     label: Arc<str>,
+    pool: UpstreamPool,
+    /// The stream's place on its connection, given back when the body is done or dropped.
+    _slot: Slot,
 }
 
 impl http_body::Body for UpstreamBody {
@@ -181,6 +206,7 @@ impl http_body::Body for UpstreamBody {
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Err(err))) => {
                 self.inner = None;
+                self.pool.failed();
                 let status = Status::unavailable(format!(
                     "{} failed mid-stream: {}",
                     self.label,

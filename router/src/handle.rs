@@ -214,22 +214,41 @@ impl RouterHandle {
 
     /// Checks every remote backend once, as an [`UpstreamProbe`](crate::UpstreamProbe) does
     /// periodically, with `timeout` for each check, and republishes health when a backend's
-    /// reachability changed. Returns how many backends changed.
+    /// reachability changed (by this check, or by a call that failed since). Returns how many
+    /// backends changed.
     pub async fn check_upstreams(&self, timeout: Duration) -> usize {
+        self.check(timeout, false).await
+    }
+
+    /// Like [`check_upstreams`](Self::check_upstreams), but checks only the backends marked
+    /// unreachable (what the probe does often, to see a recovery soon), and republishes health
+    /// when a call marked a backend unreachable since the last check.
+    pub async fn check_unreachable(&self, timeout: Duration) -> usize {
+        self.check(timeout, true).await
+    }
+
+    async fn check(&self, timeout: Duration, only_unreachable: bool) -> usize {
         let table = self.table();
         let mut checks = tokio::task::JoinSet::new();
+        let mut changed = 0;
         for route in table.routes() {
-            let Some(channel) = route.backend.channel.clone() else {
+            let Some(pool) = route.backend.pool.clone() else {
                 continue;
             };
+            if pool.take_passive_change() {
+                changed += 1;
+                tracing::warn!(backend = %route.backend.name, "remote backend is unreachable (a call failed)");
+            }
+            if only_unreachable && pool.is_reachable() {
+                continue;
+            }
             let services = table.catalog().service_names(&route.backend.api);
-            let (name, state) = (route.backend.name.clone(), route.state.clone());
+            let name = route.backend.name.clone();
             checks.spawn(async move {
-                let reachable = probe::answers(channel, services, timeout).await;
-                (name, reachable, state.set_reachable(reachable))
+                let reachable = probe::answers(pool.probe_channel(), services, timeout).await;
+                (name, reachable, pool.set_reachable(reachable))
             });
         }
-        let mut changed = 0;
         while let Some(outcome) = checks.join_next().await {
             let Ok((name, reachable, true)) = outcome else {
                 continue;

@@ -30,7 +30,8 @@
 //! that had read the table before the drain. [`RouterHandle::drain_within`] gives up waiting
 //! after a timeout and says how many requests are still open. An [`UpstreamProbe`] checks remote
 //! backends periodically so health reports `NOT_SERVING` for a package whose only backends do
-//! not answer.
+//! not answer; a call that fails in transport marks its backend unreachable at once, and
+//! selection prefers reachable backends (see [`RouteTable`]'s `select`).
 //!
 //! # Example
 //!
@@ -101,6 +102,7 @@ mod catalog;
 mod handle;
 mod inflight;
 mod path;
+mod pool;
 mod probe;
 mod quote;
 mod requirement;
@@ -116,6 +118,10 @@ pub use catalog::{ApiCatalog, CatalogError};
 pub use handle::{DrainCount, DrainError, RouterHandle};
 pub use inflight::{CountedBody, InFlight, InFlightGuard};
 pub use path::GrpcPath;
+pub use pool::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING, DEFAULT_STREAMS_PER_CONNECTION,
+    DEFAULT_UPSTREAM_TIMEOUT, PoolLimits, UpstreamPool,
+};
 pub use probe::{ProbeConfig, UpstreamProbe};
 pub use quote::{MAX_QUOTE_BYTES, quote};
 pub use requirement::{API_VERSION_HEADER, parse_requirement};

@@ -21,6 +21,9 @@ pub struct ProbeConfig {
     pub interval: Duration,
     /// How long one check may take before the backend counts as unreachable. Default 1 s.
     pub timeout: Duration,
+    /// Time between checks of the backends marked unreachable, and between looks at what failed
+    /// calls marked (health follows those within this time). Default 50 ms.
+    pub recheck: Duration,
 }
 
 impl Default for ProbeConfig {
@@ -28,6 +31,7 @@ impl Default for ProbeConfig {
         Self {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            recheck: Duration::from_millis(50),
         }
     }
 }
@@ -47,10 +51,15 @@ impl Default for ProbeConfig {
 ///
 /// It counts as unreachable when the check fails in transport (no connection, reset), gets no
 /// answer within [`ProbeConfig::timeout`], or the upstream reports `NOT_SERVING` itself (it is
-/// shutting down, say). In-process backends are always reachable and never checked.
+/// shutting down, say). In-process backends are always reachable and never checked. The checks
+/// go over a connection of the backend's own that carries no calls, so a saturated backend
+/// that answers stays reachable.
 ///
-/// Reachability only affects health: requests are still routed to an unreachable backend (and
-/// get `UNAVAILABLE`), so the choice of version never depends on a probe's timing.
+/// A call that fails in transport marks its backend unreachable at once (passive checks, as
+/// Envoy's outlier detection); the probe publishes that within [`ProbeConfig::recheck`] and
+/// checks unreachable backends that often, so a recovery is seen soon too. Selection skips an
+/// unreachable backend when a reachable one satisfies the request, and routes to it as before
+/// when none does (the caller then gets the `UNAVAILABLE` naming it).
 ///
 /// The checks run in a task on the Tokio runtime the probe was started on, until the probe is
 /// dropped or [stopped](Self::stop).
@@ -65,11 +74,18 @@ impl UpstreamProbe {
     pub fn start(handle: &RouterHandle, config: ProbeConfig) -> Self {
         let handle = handle.clone();
         let task = tokio::spawn(async move {
-            let mut rounds = tokio::time::interval(config.interval.max(Duration::from_millis(1)));
-            rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let interval = config.interval.max(Duration::from_millis(1));
+            let mut ticks = tokio::time::interval(config.recheck.clamp(Duration::from_millis(1), interval));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut next_round = tokio::time::Instant::now();
             loop {
-                rounds.tick().await;
-                handle.check_upstreams(config.timeout).await;
+                ticks.tick().await;
+                if tokio::time::Instant::now() >= next_round {
+                    next_round = tokio::time::Instant::now() + interval;
+                    handle.check_upstreams(config.timeout).await;
+                } else {
+                    handle.check_unreachable(config.timeout).await;
+                }
             }
         });
         Self { task }
@@ -206,6 +222,7 @@ mod tests {
             ProbeConfig {
                 interval: Duration::from_millis(100),
                 timeout: Duration::from_secs(1),
+                recheck: Duration::from_millis(50),
             },
         );
 
@@ -274,5 +291,43 @@ mod tests {
             status_of(&health, "demo.v1.Counter").await,
             Status::NotServing
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_turns_health_not_serving_before_any_round_and_a_recheck_sees_recovery()
+    {
+        let addr = dead_port();
+        let (upstream_health, upstream_health_service) = health_reporter();
+        upstream_health
+            .set_service_status("demo.v1.Counter", Status::Serving)
+            .await;
+        let server = serve(addr, tonic::service::Routes::new(upstream_health_service.clone()));
+        let (handle, health) = router_with_health(vec![remote("r", V1, addr)]).await;
+        let router = tower::Layer::layer(&handle.layer(), crate::testing::inner());
+        // The first round runs at once; the next only in an hour.
+        let _probe = UpstreamProbe::start(
+            &handle,
+            ProbeConfig {
+                interval: Duration::from_secs(3600),
+                timeout: Duration::from_secs(1),
+                recheck: Duration::from_millis(20),
+            },
+        );
+        wait_for(&health, "demo.v1.Counter", Status::Serving).await;
+        drop(server);
+        // The server is gone; a call finds it out (it may need a try or two while the old
+        // connection closes).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while info(&handle, "r").reachable {
+            assert!(tokio::time::Instant::now() < deadline, "no call failed");
+            let request = crate::testing::request("/demo.v1.Counter/Add", None);
+            drop(crate::testing::send(&router, request).await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        wait_for(&health, "demo.v1.Counter", Status::NotServing).await;
+        // Back on the same port: the frequent recheck of an unreachable backend sees it.
+        let _server = serve(addr, tonic::service::Routes::new(upstream_health_service));
+        wait_for(&health, "demo.v1.Counter", Status::Serving).await;
+        assert!(info(&handle, "r").reachable);
     }
 }

@@ -74,8 +74,8 @@ pub(crate) struct Route {
     pub(crate) draining: bool,
 }
 
-/// What one backend's entries in successive tables share: its in-flight count, whether the
-/// router has stopped routing to it, and whether it was reachable when last checked.
+/// What one backend's entries in successive tables share: its in-flight count and whether the
+/// router has stopped routing to it. (Whether it is reachable is kept by its connection pool.)
 #[derive(Debug, Default)]
 pub(crate) struct BackendState {
     pub(crate) in_flight: Arc<InFlight>,
@@ -84,8 +84,6 @@ pub(crate) struct BackendState {
     /// after counting itself in flight, and selects again if it is set; see
     /// `VersionRouter::call` for why that closes the drain race.
     closed: AtomicBool,
-    /// Set while an `UpstreamProbe` finds the (remote) backend unreachable.
-    unreachable: AtomicBool,
 }
 
 impl BackendState {
@@ -96,11 +94,6 @@ impl BackendState {
 
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-    }
-
-    /// Records a probe's finding; returns whether it changed.
-    pub(crate) fn set_reachable(&self, reachable: bool) -> bool {
-        self.unreachable.swap(!reachable, Ordering::SeqCst) == reachable
     }
 }
 
@@ -119,9 +112,13 @@ pub struct BackendInfo {
     pub draining: bool,
     /// Requests (and streams) in flight on it now.
     pub in_flight: usize,
-    /// Whether it answered the last reachability check (see `UpstreamProbe`). Always `true` for
-    /// in-process backends, and for remote ones until a check has found them unreachable.
+    /// Whether it answered the last reachability check (see `UpstreamProbe`) and no call to it
+    /// failed in transport since. Always `true` for in-process backends, and for remote ones
+    /// until a check or a call has found them unreachable.
     pub reachable: bool,
+    /// Whether its connection pool is full (every connection at its stream limit): it answers,
+    /// but new calls wait or get `RESOURCE_EXHAUSTED`. Always `false` for in-process backends.
+    pub saturated: bool,
 }
 
 /// An immutable, validated set of backends and the index used to pick one per request.
@@ -200,6 +197,7 @@ impl RouteTable {
                 draining: r.draining,
                 in_flight: r.state.in_flight.current(),
                 reachable: r.is_reachable(),
+                saturated: r.backend.is_saturated(),
             })
             .collect()
     }
@@ -221,6 +219,11 @@ impl RouteTable {
     /// `requirement`, among the active (not draining) backends serving that package, or
     /// `UNIMPLEMENTED` naming the requirement and the versions available.
     ///
+    /// A backend marked unreachable (by the probe, or by a call that failed in transport) is
+    /// skipped when a reachable one satisfies the request too: the highest satisfying reachable
+    /// version wins. When none of the satisfying backends is reachable, the choice is made as if
+    /// all were, so the caller gets the `UNAVAILABLE` that names the backend.
+    ///
     /// Prereleases follow semver's convention:
     /// - With a requirement, the highest version for which [`VersionReq::matches`] holds wins.
     ///   That excludes prereleases such as `2.1.0-rc.1` unless the requirement itself names a
@@ -238,15 +241,18 @@ impl RouteTable {
             .by_package
             .get(path.package)
             .map_or(&[][..], Vec::as_slice);
-        let mut routes = candidates.iter().map(|&i| &self.routes[i]);
-        let chosen = match requirement {
-            Some(req) => routes.find(|r| req.matches(&r.backend.version)),
-            // Highest first, so the first stable one is the highest stable one; failing that,
-            // the first one is the highest prerelease.
-            None => routes
+        let routes = candidates.iter().map(|&i| &self.routes[i]);
+        // Highest first, so the first that satisfies is the highest that does.
+        let best = |satisfies: &dyn Fn(&Route) -> bool| {
+            routes
                 .clone()
-                .find(|r| r.backend.version.pre.is_empty())
-                .or_else(|| routes.next()),
+                .find(|r| satisfies(r) && r.is_reachable())
+                .or_else(|| routes.clone().find(|r| satisfies(r)))
+        };
+        let chosen = match requirement {
+            Some(req) => best(&|r| req.matches(&r.backend.version)),
+            // The highest stable version; failing any stable one, the highest prerelease.
+            None => best(&|r| r.backend.version.pre.is_empty()).or_else(|| best(&|_| true)),
         };
         chosen.ok_or_else(|| {
             let available: Vec<String> = candidates
@@ -378,9 +384,13 @@ impl Route {
         }
     }
 
-    /// In-process backends are always reachable; remote ones unless the last check failed.
+    /// In-process backends are always reachable; remote ones unless the last check or a call
+    /// since failed.
     pub(crate) fn is_reachable(&self) -> bool {
-        self.backend.channel.is_none() || !self.state.unreachable.load(Ordering::SeqCst)
+        self.backend
+            .pool
+            .as_ref()
+            .is_none_or(crate::UpstreamPool::is_reachable)
     }
 }
 

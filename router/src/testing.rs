@@ -217,10 +217,9 @@ pub(crate) fn dead_port() -> SocketAddr {
 
 /// A remote backend at version 1.0.0 for `api`, over a lazy channel to `addr`.
 pub(crate) fn remote(name: &str, api: &str, addr: SocketAddr) -> Backend {
-    let channel = Endpoint::try_from(format!("http://{addr}"))
-        .unwrap()
-        .connect_lazy();
-    Backend::remote(name, Version::new(1, 0, 0), api, channel)
+    let endpoint = Endpoint::try_from(format!("http://{addr}")).unwrap();
+    let pool = crate::UpstreamPool::new(endpoint, crate::PoolLimits::default());
+    Backend::remote(name, Version::new(1, 0, 0), api, pool)
 }
 
 /// Who answered `response`: a backend's name, `inner`, or `router` when nobody did (the router's

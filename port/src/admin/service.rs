@@ -281,6 +281,7 @@ impl RoutesService {
             draining: info.draining,
             in_flight: info.in_flight as u64,
             reachable: info.reachable,
+            saturated: info.saturated,
         }
     }
 
