@@ -13,6 +13,11 @@ use testbed::chaos::{self, ChaosArgs};
 /// Longest health may disagree with calls here; each fault lasts longer than this.
 const HEALTH_PATIENCE: Duration = Duration::from_secs(2);
 
+/// The gateway's per-upstream timeout here (`serve --upstream-timeout-ms`): the load's clients
+/// send no deadline, so without it a stopped backend's calls would hang as long as it is
+/// stopped (the default timeout is 30 s) while health rightly says SERVING for new calls.
+const UPSTREAM_TIMEOUT_MS: &str = "1000";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_fail_calls_only_while_they_last_and_health_tells_the_truth() {
     let args = ChaosArgs {
@@ -21,6 +26,7 @@ async fn faults_fail_calls_only_while_they_last_and_health_tells_the_truth() {
         fault_ms: 3000,
         settle_ms: 2000,
         steady_ms: 500,
+        gateway_args: vec![format!("--upstream-timeout-ms={UPSTREAM_TIMEOUT_MS}")],
         ..ChaosArgs::defaults()
     };
     let exe = Path::new(env!("CARGO_BIN_EXE_testbed"));
