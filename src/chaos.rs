@@ -365,9 +365,7 @@ pub async fn run(
     tokio::time::sleep(steady).await;
     for (round, (fault, name)) in CYCLE.iter().cycle().enumerate() {
         let cycles_done = round / CYCLE.len() >= args.cycles as usize;
-        if round % CYCLE.len() == 0 && cycles_done
-            || cycles_done && args.requests.is_none_or(|n| load.completed() >= n)
-        {
+        if cycles_done && args.requests.is_none_or(|n| load.completed() >= n) {
             break;
         }
         progress(&format!("{} {name}", fault.name()), load.completed());

@@ -83,7 +83,11 @@ async fn a_full_pool_and_queue_refuse_the_next_call_at_once_naming_the_limit() {
         .unwrap();
     let refused = first.expect_err("nothing is served while the pool is full");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    for named in ["--upstream-max-connections", "--upstream-max-pending", "backend v2"] {
+    for named in [
+        "--upstream-max-connections",
+        "--upstream-max-pending",
+        "backend v2",
+    ] {
         assert!(refused.message().contains(named), "{refused:?}");
     }
     // A stream ends: the waiting call is served.
@@ -108,16 +112,23 @@ async fn a_stopped_upstreams_call_ends_at_the_upstream_timeout() {
     let pid = backend.pid().unwrap().to_string();
     let mut client = v2_client(&server).await;
     client.increment(v2_request(1, None, 1)).await.unwrap();
-    let stop = std::process::Command::new("kill").args(["-STOP", &pid]).status();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status();
     assert!(stop.unwrap().success());
     let call = client.increment(v2_request(2, None, 2));
     let status = tokio::time::timeout(PATIENCE, call)
         .await
         .expect("the call ends by itself")
         .unwrap_err();
-    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert!(status.message().contains("--upstream-timeout-ms"), "{status:?}");
+    assert!(
+        status.message().contains("--upstream-timeout-ms"),
+        "{status:?}"
+    );
     server.shutdown().await.unwrap();
 }
 

@@ -511,8 +511,7 @@ impl Discovered {
                     true => spec.name.clone(),
                     false => format!("{}/{package}", spec.name),
                 };
-                let backend =
-                    Backend::remote(&name, spec.version.clone(), package, pool.clone());
+                let backend = Backend::remote(&name, spec.version.clone(), package, pool.clone());
                 spec.also_serving
                     .iter()
                     .filter(|older| single || package_stem(older) == package_stem(package))

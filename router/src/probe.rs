@@ -75,7 +75,8 @@ impl UpstreamProbe {
         let handle = handle.clone();
         let task = tokio::spawn(async move {
             let interval = config.interval.max(Duration::from_millis(1));
-            let mut ticks = tokio::time::interval(config.recheck.clamp(Duration::from_millis(1), interval));
+            let mut ticks =
+                tokio::time::interval(config.recheck.clamp(Duration::from_millis(1), interval));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut next_round = tokio::time::Instant::now();
             loop {
@@ -294,14 +295,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_call_turns_health_not_serving_before_any_round_and_a_recheck_sees_recovery()
-    {
+    async fn a_failed_call_turns_health_not_serving_before_any_round_and_a_recheck_sees_recovery() {
         let addr = dead_port();
         let (upstream_health, upstream_health_service) = health_reporter();
         upstream_health
             .set_service_status("demo.v1.Counter", Status::Serving)
             .await;
-        let server = serve(addr, tonic::service::Routes::new(upstream_health_service.clone()));
+        let server = serve(
+            addr,
+            tonic::service::Routes::new(upstream_health_service.clone()),
+        );
         let (handle, health) = router_with_health(vec![remote("r", V1, addr)]).await;
         let router = tower::Layer::layer(&handle.layer(), crate::testing::inner());
         // The first round runs at once; the next only in an hour.
