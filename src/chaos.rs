@@ -41,7 +41,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timeline::HealthEvent;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// `testbed chaos`.
 #[derive(Debug, Clone, clap::Args)]
@@ -298,13 +297,8 @@ async fn watch_health(
     origin: Instant,
     events: Arc<Mutex<Vec<HealthEvent>>>,
 ) -> anyhow::Result<()> {
-    let mut health = HealthClient::new(client::connect(addr).await?);
-    let request = HealthCheckRequest {
-        service: service.to_string(),
-    };
-    let mut updates = health.watch(request).await?.into_inner();
-    while let Some(update) = updates.message().await? {
-        let status = update.status().as_str_name().to_string();
+    let mut updates = crate::rollout::health_statuses(addr, service).await?;
+    while let Some(status) = updates.next().await? {
         let mut events = events.lock().unwrap_or_else(|e| e.into_inner());
         if events.last().is_none_or(|e| e.status != status) {
             events.push(HealthEvent {

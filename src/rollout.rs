@@ -530,19 +530,36 @@ impl Phases<'_> {
     }
 }
 
+/// The statuses `grpc.health.v1.Health/Watch` of `service` at `addr` reports, by name
+/// (SERVING, NOT_SERVING, ...), as they come.
+pub async fn health_statuses(addr: SocketAddr, service: &str) -> anyhow::Result<HealthStatuses> {
+    let mut health = HealthClient::new(client::connect(addr).await?);
+    let request = HealthCheckRequest {
+        service: service.to_string(),
+    };
+    Ok(HealthStatuses(health.watch(request).await?.into_inner()))
+}
+
+/// A health watch ([`health_statuses`]).
+#[derive(Debug)]
+pub struct HealthStatuses(tonic::Streaming<tonic_health::pb::HealthCheckResponse>);
+
+impl HealthStatuses {
+    /// The next status reported (`None`: the watch ended).
+    pub async fn next(&mut self) -> anyhow::Result<Option<String>> {
+        let update = self.0.message().await?;
+        Ok(update.map(|u| u.status().as_str_name().to_string()))
+    }
+}
+
 async fn watch_health(
     addr: SocketAddr,
     service: &'static str,
     phase: Arc<Mutex<String>>,
     events: Arc<Mutex<Vec<HealthEvent>>>,
 ) -> anyhow::Result<()> {
-    let mut health = HealthClient::new(client::connect(addr).await?);
-    let request = HealthCheckRequest {
-        service: service.to_string(),
-    };
-    let mut updates = health.watch(request).await?.into_inner();
-    while let Some(update) = updates.message().await? {
-        let status = update.status().as_str_name().to_string();
+    let mut updates = health_statuses(addr, service).await?;
+    while let Some(status) = updates.next().await? {
         let phase = phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut events = events.lock().unwrap_or_else(|e| e.into_inner());
         // The health service repeats a status when it is set again; keep the transitions only.
