@@ -1,6 +1,7 @@
 //! The gateway's connection pool to each upstream: idle streams leave room for other calls,
-//! a full pool and queue refuse calls at once, a saturated upstream stays reachable, a stopped
-//! upstream's calls end at the upstream timeout.
+//! a full pool and queue refuse calls at once, a saturated upstream stays reachable (and
+//! `route list` says "saturated"), a stopped upstream's calls end at the upstream timeout, a
+//! killed upstream is skipped after the call that found it dead.
 
 use crate::common::{open_v2_stream, v2_client, v2_request};
 use port::child::ChildServer;
@@ -69,6 +70,7 @@ async fn a_full_pool_and_queue_refuse_the_next_call_at_once_naming_the_limit() {
     let held = [open_v2_stream(&server).await, open_v2_stream(&server).await];
     let info = v2_info(&server);
     assert!(info.saturated && info.reachable, "{info:?}");
+    assert_eq!(route_list_state(&server).await, "saturated");
     // Two more calls: one waits for a stream, the other finds the queue full and is refused at
     // once (which is which depends on who comes first).
     let mut calls = tokio::task::JoinSet::new();
@@ -99,7 +101,32 @@ async fn a_full_pool_and_queue_refuse_the_next_call_at_once_naming_the_limit() {
         .unwrap();
     assert!(served.is_ok(), "{served:?}");
     assert!(!v2_info(&server).saturated);
+    assert_eq!(route_list_state(&server).await, "active");
     server.shutdown().await.unwrap();
+}
+
+/// The state `testbed route list` gives the only backend of `server`, through an admin
+/// API started on it for this: its List reply's fields as `route list` tells them apart.
+async fn route_list_state(server: &RunningServer) -> &'static str {
+    const TOKEN: &str = "pool-token-0123456789";
+    let tokens = port::admin::Tokens::single("pool", TOKEN).unwrap();
+    let config = port::admin::AdminConfig::plaintext("127.0.0.1:0".parse().unwrap(), tokens);
+    let handle = server.router.clone().unwrap();
+    let admin = port::admin::start(config, handle, Default::default(), None)
+        .await
+        .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["route", "list", "--admin", &admin.address()])
+        .env("TESTBED_ADMIN_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    admin.shutdown().await.unwrap();
+    let table = String::from_utf8(output.stdout).unwrap();
+    ["saturated", "unreachable", "active"]
+        .into_iter()
+        .find(|state| table.contains(state))
+        .unwrap_or_else(|| panic!("no state in {table}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
