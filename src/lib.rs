@@ -10,9 +10,11 @@
 //! - [`rollout`]: a zero-downtime v1 → v2 rollout under that load.
 //! - [`proxy_rollout`]: the same rollout done by nginx, HAProxy or Envoy instead of the router.
 //! - [`report`]: the main job, all of the above and the latency runs as one report.
+//! - [`chaos`]: faults injected into a gateway's backends under that load, health watched.
 //! - [`route`]: `testbed route`, a client of a running router's admin API.
 //! - [`cli`]: the commands' flags and what each command does, for the thin `main.rs`.
 
+pub mod chaos;
 pub mod cli;
 pub mod load;
 pub mod matrix;

@@ -64,6 +64,97 @@ pub struct LoadOptions {
     /// call, as a careful client of a service that may not be deployed yet would.
     #[arg(skip)]
     pub v2_waits_for_health: bool,
+    /// Where each client notes its calls that did not succeed promptly (`testbed chaos` reads
+    /// when calls failed from it).
+    #[arg(skip)]
+    pub call_log: Option<CallLog>,
+}
+
+/// How one noted call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Verified, but slower than the log's threshold.
+    Slow,
+    /// Failed with this status code (its name).
+    Failed(String),
+    /// Answered, but wrongly.
+    Wrong,
+}
+
+/// One call a [`CallLog`] noted.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// The client's API version.
+    pub api: Api,
+    /// When it was sent, since the load started.
+    pub sent: Duration,
+    /// How long it took.
+    pub took: Duration,
+    /// How it ended.
+    pub outcome: CallOutcome,
+}
+
+impl CallRecord {
+    /// When it ended, since the load started.
+    pub fn done(&self) -> Duration {
+        self.sent + self.took
+    }
+}
+
+/// The calls of a load run that failed, were answered wrongly or took longer than `slow`,
+/// shared by its clients. Verified prompt calls are not noted, so a run of millions of calls
+/// keeps only its incidents.
+#[derive(Debug, Clone)]
+pub struct CallLog {
+    slow: Duration,
+    calls: Arc<std::sync::Mutex<Vec<CallRecord>>>,
+    /// Per client version, verified calls that ended in each [`CallLog::TICK`] of the run.
+    verified: Arc<[std::sync::Mutex<Vec<u32>>; 2]>,
+}
+
+impl CallLog {
+    /// A log noting verified calls slower than `slow` besides every failed or wrong one.
+    pub fn new(slow: Duration) -> Self {
+        Self {
+            slow,
+            calls: Arc::default(),
+            verified: Arc::default(),
+        }
+    }
+
+    /// The resolution at which verified calls are counted.
+    pub const TICK: Duration = Duration::from_millis(10);
+
+    fn verified(&self, api: Api, done: Duration) {
+        let tick = (done.as_nanos() / Self::TICK.as_nanos()) as usize;
+        let mut ticks = self.verified[api as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if ticks.len() <= tick {
+            ticks.resize(tick + 1, 0);
+        }
+        ticks[tick] += 1;
+    }
+
+    /// Verified calls of `api` that ended in each [`TICK`](Self::TICK) since the load started.
+    pub fn verified_per_tick(&self, api: Api) -> Vec<u32> {
+        self.verified[api as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note(&self, record: CallRecord) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+    }
+
+    /// The calls noted so far, in the order they ended.
+    pub fn calls(&self) -> Vec<CallRecord> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// A flag value that must be a positive, finite number.
@@ -454,6 +545,11 @@ impl Load {
         self.phase.store(self.phases.len() - 1, Ordering::Release);
     }
 
+    /// When the load started: the origin of [`CallRecord::sent`].
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Requests completed so far (verified or not).
     pub fn completed(&self) -> u64 {
         self.completed.load(Ordering::Relaxed)
@@ -511,6 +607,7 @@ struct ChainClient {
     pace: Option<Duration>,
     open_loop: bool,
     wait_for_health: bool,
+    log: Option<CallLog>,
 }
 
 impl ChainClient {
@@ -532,6 +629,7 @@ impl ChainClient {
                 .map(|rate| Duration::from_secs_f64(1.0 / rate)),
             open_loop: options.open_loop && options.rate_per_client.is_some(),
             wait_for_health: api == Api::V2 && options.v2_waits_for_health,
+            log: options.call_log.clone(),
         }
     }
 
@@ -645,11 +743,31 @@ impl ChainClient {
                 buckets.resize_with(index + 1, RawBucket::default);
             }
             let bucket = &mut buckets[index];
-            match &result {
-                Ok(answer) if self.verify(value, sent, answer).is_none() => bucket
-                    .latencies_us
-                    .push((elapsed.as_nanos() as f64 / 1e3) as f32),
-                _ => bucket.failed += 1,
+            let outcome = match &result {
+                Ok(answer) if self.verify(value, sent, answer).is_none() => {
+                    bucket
+                        .latencies_us
+                        .push((elapsed.as_nanos() as f64 / 1e3) as f32);
+                    None
+                }
+                Ok(_) => Some(CallOutcome::Wrong),
+                Err(status) => Some(CallOutcome::Failed(code_name(status.code()))),
+            };
+            bucket.failed += u64::from(outcome.is_some());
+            if let Some(log) = &self.log {
+                let sent = started.saturating_duration_since(load_started);
+                if outcome.is_none() {
+                    log.verified(self.api(), sent + elapsed);
+                }
+                let outcome = outcome.or(Some(CallOutcome::Slow).filter(|_| elapsed > log.slow));
+                if let Some(outcome) = outcome {
+                    log.note(CallRecord {
+                        api: self.api(),
+                        sent,
+                        took: elapsed,
+                        outcome,
+                    });
+                }
             }
             match result {
                 Ok(answer) => match self.verify(value, sent, &answer) {

@@ -46,6 +46,9 @@ enum Command {
     Check(compat::cli::CheckArgs),
     /// List or change the routes of a running `testbed serve` through its admin API.
     Route(testbed::route::RouteArgs),
+    /// Faults (kill, stop, drain-remove-add, replace) injected into a gateway's backends
+    /// under mixed-version load, the gateway's health compared with what calls see.
+    Chaos(testbed::chaos::ChaosArgs),
     /// Live compatibility probe: each version's clients call the other version's server (or a
     /// gateway, --via) with generated requests; exit 100 when old clients are affected.
     Probe(cli::ProbeArgs),
@@ -99,6 +102,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.addr.map_or("a local router".into(), |a| a.to_string())
             ));
             let result = cli::mixed(&args, |done| spinner.set_position(done)).await;
+            spinner.finish_and_clear();
+            result
+        }
+        Command::Chaos(args) => {
+            let spinner = spinner("starting");
+            let result = testbed::chaos::command(&args, &exe, |fault: &str, done| {
+                spinner.set_message(fault.to_string());
+                spinner.set_position(done);
+            })
+            .await;
             spinner.finish_and_clear();
             result
         }

@@ -113,6 +113,7 @@ pub async fn run(
         v1_requirement: None,
         v2_requirement: Some(v2_requirement.clone()),
         v2_waits_for_health: false,
+        call_log: None,
     };
     let started = Instant::now();
     let mut loads = Loads {

@@ -202,39 +202,7 @@ impl Router {
     /// token made for this rollout, and a client of its admin API.
     async fn process(fleet: &mut Fleet) -> anyhow::Result<Self> {
         let v1 = fleet.upstream(Api::V1).await?;
-        let token = port::admin::generate_token()?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "testbed-rollout-{}-{nanos}.tokens",
-            std::process::id()
-        ));
-        write_private(&path, &format!("rollout {token}\n"))?;
-        let file = path.display().to_string();
-        let args = [
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--upstream",
-            &v1,
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--admin-token-file",
-            &file,
-        ];
-        let started = ChildServer::testbed(&fleet.exe, &args).await;
-        // The router read its tokens at start; the file is not needed any longer.
-        let removed = std::fs::remove_file(&path);
-        let mut child = started?;
-        removed.with_context(|| format!("cannot remove {file}"))?;
-        let line = child.next_line().await?;
-        let admin_addr: SocketAddr = line
-            .split_whitespace()
-            .last()
-            .and_then(|word| word.parse().ok())
-            .with_context(|| format!("the router printed {line:?}, not its admin address"))?;
-        let admin = port::admin::connect(admin_addr, &token).await?;
+        let (child, admin, admin_addr) = gateway_process(&fleet.exe, &[v1], &[]).await?;
         fleet.notes.push(format!(
             "router process listening on {}, admin API on {admin_addr}: every route change \
              went through that API from this process",
@@ -356,6 +324,45 @@ impl Router {
     }
 }
 
+/// `testbed serve --upstream U... --admin-addr 127.0.0.1:0 EXTRA...` (`testbed_exe`) in a
+/// child process, with an admin token made for it, and a client of its admin API; also the
+/// admin API's address.
+pub async fn gateway_process(
+    testbed_exe: &Path,
+    upstreams: &[String],
+    extra: &[String],
+) -> anyhow::Result<(ChildServer, AdminClient, SocketAddr)> {
+    let token = port::admin::generate_token()?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    let path = std::env::temp_dir().join(format!(
+        "testbed-gateway-{}-{nanos}.tokens",
+        std::process::id()
+    ));
+    write_private(&path, &format!("testbed {token}\n"))?;
+    let file = path.display().to_string();
+    let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+    for upstream in upstreams {
+        args.extend(["--upstream", upstream.as_str()]);
+    }
+    args.extend(["--admin-addr", "127.0.0.1:0", "--admin-token-file", &file]);
+    args.extend(extra.iter().map(String::as_str));
+    let started = ChildServer::testbed(testbed_exe, &args).await;
+    // The gateway read its tokens at start; the file is not needed any longer.
+    let removed = std::fs::remove_file(&path);
+    let mut child = started?;
+    removed.with_context(|| format!("cannot remove {file}"))?;
+    let line = child.next_line().await?;
+    let admin_addr: SocketAddr = line
+        .split_whitespace()
+        .last()
+        .and_then(|word| word.parse().ok())
+        .with_context(|| format!("the gateway printed {line:?}, not its admin address"))?;
+    let admin = port::admin::connect(admin_addr, &token).await?;
+    Ok((child, admin, admin_addr))
+}
+
 /// Writes `text` to a new file at `path` that only this user may read.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
@@ -434,6 +441,7 @@ pub async fn run(
         v1_requirement: None,
         v2_requirement: Some("^2".parse()?),
         v2_waits_for_health: true,
+        call_log: None,
     };
     let mut load = Load::start(addr, &load_options, "v1 only").await?;
     let mut phases = Phases {
@@ -522,19 +530,36 @@ impl Phases<'_> {
     }
 }
 
+/// The statuses `grpc.health.v1.Health/Watch` of `service` at `addr` reports, by name
+/// (SERVING, NOT_SERVING, ...), as they come.
+pub async fn health_statuses(addr: SocketAddr, service: &str) -> anyhow::Result<HealthStatuses> {
+    let mut health = HealthClient::new(client::connect(addr).await?);
+    let request = HealthCheckRequest {
+        service: service.to_string(),
+    };
+    Ok(HealthStatuses(health.watch(request).await?.into_inner()))
+}
+
+/// A health watch ([`health_statuses`]).
+#[derive(Debug)]
+pub struct HealthStatuses(tonic::Streaming<tonic_health::pb::HealthCheckResponse>);
+
+impl HealthStatuses {
+    /// The next status reported (`None`: the watch ended).
+    pub async fn next(&mut self) -> anyhow::Result<Option<String>> {
+        let update = self.0.message().await?;
+        Ok(update.map(|u| u.status().as_str_name().to_string()))
+    }
+}
+
 async fn watch_health(
     addr: SocketAddr,
     service: &'static str,
     phase: Arc<Mutex<String>>,
     events: Arc<Mutex<Vec<HealthEvent>>>,
 ) -> anyhow::Result<()> {
-    let mut health = HealthClient::new(client::connect(addr).await?);
-    let request = HealthCheckRequest {
-        service: service.to_string(),
-    };
-    let mut updates = health.watch(request).await?.into_inner();
-    while let Some(update) = updates.message().await? {
-        let status = update.status().as_str_name().to_string();
+    let mut updates = health_statuses(addr, service).await?;
+    while let Some(status) = updates.next().await? {
         let phase = phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut events = events.lock().unwrap_or_else(|e| e.into_inner());
         // The health service repeats a status when it is set again; keep the transitions only.

@@ -17,6 +17,7 @@ fn options() -> LoadOptions {
         v1_requirement: None,
         v2_requirement: Some("^2".parse().unwrap()),
         v2_waits_for_health: false,
+        call_log: None,
     }
 }
 

@@ -11,6 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
+/// The signals [`ChildServer::signal`] sends.
+pub use nix::sys::signal::Signal;
+
 /// A server process and the address it listens on.
 #[derive(Debug)]
 pub struct ChildServer {
@@ -79,12 +82,18 @@ impl ChildServer {
         self.child.id()
     }
 
-    /// Asks the server to stop (SIGTERM: in-flight requests finish) and waits for it to exit.
-    pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+    /// Sends `signal` to the server: SIGSTOP freezes it as a hung host would (its sockets stay
+    /// open, nothing answers), SIGCONT lets it go on.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
         let pid = self.child.id().context("the child already exited")?;
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
-            .with_context(|| format!("cannot send SIGTERM to {pid}"))?;
+        nix::sys::signal::kill(pid, signal)
+            .with_context(|| format!("cannot send {signal} to {pid}"))
+    }
+
+    /// Asks the server to stop (SIGTERM: in-flight requests finish) and waits for it to exit.
+    pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal(Signal::SIGTERM)?;
         Ok(self.child.wait().await?)
     }
 
