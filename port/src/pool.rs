@@ -1,12 +1,13 @@
 //! `testbed serve`'s flags for the connection pool of each upstream (see [`router::UpstreamPool`]):
 //! how many streams one connection carries, how many connections one upstream gets, how many
-//! calls may wait for a stream, and how long a call waits for an upstream's answer.
+//! calls may wait for a stream, how long a call waits for an upstream's answer, and how often
+//! and how patiently the upstreams' health is checked.
 //!
 //! The limits are set once, when `testbed serve` starts ([`set_limits`]), and read by every
 //! upstream made afterwards, at start or through the admin API ([`limits`]), so that the code
 //! building upstreams needs no new parameter.
 
-use router::PoolLimits;
+use router::{PoolLimits, ProbeConfig};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -28,6 +29,15 @@ pub struct PoolOptions {
     /// the call ends with DEADLINE_EXCEEDED (a client's own deadline may be shorter).
     #[arg(long = "upstream-timeout-ms", default_value_t = router::DEFAULT_UPSTREAM_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub upstream_timeout_ms: u64,
+    /// Milliseconds between health checks of every remote backend (backends marked unreachable
+    /// are checked every 50 ms until they answer).
+    #[arg(long = "probe-interval-ms", default_value_t = router::DEFAULT_PROBE_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub probe_interval_ms: u64,
+    /// Milliseconds one health check may take before its backend counts as unreachable: how
+    /// soon a backend that stopped answering without closing its connection (SIGSTOP, a
+    /// partition) is seen, together with --probe-interval-ms.
+    #[arg(long = "probe-timeout-ms", default_value_t = router::DEFAULT_PROBE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub probe_timeout_ms: u64,
 }
 
 impl Default for PoolOptions {
@@ -38,11 +48,22 @@ impl Default for PoolOptions {
             upstream_max_connections: limits.max_connections,
             upstream_max_pending: limits.max_pending,
             upstream_timeout_ms: limits.timeout.as_millis() as u64,
+            probe_interval_ms: router::DEFAULT_PROBE_INTERVAL.as_millis() as u64,
+            probe_timeout_ms: router::DEFAULT_PROBE_TIMEOUT.as_millis() as u64,
         }
     }
 }
 
 impl PoolOptions {
+    /// The health checks these flags set.
+    pub fn probe(&self) -> ProbeConfig {
+        ProbeConfig {
+            interval: Duration::from_millis(self.probe_interval_ms),
+            timeout: Duration::from_millis(self.probe_timeout_ms),
+            ..ProbeConfig::default()
+        }
+    }
+
     /// The limits these flags set.
     pub fn limits(&self) -> PoolLimits {
         PoolLimits {

@@ -12,7 +12,7 @@ use crate::reflection::{Reflection, Served};
 use crate::tls::TlsOptions;
 use anyhow::Context;
 use http::{Request, Response};
-use router::{InFlight, ProbeConfig, RouteTable, RouterHandle, UpstreamProbe};
+use router::{InFlight, RouteTable, RouterHandle, UpstreamProbe};
 use services::Api;
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -327,7 +327,7 @@ pub async fn start_with(
     tracing::info!(%addr, label, scheme, instance = loop_guard.mark(), "serving");
     let probe = router
         .as_ref()
-        .map(|handle| UpstreamProbe::start(handle, ProbeConfig::default()));
+        .map(|handle| UpstreamProbe::start(handle, options.pool.probe()));
     Ok(RunningServer {
         addr,
         router,

@@ -122,7 +122,7 @@ pub use pool::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING, DEFAULT_STREAMS_PER_CONNECTION,
     DEFAULT_UPSTREAM_TIMEOUT, PoolLimits, UpstreamPool,
 };
-pub use probe::{ProbeConfig, UpstreamProbe};
+pub use probe::{DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_TIMEOUT, ProbeConfig, UpstreamProbe};
 pub use quote::{MAX_QUOTE_BYTES, quote};
 pub use requirement::{API_VERSION_HEADER, parse_requirement};
 pub use service::{VersionRouter, VersionRouterLayer, readdress};

@@ -17,9 +17,12 @@ use tower::ServiceExt;
 /// How often and how patiently an [`UpstreamProbe`] checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeConfig {
-    /// Time between rounds of checks; the first round starts at once. Default 1 s.
+    /// Time between rounds of checks; the first round starts at once. Default 250 ms.
     pub interval: Duration,
-    /// How long one check may take before the backend counts as unreachable. Default 1 s.
+    /// How long one check may take before the backend counts as unreachable. Default 500 ms.
+    /// A backend that stopped answering without closing its connection (SIGSTOP, a partition)
+    /// is seen only this way, within `interval + timeout`; a short timeout finds it sooner and
+    /// risks taking a slow moment of a busy machine for an outage.
     pub timeout: Duration,
     /// Time between checks of the backends marked unreachable, and between looks at what failed
     /// calls marked (health follows those within this time). Default 50 ms.
@@ -29,12 +32,17 @@ pub struct ProbeConfig {
 impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
+            interval: DEFAULT_PROBE_INTERVAL,
+            timeout: DEFAULT_PROBE_TIMEOUT,
             recheck: Duration::from_millis(50),
         }
     }
 }
+
+/// [`ProbeConfig::interval`]'s default.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// [`ProbeConfig::timeout`]'s default.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Checks a router's remote backends periodically, keeping each backend's reachability
 /// ([`BackendInfo::reachable`](crate::BackendInfo::reachable)) and the router's health statuses
