@@ -181,6 +181,9 @@ pub struct ServeOptions {
     /// TLS (and mutual TLS) on the port, and for `https://` upstreams.
     #[command(flatten)]
     pub tls: TlsOptions,
+    /// Bytes that request messages still arriving may declare at once.
+    #[command(flatten)]
+    pub bodies: crate::guard::BodyLimits,
 }
 
 impl Default for ServeOptions {
@@ -197,6 +200,7 @@ impl Default for ServeOptions {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             interop: false,
             tls: TlsOptions::default(),
+            bodies: crate::guard::BodyLimits::default(),
         }
     }
 }
@@ -275,6 +279,7 @@ pub async fn start_with(
         open.clone(),
     )
     .unary_methods(unary_methods(interop)?, router.clone())
+    .body_limits(&options.bodies)
     .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());
