@@ -208,9 +208,14 @@ impl Refusal {
 
     /// The refusal, if there is one now.
     pub(super) fn try_refused(&mut self) -> Option<Status> {
-        let status = self.0.as_mut()?.try_recv().ok()?;
-        self.0 = None;
-        Some(status)
+        match self.0.as_mut()?.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            // The receiver is spent either way: it must not be polled again.
+            ended => {
+                self.0 = None;
+                ended.ok()
+            }
+        }
     }
 }
 
@@ -325,5 +330,23 @@ mod tests {
         assert!(status.message().contains("more than one"), "{status}");
         let status = check(10, true).finish().unwrap_err();
         assert!(status.message().contains("received none"), "{status}");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_seen_once_and_a_body_ended_without_one_never_fires() {
+        let (refused, receiver) = oneshot::channel();
+        let mut refusal = Refusal::new(receiver);
+        assert!(refusal.try_refused().is_none());
+        drop(refused);
+        assert!(refusal.try_refused().is_none());
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(refusal.poll_refused(&mut cx).is_pending());
+        let (refused, receiver) = oneshot::channel();
+        let mut refusal = Refusal::new(receiver);
+        refused.send(Status::internal("no")).unwrap();
+        assert!(matches!(refusal.poll_refused(&mut cx), Poll::Ready(s) if s.message() == "no"));
+        assert!(refusal.try_refused().is_none());
+        assert!(refusal.poll_refused(&mut cx).is_pending());
     }
 }
