@@ -7,7 +7,7 @@
 //! guard is in front of both.
 
 use crate::common::frames::resident_kib;
-use crate::common::raw::frame;
+use crate::common::raw::{frame, grpc_request};
 use crate::common::{probe, until_idle};
 use bytes::Bytes;
 use port::child::ChildServer;
@@ -112,27 +112,15 @@ async fn partial_bodies(
     addr: SocketAddr,
     path: &str,
 ) -> (Vec<Ending>, (h2::client::SendRequest<Bytes>, Vec<Held>)) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let mut h2 = connect(addr).await;
     // One shared buffer: every stream sends slices of it, so this process stays small.
     let mut body = frame(false, DECLARED as u32, &[]);
     body.resize(5 + DECLARED - 1, b'p');
     let body = Bytes::from(body);
     let mut streams = tokio::task::JoinSet::new();
-    let mut h2 = h2.ready().await.unwrap();
     for _ in 0..STREAMS {
-        let request = http::Request::builder()
-            .method("POST")
-            .uri(format!("http://{addr}{path}"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap();
         h2 = h2.ready().await.unwrap();
-        let (response, send) = h2.send_request(request, false).unwrap();
+        let (response, send) = h2.send_request(grpc_request(addr, path), false).unwrap();
         streams.spawn(drive(send, response, body.clone()));
     }
     let ended = tokio::time::timeout(PATIENCE, streams.join_all())
@@ -240,22 +228,17 @@ async fn connect(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
     h2.ready().await.unwrap()
 }
 
-/// Opens a v1 Increment call on `h2` and sends `bytes`, ending the request if `end`.
+/// Opens a call to `path` on `h2` (connected to `addr`) and sends `bytes`, ending the request
+/// if `end`.
 async fn open_call(
     h2: &mut h2::client::SendRequest<Bytes>,
+    (addr, path): (SocketAddr, &str),
     bytes: Vec<u8>,
     end: bool,
 ) -> (h2::SendStream<Bytes>, h2::client::ResponseFuture) {
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://localhost{UNARY_V1}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
     let ready = h2.clone().ready().await.unwrap();
     *h2 = ready;
-    let (response, mut send) = h2.send_request(request, false).unwrap();
+    let (response, mut send) = h2.send_request(grpc_request(addr, path), false).unwrap();
     send.send_data(Bytes::from(bytes), end).unwrap();
     (send, response)
 }
@@ -282,10 +265,10 @@ async fn reply(response: h2::client::ResponseFuture) -> (Option<i32>, String) {
 
 /// A whole 80-byte call on `h2`, sent until the server refuses it (the half-sent message on the
 /// same connection or another one must be charged first); every earlier attempt is served.
-async fn refused_while_held(h2: &mut h2::client::SendRequest<Bytes>, flag: &str) {
+async fn refused_while_held(h2: &mut h2::client::SendRequest<Bytes>, addr: SocketAddr, flag: &str) {
     tokio::time::timeout(PATIENCE, async {
         loop {
-            let (_send, response) = open_call(h2, padded_request(80), true).await;
+            let (_send, response) = open_call(h2, (addr, UNARY_V1), padded_request(80), true).await;
             match reply(response).await {
                 (Some(0), _) => tokio::time::sleep(Duration::from_millis(20)).await,
                 (code, message) => {
@@ -321,18 +304,21 @@ async fn a_message_past_a_body_budget_is_resource_exhausted_naming_its_flag() {
     // 10 of 80 declared bytes: the connection's share holds 80 until the rest comes.
     let mut a = connect(server.addr).await;
     let whole = padded_request(80);
-    let (mut held, response) = open_call(&mut a, whole[..15].to_vec(), false).await;
-    refused_while_held(&mut a, "--connection-body-budget-bytes").await;
+    let (mut held, response) =
+        open_call(&mut a, (server.addr, UNARY_V1), whole[..15].to_vec(), false).await;
+    refused_while_held(&mut a, server.addr, "--connection-body-budget-bytes").await;
     // Another connection has a share of its own, but the port's budget is 150 bytes.
     let mut b = connect(server.addr).await;
-    refused_while_held(&mut b, "--body-budget-bytes").await;
+    refused_while_held(&mut b, server.addr, "--body-budget-bytes").await;
     // The rest of the held message: served, and its bytes are free again.
     held.send_data(Bytes::copy_from_slice(&whole[15..]), true)
         .unwrap();
     assert_eq!(reply(response).await.0, Some(0));
-    let (_send, response) = open_call(&mut b, padded_request(80), true).await;
+    let (_send, response) =
+        open_call(&mut b, (server.addr, UNARY_V1), padded_request(80), true).await;
     assert_eq!(reply(response).await.0, Some(0));
-    let (_send, response) = open_call(&mut a, padded_request(80), true).await;
+    let (_send, response) =
+        open_call(&mut a, (server.addr, UNARY_V1), padded_request(80), true).await;
     assert_eq!(reply(response).await.0, Some(0));
     until_idle(&server, PATIENCE).await;
     probe(&server).await;
@@ -345,19 +331,16 @@ async fn a_stream_past_the_budget_mid_call_ends_with_resource_exhausted() {
     let mut h2 = connect(server.addr).await;
     // A held message on a bidi stream whose reply is under way, then a second stream's message
     // would go over: the second stream's reply ends with the refusal.
-    let (_held, _first) = open_call(&mut h2, padded_request(80)[..15].to_vec(), false).await;
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://localhost{STREAM_V2}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    h2 = h2.ready().await.unwrap();
-    let (response, mut send) = h2.send_request(request, false).unwrap();
+    let (_held, _first) = open_call(
+        &mut h2,
+        (server.addr, UNARY_V1),
+        padded_request(80)[..15].to_vec(),
+        false,
+    )
+    .await;
     // IncrementRequest { value: 1 }: answered, so the reply's headers are out.
-    send.send_data(Bytes::from(frame(false, 2, &[0x08, 1])), false)
-        .unwrap();
+    let stream = (server.addr, STREAM_V2);
+    let (mut send, response) = open_call(&mut h2, stream, frame(false, 2, &[0x08, 1]), false).await;
     let response = response.await.unwrap();
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
