@@ -166,6 +166,13 @@ async fn attack_child(server: &ChildServer, path: &str, case: &str) {
     );
 }
 
+/// The `testbed` executable the attacks run: this build's, or the one `TESTBED_BODIES_EXE`
+/// names (to measure a release build, or another commit's, with the same attack).
+fn testbed_exe() -> std::path::PathBuf {
+    std::env::var_os("TESTBED_BODIES_EXE")
+        .map_or_else(|| env!("CARGO_BIN_EXE_testbed").into(), Into::into)
+}
+
 /// Calls v2's Increment through `addr`: the port still serves a new client.
 async fn increment_v2(addr: SocketAddr) {
     let channel = client::connect(addr).await.expect("a new client connects");
@@ -183,13 +190,13 @@ async fn increment_v2(addr: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_bodies_through_the_gateway_stay_within_the_budget() {
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
-    let backend = ChildServer::testbed(exe, &["serve", "--backend", "v2", "--addr", "127.0.0.1:0"])
+    let exe = testbed_exe();
+    let backend = ChildServer::testbed(&exe, &["serve", "--backend", "v2", "--addr", "127.0.0.1:0"])
         .await
         .expect("the v2 backend starts");
     let upstream = format!("v2=2.0.0@{}", backend.addr);
     let gateway = ChildServer::testbed(
-        exe,
+        &exe,
         &["serve", "--addr", "127.0.0.1:0", "--upstream", &upstream],
     )
     .await
@@ -201,8 +208,8 @@ async fn partial_bodies_through_the_gateway_stay_within_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_bodies_to_the_side_by_side_router_stay_within_the_budget() {
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
-    let server = ChildServer::testbed(exe, &["serve", "--addr", "127.0.0.1:0"])
+    let exe = testbed_exe();
+    let server = ChildServer::testbed(&exe, &["serve", "--addr", "127.0.0.1:0"])
         .await
         .expect("testbed serve starts");
     crate::common::probe_addr(server.addr).await;
