@@ -191,9 +191,10 @@ async fn increment_v2(addr: SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_bodies_through_the_gateway_stay_within_the_budget() {
     let exe = testbed_exe();
-    let backend = ChildServer::testbed(&exe, &["serve", "--backend", "v2", "--addr", "127.0.0.1:0"])
-        .await
-        .expect("the v2 backend starts");
+    let backend =
+        ChildServer::testbed(&exe, &["serve", "--backend", "v2", "--addr", "127.0.0.1:0"])
+            .await
+            .expect("the v2 backend starts");
     let upstream = format!("v2=2.0.0@{}", backend.addr);
     let gateway = ChildServer::testbed(
         &exe,
