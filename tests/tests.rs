@@ -7,6 +7,7 @@ mod common;
 mod abuse;
 mod admin;
 mod api;
+mod bodies;
 mod chaos;
 mod cli;
 mod gateway;

@@ -192,6 +192,9 @@ pub struct ServeOptions {
     /// Each upstream's connection pool.
     #[command(flatten)]
     pub pool: crate::pool::PoolOptions,
+    /// Bytes that request messages still arriving may declare at once.
+    #[command(flatten)]
+    pub bodies: crate::guard::BodyLimits,
 }
 
 impl Default for ServeOptions {
@@ -210,6 +213,7 @@ impl Default for ServeOptions {
             tls: TlsOptions::default(),
             fds: crate::fds::FdOptions::default(),
             pool: crate::pool::PoolOptions::default(),
+            bodies: crate::guard::BodyLimits::default(),
         }
     }
 }
@@ -291,6 +295,7 @@ pub async fn start_with(
         open.clone(),
     )
     .unary_methods(unary_methods(interop)?, router.clone())
+    .body_limits(&options.bodies)
     .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());

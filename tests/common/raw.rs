@@ -143,13 +143,19 @@ pub(crate) async fn open_call(
         let _ = connection.await;
     });
     let mut client = client.ready().await.unwrap();
-    let request = http::Request::builder()
+    let (response, send) = client
+        .send_request(grpc_request(addr, path), false)
+        .unwrap();
+    (send, response.await.unwrap().into_body())
+}
+
+/// The request head of a gRPC call to `path` at `addr`.
+pub(crate) fn grpc_request(addr: SocketAddr, path: &str) -> http::Request<()> {
+    http::Request::builder()
         .method("POST")
         .uri(format!("http://{addr}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())
-        .unwrap();
-    let (response, send) = client.send_request(request, false).unwrap();
-    (send, response.await.unwrap().into_body())
+        .unwrap()
 }

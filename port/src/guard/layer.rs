@@ -1,6 +1,7 @@
 //! The [`tower::Layer`] that puts a [`Guard`] in front of a port's service.
 
 use super::Guard;
+use super::budget::{BodyBudget, BodyLimits};
 use router::{InFlight, RouterHandle};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ pub struct GuardLayer {
     max_message_bytes: usize,
     open: Arc<InFlight>,
     unary: UnaryMethods,
+    budget: Arc<BodyBudget>,
 }
 
 /// Which paths take exactly one request message: a fixed set (the port's own APIs) and, when
@@ -49,12 +51,19 @@ impl GuardLayer {
             max_message_bytes,
             open,
             unary: UnaryMethods::default(),
+            budget: Arc::new(BodyBudget::new(BodyLimits::default())),
         }
     }
 
+    /// The body budgets (default: [`BodyLimits::default`]), shared by every connection.
+    pub fn body_limits(mut self, limits: &BodyLimits) -> Self {
+        self.budget = Arc::new(BodyBudget::new(limits.clone()));
+        self
+    }
+
     /// The paths (`/package.Service/Method`) whose requests must carry exactly one message,
-    /// besides those `router`'s catalog holds (looked up at each request): the guard reads such
-    /// a request whole and refuses zero or two messages with `INTERNAL`.
+    /// besides those `router`'s catalog holds (looked up at each request): the guard refuses
+    /// such a request with zero or two messages with `INTERNAL`.
     pub fn unary_methods(mut self, paths: HashSet<String>, router: Option<RouterHandle>) -> Self {
         self.unary = UnaryMethods {
             fixed: Arc::new(paths),
@@ -74,6 +83,7 @@ impl<S> Layer<S> for GuardLayer {
             self.max_message_bytes,
             self.open.clone(),
             self.unary.clone(),
+            self.budget.clone(),
         )
     }
 }

@@ -13,12 +13,18 @@
 //! - `x-api-version` sent twice, or longer than [`MAX_QUOTE_BYTES`]: `INVALID_ARGUMENT` (the
 //!   router would route by the first value alone, or quote the whole value back).
 //! - A unary request (a method whose client sends one message) with zero or two messages:
-//!   `INTERNAL`, as grpc-java and grpc-go (tonic ignores a second message).
+//!   `INTERNAL`, as grpc-java and grpc-go (tonic ignores a second message). The check reads
+//!   frame headers only and passes the payload on as it arrives: nothing is buffered here.
 //! - Deadline: the sooner of the client's `grpc-timeout` and the server's request timeout. When
 //!   it passes, the call ends with `DEADLINE_EXCEEDED`, even a stream whose headers are already
 //!   sent (tonic's own timeout covers only the headers, and reports `CANCELLED`).
 //! - A request message larger than the limit: `RESOURCE_EXHAUSTED` naming both sizes, read from
 //!   the gRPC frame header before the message is buffered (tonic alone says `OUT_OF_RANGE`).
+//! - Request messages still arriving, by their declared sizes, within the body budgets (the
+//!   port's and each connection's share, [`BodyLimits`]): a message past one gets
+//!   `RESOURCE_EXHAUSTED` naming the budget and its flag, so half-sent messages cannot make the
+//!   port (or tonic's decoder behind it) hold memory without bound.
+//! - Any such refusal answers the call at once, or ends a reply already under way with it.
 //! - Every request counts as open from arrival until its response body ends or is dropped, so a
 //!   cancelled stream is visibly freed.
 //!
@@ -27,9 +33,11 @@
 //! every answer fits every client's metadata limit (grpcio's is 8 KiB).
 
 mod body;
+mod budget;
 mod layer;
 mod service;
 
+pub use budget::{BodyLimits, DEFAULT_BODY_BUDGET_BYTES, DEFAULT_CONNECTION_BODY_BUDGET_BYTES};
 pub use layer::GuardLayer;
 pub use service::Guard;
 

@@ -1,7 +1,8 @@
 //! The [`Guard`] service: checks each request before the port's own service sees it, and
 //! wraps the bodies that enforce the message limit, the deadline and the open-request count.
 
-use super::body::{DeadlineBody, SizeLimit, SizeLimitedBody, exceeded};
+use super::body::{CheckedBody, MessageCheck, Refusal, ReplyBody, cardinality, exceeded};
+use super::budget::BodyBudget;
 use super::layer::UnaryMethods;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
@@ -10,7 +11,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tonic::transport::server::TcpConnectInfo;
 use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt};
 
@@ -22,6 +25,7 @@ pub struct Guard<S> {
     max_message_bytes: usize,
     open: Arc<InFlight>,
     unary: UnaryMethods,
+    budget: Arc<BodyBudget>,
 }
 
 impl<S> Guard<S> {
@@ -31,6 +35,7 @@ impl<S> Guard<S> {
         max_message_bytes: usize,
         open: Arc<InFlight>,
         unary: UnaryMethods,
+        budget: Arc<BodyBudget>,
     ) -> Self {
         Self {
             inner,
@@ -38,6 +43,7 @@ impl<S> Guard<S> {
             max_message_bytes,
             open,
             unary,
+            budget,
         }
     }
 }
@@ -88,23 +94,46 @@ where
                 .headers_mut()
                 .insert("grpc-timeout", grpc_timeout_header(timeout));
         }
+        let path = request.uri().path();
+        let unary = self.unary.contains(path).then(|| Arc::<str>::from(path));
+        if let Some(path) = &unary
+            && http_body::Body::is_end_stream(request.body())
+        {
+            return ready(cardinality(path, "none").into_http());
+        }
         let guard = self.open.enter();
-        let limit = self.max_message_bytes;
-        let unary = self.unary.contains(request.uri().path());
-        let inner = self.inner.clone();
+        let connection = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr);
+        let check = MessageCheck::new(
+            self.max_message_bytes,
+            unary,
+            self.budget.clone(),
+            connection,
+        );
+        let (refused, refusal) = oneshot::channel();
+        let mut refusal = Refusal::new(refusal);
+        // The payload goes on as it arrives; a refusal (two messages, none, over a limit or a
+        // budget) answers the call at once, whatever the inner service made of the failed body.
+        let request = request.map(|body| Body::new(CheckedBody::new(body, check, refused)));
+        let call = self.inner.clone().oneshot(request);
         let response = async move {
-            let request = if unary {
-                match one_message(request, limit).await {
-                    Ok(request) => request,
-                    Err(status) => return Ok(status.into_http()),
+            tokio::pin!(call);
+            let response = tokio::select! {
+                biased;
+                status = std::future::poll_fn(|cx| refusal.poll_refused(cx)) => {
+                    return Ok((status.into_http(), None));
                 }
-            } else {
-                request.map(|body| Body::new(SizeLimitedBody::new(body, SizeLimit::new(limit))))
+                response = &mut call => response?,
             };
-            inner.oneshot(request).await
+            if let Some(status) = refusal.try_refused() {
+                return Ok((status.into_http(), None));
+            }
+            Ok::<_, Infallible>((response, Some(refusal)))
         };
         Box::pin(async move {
-            let mut response = match deadline {
+            let (mut response, refusal) = match deadline {
                 None => response.await?,
                 Some((at, timeout)) => match tokio::time::timeout_at(at, response).await {
                     Ok(response) => response?,
@@ -112,16 +141,16 @@ where
                 },
             };
             super::cap_message(response.headers_mut());
+            let Some(refusal) = refusal else {
+                return Ok(response);
+            };
             Ok(response.map(|body| {
                 // A finished body (a trailers-only error reply) must stay finished, so that the
                 // status goes out with the headers: gRPC clients read it from there.
                 if http_body::Body::is_end_stream(&body) {
                     return body;
                 }
-                let body = match deadline {
-                    Some((at, timeout)) => Body::new(DeadlineBody::new(body, at, timeout)),
-                    None => body,
-                };
+                let body = Body::new(ReplyBody::new(body, refusal, deadline));
                 Body::new(CountedBody::new(body, guard))
             }))
         })
@@ -137,46 +166,6 @@ fn with_http_status(status: Status, code: StatusCode) -> Response<Body> {
     let mut response = status.into_http::<Body>();
     *response.status_mut() = code;
     response
-}
-
-/// Reads the whole request of a method whose client sends one message, and refuses it unless
-/// it holds exactly one: `INTERNAL`, as grpc-java and grpc-go answer (tonic alone serves the
-/// first of two and ignores the rest). At most one message of at most `limit` bytes is held.
-async fn one_message(request: Request<Body>, limit: usize) -> Result<Request<Body>, Status> {
-    use http_body_util::BodyExt;
-    let path = request.uri().path().to_string();
-    let (parts, mut body) = request.into_parts();
-    let mut frames = SizeLimit::new(limit);
-    let mut bytes = bytes::BytesMut::new();
-    let mut trailers = None;
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        match frame.into_data() {
-            Ok(data) => {
-                frames.scan(&data)?;
-                if frames.started > 1 {
-                    return Err(Status::internal(format!(
-                        "{} takes exactly one request message (a unary request), and received more than one",
-                        super::quote(&path)
-                    )));
-                }
-                bytes.extend_from_slice(&data);
-            }
-            Err(frame) => trailers = frame.into_trailers().ok(),
-        }
-    }
-    if frames.started == 0 {
-        return Err(Status::internal(format!(
-            "{} takes exactly one request message (a unary request), and received none",
-            super::quote(&path)
-        )));
-    }
-    let body = http_body_util::Full::new(bytes.freeze());
-    let body = match trailers {
-        None => Body::new(body),
-        Some(trailers) => Body::new(body.with_trailers(std::future::ready(Some(Ok(trailers))))),
-    };
-    Ok(Request::from_parts(parts, body))
 }
 
 /// Answers what is not gRPC over HTTP/2 before it reaches tonic.
