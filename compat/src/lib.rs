@@ -34,6 +34,7 @@
 //! The wire confirmation shows that such samples decode identically.
 
 pub mod cli;
+pub mod budget;
 mod confirm;
 pub mod connect;
 pub mod model;
@@ -46,6 +47,7 @@ pub mod source;
 pub use model::{Bump, Category, Confirmation, Finding, Outcome, Report};
 pub use reflection::load_over;
 pub use rules::{Pairing, RULES, RuleInfo};
+pub use budget::MAX_SAMPLE_NODES;
 pub use source::{Api, LoadError, Source};
 
 use prost_reflect::DescriptorPool;
