@@ -8,6 +8,7 @@ mod abuse;
 mod admin;
 mod api;
 mod cli;
+mod descriptors;
 mod gateway;
 mod grpcurl;
 mod hardening;

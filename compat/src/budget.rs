@@ -52,7 +52,10 @@ pub fn refuse_editions(bytes: &[u8]) -> Result<(), String> {
     let set = SetSyntax::decode(bytes).map_err(|e| e.to_string())?;
     for f in &set.file {
         if f.syntax.as_deref() == Some("editions") || f.edition.is_some() {
-            return Err(editions_refusal(f.name.as_deref().unwrap_or("?"), f.edition));
+            return Err(editions_refusal(
+                f.name.as_deref().unwrap_or("?"),
+                f.edition,
+            ));
         }
     }
     Ok(())
@@ -76,9 +79,7 @@ pub fn refuse_edition_files<'a>(
 
 /// Runs `build` (prost-reflect building a pool) with a panic caught and turned into an error:
 /// the last line of defence when validation missed a case prost-reflect cannot handle.
-pub fn guarded<T, E: std::fmt::Display>(
-    build: impl FnOnce() -> Result<T, E>,
-) -> Result<T, String> {
+pub fn guarded<T, E: std::fmt::Display>(build: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
@@ -125,7 +126,11 @@ pub fn check_samples(pool: &DescriptorPool) -> Result<(), String> {
 /// How many values a sample of `m` filled from `depth` holds at most (saturating): one for
 /// the message, three elements per list, two entries per map, nested messages to
 /// [`MAX_DEPTH`]; every oneof member counted.
-fn sample_size(m: &MessageDescriptor, depth: usize, sizes: &mut HashMap<(String, usize), u64>) -> u64 {
+fn sample_size(
+    m: &MessageDescriptor,
+    depth: usize,
+    sizes: &mut HashMap<(String, usize), u64>,
+) -> u64 {
     if depth > MAX_DEPTH {
         return 1;
     }
@@ -146,7 +151,13 @@ fn sample_size(m: &MessageDescriptor, depth: usize, sizes: &mut HashMap<(String,
             Kind::Message(child) => sample_size(&child, depth + 1, sizes),
             _ => 1,
         };
-        let count = if f.is_map() { 2 } else if f.is_list() { 3 } else { 1 };
+        let count = if f.is_map() {
+            2
+        } else if f.is_list() {
+            3
+        } else {
+            1
+        };
         total = total.saturating_add(one.saturating_mul(count));
     }
     sizes.insert(key, total);

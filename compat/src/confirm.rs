@@ -584,10 +584,7 @@ mod tests {
             .fields()
             .map(|(_, v)| match v {
                 Value::Message(c) => messages(c),
-                Value::List(l) => l
-                    .iter()
-                    .map(|x| x.as_message().map_or(0, messages))
-                    .sum(),
+                Value::List(l) => l.iter().map(|x| x.as_message().map_or(0, messages)).sum(),
                 _ => 0,
             })
             .sum::<u64>()

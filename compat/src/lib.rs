@@ -33,8 +33,8 @@
 //! collapse in a map (the wire confirmation of the `map_to_repeated_entry` case shows it).
 //! The wire confirmation shows that such samples decode identically.
 
-pub mod cli;
 pub mod budget;
+pub mod cli;
 mod confirm;
 pub mod connect;
 pub mod model;
@@ -44,10 +44,10 @@ pub mod render;
 pub mod rules;
 pub mod source;
 
+pub use budget::MAX_SAMPLE_NODES;
 pub use model::{Bump, Category, Confirmation, Finding, Outcome, Report};
 pub use reflection::load_over;
 pub use rules::{Pairing, RULES, RuleInfo};
-pub use budget::MAX_SAMPLE_NODES;
 pub use source::{Api, LoadError, Source};
 
 use prost_reflect::DescriptorPool;
