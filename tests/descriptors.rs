@@ -5,18 +5,16 @@
 //! within bounded memory, and the public port keeps serving. The fixtures, with the protoc
 //! command that made each, are in compat/tests/data.
 
+use crate::admin::{TOKEN, router_with_admin};
 use crate::common::{start, v1_client};
 use port::admin::pb::{AddRequest, ListRequest};
-use port::admin::{AdminConfig, Tokens};
 use port::deployment::Deployment;
 use services::pb::v1;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 use tonic::Code;
 
-const TOKEN: &str = "descriptors-token-0123456789";
 /// The longest a refusal may take (it takes milliseconds; without the budget it takes minutes).
 const PATIENCE: Duration = Duration::from_secs(60);
 /// Most a refusing `testbed check` may hold resident (without the budget: gigabytes).
@@ -57,16 +55,20 @@ async fn check(old: &str, new: &str) -> (Output, Option<u64>) {
     (out, rss)
 }
 
+/// The exit code of `testbed check` (as `/usr/bin/time -v` reports it when it ran it).
+fn exit_code(out: &Output) -> Option<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Exit status: "))
+        .map(str::to_string)
+        .or_else(|| out.status.code().map(|c| c.to_string()))
+}
+
 #[tokio::test]
 async fn check_refuses_a_self_recursive_message_naming_it_in_bounded_memory() {
     let (out, rss) = check("recursive_a.binpb", "recursive_b.binpb").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let code = stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Exit status: "))
-        .map(str::to_string)
-        .or_else(|| out.status.code().map(|c| c.to_string()));
-    assert_eq!(code.as_deref(), Some("1"), "{stderr}");
+    assert_eq!(exit_code(&out).as_deref(), Some("1"), "{stderr}");
     assert!(stderr.contains("message rec.v1.Node"), "{stderr}");
     assert!(stderr.contains("MAX_SAMPLE_NODES"), "{stderr}");
     if let Some(rss) = rss {
@@ -83,25 +85,14 @@ async fn check_refuses_an_editions_set_without_a_panic() {
         stderr.contains("protobuf editions (edition = \"2024\") are not supported yet: ed.proto"),
         "{stderr}"
     );
-    let code = stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Exit status: "))
-        .map(str::to_string)
-        .or_else(|| out.status.code().map(|c| c.to_string()));
-    assert_eq!(code.as_deref(), Some("1"), "{stderr}");
+    assert_eq!(exit_code(&out).as_deref(), Some("1"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_add_refuses_recursive_and_editions_descriptors_and_the_port_keeps_serving() {
-    let server = start(Deployment::V1Only).await;
+    let (server, admin) = router_with_admin().await;
     // Some address that answers, for the upstream the descriptors describe.
     let other = start(Deployment::V1Only).await;
-    let handle = server.router.clone().expect("a routed deployment");
-    let tokens = Tokens::single("alice", TOKEN).expect("a valid token");
-    let config = AdminConfig::plaintext("127.0.0.1:0".parse().unwrap(), tokens);
-    let admin = port::admin::start(config, handle, HashMap::new(), None)
-        .await
-        .expect("the admin API starts");
     let mut client = port::admin::connect(admin.addr, TOKEN).await.unwrap();
     let before = client.list(ListRequest {}).await.unwrap().into_inner();
     let cases = [

@@ -1129,10 +1129,15 @@ mod tests {
         assert_eq!(made[0].1.fields().count(), 0);
     }
 
-    #[tokio::test]
-    async fn a_stream_that_never_ends_is_cut_at_the_deadline_with_its_replies_kept() {
-        // grpc.health.v1.Health/Watch sends the status, then waits for changes forever.
-        let (_reporter, health) = tonic_health::server::health_reporter();
+    /// Serves `health` on a free loopback port: the server's task and a channel to it.
+    async fn serve_health(
+        health: tonic_health::pb::health_server::HealthServer<
+            impl tonic_health::pb::health_server::Health,
+        >,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+        Channel,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port");
@@ -1145,6 +1150,14 @@ mod tests {
         let channel = crate::connect::connect(&addr.to_string(), None, Duration::from_secs(5))
             .await
             .expect("it connects");
+        (server, channel)
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_never_ends_is_cut_at_the_deadline_with_its_replies_kept() {
+        // grpc.health.v1.Health/Watch sends the status, then waits for changes forever.
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let (server, channel) = serve_health(health).await;
         let deadline = Duration::from_millis(200);
         let watch = "/grpc.health.v1.Health/Watch";
         let within = (deadline, ReplyLimits::default());
@@ -1177,18 +1190,7 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let addr = listener.local_addr().expect("an address");
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(health)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
-        let channel = crate::connect::connect(&addr.to_string(), None, Duration::from_secs(5))
-            .await
-            .expect("it connects");
+        let (server, channel) = serve_health(health).await;
         let watch = "/grpc.health.v1.Health/Watch";
         let caps = [
             (5, usize::MAX, 5, "--max-replies 5"),
