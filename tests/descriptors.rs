@@ -106,7 +106,6 @@ async fn admin_add_refuses_recursive_and_editions_descriptors_and_the_port_keeps
         let add = client.add(AddRequest {
             upstream: format!("x=9.0.0@{}", other.addr),
             descriptor_set: std::fs::read(fixture(file)).unwrap(),
-            ..Default::default()
         });
         let status = tokio::time::timeout(PATIENCE, add)
             .await
