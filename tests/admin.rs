@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tonic::Code;
 
-const TOKEN: &str = "alice-token-0123456789";
+pub(crate) const TOKEN: &str = "alice-token-0123456789";
 /// The longest a test waits for what should happen at once or by a deadline of a second or so.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -38,7 +38,7 @@ fn exe() -> &'static Path {
 }
 
 /// A v1-only router in this process, with the admin API on its own port for [`TOKEN`].
-async fn router_with_admin() -> (RunningServer, RunningAdmin) {
+pub(crate) async fn router_with_admin() -> (RunningServer, RunningAdmin) {
     let server = start(Deployment::V1Only).await;
     let handle = server.router.clone().expect("a routed deployment");
     let tokens = Tokens::single("alice", TOKEN).expect("a valid token");

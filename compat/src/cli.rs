@@ -135,6 +135,9 @@ pub struct ProbeInput {
     /// Each call's deadline in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: std::time::Duration,
+    /// How much of each call's replies is read.
+    #[command(flatten)]
+    pub limits: crate::probe::ReplyLimits,
     /// Metadata sent with every call (repeatable), 'NAME: VALUE', e.g. -H 'x-api-version: ^1'
     /// to pin a version through a gateway. Not sent with the reflection calls that read the
     /// descriptors.
@@ -209,6 +212,7 @@ pub async fn probe(args: &ProbeInput) -> anyhow::Result<crate::probe::ProbeRepor
         map: args.map.clone(),
         auto_pair: !args.no_auto_map,
         timeout: args.timeout,
+        limits: args.limits,
         seeds: args.request.clone(),
         tls,
         headers: args.header.clone(),

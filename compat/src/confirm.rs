@@ -15,7 +15,8 @@ use std::collections::HashMap;
 const PROST: &str = "prost (prost-reflect dynamic messages)";
 const JSON: &str = "prost-reflect JSON (serde)";
 const DESCRIPTORS: &str = "descriptors (no live server)";
-const MAX_DEPTH: usize = 3;
+use crate::budget::{MAX_DEPTH, MAX_SAMPLE_NODES};
+use std::cell::Cell;
 
 /// Tries `subject` on the wire.
 pub(crate) fn confirm(subject: &Subject, pairing: &Pairing) -> Confirmation {
@@ -83,7 +84,7 @@ pub(crate) fn shape(client: bool, server: bool) -> &'static str {
 
 /// Values that expose a change of a field of this kind, most revealing first (nested messages
 /// filled as `fill` says).
-fn probes(kind: &Kind, depth: usize, fill: Fill) -> Vec<Value> {
+fn probes(kind: &Kind, depth: usize, fill: Fill, left: &Cell<u64>) -> Vec<Value> {
     match kind {
         Kind::Int32 | Kind::Sfixed32 => {
             vec![Value::I32(-5), Value::I32(2_000_000_007), Value::I32(7)]
@@ -107,7 +108,7 @@ fn probes(kind: &Kind, depth: usize, fill: Fill) -> Vec<Value> {
             Value::Bytes(b"ok".to_vec().into()),
         ],
         Kind::Enum(e) => e.values().map(|v| Value::EnumNumber(v.number())).collect(),
-        Kind::Message(m) => vec![Value::Message(sample_with(m, depth + 1, fill))],
+        Kind::Message(m) => child(m, depth + 1, fill, left).into_iter().collect(),
     }
 }
 
@@ -128,8 +129,27 @@ pub(crate) fn sample(desc: &MessageDescriptor, depth: usize) -> DynamicMessage {
     sample_with(desc, depth, Fill::default())
 }
 
-/// [`sample`], filled as `fill` says (at every depth).
+/// [`sample`], filled as `fill` says (at every depth). At most [`MAX_SAMPLE_NODES`] nested
+/// messages are made (the loaders refuse descriptors whose samples would need more; this bound
+/// holds for any pool): past it, message fields stay unset.
 pub(crate) fn sample_with(desc: &MessageDescriptor, depth: usize, fill: Fill) -> DynamicMessage {
+    fill_message(desc, depth, fill, &Cell::new(MAX_SAMPLE_NODES))
+}
+
+/// A nested message for a sample, spending one of `left`; `None` once `left` is spent.
+fn child(desc: &MessageDescriptor, depth: usize, fill: Fill, left: &Cell<u64>) -> Option<Value> {
+    let n = left.get().checked_sub(1)?;
+    left.set(n);
+    Some(Value::Message(fill_message(desc, depth, fill, left)))
+}
+
+/// [`sample_with`], nested messages taken from `left`.
+fn fill_message(
+    desc: &MessageDescriptor,
+    depth: usize,
+    fill: Fill,
+    left: &Cell<u64>,
+) -> DynamicMessage {
     let mut msg = DynamicMessage::new(desc.clone());
     if depth > MAX_DEPTH {
         return msg;
@@ -150,7 +170,7 @@ pub(crate) fn sample_with(desc: &MessageDescriptor, depth: usize, fill: Fill) ->
                 continue;
             }
         }
-        if let Some(v) = field_value(&f, 0, depth, fill) {
+        if let Some(v) = field_value(&f, 0, depth, fill, left) {
             msg.set_field(&f, v);
         }
     }
@@ -158,14 +178,27 @@ pub(crate) fn sample_with(desc: &MessageDescriptor, depth: usize, fill: Fill) ->
 }
 
 /// The value of probe `i` for a field, shaped for its cardinality.
-fn field_value(f: &FieldDescriptor, i: usize, depth: usize, fill: Fill) -> Option<Value> {
+fn field_value(
+    f: &FieldDescriptor,
+    i: usize,
+    depth: usize,
+    fill: Fill,
+    left: &Cell<u64>,
+) -> Option<Value> {
     if f.is_map() {
         let Kind::Message(entry) = f.kind() else {
             return None;
         };
         let (kf, vf) = (entry.map_entry_key_field(), entry.map_entry_value_field());
-        let keys = probes(&kf.kind(), depth, fill);
-        let vals = probes(&vf.kind(), depth, fill);
+        let keys = probes(&kf.kind(), depth, fill, left);
+        // A message value is built per entry (not cloned), so that `left` counts every one.
+        let val = |j: usize| match vf.kind() {
+            Kind::Message(m) => child(&m, depth + 1, fill, left),
+            other => {
+                let vals = probes(&other, depth, fill, left);
+                vals.get(j % vals.len().max(1)).cloned()
+            }
+        };
         let mut map = HashMap::new();
         for (j, k) in keys.iter().take(2).enumerate() {
             let key = match k {
@@ -177,11 +210,18 @@ fn field_value(f: &FieldDescriptor, i: usize, depth: usize, fill: Fill) -> Optio
                 Value::String(x) => MapKey::String(x.clone()),
                 _ => return None,
             };
-            map.insert(key, vals.get(j % vals.len().max(1)).cloned()?);
+            map.insert(key, val(j)?);
         }
         return Some(Value::Map(map));
     }
-    let p = probes(&f.kind(), depth, fill);
+    if let (true, Kind::Message(m)) = (f.is_list(), f.kind()) {
+        // Each element built on its own (not cloned), so that `left` counts every one.
+        let list: Vec<Value> = (0..3)
+            .map_while(|_| child(&m, depth + 1, fill, left))
+            .collect();
+        return (!list.is_empty()).then_some(Value::List(list));
+    }
+    let p = probes(&f.kind(), depth, fill, left);
     if p.is_empty() {
         return None;
     }
@@ -343,13 +383,15 @@ fn field_samples(desc: &MessageDescriptor, number: u32, only: Option<i32>) -> Ve
     let Some(f) = desc.get_field(number) else {
         return vec![DynamicMessage::new(desc.clone())];
     };
+    let left = Cell::new(MAX_SAMPLE_NODES);
     let count = if f.is_map() {
         1
     } else {
-        probes(&f.kind(), 0, Fill::default()).len().max(1)
+        probes(&f.kind(), 0, Fill::default(), &left).len().max(1)
     };
     for i in 0..count {
-        if let Some(v) = field_value(&f, i, 0, Fill::default()) {
+        let left = Cell::new(MAX_SAMPLE_NODES);
+        if let Some(v) = field_value(&f, i, 0, Fill::default(), &left) {
             if let (Some(n), Value::EnumNumber(x)) = (only, &v)
                 && *x != n
             {
@@ -529,5 +571,34 @@ fn confirm_enum(
             new.full_name()
         ),
         runtime: "prost-reflect (enum lookup; no message uses the enum)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages in a sample, the sample itself included.
+    fn messages(m: &DynamicMessage) -> u64 {
+        1 + m
+            .fields()
+            .map(|(_, v)| match v {
+                Value::Message(c) => messages(c),
+                Value::List(l) => l.iter().map(|x| x.as_message().map_or(0, messages)).sum(),
+                _ => 0,
+            })
+            .sum::<u64>()
+    }
+
+    #[test]
+    fn a_sample_of_a_recursive_message_stays_within_the_budget() {
+        // Built without the loaders' check: 32 repeated fields of its own type would need
+        // 96^3 messages at depth 3.
+        let bytes = crate::budget::tests::recursive_set(32);
+        let pool = prost_reflect::DescriptorPool::decode(bytes.as_slice()).unwrap();
+        let node = pool.get_message_by_name("rec.Node").unwrap();
+        let n = messages(&sample(&node, 0));
+        assert!(n <= MAX_SAMPLE_NODES + 1, "{n} messages");
+        assert!(n > 100, "{n} messages: the sample is still filled");
     }
 }

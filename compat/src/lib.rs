@@ -33,6 +33,7 @@
 //! collapse in a map (the wire confirmation of the `map_to_repeated_entry` case shows it).
 //! The wire confirmation shows that such samples decode identically.
 
+pub mod budget;
 pub mod cli;
 mod confirm;
 pub mod connect;
@@ -43,6 +44,7 @@ pub mod render;
 pub mod rules;
 pub mod source;
 
+pub use budget::MAX_SAMPLE_NODES;
 pub use model::{Bump, Category, Confirmation, Finding, Outcome, Report};
 pub use reflection::load_over;
 pub use rules::{Pairing, RULES, RuleInfo};

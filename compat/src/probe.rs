@@ -103,6 +103,8 @@ pub struct ProbeOptions {
     pub auto_pair: bool,
     /// Each call's deadline (sent as `grpc-timeout`; the probe gives up a second later).
     pub timeout: Duration,
+    /// How much of each call's reply stream is read.
+    pub limits: ReplyLimits,
     /// The user's own requests, sent besides the generated ones.
     pub seeds: Vec<Seed>,
     /// How to reach `https://` servers (required when one is).
@@ -137,6 +139,27 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// How much of one call's replies the probe reads and keeps: a stream past either cap is cut
+/// there (the call cancelled) and reported as capped, not as a failure of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct ReplyLimits {
+    /// Most reply messages read per call.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_replies: usize,
+    /// Most reply bytes (all messages together) read per call.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_reply_bytes: usize,
+}
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        ReplyLimits {
+            max_replies: 100,
+            max_reply_bytes: 16 << 20,
+        }
+    }
+}
+
 /// How one call ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ending {
@@ -146,6 +169,10 @@ pub struct Ending {
     pub message: String,
     /// How many reply messages arrived.
     pub replies: usize,
+    /// The stream was cut by the probe at a [`ReplyLimits`] cap (the call was still going,
+    /// `code` is OK): which cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped: Option<String>,
     /// The `x-api-version` response header, when the reply carried one (the testbed's gateway
     /// names the version that served the call).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -357,6 +384,7 @@ pub async fn probe(old: &Side, new: &Side, options: &ProbeOptions) -> anyhow::Re
             own: my_ch,
             target: target_ch,
             timeout: options.timeout,
+            limits: options.limits,
             headers: &headers,
         };
         let mut probes = Vec::new();
@@ -462,6 +490,7 @@ struct Run<'a> {
     own: &'a Channel,
     target: &'a Channel,
     timeout: Duration,
+    limits: ReplyLimits,
     headers: &'a [Header],
 }
 
@@ -501,15 +530,9 @@ impl Run<'_> {
                 .into_iter()
                 .map(|(label, msg)| (label, msg.encode_to_vec()))
                 .unzip();
-            let own = exchange(
-                self.own,
-                &own_path,
-                bytes.clone(),
-                self.timeout,
-                self.headers,
-            )
-            .await;
-            let target = exchange(self.target, &called, bytes, self.timeout, self.headers).await;
+            let within = (self.timeout, self.limits);
+            let own = exchange(self.own, &own_path, bytes.clone(), within, self.headers).await;
+            let target = exchange(self.target, &called, bytes, within, self.headers).await;
             calls.push(judge(
                 labels,
                 &m.output(),
@@ -548,6 +571,7 @@ struct Answer {
     code: Code,
     message: String,
     replies: Vec<Vec<u8>>,
+    capped: Option<String>,
     served_by: Option<String>,
 }
 
@@ -557,21 +581,28 @@ impl Answer {
             code: code_name(self.code),
             message: self.message.clone(),
             replies: self.replies.len(),
+            capped: self.capped.clone(),
             served_by: self.served_by.clone(),
         }
     }
 }
 
-/// Sends `messages` on one call to `path`, half-closes, and reads every reply, within the
-/// deadline (a stream that does not end is cut there and reported as DEADLINE_EXCEEDED).
+/// Sends `messages` on one call to `path`, half-closes, and reads the replies, within the
+/// deadline (a stream that does not end is cut there and reported as DEADLINE_EXCEEDED) and
+/// the caps of `limits` (a stream past one is cut there and reported as capped).
 async fn exchange(
     channel: &Channel,
     path: &str,
     messages: Vec<Vec<u8>>,
-    timeout: Duration,
+    (timeout, limits): (Duration, ReplyLimits),
     headers: &[Header],
 ) -> Answer {
-    let mut replies = Vec::new();
+    let mut replies = Replies {
+        kept: Vec::new(),
+        bytes: 0,
+        capped: None,
+        limits,
+    };
     let mut served_by = None;
     let call = call(
         channel.clone(),
@@ -598,8 +629,41 @@ async fn exchange(
     Answer {
         code,
         message,
-        replies,
+        replies: replies.kept,
+        capped: replies.capped,
         served_by,
+    }
+}
+
+/// The replies of one call read so far, within `limits`.
+struct Replies {
+    kept: Vec<Vec<u8>>,
+    bytes: usize,
+    capped: Option<String>,
+    limits: ReplyLimits,
+}
+
+impl Replies {
+    /// Keeps `reply`; `false` once a cap is reached (the caller stops reading).
+    fn keep(&mut self, reply: Vec<u8>) -> bool {
+        self.bytes = self.bytes.saturating_add(reply.len());
+        self.kept.push(reply);
+        let l = self.limits;
+        self.capped = if self.kept.len() >= l.max_replies {
+            Some(format!(
+                "the probe stopped reading at {} replies (--max-replies {})",
+                self.kept.len(),
+                l.max_replies
+            ))
+        } else if self.bytes >= l.max_reply_bytes {
+            Some(format!(
+                "the probe stopped reading at {} reply bytes (--max-reply-bytes {})",
+                self.bytes, l.max_reply_bytes
+            ))
+        } else {
+            None
+        };
+        self.capped.is_none()
     }
 }
 
@@ -609,7 +673,7 @@ async fn call(
     messages: Vec<Vec<u8>>,
     timeout: Duration,
     headers: &[Header],
-    replies: &mut Vec<Vec<u8>>,
+    replies: &mut Replies,
     served_by: &mut Option<String>,
 ) -> Result<(), tonic::Status> {
     let path: http::uri::PathAndQuery = path
@@ -628,7 +692,10 @@ async fn call(
     *served_by = header(response.metadata());
     let mut stream = response.into_inner();
     while let Some(reply) = stream.message().await? {
-        replies.push(reply);
+        if !replies.keep(reply) {
+            // Dropping the stream cancels the call (RST_STREAM), so the server stops sending.
+            break;
+        }
     }
     Ok(())
 }
@@ -910,9 +977,13 @@ pub fn render_text(report: &ProbeReport, out: &mut impl std::io::Write) -> std::
 fn endings<'a>(all: impl Iterator<Item = &'a Ending>) -> String {
     let mut runs: Vec<(String, usize)> = Vec::new();
     for e in all {
-        let text = match &e.served_by {
-            Some(v) => format!("{} ({v})", e.code),
+        let code = match e.capped {
+            Some(_) => format!("{} (capped)", e.code),
             None => e.code.clone(),
+        };
+        let text = match &e.served_by {
+            Some(v) => format!("{code} ({v})"),
+            None => code,
         };
         match runs.last_mut() {
             Some((last, n)) if *last == text => *n += 1,
@@ -953,6 +1024,7 @@ mod tests {
             code,
             message: String::new(),
             replies,
+            capped: None,
             served_by: None,
         }
     }
@@ -1057,10 +1129,15 @@ mod tests {
         assert_eq!(made[0].1.fields().count(), 0);
     }
 
-    #[tokio::test]
-    async fn a_stream_that_never_ends_is_cut_at_the_deadline_with_its_replies_kept() {
-        // grpc.health.v1.Health/Watch sends the status, then waits for changes forever.
-        let (_reporter, health) = tonic_health::server::health_reporter();
+    /// Serves `health` on a free loopback port: the server's task and a channel to it.
+    async fn serve_health(
+        health: tonic_health::pb::health_server::HealthServer<
+            impl tonic_health::pb::health_server::Health,
+        >,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+        Channel,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port");
@@ -1073,9 +1150,18 @@ mod tests {
         let channel = crate::connect::connect(&addr.to_string(), None, Duration::from_secs(5))
             .await
             .expect("it connects");
+        (server, channel)
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_never_ends_is_cut_at_the_deadline_with_its_replies_kept() {
+        // grpc.health.v1.Health/Watch sends the status, then waits for changes forever.
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let (server, channel) = serve_health(health).await;
         let deadline = Duration::from_millis(200);
         let watch = "/grpc.health.v1.Health/Watch";
-        let call = exchange(&channel, watch, vec![Vec::new()], deadline, &[]);
+        let within = (deadline, ReplyLimits::default());
+        let call = exchange(&channel, watch, vec![Vec::new()], within, &[]);
         let answer = tokio::time::timeout(Duration::from_secs(60), call)
             .await
             .expect("the probe gives up at its deadline, not never");
@@ -1085,6 +1171,48 @@ mod tests {
             1,
             "the first status arrived before the cut"
         );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn an_endless_stream_is_cut_at_the_reply_caps_and_reported_as_capped() {
+        // Watch sends a message per status change; a task changes it without end.
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let flip = tokio::spawn(async move {
+            loop {
+                reporter
+                    .set_service_status("", tonic_health::ServingStatus::Serving)
+                    .await;
+                tokio::task::yield_now().await;
+                reporter
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+                tokio::task::yield_now().await;
+            }
+        });
+        let (server, channel) = serve_health(health).await;
+        let watch = "/grpc.health.v1.Health/Watch";
+        let caps = [
+            (5, usize::MAX, 5, "--max-replies 5"),
+            (usize::MAX, 7, 4, "--max-reply-bytes 7"),
+        ];
+        for (max_replies, max_reply_bytes, kept, says) in caps {
+            let limits = ReplyLimits {
+                max_replies,
+                max_reply_bytes,
+            };
+            // A deadline the caps must come well before.
+            let within = (Duration::from_secs(600), limits);
+            let call = exchange(&channel, watch, vec![Vec::new()], within, &[]);
+            let answer = tokio::time::timeout(Duration::from_secs(60), call)
+                .await
+                .expect("the probe stops at its caps, not at the deadline");
+            assert_eq!(answer.code, Code::Ok, "{}", answer.message);
+            assert_eq!(answer.replies.len(), kept);
+            let capped = answer.ending().capped.unwrap_or_default();
+            assert!(capped.contains(says), "{capped}");
+        }
+        flip.abort();
         server.abort();
     }
 

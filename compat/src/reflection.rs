@@ -241,9 +241,14 @@ async fn read_over(channel: &Channel, label: &str) -> Result<Api, LoadError> {
         .filter(|f| service_packages.contains(f.package()))
         .map(|f| f.name().to_string())
         .collect();
-    let mut pool = DescriptorPool::new();
-    pool.add_file_descriptor_protos(files.into_values())
-        .map_err(|e| err(label, format!("the server's descriptors do not link: {e}")))?;
+    crate::budget::refuse_edition_files(files.values()).map_err(|e| err(label, e))?;
+    let pool = crate::budget::guarded(|| {
+        let mut pool = DescriptorPool::new();
+        pool.add_file_descriptor_protos(files.into_values())
+            .map(|()| pool)
+    })
+    .map_err(|e| err(label, format!("the server's descriptors do not link: {e}")))?;
+    crate::budget::check_samples(&pool).map_err(|e| err(label, e))?;
     Ok(Api {
         pool,
         files: service_files,

@@ -38,6 +38,15 @@ pub enum LoadError {
         /// The decoder's message.
         message: String,
     },
+    /// The descriptors are well formed but refused: protobuf editions (not supported yet), or
+    /// a message whose sample exceeds [`crate::MAX_SAMPLE_NODES`].
+    #[error("{input}: {message}")]
+    Untrusted {
+        /// The input given.
+        input: String,
+        /// What was refused, naming the file or message and the limit.
+        message: String,
+    },
     /// A `grpc://` input could not be read by reflection.
     #[error("{address}: {message}")]
     Reflection {
@@ -158,11 +167,17 @@ impl Api {
                 message: "it holds no files".to_string(),
             });
         }
-        let pool =
-            DescriptorPool::from_file_descriptor_set(fds).map_err(|e| LoadError::Descriptor {
+        let refused = |message: String| LoadError::Untrusted {
+            input: label.to_string(),
+            message,
+        };
+        crate::budget::refuse_editions(bytes).map_err(refused)?;
+        let pool = crate::budget::guarded(|| DescriptorPool::from_file_descriptor_set(fds))
+            .map_err(|message| LoadError::Descriptor {
                 input: label.to_string(),
-                message: e.to_string(),
+                message,
             })?;
+        crate::budget::check_samples(&pool).map_err(refused)?;
         Ok(Api::from_pool(pool, label))
     }
 }
@@ -221,6 +236,10 @@ pub fn compile_dir(
 
 fn load_dir(dir: &Path, includes: &[PathBuf]) -> Result<Api, LoadError> {
     let (pool, names) = compile_dir(dir, includes)?;
+    crate::budget::check_samples(&pool).map_err(|message| LoadError::Untrusted {
+        input: dir.display().to_string(),
+        message,
+    })?;
     Ok(Api {
         pool,
         files: names.into_iter().collect(),

@@ -366,16 +366,19 @@ impl RoutesService {
             [] => upstream::discover(&spec, None, self.upstream_ca.as_deref()).await,
             bytes => {
                 let started = std::time::Instant::now();
-                let pool = prost_reflect::DescriptorPool::decode(bytes).map_err(|err| {
+                let pool = compat::budget::decode_pool(bytes).map_err(|err| {
                     Status::invalid_argument(format!(
                         "descriptor_set is not a serialized google.protobuf.FileDescriptorSet \
-                         whose files link (imports included): {err}"
+                         whose files link (imports included) within this router's limits: {err}"
                     ))
                 })?;
                 upstream::declared_in(&spec, pool, DescriptorOrigin::Sent, started)
             }
         }
         .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
+        compat::budget::check_samples(&discovered.pool).map_err(|err| {
+            Status::invalid_argument(format!("the descriptors of upstream {}: {err}", spec.name))
+        })?;
         let table = self.handle.table();
         let catalog = table.catalog();
         let mut pool = catalog.pool().clone();
@@ -418,7 +421,9 @@ impl RoutesService {
             false => {
                 let mut packages: Vec<&str> = catalog.packages();
                 packages.extend(new.iter().map(|p| p.as_str()));
-                Some(ApiCatalog::from_pool(pool, &packages).map_err(|err| {
+                // Guarded: a panic in prost-reflect or the checks refuses this Add only.
+                let built = compat::budget::guarded(|| ApiCatalog::from_pool(pool, &packages));
+                Some(built.map_err(|err| {
                     Status::failed_precondition(format!(
                         "cannot extend this router's catalog with upstream {}: {err}",
                         spec.name

@@ -1,0 +1,224 @@
+//! Untrusted descriptors, checked before any work on them: a descriptor set is read for
+//! protobuf editions (not supported yet; prost-reflect 0.16 panics on some editions sets),
+//! turned into a pool with a panic in prost-reflect caught as an error, and every message's
+//! sample (what the wire confirmation and the probe build) is sized without building it, so a
+//! message whose fields nest it in itself many times over is refused with its name instead of
+//! allocating until the process aborts.
+
+use prost::Message;
+use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
+use std::collections::HashMap;
+
+/// The most values (messages, scalars, list elements, map entries) one sample message may
+/// hold; a message whose sample would hold more is refused. The API catalogs of real services
+/// stay far below it (the shop example: under 100).
+pub const MAX_SAMPLE_NODES: u64 = 20_000;
+
+/// How deep samples fill nested messages (a recursive type ends there).
+pub(crate) const MAX_DEPTH: usize = 3;
+
+/// The fields of a `FileDescriptorProto` that say which syntax or edition it uses (prost-types
+/// 0.14 drops `edition`).
+#[derive(Clone, PartialEq, Message)]
+struct FileSyntax {
+    #[prost(string, optional, tag = "1")]
+    name: Option<String>,
+    #[prost(string, optional, tag = "12")]
+    syntax: Option<String>,
+    #[prost(int32, optional, tag = "14")]
+    edition: Option<i32>,
+}
+
+/// A `FileDescriptorSet` read for [`FileSyntax`] alone.
+#[derive(Clone, PartialEq, Message)]
+struct SetSyntax {
+    #[prost(message, repeated, tag = "1")]
+    file: Vec<FileSyntax>,
+}
+
+/// The refusal of an editions file, naming it and its edition.
+fn editions_refusal(file: &str, edition: Option<i32>) -> String {
+    let edition = match edition {
+        Some(1000) => "2023".to_string(),
+        Some(1001) => "2024".to_string(),
+        Some(n) => format!("EDITION {n}"),
+        None => "?".to_string(),
+    };
+    format!("protobuf editions (edition = \"{edition}\") are not supported yet: {file}")
+}
+
+/// Refuses a serialized `FileDescriptorSet` holding a file that uses protobuf editions.
+pub fn refuse_editions(bytes: &[u8]) -> Result<(), String> {
+    let set = SetSyntax::decode(bytes).map_err(|e| e.to_string())?;
+    for f in &set.file {
+        if f.syntax.as_deref() == Some("editions") || f.edition.is_some() {
+            return Err(editions_refusal(
+                f.name.as_deref().unwrap_or("?"),
+                f.edition,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses decoded files that use protobuf editions (the edition itself is not kept by
+/// prost-types, so the refusal names the file only).
+pub fn refuse_edition_files<'a>(
+    files: impl IntoIterator<Item = &'a prost_types::FileDescriptorProto>,
+) -> Result<(), String> {
+    for f in files {
+        if f.syntax() == "editions" {
+            return Err(format!(
+                "protobuf editions are not supported yet: {}",
+                f.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `build` (prost-reflect building a pool) with a panic caught and turned into an error:
+/// the last line of defence when validation missed a case prost-reflect cannot handle.
+pub fn guarded<T, E: std::fmt::Display>(build: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!(
+                "prost-reflect failed on these descriptors (it panicked: {what})"
+            ))
+        }
+    }
+}
+
+/// Decodes an untrusted serialized `FileDescriptorSet` into a pool: editions refused, a
+/// panic caught, every message's sample within [`MAX_SAMPLE_NODES`].
+pub fn decode_pool(bytes: &[u8]) -> Result<DescriptorPool, String> {
+    refuse_editions(bytes)?;
+    let pool = guarded(|| DescriptorPool::decode(bytes))?;
+    check_samples(&pool)?;
+    Ok(pool)
+}
+
+/// Refuses a pool holding a message whose sample would exceed [`MAX_SAMPLE_NODES`] values.
+/// Sizes are computed per (message, depth), so this takes time linear in the pool's fields.
+pub fn check_samples(pool: &DescriptorPool) -> Result<(), String> {
+    let mut sizes = HashMap::new();
+    for m in pool.all_messages() {
+        let n = sample_size(&m, 0, &mut sizes);
+        if n > MAX_SAMPLE_NODES {
+            return Err(format!(
+                "message {}: a sample of it would hold more than {MAX_SAMPLE_NODES} values \
+                 (its message fields nest {MAX_DEPTH} levels deep and multiply; e.g. many \
+                 repeated fields of its own type); the limit is compat::MAX_SAMPLE_NODES",
+                m.full_name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How many values a sample of `m` filled from `depth` holds at most (saturating): one for
+/// the message, three elements per list, two entries per map, nested messages to
+/// [`MAX_DEPTH`]; every oneof member counted.
+fn sample_size(
+    m: &MessageDescriptor,
+    depth: usize,
+    sizes: &mut HashMap<(String, usize), u64>,
+) -> u64 {
+    if depth > MAX_DEPTH {
+        return 1;
+    }
+    let key = (m.full_name().to_string(), depth);
+    if let Some(n) = sizes.get(&key) {
+        return *n;
+    }
+    let mut total: u64 = 1;
+    for f in m.fields() {
+        let one = match f.kind() {
+            Kind::Message(child) if f.is_map() => {
+                let value = child.map_entry_value_field();
+                match value.kind() {
+                    Kind::Message(v) => 2u64.saturating_add(sample_size(&v, depth + 1, sizes)),
+                    _ => 3,
+                }
+            }
+            Kind::Message(child) => sample_size(&child, depth + 1, sizes),
+            _ => 1,
+        };
+        let count = if f.is_map() {
+            2
+        } else if f.is_list() {
+            3
+        } else {
+            1
+        };
+        total = total.saturating_add(one.saturating_mul(count));
+    }
+    sizes.insert(key, total);
+    total
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use prost_types::{
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+        field_descriptor_proto::{Label, Type},
+    };
+
+    /// A message `rec.Node` with `n` repeated fields of its own type.
+    pub(crate) fn recursive_set(n: i32) -> Vec<u8> {
+        let field = |i: i32| FieldDescriptorProto {
+            name: Some(format!("f{i}")),
+            number: Some(i),
+            label: Some(Label::Repeated as i32),
+            r#type: Some(Type::Message as i32),
+            type_name: Some(".rec.Node".to_string()),
+            ..Default::default()
+        };
+        FileDescriptorSet {
+            file: vec![FileDescriptorProto {
+                name: Some("rec.proto".to_string()),
+                package: Some("rec".to_string()),
+                syntax: Some("proto3".to_string()),
+                message_type: vec![DescriptorProto {
+                    name: Some("Node".to_string()),
+                    field: (1..=n).map(field).collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn a_recursive_message_is_refused_by_name() {
+        let err = decode_pool(&recursive_set(32)).unwrap_err();
+        assert!(err.contains("message rec.Node"), "{err}");
+        assert!(err.contains("MAX_SAMPLE_NODES"), "{err}");
+        assert!(decode_pool(&recursive_set(2)).is_ok());
+    }
+
+    #[test]
+    fn an_editions_set_is_refused_without_a_panic() {
+        let bytes = include_bytes!("../tests/data/editions2024.binpb");
+        let err = decode_pool(bytes).unwrap_err();
+        assert_eq!(
+            err,
+            "protobuf editions (edition = \"2024\") are not supported yet: ed.proto"
+        );
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error() {
+        let err = guarded::<(), String>(|| panic!("boom")).unwrap_err();
+        assert!(err.contains("boom"), "{err}");
+    }
+}
