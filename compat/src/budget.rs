@@ -50,10 +50,11 @@ fn editions_refusal(file: &str, edition: Option<i32>) -> String {
 /// Refuses a file whose `syntax` is neither proto2 nor proto3 (nor editions, refused apart):
 /// prost-reflect 0.16 panics while reporting an unknown syntax (found by the `descriptor_set`
 /// fuzz target), so it must never see one.
-fn unknown_syntax(file: &str, syntax: &str) -> Result<(), String> {
+/// An absent `syntax` means proto2; a present but empty one is as unknown as any other.
+fn unknown_syntax(file: &str, syntax: Option<&str>) -> Result<(), String> {
     match syntax {
-        "" | "proto2" | "proto3" => Ok(()),
-        other => Err(format!(
+        None | Some("proto2") | Some("proto3") => Ok(()),
+        Some(other) => Err(format!(
             "file {file:?} declares syntax {other:?}, which is neither \"proto2\" nor \"proto3\""
         )),
     }
@@ -68,7 +69,7 @@ pub fn refuse_editions(bytes: &[u8]) -> Result<(), String> {
         if f.syntax.as_deref() == Some("editions") || f.edition.is_some() {
             return Err(editions_refusal(name, f.edition));
         }
-        unknown_syntax(name, f.syntax.as_deref().unwrap_or_default())?;
+        unknown_syntax(name, f.syntax.as_deref())?;
     }
     Ok(())
 }
@@ -85,7 +86,7 @@ pub fn refuse_edition_files<'a>(
                 f.name()
             ));
         }
-        unknown_syntax(f.name(), f.syntax())?;
+        unknown_syntax(f.name(), f.syntax.as_deref())?;
     }
     Ok(())
 }
@@ -237,6 +238,10 @@ pub(crate) mod tests {
         let err = decode_pool(&crash).unwrap_err();
         assert!(err.contains("syntax \"u\""), "{err}");
         assert!(!err.contains("panicked"), "{err}");
+        // Its second: the syntax field present and empty.
+        let crash = [0x0a, 0x02, 0x62, 0x00];
+        let err = decode_pool(&crash).unwrap_err();
+        assert!(err.contains("syntax \"\""), "{err}");
     }
 
     #[test]
