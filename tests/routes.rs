@@ -321,8 +321,11 @@ async fn concurrent_adds_of_new_packages_all_succeed() {
     let mut adds = tokio::task::JoinSet::new();
     let racers = 16;
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(racers));
+    // One connection carries every racer's call (the server serves its streams concurrently),
+    // so the admin listener's per-peer share of connections plays no part.
+    let shared = gateway.client().await;
     for i in 0..racers {
-        let mut client = gateway.client().await;
+        let mut client = shared.clone();
         let start = start.clone();
         adds.spawn(async move {
             let package = format!("racer{i}.v1");
@@ -341,9 +344,8 @@ async fn concurrent_adds_of_new_packages_all_succeed() {
     while let Some(result) = adds.join_next().await {
         added.push(result.unwrap().expect("every Add succeeds"));
     }
-    let packages = gateway
-        .client()
-        .await
+    let packages = shared
+        .clone()
         .list(ListRequest {})
         .await
         .unwrap()
