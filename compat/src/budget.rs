@@ -60,8 +60,97 @@ fn unknown_syntax(file: &str, syntax: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// Longest chain of `import public` prost-reflect may follow: it follows them recursively, so a
+/// longer chain (or a cycle) would overflow its stack, which no `catch_unwind` can catch.
+pub const MAX_PUBLIC_IMPORT_DEPTH: usize = 64;
+
+/// Refuses files whose imports prost-reflect cannot take safely: a `public_dependency` or
+/// `weak_dependency` index outside the file's imports, a cycle of
+/// imports among the files (a file importing itself included; prost-reflect overflowed its stack
+/// on one, found by the `descriptor_set` fuzz target), or a chain of public imports longer than
+/// [`MAX_PUBLIC_IMPORT_DEPTH`]. Imports of files not in the set are left to prost-reflect, which
+/// reports them as missing.
+pub fn check_imports<'a>(
+    files: impl IntoIterator<Item = &'a prost_types::FileDescriptorProto>,
+) -> Result<(), String> {
+    let files: Vec<&prost_types::FileDescriptorProto> = files.into_iter().collect();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, file) in files.iter().enumerate() {
+        // A file may appear twice (concatenated sets): prost-reflect takes identical copies.
+        index.entry(file.name()).or_insert(i);
+        for (what, list) in [
+            ("public", &file.public_dependency),
+            ("weak", &file.weak_dependency),
+        ] {
+            if let Some(bad) = list
+                .iter()
+                .find(|&&d| usize::try_from(d).map_or(true, |d| d >= file.dependency.len()))
+            {
+                return Err(format!(
+                    "file {:?} names {what} import {bad}, but it has {} imports",
+                    file.name(),
+                    file.dependency.len()
+                ));
+            }
+        }
+    }
+    // Kahn's algorithm over the imports within the set: what is left unsorted is in a cycle.
+    // Iterative, so that a long chain cannot overflow this stack either.
+    let imports: Vec<Vec<usize>> = files
+        .iter()
+        .map(|file| {
+            file.dependency
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut waiting: Vec<usize> = imports.iter().map(Vec::len).collect();
+    let mut importers: Vec<Vec<usize>> = vec![Vec::new(); files.len()];
+    for (i, deps) in imports.iter().enumerate() {
+        for &d in deps {
+            importers[d].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..files.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut public_depth = vec![0usize; files.len()];
+    let mut sorted = 0;
+    while let Some(done) = ready.pop() {
+        sorted += 1;
+        let file = files[done];
+        for &p in &file.public_dependency {
+            let name = usize::try_from(p).ok().and_then(|p| file.dependency.get(p));
+            if let Some(&dep) = name.and_then(|n| index.get(n.as_str())) {
+                public_depth[done] = public_depth[done].max(public_depth[dep] + 1);
+            }
+        }
+        if public_depth[done] > MAX_PUBLIC_IMPORT_DEPTH {
+            return Err(format!(
+                "file {:?} ends a chain of more than {MAX_PUBLIC_IMPORT_DEPTH} public imports",
+                file.name()
+            ));
+        }
+        for &importer in &importers[done] {
+            waiting[importer] -= 1;
+            if waiting[importer] == 0 {
+                ready.push(importer);
+            }
+        }
+    }
+    if sorted < files.len() {
+        let stuck = (0..files.len())
+            .find(|&i| waiting[i] > 0)
+            .map_or("?", |i| files[i].name());
+        return Err(format!(
+            "the imports of file {stuck:?} form a cycle (a file may not import itself, directly \
+             or through others)"
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a serialized `FileDescriptorSet` holding a file that uses protobuf editions, or a
-/// syntax that is none of proto2, proto3 and editions.
+/// syntax that is none of proto2, proto3 and editions, or imports [`check_imports`] refuses.
 pub fn refuse_editions(bytes: &[u8]) -> Result<(), String> {
     let set = SetSyntax::decode(bytes).map_err(|e| e.to_string())?;
     for f in &set.file {
@@ -71,14 +160,16 @@ pub fn refuse_editions(bytes: &[u8]) -> Result<(), String> {
         }
         unknown_syntax(name, f.syntax.as_deref())?;
     }
-    Ok(())
+    let set = prost_types::FileDescriptorSet::decode(bytes).map_err(|e| e.to_string())?;
+    check_imports(&set.file)
 }
 
 /// Refuses decoded files that use protobuf editions (the edition itself is not kept by
 /// prost-types, so the refusal names the file only).
 pub fn refuse_edition_files<'a>(
-    files: impl IntoIterator<Item = &'a prost_types::FileDescriptorProto>,
+    files: impl IntoIterator<Item = &'a prost_types::FileDescriptorProto> + Clone,
 ) -> Result<(), String> {
+    check_imports(files.clone())?;
     for f in files {
         if f.syntax() == "editions" {
             return Err(format!(
@@ -242,6 +333,43 @@ pub(crate) mod tests {
         let crash = [0x0a, 0x02, 0x62, 0x00];
         let err = decode_pool(&crash).unwrap_err();
         assert!(err.contains("syntax \"\""), "{err}");
+    }
+
+    #[test]
+    fn import_cycles_and_bad_import_indexes_are_refused() {
+        // The fuzz target's third crash: a file importing "" (itself, being nameless) publicly;
+        // prost-reflect overflowed its stack following it.
+        let crash = [
+            0x0a, 0x0a, 0x50, 0x00, 0x58, 0x58, 0x1a, 0x00, 0x1a, 0x00, 0x3a, 0x00,
+        ];
+        let err = decode_pool(&crash).unwrap_err();
+        assert!(err.contains("import"), "{err}");
+        let file = |name: &str, deps: &[&str], public: &[i32]| prost_types::FileDescriptorProto {
+            name: Some(name.into()),
+            dependency: deps.iter().map(|d| d.to_string()).collect(),
+            public_dependency: public.to_vec(),
+            ..Default::default()
+        };
+        let cycle = [file("a", &["b"], &[]), file("b", &["a"], &[])];
+        assert!(check_imports(&cycle).unwrap_err().contains("cycle"));
+        let out_of_range = [file("a", &[], &[3])];
+        assert!(
+            check_imports(&out_of_range)
+                .unwrap_err()
+                .contains("public import 3")
+        );
+        let chain: Vec<_> = (0..100)
+            .map(|i| match i {
+                0 => file("f0", &[], &[]),
+                _ => file(&format!("f{i}"), &[&format!("f{}", i - 1)], &[0]),
+            })
+            .collect();
+        assert!(
+            check_imports(&chain)
+                .unwrap_err()
+                .contains("public imports")
+        );
+        assert!(check_imports(&chain[..60]).is_ok());
     }
 
     #[test]
