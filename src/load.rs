@@ -34,6 +34,10 @@ use tonic::Status;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
+/// What a tally names as "served by" when the reply carried no `x-api-version` (a server
+/// reached without the router, or a proxy that does not add it).
+pub const NO_VERSION_HEADER: &str = "(no version header)";
+
 /// What load to generate; `testbed mixed` takes these as flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadOptions {
@@ -774,7 +778,8 @@ impl ChainClient {
                     None => {
                         tally.ok += 1;
                         tally.histogram.saturating_record(elapsed.as_nanos() as u64);
-                        let served_by = answer.served_by.unwrap_or_else(|| "direct".into());
+                        let served_by =
+                            answer.served_by.unwrap_or_else(|| NO_VERSION_HEADER.into());
                         *tally.served_by.entry(served_by).or_default() += 1;
                         value = answer.value;
                     }

@@ -82,6 +82,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only where a terminal shows them, not in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let exe = std::env::current_exe().context("cannot find the testbed executable")?;
     let done = match cli.command {

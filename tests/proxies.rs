@@ -698,7 +698,9 @@ async fn rollout_through(kind: ProxyKind) -> Option<testbed::proxy_rollout::Prox
         // router's header), v2's name 2.0.0, also once v1 is retired onto v2.
         assert_eq!(v2.requests > 0, phase != "v1 only", "{kind} [{phase}]");
         assert!(
-            v1.served_by.keys().all(|k| k == "direct"),
+            v1.served_by
+                .keys()
+                .all(|k| k == testbed::load::NO_VERSION_HEADER),
             "{kind} [{phase}]"
         );
         assert!(
