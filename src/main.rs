@@ -52,6 +52,9 @@ enum Command {
     /// Live compatibility probe: each version's clients call the other version's server (or a
     /// gateway, --via) with generated requests; exit 100 when old clients are affected.
     Probe(cli::ProbeArgs),
+    /// Make a CA, a server certificate and client certificates for the TLS set-ups (ca.pem,
+    /// server.pem/.key, NAME.pem/.key) in a folder.
+    Pki(port::pki::PkiArgs),
 }
 
 /// Exit codes: 0 success; 1 an error, or a result that differs from what was promised (a matrix
@@ -97,6 +100,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => cli::serve(&args).await,
         Command::Route(args) => testbed::route::run(&args).await,
+        Command::Pki(args) => port::pki::run(&args).map(|written| {
+            for path in written.0 {
+                println!("wrote {}", path.display());
+            }
+        }),
         Command::Matrix(args) => cli::matrix(&args).await,
         Command::Mixed(args) => {
             let spinner = spinner(&format!(

@@ -22,6 +22,7 @@ pub mod deployment;
 pub mod fds;
 pub mod guard;
 pub mod loop_guard;
+pub mod pki;
 pub mod pool;
 mod reflection;
 pub mod route_checks;
