@@ -24,6 +24,7 @@ mod pool;
 mod probe;
 mod properties;
 mod proxies;
+mod readme;
 mod reflection_health;
 mod report;
 mod routes;
