@@ -228,6 +228,10 @@ impl Target {
         if broken && matches!(self.admin, AdminAddress::Https { .. }) {
             text += " (the connection broke: an https admin API refuses this way a client \
                      certificate from another CA, an expired one, or none where it requires one)";
+        } else if broken {
+            text += " (the connection broke: the admin API closes a new connection when every \
+                     slot (--admin-max-connections) or its address's share \
+                     (--admin-max-connections-per-peer) is held by authenticated callers)";
         }
         let token_left_out = self.tls.cert.is_some()
             && self.token_file.is_none()

@@ -6,9 +6,10 @@
 //!   backend is seen again) and serves a new client once the idle ones are gone. Without a
 //!   reserve accept runs out of descriptors: it backs off, with one warning for the burst.
 //! - Idle connections that never authenticate never lock an operator out of the admin API:
-//!   past a peer's share or the listener's cap the oldest of them is closed to make room; a
-//!   connection that authenticated is never closed so, and a peer whose whole share
-//!   authenticated is refused.
+//!   past a peer's share its own oldest of them is closed to make room, past the listener's
+//!   cap one of the peer holding the most; a connection that authenticated is never closed so,
+//!   and a peer whose whole share authenticated is refused. A connect flood from other
+//!   addresses never fails an operator's call.
 //! - `--admin-token-file` must name a small regular file owned by the user or root and closed
 //!   to group and others; /dev/zero, a FIFO, a directory, an open file, another user's file and
 //!   a huge file are each refused at once with a message naming the file and what is wrong.
@@ -337,11 +338,16 @@ async fn a_peer_past_its_share_loses_its_own_idle_connections_and_a_full_share_i
         .expect("the operator is served");
     assert!(closed(&mut a2).await, "the oldest idle connection is open");
     assert!(still_open(&mut a3).await && still_open(&mut b1).await && still_open(&mut b2).await);
-    // A second authenticated connection from the operator's address closes another idle one;
-    // then its whole share has authenticated, and a third connection from it is refused.
+    // A second authenticated connection from the operator's address closes an idle one of the
+    // peer holding the most (127.0.0.3, two); then the operator's whole share has
+    // authenticated, and a third connection from it is refused.
     let mut second = port::admin::connect(addr, TOKEN).await.unwrap();
     second.list(ListRequest {}).await.expect("served");
-    assert!(closed(&mut a3).await, "the oldest idle connection is open");
+    assert!(
+        closed(&mut b1).await,
+        "the largest peer's oldest idle connection is open"
+    );
+    assert!(still_open(&mut a3).await && still_open(&mut b2).await);
     let mut third = RawConn::connect(addr).await;
     assert!(
         closed(&mut third).await,
@@ -349,6 +355,47 @@ async fn a_peer_past_its_share_loses_its_own_idle_connections_and_a_full_share_i
     );
     operator.list(ListRequest {}).await.expect("still served");
     second.list(ListRequest {}).await.expect("still served");
+    admin.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_flood_from_other_addresses_never_fails_an_operators_call() {
+    let (server, admin) = router_with_admin(8, 4).await;
+    let addr = admin.addr;
+    // Four peers connect in a loop, each holding its last connections: together they keep the
+    // listener full, so every connect has to make room.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let connects = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut flood = Vec::new();
+    for from in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        let (stop, connects) = (stop.clone(), connects.clone());
+        flood.push(tokio::spawn(async move {
+            let mut held = std::collections::VecDeque::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                held.push_back(idle_from(from, addr).await);
+                if held.len() > 8 {
+                    held.pop_front();
+                }
+                connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    for call in 0..20 {
+        let mut operator = port::admin::connect(addr, TOKEN)
+            .await
+            .unwrap_or_else(|err| panic!("call {call}: connect failed: {err}"));
+        operator
+            .list(ListRequest {})
+            .await
+            .unwrap_or_else(|status| panic!("call {call} of 20 failed: {status}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in flood {
+        task.await.unwrap();
+    }
+    let connects = connects.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(connects > 100, "the flood made only {connects} connections");
     admin.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
 }

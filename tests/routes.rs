@@ -5,7 +5,8 @@
 //! gateway's own instance mark is answered as a routing loop; names and addresses that are
 //! not plain are refused saying what is wrong; `2.0.0+build5` beside `2.0.0` is the same
 //! version; concurrent Adds of new packages all succeed; `serve` refuses its own port as an
-//! upstream; `testbed route list` escapes control characters in what the server holds.
+//! upstream; `testbed route list` escapes control characters in what the server holds; an Add
+//! past `--max-upstreams` is refused with RESOURCE_EXHAUSTED naming the flag.
 
 use crate::common::credentials::token_file;
 use crate::common::temp_dir;
@@ -355,6 +356,34 @@ async fn concurrent_adds_of_new_packages_all_succeed() {
         assert!(packages.contains(package), "{package}: {packages:?}");
     }
     assert_eq!(added.len(), racers);
+}
+
+#[tokio::test]
+async fn adds_past_max_upstreams_are_refused_naming_the_flag() {
+    let gateway = Gateway::start().await;
+    let v2 = gateway.v2.addr.to_string();
+    let addresses = HashMap::from([
+        ("v1".to_string(), "elsewhere".to_string()),
+        ("v2".to_string(), v2.clone()),
+    ]);
+    let tokens = Tokens::single("ops", TOKEN).unwrap();
+    let config =
+        AdminConfig::plaintext("127.0.0.1:0".parse().unwrap(), tokens).with_max_upstreams(3);
+    let handle = gateway.port.router.clone().expect("a router");
+    let admin = port::admin::start_guarding(config, handle, addresses, None, &[])
+        .await
+        .expect("the admin API starts");
+    let mut client = port::admin::connect(admin.addr, TOKEN).await.unwrap();
+    add(&mut client, &format!("v2b=2.1.0@{v2}"))
+        .await
+        .expect("the third upstream fits");
+    let before = gateway.table().await;
+    assert_refused(
+        add(&mut client, &format!("v2c=2.2.0@{v2}")).await,
+        Code::ResourceExhausted,
+        &["holds 3 upstreams", "--max-upstreams 3", "--fd-reserve"],
+    );
+    assert_eq!(gateway.table().await, before);
 }
 
 #[tokio::test]

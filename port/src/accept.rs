@@ -119,6 +119,7 @@ where
     let task = tokio::spawn(async move {
         let admission = limits.admission;
         let mut failures = AcceptFailures::new(listener_name);
+        let (mut refusals, mut last_warned) = (0u64, None);
         loop {
             let accepted = tokio::select! {
                 _ = ready.closed() => break,
@@ -146,17 +147,37 @@ where
                 }
             };
             if let Err(refused) = connections.admit(peer, admission) {
-                tracing::debug!(
-                    listener = listener_name,
-                    %peer,
-                    max = admission.max_connections,
-                    per_peer = ?admission.per_peer,
-                    reason = match refused {
-                        Refused::Full => "every connection slot is taken",
-                        Refused::PeerFull => "this peer holds its share of connections",
-                    },
-                    "connection limit reached; closing a new connection"
-                );
+                let reason = match refused {
+                    Refused::Full => "every connection slot is taken",
+                    Refused::PeerFull => "this peer holds its share of connections",
+                };
+                // On the admin listener a refusal can lock an operator out: say so, at most
+                // once per REFUSAL_WARNING_EVERY, with how many were refused meanwhile.
+                refusals += 1;
+                if admission.per_peer.is_some()
+                    && last_warned.is_none_or(|at: Instant| at.elapsed() >= REFUSAL_WARNING_EVERY)
+                {
+                    tracing::warn!(
+                        listener = listener_name,
+                        %peer,
+                        max = admission.max_connections,
+                        per_peer = ?admission.per_peer,
+                        refused = refusals,
+                        "connection refused: {reason}, all of them authenticated or just opened \
+                        (see --admin-max-connections and --admin-max-connections-per-peer)"
+                    );
+                    last_warned = Some(Instant::now());
+                    refusals = 0;
+                } else {
+                    tracing::debug!(
+                        listener = listener_name,
+                        %peer,
+                        max = admission.max_connections,
+                        per_peer = ?admission.per_peer,
+                        reason,
+                        "connection limit reached; closing a new connection"
+                    );
+                }
                 drop(stream);
                 continue;
             }
@@ -188,20 +209,49 @@ where
     (ReceiverStream::new(out), AcceptLoop(task))
 }
 
+/// How often, at most, the admin listener warns that it refused connections.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
+
 /// The first pause after a failed accept.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// The longest pause between accepts that keep failing.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Errors of one connection (reset or aborted while it waited to be accepted), not of the
-/// listener: nothing to wait for.
+/// Errors of one connection (aborted or reset while it waited to be accepted), not of the
+/// listener: nothing to wait for. Linux's accept(2) also passes on the network errors of the
+/// new connection (ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP,
+/// ENETUNREACH), to be treated as a retry.
 fn is_connection_error(err: &io::Error) -> bool {
-    matches!(
+    use nix::errno::Errno;
+    if matches!(
         err.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    ) {
+        return true;
+    }
+    err.raw_os_error().is_some_and(|code| {
+        [
+            Errno::ENETDOWN,
+            Errno::EPROTO,
+            Errno::ENOPROTOOPT,
+            Errno::EHOSTDOWN,
+            Errno::ENONET,
+            Errno::EHOSTUNREACH,
+            Errno::EOPNOTSUPP,
+            Errno::ENETUNREACH,
+        ]
+        .contains(&Errno::from_raw(code))
+    })
+}
+
+/// Whether a failed accept is for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+/// ENOMEM), which the warning then points at.
+fn is_out_of_resources(err: &io::Error) -> bool {
+    use nix::errno::Errno;
+    err.raw_os_error().is_some_and(|code| {
+        [Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM]
+            .contains(&Errno::from_raw(code))
+    })
 }
 
 /// A burst of failed accepts: how long to pause after each, and its two log lines.
@@ -228,11 +278,16 @@ impl AcceptFailures {
         if self.count == 0 {
             self.since = Some(Instant::now());
             self.pause = FIRST_BACKOFF;
+            let hint = if is_out_of_resources(err) {
+                " (out of file descriptors or memory: see --fd-reserve and ulimit -n)"
+            } else {
+                ""
+            };
             tracing::warn!(
                 listener = self.listener,
                 %err,
-                "accept failed (out of file descriptors? see --fd-reserve and ulimit -n); \
-                retrying with pauses up to 1 s, and saying so once when it accepts again"
+                "accept failed: {err}{hint}; retrying with pauses up to 1 s, and saying so once \
+                when it accepts again"
             );
         } else {
             self.pause = (self.pause * 2).min(MAX_BACKOFF);

@@ -50,6 +50,10 @@ pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 /// Connections the admin API keeps open at once from one IP address: a quarter of
 /// [`ADMIN_MAX_CONNECTIONS`], so that one peer alone cannot fill it.
 pub const ADMIN_MAX_CONNECTIONS_PER_PEER: usize = 16;
+/// Upstreams the route table holds at most (`--max-upstreams`): the 192 descriptors that
+/// [`crate::fds::DEFAULT_FD_RESERVE`] keeps for upstream connections and probes are 48
+/// upstreams of 4 each. A larger value wants a larger `--fd-reserve`.
+pub const MAX_UPSTREAMS: usize = 48;
 /// Time a new admin connection has to finish its TLS handshake (if any) and send the HTTP/2
 /// preface; a silent one is closed then.
 pub const ADMIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,6 +106,11 @@ pub struct AdminOptions {
     /// one has, it is refused.
     #[arg(long, default_value_t = ADMIN_MAX_CONNECTIONS_PER_PEER, value_parser = crate::server::at_least_one)]
     pub admin_max_connections_per_peer: usize,
+    /// Upstreams the route table holds at most: an Add past it is refused with
+    /// RESOURCE_EXHAUSTED. Tied to --fd-reserve, whose default (256) keeps 192 descriptors for
+    /// 48 upstreams of 4 connections each: raise both together.
+    #[arg(long, default_value_t = MAX_UPSTREAMS, value_parser = crate::server::at_least_one)]
+    pub max_upstreams: usize,
 }
 
 impl Default for AdminOptions {
@@ -116,6 +125,7 @@ impl Default for AdminOptions {
             admin_client_names: Vec::new(),
             admin_max_connections: ADMIN_MAX_CONNECTIONS,
             admin_max_connections_per_peer: ADMIN_MAX_CONNECTIONS_PER_PEER,
+            max_upstreams: MAX_UPSTREAMS,
         }
     }
 }
@@ -134,6 +144,8 @@ pub struct AdminConfig {
     /// plaintext h2c.
     tls: Option<Arc<ServerConfig>>,
     limits: ListenerLimits,
+    /// Upstreams the route table may hold; an Add past it is refused.
+    max_upstreams: usize,
 }
 
 /// What the admin API's listener allows a connection before it is served.
@@ -152,7 +164,15 @@ impl AdminConfig {
             access: Access::tokens(tokens),
             tls: None,
             limits: ListenerLimits::default(),
+            max_upstreams: MAX_UPSTREAMS,
         }
+    }
+
+    /// At most `max_upstreams` upstreams in the route table (at least 1), instead of
+    /// [`MAX_UPSTREAMS`]: an Add past it is refused.
+    pub fn with_max_upstreams(mut self, max_upstreams: usize) -> Self {
+        self.max_upstreams = max_upstreams.max(1);
+        self
     }
 
     /// At most `max_connections` open at once (at least 1), and `handshake_timeout` for a
@@ -173,6 +193,14 @@ impl AdminConfig {
     /// most the listener's cap), instead of [`ADMIN_MAX_CONNECTIONS_PER_PEER`].
     pub fn with_peer_limit(mut self, max_per_peer: usize) -> Self {
         self.limits.max_per_peer = max_per_peer.clamp(1, self.limits.max_connections);
+        if self.limits.max_per_peer != max_per_peer {
+            tracing::warn!(
+                asked = max_per_peer,
+                max_per_peer = self.limits.max_per_peer,
+                max_connections = self.limits.max_connections,
+                "--admin-max-connections-per-peer kept between 1 and --admin-max-connections"
+            );
+        }
         self
     }
 
@@ -256,9 +284,11 @@ impl AdminOptions {
             },
             tls,
             limits: ListenerLimits::default(),
+            max_upstreams: MAX_UPSTREAMS,
         }
         .with_limits(self.admin_max_connections, ADMIN_HANDSHAKE_TIMEOUT)
-        .with_peer_limit(self.admin_max_connections_per_peer);
+        .with_peer_limit(self.admin_max_connections_per_peer)
+        .with_max_upstreams(self.max_upstreams);
         Ok(Some(config))
     }
 }

@@ -7,18 +7,20 @@
 //! connection task through the kernel. Nothing is added to the read or write path.
 //!
 //! The same registry decides who may take a slot ([`Connections::admit`]): the port refuses
-//! connections past its cap; the admin API's listener also caps each peer (IP address) and
-//! makes room by closing the oldest connection that never authenticated, so that idle
-//! unauthenticated connections never lock out an operator.
+//! connections past its cap; the admin API's listener also caps each peer (an IPv4 address, or
+//! the /64 of an IPv6 one) and makes room by closing a connection that never authenticated,
+//! taken from the peer that holds the most, so that idle unauthenticated connections never lock
+//! out an operator and one peer's churn falls on that peer.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
@@ -35,6 +37,9 @@ pub(crate) struct Connections {
 struct Entry {
     fd: RawFd,
     peer: SocketAddr,
+    /// When it was accepted: within [`GRACE`] of it, the only connection of its peer is not
+    /// closed to make room for another peer's.
+    since: Instant,
     /// Whether a call on it authenticated (the admin API's listener only): it is never closed
     /// to make room.
     authenticated: bool,
@@ -71,6 +76,7 @@ impl Connections {
             let entry = Entry {
                 fd: stream.as_raw_fd(),
                 peer,
+                since: Instant::now(),
                 authenticated: false,
                 closing: false,
             };
@@ -94,15 +100,19 @@ impl Connections {
     /// it if need be. With `per_peer` set: a peer at its share gets room by its own oldest
     /// connection that has not authenticated being shut down (so a peer competes only with
     /// itself, and an operator on the same address as idle connections still gets in), and is
-    /// refused when all of its share authenticated; a full listener gets room by the oldest
-    /// unauthenticated connection of any peer being shut down, and refuses when every
-    /// connection authenticated. Without `per_peer`, a full listener refuses.
+    /// refused when all of its share authenticated. A full listener gets room by a connection
+    /// that has not authenticated being shut down, taken from the peer that holds the most
+    /// (its oldest past [`GRACE`] first), so that churn from some peers never closes another
+    /// peer's connection before its first call; it refuses when every connection
+    /// authenticated or is the only one of its peer and within its grace. Without `per_peer`,
+    /// a full listener refuses.
     pub(crate) fn admit(&self, peer: SocketAddr, admission: Admission) -> Result<(), Refused> {
         let Ok(mut open) = self.open.lock() else {
             return Err(Refused::Full);
         };
         if let Some(per_peer) = admission.per_peer {
-            let same_peer = |entry: &Entry| entry.peer.ip() == peer.ip();
+            let key = peer_key(peer.ip());
+            let same_peer = |entry: &Entry| peer_key(entry.peer.ip()) == key;
             let held = open.values().filter(|e| !e.closing && same_peer(e)).count();
             if held >= per_peer && !make_room(&mut open, same_peer) {
                 return Err(Refused::PeerFull);
@@ -112,7 +122,7 @@ impl Connections {
         if total < admission.max_connections {
             return Ok(());
         }
-        if admission.per_peer.is_some() && make_room(&mut open, |_| true) {
+        if admission.per_peer.is_some() && make_room_from_the_largest_peer(&mut open) {
             return Ok(());
         }
         Err(Refused::Full)
@@ -151,6 +161,55 @@ fn make_room(open: &mut HashMap<u64, Entry>, which: impl Fn(&Entry) -> bool) -> 
     tracing::debug!(
         peer = %entry.peer,
         "closing a connection that never authenticated, to make room"
+    );
+    entry.closing = true;
+    shut_down(entry.fd);
+    true
+}
+
+/// How long a new connection that is its peer's only one cannot be closed to make room for
+/// another peer's: time for its handshake and first call, so that a connect flood from other
+/// addresses cannot close it before it authenticates.
+pub(crate) const GRACE: Duration = Duration::from_millis(500);
+
+/// Who counts as one peer for the admin listener's shares: an IPv4 address (an IPv4-mapped
+/// IPv6 address counts as its IPv4 one), or the /64 of an IPv6 address, which one host is
+/// usually given whole.
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+    }
+}
+
+/// Shuts down a connection that has not authenticated of the peer holding the most
+/// connections (its oldest past [`GRACE`] first), if there is one that may be closed: the only
+/// connection of its peer is kept within its grace.
+fn make_room_from_the_largest_peer(open: &mut HashMap<u64, Entry>) -> bool {
+    let mut held: HashMap<IpAddr, usize> = HashMap::new();
+    for entry in open.values().filter(|e| !e.closing) {
+        *held.entry(peer_key(entry.peer.ip())).or_default() += 1;
+    }
+    let now = Instant::now();
+    let victim = open
+        .iter_mut()
+        .filter(|(_, e)| !e.closing && !e.authenticated)
+        .map(|(id, e)| {
+            let count = held.get(&peer_key(e.peer.ip())).copied().unwrap_or(0);
+            let in_grace = now.duration_since(e.since) < GRACE;
+            (count, in_grace, *id, e)
+        })
+        .filter(|(count, in_grace, _, _)| !(*in_grace && *count <= 1))
+        .min_by_key(|(count, in_grace, id, _)| (std::cmp::Reverse(*count), *in_grace, *id));
+    let Some((_, _, _, entry)) = victim else {
+        return false;
+    };
+    tracing::debug!(
+        peer = %entry.peer,
+        "closing a connection that never authenticated, of the peer holding the most, to make room"
     );
     entry.closing = true;
     shut_down(entry.fd);

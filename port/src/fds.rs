@@ -5,7 +5,7 @@
 //! pipes, stdio, the listeners). The usual soft `RLIMIT_NOFILE` is 1024, exactly the default
 //! `--max-connections`: before this budget, 1,100 idle clients made accept fail with "Too many
 //! open files" and left the upstream probe unable to open sockets. So at start the soft limit
-//! is raised to the hard limit ([`raise`], once per process), and the connection caps are
+//! is raised to the hard limit, at most [`RAISE_CAP`] ([`raise`], once per process), and the connection caps are
 //! clamped ([`Plan`]) to what the limit leaves after a reserve ([`DEFAULT_FD_RESERVE`],
 //! `--fd-reserve`) kept for everything that is not a client connection.
 
@@ -46,9 +46,14 @@ pub struct OpenFiles {
     pub after: u64,
 }
 
-/// Raises the soft open-files limit to the hard limit, once per process (later calls return
-/// what the first did). A limit that cannot be read or raised is left as it is, with a
-/// warning: the caps are then clamped to it.
+/// The highest soft open-files limit [`raise`] sets: a hard limit of "unlimited" (about 1e9 on
+/// some systems) would otherwise hand that to the process and the children it spawns, and
+/// some programs allocate or loop per possible descriptor.
+pub const RAISE_CAP: u64 = 1 << 20;
+
+/// Raises the soft open-files limit to the hard limit, at most [`RAISE_CAP`], once per process
+/// (later calls return what the first did). A limit that cannot be read or raised is left as
+/// it is, with a warning: the caps are then clamped to it.
 pub fn raise() -> OpenFiles {
     static RAISED: OnceLock<OpenFiles> = OnceLock::new();
     *RAISED.get_or_init(|| {
@@ -63,23 +68,25 @@ pub fn raise() -> OpenFiles {
                 };
             }
         };
-        if soft >= hard {
+        let target = hard.min(RAISE_CAP);
+        if soft >= target {
             return OpenFiles {
                 before: soft,
                 after: soft,
             };
         }
-        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
             Ok(()) => OpenFiles {
                 before: soft,
-                after: hard,
+                after: target,
             },
             Err(err) => {
                 tracing::warn!(
                     %err,
                     soft,
                     hard,
-                    "cannot raise the open-files limit to its hard limit; keeping the soft one"
+                    target,
+                    "cannot raise the open-files limit; keeping the soft one"
                 );
                 OpenFiles {
                     before: soft,
@@ -131,8 +138,21 @@ impl Plan {
         })
     }
 
-    /// Logs the numbers, once at start: the limit before and after, the reserve and each cap.
+    /// Logs the numbers, once at start: the limit before and after, the reserve and each cap,
+    /// in words that say what happened (raised or not, clamped or not).
     pub fn log(&self) {
+        let limit = if self.open_files.after > self.open_files.before {
+            "open-files limit raised"
+        } else {
+            "open-files limit kept"
+        };
+        let clamped =
+            self.max_connections < self.asked || self.admin.is_some_and(|(asked, cap)| cap < asked);
+        let caps = if clamped {
+            "connection caps clamped to what it leaves after the reserve"
+        } else {
+            "connection caps fit in what it leaves after the reserve"
+        };
         tracing::info!(
             limit_before = self.open_files.before,
             limit_after = self.open_files.after,
@@ -140,8 +160,7 @@ impl Plan {
             max_connections = self.max_connections,
             asked = self.asked,
             admin_max_connections = ?self.admin.map(|(_, cap)| cap),
-            "file descriptors: open-files limit raised to its hard limit; connection caps \
-             clamped to what it leaves after the reserve"
+            "file descriptors: {limit}; {caps}"
         );
     }
 }
@@ -199,5 +218,6 @@ mod tests {
         assert_eq!(raise(), first);
         let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
         assert_eq!(soft, first.after);
+        assert!(first.after <= RAISE_CAP.max(first.before));
     }
 }

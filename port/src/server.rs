@@ -163,6 +163,8 @@ pub struct ServeOptions {
     #[arg(long, default_value_t = DEFAULT_MAX_HEADER_LIST_BYTES, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_header_list_bytes: u32,
     /// Client connections open at once; connections past it are accepted and closed at once.
+    /// At start it is clamped to what the open-files limit leaves after --fd-reserve (the
+    /// start log gives the numbers).
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
     pub max_connections: usize,
     /// Seconds a new connection has to finish its TLS handshake (if any) and send the HTTP/2

@@ -53,14 +53,20 @@ pub enum TableError {
     /// Versions are compared by semver precedence: build metadata does not count, so `2.0.0`
     /// and `2.0.0+build5` are the same version.
     #[error(
-        "backends {first:?} and {second:?} both serve {package} at version {version} (versions \
-         that differ only in build metadata, after '+', are the same version)"
+        "backends {first:?} and {second:?} both serve {package} at version {version}{}",
+        if *.build_metadata_differs {
+            " (versions that differ only in build metadata, after '+', are the same version)"
+        } else {
+            ""
+        }
     )]
     AmbiguousVersion {
         /// The package.
         package: String,
-        /// The shared version.
-        version: Version,
+        /// The shared version, as the first backend gives it (boxed: keeps the error small).
+        version: Box<Version>,
+        /// Whether the second backend gives it with other build metadata.
+        build_metadata_differs: bool,
         /// One backend.
         first: String,
         /// The other backend.
@@ -181,7 +187,9 @@ impl RouteTable {
             {
                 return Err(TableError::AmbiguousVersion {
                     package: package.clone(),
-                    version: routes[pair[0]].backend.version.clone(),
+                    version: Box::new(routes[pair[0]].backend.version.clone()),
+                    build_metadata_differs: routes[pair[0]].backend.version.build
+                        != routes[pair[1]].backend.version.build,
                     first: routes[pair[0]].backend.name.clone(),
                     second: routes[pair[1]].backend.name.clone(),
                 });
@@ -513,6 +521,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, TableError::AmbiguousVersion { .. }), "{err}");
+        assert!(!err.to_string().contains("build metadata"), "{err}");
+        let err = RouteTable::new(
+            catalog(),
+            vec![backend("a", "1.0.0", V1), backend("b", "1.0.0+build5", V1)],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("build metadata"), "{err}");
         let t = table(vec![backend("a", "1.0.0", V1)])
             .with_draining("a")
             .unwrap()

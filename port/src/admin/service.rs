@@ -152,6 +152,7 @@ pub async fn start_guarding(
         access,
         tls,
         limits,
+        max_upstreams,
     } = config;
     let listener = TcpListener::bind(addr)
         .await
@@ -178,6 +179,7 @@ pub async fn start_guarding(
         addresses: Mutex::new(addresses),
         upstream_ca,
         own: gateway.iter().copied().chain([addr]).collect(),
+        max_upstreams,
         changes: tokio::sync::Mutex::new(()),
     };
     let connections = Arc::new(Connections::default());
@@ -245,6 +247,8 @@ struct RoutesService {
     /// The gateway's own listening addresses (the port's, the admin listener's), refused as
     /// upstreams.
     own: Vec<SocketAddr>,
+    /// Upstreams the table may hold (`--max-upstreams`); an Add past it is refused.
+    max_upstreams: usize,
     /// Held by each Add, Replace and Remove from reading the table until the new one is
     /// stored: an Add extends the catalog it read, so two at once would each extend the same
     /// one and the second would drop the first's packages (and be refused for it).
@@ -447,6 +451,27 @@ impl RoutesService {
         route_checks::admit(spec, &self.handle.table(), adding, &self.own).await
     }
 
+    /// `RESOURCE_EXHAUSTED` when the table holds `--max-upstreams` upstreams already (each
+    /// upstream counted once, whatever packages it serves).
+    fn room_for_an_upstream(&self) -> Result<(), Status> {
+        let held = {
+            let addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+            let upstreams: std::collections::HashSet<&str> = addresses
+                .keys()
+                .map(|name| name.split('/').next().unwrap_or(name))
+                .collect();
+            upstreams.len()
+        };
+        if held >= self.max_upstreams {
+            return Err(Status::resource_exhausted(format!(
+                "the route table holds {held} upstreams, the limit of --max-upstreams {}: remove \
+                 one first, or raise --max-upstreams (and --fd-reserve with it)",
+                self.max_upstreams
+            )));
+        }
+        Ok(())
+    }
+
     fn remember(&self, names: &[String], addr: &str) {
         let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
         for name in names {
@@ -456,6 +481,7 @@ impl RoutesService {
 
     async fn add_upstream(&self, request: &AddRequest) -> Result<ChangeReply, Status> {
         let _change = self.changes.lock().await;
+        self.room_for_an_upstream()?;
         let Prepared {
             spec,
             backends,
