@@ -64,10 +64,14 @@ async fn an_api_the_testbed_never_saw_is_listed_described_called_and_steered_thr
     // How long reading the example API's descriptors by reflection takes (the gateway does it
     // once, at start).
     for (name, server) in [("v1", &v1), ("v2", &v2)] {
-        let found =
-            port::upstream::discover(&spec(format!("{name}=1.0.0@{}", server.addr)), None, None)
-                .await
-                .expect("the shop server's descriptors are read by reflection");
+        let found = port::upstream::discover(
+            &spec(format!("{name}=1.0.0@{}", server.addr)),
+            None,
+            None,
+            port::upstream::Fallback::None,
+        )
+        .await
+        .expect("the shop server's descriptors are read by reflection");
         assert_eq!(found.origin, DescriptorOrigin::Reflection);
         assert_eq!(found.packages, [format!("shop.{name}")]);
         eprintln!(

@@ -214,6 +214,92 @@ async fn loops_are_refused_at_add_and_a_request_carrying_the_gateways_own_mark_i
 }
 
 #[tokio::test]
+async fn an_ipv4_mapped_address_of_the_gateway_is_its_own_listener_too() {
+    let gateway = Gateway::start().await;
+    let mut client = gateway.client().await;
+    let port = gateway.port.addr.port();
+    assert_refused(
+        add(
+            &mut client,
+            &format!("self=2.8.0@[::ffff:127.0.0.1]:{port}"),
+        )
+        .await,
+        Code::FailedPrecondition,
+        &["own listener"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_routed_to_each_other_answer_a_call_without_a_deadline_as_a_loop() {
+    let a = Gateway::start().await;
+    // B routes increment.v2 (and v1) to A, as read from A's reflection.
+    let spec: UpstreamSpec = format!("a=2.0.0@{}", a.port.addr).parse().unwrap();
+    let b_gateway = port::upstream::gateway(&[spec], &[], None).await.unwrap();
+    let b = start_layout(
+        "127.0.0.1:0".parse().unwrap(),
+        Layout::Routed(b_gateway.table),
+        "gateway b",
+    )
+    .await
+    .unwrap();
+    // A then routes increment.v2 to B at a higher version, so unpinned v2 calls go to B.
+    let mut client = a.client().await;
+    add(&mut client, &format!("b=2.5.0@{}", b.addr))
+        .await
+        .expect("B is a reachable gateway serving increment.v2");
+    let mut v2 =
+        v2::incrementer_client::IncrementerClient::new(client::connect(a.port.addr).await.unwrap());
+    let call = v2.increment(crate::common::v2_request(1, Some(2), 1));
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), call)
+        .await
+        .expect("the loop is answered, not nested until it hangs")
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("routing loop"), "{status:?}");
+    assert!(status.message().contains(&a.port.instance), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_waiting_on_a_silent_upstream_holds_up_no_other_change() {
+    let gateway = Gateway::start().await;
+    // Accepts connections and never answers: reflection waits for its timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let (accepted, mut first) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+            let _ = accepted.try_send(());
+        }
+    });
+    let mut slow_client = gateway.client().await;
+    let slow =
+        tokio::spawn(
+            async move { add(&mut slow_client, &format!("silent=3.0.0@{silent_addr}")).await },
+        );
+    first
+        .recv()
+        .await
+        .expect("the slow Add reaches the silent upstream");
+    // Meanwhile another Add and a Remove go through.
+    let mut client = gateway.client().await;
+    add(&mut client, &format!("v2b=2.1.0@{}", gateway.v2.addr))
+        .await
+        .expect("an Add beside a slow one");
+    client
+        .remove(port::admin::pb::RemoveRequest { name: "v2b".into() })
+        .await
+        .expect("a Remove beside a slow Add");
+    assert!(
+        !slow.is_finished(),
+        "the slow Add ended before the others: nothing was shown"
+    );
+    let result = slow.await.unwrap();
+    assert_refused(result, Code::FailedPrecondition, &["silent"]);
+}
+
+#[tokio::test]
 async fn bad_names_and_addresses_are_refused_saying_what_is_wrong() {
     let gateway = Gateway::start().await;
     let before = gateway.table().await;

@@ -141,7 +141,9 @@ fn check_host_name(host: &str) -> Result<(), String> {
 
 /// Refuses `host_port` (of upstream `name`) when it is one of the gateway's own listening
 /// addresses `own` (its port, its admin listener): every call routed there would come back to
-/// the gateway itself. A listener on `0.0.0.0` or `[::]` is also reached on loopback.
+/// the gateway itself. A listener on `0.0.0.0` or `[::]` is also reached on loopback and on
+/// every address of this host; an IPv4-mapped IPv6 address (`[::ffff:127.0.0.1]`) is its IPv4
+/// one. The name is resolved within [`REACH_TIMEOUT`].
 pub async fn refuse_own_address(
     name: &str,
     host_port: &str,
@@ -151,16 +153,19 @@ pub async fn refuse_own_address(
         return Ok(());
     }
     // A name that does not resolve is no loop; the reachability check reports it.
-    let Ok(resolved) = tokio::net::lookup_host(host_port).await else {
+    let Ok(Ok(resolved)) =
+        tokio::time::timeout(REACH_TIMEOUT, tokio::net::lookup_host(host_port)).await
+    else {
         return Ok(());
     };
-    let local = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified();
     for target in resolved {
+        let target = SocketAddr::new(target.ip().to_canonical(), target.port());
         let mine = own.iter().find(|mine| {
-            **mine == target
-                || (mine.port() == target.port()
-                    && ((mine.ip().is_unspecified() && local(target.ip()))
-                        || (target.ip().is_unspecified() && local(mine.ip()))))
+            let mine_ip = mine.ip().to_canonical();
+            mine.port() == target.port()
+                && (mine_ip == target.ip()
+                    || (mine_ip.is_unspecified() && of_this_host(target.ip()))
+                    || (target.ip().is_unspecified() && of_this_host(mine_ip)))
         });
         if let Some(mine) = mine {
             return Err(format!(
@@ -170,6 +175,14 @@ pub async fn refuse_own_address(
         }
     }
     Ok(())
+}
+
+/// Whether `ip` is an address of this host: loopback, unspecified, or one a socket can be
+/// bound to (the kernel allows that only for local addresses; nothing is sent).
+fn of_this_host(ip: IpAddr) -> bool {
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Whether something accepts a TCP connection at `host_port` within [`REACH_TIMEOUT`]; the
@@ -196,37 +209,38 @@ pub fn belongs_to(backend: &str, upstream: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// What the admin API's Add (`adding`) or Replace checks before reading upstream `spec`: its
-/// name free in `table` (Add, else `ALREADY_EXISTS`) or in it (Replace, else `NOT_FOUND`), its
-/// address not one of the gateway's own listeners `own`, and something listening there (both
-/// `FAILED_PRECONDITION`). `--upstream` at start is not checked for reachability: the router may
-/// start before its upstreams.
+/// Add (`adding`): `spec`'s name is free in `table`, else `ALREADY_EXISTS`; Replace: it is
+/// there, else `NOT_FOUND`.
+pub fn name_is_free(spec: &UpstreamSpec, table: &RouteTable, adding: bool) -> Result<(), Status> {
+    let taken = table
+        .backends()
+        .iter()
+        .any(|b| belongs_to(&b.name, &spec.name));
+    match (adding, taken) {
+        (true, true) => Err(Status::already_exists(format!(
+            "a backend named {:?} is already in the route table",
+            spec.name
+        ))),
+        (false, false) => Err(Status::not_found(format!(
+            "no backend named {:?} is in the route table; Replace changes an existing backend \
+             (use Add for a new one)",
+            spec.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What the admin API's Add (`adding`) or Replace checks before reading upstream `spec`:
+/// [`name_is_free`] in `table`, its address not one of the gateway's own listeners `own`, and
+/// something listening there (both `FAILED_PRECONDITION`). `--upstream` at start is not checked
+/// for reachability: the router may start before its upstreams.
 pub async fn admit(
     spec: &UpstreamSpec,
     table: &RouteTable,
     adding: bool,
     own: &[SocketAddr],
 ) -> Result<(), Status> {
-    let taken = table
-        .backends()
-        .iter()
-        .any(|b| belongs_to(&b.name, &spec.name));
-    match (adding, taken) {
-        (true, true) => {
-            return Err(Status::already_exists(format!(
-                "a backend named {:?} is already in the route table",
-                spec.name
-            )));
-        }
-        (false, false) => {
-            return Err(Status::not_found(format!(
-                "no backend named {:?} is in the route table; Replace changes an existing \
-                 backend (use Add for a new one)",
-                spec.name
-            )));
-        }
-        _ => {}
-    }
+    name_is_free(spec, table, adding)?;
     refuse_own_address(&spec.name, spec.host_port(), own)
         .await
         .map_err(Status::failed_precondition)?;

@@ -283,17 +283,29 @@ fn package_stem(package: &str) -> &str {
     }
 }
 
+/// Whether [`discover`] may take an upstream that nothing answers for to be the testbed's own
+/// API of its version's major.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// At start: the router may start before the testbed's own backends (with a warning).
+    BuiltIn,
+    /// At runtime (admin Add and Replace): an upstream whose descriptors cannot be read is
+    /// refused, even if it stopped answering between the reachability check and reflection.
+    None,
+}
+
 /// Reads what `spec` declares: from `descriptors` when given, else by reflection (v1, falling
 /// back to v1alpha) over the upstream's own channel, so an `https://` upstream is read over TLS
 /// and checked against `ca` as its calls will be. When there is no file, VERSION's
 /// `increment.v{MAJOR}` is one of the testbed's own APIs and nothing listens at the upstream's
-/// address yet, the compiled-in descriptors stand in (with a warning), so a router can still
-/// start before a testbed upstream is up. An upstream that answers but serves no reflection
+/// address yet, the compiled-in descriptors stand in (with a warning; [`Fallback::BuiltIn`]
+/// only), so a router can still start before a testbed upstream is up. An upstream that answers but serves no reflection
 /// needs its descriptors file.
 pub async fn discover(
     spec: &UpstreamSpec,
     descriptors: Option<&Path>,
     ca: Option<&Path>,
+    fallback: Fallback,
 ) -> anyhow::Result<Discovered> {
     let started = Instant::now();
     let loaded = match descriptors {
@@ -313,10 +325,13 @@ pub async fn discover(
         }
     };
     // Only an upstream nobody can ask is taken at its version's word.
-    let unaskable = loaded.is_err()
+    let unaskable = fallback == Fallback::BuiltIn
+        && loaded.is_err()
         && descriptors.is_none()
         && services::API_PACKAGES.contains(&spec.api().as_str())
-        && !answers_tcp(spec.host_port()).await;
+        && crate::route_checks::reachable(&spec.name, spec.host_port())
+            .await
+            .is_err();
     let (pool, origin) = match loaded {
         Ok(found) => found,
         Err(err) if unaskable => {
@@ -414,15 +429,6 @@ pub fn declared_in(
         origin,
         took: started.elapsed(),
     })
-}
-
-/// Whether something accepts TCP connections at `addr` (`HOST:PORT`) within a second.
-async fn answers_tcp(addr: &str) -> bool {
-    let connect = tokio::net::TcpStream::connect(addr);
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), connect).await,
-        Ok(Ok(_))
-    )
 }
 
 /// The testbed's own API descriptors.
@@ -575,7 +581,7 @@ pub async fn gateway(
             .rev()
             .find(|d| d.name == spec.name)
             .map(|d| d.path.as_path());
-        let discovered = discover(spec, file, ca).await?;
+        let discovered = discover(spec, file, ca, Fallback::BuiltIn).await?;
         tracing::info!(
             upstream = %spec.name,
             packages = %discovered.packages.join(", "),

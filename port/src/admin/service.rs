@@ -53,6 +53,9 @@ use tonic::{Request, Response, Status};
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait a Drain may ask for.
 pub const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest a route change waits for another to finish (changes are serialized, and none
+/// holds the lock across a network wait, so this is a bound on a stuck change, not a queue).
+pub const CHANGE_WAIT: Duration = Duration::from_secs(30);
 
 /// The address of every backend of `gateway`'s table, by backend name (`NAME`, or
 /// `NAME/PACKAGE` for an upstream implementing several packages), for the admin API's listings.
@@ -231,7 +234,9 @@ pub async fn start_guarding(
 }
 
 /// An upstream read and ready to join the table.
-struct Prepared {
+struct Prepared<'a> {
+    /// The change lock, held from re-reading the table until the new one is stored.
+    _change: tokio::sync::MutexGuard<'a, ()>,
     spec: UpstreamSpec,
     backends: Vec<Backend>,
     /// The router's catalog extended with the packages the upstream brings, if any.
@@ -251,7 +256,8 @@ struct RoutesService {
     max_upstreams: usize,
     /// Held by each Add, Replace and Remove from reading the table until the new one is
     /// stored: an Add extends the catalog it read, so two at once would each extend the same
-    /// one and the second would drop the first's packages (and be refused for it).
+    /// one and the second would drop the first's packages (and be refused for it). Never held
+    /// across a network wait: an upstream is reached and read before it is taken.
     changes: tokio::sync::Mutex<()>,
 }
 
@@ -362,12 +368,20 @@ impl RoutesService {
         text: &str,
         descriptor_set: &[u8],
         adding: bool,
-    ) -> Result<Prepared, Status> {
+    ) -> Result<Prepared<'_>, Status> {
         let text = required("upstream", text, UPSTREAM_EXAMPLE)?;
         let spec: UpstreamSpec = text.parse().map_err(Status::invalid_argument)?;
         self.check_reality(&spec, adding).await?;
         let discovered = match descriptor_set {
-            [] => upstream::discover(&spec, None, self.upstream_ca.as_deref()).await,
+            [] => {
+                upstream::discover(
+                    &spec,
+                    None,
+                    self.upstream_ca.as_deref(),
+                    upstream::Fallback::None,
+                )
+                .await
+            }
             bytes => {
                 let started = std::time::Instant::now();
                 let pool = compat::budget::decode_pool(bytes).map_err(|err| {
@@ -383,6 +397,10 @@ impl RoutesService {
         compat::budget::check_samples(&discovered.pool).map_err(|err| {
             Status::invalid_argument(format!("the descriptors of upstream {}: {err}", spec.name))
         })?;
+        // The upstream was reached and read without the lock; what it is checked against is
+        // read under it, so a change made meanwhile counts.
+        let change = self.lock_changes().await?;
+        route_checks::name_is_free(&spec, &self.handle.table(), adding)?;
         let table = self.handle.table();
         let catalog = table.catalog();
         let mut pool = catalog.pool().clone();
@@ -439,10 +457,23 @@ impl RoutesService {
             .backends(self.upstream_ca.as_deref())
             .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
         Ok(Prepared {
+            _change: change,
             spec,
             backends,
             catalog,
         })
+    }
+
+    /// The change lock, waited for at most [`CHANGE_WAIT`]; `UNAVAILABLE` past it.
+    async fn lock_changes(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, Status> {
+        tokio::time::timeout(CHANGE_WAIT, self.changes.lock())
+            .await
+            .map_err(|_| {
+                Status::unavailable(format!(
+                    "another route change has been in progress for {} s; try again",
+                    CHANGE_WAIT.as_secs()
+                ))
+            })
     }
 
     /// What Add (`adding`) or Replace checks before reading the upstream (see
@@ -480,15 +511,16 @@ impl RoutesService {
     }
 
     async fn add_upstream(&self, request: &AddRequest) -> Result<ChangeReply, Status> {
-        let _change = self.changes.lock().await;
         self.room_for_an_upstream()?;
         let Prepared {
+            _change,
             spec,
             backends,
             catalog,
         } = self
             .prepare(&request.upstream, &request.descriptor_set, true)
             .await?;
+        self.room_for_an_upstream()?;
         let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
         let warnings = route_checks::warnings(&backends);
         if let Some(catalog) = &catalog {
@@ -507,8 +539,8 @@ impl RoutesService {
     }
 
     async fn replace_upstream(&self, request: &ReplaceRequest) -> Result<ChangeReply, Status> {
-        let _change = self.changes.lock().await;
         let Prepared {
+            _change,
             spec,
             backends,
             catalog,
@@ -584,7 +616,7 @@ impl RoutesService {
     async fn remove_backend(&self, name: &str) -> Result<ChangeReply, Status> {
         let name = required("name", name, "a backend's name")?;
         route_checks::check_backend_name(name).map_err(Status::invalid_argument)?;
-        let _change = self.changes.lock().await;
+        let _change = self.lock_changes().await?;
         let before = self
             .handle
             .table()
