@@ -17,6 +17,7 @@ use std::time::Duration;
 
 /// `testbed serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = port::upstream::UPSTREAM_SPEC_HELP)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:50051", value_parser = server::parse_addr)]

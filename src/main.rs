@@ -13,7 +13,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(
     version,
-    about = "gRPC version-compatibility testbed: v1 and v2 side by side, every client against every deployment"
+    about = "gRPC version-compatibility testbed: check two versions of an API, route them side by side \
+             through a gateway, probe them live, and run the whole experiment (matrix, rollout, latency)"
 )]
 struct Cli {
     /// tokio runtime flavour of this process (the runtime alone moves latencies by 1.5-2x).
@@ -25,7 +26,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the Incrementer API with health and reflection until Ctrl-C or SIGTERM.
+    /// The gateway: route any gRPC API's calls to upstreams by package and x-api-version.
+    ///
+    /// With --upstream, calls of any API are routed to upstreams by package and x-api-version,
+    /// with health, reflection and an admin API (--admin-addr); without it, the Incrementer
+    /// example is served (v1 and v2 side by side). Runs until Ctrl-C or SIGTERM.
     Serve(cli::ServeArgs),
     /// Run every client against every deployment and print the compatibility matrix.
     Matrix(cli::MatrixArgs),

@@ -61,6 +61,7 @@ pub enum RouteAction {
     List(Target),
     /// Add an upstream, as `serve --upstream` does at start (descriptors read by reflection
     /// or sent with --descriptors, `+PACKAGE` checked by compat).
+    #[command(after_help = port::upstream::UPSTREAM_SPEC_HELP)]
     Add {
         /// The upstream.
         #[command(flatten)]
@@ -71,6 +72,7 @@ pub enum RouteAction {
     },
     /// Put an upstream in the place of the backend of the same name (e.g. to retire an older
     /// package onto it: v2=2.0.0@127.0.0.1:7002+increment.v1).
+    #[command(after_help = port::upstream::UPSTREAM_SPEC_HELP)]
     Replace {
         /// The upstream.
         #[command(flatten)]

@@ -129,3 +129,24 @@ fn matrix_json_goes_to_stdout_alone_and_names_expected_refusals() {
     assert_eq!(cell["unary"]["code"], "UNIMPLEMENTED");
     assert_eq!(json["mismatches"].as_array().map(Vec::len), Some(0));
 }
+
+#[test]
+fn serve_help_says_it_is_the_gateway_and_every_upstream_command_shows_one_grammar() {
+    let top = String::from_utf8_lossy(&testbed(&["--help"], &[]).stdout).into_owned();
+    let serve_line = top
+        .lines()
+        .find(|line| line.trim_start().starts_with("serve "))
+        .unwrap_or_default();
+    assert!(serve_line.contains("gateway"), "{top}");
+    for args in [
+        &["serve", "--help"][..],
+        &["route", "add", "--help"],
+        &["route", "replace", "--help"],
+    ] {
+        let help = String::from_utf8_lossy(&testbed(args, &[]).stdout).into_owned();
+        assert!(
+            help.contains(port::upstream::UPSTREAM_SPEC_HELP),
+            "{args:?}: {help}"
+        );
+    }
+}

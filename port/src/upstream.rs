@@ -54,6 +54,22 @@ pub struct UpstreamSpec {
     pub also_serving: Vec<String>,
 }
 
+/// The upstream grammar with examples: the one description `serve --upstream`, `route add` and
+/// `route replace` show in their help.
+pub const UPSTREAM_SPEC_HELP: &str = "\
+Upstream: NAME=VERSION@ADDRESS[+PACKAGE...]
+  NAME      the backend's name in `route list`, logs and replies: [A-Za-z0-9._-], at most 64 bytes
+  VERSION   the semver release it runs (1.0.0, 2.1.0-rc.1); x-api-version requirements match it
+  ADDRESS   HOST:PORT or http://HOST:PORT (plaintext HTTP/2), https://HOST:PORT (TLS, trusted
+            with --upstream-ca)
+  +PACKAGE  also route this (older) package's calls to it, allowed only when compat finds no
+            breaking wire change: the older package is retired onto it
+The packages it implements are read from it by gRPC reflection, or from --descriptors NAME=FILE.
+Examples:
+  v1=1.0.0@127.0.0.1:7001
+  v2=2.0.0@https://payments-v2.internal:8443
+  v2=2.0.0@127.0.0.1:7002+increment.v1   v2 also serves v1's calls (v1 retired)";
+
 impl FromStr for UpstreamSpec {
     type Err = String;
 
