@@ -6,7 +6,8 @@
 //! backends behind it, `v1=1.0.0` (the only one of increment.v1), `v2a=2.0.0` and
 //! `v2b=2.1.0` (two of increment.v2: unpinned v2 calls go to v2b, the highest, and can move to
 //! v2a when v2b is gone). This process runs v1 and v2 clients (every reply verified, as
-//! `testbed mixed`), watches `grpc.health.v1.Health/Watch` of both services on the gateway,
+//! `testbed mixed`), makes a fresh call of each version every 20 ms ([`fresh`]), watches
+//! `grpc.health.v1.Health/Watch` of both services on the gateway,
 //! and injects in turn, each fault lasting `--fault-ms`:
 //!
 //! 1. SIGKILL of v1, then v1 restarted on the same port;
@@ -24,6 +25,7 @@
 //! length the lag. The run fails when a reply was wrong, a call failed outside
 //! every window, or a disagreement lasted longer than `--health-target-ms`.
 
+pub mod fresh;
 pub mod report;
 pub mod timeline;
 
@@ -324,6 +326,7 @@ pub async fn run(
     );
     let mut fleet = Fleet::start(testbed_exe, &args.gateway_args).await?;
     let log = CallLog::new(Duration::from_millis(args.slow_ms));
+    let v2_requirement: semver::VersionReq = "^2".parse()?;
     let options = LoadOptions {
         v1_clients: args.v1_clients,
         v2_clients: args.v2_clients,
@@ -331,11 +334,19 @@ pub async fn run(
         rate_per_client: None,
         open_loop: false,
         v1_requirement: None,
-        v2_requirement: Some("^2".parse()?),
+        v2_requirement: Some(v2_requirement.clone()),
         v2_waits_for_health: false,
         call_log: Some(log.clone()),
     };
     let load = Load::start(fleet.gateway.addr, &options, "chaos").await?;
+    let fresh = fresh::FreshCallers::start(
+        fleet.gateway.addr,
+        &v2_requirement,
+        Duration::from_millis(args.slow_ms),
+        load.started(),
+        log.clone(),
+    )
+    .await?;
     let health: [Arc<Mutex<Vec<HealthEvent>>>; 2] = Default::default();
     let watchers: Vec<_> = Api::ALL
         .iter()
@@ -380,6 +391,7 @@ pub async fn run(
     for watcher in &watchers {
         watcher.abort();
     }
+    fresh.stop();
     let load = load.stop().await?;
     fleet.shutdown().await?;
     let health = health.map(|events| events.lock().unwrap_or_else(|e| e.into_inner()).clone());

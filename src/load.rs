@@ -129,6 +129,23 @@ impl CallLog {
     /// The resolution at which verified calls are counted.
     pub const TICK: Duration = Duration::from_millis(10);
 
+    /// Records one call of `api` sent at `sent` (since the load started) that took `took`:
+    /// counted as verified when `failed` is `None` (and noted too when slow), noted when it
+    /// failed or was wrong.
+    pub fn record(&self, api: Api, sent: Duration, took: Duration, failed: Option<CallOutcome>) {
+        if failed.is_none() {
+            self.verified(api, sent + took);
+        }
+        if let Some(outcome) = failed.or(Some(CallOutcome::Slow).filter(|_| took > self.slow)) {
+            self.note(CallRecord {
+                api,
+                sent,
+                took,
+                outcome,
+            });
+        }
+    }
+
     fn verified(&self, api: Api, done: Duration) {
         let tick = (done.as_nanos() / Self::TICK.as_nanos()) as usize;
         let mut ticks = self.verified[api as usize]
@@ -760,18 +777,7 @@ impl ChainClient {
             bucket.failed += u64::from(outcome.is_some());
             if let Some(log) = &self.log {
                 let sent = started.saturating_duration_since(load_started);
-                if outcome.is_none() {
-                    log.verified(self.api(), sent + elapsed);
-                }
-                let outcome = outcome.or(Some(CallOutcome::Slow).filter(|_| elapsed > log.slow));
-                if let Some(outcome) = outcome {
-                    log.note(CallRecord {
-                        api: self.api(),
-                        sent,
-                        took: elapsed,
-                        outcome,
-                    });
-                }
+                log.record(self.api(), sent, elapsed, outcome);
             }
             match result {
                 Ok(answer) => match self.verify(value, sent, &answer) {
