@@ -40,12 +40,23 @@ pub struct ServeArgs {
     /// upstream that serves no reflection. Repeatable.
     #[arg(long = "descriptors", requires = "upstreams")]
     pub descriptors: Vec<DescriptorsSpec>,
+    /// With upstreams that carry a ;weight=N, the request header whose value decides which side
+    /// of the split a call falls on (e.g. x-user-id): one caller stays on one version while the
+    /// weights hold. Without it (or without the header) each call falls at random.
+    #[arg(long, requires = "upstreams", value_parser = sticky_header)]
+    pub sticky_header: Option<http::HeaderName>,
     /// The admin API (`testbed route`), on a listener of its own.
     #[command(flatten)]
     pub admin: port::admin::AdminOptions,
     /// Limits and timeouts.
     #[command(flatten)]
     pub options: ServeOptions,
+}
+
+/// A request header name, in the lower case HTTP/2 sends.
+fn sticky_header(text: &str) -> Result<http::HeaderName, String> {
+    http::HeaderName::from_bytes(text.to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("{text:?} is not a header name"))
 }
 
 /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
@@ -87,7 +98,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let gateway = port::upstream::gateway(&args.upstreams, &args.descriptors, ca).await?;
         addresses = port::admin::addresses(&gateway);
         (
-            Layout::Routed(gateway.table),
+            Layout::Routed(gateway.table.with_sticky_header(args.sticky_header.clone())),
             "router over upstreams".to_string(),
         )
     } else {

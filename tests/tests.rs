@@ -30,3 +30,4 @@ mod report;
 mod routes;
 mod routing;
 mod tls;
+mod weights;

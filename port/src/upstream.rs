@@ -52,18 +52,23 @@ pub struct UpstreamSpec {
     pub addr: String,
     /// Older packages also routed to it.
     pub also_serving: Vec<String>,
+    /// Its share of the requests it can serve, in percent (`;weight=N`; see `router`'s
+    /// weights); `None`: the highest version without a weight takes what weighted ones leave.
+    pub weight: Option<u8>,
 }
 
 /// The upstream grammar with examples: the one description `serve --upstream`, `route add` and
 /// `route replace` show in their help.
 pub const UPSTREAM_SPEC_HELP: &str = "\
-Upstream: NAME=VERSION@ADDRESS[+PACKAGE...]
+Upstream: NAME=VERSION@ADDRESS[+PACKAGE...][;weight=N]
   NAME      the backend's name in `route list`, logs and replies: [A-Za-z0-9._-], at most 64 bytes
   VERSION   the semver release it runs (1.0.0, 2.1.0-rc.1); x-api-version requirements match it
   ADDRESS   HOST:PORT or http://HOST:PORT (plaintext HTTP/2), https://HOST:PORT (TLS, trusted
             with --upstream-ca)
   +PACKAGE  also route this (older) package's calls to it, allowed only when compat finds no
             breaking wire change: the older package is retired onto it
+  ;weight=N the percentage (0-100) of the requests it can serve that it takes; the highest
+            version without a weight takes the rest (a canary: v2b=2.1.0@HOST:PORT;weight=5)
 The packages it implements are read from it by gRPC reflection, or from --descriptors NAME=FILE.
 Examples:
   v1=1.0.0@127.0.0.1:7001
@@ -74,8 +79,10 @@ impl FromStr for UpstreamSpec {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let usage = "expected NAME=VERSION@HOST:PORT[+PACKAGE...], e.g. v2=2.0.0@127.0.0.1:7002+increment.v1";
-        let (name, rest) = text
+        let usage = "expected NAME=VERSION@HOST:PORT[+PACKAGE...][;weight=N], e.g. v2=2.0.0@127.0.0.1:7002+increment.v1";
+        let (spec, options) = text.split_once(';').unwrap_or((text, ""));
+        let weight = parse_options(options).map_err(|why| format!("{}: {why}", quote(text)))?;
+        let (name, rest) = spec
             .split_once('=')
             .ok_or_else(|| format!("{}: {usage}", quote(text)))?;
         let (version, rest) = rest
@@ -106,8 +113,41 @@ impl FromStr for UpstreamSpec {
                 + &host_port(addr)
                     .map_err(|why| format!("{}: address {} {why}", quote(text), quote(addr)))?,
             also_serving,
+            weight,
         })
     }
+}
+
+/// The `;key=value` options after an upstream's address: only `weight` so far.
+fn parse_options(options: &str) -> Result<Option<u8>, String> {
+    let mut weight = None;
+    for option in options.split(';').filter(|o| !o.is_empty()) {
+        match option.split_once('=') {
+            Some(("weight", value)) => {
+                let parsed = value
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|w| *w <= router::MAX_WEIGHT)
+                    .ok_or_else(|| {
+                        format!(
+                            "weight {} is not a whole number from 0 to {}",
+                            quote(value),
+                            router::MAX_WEIGHT
+                        )
+                    })?;
+                if weight.replace(parsed).is_some() {
+                    return Err("weight is given twice".to_string());
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown option {} after the address (known: ;weight=N)",
+                    quote(option)
+                ));
+            }
+        }
+    }
+    Ok(weight)
 }
 
 impl UpstreamSpec {
@@ -139,7 +179,8 @@ impl UpstreamSpec {
     /// CA certificate (PEM) in `ca` (`--upstream-ca`).
     pub fn backend_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Backend> {
         let pool = self.pool_with_ca(ca)?;
-        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), pool);
+        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), pool)
+            .with_weight(self.weight);
         Ok(self
             .also_serving
             .iter()
@@ -148,7 +189,8 @@ impl UpstreamSpec {
 
     fn backend_with(&self, ca: Option<Certificate>) -> Result<Backend, tonic::transport::Error> {
         let pool = UpstreamPool::new(self.endpoint_with(ca)?, crate::pool::limits());
-        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), pool);
+        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), pool)
+            .with_weight(self.weight);
         Ok(self
             .also_serving
             .iter()
@@ -542,7 +584,8 @@ impl Discovered {
                     true => spec.name.clone(),
                     false => format!("{}/{package}", spec.name),
                 };
-                let backend = Backend::remote(&name, spec.version.clone(), package, pool.clone());
+                let backend = Backend::remote(&name, spec.version.clone(), package, pool.clone())
+                    .with_weight(spec.weight);
                 spec.also_serving
                     .iter()
                     .filter(|older| single || package_stem(older) == package_stem(package))
@@ -673,6 +716,13 @@ mod tests {
         assert_eq!(tls.addr, "https://localhost:7002");
         let err = tls.backend_with_ca(None).unwrap_err().to_string();
         assert!(err.contains("--upstream-ca"), "{err}");
+        assert_eq!(spec.weight, None);
+        let canary: UpstreamSpec = "v2b=2.1.0@127.0.0.1:7003+increment.v1;weight=5"
+            .parse()
+            .unwrap();
+        assert_eq!(canary.weight, Some(5));
+        assert_eq!(canary.also_serving, ["increment.v1"]);
+        assert_eq!(canary.backend().unwrap().weight, Some(5));
     }
 
     #[test]
@@ -684,6 +734,10 @@ mod tests {
             ("v1=1.0.0@:7001", "no host"),
             ("v1=1.0.0@localhost:http", "port"),
             ("=1.0.0@127.0.0.1:1", "name is empty"),
+            ("v1=1.0.0@127.0.0.1:1;weight=101", "from 0 to 100"),
+            ("v1=1.0.0@127.0.0.1:1;weight=-1", "from 0 to 100"),
+            ("v1=1.0.0@127.0.0.1:1;weight=5;weight=6", "twice"),
+            ("v1=1.0.0@127.0.0.1:1;canary", "unknown option"),
         ] {
             let err = bad.parse::<UpstreamSpec>().unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");

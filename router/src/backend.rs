@@ -31,6 +31,9 @@ pub struct Backend {
     pub service: BackendService,
     /// For a remote backend, its connections, over which an `UpstreamProbe` checks it too.
     pub(crate) pool: Option<UpstreamPool>,
+    /// The percentage of the requests it can serve that it takes (`;weight=N`); `None`: the
+    /// highest version without a weight takes what weighted backends leave (see `weights`).
+    pub weight: Option<u8>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -41,6 +44,7 @@ impl std::fmt::Debug for Backend {
             .field("api", &self.api)
             .field("serves", &self.serves)
             .field("remote", &self.pool.is_some())
+            .field("weight", &self.weight)
             .finish_non_exhaustive()
     }
 }
@@ -92,7 +96,14 @@ impl Backend {
             serves: vec![api.to_string()],
             service,
             pool,
+            weight: None,
         }
+    }
+
+    /// Gives the backend `weight` (see [`Backend::weight`]).
+    pub fn with_weight(mut self, weight: Option<u8>) -> Self {
+        self.weight = weight;
+        self
     }
 
     /// Whether the backend is in another process (made by [`Backend::remote`]).

@@ -111,6 +111,7 @@ mod table;
 #[cfg(test)]
 mod testing;
 mod trailers;
+mod weights;
 
 pub use backend::{Backend, BackendService};
 pub use body::{Inspect, InspectedBody};
@@ -128,6 +129,7 @@ pub use requirement::{API_VERSION_HEADER, parse_requirement};
 pub use service::{VersionRouter, VersionRouterLayer, readdress};
 pub use table::{BackendInfo, RouteTable, TableError};
 pub use trailers::status_trailers;
+pub use weights::{ChoicePoint, MAX_WEIGHT};
 
 /// A boxed, sendable future: what the router's services return.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;

@@ -115,8 +115,9 @@ where
         // sees "closed" and goes elsewhere, or the drain sees it counted and waits for it.
         // A closed backend is never active again in a later table, so this loops at most once
         // per drain or removal that overlaps the call.
+        let point = table.choice_point(request.headers());
         let (guard, version, service, new_path) = loop {
-            let route = match table.select(&grpc_path, requirement.as_ref()) {
+            let route = match table.select(&grpc_path, requirement.as_ref(), point) {
                 Ok(route) => route,
                 Err(status) => return reply(status),
             };

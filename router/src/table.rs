@@ -7,8 +7,9 @@
 use crate::catalog::{ApiCatalog, CatalogError};
 use crate::inflight::InFlight;
 use crate::requirement::API_VERSION_HEADER;
+use crate::weights::{self, ChoicePoint};
 use crate::{Backend, GrpcPath};
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use semver::{Version, VersionReq};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -130,6 +131,8 @@ pub struct BackendInfo {
     /// Whether its connection pool is full (every connection at its stream limit): it answers,
     /// but new calls wait or get `RESOURCE_EXHAUSTED`. Always `false` for in-process backends.
     pub saturated: bool,
+    /// Its weight, if it has one (see [`Backend::weight`]).
+    pub weight: Option<u8>,
 }
 
 /// An immutable, validated set of backends and the index used to pick one per request.
@@ -139,6 +142,10 @@ pub struct RouteTable {
     routes: Vec<Route>,
     /// Package → indices into `routes` of its active backends, highest version first.
     by_package: HashMap<String, Vec<usize>>,
+    /// Packages of which some active backend has a weight: only their requests are split.
+    weighted: std::collections::HashSet<String>,
+    /// The request header whose value decides a request's share of the split, if any.
+    sticky_header: Option<HeaderName>,
 }
 
 impl std::fmt::Debug for RouteTable {
@@ -195,11 +202,54 @@ impl RouteTable {
                 });
             }
         }
+        let weighted = by_package
+            .iter()
+            .filter(|(_, indices)| indices.iter().any(|&i| routes[i].backend.weight.is_some()))
+            .map(|(package, _)| package.clone())
+            .collect();
         Ok(Self {
             catalog,
             routes,
             by_package,
+            weighted,
+            sticky_header: None,
         })
+    }
+
+    /// [`from_routes`](Self::from_routes) keeping this table's settings.
+    fn rebuilt(&self, catalog: Arc<ApiCatalog>, routes: Vec<Route>) -> Result<Self, TableError> {
+        Ok(Self {
+            sticky_header: self.sticky_header.clone(),
+            ..Self::from_routes(catalog, routes)?
+        })
+    }
+
+    /// This table with requests' shares of a weighted split decided by the value of `header`
+    /// (the same value, the same backend while the weights hold), or at random without it.
+    pub fn with_sticky_header(mut self, header: Option<HeaderName>) -> Self {
+        self.sticky_header = header;
+        self
+    }
+
+    /// Where a request with `headers` falls in a weighted split.
+    pub(crate) fn choice_point(&self, headers: &http::HeaderMap) -> ChoicePoint {
+        match self
+            .sticky_header
+            .as_ref()
+            .and_then(|name| headers.get(name))
+        {
+            Some(value) => ChoicePoint::sticky(value.as_bytes()),
+            None => ChoicePoint::random(),
+        }
+    }
+
+    /// A new table in which backend `name` has `weight` (`None` clears it).
+    pub fn with_weight(&self, name: &str, weight: Option<u8>) -> Result<Self, TableError> {
+        let mut routes = self.routes.clone();
+        self.position(name)
+            .map(|i| routes[i].backend.weight = weight)
+            .ok_or_else(|| TableError::UnknownBackend(name.to_string()))?;
+        self.rebuilt(self.catalog.clone(), routes)
     }
 
     /// The catalog of managed APIs.
@@ -220,6 +270,7 @@ impl RouteTable {
                 in_flight: r.state.in_flight.current(),
                 reachable: r.is_reachable(),
                 saturated: r.backend.is_saturated(),
+                weight: r.backend.weight,
             })
             .collect()
     }
@@ -254,18 +305,40 @@ impl RouteTable {
     /// - Without one, the highest stable (non-prerelease) version wins; a prerelease is chosen
     ///   only when no stable backend serves the package at all. So adding a release candidate
     ///   beside `2.0.0` sends it only the requests that ask for it.
+    ///
+    /// When some backend of the package has a weight, the request's `point` picks among the
+    /// satisfying backends (reachable ones, if any) as [`weights`] describes, instead of the
+    /// highest alone.
     pub(crate) fn select(
         &self,
         path: &GrpcPath<'_>,
         requirement: Option<&VersionReq>,
+        point: ChoicePoint,
     ) -> Result<&Route, Status> {
         let candidates = self
             .by_package
             .get(path.package)
             .map_or(&[][..], Vec::as_slice);
         let routes = candidates.iter().map(|&i| &self.routes[i]);
+        let weighted = !self.weighted.is_empty() && self.weighted.contains(path.package);
         // Highest first, so the first that satisfies is the highest that does.
         let best = |satisfies: &dyn Fn(&Route) -> bool| {
+            if weighted {
+                let split = |reachable_only: bool| -> Vec<(&Route, Option<u8>)> {
+                    routes
+                        .clone()
+                        .filter(|r| satisfies(r) && (!reachable_only || r.is_reachable()))
+                        .map(|r| (r, r.backend.weight))
+                        .collect()
+                };
+                let reachable = split(true);
+                let split = if reachable.is_empty() {
+                    split(false)
+                } else {
+                    reachable
+                };
+                return weights::pick(&split, point).copied();
+            }
             routes
                 .clone()
                 .find(|r| satisfies(r) && r.is_reachable())
@@ -301,7 +374,7 @@ impl RouteTable {
     pub fn with_backend(&self, backend: Backend) -> Result<Self, TableError> {
         let mut routes = self.routes.clone();
         routes.push(Route::new(backend));
-        Self::from_routes(self.catalog.clone(), routes)
+        self.rebuilt(self.catalog.clone(), routes)
     }
 
     /// A new table with the same backends (sharing their state) over `catalog`, which must
@@ -316,7 +389,7 @@ impl RouteTable {
         {
             return Err(CatalogError::UnknownPackage(missing.to_string()).into());
         }
-        Self::from_routes(Arc::new(catalog), self.routes.clone())
+        self.rebuilt(Arc::new(catalog), self.routes.clone())
     }
 
     /// A new table in which `backend` takes the place of the backend with the same name (to route
@@ -335,7 +408,7 @@ impl RouteTable {
             draining: routes[i].draining,
             ..Route::new(backend)
         };
-        Self::from_routes(self.catalog.clone(), routes)
+        self.rebuilt(self.catalog.clone(), routes)
     }
 
     /// A new table in which backend `name` is draining: it keeps its in-flight requests but is
@@ -345,7 +418,7 @@ impl RouteTable {
         self.position(name)
             .map(|i| routes[i].draining = true)
             .ok_or_else(|| TableError::UnknownBackend(name.to_string()))?;
-        Self::from_routes(self.catalog.clone(), routes)
+        self.rebuilt(self.catalog.clone(), routes)
     }
 
     /// A new table without backend `name`. Requests already routed to it still finish, since
@@ -356,7 +429,7 @@ impl RouteTable {
             .position(name)
             .ok_or_else(|| TableError::UnknownBackend(name.to_string()))?;
         routes.remove(i);
-        Self::from_routes(self.catalog.clone(), routes)
+        self.rebuilt(self.catalog.clone(), routes)
     }
 
     /// This table with new shared state for every backend (nothing in flight, reachable, closed
@@ -462,7 +535,7 @@ mod tests {
         let path = GrpcPath::parse(&path).unwrap();
         let requirement = requirement.map(|r| VersionReq::parse(r).unwrap());
         table
-            .select(&path, requirement.as_ref())
+            .select(&path, requirement.as_ref(), crate::ChoicePoint::random())
             .map(|route| route.backend.name.clone())
     }
 
@@ -556,6 +629,58 @@ mod tests {
             "no backend serves demo.v2 with x-api-version >=3; \
              versions serving demo.v2: 2.0.0, 1.2.0, 1.0.0"
         );
+    }
+
+    #[test]
+    fn weights_split_only_among_the_backends_that_satisfy_a_request() {
+        let t = table(vec![
+            backend("v2a", "2.0.0", V2),
+            backend("v2b", "2.1.0", V2).with_weight(Some(0)),
+        ]);
+        // Weight 0: the canary takes only what asks for it.
+        for _ in 0..50 {
+            assert_eq!(pick(&t, None).unwrap(), "v2a");
+        }
+        assert_eq!(pick(&t, Some("=2.1.0")).unwrap(), "v2b");
+        let t = t.with_weight("v2b", Some(100)).unwrap();
+        assert_eq!(pick(&t, None).unwrap(), "v2b");
+        assert_eq!(pick(&t, Some("~2.0")).unwrap(), "v2a");
+        // Cleared: the highest version takes everything again.
+        let t = t.with_weight("v2a", Some(100)).unwrap();
+        let t = t
+            .with_weight("v2b", None)
+            .unwrap()
+            .with_weight("v2a", None)
+            .unwrap();
+        assert_eq!(pick(&t, None).unwrap(), "v2b");
+        assert_eq!(t.backends()[1].weight, None);
+        assert!(matches!(
+            t.with_weight("v9", Some(1)),
+            Err(TableError::UnknownBackend(_))
+        ));
+    }
+
+    #[test]
+    fn a_sticky_header_keeps_each_caller_on_one_side_of_the_split() {
+        let t = table(vec![
+            backend("v2a", "2.0.0", V2),
+            backend("v2b", "2.1.0", V2).with_weight(Some(50)),
+        ])
+        .with_sticky_header(Some(http::HeaderName::from_static("x-user-id")));
+        let path = GrpcPath::parse("/demo.v2.Counter/Add").unwrap();
+        let mut sides = std::collections::HashSet::new();
+        for user in 0..40 {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-user-id", format!("user-{user}").parse().unwrap());
+            let first = t.select(&path, None, t.choice_point(&headers)).unwrap();
+            let first = first.backend.name.clone();
+            for _ in 0..5 {
+                let again = t.select(&path, None, t.choice_point(&headers)).unwrap();
+                assert_eq!(again.backend.name, first, "user-{user} moved");
+            }
+            sides.insert(first);
+        }
+        assert_eq!(sides.len(), 2, "40 users at 50 % all fell on one side");
     }
 
     #[test]
