@@ -1,4 +1,4 @@
-//! `testbed route list|add|replace|drain|remove --admin ADDR`: change the routes of a running
+//! `testbed route list|add|replace|weight|drain|remove --admin ADDR`: change the routes of a running
 //! `testbed serve` through its admin API (`serve --admin-addr`), as a table or as JSON. The
 //! bearer token comes from `--token-file FILE` (the file holds just the token) or the
 //! `TESTBED_ADMIN_TOKEN` environment variable. An admin API over TLS is named
@@ -10,7 +10,7 @@
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use port::admin::pb::{
-    AddRequest, Backend, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest,
+    AddRequest, Backend, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest, SetWeightRequest,
 };
 use port::admin::{AdminAddress, AdminClient};
 use port::route_checks::escape_controls;
@@ -81,6 +81,18 @@ pub enum RouteAction {
         #[command(flatten)]
         target: Target,
     },
+    /// Set a backend's weight: the percentage (0-100) of the calls it can serve that it takes,
+    /// the highest version without a weight taking the rest; `none` clears it. A canary's
+    /// steps: `route weight v2b 5`, then 25, then 100.
+    Weight {
+        /// The backend's name (an upstream's name sets all of its NAME/PACKAGE backends).
+        name: String,
+        /// 0 to 100, or `none`.
+        weight: WeightArg,
+        /// The admin API.
+        #[command(flatten)]
+        target: Target,
+    },
     /// Stop routing new requests to a backend and wait for its in-flight requests.
     Drain {
         /// The backend's name.
@@ -137,8 +149,29 @@ impl RouteAction {
             RouteAction::List(target)
             | RouteAction::Add { target, .. }
             | RouteAction::Replace { target, .. }
+            | RouteAction::Weight { target, .. }
             | RouteAction::Drain { target, .. }
             | RouteAction::Remove { target, .. } => target,
+        }
+    }
+}
+
+/// `testbed route weight`'s value: a whole number from 0 to 100, or `none` (no weight).
+#[derive(Debug, Clone, Copy)]
+pub struct WeightArg(pub Option<u8>);
+
+impl std::str::FromStr for WeightArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => Ok(Self(None)),
+            _ => text
+                .parse::<u8>()
+                .ok()
+                .filter(|w| *w <= router::MAX_WEIGHT)
+                .map(|w| Self(Some(w)))
+                .ok_or_else(|| format!("{text:?} is not a weight: give 0 to 100, or none")),
         }
     }
 }
@@ -362,6 +395,35 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
             });
             (text, value, failed)
         }
+        RouteAction::Weight {
+            name,
+            weight: WeightArg(weight),
+            ..
+        } => {
+            let reply = client
+                .set_weight(SetWeightRequest {
+                    name: name.clone(),
+                    weight: weight.map(u32::from),
+                })
+                .await
+                .map_err(|status| target.refused(status))?
+                .into_inner();
+            let set = match weight {
+                Some(weight) => format!("weight {weight}"),
+                None => "no weight".to_string(),
+            };
+            let names: Vec<&str> = reply.changed.iter().map(|b| b.name.as_str()).collect();
+            let text = format!(
+                "{} now has {set}\n{}",
+                escape_controls(&names.join(", ")),
+                render(&reply.backends)
+            );
+            (
+                text,
+                change_json("weighted", &reply.changed, &reply.backends),
+                None,
+            )
+        }
         RouteAction::Remove { name, .. } => {
             let reply = client
                 .remove(RemoveRequest { name: name.clone() })
@@ -402,6 +464,7 @@ fn backend_json(backend: &Backend) -> Value {
         "in_flight": backend.in_flight,
         "reachable": backend.reachable,
         "saturated": backend.saturated,
+        "weight": backend.weight,
     })
 }
 
@@ -423,6 +486,7 @@ fn render(backends: &[Backend]) -> String {
         "address",
         "serves",
         "state",
+        "weight",
         "in flight",
     ]);
     for backend in backends {
@@ -444,6 +508,9 @@ fn render(backends: &[Backend]) -> String {
                 address,
                 &backend.serves.join(", "),
                 state,
+                &backend
+                    .weight
+                    .map_or_else(|| "–".to_string(), |w| format!("{w} %")),
                 &backend.in_flight.to_string(),
             ]
             .map(escape_controls),

@@ -212,6 +212,29 @@ impl RouterHandle {
         self.update(|table| Ok((table.without(name)?, ()))).await
     }
 
+    /// Gives backend `name` `weight` (`None` clears it), or every backend of an upstream named
+    /// `name` (`name/PACKAGE`); returns how many backends it set.
+    pub async fn set_weight(&self, name: &str, weight: Option<u8>) -> Result<usize, TableError> {
+        self.update(|table| {
+            let prefix = format!("{name}/");
+            let names: Vec<String> = table
+                .backends()
+                .into_iter()
+                .map(|b| b.name)
+                .filter(|b| b == name || b.starts_with(&prefix))
+                .collect();
+            if names.is_empty() {
+                return Err(TableError::UnknownBackend(name.to_string()));
+            }
+            let mut next = table.clone();
+            for backend in &names {
+                next = next.with_weight(backend, weight)?;
+            }
+            Ok((next, names.len()))
+        })
+        .await
+    }
+
     /// Checks every remote backend once, as an [`UpstreamProbe`](crate::UpstreamProbe) does
     /// periodically, with `timeout` for each check, and republishes health when a backend's
     /// reachability changed (by this check, or by a call that failed since). Returns how many

@@ -28,7 +28,7 @@ use super::auth::{Authenticate, Caller};
 use super::pb::routes_server::{Routes, RoutesServer};
 use super::pb::{
     AddRequest, Backend as BackendReply, ChangeReply, DrainReply, DrainRequest, ListReply,
-    ListRequest, RemoveRequest, ReplaceRequest,
+    ListRequest, RemoveRequest, ReplaceRequest, SetWeightRequest,
 };
 use crate::accept::{self, AcceptLimits, AcceptLoop, Admission};
 use crate::connections::Connections;
@@ -330,6 +330,7 @@ impl RoutesService {
             in_flight: info.in_flight as u64,
             reachable: info.reachable,
             saturated: info.saturated,
+            weight: info.weight.map(u32::from),
         }
     }
 
@@ -613,6 +614,41 @@ impl RoutesService {
         })
     }
 
+    async fn set_weight_of(&self, request: &SetWeightRequest) -> Result<ChangeReply, Status> {
+        let name = required("name", &request.name, "a backend's name")?;
+        route_checks::check_backend_name(name).map_err(Status::invalid_argument)?;
+        let weight = match request.weight {
+            None => None,
+            Some(weight) => Some(
+                u8::try_from(weight)
+                    .ok()
+                    .filter(|w| *w <= router::MAX_WEIGHT)
+                    .ok_or_else(|| {
+                        Status::invalid_argument(format!(
+                            "weight {weight} is not from 0 to {}",
+                            router::MAX_WEIGHT
+                        ))
+                    })?,
+            ),
+        };
+        let _change = self.lock_changes().await?;
+        self.handle
+            .set_weight(name, weight)
+            .await
+            .map_err(|err| table_status(&err))?;
+        let prefix = format!("{name}/");
+        let backends = self.backends();
+        Ok(ChangeReply {
+            changed: backends
+                .iter()
+                .filter(|b| b.name == name || b.name.starts_with(&prefix))
+                .cloned()
+                .collect(),
+            backends,
+            warnings: Vec::new(),
+        })
+    }
+
     async fn remove_backend(&self, name: &str) -> Result<ChangeReply, Status> {
         let name = required("name", name, "a backend's name")?;
         route_checks::check_backend_name(name).map_err(Status::invalid_argument)?;
@@ -712,6 +748,26 @@ impl Routes for RoutesService {
         let name = request.into_inner().name;
         let result = self.remove_backend(&name).await;
         log_change(&who, "remove", &name, result.as_ref().map(|_| "removed"));
+        result.map(Response::new)
+    }
+
+    async fn set_weight(
+        &self,
+        request: Request<SetWeightRequest>,
+    ) -> Result<Response<ChangeReply>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let result = self.set_weight_of(&request).await;
+        let outcome = match request.weight {
+            Some(weight) => format!("weight {weight}"),
+            None => "weight cleared".to_string(),
+        };
+        log_change(
+            &who,
+            "set-weight",
+            &request.name,
+            result.as_ref().map(|_| outcome.as_str()),
+        );
         result.map(Response::new)
     }
 }
