@@ -19,11 +19,11 @@ pub use halt_poll::HaltPoll;
 pub use handshake::{ConnectFigures, HandshakeResult};
 pub use placement::CpuList;
 pub use proxies::{LoadFigures, PathFigures, ProxiesResult};
-pub use report::{BenchReport, RowResult, RowsSkipped, check_writable};
-pub use report::{
-    MAIN_ROWS, PERCENTILE_COLORS, PERCENTILES, Percentile, PercentileLine, percentile_svg,
-    percentile_x, percentiles,
+pub use report::percentile_plot::{
+    MAIN_ROWS, PERCENTILE_COLORS, PercentileLine, percentile_svg, percentile_x,
 };
+pub use report::percentiles::{PERCENTILES, Percentile, percentiles};
+pub use report::{BenchReport, RowResult, RowsSkipped, check_writable};
 
 use anyhow::Context;
 use baseline::Baseline;
