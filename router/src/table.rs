@@ -4,75 +4,19 @@
 //! build a new table from the old one and swap it in (see `RouterHandle`). Lookups on the hot
 //! path are a hash lookup and a scan of a short list already sorted newest first.
 
+pub(crate) mod error;
+pub(crate) mod state;
+
 use crate::catalog::{ApiCatalog, CatalogError};
-use crate::inflight::InFlight;
 use crate::requirement::API_VERSION_HEADER;
 use crate::{Backend, GrpcPath};
+use error::TableError;
 use http::HeaderValue;
-use semver::{Version, VersionReq};
+use semver::VersionReq;
+use state::{BackendInfo, BackendState};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::Status;
-
-/// Why a route table could not be built or changed.
-#[derive(Debug, thiserror::Error)]
-pub enum TableError {
-    /// The API catalog could not be read.
-    #[error("the API catalog is unusable: {0}")]
-    Catalog(#[from] CatalogError),
-    /// Two backends share a name.
-    #[error("a backend named {0:?} is already in the route table")]
-    DuplicateName(String),
-    /// No backend has the name.
-    #[error("no backend named {0:?} is in the route table")]
-    UnknownBackend(String),
-    /// A backend speaks or is routed for a package the catalog does not manage.
-    #[error(
-        "backend {backend:?}: package {package} is not managed by this router (managed: {managed})"
-    )]
-    UnmanagedPackage {
-        /// The backend's name.
-        backend: String,
-        /// The package it named.
-        package: String,
-        /// The packages the catalog manages.
-        managed: String,
-    },
-    /// A backend is routed for a package its own API cannot serve without answering wrongly.
-    #[error("backend {backend:?} cannot serve {package} requests: {reason}")]
-    Incompatible {
-        /// The backend's name.
-        backend: String,
-        /// The package it was to serve.
-        package: String,
-        /// What the descriptors disagree on.
-        reason: CatalogError,
-    },
-    /// Two active backends with the same version serve one package, so the choice is ambiguous.
-    /// Versions are compared by semver precedence: build metadata does not count, so `2.0.0`
-    /// and `2.0.0+build5` are the same version.
-    #[error(
-        "backends {first:?} and {second:?} both serve {package} at version {version}{}",
-        if *.build_metadata_differs {
-            " (versions that differ only in build metadata, after '+', are the same version)"
-        } else {
-            ""
-        }
-    )]
-    AmbiguousVersion {
-        /// The package.
-        package: String,
-        /// The shared version, as the first backend gives it (boxed: keeps the error small).
-        version: Box<Version>,
-        /// Whether the second backend gives it with other build metadata.
-        build_metadata_differs: bool,
-        /// One backend.
-        first: String,
-        /// The other backend.
-        second: String,
-    },
-}
 
 /// A backend as the table holds it, with the state the router needs on the hot path.
 #[derive(Clone)]
@@ -83,53 +27,6 @@ pub(crate) struct Route {
     /// State shared by every table that holds this backend (under this name, since it was added).
     pub(crate) state: Arc<BackendState>,
     pub(crate) draining: bool,
-}
-
-/// What one backend's entries in successive tables share: its in-flight count and whether the
-/// router has stopped routing to it. (Whether it is reachable is kept by its connection pool.)
-#[derive(Debug, Default)]
-pub(crate) struct BackendState {
-    pub(crate) in_flight: Arc<InFlight>,
-    /// Set (once, never cleared) by `RouterHandle` after it stored a table in which this backend
-    /// is draining or absent. A request that selected the backend from an older table checks it
-    /// after counting itself in flight, and selects again if it is set; see
-    /// `VersionRouter::call` for why that closes the drain race.
-    closed: AtomicBool,
-}
-
-impl BackendState {
-    /// Whether the router has stopped routing new requests to this backend.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-}
-
-/// A snapshot of one backend's state, for status output and tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendInfo {
-    /// The backend's name.
-    pub name: String,
-    /// Its version.
-    pub version: Version,
-    /// The package it implements.
-    pub api: String,
-    /// The packages routed to it.
-    pub serves: Vec<String>,
-    /// Whether it is draining (gets no new requests).
-    pub draining: bool,
-    /// Requests (and streams) in flight on it now.
-    pub in_flight: usize,
-    /// Whether it answered the last reachability check (see `UpstreamProbe`) and no call to it
-    /// failed in transport since. Always `true` for in-process backends, and for remote ones
-    /// until a check or a call has found them unreachable.
-    pub reachable: bool,
-    /// Whether its connection pool is full (every connection at its stream limit): it answers,
-    /// but new calls wait or get `RESOURCE_EXHAUSTED`. Always `false` for in-process backends.
-    pub saturated: bool,
 }
 
 /// An immutable, validated set of backends and the index used to pick one per request.
