@@ -12,13 +12,17 @@
 //! - [`report`]: the main job, all of the above and the latency runs as one report.
 //! - [`chaos`]: faults injected into a gateway's backends under that load, health watched.
 //! - [`route`]: `testbed route`, a client of a running router's admin API.
-//! - [`cli`]: the commands' flags and what each command does, for the thin `main.rs`.
+//! - [`commands`] and [`cli`]: the command line, each command's flags and what it does, for the
+//!   thin `main.rs`.
+//! - [`terminal`]: what the command line draws: log lines, spinners and progress bars.
 
 pub mod chaos;
 pub mod cli;
+pub mod commands;
 pub mod load;
 pub mod matrix;
 pub mod proxy_rollout;
 pub mod report;
 pub mod rollout;
 pub mod route;
+pub mod terminal;

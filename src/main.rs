@@ -1,66 +1,13 @@
 //! `testbed`: serve v1 and v2 of the Incrementer API side by side, run the compatibility matrix,
 //! load, roll out, measure, and print the experiment's report. `testbed --help` lists the
-//! commands. This file parses the command line, draws progress and dispatches to the library.
+//! commands. This file parses the command line and dispatches to the library.
 
 use anyhow::Context;
-use bench::{Flavor, Progress};
-use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use clap::Parser;
 use std::process::ExitCode;
 use testbed::cli;
-use tracing_subscriber::EnvFilter;
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "gRPC version-compatibility testbed: check two versions of an API, route them side by side \
-             through a gateway, probe them live, and run the whole experiment (matrix, rollout, latency)"
-)]
-struct Cli {
-    /// tokio runtime flavour of this process (the runtime alone moves latencies by 1.5-2x).
-    #[arg(long, global = true, value_enum, default_value_t = Flavor::MultiThread)]
-    runtime: Flavor,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// The gateway: route any gRPC API's calls to upstreams by package and x-api-version.
-    ///
-    /// With --upstream, calls of any API are routed to upstreams by package and x-api-version,
-    /// with health, reflection and an admin API (--admin-addr); without it, the Incrementer
-    /// example is served (v1 and v2 side by side). Runs until Ctrl-C or SIGTERM.
-    Serve(cli::ServeArgs),
-    /// Run every client against every deployment and print the compatibility matrix.
-    Matrix(cli::MatrixArgs),
-    /// N v1 and M v2 clients at once against one address, every reply verified.
-    Mixed(cli::MixedArgs),
-    /// A zero-downtime v1 → v2 rollout under mixed-version load, every request counted.
-    Rollout(cli::RolloutArgs),
-    /// The latency runs: sequential dependent increments over every hop, side by side.
-    Bench(cli::BenchArgs),
-    /// Serve one of the non-gRPC baselines of the latency runs (used by `bench`).
-    #[command(hide = true)]
-    BenchTarget(bench::baseline::TargetArgs),
-    /// The main job: run the whole experiment (matrix, rollout, latency runs) and print its report.
-    Report(cli::ReportArgs),
-    /// Breaking-change verdict for two versions of any gRPC API (proto dirs, descriptor sets or
-    /// grpc://HOST:PORT by reflection), every finding confirmed on the wire; exit 100 when
-    /// something breaks.
-    Check(compat::cli::CheckArgs),
-    /// List or change the routes of a running `testbed serve` through its admin API.
-    Route(testbed::route::RouteArgs),
-    /// Faults (kill, stop, drain-remove-add, replace) injected into a gateway's backends
-    /// under mixed-version load, the gateway's health compared with what calls see.
-    Chaos(testbed::chaos::ChaosArgs),
-    /// Live compatibility probe: each version's clients call the other version's server (or a
-    /// gateway, --via) with generated requests; exit 100 when old clients are affected.
-    Probe(cli::ProbeArgs),
-    /// Make a CA, a server certificate and client certificates for the TLS set-ups (ca.pem,
-    /// server.pem/.key, NAME.pem/.key) in a folder.
-    Pki(port::pki::PkiArgs),
-}
+use testbed::commands::{Cli, Command};
+use testbed::terminal::{self, bar, bar_progress, spinner};
 
 /// Exit codes: 0 success; 1 an error, or a result that differs from what was promised (a matrix
 /// cell, a failed or wrong request, a requested row that could not run); 2 bad flags (clap).
@@ -85,14 +32,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only where a terminal shows them, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    terminal::init_logging(default_level);
     let exe = std::env::current_exe().context("cannot find the testbed executable")?;
     let done = match cli.command {
         Command::Check(args) => {
@@ -167,38 +107,4 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     done.map(|()| ExitCode::SUCCESS)
-}
-
-/// A spinner counting requests.
-fn spinner(message: &str) -> ProgressBar {
-    let spinner = ProgressBar::new_spinner();
-    spinner.set_style(
-        ProgressStyle::with_template("{spinner} {pos} requests {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    spinner.set_message(message.to_string());
-    spinner
-}
-
-/// A bar counting latency rows (hidden when `quiet`).
-fn bar(quiet: bool) -> ProgressBar {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
-fn bar_progress(bar: &ProgressBar) -> Progress {
-    let bar = bar.clone();
-    Progress::new(move |step| {
-        bar.set_length(step.total as u64);
-        bar.set_position(step.done as u64);
-        bar.set_message(step.message);
-    })
 }

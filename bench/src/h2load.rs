@@ -4,7 +4,8 @@
 //! same direct server (it does not verify the certificate; it must negotiate `h2`). h2load
 //! checks HTTP status only, so this row measures capacity, not answers.
 
-use super::{BenchOptions, Target, Targets};
+use super::BenchOptions;
+use super::targets::{Target, Targets};
 use anyhow::{Context, bail};
 use client::tools;
 use port::Deployment;

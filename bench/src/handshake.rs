@@ -7,8 +7,9 @@
 //! alike. Each call carries the chain on (its value is the last reply), so the chain must end
 //! at the number of connections, as every row's does.
 
+use super::BenchOptions;
 use super::chains::{self, Incrementer};
-use super::{BenchOptions, Target, Targets};
+use super::targets::{Target, Targets};
 use client::IncrementerClient;
 use hdrhistogram::Histogram;
 use port::Deployment;

@@ -2,7 +2,9 @@
 
 use crate::probe;
 use crate::service::VersionRouterLayer;
-use crate::table::{BackendState, RouteTable, TableError};
+use crate::table::RouteTable;
+use crate::table::error::TableError;
+use crate::table::state::BackendState;
 use crate::{ApiCatalog, Backend};
 use arc_swap::ArcSwap;
 use std::sync::Arc;

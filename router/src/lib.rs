@@ -127,7 +127,9 @@ pub use probe::{DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_TIMEOUT, ProbeConfig, Upst
 pub use quote::{MAX_QUOTE_BYTES, quote};
 pub use requirement::{API_VERSION_HEADER, parse_requirement};
 pub use service::{VersionRouter, VersionRouterLayer, readdress};
-pub use table::{BackendInfo, RouteTable, TableError};
+pub use table::RouteTable;
+pub use table::error::TableError;
+pub use table::state::BackendInfo;
 pub use trailers::status_trailers;
 pub use weights::{ChoicePoint, MAX_WEIGHT};
 

@@ -3,7 +3,9 @@
 //! matrix), then each proxy's rollout as the router's is drawn (timeline and per-phase table),
 //! with how each configuration change was applied.
 
-use super::{esc, expectation, items, num, outcome, rollout_table, text, timeline};
+use super::matrix::{expectation, outcome};
+use super::rollout::{rollout_table, timeline};
+use super::{esc, items, num, text};
 use serde_json::Value;
 use std::fmt::Write;
 

@@ -1,0 +1,59 @@
+//! The `testbed` command line: the global flags and the commands, as `main.rs` parses them.
+
+use bench::Flavor;
+use clap::{Parser, Subcommand};
+
+/// The command line: the global flags and one command.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "gRPC version-compatibility testbed: check two versions of an API, route them side by side \
+             through a gateway, probe them live, and run the whole experiment (matrix, rollout, latency)"
+)]
+pub struct Cli {
+    /// tokio runtime flavour of this process (the runtime alone moves latencies by 1.5-2x).
+    #[arg(long, global = true, value_enum, default_value_t = Flavor::MultiThread)]
+    pub runtime: Flavor,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands; each one's flags are in [`crate::cli`] (or its crate).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The gateway: route any gRPC API's calls to upstreams by package and x-api-version.
+    ///
+    /// With --upstream, calls of any API are routed to upstreams by package and x-api-version,
+    /// with health, reflection and an admin API (--admin-addr); without it, the Incrementer
+    /// example is served (v1 and v2 side by side). Runs until Ctrl-C or SIGTERM.
+    Serve(crate::cli::ServeArgs),
+    /// Run every client against every deployment and print the compatibility matrix.
+    Matrix(crate::cli::MatrixArgs),
+    /// N v1 and M v2 clients at once against one address, every reply verified.
+    Mixed(crate::cli::MixedArgs),
+    /// A zero-downtime v1 → v2 rollout under mixed-version load, every request counted.
+    Rollout(crate::cli::RolloutArgs),
+    /// The latency runs: sequential dependent increments over every hop, side by side.
+    Bench(crate::cli::BenchArgs),
+    /// Serve one of the non-gRPC baselines of the latency runs (used by `bench`).
+    #[command(hide = true)]
+    BenchTarget(bench::baseline::TargetArgs),
+    /// The main job: run the whole experiment (matrix, rollout, latency runs) and print its report.
+    Report(crate::cli::ReportArgs),
+    /// Breaking-change verdict for two versions of any gRPC API (proto dirs, descriptor sets or
+    /// grpc://HOST:PORT by reflection), every finding confirmed on the wire; exit 100 when
+    /// something breaks.
+    Check(compat::cli::CheckArgs),
+    /// List or change the routes of a running `testbed serve` through its admin API.
+    Route(crate::route::RouteArgs),
+    /// Faults (kill, stop, drain-remove-add, replace) injected into a gateway's backends
+    /// under mixed-version load, the gateway's health compared with what calls see.
+    Chaos(crate::chaos::ChaosArgs),
+    /// Live compatibility probe: each version's clients call the other version's server (or a
+    /// gateway, --via) with generated requests; exit 100 when old clients are affected.
+    Probe(crate::cli::ProbeArgs),
+    /// Make a CA, a server certificate and client certificates for the TLS set-ups (ca.pem,
+    /// server.pem/.key, NAME.pem/.key) in a folder.
+    Pki(port::pki::PkiArgs),
+}
