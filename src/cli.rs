@@ -118,6 +118,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         (Some(config), Some(router)) => {
             let ca = args.options.tls.upstream_ca.clone();
             let gateway = [running.addr];
+            let config = config.with_metrics(running.metrics());
             let admin =
                 port::admin::start_guarding(config, router.clone(), addresses, ca, &gateway);
             Some(admin.await?)

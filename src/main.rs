@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Incrementer API with health and reflection until Ctrl-C or SIGTERM.
-    Serve(cli::ServeArgs),
+    Serve(Box<cli::ServeArgs>),
     /// Run every client against every deployment and print the compatibility matrix.
     Matrix(cli::MatrixArgs),
     /// N v1 and M v2 clients at once against one address, every reply verified.

@@ -7,7 +7,7 @@
 use crate::catalog::{ApiCatalog, CatalogError};
 use crate::inflight::InFlight;
 use crate::requirement::API_VERSION_HEADER;
-use crate::{Backend, GrpcPath};
+use crate::{Backend, GrpcPath, UpstreamPool};
 use http::HeaderValue;
 use semver::{Version, VersionReq};
 use std::collections::HashMap;
@@ -80,6 +80,10 @@ pub(crate) struct Route {
     pub(crate) backend: Backend,
     /// The `x-api-version` response header value, formatted once.
     pub(crate) version_header: HeaderValue,
+    /// The backend's name and version, shared by the [`crate::Routed`] of every response it
+    /// gets.
+    pub(crate) name: Arc<str>,
+    pub(crate) version: Arc<str>,
     /// State shared by every table that holds this backend (under this name, since it was added).
     pub(crate) state: Arc<BackendState>,
     pub(crate) draining: bool,
@@ -130,6 +134,9 @@ pub struct BackendInfo {
     /// Whether its connection pool is full (every connection at its stream limit): it answers,
     /// but new calls wait or get `RESOURCE_EXHAUSTED`. Always `false` for in-process backends.
     pub saturated: bool,
+    /// Connections its pool has opened for calls (the health checks' own not counted). Always
+    /// 0 for in-process backends.
+    pub connections: usize,
 }
 
 /// An immutable, validated set of backends and the index used to pick one per request.
@@ -220,6 +227,7 @@ impl RouteTable {
                 in_flight: r.state.in_flight.current(),
                 reachable: r.is_reachable(),
                 saturated: r.backend.is_saturated(),
+                connections: r.backend.pool.as_ref().map_or(0, UpstreamPool::connections),
             })
             .collect()
     }
@@ -399,6 +407,8 @@ impl Route {
         let version_header = HeaderValue::from_str(&backend.version.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         Self {
+            name: Arc::from(backend.name.as_str()),
+            version: Arc::from(backend.version.to_string()),
             backend,
             version_header,
             state: Arc::default(),
