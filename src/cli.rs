@@ -130,6 +130,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(admin) = &admin {
         println!("testbed admin API on {}", admin.address());
     }
+    if let Some(metrics) = running.metrics_addr() {
+        println!("testbed metrics on http://{metrics}/metrics");
+    }
     port::signal::shutdown().await?;
     tracing::info!("shutting down; in-flight requests may finish");
     // Both stop, whatever the first says; the first error is the one reported.

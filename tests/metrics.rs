@@ -3,15 +3,16 @@
 //! by `promtool`, the bounds (series cap, log queue, metrics connections), and a real Prometheus
 //! scraping the port and answering a PromQL query per version and code.
 
+use crate::common::prometheus::{Prometheus, http_get, sample, tool};
 use crate::common::{self, raw};
 use port::Deployment;
 use port::observe::{Destination, ObserveOptions};
 use port::server::{self, RunningServer, ServeOptions};
 use services::pb::v1;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// A side-by-side router (v1@1.0.0, v2@2.0.0 in process) with `observe`.
@@ -35,53 +36,10 @@ fn metrics_on() -> ObserveOptions {
     }
 }
 
-/// An HTTP/1.0 GET (the server closes the connection after the reply): head and body.
-async fn http_get(addr: SocketAddr, target: &str, accept: Option<&str>) -> (String, String) {
-    let stream = TcpStream::connect(addr).await.expect("connects");
-    get_on(stream, addr, target, accept).await
-}
-
-async fn get_on(
-    mut stream: TcpStream,
-    addr: SocketAddr,
-    target: &str,
-    accept: Option<&str>,
-) -> (String, String) {
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    let request = format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
-        .await
-        .expect("the reply comes within 10 s")
-        .expect("the reply reads");
-    let reply = String::from_utf8(reply).expect("a text reply");
-    let (head, body) = reply.split_once("\r\n\r\n").expect("a head and a body");
-    (head.to_string(), body.to_string())
-}
-
 async fn scrape(server: &RunningServer) -> String {
     let (head, body) = http_get(server.metrics_addr().unwrap(), "/metrics", None).await;
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
     body
-}
-
-/// The sum of the samples of `name` whose labels include every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
 }
 
 fn with_requirement<T>(message: T, requirement: &str) -> tonic::Request<T> {
@@ -370,21 +328,6 @@ async fn openmetrics_is_served_when_asked_for_and_promtool_accepts_both_formats(
     );
 }
 
-/// A Prometheus tool from Debian's `prometheus` package.
-fn tool(name: &'static str) -> Result<PathBuf, client::tools::MissingTool> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file());
-    found.ok_or(client::tools::MissingTool {
-        tool: name,
-        looked: "PATH and /usr/bin".to_string(),
-        fix: "apt-get install -y prometheus (scripts/setup does this when run as root)",
-    })
-}
-
 #[tokio::test]
 async fn label_sets_past_the_series_cap_are_counted_as_other() {
     let server = start(ObserveOptions {
@@ -483,89 +426,6 @@ async fn the_metrics_listener_holds_at_most_its_connection_cap() {
     }
 }
 
-/// A free loopback port (bound, then let go), for a program that wants one named.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Prometheus started with a config scraping `target` every second; stopped when dropped.
-struct Prometheus {
-    child: std::process::Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    fn start(binary: &Path, target: SocketAddr) -> Self {
-        let dir = common::temp_dir("prometheus");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: testbed\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = std::process::Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts");
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// The instant query's result: (labels, value) per series.
-    async fn query(&self, promql: &str) -> Option<Vec<(serde_json::Value, f64)>> {
-        let encoded: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        // Refused until Prometheus listens.
-        let stream = TcpStream::connect(self.addr).await.ok()?;
-        let target = format!("/api/v1/query?query={encoded}");
-        let (head, body) = get_on(stream, self.addr, &target, None).await;
-        if !head.starts_with("HTTP/1.0 200") {
-            return None;
-        }
-        let reply: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let result = reply["data"]["result"].as_array()?;
-        Some(
-            result
-                .iter()
-                .map(|series| {
-                    let value = series["value"][1].as_str().unwrap_or("NaN");
-                    (series["metric"].clone(), value.parse().unwrap_or(f64::NAN))
-                })
-                .collect(),
-        )
-    }
-}
-
 #[tokio::test]
 async fn prometheus_scrapes_the_port_and_promql_gives_each_versions_calls_by_code() {
     let Some(binary) = common::tool(tool("prometheus")) else {
@@ -628,4 +488,98 @@ async fn without_flags_nothing_is_observed() {
     assert_eq!(server.metrics_addr(), None);
     assert!(server.metrics().is_none());
     common::probe(&server).await;
+}
+
+#[tokio::test]
+async fn admin_changes_are_counted_and_a_drained_backend_is_ejected() {
+    use port::admin::pb::{DrainRequest, RemoveRequest};
+    let server = start(metrics_on()).await;
+    let tokens = port::admin::Tokens::single("alice", crate::admin::TOKEN).unwrap();
+    let config = port::admin::AdminConfig::plaintext("127.0.0.1:0".parse().unwrap(), tokens)
+        .with_metrics(server.metrics());
+    let handle = server.router.clone().expect("a router");
+    let admin = port::admin::start(config, handle, Default::default(), None)
+        .await
+        .expect("the admin API starts");
+    let mut client = port::admin::connect(admin.addr, crate::admin::TOKEN)
+        .await
+        .expect("the admin client connects");
+    let drain = DrainRequest {
+        name: "v1".into(),
+        timeout_ms: 1000,
+    };
+    client.drain(drain).await.expect("v1 drains");
+    let refused = client
+        .remove(RemoveRequest {
+            name: "nope".into(),
+        })
+        .await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::NotFound);
+    let text = scrape(&server).await;
+    let changes = "testbed_admin_changes_total";
+    let counted =
+        |action, result| sample(&text, changes, &[("action", action), ("result", result)]);
+    assert_eq!(counted("drain", "done"), 1.0, "{text}");
+    assert_eq!(counted("remove", "refused"), 1.0, "{text}");
+    assert_eq!(sample(&text, changes, &[]), 2.0);
+    let ejected = "testbed_upstream_ejected";
+    assert_eq!(sample(&text, ejected, &[("backend", "v1")]), 1.0, "{text}");
+    assert_eq!(sample(&text, ejected, &[("backend", "v2")]), 0.0);
+}
+
+#[tokio::test]
+async fn testbed_serve_prints_where_metrics_are_and_logs_to_standard_output() {
+    let exe = Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let args = [
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--access-log",
+        "-",
+    ];
+    let mut child = port::child::ChildServer::testbed(exe, &args)
+        .await
+        .expect("testbed serve starts");
+    let said = child.next_line().await.unwrap();
+    let metrics: SocketAddr = said
+        .strip_prefix("testbed metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not the metrics address: {said:?}"));
+    common::probe_addr(child.addr).await;
+    let line: serde_json::Value = serde_json::from_str(&child.next_line().await.unwrap())
+        .expect("an access-log line on standard output");
+    assert_eq!(line["method"], "/increment.v1.Incrementer/Increment");
+    assert_eq!(line["backend"], "v1");
+    assert_eq!(line["status"], "OK");
+    let (_, text) = http_get(metrics, "/metrics", None).await;
+    let ok = [("backend", "v1"), ("grpc_code", "OK")];
+    assert_eq!(
+        sample(&text, "grpc_server_handled_total", &ok),
+        1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_the_client_drops_is_counted_as_canceled() {
+    let server = start(metrics_on()).await;
+    let (send, replies) = common::open_v2_stream(&server).await;
+    drop((send, replies));
+    let canceled = [
+        ("grpc_method", "IncrementStream"),
+        ("grpc_code", "Canceled"),
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(&server).await;
+        if sample(&text, "grpc_server_handled_total", &canceled) == 1.0 {
+            assert_eq!(sample(&text, "grpc_server_msg_received_total", &[]), 1.0);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
