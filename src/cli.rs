@@ -130,6 +130,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         (Some(config), Some(router)) => {
             let ca = args.options.tls.upstream_ca.clone();
             let gateway = [running.addr];
+            let config = config.with_metrics(running.metrics());
             let admin =
                 port::admin::start_guarding(config, router.clone(), addresses, ca, &gateway);
             Some(admin.await?)
@@ -140,6 +141,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     println!("testbed serving {label} on {}", running.addr);
     if let Some(admin) = &admin {
         println!("testbed admin API on {}", admin.address());
+    }
+    if let Some(metrics) = running.metrics_addr() {
+        println!("testbed metrics on http://{metrics}/metrics");
     }
     port::signal::shutdown().await?;
     tracing::info!("shutting down; in-flight requests may finish");

@@ -19,6 +19,7 @@ mod latency;
 mod limits;
 mod load;
 mod matrix;
+mod metrics;
 mod pki;
 mod pool;
 mod probe;

@@ -146,6 +146,8 @@ pub struct AdminConfig {
     limits: ListenerLimits,
     /// Upstreams the route table may hold; an Add past it is refused.
     max_upstreams: usize,
+    /// The port's metrics, which count each change (`testbed_admin_changes_total`).
+    metrics: Option<Arc<crate::observe::Metrics>>,
 }
 
 /// What the admin API's listener allows a connection before it is served.
@@ -165,7 +167,14 @@ impl AdminConfig {
             tls: None,
             limits: ListenerLimits::default(),
             max_upstreams: MAX_UPSTREAMS,
+            metrics: None,
         }
+    }
+
+    /// Counts each change in `metrics` (the port's, when it serves them).
+    pub fn with_metrics(mut self, metrics: Option<Arc<crate::observe::Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// At most `max_upstreams` upstreams in the route table (at least 1), instead of
@@ -285,6 +294,7 @@ impl AdminOptions {
             tls,
             limits: ListenerLimits::default(),
             max_upstreams: MAX_UPSTREAMS,
+            metrics: None,
         }
         .with_limits(self.admin_max_connections, ADMIN_HANDSHAKE_TIMEOUT)
         .with_peer_limit(self.admin_max_connections_per_peer)

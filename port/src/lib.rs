@@ -11,6 +11,7 @@
 //! - [`child`]: servers in child processes (latency runs, multi-process rollout).
 //! - [`tls`]: TLS and mutual TLS on the port, TLS clients, certificates made for tests.
 //! - [`fds`]: the file-descriptor budget (the open-files limit raised, connection caps clamped).
+//! - [`observe`]: Prometheus metrics (`--metrics-addr`) and the access log (`--access-log`).
 //! - [`admin`]: the admin API, changing a running router's routes from another process.
 //! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM) a long-running command waits for.
 
@@ -22,6 +23,7 @@ pub mod deployment;
 pub mod fds;
 pub mod guard;
 pub mod loop_guard;
+pub mod observe;
 pub mod pki;
 pub mod pool;
 mod reflection;

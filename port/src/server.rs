@@ -53,6 +53,9 @@ pub struct RunningServer {
     connections: Arc<Connections>,
     // Checks remote backends while the server runs, so health follows their reachability.
     _probe: Option<UpstreamProbe>,
+    /// Calls observed for metrics and the access log, when either is on.
+    observer: Option<Arc<crate::observe::Observer>>,
+    metrics: Option<crate::observe::MetricsListener>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     _accept: AcceptLoop,
@@ -82,6 +85,18 @@ impl RunningServer {
     /// Client connections open on the port now.
     pub fn open_connections(&self) -> usize {
         self.connections.count()
+    }
+
+    /// Where `/metrics` is served (`--metrics-addr`; the OS-chosen port when it named port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .map(crate::observe::MetricsListener::addr)
+    }
+
+    /// The metrics, when they are served (the admin API counts its changes in them).
+    pub fn metrics(&self) -> Option<Arc<crate::observe::Metrics>> {
+        self.observer.as_ref()?.metrics().cloned()
     }
 
     /// Stops accepting connections and lets in-flight requests finish, for at most
@@ -197,6 +212,9 @@ pub struct ServeOptions {
     /// Bytes that request messages still arriving may declare at once.
     #[command(flatten)]
     pub bodies: crate::guard::BodyLimits,
+    /// Metrics and the access log (both off by default).
+    #[command(flatten)]
+    pub observe: crate::observe::ObserveOptions,
 }
 
 impl Default for ServeOptions {
@@ -216,6 +234,7 @@ impl Default for ServeOptions {
             fds: crate::fds::FdOptions::default(),
             pool: crate::pool::PoolOptions::default(),
             bodies: crate::guard::BodyLimits::default(),
+            observe: crate::observe::ObserveOptions::default(),
         }
     }
 }
@@ -299,6 +318,18 @@ pub async fn start_with(
     .unary_methods(unary_methods(interop)?, router.clone())
     .body_limits(&options.bodies)
     .layer(service);
+    // Outermost, so that the guard's refusals are observed as clients see them; absent (not
+    // merely idle) when nothing is observed.
+    let sets: Vec<&[u8]> = DESCRIPTOR_SETS
+        .into_iter()
+        .chain(interop.descriptors())
+        .collect();
+    let observer =
+        crate::observe::Observer::new(&options.observe, &sets, router.clone())?.map(Arc::new);
+    let metrics = crate::observe::serve(options.observe.metrics_addr, observer.as_deref()).await?;
+    let service =
+        tower::util::option_layer(observer.clone().map(crate::observe::ObserveLayer::new))
+            .layer(service);
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());
     // `testbed serve` clamped and logged its caps already (with the admin API's); a server
@@ -343,6 +374,8 @@ pub async fn start_with(
         open,
         connections,
         _probe: probe,
+        observer,
+        metrics,
         shutdown: Some(shutdown),
         task,
         _accept: accept_loop,

@@ -106,6 +106,7 @@ mod pool;
 mod probe;
 mod quote;
 mod requirement;
+mod routed;
 mod service;
 mod table;
 #[cfg(test)]
@@ -126,6 +127,7 @@ pub use pool::{
 pub use probe::{DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_TIMEOUT, ProbeConfig, UpstreamProbe};
 pub use quote::{MAX_QUOTE_BYTES, quote};
 pub use requirement::{API_VERSION_HEADER, parse_requirement};
+pub use routed::Routed;
 pub use service::{VersionRouter, VersionRouterLayer, readdress};
 pub use table::RouteTable;
 pub use table::error::TableError;

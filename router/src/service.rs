@@ -3,6 +3,7 @@
 use crate::backend::RouterMade;
 use crate::inflight::CountedBody;
 use crate::requirement::{API_VERSION_HEADER, parse_requirement};
+use crate::routed::Routed;
 use crate::table::RouteTable;
 use crate::{BoxFuture, GrpcPath};
 use arc_swap::ArcSwap;
@@ -116,7 +117,7 @@ where
         // A closed backend is never active again in a later table, so this loops at most once
         // per drain or removal that overlaps the call.
         let point = table.choice_point(request.headers());
-        let (guard, version, service, new_path) = loop {
+        let (guard, version, routed, service, new_path) = loop {
             let route = match table.select(&grpc_path, requirement.as_ref(), point) {
                 Ok(route) => route,
                 Err(status) => return reply(status),
@@ -132,6 +133,7 @@ where
                 break (
                     guard,
                     route.version_header.clone(),
+                    (route.name.clone(), route.version.clone()),
                     route.backend.service.clone(),
                     new_path,
                 );
@@ -151,11 +153,17 @@ where
             let (mut parts, body) = response.into_parts();
             // A reply the backend's own plumbing made up (its upstream is unreachable, say) was
             // not served by `version`, so it is not labelled with it.
-            if parts.extensions.get::<RouterMade>().is_none() {
+            let answered = parts.extensions.get::<RouterMade>().is_none();
+            if answered {
                 parts
                     .headers
                     .insert(HeaderName::from_static(API_VERSION_HEADER), version);
             }
+            parts.extensions.insert(Routed {
+                backend: routed.0,
+                version: routed.1,
+                answered,
+            });
             Ok(Response::from_parts(
                 parts,
                 Body::new(CountedBody::new(body, guard)),

@@ -10,7 +10,7 @@ pub(crate) mod state;
 use crate::catalog::{ApiCatalog, CatalogError};
 use crate::requirement::API_VERSION_HEADER;
 use crate::weights::{self, ChoicePoint};
-use crate::{Backend, GrpcPath};
+use crate::{Backend, GrpcPath, UpstreamPool};
 use error::TableError;
 use http::{HeaderName, HeaderValue};
 use semver::VersionReq;
@@ -25,6 +25,10 @@ pub(crate) struct Route {
     pub(crate) backend: Backend,
     /// The `x-api-version` response header value, formatted once.
     pub(crate) version_header: HeaderValue,
+    /// The backend's name and version, shared by the [`crate::Routed`] of every response it
+    /// gets.
+    pub(crate) name: Arc<str>,
+    pub(crate) version: Arc<str>,
     /// State shared by every table that holds this backend (under this name, since it was added).
     pub(crate) state: Arc<BackendState>,
     pub(crate) draining: bool,
@@ -166,6 +170,7 @@ impl RouteTable {
                 reachable: r.is_reachable(),
                 saturated: r.backend.is_saturated(),
                 weight: r.backend.weight,
+                connections: r.backend.pool.as_ref().map_or(0, UpstreamPool::connections),
             })
             .collect()
     }
@@ -367,6 +372,8 @@ impl Route {
         let version_header = HeaderValue::from_str(&backend.version.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         Self {
+            name: Arc::from(backend.name.as_str()),
+            version: Arc::from(backend.version.to_string()),
             backend,
             version_header,
             state: Arc::default(),

@@ -3,6 +3,7 @@
 
 pub(crate) mod credentials;
 pub(crate) mod frames;
+pub(crate) mod prometheus;
 pub(crate) mod raw;
 pub(crate) mod shop;
 

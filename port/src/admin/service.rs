@@ -156,6 +156,7 @@ pub async fn start_guarding(
         tls,
         limits,
         max_upstreams,
+        metrics,
     } = config;
     let listener = TcpListener::bind(addr)
         .await
@@ -184,6 +185,7 @@ pub async fn start_guarding(
         own: gateway.iter().copied().chain([addr]).collect(),
         max_upstreams,
         changes: tokio::sync::Mutex::new(()),
+        metrics,
     };
     let connections = Arc::new(Connections::default());
     let authenticate = Authenticate {
@@ -259,6 +261,8 @@ struct RoutesService {
     /// one and the second would drop the first's packages (and be refused for it). Never held
     /// across a network wait: an upstream is reached and read before it is taken.
     changes: tokio::sync::Mutex<()>,
+    /// The port's metrics, counting each change.
+    metrics: Option<Arc<crate::observe::Metrics>>,
 }
 
 /// Who made `request`, as the interceptor authenticated it.
@@ -268,6 +272,23 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))
+}
+
+impl RoutesService {
+    /// Logs a change with who asked for it (quoted, as every field from a caller), what it
+    /// was, and how it ended, and counts it in the metrics.
+    fn log_change(
+        &self,
+        who: &Caller,
+        action: &'static str,
+        target: &str,
+        outcome: Result<&str, &Status>,
+    ) {
+        if let Some(metrics) = &self.metrics {
+            metrics.admin_change(action, outcome.is_ok());
+        }
+        log_change(who, action, target, outcome);
+    }
 }
 
 /// Logs a change with who asked for it (quoted, as every field from a caller), what it was,
@@ -696,7 +717,7 @@ impl Routes for RoutesService {
         let who = caller(&request)?;
         let request = request.into_inner();
         let result = self.add_upstream(&request).await;
-        log_change(
+        self.log_change(
             &who,
             "add",
             &request.upstream,
@@ -712,7 +733,7 @@ impl Routes for RoutesService {
         let who = caller(&request)?;
         let request = request.into_inner();
         let result = self.replace_upstream(&request).await;
-        log_change(
+        self.log_change(
             &who,
             "replace",
             &request.upstream,
@@ -731,7 +752,7 @@ impl Routes for RoutesService {
                 reply.open_at_start, reply.finished, reply.still_open, reply.waited_ms
             )
         });
-        log_change(
+        self.log_change(
             &who,
             "drain",
             &request.name,
@@ -747,7 +768,7 @@ impl Routes for RoutesService {
         let who = caller(&request)?;
         let name = request.into_inner().name;
         let result = self.remove_backend(&name).await;
-        log_change(&who, "remove", &name, result.as_ref().map(|_| "removed"));
+        self.log_change(&who, "remove", &name, result.as_ref().map(|_| "removed"));
         result.map(Response::new)
     }
 

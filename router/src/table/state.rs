@@ -51,6 +51,9 @@ pub struct BackendInfo {
     /// Whether its connection pool is full (every connection at its stream limit): it answers,
     /// but new calls wait or get `RESOURCE_EXHAUSTED`. Always `false` for in-process backends.
     pub saturated: bool,
+    /// Connections its pool has opened for calls (the health checks' own not counted). Always
+    /// 0 for in-process backends.
+    pub connections: usize,
     /// Its weight, if it has one (see [`Backend::weight`](crate::Backend::weight)).
     pub weight: Option<u8>,
 }

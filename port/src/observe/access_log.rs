@@ -1,0 +1,175 @@
+//! The access log: one JSON line per call, written by a thread of its own from a bounded
+//! queue, so that a slow disk or a full pipe never holds a call up. A line that finds the queue
+//! full is dropped and counted (`testbed_access_log_dropped_total`), and the writer warns with
+//! the count when it catches up.
+
+use super::record::{CallRecord, code_name};
+use anyhow::Context;
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::mpsc;
+
+/// Lines waiting for the writer at most, by default (`--access-log-queue`).
+pub const DEFAULT_QUEUE: usize = 4096;
+
+/// Where the lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Standard output (`-`).
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for Destination {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "-" => Self::Stdout,
+            path => Self::File(PathBuf::from(path)),
+        })
+    }
+}
+
+/// The sending side: what the observer holds.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    queue: mpsc::Sender<CallRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// Opens `destination` (a file is created if missing, appended to) and starts the writer;
+    /// at most `queue` lines wait for it.
+    pub(crate) fn start(destination: &Destination, queue: usize) -> anyhow::Result<Self> {
+        let out: Box<dyn Write + Send> = match destination {
+            Destination::Stdout => Box::new(std::io::stdout()),
+            Destination::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("--access-log: cannot open {}", path.display()))?,
+            ),
+        };
+        let (sender, receiver) = mpsc::channel(queue);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let name = match destination {
+            Destination::Stdout => "stdout".to_string(),
+            Destination::File(path) => path.display().to_string(),
+        };
+        let counted = dropped.clone();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_lines(receiver, out, &name, &counted))
+            .context("--access-log: cannot start its writer thread")?;
+        Ok(Self {
+            queue: sender,
+            dropped,
+        })
+    }
+
+    /// Queues `call`'s line; returns false when the queue was full and the line dropped.
+    pub(crate) fn log(&self, call: CallRecord) -> bool {
+        if self.queue.try_send(call).is_ok() {
+            return true;
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
+/// One line of the log.
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    time: String,
+    peer: Option<String>,
+    user_agent: Option<&'a str>,
+    authority: Option<&'a str>,
+    method: Option<&'a str>,
+    requirement: Option<&'a str>,
+    backend: Option<&'a str>,
+    version: Option<&'a str>,
+    status: &'static str,
+    code: i32,
+    duration_ms: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+    messages_in: u64,
+    messages_out: u64,
+}
+
+/// A header's value as text (not visible ASCII: replaced, lossily, as serde_json needs UTF-8).
+fn text(value: Option<&http::HeaderValue>) -> Option<std::borrow::Cow<'_, str>> {
+    value.map(|v| String::from_utf8_lossy(v.as_bytes()))
+}
+
+/// The line of `call`, as JSON.
+pub(crate) fn line(call: &CallRecord) -> serde_json::Result<Vec<u8>> {
+    let user_agent = text(call.user_agent.as_ref());
+    let requirement = text(call.requirement.as_ref());
+    let time = time::OffsetDateTime::from(call.start)
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let line = Line {
+        time,
+        peer: call.peer.map(|p| p.to_string()),
+        user_agent: user_agent.as_deref(),
+        authority: call.authority.as_deref(),
+        method: call.path.as_ref().map(|p| p.path()),
+        requirement: requirement.as_deref(),
+        backend: call.routed.as_ref().map(|r| &*r.backend),
+        version: call.routed.as_ref().map(|r| &*r.version),
+        status: code_name(call.code),
+        code: call.code as i32,
+        // Whole microseconds: a float of milliseconds with no binary noise in its digits.
+        duration_ms: call.duration.as_micros() as f64 / 1e3,
+        bytes_in: call.bytes_in,
+        bytes_out: call.bytes_out,
+        messages_in: call.messages_in,
+        messages_out: call.messages_out,
+    };
+    let mut bytes = serde_json::to_vec(&line)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The writer: lines as they come, flushed whenever the queue is empty; a warning with the
+/// count of lines dropped since the last one.
+fn write_lines(
+    mut receiver: mpsc::Receiver<CallRecord>,
+    out: Box<dyn Write + Send>,
+    name: &str,
+    dropped: &AtomicU64,
+) {
+    let mut out = std::io::BufWriter::new(out);
+    let mut warned = 0;
+    while let Some(call) = receiver.blocking_recv() {
+        let written = line(&call)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| out.write_all(&bytes));
+        let flushed = if receiver.is_empty() {
+            written.and_then(|()| out.flush())
+        } else {
+            written
+        };
+        if let Err(err) = flushed {
+            tracing::warn!(log = name, %err, "access log: cannot write; no more lines are written");
+            return;
+        }
+        let now = dropped.load(Ordering::Relaxed);
+        if now > warned {
+            tracing::warn!(
+                log = name,
+                dropped = now - warned,
+                "access log: lines dropped, the writer's queue (--access-log-queue) was full"
+            );
+            warned = now;
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The tower layer that observes every call on the port, outermost, so that the guard's
+//! refusals are seen as clients see them: it counts the request's and the reply's bytes and
+//! messages as they pass, reads the status from the trailers (or a trailers-only reply's
+//! headers), takes the backend from the router's [`Routed`], and hands one [`CallRecord`] to
+//! the observer when the reply ends or is dropped (the client went away: `CANCELLED`). Both
+//! bodies are watched with the router's [`InspectedBody`], as the guard watches them.
+
+use super::Observer;
+use super::methods::MethodLabels;
+use super::record::{CallRecord, Framing, code_of_http, grpc_status};
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body::{Body as HttpBody, Frame};
+use router::{BoxFuture, Inspect, InspectedBody, Routed};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+use tonic::transport::server::TcpConnectInfo;
+use tonic::{Code, Status, body::Body};
+use tower::{Layer, Service, ServiceExt};
+
+/// Puts an [`Observe`] in front of a service.
+#[derive(Debug, Clone)]
+pub struct ObserveLayer {
+    observer: Arc<Observer>,
+}
+
+impl ObserveLayer {
+    /// Observes calls for `observer`.
+    pub fn new(observer: Arc<Observer>) -> Self {
+        Self { observer }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            observer: self.observer.clone(),
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+    observer: Arc<Observer>,
+}
+
+/// A call being observed: what is known at arrival, and the request's counts as they come.
+struct Call {
+    observer: Arc<Observer>,
+    method: MethodLabels,
+    record: CallRecord,
+    started: Instant,
+    request: Arc<Mutex<Framing>>,
+}
+
+impl Call {
+    /// Ends the call with `code`: the record goes to the sinks.
+    fn finish(mut self, code: Code, reply: &Framing) {
+        let request = self
+            .request
+            .lock()
+            .map(|framing| framing.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        self.record.code = code;
+        self.record.duration = self.started.elapsed();
+        self.record.bytes_in = request.bytes;
+        self.record.messages_in = request.messages;
+        self.record.bytes_out = reply.bytes;
+        self.record.messages_out = reply.messages;
+        self.observer.finish(&self.method, self.record);
+    }
+}
+
+impl<S> Service<Request<Body>> for Observe<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        let path = request.uri().path();
+        let method = self.observer.started(path);
+        let headers = request.headers();
+        let logging = self.observer.logs();
+        // Only the log shows it, and it costs an allocation.
+        let authority = if logging {
+            request
+                .uri()
+                .authority()
+                .map(|a| a.to_string())
+                .or_else(|| {
+                    headers
+                        .get(header::HOST)
+                        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+                })
+        } else {
+            None
+        };
+        let record = CallRecord {
+            start: SystemTime::now(),
+            peer: request
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::remote_addr),
+            user_agent: headers.get(header::USER_AGENT).cloned(),
+            authority,
+            path: request.uri().path_and_query().cloned(),
+            requirement: headers.get(router::API_VERSION_HEADER).cloned(),
+            routed: None,
+            code: Code::Unknown,
+            duration: Default::default(),
+            bytes_in: 0,
+            bytes_out: 0,
+            messages_in: 0,
+            messages_out: 0,
+        };
+        let framing = Arc::new(Mutex::new(Framing::default()));
+        let request = request
+            .map(|body| Body::new(InspectedBody::new(body, RequestCounter(framing.clone()))));
+        let mut call = Call {
+            observer: self.observer.clone(),
+            method,
+            record,
+            started,
+            request: framing,
+        };
+        let inner = self.inner.clone().oneshot(request);
+        Box::pin(async move {
+            let response = inner.await?;
+            call.record.routed = response.extensions().get::<Routed>().cloned();
+            let headers_status = grpc_status(response.headers()).or_else(|| {
+                (response.status() != http::StatusCode::OK).then(|| code_of_http(response.status()))
+            });
+            if HttpBody::is_end_stream(response.body()) {
+                // A trailers-only reply: its status went out with the headers, and the body
+                // must stay finished so that it does.
+                call.finish(headers_status.unwrap_or(Code::Unknown), &Framing::default());
+                return Ok(response);
+            }
+            let counter = ReplyCounter {
+                framing: Framing::default(),
+                status: headers_status,
+                call: Some(call),
+            };
+            Ok(response.map(|body| Body::new(InspectedBody::new(body, counter))))
+        })
+    }
+}
+
+/// Counts the request body as it passes.
+struct RequestCounter(Arc<Mutex<Framing>>);
+
+impl Inspect for RequestCounter {
+    fn frame(&mut self, frame: &Frame<Bytes>) -> Result<(), Status> {
+        if let Some(data) = frame.data_ref() {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).feed(data);
+        }
+        Ok(())
+    }
+}
+
+/// Counts the reply body as it passes; the call ends with its trailers, or when the body is
+/// dropped before them (the client went away, or the reply failed: `CANCELLED` either way,
+/// unless its headers carried a status).
+struct ReplyCounter {
+    framing: Framing,
+    /// The status its headers carried, if any (an HTTP error, say).
+    status: Option<Code>,
+    call: Option<Call>,
+}
+
+impl ReplyCounter {
+    fn finish(&mut self, code: Code) {
+        if let Some(call) = self.call.take() {
+            call.finish(code, &self.framing);
+        }
+    }
+}
+
+impl Inspect for ReplyCounter {
+    fn frame(&mut self, frame: &Frame<Bytes>) -> Result<(), Status> {
+        if let Some(data) = frame.data_ref() {
+            self.framing.feed(data);
+        } else if let Some(trailers) = frame.trailers_ref() {
+            let code = grpc_status(trailers)
+                .or(self.status)
+                .unwrap_or(Code::Unknown);
+            self.finish(code);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReplyCounter {
+    fn drop(&mut self) {
+        self.finish(self.status.unwrap_or(Code::Cancelled));
+    }
+}

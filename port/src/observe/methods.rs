@@ -1,0 +1,134 @@
+//! The method labels of a call (`grpc_type`, `grpc_service`, `grpc_method`), for the methods
+//! the port knows only: its own services' and the router's catalog as it is at each call.
+//! Anything else is `unknown`, so a client sending made-up paths cannot grow the series.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prost::Message;
+use router::RouterHandle;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Methods learned from the router's catalog that are remembered at most (the catalog is
+/// bounded by the upstreams' descriptors; this bounds the memo whatever they declare).
+const MAX_REMEMBERED: usize = 4096;
+
+/// The labels go-grpc-prometheus puts on every series of a method.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct MethodLabels {
+    pub(crate) grpc_type: &'static str,
+    pub(crate) grpc_service: Arc<str>,
+    pub(crate) grpc_method: Arc<str>,
+}
+
+impl MethodLabels {
+    fn new(service: &str, method: &str, client_streaming: bool, server_streaming: bool) -> Self {
+        let grpc_type = match (client_streaming, server_streaming) {
+            (false, false) => "unary",
+            (true, false) => "client_stream",
+            (false, true) => "server_stream",
+            (true, true) => "bidi_stream",
+        };
+        Self {
+            grpc_type,
+            grpc_service: service.into(),
+            grpc_method: method.into(),
+        }
+    }
+
+    /// The labels of a path that names no known method.
+    pub(crate) fn unknown() -> Self {
+        Self {
+            grpc_type: "unknown",
+            grpc_service: "unknown".into(),
+            grpc_method: "unknown".into(),
+        }
+    }
+}
+
+/// Which paths are methods, and their labels.
+#[derive(Debug)]
+pub(crate) struct KnownMethods {
+    fixed: HashMap<String, MethodLabels>,
+    router: Option<RouterHandle>,
+    learned: RwLock<HashMap<String, MethodLabels>>,
+    unknown: MethodLabels,
+}
+
+impl KnownMethods {
+    /// The methods of `descriptor_sets` (what the port serves itself), and those of `router`'s
+    /// catalog, looked up as calls come.
+    pub(crate) fn new(
+        descriptor_sets: &[&[u8]],
+        router: Option<RouterHandle>,
+    ) -> anyhow::Result<Self> {
+        let mut fixed = HashMap::new();
+        for encoded in descriptor_sets {
+            let set = prost_types::FileDescriptorSet::decode(*encoded)
+                .map_err(|err| anyhow::anyhow!("a served descriptor set does not decode: {err}"))?;
+            for file in &set.file {
+                for service in &file.service {
+                    let full = format!("{}.{}", file.package(), service.name());
+                    for method in &service.method {
+                        let labels = MethodLabels::new(
+                            &full,
+                            method.name(),
+                            method.client_streaming(),
+                            method.server_streaming(),
+                        );
+                        fixed.insert(format!("/{full}/{}", method.name()), labels);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            fixed,
+            router,
+            learned: RwLock::default(),
+            unknown: MethodLabels::unknown(),
+        })
+    }
+
+    /// The labels of a call to `path`.
+    pub(crate) fn labels(&self, path: &str) -> MethodLabels {
+        if let Some(labels) = self.fixed.get(path) {
+            return labels.clone();
+        }
+        let Some(router) = &self.router else {
+            return self.unknown.clone();
+        };
+        if let Some(labels) = read(&self.learned).get(path) {
+            return labels.clone();
+        }
+        let table = router.table();
+        let catalog = table.catalog();
+        if !catalog.has_method(path) {
+            return self.unknown.clone();
+        }
+        let Some((service, method)) = path.trim_start_matches('/').split_once('/') else {
+            return self.unknown.clone();
+        };
+        let Some(descriptor) = catalog
+            .pool()
+            .get_service_by_name(service)
+            .and_then(|s| s.methods().find(|m| m.name() == method))
+        else {
+            return self.unknown.clone();
+        };
+        let labels = MethodLabels::new(
+            service,
+            method,
+            descriptor.is_client_streaming(),
+            descriptor.is_server_streaming(),
+        );
+        let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
+        if learned.len() < MAX_REMEMBERED {
+            learned.insert(path.to_string(), labels.clone());
+        }
+        labels
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // A map of labels stays consistent whatever panicked while it was held.
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,161 @@
+//! What the port tells about its calls: Prometheus metrics on a listener of their own
+//! (`--metrics-addr`) and an access log (`--access-log FILE|-`), both off by default and both
+//! fed from one observation of each call ([`CallRecord`], made by the [`ObserveLayer`]).
+//!
+//! - [`record`]: the call record and the gRPC framing counted as bytes pass.
+//! - [`layer`]: the tower layer that makes the records, outermost on the port.
+//! - [`methods`]: method labels, for known methods only (`unknown` otherwise).
+//! - [`metrics`]: go-grpc-prometheus's series with `backend` and `version`, the series cap.
+//! - [`upstreams`]: the route table's backends as gauges, read at each scrape.
+//! - [`access_log`]: JSON lines through a bounded queue to a writer thread.
+//! - [`http`]: the HTTP/1.1 listener serving `/metrics` (Prometheus text or OpenMetrics).
+
+mod access_log;
+mod http;
+mod layer;
+mod methods;
+mod metrics;
+mod record;
+mod upstreams;
+
+pub use access_log::{DEFAULT_QUEUE, Destination};
+pub use http::{CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_CONNECTIONS};
+pub use layer::{Observe, ObserveLayer};
+pub use metrics::{DEFAULT_MAX_SERIES, Metrics};
+pub use record::{CallRecord, code_name};
+
+use access_log::AccessLog;
+use methods::{KnownMethods, MethodLabels};
+use router::RouterHandle;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The flags of `testbed serve` for metrics and the access log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ObserveOptions {
+    /// Serve Prometheus metrics over HTTP/1.1 at http://ADDR/metrics, a listener of its own
+    /// (Prometheus text, or OpenMetrics when asked for in Accept). Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = crate::server::parse_addr)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Label sets of grpc_server_handled_total at most; calls that would make more are counted
+    /// under grpc_method="other" (and in testbed_metrics_series_overflow_total).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SERIES, value_parser = crate::server::at_least_one)]
+    pub metrics_max_series: usize,
+    /// Write one JSON line per call to FILE (appended to), or to standard output with `-`.
+    /// Off by default.
+    #[arg(long, value_name = "FILE|-")]
+    pub access_log: Option<Destination>,
+    /// Access-log lines waiting for the writer at most; a line that finds the queue full is
+    /// dropped, counted (testbed_access_log_dropped_total) and warned about.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_QUEUE, value_parser = crate::server::at_least_one)]
+    pub access_log_queue: usize,
+}
+
+impl Default for ObserveOptions {
+    fn default() -> Self {
+        Self {
+            metrics_addr: None,
+            metrics_max_series: DEFAULT_MAX_SERIES,
+            access_log: None,
+            access_log_queue: DEFAULT_QUEUE,
+        }
+    }
+}
+
+impl ObserveOptions {
+    /// Whether anything is observed at all (else the port has no observing layer).
+    pub fn enabled(&self) -> bool {
+        self.metrics_addr.is_some() || self.access_log.is_some()
+    }
+}
+
+/// Both sinks, fed by the [`ObserveLayer`].
+#[derive(Debug)]
+pub struct Observer {
+    methods: KnownMethods,
+    metrics: Option<Arc<Metrics>>,
+    log: Option<AccessLog>,
+}
+
+impl Observer {
+    /// The sinks `options` asks for, over the methods of `descriptor_sets` and `router`'s
+    /// catalog; `None` when it asks for none.
+    pub(crate) fn new(
+        options: &ObserveOptions,
+        descriptor_sets: &[&[u8]],
+        router: Option<RouterHandle>,
+    ) -> anyhow::Result<Option<Self>> {
+        if !options.enabled() {
+            return Ok(None);
+        }
+        let metrics = options
+            .metrics_addr
+            .map(|_| Arc::new(Metrics::new(router.clone(), options.metrics_max_series)));
+        let log = match &options.access_log {
+            Some(destination) => Some(AccessLog::start(destination, options.access_log_queue)?),
+            None => None,
+        };
+        Ok(Some(Self {
+            methods: KnownMethods::new(descriptor_sets, router)?,
+            metrics,
+            log,
+        }))
+    }
+
+    /// The metrics, when they are served.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// Whether calls are logged.
+    fn logs(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// A call to `path` arrived: its method labels.
+    fn started(&self, path: &str) -> MethodLabels {
+        let method = self.methods.labels(path);
+        if let Some(metrics) = &self.metrics {
+            metrics.started(&method);
+        }
+        method
+    }
+
+    /// A call ended.
+    fn finish(&self, method: &MethodLabels, call: CallRecord) {
+        if let Some(metrics) = &self.metrics {
+            metrics.handled(method, &call);
+        }
+        if let Some(log) = &self.log
+            && !log.log(call)
+            && let Some(metrics) = &self.metrics
+        {
+            metrics.log_dropped();
+        }
+    }
+}
+
+/// Starts the metrics listener for `observer`, if it serves metrics: its address and a guard
+/// that stops it when dropped.
+pub(crate) async fn serve(
+    addr: Option<SocketAddr>,
+    observer: Option<&Observer>,
+) -> anyhow::Result<Option<MetricsListener>> {
+    let (Some(addr), Some(metrics)) = (addr, observer.and_then(Observer::metrics)) else {
+        return Ok(None);
+    };
+    let server = http::serve(addr, metrics.clone()).await?;
+    tracing::info!(addr = %server.addr, "serving metrics at /metrics");
+    Ok(Some(MetricsListener(server)))
+}
+
+/// The running metrics listener; stops when dropped.
+#[derive(Debug)]
+pub struct MetricsListener(http::MetricsServer);
+
+impl MetricsListener {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+}

@@ -1,0 +1,143 @@
+//! One call as the port saw it: the record both sinks (metrics, access log) are fed from, and
+//! the gRPC message framing counted as bytes pass, without buffering.
+
+use http::HeaderValue;
+use http::uri::PathAndQuery;
+use router::Routed;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+use tonic::Code;
+
+/// What one call was and how it ended.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// When its request arrived.
+    pub start: SystemTime,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// Its `user-agent` header.
+    pub user_agent: Option<HeaderValue>,
+    /// Its `:authority` (or `host`).
+    pub authority: Option<String>,
+    /// The gRPC path, `/package.Service/Method`.
+    pub path: Option<PathAndQuery>,
+    /// Its `x-api-version` header, as sent.
+    pub requirement: Option<HeaderValue>,
+    /// The backend the router sent it to, if any.
+    pub routed: Option<Routed>,
+    /// The gRPC status it ended with.
+    pub code: Code,
+    /// From arrival until the last byte of the reply (or the client went away).
+    pub duration: Duration,
+    /// Request body bytes (gRPC framing included).
+    pub bytes_in: u64,
+    /// Reply body bytes (gRPC framing included).
+    pub bytes_out: u64,
+    /// Request messages.
+    pub messages_in: u64,
+    /// Reply messages.
+    pub messages_out: u64,
+}
+
+/// Counts gRPC messages in a byte stream by their 5-byte prefixes (flag, 4-byte length).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Framing {
+    /// Prefix bytes of the current message read so far (0..5).
+    prefix: [u8; 5],
+    prefix_len: usize,
+    /// Payload bytes of the current message still to come.
+    remaining: u64,
+    /// Messages whose prefix was read.
+    pub(crate) messages: u64,
+    /// Every byte seen.
+    pub(crate) bytes: u64,
+}
+
+impl Framing {
+    /// Takes the next chunk of the stream.
+    pub(crate) fn feed(&mut self, mut chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        while !chunk.is_empty() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(chunk.len() as u64);
+                self.remaining -= take;
+                chunk = &chunk[take as usize..];
+                continue;
+            }
+            let take = (5 - self.prefix_len).min(chunk.len());
+            self.prefix[self.prefix_len..self.prefix_len + take].copy_from_slice(&chunk[..take]);
+            self.prefix_len += take;
+            chunk = &chunk[take..];
+            if self.prefix_len == 5 {
+                self.prefix_len = 0;
+                self.messages += 1;
+                let [_, a, b, c, d] = self.prefix;
+                self.remaining = u64::from(u32::from_be_bytes([a, b, c, d]));
+            }
+        }
+    }
+}
+
+/// A code's name as grpc-go spells it (`codes.Code.String()`), which go-grpc-prometheus puts in
+/// `grpc_code`, so that dashboards written for it work here.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// The gRPC status of a reply that carries none, from its HTTP status, as gRPC's
+/// http-grpc-status-mapping.md says a client must read it.
+pub(crate) fn code_of_http(status: http::StatusCode) -> Code {
+    match status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+/// The `grpc-status` in `headers` (trailers, or the headers of a trailers-only reply).
+pub(crate) fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
+    let value = headers.get("grpc-status")?.to_str().ok()?;
+    value.parse::<i32>().ok().map(Code::from_i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_counted_whatever_the_chunks() {
+        let mut stream = Vec::new();
+        for payload in [&b"abc"[..], b"", &[7u8; 300]] {
+            stream.push(0);
+            stream.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            stream.extend_from_slice(payload);
+        }
+        for size in [1, 2, 3, 5, 7, 64, stream.len()] {
+            let mut framing = Framing::default();
+            stream.chunks(size).for_each(|chunk| framing.feed(chunk));
+            assert_eq!(framing.messages, 3, "chunks of {size}");
+            assert_eq!(framing.bytes, stream.len() as u64);
+        }
+    }
+}
