@@ -1,0 +1,116 @@
+//! The v1 → v2 rollout through each proxy, reconfigured its own way between phases: nothing
+//! fails through Envoy; through nginx and HAProxy only requests racing a reload.
+
+use super::*;
+
+/// The v1 → v2 rollout through `kind` (`testbed rollout --proxy`): 2 v1 + 2 v2 clients back to
+/// back, 1 s phases, the proxy changed its own way between them. `None` when the proxy is not
+/// installed outside CI.
+async fn rollout_through(kind: ProxyKind) -> Option<testbed::proxy_rollout::ProxyRolloutReport> {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        rollout: testbed::rollout::RolloutOptions,
+    }
+    tool(kind.find())?;
+    let flags = Flags::parse_from(["rollout", "--v1-clients", "2", "--v2-clients", "2"]);
+    let options = testbed::rollout::RolloutOptions {
+        phase: Duration::from_secs(1),
+        ..flags.rollout
+    };
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let report = testbed::proxy_rollout::run(kind, &options, exe, &|_, _| {})
+        .await
+        .unwrap_or_else(|err| panic!("the rollout through {kind} runs: {err:#}"));
+    eprintln!("OBSERVED {}", report.render());
+    let phases = &report.load.phases;
+    assert_eq!(phases, &testbed::proxy_rollout::PHASES, "{kind}");
+    assert_eq!(report.changes.len(), 2, "{kind}: {:?}", report.changes);
+    for (phase, [v1, v2]) in phases.iter().zip(&report.load.tallies) {
+        // Never a wrong answer, in any phase, through any proxy.
+        assert_eq!((v1.wrong, v2.wrong), (0, 0), "{kind} [{phase}]");
+        assert!(v1.requests > 0, "{kind} [{phase}]: no v1 requests");
+        // v2 clients start once v2 is routed; v1 replies name no version (nothing adds the
+        // router's header), v2's name 2.0.0, also once v1 is retired onto v2.
+        assert_eq!(v2.requests > 0, phase != "v1 only", "{kind} [{phase}]");
+        assert!(
+            v1.served_by
+                .keys()
+                .all(|k| k == testbed::load::NO_VERSION_HEADER),
+            "{kind} [{phase}]"
+        );
+        assert!(
+            v2.served_by.keys().all(|k| k == "2.0.0"),
+            "{kind} [{phase}]"
+        );
+    }
+    Some(report)
+}
+
+/// Failed requests per phase, v1 and v2 clients together, with their codes.
+fn failures(report: &testbed::proxy_rollout::ProxyRolloutReport) -> Vec<(String, Vec<String>)> {
+    let phases = report.load.phases.iter();
+    phases
+        .zip(&report.load.tallies)
+        .map(|(phase, tallies)| {
+            let codes = tallies
+                .iter()
+                .flat_map(|t| t.errors.iter().map(|(code, (n, _))| format!("{n} {code}")))
+                .collect();
+            (phase.clone(), codes)
+        })
+        .collect()
+}
+
+/// Envoy's routes and clusters change through filesystem xDS without touching a connection:
+/// no request fails in any phase.
+#[tokio::test]
+async fn rollout_through_envoy_fails_nothing() {
+    let Some(report) = rollout_through(ProxyKind::Envoy).await else {
+        return;
+    };
+    assert!(report.load.clean(), "{:?}", failures(&report));
+}
+
+/// What nginx and HAProxy lose at a reload: their old workers close the client connections they
+/// hold (HTTP/2 GOAWAY, then the close), and a tonic request sent on such a connection as the
+/// GOAWAY and the close arrive fails, `INTERNAL` "h2 protocol error" or `CANCELLED` "operation
+/// was canceled"; tonic does not resend it. Zero to a few per reload. So failures happen only
+/// in the phases that begin with a reload (`v2 added`, `v1 retired`), only so, and never in
+/// `v1 only` or `v1 removed` (stopping v1 loses nothing: no connection routes to it any more).
+fn only_requests_racing_the_reload(report: &testbed::proxy_rollout::ProxyRolloutReport) {
+    let kind = &report.proxy;
+    for (phase, [v1, v2]) in report.load.phases.iter().zip(&report.load.tallies) {
+        let reload = phase == "v2 added" || phase == "v1 retired";
+        for (code, (count, message)) in v1.errors.iter().chain(&v2.errors) {
+            let racing = match code.as_str() {
+                "INTERNAL" => message.contains("h2 protocol error"),
+                "CANCELLED" => message.contains("operation was canceled"),
+                _ => false,
+            };
+            assert!(
+                reload && racing,
+                "{kind} [{phase}]: {count} {code} {message:?}"
+            );
+        }
+    }
+}
+
+/// HAProxy's master-worker reload (SIGUSR2): the new worker receives the listening sockets, so
+/// no connection is refused; the old worker's connections close as described above.
+#[tokio::test]
+async fn rollout_through_haproxy_fails_only_requests_racing_its_reload() {
+    if let Some(report) = rollout_through(ProxyKind::Haproxy).await {
+        only_requests_racing_the_reload(&report);
+    }
+}
+
+/// nginx's `-s reload`: new workers take new connections, the old ones close theirs as
+/// described above.
+#[tokio::test]
+async fn rollout_through_nginx_fails_only_requests_racing_its_reload() {
+    if let Some(report) = rollout_through(ProxyKind::Nginx).await {
+        only_requests_racing_the_reload(&report);
+    }
+}
