@@ -10,6 +10,7 @@ mod api;
 mod bodies;
 mod chaos;
 mod cli;
+mod compression;
 mod descriptors;
 mod gateway;
 mod grpcurl;

@@ -35,6 +35,7 @@
 
 pub mod budget;
 pub mod cli;
+mod compression;
 mod confirm;
 pub mod connect;
 pub mod model;

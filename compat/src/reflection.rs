@@ -72,7 +72,9 @@ macro_rules! reflection_client {
                     }),
                 })
                 .collect();
-            let mut client = ServerReflectionClient::new(channel);
+            // A server may compress its replies (grpcio with `compression=gzip` does whatever
+            // the client announces); unread, they would pass for a missing reflection service.
+            let mut client = crate::accept_compressed!(ServerReflectionClient::new(channel));
             let mut stream = client
                 .server_reflection_info(tokio_stream::iter(requests))
                 .await?
@@ -310,7 +312,7 @@ impl tonic::codec::Codec for RawCodec {
 /// describes what came back.
 pub(crate) async fn call(addr: &str, path: &str, request: Vec<u8>) -> Result<String, String> {
     let channel = connect(addr, TIMEOUT).await.map_err(|e| e.to_string())?;
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = crate::accept_compressed!(tonic::client::Grpc::new(channel));
     grpc.ready().await.map_err(|e| format!("not ready: {e}"))?;
     let path: http::uri::PathAndQuery = path.parse().map_err(|e| format!("bad path: {e}"))?;
     let resp = grpc

@@ -5,6 +5,7 @@ Prints "serving shop VERSION on HOST:PORT" once it listens (the address last, so
 ChildServer can read it). Stubs are generated from proto/ with grpcio-tools on first use (into
 generated/).
 Usage: server.py --version v1|v2 [--addr 127.0.0.1:0] [--no-reflection] [--descriptors FILE]
+       [--compression gzip|deflate]
 """
 
 import argparse
@@ -93,6 +94,11 @@ def main():
         help="serve no gRPC reflection (the gateway then needs --descriptors NAME=FILE)",
     )
     parser.add_argument(
+        "--compression",
+        choices=["gzip", "deflate"],
+        help="compress every reply (grpcio does so for clients that accept the encoding)",
+    )
+    parser.add_argument(
         "--descriptors",
         metavar="FILE",
         help="write this version's FileDescriptorSet to FILE and exit",
@@ -149,7 +155,14 @@ def main():
                 yield pb2.OrderUpdate(order_id=order.order_id, status=status)
                 time.sleep(0.01)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers))
+    compression = {
+        None: None,
+        "gzip": grpc.Compression.Gzip,
+        "deflate": grpc.Compression.Deflate,
+    }[args.compression]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=args.workers), compression=compression
+    )
     pb2_grpc.add_ShopServicer_to_server(Shop(), server)
     service = pb2.DESCRIPTOR.services_by_name["Shop"].full_name
     health_servicer = health.HealthServicer()

@@ -90,17 +90,18 @@ pub fn catalog() -> Result<ApiCatalog, CatalogError> {
 /// a larger one is refused with `RESOURCE_EXHAUSTED`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// The v1 tonic server, limited to messages of `max_message_bytes`. (The port's guard refuses
+/// The v1 tonic server, limited to messages of `max_message_bytes` (compressed requests: the
+/// compressed size at the guard, the decompressed size here), decoding gzip, zstd and deflate. (The port's guard refuses
 /// larger requests first, with `RESOURCE_EXHAUSTED`; tonic's own check would say `OUT_OF_RANGE`.)
 pub fn v1_server(max_message_bytes: usize) -> IncrementerServer1<IncrementerV1> {
-    IncrementerV1::server()
+    compat::accept_compressed!(IncrementerV1::server())
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes)
 }
 
 /// The v2 tonic server (version [`V2_VERSION`]), limited like [`v1_server`].
 pub fn v2_server(max_message_bytes: usize) -> IncrementerServer2<IncrementerV2> {
-    IncrementerV2::server(&V2_VERSION)
+    compat::accept_compressed!(IncrementerV2::server(&V2_VERSION))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes)
 }

@@ -135,16 +135,16 @@ impl Reflection {
             )
         };
         let fresh = Built {
-            v1: BoxCloneSyncService::new(
+            v1: BoxCloneSyncService::new(compat::accept_compressed!(
                 builder()
                     .build_v1()
-                    .context("cannot build the grpc.reflection.v1 service")?,
-            ),
-            v1alpha: BoxCloneSyncService::new(
+                    .context("cannot build the grpc.reflection.v1 service")?
+            )),
+            v1alpha: BoxCloneSyncService::new(compat::accept_compressed!(
                 builder()
                     .build_v1alpha()
-                    .context("cannot build the grpc.reflection.v1alpha service")?,
-            ),
+                    .context("cannot build the grpc.reflection.v1alpha service")?
+            )),
             listed,
         };
         *built = Some(fresh.clone());

@@ -296,7 +296,7 @@ pub async fn start_with(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr().context("listener has no address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    let mut routes = Routes::new(health_service);
+    let mut routes = Routes::new(compat::accept_compressed!(health_service));
     let interop = Interop(options.interop);
     if options.interop {
         // Beside the API, behind the guard; a router passes its paths to these routes.

@@ -2,6 +2,7 @@
 //! over a pool of tonic `Channel`s to another process.
 
 use crate::BoxFuture;
+use crate::encoding::AcceptedEncodings;
 use crate::pool::{Slot, UpstreamPool};
 use http::{Request, Response};
 use semver::Version;
@@ -67,11 +68,14 @@ impl Backend {
     /// `UNAVAILABLE` replies naming the backend (and mark it unreachable at once), so a dead
     /// upstream never hangs or panics; a saturated pool answers `RESOURCE_EXHAUSTED`, a call
     /// past the pool's timeout `DEADLINE_EXCEEDED`. Those replies carry no `x-api-version`
-    /// header, since no version served them.
+    /// header, since no version served them. Compressed messages pass as they are, both ways;
+    /// a `grpc-encoding` the backend's replies say it does not accept gets `UNIMPLEMENTED`
+    /// naming the ones it does.
     pub fn remote(name: &str, version: Version, api: &str, pool: UpstreamPool) -> Self {
         let service = Upstream {
             label: format!("backend {name} ({api} {version})").into(),
             pool: pool.clone(),
+            accepted: AcceptedEncodings::default(),
         };
         Self::new(
             name,
@@ -145,6 +149,7 @@ pub(crate) fn router_reply(status: Status) -> Response<Body> {
 struct Upstream {
     label: Arc<str>,
     pool: UpstreamPool,
+    accepted: AcceptedEncodings,
 }
 
 impl Service<Request<Body>> for Upstream {
@@ -158,8 +163,14 @@ impl Service<Request<Body>> for Upstream {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if let Err((status, header)) = self.accepted.check(request.headers(), &self.label) {
+            let mut reply = router_reply(status);
+            reply.headers_mut().insert("grpc-accept-encoding", header);
+            return Box::pin(std::future::ready(Ok(reply)));
+        }
         let pool = self.pool.clone();
         let label = self.label.clone();
+        let accepted = self.accepted.clone();
         Box::pin(async move {
             let timeout = pool.limits().timeout;
             let call = async {
@@ -168,14 +179,17 @@ impl Service<Request<Body>> for Upstream {
                 Ok::<_, Status>((slot, response))
             };
             Ok(match tokio::time::timeout(timeout, call).await {
-                Ok(Ok((slot, Ok(response)))) => response.map(|body| {
-                    Body::new(UpstreamBody {
-                        inner: Some(body),
-                        label,
-                        pool: pool.clone(),
-                        _slot: slot,
+                Ok(Ok((slot, Ok(response)))) => {
+                    accepted.learn(response.headers());
+                    response.map(|body| {
+                        Body::new(UpstreamBody {
+                            inner: Some(body),
+                            label,
+                            pool: pool.clone(),
+                            _slot: slot,
+                        })
                     })
-                }),
+                }
                 Ok(Ok((_slot, Err(err)))) => {
                     pool.failed();
                     router_reply(Status::unavailable(format!(

@@ -99,6 +99,7 @@
 mod backend;
 mod body;
 mod catalog;
+mod encoding;
 mod handle;
 mod inflight;
 mod path;

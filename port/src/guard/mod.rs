@@ -7,8 +7,6 @@
 //! - A method other than POST: HTTP 405 with `INTERNAL`, as grpc-go (tonic serves a GET).
 //! - A content-type other than `application/grpc[+...]`: HTTP 415 with `INVALID_ARGUMENT`
 //!   naming it (tonic alone would serve `application/json` requests as if they were gRPC).
-//! - A `grpc-encoding` other than `identity`: `UNIMPLEMENTED` with `grpc-accept-encoding:
-//!   identity`, as PROTOCOL-HTTP2.md says.
 //! - A malformed `grpc-timeout`: HTTP 400 with `INTERNAL`, as grpc-go.
 //! - `x-api-version` sent twice, or longer than [`MAX_QUOTE_BYTES`]: `INVALID_ARGUMENT` (the
 //!   router would route by the first value alone, or quote the whole value back).
@@ -20,6 +18,8 @@
 //!   sent (tonic's own timeout covers only the headers, and reports `CANCELLED`).
 //! - A request message larger than the limit: `RESOURCE_EXHAUSTED` naming both sizes, read from
 //!   the gRPC frame header before the message is buffered (tonic alone says `OUT_OF_RANGE`).
+//!   For a compressed message that is its compressed size: nothing here decompresses (the
+//!   port's tonic services limit the decompressed size too; a remote backend applies its own).
 //! - Request messages still arriving, by their declared sizes, within the body budgets (the
 //!   port's and each connection's share, [`BodyLimits`]): a message past one gets
 //!   `RESOURCE_EXHAUSTED` naming the budget and its flag, so half-sent messages cannot make the

@@ -212,20 +212,10 @@ fn check(request: &Request<Body>) -> Result<(), Box<Response<Body>>> {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         )));
     }
-    if let Some(encoding) = headers.get("grpc-encoding")
-        && encoding != "identity"
-    {
-        // PROTOCOL-HTTP2.md: UNIMPLEMENTED, with grpc-accept-encoding naming what is accepted.
-        let status = Status::unimplemented(format!(
-            "grpc-encoding {} is not supported; this server accepts identity (no compression)",
-            super::quote(&String::from_utf8_lossy(encoding.as_bytes()))
-        ));
-        let mut response = status.into_http::<Body>();
-        response
-            .headers_mut()
-            .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
-        return Err(Box::new(response));
-    }
+    // A `grpc-encoding` is left to what reads the messages: the port's own tonic services
+    // decode gzip, zstd and deflate, and a remote backend gets them as they are (the router
+    // refuses an encoding the backend has said it does not accept). The checks here read
+    // only frame headers, which compression leaves as they are.
     let versions = headers.get_all(router::API_VERSION_HEADER);
     let count = versions.iter().count();
     if count > 1 {
