@@ -37,6 +37,7 @@ pub mod budget;
 pub mod cli;
 mod confirm;
 pub mod connect;
+pub mod git;
 pub mod model;
 pub mod probe;
 mod reflection;
@@ -46,9 +47,9 @@ pub mod source;
 
 pub use budget::MAX_SAMPLE_NODES;
 pub use model::{Bump, Category, Confirmation, Finding, Outcome, Report};
-pub use reflection::load_over;
+pub use reflection::{ReflectOptions, load_over, load_over_with};
 pub use rules::{Pairing, RULES, RuleInfo};
-pub use source::{Api, LoadError, Source};
+pub use source::{Api, LoadError, Remote, Source};
 
 use prost_reflect::DescriptorPool;
 
@@ -163,6 +164,16 @@ fn check_inner(old: &Api, new: &Api, options: &CheckOptions) -> (Report, Vec<rul
 /// methods, changed streaming shapes) are confirmed by calling the server with the old
 /// client's path and an encoded sample of the old request.
 pub async fn check_live(old: &Api, new: &Api, options: &CheckOptions) -> Report {
+    check_live_with(old, new, options, &[]).await
+}
+
+/// [`check_live`] with `headers` sent on the confirming calls.
+pub async fn check_live_with(
+    old: &Api,
+    new: &Api,
+    options: &CheckOptions,
+    headers: &[probe::Header],
+) -> Report {
     let (mut report, subjects) = check_inner(old, new, options);
     let Some(addr) = new.live.clone() else {
         return report;
@@ -175,7 +186,7 @@ pub async fn check_live(old: &Api, new: &Api, options: &CheckOptions) -> Report 
             use prost::Message;
             let path = format!("/{}/{}", m.parent_service().full_name(), m.name());
             let request = confirm::sample(&m.input(), 0).encode_to_vec();
-            let effect = match reflection::call(&addr, &path, request).await {
+            let effect = match reflection::call(&addr, &path, request, headers).await {
                 Ok(e) | Err(e) => e,
             };
             let outcome = if effect.contains("answered OK") {

@@ -22,8 +22,9 @@ impl Engine<'_, '_> {
             }
             parent = p.parent_message();
         }
-        if self.n.files.contains_key(old_file.name()) {
-            return self.file_loc(old_file.name());
+        let new_name = self.pairing.file(old_file.name());
+        if self.n.files.contains_key(new_name) {
+            return self.file_loc(new_name);
         }
         let pkg = self.pairing.map(old_file.package_name());
         if let Some(f) = self.n.files.values().find(|f| f.package_name() == pkg) {
@@ -114,9 +115,16 @@ impl Engine<'_, '_> {
     /// (reserved ranges added, options outside the rules): a patch-level change.
     pub(super) fn other_changes(&mut self) {
         let touched: BTreeSet<String> = self.out.iter().map(|r| r.path.clone()).collect();
+        // Compared under the new side's file names: a file paired across roots keeps its
+        // descriptor, only its name and its imports' names differ.
+        let pairing = self.pairing;
         let strip = |f: &FileDescriptor| {
             let mut p = f.file_descriptor_proto().clone();
             p.source_code_info = None;
+            p.name = Some(pairing.file(f.name()).to_string());
+            for d in &mut p.dependency {
+                *d = pairing.file(d).to_string();
+            }
             p
         };
         let pairs: Vec<(String, FileDescriptor, FileDescriptor)> = self

@@ -166,6 +166,10 @@ impl Engine<'_, '_> {
         np: &[i32],
         element: &str,
     ) {
+        // A side without source info has no comments to compare, not deleted ones.
+        if !self.o.src.has_source(of.name()) || !self.n.src.has_source(nf.name()) {
+            return;
+        }
         let a = self.o.src.comments(of.name(), op);
         let b = self.n.src.comments(nf.name(), np);
         if a != b {

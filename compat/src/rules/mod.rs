@@ -168,6 +168,7 @@ mod tests {
         assert_eq!(version_stem("a.b"), None);
         let p = Pairing {
             pairs: vec![("increment.v1".into(), "increment.v2".into())],
+            ..Default::default()
         };
         assert_eq!(
             p.map("increment.v1.IncrementRequest"),

@@ -1,4 +1,6 @@
-//! Package pairing: `--map OLD=NEW` and the automatic `.vN` pairing, applied to full names.
+//! Package pairing: `--map OLD=NEW` and the automatic `.vN` pairing, applied to full names;
+//! and file pairing, for files whose names differ only in the directory they were compiled
+//! from (`shop.proto` in a proto folder, `shop/v1/shop.proto` as a server's reflection names it).
 
 use super::*;
 
@@ -6,6 +8,8 @@ use super::*;
 #[derive(Debug, Clone, Default)]
 pub struct Pairing {
     pub(super) pairs: Vec<(String, String)>,
+    /// Old file name → new file name, where they differ.
+    pub(super) files: BTreeMap<String, String>,
 }
 
 impl Pairing {
@@ -34,7 +38,56 @@ impl Pairing {
             }
         }
         pairs.sort_by_key(|(a, _)| std::cmp::Reverse(a.len()));
-        Pairing { pairs }
+        let mut pairing = Pairing {
+            pairs,
+            files: BTreeMap::new(),
+        };
+        pairing.files = pairing.pair_files(old, new);
+        pairing
+    }
+
+    /// An old file absent on the new side is the new file absent on the old side of the same
+    /// (paired) package whose name is the old one under more directories, or the other way
+    /// round, when exactly one is: the same file compiled from another root. Any other rename
+    /// stays a deletion and an addition, as buf reports it (`FILE_NO_DELETE`).
+    fn pair_files(&self, old: &Api, new: &Api) -> BTreeMap<String, String> {
+        let package = |api: &Api, name: &str| {
+            api.pool
+                .get_file_by_name(name)
+                .map(|f| f.package_name().to_string())
+        };
+        let under = |long: &str, short: &str| {
+            long.strip_suffix(short)
+                .is_some_and(|head| head.ends_with('/'))
+        };
+        let unmatched_new: Vec<&String> = new
+            .files
+            .iter()
+            .filter(|n| !old.files.contains(*n))
+            .collect();
+        let mut out = BTreeMap::new();
+        for o in old.files.iter().filter(|o| !new.files.contains(*o)) {
+            let Some(pkg) = package(old, o).map(|p| self.map(&p)) else {
+                continue;
+            };
+            let candidates: Vec<&&String> = unmatched_new
+                .iter()
+                .filter(|n| {
+                    (under(n, o) || under(o, n)) && package(new, n).as_deref() == Some(&pkg)
+                })
+                .collect();
+            if let [n] = candidates.as_slice()
+                && !out.values().any(|v: &String| v == **n)
+            {
+                out.insert(o.clone(), (**n).clone());
+            }
+        }
+        out
+    }
+
+    /// The new-side name of an old-side file.
+    pub fn file<'n>(&'n self, old: &'n str) -> &'n str {
+        self.files.get(old).map_or(old, String::as_str)
     }
 
     /// The pairs, old → new.

@@ -53,6 +53,12 @@ impl SourceIndex {
         }
     }
 
+    /// Whether `file` carries source info (reflection and `protoc -o` without
+    /// `--include_source_info` drop it, and with it every comment).
+    pub(super) fn has_source(&self, file: &str) -> bool {
+        self.files.get(file).is_some_and(|(_, map)| !map.is_empty())
+    }
+
     /// The leading and trailing comments at `path` (empty when none).
     pub(super) fn comments(&self, file: &str, path: &[i32]) -> (&str, &str) {
         let Some((fd, map)) = self.files.get(file) else {
@@ -254,7 +260,8 @@ impl<'a> Side<'a> {
                 side.services.insert(add(SERVICES, s.full_name()), s);
             }
             side.by_file.insert(name.clone(), groups);
-            side.files.insert(name.clone(), file);
+            let file_key = pairing.map_or(name.as_str(), |p| p.file(name));
+            side.files.insert(file_key.to_string(), file);
         }
         side
     }
