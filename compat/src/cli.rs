@@ -1,5 +1,6 @@
 //! The `testbed check` command: arguments and the function the binary dispatches to.
 
+use crate::config::BreakingConfig;
 use crate::model::Category;
 use crate::render::{Format, render};
 use crate::source::{Remote, Source};
@@ -50,6 +51,13 @@ pub struct CheckArgs {
     /// TLS for https:// inputs.
     #[command(flatten)]
     pub tls: crate::connect::TlsArgs,
+    /// buf's breaking configuration, a buf.yaml FILE or inline JSON ('{"version":"v2",
+    /// "breaking":{"use":["WIRE"],"except":["FIELD_SAME_NAME"]}}'); by default the buf.yaml
+    /// at the root of a NEW directory, when there is one. `use` (buf's default FILE),
+    /// `except`, `ignore`, `ignore_only` and `ignore_unstable_packages` apply as in buf;
+    /// --category replaces `use`.
+    #[arg(long, value_name = "FILE|JSON")]
+    pub config: Option<String>,
 }
 
 fn parse_map(s: &str) -> Result<(String, String), String> {
@@ -100,19 +108,31 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
         },
         tls,
     };
+    let config = match (&args.config, &new_src) {
+        (Some(flag), _) => Some(BreakingConfig::from_flag(flag).map_err(anyhow::Error::msg)?),
+        (None, Source::Dir(dir)) => BreakingConfig::found_at(dir).map_err(anyhow::Error::msg)?,
+        (None, _) => None,
+    };
+    let config = match config {
+        Some(c) if !args.category.is_empty() => Some(c.with_categories(&args.category)),
+        c => c,
+    };
     let old = old_src.load_with(&args.include, &remote).await?;
     let new = new_src.load_with(&args.include, &remote).await?;
     let options = CheckOptions {
-        categories: if args.category.is_empty() {
-            DEFAULT_CATEGORIES.to_vec()
-        } else {
-            args.category.clone()
+        categories: match (&config, args.category.is_empty()) {
+            (Some(c), _) => c.categories(),
+            (None, true) => DEFAULT_CATEGORIES.to_vec(),
+            (None, false) => args.category.clone(),
         },
         map: args.map.clone(),
         auto_pair: !args.no_auto_map,
         confirm: true,
     };
-    let report = crate::check_live_with(&old, &new, &options, &args.header).await;
+    let mut report = crate::check_live_with(&old, &new, &options, &args.header).await;
+    if let Some(config) = &config {
+        config.apply(&mut report, &old, &new);
+    }
     let prefix = match &new_src {
         Source::Dir(d) => d.display().to_string(),
         Source::ProtoFile(f) => f

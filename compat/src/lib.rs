@@ -1,9 +1,11 @@
 //! Compares two versions of a gRPC API, the one place in the testbed where that happens.
 //!
-//! * Inputs ([`Source`]): a directory of `.proto` files (compiled with protox), a binary
-//!   `FileDescriptorSet` (a buf `.binpb` image works), or `grpc://HOST:PORT` (a running server
-//!   read by reflection, `grpc.reflection.v1` then `v1alpha`; [`load_over`] reads one over a
-//!   channel of the caller's, such as a TLS one).
+//! * Inputs ([`Source`]): a directory of `.proto` files (compiled with protox), one `.proto`
+//!   file, a binary `FileDescriptorSet` (a buf `.binpb` image works), a git revision in buf's
+//!   syntax ([`git`]), or `grpc://HOST:PORT` / `https://HOST:PORT` (a running server read by
+//!   reflection, `grpc.reflection.v1` then `v1alpha`; [`load_over`] reads one over a channel
+//!   of the caller's, such as a TLS one).
+//! * buf's breaking configuration ([`config`]): `buf.yaml` or `--config`.
 //! * Package pairing ([`Pairing`]): `--map OLD=NEW`, and automatically when two packages differ
 //!   only in a trailing `.vN` (`increment.v1` → `increment.v2`).
 //! * Rules ([`rules::RULES`]): buf's rule ids and categories (`WIRE`, `WIRE_JSON`, `PACKAGE`,
@@ -35,6 +37,7 @@
 
 pub mod budget;
 pub mod cli;
+pub mod config;
 mod confirm;
 pub mod connect;
 pub mod git;

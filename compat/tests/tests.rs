@@ -4,6 +4,7 @@
 pub(crate) mod buf;
 mod buf_cli;
 pub(crate) mod common;
+mod config;
 mod corpus;
 mod inputs;
 pub(crate) mod project;
