@@ -53,7 +53,7 @@ pub struct CheckArgs {
     pub tls: crate::connect::TlsArgs,
     /// buf's breaking configuration, a buf.yaml FILE or inline JSON ('{"version":"v2",
     /// "breaking":{"use":["WIRE"],"except":["FIELD_SAME_NAME"]}}'); by default the buf.yaml
-    /// at the root of a NEW directory, when there is one. `use` (buf's default FILE),
+    /// at the root of a NEW directory or git input (subdir=), when there is one. `use` (buf's default FILE),
     /// `except`, `ignore`, `ignore_only` and `ignore_unstable_packages` apply as in buf;
     /// --category replaces `use`.
     #[arg(long, value_name = "FILE|JSON")]
@@ -111,6 +111,9 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
     let config = match (&args.config, &new_src) {
         (Some(flag), _) => Some(BreakingConfig::from_flag(flag).map_err(anyhow::Error::msg)?),
         (None, Source::Dir(dir)) => BreakingConfig::found_at(dir).map_err(anyhow::Error::msg)?,
+        (None, Source::Git(input)) => {
+            BreakingConfig::found_in_git(input).map_err(anyhow::Error::msg)?
+        }
         (None, _) => None,
     };
     let config = match config {

@@ -96,6 +96,18 @@ impl BreakingConfig {
         Ok(None)
     }
 
+    /// `buf.yaml` at the root of a git input (`subdir=`, or the repository's top), at its
+    /// revision, when there is one.
+    pub fn found_in_git(input: &str) -> Result<Option<BreakingConfig>, String> {
+        let git = crate::git::GitInput::parse(input)?;
+        for name in ["buf.yaml", "buf.yml"] {
+            if let Some(text) = git.read_file(name)? {
+                return BreakingConfig::parse(&text, &format!("{input}: {name}")).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     /// Parses a buf.yaml's text (v1, v1beta1 or v2).
     pub fn parse(text: &str, origin: &str) -> Result<BreakingConfig, String> {
         let file: File = serde_norway::from_str(text).map_err(|e| format!("{origin}: {e}"))?;

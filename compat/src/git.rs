@@ -110,8 +110,8 @@ impl GitInput {
         })
     }
 
-    /// The `.proto` files at the revision, under `subdir=` when given, by name relative to it.
-    pub fn read_protos(&self) -> Result<BTreeMap<String, String>, String> {
+    /// The commit id the revision names; the error says what is missing.
+    fn commit(&self) -> Result<String, String> {
         let repo = self.repo.display().to_string();
         if !self.repo.exists() {
             return Err(format!("{repo}: no such repository"));
@@ -138,7 +138,37 @@ impl GitInput {
                 )
             }
         })?;
-        let commit = String::from_utf8_lossy(&commit).trim().to_string();
+        Ok(String::from_utf8_lossy(&commit).trim().to_string())
+    }
+
+    /// The text of `name` (relative to `subdir=`) at the revision, `None` when it is absent:
+    /// how the input's own `buf.yaml` is found.
+    pub fn read_file(&self, name: &str) -> Result<Option<String>, String> {
+        let commit = self.commit()?;
+        let path = match &self.subdir {
+            Some(dir) => format!("{dir}/{name}"),
+            None => name.to_string(),
+        };
+        match git(
+            &self.repo,
+            &["cat-file", "blob", &format!("{commit}:{path}")],
+            None,
+        ) {
+            Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+                format!(
+                    "{}: {path} at {} is not UTF-8 text",
+                    self.repo.display(),
+                    self.named
+                )
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The `.proto` files at the revision, under `subdir=` when given, by name relative to it.
+    pub fn read_protos(&self) -> Result<BTreeMap<String, String>, String> {
+        let repo = self.repo.display().to_string();
+        let commit = self.commit()?;
         let tree = match &self.subdir {
             Some(dir) => format!("{commit}:{dir}"),
             None => commit.clone(),

@@ -308,3 +308,57 @@ async fn a_closed_output_keeps_the_exit_code() {
     let code = compat::cli::run(&args(&list), &mut Closed).await.unwrap();
     assert_eq!(code, 100);
 }
+
+/// A git input's own buf.yaml (at `subdir=`, at that revision) applies, as buf applies it.
+#[test]
+fn a_git_inputs_buf_yaml_applies_as_in_buf() {
+    let Some(buf) = crate::buf::buf_or_skip("skipping the git buf.yaml comparison") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    two_commit_repo(&repo);
+    std::fs::write(
+        repo.join("proto/buf.yaml"),
+        "version: v1\nbreaking:\n  except: [FIELD_SAME_TYPE]\n",
+    )
+    .unwrap();
+    git(&repo, &["checkout", "-q", "--", "proto/increment.proto"]);
+    git(&repo, &["add", "proto/buf.yaml"]);
+    git(&repo, &["commit", "-q", "-m", "buf.yaml"]);
+    let out = Command::new(&buf)
+        .current_dir(&repo)
+        .args([
+            "breaking",
+            ".git#branch=main,subdir=proto",
+            "--against",
+            ".git#tag=v1,subdir=proto",
+            "--error-format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let from_buf: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["type"].as_str().map(str::to_string))
+        .collect();
+    let dotgit = repo.join(".git").display().to_string();
+    let (new, old) = (
+        format!("{dotgit}#branch=main,subdir=proto"),
+        format!("{dotgit}#tag=v1,subdir=proto"),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (code, text) = rt.block_on(run(&[&old, &new, "--format", "json"])).unwrap();
+    let ours: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["breaking"] == true)
+        .filter_map(|v| v["rule"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!((Some(code), &ours), (out.status.code(), &from_buf));
+    assert_eq!(
+        ours,
+        std::collections::BTreeSet::from(["RPC_NO_DELETE".to_string()])
+    );
+}
