@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod bodies;
 mod chaos;
+mod check_live;
 mod cli;
 mod compression;
 mod descriptors;

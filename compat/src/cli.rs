@@ -1,21 +1,24 @@
 //! The `testbed check` command: arguments and the function the binary dispatches to.
 
+use crate::config::BreakingConfig;
 use crate::model::Category;
 use crate::render::{Format, render};
-use crate::source::Source;
+use crate::source::{Remote, Source};
 use crate::{CheckOptions, DEFAULT_CATEGORIES};
 use std::path::PathBuf;
 
 /// `check OLD NEW`: breaking-change verdict for two versions of a gRPC API.
 ///
-/// OLD and NEW are each a directory of `.proto` files, a binary `FileDescriptorSet` (`.binpb`
-/// from `buf build -o`, `protoc -o`) or `grpc://HOST:PORT` (a running server, read by
-/// reflection). Exit code 0: nothing breaks; 100: breaking findings; 1: bad input.
+/// OLD and NEW are each a directory of `.proto` files, one `.proto` file, a binary
+/// `FileDescriptorSet` (`.binpb` from `buf build -o`, `protoc -o`), a git revision in buf's
+/// syntax (`.git#branch=main,subdir=proto`; also tag=, ref=, depth=) or a running server read
+/// by reflection (`grpc://HOST:PORT`, `https://HOST:PORT`). Exit code 0: nothing breaks; 100:
+/// breaking findings; 1: bad input.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
-    /// The old version: DIR, FILE.binpb or grpc://HOST:PORT.
+    /// The old version: DIR, FILE.proto, FILE.binpb, PATH.git#branch=B, grpc:// or https://.
     pub old: String,
-    /// The new version: DIR, FILE.binpb or grpc://HOST:PORT.
+    /// The new version: DIR, FILE.proto, FILE.binpb, PATH.git#branch=B, grpc:// or https://.
     pub new: String,
     /// Extra import path for directory inputs (repeatable).
     #[arg(short = 'I', long = "include")]
@@ -37,6 +40,24 @@ pub struct CheckArgs {
     /// The OLD version's semantic version; the output then names the next allowed version.
     #[arg(long)]
     pub current_version: Option<semver::Version>,
+    /// Also compare a server's services of gRPC's own grpc.* packages (health, channelz):
+    /// left out by default, as they are the server's plumbing, not its API.
+    #[arg(long)]
+    pub include_grpc_services: bool,
+    /// Metadata sent with the reflection calls and the confirming calls to grpc:// and
+    /// https:// inputs (repeatable), 'NAME: VALUE', e.g. -H 'authorization: Bearer T'.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = crate::probe::Header::parse)]
+    pub header: Vec<crate::probe::Header>,
+    /// TLS for https:// inputs.
+    #[command(flatten)]
+    pub tls: crate::connect::TlsArgs,
+    /// buf's breaking configuration, a buf.yaml FILE or inline JSON ('{"version":"v2",
+    /// "breaking":{"use":["WIRE"],"except":["FIELD_SAME_NAME"]}}'); by default the buf.yaml
+    /// at the root of a NEW directory or git input (subdir=), when there is one. `use` (buf's default FILE),
+    /// `except`, `ignore`, `ignore_only` and `ignore_unstable_packages` apply as in buf;
+    /// --category replaces `use`.
+    #[arg(long, value_name = "FILE|JSON")]
+    pub config: Option<String>,
 }
 
 fn parse_map(s: &str) -> Result<(String, String), String> {
@@ -56,35 +77,92 @@ fn parse_category(s: &str) -> Result<Category, String> {
 }
 
 /// Runs the check and writes the report to `out`. Returns the exit code (0 or 100); bad input
-/// is an `Err`, which the binary turns into exit code 1.
+/// is an `Err`, which the binary turns into exit code 1. A reader that stops reading (`| head`)
+/// ends the output, not the verdict: the exit code stays.
 pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Result<i32> {
     let old_src = Source::parse(&args.old);
     let new_src = Source::parse(&args.new);
-    let old = old_src.load(&args.include).await?;
-    let new = new_src.load(&args.include).await?;
+    let servers: Vec<String> = [&old_src, &new_src]
+        .into_iter()
+        .filter(|s| s.is_server())
+        .map(Source::label)
+        .collect();
+    if servers.is_empty() && !args.header.is_empty() {
+        anyhow::bail!(
+            "-H adds metadata to the calls to grpc:// and https:// inputs; neither {} nor {} is one",
+            args.old,
+            args.new
+        );
+    }
+    let tls = if servers.is_empty() && args.tls.ca.is_none() && args.tls.cert.is_none() {
+        None
+    } else if servers.is_empty() {
+        anyhow::bail!("--ca, --cert and --key are for https:// inputs; neither input is one");
+    } else {
+        args.tls.client_tls(servers.iter().map(String::as_str))?
+    };
+    let remote = Remote {
+        reflect: crate::ReflectOptions {
+            headers: args.header.clone(),
+            grpc_services: args.include_grpc_services,
+        },
+        tls,
+    };
+    let config = match (&args.config, &new_src) {
+        (Some(flag), _) => Some(BreakingConfig::from_flag(flag).map_err(anyhow::Error::msg)?),
+        (None, Source::Dir(dir)) => BreakingConfig::found_at(dir).map_err(anyhow::Error::msg)?,
+        (None, Source::Git(input)) => {
+            BreakingConfig::found_in_git(input).map_err(anyhow::Error::msg)?
+        }
+        (None, _) => None,
+    };
+    let config = match config {
+        Some(c) if !args.category.is_empty() => Some(c.with_categories(&args.category)),
+        c => c,
+    };
+    let old = old_src.load_with(&args.include, &remote).await?;
+    let new = new_src.load_with(&args.include, &remote).await?;
     let options = CheckOptions {
-        categories: if args.category.is_empty() {
-            DEFAULT_CATEGORIES.to_vec()
-        } else {
-            args.category.clone()
+        categories: match (&config, args.category.is_empty()) {
+            (Some(c), _) => c.categories(),
+            (None, true) => DEFAULT_CATEGORIES.to_vec(),
+            (None, false) => args.category.clone(),
         },
         map: args.map.clone(),
         auto_pair: !args.no_auto_map,
         confirm: true,
     };
-    let report = crate::check_live(&old, &new, &options).await;
+    let mut report = crate::check_live_with(&old, &new, &options, &args.header).await;
+    if let Some(config) = &config {
+        config.apply(&mut report, &old, &new);
+    }
     let prefix = match &new_src {
         Source::Dir(d) => d.display().to_string(),
+        Source::ProtoFile(f) => f
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        Source::Git(g) => crate::git::GitInput::parse(g)
+            .ok()
+            .and_then(|g| g.subdir)
+            .unwrap_or_default(),
         _ => String::new(),
     };
-    render(
+    let written = render(
         &report,
         args.format,
         args.current_version.as_ref(),
         &prefix,
         out,
-    )?;
-    Ok(report.exit_code())
+    )
+    .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write the report"))
+        }
+        // Written, or the reader left early: the verdict stands either way.
+        _ => Ok(report.exit_code()),
+    }
 }
 
 /// `probe --old grpc://A --new grpc://B`: each version's clients call the other version's

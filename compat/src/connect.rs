@@ -319,11 +319,21 @@ async fn first_call(channel: &Channel, addr: &str, tls: &ClientTls) -> anyhow::R
 /// Reads `server`'s descriptors by gRPC reflection: over plaintext as `testbed check` does, or
 /// over TLS for `https://` servers (then with the TLS failure explained).
 pub async fn reflect(server: &str, tls: Option<&ClientTls>) -> anyhow::Result<crate::Api> {
+    reflect_with(server, tls, &crate::reflection::ReflectOptions::default()).await
+}
+
+/// [`reflect`] with metadata on the reflection calls and the `grpc.*` choice of `options`.
+pub async fn reflect_with(
+    server: &str,
+    tls: Option<&ClientTls>,
+    options: &crate::reflection::ReflectOptions,
+) -> anyhow::Result<crate::Api> {
     if !is_tls(server) {
-        return Ok(crate::Source::Grpc(server.to_string()).load(&[]).await?);
+        let addr = server.strip_prefix("grpc://").unwrap_or(server);
+        return Ok(crate::reflection::load(addr, options).await?);
     }
     let channel = connect(server, tls, CONNECT_TIMEOUT).await?;
-    crate::reflection::load_over(&channel, server, crate::REFLECTION_TIMEOUT)
+    crate::reflection::load_over_with(&channel, server, crate::REFLECTION_TIMEOUT, options)
         .await
         .map_err(|e| {
             let error = e.to_string();

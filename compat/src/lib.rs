@@ -1,9 +1,11 @@
 //! Compares two versions of a gRPC API, the one place in the testbed where that happens.
 //!
-//! * Inputs ([`Source`]): a directory of `.proto` files (compiled with protox), a binary
-//!   `FileDescriptorSet` (a buf `.binpb` image works), or `grpc://HOST:PORT` (a running server
-//!   read by reflection, `grpc.reflection.v1` then `v1alpha`; [`load_over`] reads one over a
-//!   channel of the caller's, such as a TLS one).
+//! * Inputs ([`Source`]): a directory of `.proto` files (compiled with protox), one `.proto`
+//!   file, a binary `FileDescriptorSet` (a buf `.binpb` image works), a git revision in buf's
+//!   syntax ([`git`]), or `grpc://HOST:PORT` / `https://HOST:PORT` (a running server read by
+//!   reflection, `grpc.reflection.v1` then `v1alpha`; [`load_over`] reads one over a channel
+//!   of the caller's, such as a TLS one).
+//! * buf's breaking configuration ([`config`]): `buf.yaml` or `--config`.
 //! * Package pairing ([`Pairing`]): `--map OLD=NEW`, and automatically when two packages differ
 //!   only in a trailing `.vN` (`increment.v1` → `increment.v2`).
 //! * Rules ([`rules::RULES`]): buf's rule ids and categories (`WIRE`, `WIRE_JSON`, `PACKAGE`,
@@ -36,8 +38,10 @@
 pub mod budget;
 pub mod cli;
 mod compression;
+pub mod config;
 mod confirm;
 pub mod connect;
+pub mod git;
 pub mod model;
 pub mod probe;
 mod reflection;
@@ -47,9 +51,9 @@ pub mod source;
 
 pub use budget::MAX_SAMPLE_NODES;
 pub use model::{Bump, Category, Confirmation, Finding, Outcome, Report};
-pub use reflection::load_over;
+pub use reflection::{ReflectOptions, load_over, load_over_with};
 pub use rules::{Pairing, RULES, RuleInfo};
-pub use source::{Api, LoadError, Source};
+pub use source::{Api, LoadError, Remote, Source};
 
 use prost_reflect::DescriptorPool;
 
@@ -164,6 +168,16 @@ fn check_inner(old: &Api, new: &Api, options: &CheckOptions) -> (Report, Vec<rul
 /// methods, changed streaming shapes) are confirmed by calling the server with the old
 /// client's path and an encoded sample of the old request.
 pub async fn check_live(old: &Api, new: &Api, options: &CheckOptions) -> Report {
+    check_live_with(old, new, options, &[]).await
+}
+
+/// [`check_live`] with `headers` sent on the confirming calls.
+pub async fn check_live_with(
+    old: &Api,
+    new: &Api,
+    options: &CheckOptions,
+    headers: &[probe::Header],
+) -> Report {
     let (mut report, subjects) = check_inner(old, new, options);
     let Some(addr) = new.live.clone() else {
         return report;
@@ -176,7 +190,7 @@ pub async fn check_live(old: &Api, new: &Api, options: &CheckOptions) -> Report 
             use prost::Message;
             let path = format!("/{}/{}", m.parent_service().full_name(), m.name());
             let request = confirm::sample(&m.input(), 0).encode_to_vec();
-            let effect = match reflection::call(&addr, &path, request).await {
+            let effect = match reflection::call(&addr, &path, request, headers).await {
                 Ok(e) | Err(e) => e,
             };
             let outcome = if effect.contains("answered OK") {

@@ -2,6 +2,7 @@
 //! (`grpc.reflection.v1`, falling back to `v1alpha`), and live calls that confirm
 //! method-level findings.
 
+use crate::probe::Header;
 use crate::source::{Api, LoadError};
 use prost::Message;
 use prost_reflect::DescriptorPool;
@@ -55,7 +56,11 @@ enum Answer {
 
 macro_rules! reflection_client {
     ($name:ident, $pb:path) => {
-        async fn $name(channel: Channel, asks: Vec<Ask>) -> Result<Vec<Answer>, tonic::Status> {
+        async fn $name(
+            channel: Channel,
+            asks: Vec<Ask>,
+            headers: &[Header],
+        ) -> Result<Vec<Answer>, tonic::Status> {
             use pb::server_reflection_client::ServerReflectionClient;
             use pb::server_reflection_request::MessageRequest;
             use pb::server_reflection_response::MessageResponse;
@@ -72,13 +77,14 @@ macro_rules! reflection_client {
                     }),
                 })
                 .collect();
+            let mut request = tonic::Request::new(tokio_stream::iter(requests));
+            for h in headers {
+                h.add_to(request.metadata_mut());
+            }
             // A server may compress its replies (grpcio with `compression=gzip` does whatever
             // the client announces); unread, they would pass for a missing reflection service.
             let mut client = crate::accept_compressed!(ServerReflectionClient::new(channel));
-            let mut stream = client
-                .server_reflection_info(tokio_stream::iter(requests))
-                .await?
-                .into_inner();
+            let mut stream = client.server_reflection_info(request).await?.into_inner();
             let mut out = Vec::with_capacity(n);
             while let Some(resp) = stream.message().await? {
                 out.push(match resp.message_response {
@@ -108,6 +114,7 @@ async fn ask(
     v1: &mut bool,
     label: &str,
     asks: Vec<Ask>,
+    headers: &[Header],
 ) -> Result<Vec<Answer>, LoadError> {
     let retry: Vec<Ask> = asks
         .iter()
@@ -118,13 +125,13 @@ async fn ask(
         })
         .collect();
     if *v1 {
-        match ask_v1(channel.clone(), asks).await {
+        match ask_v1(channel.clone(), asks, headers).await {
             Ok(a) => return Ok(a),
             Err(s) if s.code() == tonic::Code::Unimplemented => *v1 = false,
             Err(s) => return Err(err(label, format!("reflection call failed: {s}"))),
         }
     }
-    ask_v1alpha(channel.clone(), retry).await.map_err(|s| {
+    ask_v1alpha(channel.clone(), retry, headers).await.map_err(|s| {
         if s.code() == tonic::Code::Unimplemented {
             err(
                 label,
@@ -136,13 +143,34 @@ async fn ask(
     })
 }
 
+/// How a server's descriptors are read by reflection.
+#[derive(Debug, Clone)]
+pub struct ReflectOptions {
+    /// Metadata sent with the reflection calls (and the calls that confirm findings).
+    pub headers: Vec<Header>,
+    /// Keep the services of gRPC's own `grpc.*` packages (health, channelz, ...): they are
+    /// the server's plumbing, not its API. Reflection itself is always left out.
+    pub grpc_services: bool,
+}
+
+impl Default for ReflectOptions {
+    /// No metadata; `grpc.*` services kept (what the probe and the gateway's upstreams read).
+    fn default() -> Self {
+        ReflectOptions {
+            headers: Vec::new(),
+            grpc_services: true,
+        }
+    }
+}
+
 /// Reads every service's files (and their imports) from the server at `addr` (plaintext).
-pub(crate) async fn load(addr: &str) -> Result<Api, LoadError> {
+pub(crate) async fn load(addr: &str, options: &ReflectOptions) -> Result<Api, LoadError> {
     let channel = connect(addr, TIMEOUT).await?;
-    let mut api = load_over(
+    let mut api = load_over_with(
         &channel,
         &format!("grpc://{addr}"),
         crate::REFLECTION_TIMEOUT,
+        options,
     )
     .await?;
     api.live = Some(addr.to_string());
@@ -158,7 +186,18 @@ pub async fn load_over(
     label: &str,
     timeout: Duration,
 ) -> Result<Api, LoadError> {
-    tokio::time::timeout(timeout, read_over(channel, label))
+    load_over_with(channel, label, timeout, &ReflectOptions::default()).await
+}
+
+/// [`load_over`] with metadata on the reflection calls, and `grpc.*` services left out
+/// unless `options.grpc_services`.
+pub async fn load_over_with(
+    channel: &Channel,
+    label: &str,
+    timeout: Duration,
+    options: &ReflectOptions,
+) -> Result<Api, LoadError> {
+    tokio::time::timeout(timeout, read_over(channel, label, options))
         .await
         .unwrap_or_else(|_| {
             Err(err(
@@ -171,29 +210,39 @@ pub async fn load_over(
         })
 }
 
-async fn read_over(channel: &Channel, label: &str) -> Result<Api, LoadError> {
+async fn read_over(
+    channel: &Channel,
+    label: &str,
+    options: &ReflectOptions,
+) -> Result<Api, LoadError> {
+    let headers = options.headers.as_slice();
     let mut v1 = true;
-    let answers = ask(channel, &mut v1, label, vec![Ask::List]).await?;
+    let answers = ask(channel, &mut v1, label, vec![Ask::List], headers).await?;
     let services = match answers.into_iter().next() {
         Some(Answer::Services(s)) => s,
         Some(Answer::Error(e)) => return Err(err(label, format!("listing services failed: {e}"))),
         _ => return Err(err(label, "listing services returned nothing".to_string())),
     };
+    let listed = services.len();
     let services: Vec<String> = services
         .into_iter()
-        .filter(|s| !s.starts_with("grpc.reflection."))
+        .filter(|s| {
+            !s.starts_with("grpc.reflection.") && (options.grpc_services || !s.starts_with("grpc."))
+        })
         .collect();
     if services.is_empty() {
-        return Err(err(
-            label,
-            "the server lists no services besides reflection".to_string(),
-        ));
+        let message = if options.grpc_services || listed == 0 {
+            "the server lists no services besides reflection".to_string()
+        } else {
+            "the server lists no services besides gRPC's own (grpc.*: reflection, health, ...); give --include-grpc-services to compare those".to_string()
+        };
+        return Err(err(label, message));
     }
     let mut files: BTreeMap<String, prost_types::FileDescriptorProto> = BTreeMap::new();
     let mut asks: Vec<Ask> = services.iter().map(|s| Ask::Symbol(s.clone())).collect();
     let mut asked: BTreeSet<String> = BTreeSet::new();
     while !asks.is_empty() {
-        for answer in ask(channel, &mut v1, label, asks).await? {
+        for answer in ask(channel, &mut v1, label, asks, headers).await? {
             match answer {
                 Answer::Files(list) => {
                     for bytes in list {
@@ -310,14 +359,21 @@ impl tonic::codec::Codec for RawCodec {
 
 /// Calls `path` on the server with `request` (already encoded) as an old client would and
 /// describes what came back.
-pub(crate) async fn call(addr: &str, path: &str, request: Vec<u8>) -> Result<String, String> {
+pub(crate) async fn call(
+    addr: &str,
+    path: &str,
+    request: Vec<u8>,
+    headers: &[Header],
+) -> Result<String, String> {
     let channel = connect(addr, TIMEOUT).await.map_err(|e| e.to_string())?;
     let mut grpc = crate::accept_compressed!(tonic::client::Grpc::new(channel));
     grpc.ready().await.map_err(|e| format!("not ready: {e}"))?;
     let path: http::uri::PathAndQuery = path.parse().map_err(|e| format!("bad path: {e}"))?;
-    let resp = grpc
-        .unary(tonic::Request::new(request), path.clone(), RawCodec)
-        .await;
+    let mut request = tonic::Request::new(request);
+    for h in headers {
+        h.add_to(request.metadata_mut());
+    }
+    let resp = grpc.unary(request, path.clone(), RawCodec).await;
     Ok(match resp {
         Ok(r) => format!("{path} answered OK with {} bytes", r.get_ref().len()),
         Err(s) => format!("{path} answered {:?}: {}", s.code(), s.message()),

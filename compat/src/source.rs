@@ -1,8 +1,11 @@
-//! Inputs: a directory of `.proto` files, a `FileDescriptorSet` file, or a running server read
-//! by reflection. Each side of a comparison is loaded on its own into an [`Api`].
+//! Inputs: a directory of `.proto` files, one `.proto` file, a `FileDescriptorSet` file (a buf
+//! image too), a git revision (`.git#branch=main`), or a running server read by reflection
+//! (`grpc://`, `https://`). Each side of a comparison is loaded on its own into an [`Api`].
 
+use crate::reflection::ReflectOptions;
 use prost::Message;
 use prost_reflect::DescriptorPool;
+use protox::file::{ChainFileResolver, FileResolver, GoogleFileResolver, IncludeFileResolver};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -62,42 +65,85 @@ pub enum LoadError {
 pub enum Source {
     /// A directory of `.proto` files, compiled with protox; the directory is the first import path.
     Dir(PathBuf),
+    /// One `.proto` file, compiled with its directory as the first import path; the version is
+    /// that file alone.
+    ProtoFile(PathBuf),
     /// A binary `FileDescriptorSet` (`protoc -o`, `buf build -o x.binpb`).
     DescriptorSet(PathBuf),
     /// A running server, read by gRPC reflection (`grpc.reflection.v1`, then `v1alpha`).
     Grpc(String),
+    /// A running server over TLS (`https://HOST:PORT`, as given), read by reflection.
+    Https(String),
+    /// A git revision in buf's syntax (`PATH.git#branch=main,subdir=proto`), as given; it is
+    /// parsed when loaded, so a wrong key is a load error naming it.
+    Git(String),
+}
+
+/// How `grpc://` and `https://` inputs are reached: metadata and the `grpc.*` choice
+/// ([`ReflectOptions`]), and TLS for `https://`.
+#[derive(Debug, Clone, Default)]
+pub struct Remote {
+    /// Metadata and which services count.
+    pub reflect: ReflectOptions,
+    /// The CA (and client certificate) for `https://` servers.
+    pub tls: Option<crate::connect::ClientTls>,
 }
 
 impl Source {
-    /// `grpc://HOST:PORT` is a server; an existing directory is a proto tree; anything else a
-    /// descriptor-set file.
+    /// `grpc://HOST:PORT` and `https://HOST:PORT` are servers; a path ending in `.git` (with
+    /// `#options`) a git revision; an existing directory a proto tree; a `.proto` path one
+    /// file; anything else a descriptor-set file.
     pub fn parse(input: &str) -> Source {
         if let Some(rest) = input.strip_prefix("grpc://") {
             return Source::Grpc(rest.to_string());
         }
+        if crate::git::GitInput::looks_like(input) {
+            return Source::Git(input.to_string());
+        }
+        if input.starts_with("https://") {
+            return Source::Https(input.to_string());
+        }
         Source::from_path(Path::new(input))
     }
 
-    /// A file path: an existing directory is a proto tree, anything else a descriptor-set file.
+    /// A file path: an existing directory is a proto tree, a `.proto` path one file, anything
+    /// else a descriptor-set file.
     pub fn from_path(path: &Path) -> Source {
-        match path.is_dir() {
-            true => Source::Dir(path.to_path_buf()),
-            false => Source::DescriptorSet(path.to_path_buf()),
+        if path.is_dir() {
+            Source::Dir(path.to_path_buf())
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            Source::ProtoFile(path.to_path_buf())
+        } else {
+            Source::DescriptorSet(path.to_path_buf())
         }
     }
 
     /// How the input was spelled.
     pub fn label(&self) -> String {
         match self {
-            Source::Dir(p) | Source::DescriptorSet(p) => p.display().to_string(),
+            Source::Dir(p) | Source::ProtoFile(p) | Source::DescriptorSet(p) => {
+                p.display().to_string()
+            }
             Source::Grpc(a) => format!("grpc://{a}"),
+            Source::Https(a) | Source::Git(a) => a.clone(),
         }
     }
 
-    /// Loads the input. `includes` are extra import paths for a directory input.
+    /// Whether the input is a running server.
+    pub fn is_server(&self) -> bool {
+        matches!(self, Source::Grpc(_) | Source::Https(_))
+    }
+
+    /// Loads the input. `includes` are extra import paths for `.proto` inputs.
     pub async fn load(&self, includes: &[PathBuf]) -> Result<Api, LoadError> {
+        self.load_with(includes, &Remote::default()).await
+    }
+
+    /// Loads the input, reaching servers as `remote` says.
+    pub async fn load_with(&self, includes: &[PathBuf], remote: &Remote) -> Result<Api, LoadError> {
         match self {
             Source::Dir(dir) => load_dir(dir, includes),
+            Source::ProtoFile(file) => load_file(file, includes),
             Source::DescriptorSet(path) => {
                 let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
                     input: path.display().to_string(),
@@ -105,7 +151,16 @@ impl Source {
                 })?;
                 Api::from_descriptor_set_bytes(&bytes, &path.display().to_string())
             }
-            Source::Grpc(addr) => crate::reflection::load(addr).await,
+            Source::Grpc(addr) => crate::reflection::load(addr, &remote.reflect).await,
+            Source::Https(server) => {
+                crate::connect::reflect_with(server, remote.tls.as_ref(), &remote.reflect)
+                    .await
+                    .map_err(|e| LoadError::Reflection {
+                        address: server.clone(),
+                        message: format!("{e:#}"),
+                    })
+            }
+            Source::Git(input) => load_git(input, includes),
         }
     }
 }
@@ -222,28 +277,101 @@ pub fn compile_dir(
             message: "no .proto files in this directory".to_string(),
         });
     }
-    let mut paths = vec![dir.to_path_buf()];
-    paths.extend(includes.iter().cloned());
-    let compile = || -> Result<DescriptorPool, protox::Error> {
-        let mut compiler = protox::Compiler::new(&paths)?;
-        compiler.include_source_info(true).include_imports(true);
-        compiler.open_files(&names)?;
-        Ok(compiler.descriptor_pool())
-    };
-    let pool = compile().map_err(|e| compile_error(&input, &e))?;
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(IncludeFileResolver::new(dir.to_path_buf()));
+    let pool = compile(resolver, includes, &names, &input)?;
     Ok((pool, names))
+}
+
+/// Compiles `names` with protox, looking them up in `first`, then in `includes`, then among
+/// the well-known types (source info kept, imports included).
+fn compile(
+    mut resolver: ChainFileResolver,
+    includes: &[PathBuf],
+    names: &[String],
+    input: &str,
+) -> Result<DescriptorPool, LoadError> {
+    for include in includes {
+        resolver.add(IncludeFileResolver::new(include.clone()));
+    }
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_source_info(true).include_imports(true);
+    compiler
+        .open_files(names)
+        .map_err(|e| compile_error(input, &e))?;
+    Ok(compiler.descriptor_pool())
+}
+
+/// One `.proto` file, its directory the first import path.
+fn load_file(file: &Path, includes: &[PathBuf]) -> Result<Api, LoadError> {
+    let input = file.display().to_string();
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return Err(LoadError::Io {
+            input,
+            message: "not a file path".to_string(),
+        });
+    };
+    if !file.is_file() {
+        return Err(LoadError::Io {
+            input,
+            message: "no such .proto file".to_string(),
+        });
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let names = vec![name.to_string_lossy().into_owned()];
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(IncludeFileResolver::new(dir.to_path_buf()));
+    let pool = compile(resolver, includes, &names, &input)?;
+    finish(pool, names, &input)
+}
+
+/// `.proto` files held in memory (a git revision's), looked up by name.
+struct MemoryResolver(std::collections::BTreeMap<String, String>);
+
+impl FileResolver for MemoryResolver {
+    fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+        match self.0.get(name) {
+            Some(source) => protox::file::File::from_source(name, source),
+            None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
+
+/// The `.proto` files of a git revision (`.git#branch=main,subdir=proto`), read into memory.
+fn load_git(input: &str, includes: &[PathBuf]) -> Result<Api, LoadError> {
+    let io = |message: String| LoadError::Io {
+        input: input.to_string(),
+        message,
+    };
+    let git = crate::git::GitInput::parse(input).map_err(io)?;
+    let files = git.read_protos().map_err(io)?;
+    let names: Vec<String> = files.keys().cloned().collect();
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(MemoryResolver(files));
+    let pool = compile(resolver, includes, &names, input)?;
+    finish(pool, names, input)
 }
 
 fn load_dir(dir: &Path, includes: &[PathBuf]) -> Result<Api, LoadError> {
     let (pool, names) = compile_dir(dir, includes)?;
+    finish(pool, names, &dir.display().to_string())
+}
+
+/// The version of compiled `names`, once its samples fit the budget.
+fn finish(pool: DescriptorPool, names: Vec<String>, input: &str) -> Result<Api, LoadError> {
     crate::budget::check_samples(&pool).map_err(|message| LoadError::Untrusted {
-        input: dir.display().to_string(),
+        input: input.to_string(),
         message,
     })?;
     Ok(Api {
         pool,
         files: names.into_iter().collect(),
-        label: dir.display().to_string(),
+        label: input.to_string(),
         live: None,
     })
 }

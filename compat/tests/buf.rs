@@ -10,7 +10,7 @@ use std::process::Command;
 
 /// buf, or `None` when the test is to be skipped (outside CI, without buf): `skipping` says
 /// what is skipped.
-fn buf_or_skip(skipping: &str) -> Option<PathBuf> {
+pub(crate) fn buf_or_skip(skipping: &str) -> Option<PathBuf> {
     let buf = find_buf();
     if buf.is_none() {
         if std::env::var("CI").as_deref() == Ok("true") {
