@@ -2,7 +2,10 @@
 //! directly, against themselves, and through the testbed gateway) and the testbed's own
 //! `serve --backend v1|v2` (also over TLS and mutual TLS, and through a gateway with an
 //! `x-api-version` pin sent as metadata). Every cell of each table is checked against the
-//! expected table written here, and the exit code (0: old clients unaffected, 100: affected).
+//! expected table written here, and the exit code (0: old clients unaffected, 100: affected,
+//! 3: inconclusive). Also: which methods are called (`--method`, `--skip`, `--read-only`,
+//! `--samples-only`), servers that refuse every call alike (inconclusive), and a new version
+//! answering with other values (changed, with the field's path).
 
 use crate::common::shop::{gateway, shop, shop_python};
 use port::child::ChildServer;
@@ -26,6 +29,7 @@ struct Row {
     own: Vec<String>,
     unknown: Vec<String>,
     defaulted: Vec<String>,
+    changed: Vec<String>,
     verdict: &'static str,
 }
 
@@ -42,6 +46,7 @@ fn row(method: &str, called: &str, codes: &[&str], verdict: &'static str) -> Row
         own: owned(codes),
         unknown: Vec::new(),
         defaulted: Vec::new(),
+        changed: Vec::new(),
         verdict,
     }
 }
@@ -54,6 +59,12 @@ impl Row {
 
     fn defaulted(mut self, fields: &[&str]) -> Row {
         self.defaulted = owned(fields);
+        self
+    }
+
+    /// Values changed, as `path: own → target`.
+    fn changed(mut self, changes: &[&str]) -> Row {
+        self.changed = owned(changes);
         self
     }
 
@@ -85,7 +96,7 @@ async fn probe(args: &[String]) -> (i32, String, Value) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let code = out.status.code().expect("an exit code");
     assert!(
-        code == 0 || code == 100,
+        [0, 3, 100].contains(&code),
         "exit {code}: {text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -138,6 +149,16 @@ fn check_direction(report: &Value, caller: &str, rows: &[Row]) {
         assert_eq!(endings(m, "own"), want.own, "{what}");
         assert_eq!(strings(&m["unknown"]), want.unknown, "{what}");
         assert_eq!(strings(&m["defaulted"]), want.defaulted, "{what}");
+        let changed: Vec<String> = m["changed"]
+            .as_array()
+            .expect("changed")
+            .iter()
+            .map(|c| {
+                let text = |k: &str| c[k].as_str().expect("a string").to_string();
+                format!("{}: {} → {}", text("path"), text("own"), text("target"))
+            })
+            .collect();
+        assert_eq!(changed, want.changed, "{what}");
         assert_eq!(m["verdict"], want.verdict, "{what}");
     }
 }
@@ -181,7 +202,7 @@ async fn the_shop_v1_and_v2_servers_probed_both_ways() {
         &[
             row(g1, g2, &GET, "ok").unknown(&["6 (stock)"]),
             row(p1, p2, &PLACE, "ok"),
-            row(w1, w2, &WATCH, "ok"),
+            row(w1, w2, &WATCH, "inconclusive"),
         ],
     );
     check_direction(
@@ -190,15 +211,21 @@ async fn the_shop_v1_and_v2_servers_probed_both_ways() {
         &[
             row(g2, g1, &GET, "degraded").defaulted(&["stock"]),
             row(p2, p1, &PLACE, "ok"),
-            row(w2, w1, &WATCH, "ok"),
+            row(w2, w1, &WATCH, "inconclusive"),
         ],
     );
-    assert_eq!(code, 0, "{text}");
+    // No order exists on both servers: WatchOrder ends NOT_FOUND everywhere, which proves
+    // nothing, and the exit code says so.
+    assert_eq!(code, 3, "{text}");
     assert_eq!(report["old_clients_unaffected"], true);
     assert!(
         text.contains(
-            "verdict: old clients are unaffected (3 of 3 methods ok); their calls were re-addressed shop.v1 → shop.v2 (--no-auto-map sends them unchanged)"
+            "verdict: inconclusive for old clients (1 inconclusive, 2 ok of 3 methods): no call of shop.v1.Shop/WatchOrder succeeded on its own server; give requests that do (--request), leave them out (--skip), or accept with --allow-inconclusive; their calls were re-addressed shop.v1 → shop.v2 (--no-auto-map sends them unchanged)"
         ),
+        "{text}"
+    );
+    assert!(
+        text.contains("inconclusive: no call succeeded on its own server (2× NOT_FOUND)"),
         "{text}"
     );
     assert!(
@@ -222,6 +249,32 @@ async fn the_shop_v1_and_v2_servers_probed_both_ways() {
         ]
     );
 
+    // Left out, or accepted: exit 0.
+    let (code, text, report) = probe(&args(&v1, &v2, &["--skip", "Shop/WatchOrder"])).await;
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        report["directions"][0]["methods"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        report["directions"][0]["skipped"],
+        serde_json::json!([{"method": w1, "reason": "--skip Shop/WatchOrder"}])
+    );
+    assert!(
+        text.contains("verdict: old clients are unaffected (2 of 2 methods ok, 1 skipped)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("skipped: {w1} (--skip Shop/WatchOrder)")),
+        "{text}"
+    );
+    let (code, text, _) = probe(&args(&v1, &v2, &["--allow-inconclusive"])).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("old clients are unaffected as far as the probe could tell (1 inconclusive, 2 ok of 3 methods; inconclusive accepted with --allow-inconclusive)"),
+        "{text}"
+    );
+
     // Old clients pointed at the v2 server unchanged: v2 serves no shop.v1 method.
     let (code, text, report) = probe(&args(&v1, &v2, &["--no-auto-map"])).await;
     let unimplemented = |n: usize| vec!["UNIMPLEMENTED".to_string(); n];
@@ -236,7 +289,7 @@ async fn the_shop_v1_and_v2_servers_probed_both_ways() {
     );
     assert_eq!(code, 100, "{text}");
     assert!(
-        text.contains("verdict: old clients are affected (3 broken, 0 degraded of 3 methods)"),
+        text.contains("verdict: old clients are affected (3 broken of 3 methods)"),
         "{text}"
     );
     assert!(
@@ -255,11 +308,11 @@ async fn the_shop_v1_and_v2_servers_probed_both_ways() {
             &[
                 row(g1, g1, &GET, "ok"),
                 row(p1, p1, &PLACE, "ok"),
-                row(w1, w1, &WATCH, "ok"),
+                row(w1, w1, &WATCH, "inconclusive"),
             ],
         );
     }
-    assert_eq!(code, 0, "{text}");
+    assert_eq!(code, 3, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,11 +341,17 @@ async fn the_shop_probed_through_the_gateway() {
         .map(|(name, codes)| {
             let method = format!("shop.v{major}.Shop/{name}");
             let served = codes.iter().map(|c| format!("{c} ({major}.0.0)")).collect();
-            row(&method, &method, codes, "ok").status(served)
+            // No order exists on both servers: NOT_FOUND everywhere proves nothing.
+            let verdict = if name == "WatchOrder" {
+                "inconclusive"
+            } else {
+                "ok"
+            };
+            row(&method, &method, codes, verdict).status(served)
         });
         check_direction(&report, caller, &rows);
     }
-    assert_eq!(code, 0, "{text}");
+    assert_eq!(code, 3, "{text}");
     assert!(text.contains(&format!("→ gateway {via}")), "{text}");
     drop(gw);
 
@@ -317,7 +376,12 @@ async fn the_shop_probed_through_the_gateway() {
         .as_array()
         .expect("methods")
     {
-        assert_eq!(m["verdict"], "ok", "{m:#}");
+        let watch = m["method"] == "shop.v2.Shop/WatchOrder";
+        assert_eq!(
+            m["verdict"],
+            if watch { "inconclusive" } else { "ok" },
+            "{m:#}"
+        );
     }
     assert_eq!(code, 100, "{text}");
 }
@@ -351,14 +415,19 @@ fn check_own_backends(report: &Value) {
             row(S1, S2, &["OK"], "ok").unknown(&["3 (served_by_version)"]),
         ],
     );
-    // A v2 client served by v1 loses the request id and the version that served it.
+    // A v2 client served by v1 loses the request id and the version that served it, and
+    // its step of 7 is ignored (v1 adds 1).
     let lost = ["request_id", "served_by_version"];
     check_direction(
         report,
         "new",
         &[
-            row(I2, I1, &["OK", "OK"], "degraded").defaulted(&lost),
-            row(S2, S1, &["OK"], "degraded").defaulted(&lost),
+            row(I2, I1, &["OK", "OK"], "degraded")
+                .defaulted(&lost)
+                .changed(&["value: 14 → 8"]),
+            row(S2, S1, &["OK"], "degraded")
+                .defaulted(&lost)
+                .changed(&["[1].value: 14 → 8"]),
         ],
     );
     let stream = &report["directions"][0]["methods"][1]["calls"][0];
@@ -395,6 +464,28 @@ async fn bad_probe_input_is_refused_with_exit_1() {
                 r#"Incrementer/Increment={"valu": 1}"#.into(),
             ],
             "is not protobuf JSON of increment.v1.IncrementRequest",
+        ),
+        (
+            vec![
+                "--new".to_string(),
+                old.clone(),
+                "--method".into(),
+                "Nope/*".into(),
+            ],
+            "--method Nope/*: no method of OLD or NEW matches it",
+        ),
+        (
+            vec![
+                "--new".to_string(),
+                old.clone(),
+                "--skip".into(),
+                "*/*".into(),
+            ],
+            "no method of OLD is left to probe (increment.v1.Incrementer/Increment: --skip */*",
+        ),
+        (
+            vec!["--new".to_string(), old.clone(), "--samples-only".into()],
+            "no --request for it (--samples-only)",
         ),
     ] {
         let args = [&["--old".to_string(), old.clone()][..], &extra].concat();
@@ -644,4 +735,158 @@ async fn a_header_pins_the_version_through_the_gateway() {
         let stderr = refused(&run(&["-H", bad]), 2).await;
         assert!(stderr.contains(says), "{bad}: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_methods_asked_for_are_called() {
+    let Some(python) = shop_python() else {
+        return;
+    };
+    let v1 = shop(&python, "v1", &[]).await;
+    let v2 = shop(&python, "v2", &[]).await;
+    let names = |report: &Value, d: usize, list: &str| -> Vec<String> {
+        report["directions"][d][list]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|m| m["method"].as_str().expect("a method").to_string())
+            .collect()
+    };
+    // GetProduct and WatchOrder declare idempotency_level NO_SIDE_EFFECTS; PlaceOrder nothing.
+    let (_, text, report) = probe(&args(&v1, &v2, &["--read-only"])).await;
+    for (d, v) in [(0, "v1"), (1, "v2")] {
+        let called = [
+            format!("shop.{v}.Shop/GetProduct"),
+            format!("shop.{v}.Shop/WatchOrder"),
+        ];
+        assert_eq!(names(&report, d, "methods"), called, "{text}");
+        assert_eq!(
+            names(&report, d, "skipped"),
+            [format!("shop.{v}.Shop/PlaceOrder")]
+        );
+    }
+    assert!(
+        text.contains(
+            "skipped: shop.v1.Shop/PlaceOrder (may change state: idempotency_level IDEMPOTENCY_UNKNOWN (--read-only; name it with --method to call it))"
+        ),
+        "{text}"
+    );
+    // Named with --method, it is called after all; --skip wins over both.
+    let opt_in = [
+        "--read-only",
+        "--method",
+        "Shop/PlaceOrder",
+        "--skip",
+        "*/Watch*",
+    ];
+    let (code, text, report) = probe(&args(&v1, &v2, &opt_in)).await;
+    assert_eq!(
+        names(&report, 0, "methods"),
+        ["shop.v1.Shop/GetProduct", "shop.v1.Shop/PlaceOrder"]
+    );
+    assert_eq!(code, 0, "{text}");
+    // --method alone: only those; --samples-only: only the samples, one call each.
+    let (code, text, report) =
+        probe(&args(&v1, &v2, &["--method", "shop.v1.Shop/GetProduct"])).await;
+    assert_eq!(names(&report, 0, "methods"), ["shop.v1.Shop/GetProduct"]);
+    assert_eq!(names(&report, 1, "methods"), Vec::<String>::new());
+    assert_eq!(code, 0, "{text}");
+    let (code, text, report) = probe(&args(&v1, &v2, &["--samples-only"])).await;
+    check_direction(
+        &report,
+        "old",
+        &[
+            row(
+                "shop.v1.Shop/GetProduct",
+                "shop.v2.Shop/GetProduct",
+                &["OK"],
+                "ok",
+            )
+            .unknown(&["6 (stock)"]),
+            row(
+                "shop.v1.Shop/PlaceOrder",
+                "shop.v2.Shop/PlaceOrder",
+                &["OK"],
+                "ok",
+            ),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_refusing_every_call_alike_are_inconclusive() {
+    let Some(python) = shop_python() else {
+        return;
+    };
+    // Both want a token the probe does not send: every call UNAUTHENTICATED on both sides.
+    let v1 = shop(&python, "v1", &["--token", "t"]).await;
+    let v2 = shop(&python, "v2", &["--token", "t"]).await;
+    let (code, text, report) = probe(&args(&v1, &v2, &[])).await;
+    for m in report["directions"][0]["methods"]
+        .as_array()
+        .expect("methods")
+    {
+        assert_eq!(m["verdict"], "inconclusive", "{m:#}");
+        let reason = m["reason"].as_str().expect("a reason");
+        assert!(reason.contains("UNAUTHENTICATED"), "{reason}");
+    }
+    assert_eq!(code, 3, "{text}");
+    assert_eq!(report["old_clients_inconclusive"], 3);
+    assert!(
+        text.contains("verdict: inconclusive for old clients (3 inconclusive of 3 methods)"),
+        "{text}"
+    );
+    // With the token, the calls are judged (WatchOrder left out: no order exists on both).
+    let with_token = ["-H", "authorization: Bearer t", "--skip", "Shop/WatchOrder"];
+    let (code, text, _) = probe(&args(&v1, &v2, &with_token)).await;
+    assert_eq!(code, 0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_answering_other_values_is_changed_with_the_fields_path() {
+    let Some(python) = shop_python() else {
+        return;
+    };
+    let v1 = shop(&python, "v1", &[]).await;
+    // v2 sells at 10 % off: the same statuses and fields, other prices.
+    let v2 = shop(&python, "v2", &["--discount", "10"]).await;
+    let (code, text, report) = probe(&args(&v1, &v2, &[])).await;
+    check_direction(
+        &report,
+        "old",
+        &[
+            row(
+                "shop.v1.Shop/GetProduct",
+                "shop.v2.Shop/GetProduct",
+                &GET,
+                "changed",
+            )
+            .unknown(&["6 (stock)"])
+            .changed(&["price_cents: 4299 → 3869"]),
+            // Order ids differ between two orders on v1 too: noise, not compared.
+            row(
+                "shop.v1.Shop/PlaceOrder",
+                "shop.v2.Shop/PlaceOrder",
+                &PLACE,
+                "changed",
+            )
+            .changed(&["total_cents: 5000 → 4500"]),
+            row(
+                "shop.v1.Shop/WatchOrder",
+                "shop.v2.Shop/WatchOrder",
+                &WATCH,
+                "inconclusive",
+            ),
+        ],
+    );
+    assert_eq!(code, 100, "{text}");
+    assert!(
+        text.contains("changed: price_cents is 3869 where its own server answers 4299"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verdict: old clients are affected (2 changed, 1 inconclusive of 3 methods)"),
+        "{text}"
+    );
 }

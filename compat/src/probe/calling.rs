@@ -1,11 +1,13 @@
 //! One call on the wire: the raw request bytes sent on one stream to a path, half-closed, the
-//! replies read within the deadline and the [`ReplyLimits`] caps, and how the call ended.
+//! replies read (gzip, zstd or deflate compressed ones too) within the deadline and the
+//! [`ReplyLimits`] caps, and how the call ended.
 
 use super::Header;
 use super::report::Ending;
 use crate::reflection::RawCodec;
 use std::time::Duration;
 use tonic::Code;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 
 /// The response header naming the version that served a call (the testbed's gateway sets it).
@@ -31,7 +33,9 @@ impl Default for ReplyLimits {
         }
     }
 }
+
 /// What came back from one call, undecoded.
+#[derive(Clone)]
 pub(super) struct Answer {
     pub(super) code: Code,
     pub(super) message: String,
@@ -144,7 +148,12 @@ async fn call(
     let path: http::uri::PathAndQuery = path
         .parse()
         .map_err(|e| tonic::Status::internal(format!("{path:?} is not a gRPC path: {e}")))?;
-    let mut grpc = tonic::client::Grpc::new(channel);
+    // Replies may come compressed in any encoding gRPC servers commonly use; requests go
+    // uncompressed, which every server takes.
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .accept_compressed(CompressionEncoding::Deflate);
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("the connection is not ready: {e}")))?;
@@ -273,5 +282,54 @@ mod tests {
         }
         flip.abort();
         server.abort();
+    }
+
+    #[tokio::test]
+    async fn compressed_replies_are_accepted_in_each_encoding() {
+        for (encoding, name) in [
+            (CompressionEncoding::Gzip, "gzip"),
+            (CompressionEncoding::Zstd, "zstd"),
+            (CompressionEncoding::Deflate, "deflate"),
+        ] {
+            // A server that compresses its replies with `encoding` when the client accepts it,
+            // recording what the client said it accepts.
+            let (_reporter, health) = tonic_health::server::health_reporter();
+            let accepted = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let seen = accepted.clone();
+            let record = move |request: tonic::Request<()>| {
+                let header = request.metadata().get("grpc-accept-encoding");
+                let text = header.and_then(|v| v.to_str().ok()).unwrap_or_default();
+                *seen.lock().expect("not poisoned") = text.to_string();
+                Ok(request)
+            };
+            let service = tonic::service::interceptor::InterceptedService::new(
+                health.send_compressed(encoding),
+                record,
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a port");
+            let addr = listener.local_addr().expect("an address");
+            let server = tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+            let channel = crate::connect::connect(&addr.to_string(), None, Duration::from_secs(5))
+                .await
+                .expect("it connects");
+            let check = "/grpc.health.v1.Health/Check";
+            let within = (Duration::from_secs(30), ReplyLimits::default());
+            let answer = exchange(&channel, check, vec![Vec::new()], within, &[]).await;
+            assert_eq!(answer.code, Code::Ok, "{name}: {}", answer.message);
+            // HealthCheckResponse { status: SERVING }, decompressed.
+            assert_eq!(answer.replies, [vec![0x08, 0x01]], "{name}");
+            let accepted = accepted.lock().expect("not poisoned").clone();
+            assert!(
+                accepted.split(',').any(|e| e.trim() == name),
+                "{name} not in grpc-accept-encoding {accepted:?}"
+            );
+            server.abort();
+        }
     }
 }

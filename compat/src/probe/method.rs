@@ -3,9 +3,11 @@
 //! method's verdict from its calls'.
 
 use super::calling::exchange;
+use super::render::endings;
 use super::report::{Call, MethodProbe, Verdict};
 use super::samples::generated;
-use super::verdict::judge;
+use super::values::Change;
+use super::verdict::{Answers, Expect, judge};
 use super::{Header, ReplyLimits, Side};
 use crate::confirm::shape;
 use crate::rules::Pairing;
@@ -25,6 +27,10 @@ pub(super) struct Run<'a> {
     pub(super) timeout: Duration,
     pub(super) limits: ReplyLimits,
     pub(super) headers: &'a [Header],
+    /// Generated requests take edge values (`--edge-values`).
+    pub(super) edge_values: bool,
+    /// Only the user's samples are sent (`--samples-only`).
+    pub(super) samples_only: bool,
 }
 
 impl Run<'_> {
@@ -49,7 +55,11 @@ impl Run<'_> {
             .get_service_by_name(&other_service)
             .and_then(|s| s.methods().find(|x| x.name() == m.name()))
             .map(|x| x.output());
-        let mut requests = generated(&m.input());
+        let mut requests = if self.samples_only {
+            Vec::new()
+        } else {
+            generated(&m.input(), self.edge_values)
+        };
         requests.extend(seeds);
         // A client-streaming method gets every request in one stream; the others one per call.
         let batches: Vec<Vec<(String, DynamicMessage)>> = if m.is_client_streaming() {
@@ -65,14 +75,14 @@ impl Run<'_> {
                 .unzip();
             let within = (self.timeout, self.limits);
             let own = exchange(self.own, &own_path, bytes.clone(), within, self.headers).await;
+            let again = exchange(self.own, &own_path, bytes.clone(), within, self.headers).await;
             let target = exchange(self.target, &called, bytes, within, self.headers).await;
-            calls.push(judge(
-                labels,
-                &m.output(),
-                other_output.as_ref(),
-                own,
-                target,
-            ));
+            let expect = Expect {
+                output: &m.output(),
+                other_output: other_output.as_ref(),
+                stream: m.is_server_streaming(),
+            };
+            calls.push(judge(labels, &expect, Answers { own, again, target }));
         }
         let union = |pick: fn(&Call) -> &Vec<String>| -> Vec<String> {
             let all: BTreeSet<&String> = calls.iter().flat_map(pick).collect();
@@ -80,12 +90,31 @@ impl Run<'_> {
         };
         let unknown = union(|c| &c.unknown);
         let defaulted = union(|c| &c.defaulted);
+        let mut changed: Vec<Change> = Vec::new();
+        for c in calls.iter().flat_map(|c| &c.changed) {
+            if !changed.iter().any(|x| x.path == c.path) {
+                changed.push(c.clone());
+            }
+        }
         let verdict = calls.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok);
-        let reason = calls
-            .iter()
-            .find(|c| c.verdict == verdict)
-            .map(|c| c.reason.clone())
-            .unwrap_or_default();
+        let succeeded = calls.iter().any(|c| c.own.code == "OK");
+        let (verdict, reason) = if verdict < Verdict::Broken && !succeeded {
+            // Equal failures on both sides say nothing about compatibility.
+            (
+                Verdict::Inconclusive,
+                format!(
+                    "no call succeeded on its own server ({})",
+                    endings(calls.iter().map(|c| &c.own))
+                ),
+            )
+        } else {
+            let reason = calls
+                .iter()
+                .find(|c| c.verdict == verdict)
+                .map(|c| c.reason.clone())
+                .unwrap_or_default();
+            (verdict, reason)
+        };
         MethodProbe {
             method: own_path.trim_start_matches('/').to_string(),
             called: called.trim_start_matches('/').to_string(),
@@ -93,6 +122,7 @@ impl Run<'_> {
             calls,
             unknown,
             defaulted,
+            changed,
             verdict,
             reason,
         }

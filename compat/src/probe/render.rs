@@ -1,7 +1,9 @@
-//! The probe's report as text: one table per direction, then the one-line verdict.
+//! The probe's report as text: one table per direction (with the methods skipped under it),
+//! then the one-line verdict.
 
 use super::Header;
 use super::report::{Caller, Ending, ProbeReport, Verdict};
+use super::values::Change;
 use std::collections::BTreeSet;
 
 /// Writes the report as tables, one per direction, then the one-line verdict.
@@ -33,6 +35,7 @@ pub fn render_text(report: &ProbeReport, out: &mut impl std::io::Write) -> std::
                 "own server",
                 "unknown to caller",
                 "defaulted",
+                "changed (own → target)",
                 "verdict",
             ]);
         for m in &d.methods {
@@ -60,10 +63,14 @@ pub fn render_text(report: &ProbeReport, out: &mut impl std::io::Write) -> std::
                 endings(m.calls.iter().map(|c| &c.own)),
                 list(&m.unknown),
                 list(&m.defaulted),
+                changes(&m.changed),
                 verdict,
             ]);
         }
         writeln!(out, "{table}")?;
+        for s in &d.skipped {
+            writeln!(out, "skipped: {} ({})", s.method, s.reason)?;
+        }
     }
     let old = &report.directions[0];
     let count = |v: Verdict| old.methods.iter().filter(|m| m.verdict == v).count();
@@ -87,26 +94,70 @@ pub fn render_text(report: &ProbeReport, out: &mut impl std::io::Write) -> std::
             pairs.join(", ")
         )
     };
-    if report.old_clients_unaffected {
+    let tally: Vec<String> = [
+        Verdict::Broken,
+        Verdict::Degraded,
+        Verdict::Changed,
+        Verdict::Inconclusive,
+        Verdict::Ok,
+    ]
+    .into_iter()
+    .filter(|v| count(*v) > 0)
+    .map(|v| format!("{} {v}", count(v)))
+    .collect();
+    let skipped = match old.skipped.len() {
+        0 => String::new(),
+        n => format!(", {n} skipped"),
+    };
+    let of = format!("{} methods", old.methods.len());
+    let inconclusive: Vec<&str> = old
+        .methods
+        .iter()
+        .filter(|m| m.verdict == Verdict::Inconclusive)
+        .map(|m| m.method.as_str())
+        .collect();
+    if !report.old_clients_unaffected {
         writeln!(
             out,
-            "verdict: old clients are unaffected ({} of {} methods ok){how}",
-            count(Verdict::Ok),
-            old.methods.len()
+            "verdict: old clients are affected ({} of {of}{skipped}){how}",
+            tally.join(", ")
+        )
+    } else if inconclusive.is_empty() {
+        writeln!(
+            out,
+            "verdict: old clients are unaffected ({} of {of} ok{skipped}){how}",
+            count(Verdict::Ok)
+        )
+    } else if report.allow_inconclusive {
+        writeln!(
+            out,
+            "verdict: old clients are unaffected as far as the probe could tell ({} of {of}{skipped}; inconclusive accepted with --allow-inconclusive){how}",
+            tally.join(", ")
         )
     } else {
         writeln!(
             out,
-            "verdict: old clients are affected ({} broken, {} degraded of {} methods){how}",
-            count(Verdict::Broken),
-            count(Verdict::Degraded),
-            old.methods.len()
+            "verdict: inconclusive for old clients ({} of {of}{skipped}): no call of {} succeeded on its own server; give requests that do (--request), leave them out (--skip), or accept with --allow-inconclusive{how}",
+            tally.join(", "),
+            inconclusive.join(", ")
         )
     }
 }
 
+/// Changed values as `path: own → target`, the first three, then how many more.
+fn changes(all: &[Change]) -> String {
+    if all.is_empty() {
+        return "–".to_string();
+    }
+    let mut shown: Vec<String> = all.iter().take(3).map(Change::to_string).collect();
+    if all.len() > 3 {
+        shown.push(format!("+{} more", all.len() - 3));
+    }
+    shown.join("\n")
+}
+
 /// The calls' statuses in order, repeats counted: `2× NOT_FOUND, OK (1.0.0)`.
-fn endings<'a>(all: impl Iterator<Item = &'a Ending>) -> String {
+pub(super) fn endings<'a>(all: impl Iterator<Item = &'a Ending>) -> String {
     let mut runs: Vec<(String, usize)> = Vec::new();
     for e in all {
         let code = match e.capped {

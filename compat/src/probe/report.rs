@@ -2,14 +2,29 @@
 //! the target and at the caller's own server, and the verdicts. Serialized as `--json`.
 
 use super::Header;
+use super::values::Change;
 use serde::Serialize;
+
+/// Exit code when every method old clients called is ok or inconclusive, and some are
+/// inconclusive (without `--allow-inconclusive`).
+pub const EXIT_INCONCLUSIVE: i32 = 3;
+
+/// Exit code when old clients are affected (a method broken, degraded or changed).
+pub const EXIT_AFFECTED: i32 = 100;
 
 /// A method's or a call's verdict (ordered from best to worst).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
-    /// Same statuses as the caller's own server, every reply decodes, nothing lost.
+    /// Same statuses as the caller's own server, every reply decodes, nothing lost, the same
+    /// values where the own server answers deterministically.
     Ok,
+    /// No call of the method succeeded on the caller's own server (every request `NOT_FOUND`,
+    /// `UNAUTHENTICATED`, ...), so no reply was compared: the probe cannot tell.
+    Inconclusive,
+    /// Same statuses, but a reply field has another value than the own server's (beyond what
+    /// differs between two calls to the own server).
+    Changed,
     /// Same statuses, but fields the caller's own server set came back at their default.
     Degraded,
     /// Another status than the caller's own server, or a reply that does not decode.
@@ -20,6 +35,8 @@ impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Verdict::Ok => "ok",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Changed => "changed",
             Verdict::Degraded => "degraded",
             Verdict::Broken => "broken",
         })
@@ -55,11 +72,16 @@ pub struct Call {
     pub target: Ending,
     /// How the same call ended at the caller's own server.
     pub own: Ending,
+    /// How the same call ended at the caller's own server the second time (what differs
+    /// between the two is noise, not compared).
+    pub own_again: Ending,
     /// Fields in the target's replies that the caller's descriptors do not know, as
     /// `path.NUMBER (name in the other version)`.
     pub unknown: Vec<String>,
     /// Fields the own server's replies set and the target's replies left at their default.
     pub defaulted: Vec<String>,
+    /// Reply values the target set otherwise than the own server (noise left out).
+    pub changed: Vec<Change>,
     /// Why a target reply could not be decoded with the caller's descriptors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_error: Option<String>,
@@ -84,7 +106,10 @@ pub struct MethodProbe {
     pub unknown: Vec<String>,
     /// Union of the calls' defaulted fields.
     pub defaulted: Vec<String>,
-    /// The worst call verdict.
+    /// The calls' changed values (the first call's, per path).
+    pub changed: Vec<Change>,
+    /// The worst call verdict; inconclusive when no call succeeded on the own server (and
+    /// none is broken).
     pub verdict: Verdict,
     /// The reason of the first call with that verdict.
     pub reason: String,
@@ -114,8 +139,19 @@ pub struct Direction {
     /// The metadata every call of this direction carried, to the target and to the own server
     /// (`name: value`; credentials' values not shown).
     pub headers: Vec<Header>,
-    /// Every method of the caller's version.
+    /// Every method of the caller's version that was called.
     pub methods: Vec<MethodProbe>,
+    /// The methods not called, and why (`--skip`, `--read-only`, ...).
+    pub skipped: Vec<Skipped>,
+}
+
+/// A method the probe did not call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// `pkg.Service/Method` as the caller knows it.
+    pub method: String,
+    /// Why (`--skip Shop/WatchOrder`, `may change state: ...`).
+    pub reason: String,
 }
 
 impl Direction {
@@ -146,13 +182,27 @@ pub struct ProbeReport {
     pub timeout_ms: u128,
     /// Old clients, then new clients.
     pub directions: Vec<Direction>,
-    /// Every method called by old clients is ok.
+    /// Scalars in generated requests took edge values (`--edge-values`), not ordinary ones.
+    pub edge_values: bool,
+    /// No method called by old clients is broken, degraded or changed.
     pub old_clients_unaffected: bool,
+    /// Methods called by old clients whose verdict is inconclusive.
+    pub old_clients_inconclusive: usize,
+    /// Inconclusive methods do not set the exit code (`--allow-inconclusive`).
+    pub allow_inconclusive: bool,
 }
 
 impl ProbeReport {
-    /// 0 when old clients are unaffected, 100 otherwise (as `testbed check`).
+    /// 0 when old clients are unaffected, [`EXIT_AFFECTED`] (100, as `testbed check`) when
+    /// they are not, [`EXIT_INCONCLUSIVE`] (3) when none is affected but some methods are
+    /// inconclusive, unless they are allowed.
     pub fn exit_code(&self) -> i32 {
-        if self.old_clients_unaffected { 0 } else { 100 }
+        if !self.old_clients_unaffected {
+            EXIT_AFFECTED
+        } else if self.old_clients_inconclusive > 0 && !self.allow_inconclusive {
+            EXIT_INCONCLUSIVE
+        } else {
+            0
+        }
     }
 }

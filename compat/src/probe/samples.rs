@@ -73,8 +73,9 @@ pub(super) fn seeds(
 }
 
 /// The generated requests for `input`: the empty message, then every field set (enums at their
-/// last value) once per member of the largest oneof.
-pub(super) fn generated(input: &MessageDescriptor) -> Vec<(String, DynamicMessage)> {
+/// last value) once per member of the largest oneof; scalars take ordinary values (7,
+/// "probe") unless `edge` asks for the ones that expose changes (1099511627783, "héllo").
+pub(super) fn generated(input: &MessageDescriptor, edge: bool) -> Vec<(String, DynamicMessage)> {
     let oneofs: Vec<_> = input.oneofs().filter(|o| !o.is_synthetic()).collect();
     let variants = oneofs.iter().map(|o| o.fields().count()).max().unwrap_or(1);
     let mut out = vec![("empty".to_string(), DynamicMessage::new(input.clone()))];
@@ -82,6 +83,7 @@ pub(super) fn generated(input: &MessageDescriptor) -> Vec<(String, DynamicMessag
         let fill = Fill {
             enum_last: true,
             oneof_member: k,
+            ordinary: !edge,
         };
         let chosen: Vec<String> = oneofs
             .iter()
@@ -107,7 +109,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_requests_cover_each_oneof_member_and_the_last_enum_value() {
+    fn generated_requests_cover_each_oneof_member_and_the_last_enum_value_with_ordinary_values() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         std::fs::write(
             dir.path().join("r.proto"),
@@ -118,7 +120,7 @@ mod tests {
         .expect("a proto");
         let (pool, _) = crate::source::compile_dir(dir.path(), &[]).expect("it compiles");
         let req = pool.get_message_by_name("r.Req").expect("Req");
-        let made = generated(&req);
+        let made = generated(&req, false);
         let labels: Vec<&str> = made.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(
             labels,
@@ -134,6 +136,17 @@ mod tests {
             assert_eq!(m.get_field(&colour).as_enum_number(), Some(2));
         }
         assert_eq!(made[0].1.fields().count(), 0);
+        // Ordinary values unless edge ones are asked for.
+        let points = req.get_field_by_name("points").expect("points");
+        let card = req.get_field_by_name("card").expect("card");
+        assert_eq!(made[1].1.get_field(&card).as_str(), Some("probe"));
+        assert_eq!(made[3].1.get_field(&points).as_i64(), Some(7));
+        let edge = generated(&req, true);
+        assert_eq!(edge[1].1.get_field(&card).as_str(), Some("héllo"));
+        assert_eq!(
+            edge[3].1.get_field(&points).as_i64(),
+            Some(1_099_511_627_783)
+        );
     }
 
     #[test]

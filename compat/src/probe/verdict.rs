@@ -1,31 +1,47 @@
 //! The verdict on one call: the target's answer compared with the caller's own server's
 //! (statuses, decoding with the caller's descriptors, fields unknown to the caller, fields that
-//! came back at their default).
+//! came back at their default, values that changed).
 
 use super::calling::{Answer, code_name};
 use super::report::{Call, Verdict};
+use super::values::{Seen, changes, flatten};
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, Value};
 use std::collections::BTreeSet;
 use tonic::Code;
 
-/// Compares the target's answer with the own server's: statuses, decoding, unknown and
-/// defaulted fields.
-pub(super) fn judge(
-    requests: Vec<String>,
-    output: &MessageDescriptor,
-    other_output: Option<&MessageDescriptor>,
-    own: Answer,
-    target: Answer,
-) -> Call {
+/// What the caller expects back from a method.
+pub(super) struct Expect<'a> {
+    /// The reply type, as the caller knows it.
+    pub(super) output: &'a MessageDescriptor,
+    /// The other version's reply type, to name the fields the caller does not know.
+    pub(super) other_output: Option<&'a MessageDescriptor>,
+    /// The method streams its replies (paths then carry the message's index).
+    pub(super) stream: bool,
+}
+
+/// The answers to one call: the caller's own server's, twice, and the target's.
+pub(super) struct Answers {
+    pub(super) own: Answer,
+    pub(super) again: Answer,
+    pub(super) target: Answer,
+}
+
+/// Compares the target's answer with the own server's: statuses, decoding, unknown,
+/// defaulted and changed fields (what differs between the own server's two answers is noise).
+pub(super) fn judge(requests: Vec<String>, expect: &Expect, answers: Answers) -> Call {
+    let Answers { own, again, target } = answers;
+    let output = expect.output;
     let decode = |bytes: &Vec<u8>| DynamicMessage::decode(output.clone(), bytes.as_slice());
     let mut unknown = BTreeSet::new();
     let mut target_set = BTreeSet::new();
+    let mut target_msgs = Vec::new();
     let mut decode_error = None;
     for (i, bytes) in target.replies.iter().enumerate() {
         match decode(bytes) {
             Ok(msg) => {
-                unknown_paths(&msg, other_output, "", &mut unknown);
+                unknown_paths(&msg, expect.other_output, "", &mut unknown);
                 set_paths(&msg, "", &mut target_set);
+                target_msgs.push(msg);
             }
             Err(e) => {
                 decode_error.get_or_insert_with(|| {
@@ -39,18 +55,46 @@ pub(super) fn judge(
             }
         }
     }
-    let mut own_set = BTreeSet::new();
-    for msg in own.replies.iter().filter_map(|b| decode(b).ok()) {
-        set_paths(&msg, "", &mut own_set);
+    let decoded = |a: &Answer| -> Vec<DynamicMessage> {
+        a.replies.iter().filter_map(|b| decode(b).ok()).collect()
+    };
+    let (own_msgs, again_msgs) = (decoded(&own), decoded(&again));
+    let set_of = |msgs: &[DynamicMessage]| {
+        let mut set = BTreeSet::new();
+        for msg in msgs {
+            set_paths(msg, "", &mut set);
+        }
+        set
+    };
+    let mut own_set = set_of(&own_msgs);
+    if again.code == Code::Ok {
+        // A field only one of the own server's answers sets is noise.
+        let again_set = set_of(&again_msgs);
+        own_set.retain(|p| again_set.contains(p));
     }
-    let defaulted: Vec<String> = if own.code == Code::Ok && target.code == Code::Ok {
+    let all_ok = own.code == Code::Ok && target.code == Code::Ok;
+    let defaulted: Vec<String> = if all_ok {
         own_set.difference(&target_set).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    let changed = if all_ok && again.code == Code::Ok && decode_error.is_none() {
+        let seen = |msgs: &[DynamicMessage], a: &Answer| Seen {
+            flat: flatten(msgs, expect.stream),
+            count: msgs.len(),
+            capped: a.capped.is_some(),
+        };
+        changes(
+            &seen(&own_msgs, &own),
+            &seen(&again_msgs, &again),
+            &seen(&target_msgs, &target),
+        )
     } else {
         Vec::new()
     };
     let (verdict, reason) = if let Some(e) = &decode_error {
         (Verdict::Broken, e.clone())
-    } else if own.code != target.code {
+    } else if own.code != target.code && again.code != target.code {
         let quoted = |a: &Answer| {
             if a.message.is_empty() {
                 code_name(a.code)
@@ -79,6 +123,18 @@ pub(super) fn judge(
                 defaulted.join(", ")
             ),
         )
+    } else if let Some(first) = changed.first() {
+        let more = match changed.len() {
+            1 => String::new(),
+            n => format!(" (and {} more values)", n - 1),
+        };
+        (
+            Verdict::Changed,
+            format!(
+                "{} is {} where its own server answers {}{more}",
+                first.path, first.target, first.own
+            ),
+        )
     } else {
         (Verdict::Ok, String::new())
     };
@@ -86,8 +142,10 @@ pub(super) fn judge(
         requests,
         target: target.ending(),
         own: own.ending(),
+        own_again: again.ending(),
         unknown: unknown.into_iter().collect(),
         defaulted,
+        changed,
         decode_error,
         verdict,
         reason,
@@ -206,7 +264,19 @@ mod tests {
     fn a_call_is_judged_against_the_callers_own_server() {
         let (mine, other) = replies();
         let full = encode(&mine, r#"{"s": "x", "n": 7, "inner": {"a": 1}}"#);
-        let judge = |own, target| judge(vec!["empty".into()], &mine, Some(&other), own, target);
+        let expect = Expect {
+            output: &mine,
+            other_output: Some(&other),
+            stream: false,
+        };
+        let judge = |own: Answer, target| {
+            let again = own.clone();
+            judge(
+                vec!["empty".into()],
+                &expect,
+                Answers { own, again, target },
+            )
+        };
 
         let same = judge(
             answer(Code::Ok, vec![full.clone()]),
@@ -238,6 +308,25 @@ mod tests {
             call.reason,
             "inner.a, n came back at their defaults (its own server sets them)"
         );
+
+        // n answered otherwise: changed, unless the own server's two answers disagree on it.
+        let other_n = encode(&mine, r#"{"s": "x", "n": 8, "inner": {"a": 1}}"#);
+        let call = judge(
+            answer(Code::Ok, vec![full.clone()]),
+            answer(Code::Ok, vec![other_n.clone()]),
+        );
+        assert_eq!(call.verdict, Verdict::Changed);
+        assert_eq!(call.reason, "n is 8 where its own server answers 7");
+        let noisy = Answers {
+            own: answer(Code::Ok, vec![full.clone()]),
+            again: answer(
+                Code::Ok,
+                vec![encode(&mine, r#"{"s": "x", "n": 9, "inner": {"a": 1}}"#)],
+            ),
+            target: answer(Code::Ok, vec![other_n]),
+        };
+        let call = super::judge(vec!["empty".into()], &expect, noisy);
+        assert_eq!((call.verdict, call.changed.len()), (Verdict::Ok, 0));
 
         // Field 1 as a varint where the caller expects a string: the reply does not decode.
         let call = judge(
