@@ -85,9 +85,7 @@ pub(crate) fn shape(client: bool, server: bool) -> &'static str {
 /// Values that expose a change of a field of this kind, most revealing first (nested messages
 /// filled as `fill` says).
 fn probes(kind: &Kind, depth: usize, fill: Fill, left: &Cell<u64>) -> Vec<Value> {
-    if fill.ordinary
-        && let Some(values) = ordinary(kind)
-    {
+    if let Some(values) = fill.values.and_then(|pick| pick(kind)) {
         return values;
     }
     match kind {
@@ -117,25 +115,8 @@ fn probes(kind: &Kind, depth: usize, fill: Fill, left: &Cell<u64>) -> Vec<Value>
     }
 }
 
-/// Values a real API takes without complaint (small counts and amounts, ASCII words), for the
-/// probe, which sends its messages to live servers; `None` where the edge values are ordinary
-/// already (bools, enums, messages).
-fn ordinary(kind: &Kind) -> Option<Vec<Value>> {
-    Some(match kind {
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => vec![Value::I32(7), Value::I32(3)],
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => vec![Value::I64(7), Value::I64(3)],
-        Kind::Uint32 | Kind::Fixed32 => vec![Value::U32(7), Value::U32(3)],
-        Kind::Uint64 | Kind::Fixed64 => vec![Value::U64(7), Value::U64(3)],
-        Kind::Float => vec![Value::F32(1.5)],
-        Kind::Double => vec![Value::F64(1.5)],
-        Kind::String => vec![
-            Value::String("probe".into()),
-            Value::String("sample".into()),
-        ],
-        Kind::Bytes => vec![Value::Bytes(b"probe".to_vec().into())],
-        Kind::Bool | Kind::Enum(_) | Kind::Message(_) => return None,
-    })
-}
+/// Values for a field kind, `None` for kinds it leaves to the edge values.
+pub(crate) type Values = fn(&Kind) -> Option<Vec<Value>>;
 
 /// How [`sample_with`] fills a message; the default is [`sample`]'s.
 #[derive(Debug, Clone, Copy, Default)]
@@ -145,8 +126,9 @@ pub(crate) struct Fill {
     pub(crate) enum_last: bool,
     /// Which member of each oneof is set (modulo the oneof's size).
     pub(crate) oneof_member: usize,
-    /// Scalars take [`ordinary`] values instead of the edge values that expose a change.
-    pub(crate) ordinary: bool,
+    /// The values to use instead of the edge values that expose a change, for the kinds it
+    /// answers (the probe's ordinary values).
+    pub(crate) values: Option<Values>,
 }
 
 /// A message with every field set to its first probe (several elements for lists, two

@@ -197,11 +197,9 @@ pub fn code_name(code: Code) -> String {
 mod tests {
     use super::*;
 
-    /// Serves `health` on a free loopback port: the server's task and a channel to it.
-    async fn serve_health(
-        health: tonic_health::pb::health_server::HealthServer<
-            impl tonic_health::pb::health_server::Health,
-        >,
+    /// Serves `router` on a free loopback port: the server's task and a channel to it.
+    async fn serve(
+        router: tonic::transport::server::Router,
     ) -> (
         tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
         Channel,
@@ -211,14 +209,24 @@ mod tests {
             .expect("a port");
         let addr = listener.local_addr().expect("an address");
         let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(health)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         let channel = crate::connect::connect(&addr.to_string(), None, Duration::from_secs(5))
             .await
             .expect("it connects");
         (server, channel)
+    }
+
+    /// Serves `health` on a free loopback port: the server's task and a channel to it.
+    async fn serve_health(
+        health: tonic_health::pb::health_server::HealthServer<
+            impl tonic_health::pb::health_server::Health,
+        >,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+        Channel,
+    ) {
+        serve(tonic::transport::Server::builder().add_service(health)).await
     }
 
     #[tokio::test]
@@ -306,18 +314,8 @@ mod tests {
                 health.send_compressed(encoding),
                 record,
             );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a port");
-            let addr = listener.local_addr().expect("an address");
-            let server = tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-            );
-            let channel = crate::connect::connect(&addr.to_string(), None, Duration::from_secs(5))
-                .await
-                .expect("it connects");
+            let (server, channel) =
+                serve(tonic::transport::Server::builder().add_service(service)).await;
             let check = "/grpc.health.v1.Health/Check";
             let within = (Duration::from_secs(30), ReplyLimits::default());
             let answer = exchange(&channel, check, vec![Vec::new()], within, &[]).await;

@@ -3,10 +3,10 @@
 //! set once per member of the largest oneof).
 
 use super::methods;
-use crate::confirm::{Fill, sample_with};
+use crate::confirm::{Fill, Values, sample_with};
 use crate::source::Api;
 use anyhow::Context;
-use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
+use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, MethodDescriptor, Value};
 
 /// A request given by the user, `METHOD=JSON`: `pkg.Service/Method` names one method,
 /// `Service/Method` that method in every package (so one sample serves both versions).
@@ -83,7 +83,7 @@ pub(super) fn generated(input: &MessageDescriptor, edge: bool) -> Vec<(String, D
         let fill = Fill {
             enum_last: true,
             oneof_member: k,
-            ordinary: !edge,
+            values: (!edge).then_some(ordinary as Values),
         };
         let chosen: Vec<String> = oneofs
             .iter()
@@ -102,6 +102,26 @@ pub(super) fn generated(input: &MessageDescriptor, edge: bool) -> Vec<(String, D
         out.push((label, sample_with(input, 0, fill)));
     }
     out
+}
+
+/// Values a real API takes without complaint (small counts and amounts, ASCII words), for the
+/// probe, which sends its messages to live servers; `None` where the edge values are ordinary
+/// already (bools, enums, messages).
+fn ordinary(kind: &Kind) -> Option<Vec<Value>> {
+    Some(match kind {
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => vec![Value::I32(7), Value::I32(3)],
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => vec![Value::I64(7), Value::I64(3)],
+        Kind::Uint32 | Kind::Fixed32 => vec![Value::U32(7), Value::U32(3)],
+        Kind::Uint64 | Kind::Fixed64 => vec![Value::U64(7), Value::U64(3)],
+        Kind::Float => vec![Value::F32(1.5)],
+        Kind::Double => vec![Value::F64(1.5)],
+        Kind::String => vec![
+            Value::String("probe".into()),
+            Value::String("sample".into()),
+        ],
+        Kind::Bytes => vec![Value::Bytes(b"probe".to_vec().into())],
+        Kind::Bool | Kind::Enum(_) | Kind::Message(_) => return None,
+    })
 }
 
 #[cfg(test)]
