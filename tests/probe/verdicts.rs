@@ -6,6 +6,13 @@ use super::{GET, PLACE, WATCH, args, check_direction, probe, row};
 use crate::common::shop::{shop, shop_python};
 use serde_json::Value;
 
+const G1: &str = "shop.v1.Shop/GetProduct";
+const G2: &str = "shop.v2.Shop/GetProduct";
+const P1: &str = "shop.v1.Shop/PlaceOrder";
+const P2: &str = "shop.v2.Shop/PlaceOrder";
+const W1: &str = "shop.v1.Shop/WatchOrder";
+const W2: &str = "shop.v2.Shop/WatchOrder";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_methods_asked_for_are_called() {
     let Some(python) = shop_python() else {
@@ -49,15 +56,12 @@ async fn only_the_methods_asked_for_are_called() {
         "*/Watch*",
     ];
     let (code, text, report) = probe(&args(&v1, &v2, &opt_in)).await;
-    assert_eq!(
-        names(&report, 0, "methods"),
-        ["shop.v1.Shop/GetProduct", "shop.v1.Shop/PlaceOrder"]
-    );
+    assert_eq!(names(&report, 0, "methods"), [G1, P1]);
     assert_eq!(code, 0, "{text}");
     // --method alone: only those; --samples-only: only the samples, one call each.
     let (code, text, report) =
         probe(&args(&v1, &v2, &["--method", "shop.v1.Shop/GetProduct"])).await;
-    assert_eq!(names(&report, 0, "methods"), ["shop.v1.Shop/GetProduct"]);
+    assert_eq!(names(&report, 0, "methods"), [G1]);
     assert_eq!(names(&report, 1, "methods"), Vec::<String>::new());
     assert_eq!(code, 0, "{text}");
     let (code, text, report) = probe(&args(&v1, &v2, &["--samples-only"])).await;
@@ -65,19 +69,8 @@ async fn only_the_methods_asked_for_are_called() {
         &report,
         "old",
         &[
-            row(
-                "shop.v1.Shop/GetProduct",
-                "shop.v2.Shop/GetProduct",
-                &["OK"],
-                "ok",
-            )
-            .unknown(&["6 (stock)"]),
-            row(
-                "shop.v1.Shop/PlaceOrder",
-                "shop.v2.Shop/PlaceOrder",
-                &["OK"],
-                "ok",
-            ),
+            row(G1, G2, &["OK"], "ok").unknown(&["6 (stock)"]),
+            row(P1, P2, &["OK"], "ok"),
         ],
     );
     assert_eq!(code, 0, "{text}");
@@ -125,28 +118,12 @@ async fn a_new_version_answering_other_values_is_changed_with_the_fields_path() 
         &report,
         "old",
         &[
-            row(
-                "shop.v1.Shop/GetProduct",
-                "shop.v2.Shop/GetProduct",
-                &GET,
-                "changed",
-            )
-            .unknown(&["6 (stock)"])
-            .changed(&["price_cents: 4299 → 3869"]),
+            row(G1, G2, &GET, "changed")
+                .unknown(&["6 (stock)"])
+                .changed(&["price_cents: 4299 → 3869"]),
             // Order ids differ between two orders on v1 too: noise, not compared.
-            row(
-                "shop.v1.Shop/PlaceOrder",
-                "shop.v2.Shop/PlaceOrder",
-                &PLACE,
-                "changed",
-            )
-            .changed(&["total_cents: 5000 → 4500"]),
-            row(
-                "shop.v1.Shop/WatchOrder",
-                "shop.v2.Shop/WatchOrder",
-                &WATCH,
-                "inconclusive",
-            ),
+            row(P1, P2, &PLACE, "changed").changed(&["total_cents: 5000 → 4500"]),
+            row(W1, W2, &WATCH, "inconclusive"),
         ],
     );
     assert_eq!(code, 100, "{text}");
