@@ -483,7 +483,7 @@ pub struct ProbeArgs {
     pub json: Option<JsonOut>,
 }
 
-/// Runs the probe and prints its tables (and JSON); the exit code is the report's (0 or 100).
+/// Runs the probe and prints its tables (and JSON); the exit code is the report's (0, 3 or 100).
 pub async fn probe(args: &ProbeArgs) -> anyhow::Result<i32> {
     JsonOut::check_all([&args.json])?;
     let report = compat::cli::probe(&args.probe).await?;

@@ -168,12 +168,16 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
 /// `probe --old grpc://A --new grpc://B`: each version's clients call the other version's
 /// server, every method, and the replies are read with the caller's descriptors.
 ///
-/// Requests: the empty message, every field set to values that expose changes (once per oneof
-/// member), and each `--request`. Each call also goes to the caller's own server, the baseline
-/// for the verdict. The probe calls every method, including ones that change state: point it at
-/// test servers. Servers may be `https://HOST:PORT` (TLS, trusted with --ca; --cert and --key
-/// for mutual TLS), and -H adds metadata to every call. Exit code 0: old clients are
-/// unaffected; 100: they are not; 1: an error; 2: bad flags.
+/// Requests: the empty message, every field set to ordinary values (once per oneof member;
+/// --edge-values for values that expose changes), and each `--request`. Each call also goes
+/// twice to the caller's own server, the baseline for the verdict (what differs between its two
+/// answers is not compared). The probe calls every method, including ones that change state,
+/// unless --read-only, --method, --skip or --samples-only say otherwise: point it at test
+/// servers. Servers may be `https://HOST:PORT` (TLS, trusted with --ca; --cert and --key for
+/// mutual TLS), and -H adds metadata to every call. Exit code 0: old clients are unaffected;
+/// 100: they are not (a method broken, degraded or changed); 3: none is affected but some
+/// method is inconclusive (no call succeeded on the own server; --allow-inconclusive: 0);
+/// 1: an error; 2: bad flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeInput {
     /// The old version's server, grpc://HOST:PORT or https://HOST:PORT (TLS) (descriptors by
@@ -210,6 +214,30 @@ pub struct ProbeInput {
     /// pkg.Service/Method, or Service/Method for that method in both versions.
     #[arg(long = "request", value_name = "METHOD=JSON", value_parser = crate::probe::Seed::parse)]
     pub request: Vec<crate::probe::Seed>,
+    /// Call only the methods matching PATTERN (repeatable): pkg.Service/Method or
+    /// Service/Method, globs allowed (Shop/Get*). With --read-only: call these besides the
+    /// read-only ones.
+    #[arg(long = "method", value_name = "PATTERN", value_parser = crate::probe::MethodPattern::parse)]
+    pub method: Vec<crate::probe::MethodPattern>,
+    /// Do not call the methods matching PATTERN (repeatable; as --method).
+    #[arg(long = "skip", value_name = "PATTERN", value_parser = crate::probe::MethodPattern::parse)]
+    pub skip: Vec<crate::probe::MethodPattern>,
+    /// Call only methods declared free of side effects (idempotency_level NO_SIDE_EFFECTS or
+    /// IDEMPOTENT), and those named with --method.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Send only the --request samples, no generated requests; methods without one are skipped.
+    #[arg(long)]
+    pub samples_only: bool,
+    /// Fill generated requests with the edge values that expose schema changes (1099511627783
+    /// for an int64, the maximum for unsigned types, "héllo" for a string) instead of ordinary
+    /// ones (7, "probe").
+    #[arg(long)]
+    pub edge_values: bool,
+    /// Exit 0 rather than 3 when some methods are inconclusive (no call succeeded on the
+    /// caller's own server) and none is affected.
+    #[arg(long)]
+    pub allow_inconclusive: bool,
     /// Each call's deadline in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     pub timeout: std::time::Duration,
@@ -296,6 +324,14 @@ pub async fn probe(args: &ProbeInput) -> anyhow::Result<crate::probe::ProbeRepor
         headers: args.header.clone(),
         old_headers: args.old_header.clone(),
         new_headers: args.new_header.clone(),
+        select: crate::probe::Selection {
+            methods: args.method.clone(),
+            skip: args.skip.clone(),
+            read_only: args.read_only,
+            samples_only: args.samples_only,
+        },
+        edge_values: args.edge_values,
+        allow_inconclusive: args.allow_inconclusive,
     };
     crate::probe::probe(&old, &new, &options).await
 }

@@ -85,6 +85,9 @@ pub(crate) fn shape(client: bool, server: bool) -> &'static str {
 /// Values that expose a change of a field of this kind, most revealing first (nested messages
 /// filled as `fill` says).
 fn probes(kind: &Kind, depth: usize, fill: Fill, left: &Cell<u64>) -> Vec<Value> {
+    if let Some(values) = fill.values.and_then(|pick| pick(kind)) {
+        return values;
+    }
     match kind {
         Kind::Int32 | Kind::Sfixed32 => {
             vec![Value::I32(-5), Value::I32(2_000_000_007), Value::I32(7)]
@@ -112,6 +115,9 @@ fn probes(kind: &Kind, depth: usize, fill: Fill, left: &Cell<u64>) -> Vec<Value>
     }
 }
 
+/// Values for a field kind, `None` for kinds it leaves to the edge values.
+pub(crate) type Values = fn(&Kind) -> Option<Vec<Value>>;
+
 /// How [`sample_with`] fills a message; the default is [`sample`]'s.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Fill {
@@ -120,6 +126,9 @@ pub(crate) struct Fill {
     pub(crate) enum_last: bool,
     /// Which member of each oneof is set (modulo the oneof's size).
     pub(crate) oneof_member: usize,
+    /// The values to use instead of the edge values that expose a change, for the kinds it
+    /// answers (the probe's ordinary values).
+    pub(crate) values: Option<Values>,
 }
 
 /// A message with every field set to its first probe (several elements for lists, two

@@ -5,7 +5,7 @@ Prints "serving shop VERSION on HOST:PORT" once it listens (the address last, so
 ChildServer can read it). Stubs are generated from proto/ with grpcio-tools on first use (into
 generated/).
 Usage: server.py --version v1|v2 [--addr 127.0.0.1:0] [--no-reflection] [--descriptors FILE]
-       [--compression gzip|deflate]
+       [--compression gzip|deflate] [--token TOKEN] [--discount PERCENT]
 """
 
 import argparse
@@ -64,14 +64,15 @@ def write_descriptors(version, path):
         sys.exit(f"grpc_tools.protoc failed on {proto}")
 
 
-def products(pb2, version):
-    """The shop's stock; v2 also says how many of each are in stock."""
+def products(pb2, version, discount=0):
+    """The shop's stock, `discount` percent off; v2 also says how many of each are in stock."""
     items = [
         ("book-1", "The Pragmatic Programmer", 4299, pb2.CATEGORY_BOOKS, ["programming"], 12),
         ("game-1", "Chess set", 2500, pb2.CATEGORY_GAMES, ["classic", "boxed"], 3),
     ]
     out = {}
     for sku, name, price, category, tags, stock in items:
+        price = price * (100 - discount) // 100
         product = pb2.Product(sku=sku, name=name, price_cents=price, category=category, tags=tags)
         if version == "v2":
             product.stock = stock
@@ -103,12 +104,23 @@ def main():
         metavar="FILE",
         help="write this version's FileDescriptorSet to FILE and exit",
     )
+    parser.add_argument(
+        "--token",
+        help="Shop calls must carry 'authorization: Bearer TOKEN', else UNAUTHENTICATED",
+    )
+    parser.add_argument(
+        "--discount",
+        type=int,
+        default=0,
+        metavar="PERCENT",
+        help="sell everything PERCENT cheaper (a version that answers with other values)",
+    )
     args = parser.parse_args()
     if args.descriptors:
         write_descriptors(args.version, args.descriptors)
         return
     pb2, pb2_grpc = load_stubs(args.version)
-    catalog = products(pb2, args.version)
+    catalog = products(pb2, args.version, args.discount)
     orders = {}
     order_ids = itertools.count(1)
     lock = threading.Lock()
@@ -160,8 +172,28 @@ def main():
         "gzip": grpc.Compression.Gzip,
         "deflate": grpc.Compression.Deflate,
     }[args.compression]
+
+    class RequireToken(grpc.ServerInterceptor):
+        """Refuses Shop calls without the token (health and reflection stay open)."""
+
+        def intercept_service(self, continuation, details):
+            wanted = ("authorization", f"Bearer {args.token}")
+            if not details.method.startswith("/shop.") or wanted in details.invocation_metadata:
+                return continuation(details)
+
+            def refuse(request, context):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "a Bearer token is required")
+
+            handler = continuation(details)
+            if handler is not None and handler.response_streaming:
+                return grpc.unary_stream_rpc_method_handler(refuse)
+            return grpc.unary_unary_rpc_method_handler(refuse)
+
+    interceptors = [RequireToken()] if args.token else []
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=args.workers), compression=compression
+        futures.ThreadPoolExecutor(max_workers=args.workers),
+        interceptors=interceptors,
+        compression=compression,
     )
     pb2_grpc.add_ShopServicer_to_server(Shop(), server)
     service = pb2.DESCRIPTOR.services_by_name["Shop"].full_name
