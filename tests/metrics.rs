@@ -583,3 +583,20 @@ async fn a_stream_the_client_drops_is_counted_as_canceled() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn an_access_log_that_cannot_be_opened_stops_the_start_with_exit_1() {
+    let exe = Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let output = tokio::process::Command::new(exe)
+        .args(["serve", "--addr", "127.0.0.1:0", "--access-log"])
+        .arg("/nonexistent-folder/access.log")
+        .output()
+        .await
+        .expect("testbed runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("--access-log: cannot open /nonexistent-folder/access.log"),
+        "{said}"
+    );
+}

@@ -1,7 +1,7 @@
 //! What metrics and the access log cost on the in-process router's p50: four side-by-side
 //! routers in this process (nothing observed, `--metrics-addr`, `--access-log FILE`, both),
-//! sequential v2 unary calls to each in alternating rounds, so drift on a shared machine hits
-//! all four alike; prints each one's p50 and p99 and its ratio to the first.
+//! sequential v2 unary calls to each in alternating rounds (each round starting with the next
+//! router), so drift on a shared machine hits all four alike; prints each one's p50 and p99 and its ratio to the first.
 //!
 //! `cargo run --release -p port --example observe_cost -- [ROUNDS] [CALLS_PER_ROUND]`
 
@@ -70,8 +70,11 @@ async fn main() -> anyhow::Result<()> {
             call(client, i).await?;
         }
     }
-    for _ in 0..rounds {
-        for (_, _, client, times) in &mut targets {
+    for round in 0..rounds {
+        // Each round starts with the next router, so none always runs first.
+        let count = targets.len();
+        for k in 0..count {
+            let (_, _, client, times) = &mut targets[(round + k) % count];
             for i in 0..per_round {
                 let start = Instant::now();
                 call(client, i).await?;
