@@ -10,7 +10,10 @@
 //! reflection, learn its packages, let the table check a `+PACKAGE` retirement with compat.
 //! An Add whose upstream implements packages the router does not manage yet extends the
 //! router's catalog with them in the same table change (health, reflection and the port's
-//! unary-message check follow). Replace changes existing backends only,
+//! unary-message check follow); the catalog may hold `--max-catalog-bytes` of encoded
+//! descriptors (`super::catalog`), and a Remove (or Replace) that leaves such a package routed
+//! by no backend drops it from the catalog again, freeing its descriptors. Replace changes
+//! existing backends only,
 //! so it refuses an upstream that brings new packages. Before reading anything, Add and
 //! Replace check the upstream against reality (`crate::route_checks`): its address must not be
 //! one of the gateway's own listeners, and something must accept a connection there (unlike
