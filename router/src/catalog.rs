@@ -64,6 +64,39 @@ pub struct ApiCatalog {
     pinned_files: Arc<BTreeSet<String>>,
     /// The encoded size of every file in `pool`.
     encoded_len: usize,
+    /// Shared by this catalog's clones and dropped after their `pool`s (fields drop in order):
+    /// hands the heap's free pages back once the last clone of a large catalog is gone.
+    _release: Arc<ReleaseOnDrop>,
+}
+
+/// Catalogs smaller than this (encoded) are dropped without trimming the heap: what they free
+/// is not worth a walk through it.
+const TRIM_FROM_BYTES: usize = 256 * 1024;
+
+/// Trims the heap when dropped, if it guards a catalog of [`TRIM_FROM_BYTES`] or more.
+#[derive(Debug, Default)]
+struct ReleaseOnDrop {
+    large: bool,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if self.large {
+            release_freed_memory();
+        }
+    }
+}
+
+/// Hands the heap's free pages back to the system: glibc keeps freed memory in its arenas, so
+/// without this a gateway's resident size would stay at its peak after a large catalog (or
+/// the copies made while reading one) is gone.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims glibc's own arenas, under their locks; it takes
+    // no pointer and may be called from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 impl ApiCatalog {
@@ -195,6 +228,9 @@ impl ApiCatalog {
             pinned: Arc::default(),
             pinned_files: Arc::default(),
             encoded_len,
+            _release: Arc::new(ReleaseOnDrop {
+                large: encoded_len >= TRIM_FROM_BYTES,
+            }),
         })
     }
 

@@ -3,7 +3,6 @@
 //! `--max-catalog-bytes` (RESOURCE_EXHAUSTED naming the flag and the sizes), and a new catalog
 //! is built only when the upstream brings packages the router does not manage yet (building
 //! one copies every descriptor the router holds, so an Add of known packages copies none).
-//! Once a change has dropped a catalog, the memory it held is handed back to the system.
 
 use crate::upstream::{self, Discovered};
 use prost::Message;
@@ -87,16 +86,4 @@ pub(super) fn extended(
                 spec.name
             ))
         })
-}
-
-/// Hands the heap's free pages back to the system after a change dropped a catalog (or the
-/// copies an Add made while reading one): glibc keeps freed memory in its arenas, so without
-/// this the resident size stays at its peak after the descriptors are gone.
-pub(super) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks and trims glibc's own arenas, under their locks; it takes
-    // no pointer and is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

@@ -493,7 +493,7 @@ impl RoutesService {
         }
         let added = self.handle.add_all(catalog, backends).await;
         // Reading the upstream's descriptors and growing the catalog made copies, now freed.
-        super::catalog::release_freed_memory();
+        router::release_freed_memory();
         added.map_err(|err| table_status(&err))?;
         self.remember(&names, &spec.addr);
         Ok(self.change_reply(&names, warnings))
@@ -538,9 +538,8 @@ impl RoutesService {
         let warnings = route_checks::warnings(&backends);
         let replaced: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
         let done = self.handle.replace_all(backends).await;
-        // A package no backend is routed any more left the catalog, and reading the
-        // upstream's descriptors made copies: both freed now.
-        super::catalog::release_freed_memory();
+        // Reading the upstream's descriptors made copies, now freed.
+        router::release_freed_memory();
         done.map_err(|err| table_status(&err))?;
         self.remember(&replaced, &spec.addr);
         Ok(self.change_reply(&replaced, warnings))
@@ -585,10 +584,12 @@ impl RoutesService {
             .backends()
             .into_iter()
             .find(|b| b.name == name);
-        let removed = self.handle.remove(name).await;
-        // A package only this backend was routed left the catalog: its descriptors are freed.
-        super::catalog::release_freed_memory();
-        removed.map_err(|err| table_status(&err))?;
+        // A package only this backend was routed leaves the catalog; the heap is trimmed when
+        // the last holder of the old catalog (a probe in progress, say) lets it go.
+        self.handle
+            .remove(name)
+            .await
+            .map_err(|err| table_status(&err))?;
         let changed = before.map(|info| self.reply(info)).into_iter().collect();
         self.addresses
             .lock()
