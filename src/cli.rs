@@ -95,7 +95,13 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         // What each upstream implements is read from it now, before the port opens.
         port::pool::set_limits(args.options.pool.limits());
         let ca = args.options.tls.upstream_ca.as_deref();
-        let gateway = port::upstream::gateway(&args.upstreams, &args.descriptors, ca).await?;
+        let gateway = port::upstream::gateway_within(
+            &args.upstreams,
+            &args.descriptors,
+            ca,
+            args.admin.max_catalog_bytes,
+        )
+        .await?;
         addresses = port::admin::addresses(&gateway);
         (
             Layout::Routed(gateway.table.with_sticky_header(args.sticky_header.clone())),

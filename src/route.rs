@@ -303,13 +303,18 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                 .map_err(|status| target.refused(status))?
                 .into_inner();
             let text = format!(
-                "{}packages managed: {}\n",
+                "{}packages managed: {}\ncatalog: {} bytes of descriptors (encoded), at most {} \
+                 (--max-catalog-bytes)\n",
                 render(&reply.backends),
-                escape_controls(&reply.packages.join(", "))
+                escape_controls(&reply.packages.join(", ")),
+                reply.catalog_bytes,
+                reply.max_catalog_bytes
             );
             let value = json!({
                 "backends": reply.backends.iter().map(backend_json).collect::<Vec<_>>(),
                 "packages": reply.packages,
+                "catalog_bytes": reply.catalog_bytes,
+                "max_catalog_bytes": reply.max_catalog_bytes,
             });
             (text, value, None)
         }

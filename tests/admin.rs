@@ -576,6 +576,9 @@ async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_run
         .remove(RemoveRequest { name: "v2".into() })
         .await
         .unwrap();
-    let not_serving = ServingStatus::NotServing as i32;
-    assert_eq!(health(gw.addr, "shop.v2.Shop").await, Ok(not_serving));
+    // Its last backend gone, the package it brought leaves the catalog: health no longer
+    // knows the service (the packages managed at start stay, NOT_SERVING when unrouted).
+    let list = admin.list(ListRequest {}).await.unwrap().into_inner();
+    assert_eq!(packages(list), ["shop.v1"]);
+    assert_eq!(health(gw.addr, "shop.v2.Shop").await, Err(Code::NotFound));
 }

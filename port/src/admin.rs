@@ -21,10 +21,12 @@
 //! `testbed rollout --processes` are its clients ([`client`]).
 
 pub mod auth;
+mod catalog;
 pub mod client;
 pub mod service;
 pub mod token_file;
 
+use crate::upstream::MAX_CATALOG_BYTES;
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,6 +113,12 @@ pub struct AdminOptions {
     /// 48 upstreams of 4 connections each: raise both together.
     #[arg(long, default_value_t = MAX_UPSTREAMS, value_parser = crate::server::at_least_one)]
     pub max_upstreams: usize,
+    /// Encoded descriptor bytes the route table's catalog holds at most, across every
+    /// upstream (a file two upstreams share counted once): a start whose upstreams' descriptors
+    /// come to more fails, and an Add or Replace that would take the catalog past it is refused
+    /// with RESOURCE_EXHAUSTED. The gateway holds about 30 times this in memory.
+    #[arg(long, default_value_t = MAX_CATALOG_BYTES, value_parser = crate::server::at_least_one)]
+    pub max_catalog_bytes: usize,
 }
 
 impl Default for AdminOptions {
@@ -126,6 +134,7 @@ impl Default for AdminOptions {
             admin_max_connections: ADMIN_MAX_CONNECTIONS,
             admin_max_connections_per_peer: ADMIN_MAX_CONNECTIONS_PER_PEER,
             max_upstreams: MAX_UPSTREAMS,
+            max_catalog_bytes: MAX_CATALOG_BYTES,
         }
     }
 }
@@ -148,6 +157,8 @@ pub struct AdminConfig {
     max_upstreams: usize,
     /// The port's metrics, which count each change (`testbed_admin_changes_total`).
     metrics: Option<Arc<crate::observe::Metrics>>,
+    /// Encoded descriptor bytes the catalog may hold; an Add or Replace past them is refused.
+    max_catalog_bytes: usize,
 }
 
 /// What the admin API's listener allows a connection before it is served.
@@ -168,12 +179,21 @@ impl AdminConfig {
             limits: ListenerLimits::default(),
             max_upstreams: MAX_UPSTREAMS,
             metrics: None,
+            max_catalog_bytes: MAX_CATALOG_BYTES,
         }
     }
 
     /// Counts each change in `metrics` (the port's, when it serves them).
     pub fn with_metrics(mut self, metrics: Option<Arc<crate::observe::Metrics>>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// At most `max_bytes` of encoded descriptors in the route table's catalog (at least 1),
+    /// instead of [`MAX_CATALOG_BYTES`]: an Add or Replace that would take it past them is
+    /// refused.
+    pub fn with_max_catalog_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_catalog_bytes = max_bytes.max(1);
         self
     }
 
@@ -295,10 +315,12 @@ impl AdminOptions {
             limits: ListenerLimits::default(),
             max_upstreams: MAX_UPSTREAMS,
             metrics: None,
+            max_catalog_bytes: MAX_CATALOG_BYTES,
         }
         .with_limits(self.admin_max_connections, ADMIN_HANDSHAKE_TIMEOUT)
         .with_peer_limit(self.admin_max_connections_per_peer)
-        .with_max_upstreams(self.max_upstreams);
+        .with_max_upstreams(self.max_upstreams)
+        .with_max_catalog_bytes(self.max_catalog_bytes);
         Ok(Some(config))
     }
 }

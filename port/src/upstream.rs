@@ -32,6 +32,12 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+/// Encoded descriptor bytes a gateway's catalog holds at most by default
+/// (`--max-catalog-bytes`), across every upstream. The catalog holds its descriptors decoded
+/// and indexed by prost-reflect, about 30 times their encoded size (50 MiB resident for the
+/// 1.7 MB set of issue 22), so 16 MiB is about half a GiB: room for ten such sets, and for
+/// APIs far larger than real services' (the shop example's are 3 KB).
+pub const MAX_CATALOG_BYTES: usize = 16 * 1024 * 1024;
 /// How long connecting to an upstream may take before the call fails `UNAVAILABLE`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Interval of the HTTP/2 pings that find an upstream that stopped answering (a stopped or
@@ -507,6 +513,10 @@ fn restricted(pool: &DescriptorPool, packages: &[&str]) -> anyhow::Result<Descri
             todo.extend(file.dependencies());
         }
     }
+    // The usual case (an upstream's set holds its API and imports only): no copy.
+    if keep.len() == pool.files().len() {
+        return Ok(pool.clone());
+    }
     let mut out = DescriptorPool::new();
     out.add_file_descriptor_protos(
         pool.file_descriptor_protos()
@@ -616,11 +626,22 @@ pub struct Gateway {
 /// and builds the route table over them: the catalog holds every package they implement or
 /// are routed with `+PACKAGE`, read from the union of their descriptors, and the table refuses
 /// a `+PACKAGE` that compat finds breaking (quoting the findings). `ca` trusts `https://`
-/// upstreams.
+/// upstreams. The catalog may hold [`MAX_CATALOG_BYTES`]: see [`gateway_within`].
 pub async fn gateway(
     specs: &[UpstreamSpec],
     descriptors: &[DescriptorsSpec],
     ca: Option<&Path>,
+) -> anyhow::Result<Gateway> {
+    gateway_within(specs, descriptors, ca, MAX_CATALOG_BYTES).await
+}
+
+/// [`gateway`], refused when the catalog would hold more than `max_catalog_bytes` of encoded
+/// descriptors (`--max-catalog-bytes`), the error saying how much it would hold.
+pub async fn gateway_within(
+    specs: &[UpstreamSpec],
+    descriptors: &[DescriptorsSpec],
+    ca: Option<&Path>,
+    max_catalog_bytes: usize,
 ) -> anyhow::Result<Gateway> {
     if let Some(unknown) = descriptors
         .iter()
@@ -688,6 +709,14 @@ pub async fn gateway(
     }
     let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
     let catalog = ApiCatalog::from_pool(pool, &packages)?;
+    if catalog.encoded_len() > max_catalog_bytes {
+        bail!(
+            "the upstreams' descriptors come to {} bytes (encoded), past --max-catalog-bytes \
+             {max_catalog_bytes}: raise --max-catalog-bytes, or give fewer or smaller \
+             descriptors",
+            catalog.encoded_len()
+        );
+    }
     let mut backends = Vec::new();
     for upstream in &upstreams {
         backends.extend(upstream.backends(ca)?);

@@ -9,10 +9,19 @@
 //! descriptors, not declared, so a proto change that breaks compatibility breaks the route table
 //! at build time instead of answering wrongly at runtime, and the refusal quotes the findings
 //! with what each does on the wire.
+//!
+//! A catalog grows when an upstream added at runtime brings packages it did not manage
+//! ([`ApiCatalog::grown`]) and shrinks again when the last backend routed such a package leaves
+//! ([`ApiCatalog::retaining`]): the packages it was first built with (at start) stay, the rest
+//! live only as long as a backend routes them, so removing a backend frees the descriptors only
+//! it brought. [`ApiCatalog::encoded_len`] is what it holds, in encoded descriptor bytes, for
+//! the gateway's `--max-catalog-bytes`.
 
-use prost_reflect::DescriptorPool;
+use prost::Message;
+use prost_reflect::{DescriptorPool, FileDescriptor};
 use prost_types::ServiceDescriptorProto;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Why a catalog could not be built or a compatibility check failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +57,46 @@ pub struct ApiCatalog {
     paths: HashSet<String>,
     /// Of those, the methods whose client sends exactly one message (unary, server-streaming).
     one_message: HashSet<String>,
+    /// The packages kept whether or not a backend routes them: those of the first catalog (the
+    /// start's), of which later ones are grown.
+    pinned: Arc<BTreeSet<String>>,
+    /// The files kept likewise: every file of the first catalog's pool.
+    pinned_files: Arc<BTreeSet<String>>,
+    /// The encoded size of every file in `pool`.
+    encoded_len: usize,
+    /// Shared by this catalog's clones and dropped after their `pool`s (fields drop in order):
+    /// hands the heap's free pages back once the last clone of a large catalog is gone.
+    _release: Arc<ReleaseOnDrop>,
+}
+
+/// Catalogs smaller than this (encoded) are dropped without trimming the heap: what they free
+/// is not worth a walk through it.
+const TRIM_FROM_BYTES: usize = 256 * 1024;
+
+/// Trims the heap when dropped, if it guards a catalog of [`TRIM_FROM_BYTES`] or more.
+#[derive(Debug, Default)]
+struct ReleaseOnDrop {
+    large: bool,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if self.large {
+            release_freed_memory();
+        }
+    }
+}
+
+/// Hands the heap's free pages back to the system: glibc keeps freed memory in its arenas, so
+/// without this a gateway's resident size would stay at its peak after a large catalog (or
+/// the copies made while reading one) is gone.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims glibc's own arenas, under their locks; it takes
+    // no pointer and may be called from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 impl ApiCatalog {
@@ -59,8 +108,86 @@ impl ApiCatalog {
     }
 
     /// Builds a catalog of `packages` from the descriptors in `pool` (the union of what a
-    /// gateway's upstreams declare, say). Every package must have a file in the pool.
+    /// gateway's upstreams declare, say). Every package must have a file in the pool. These
+    /// packages and files stay in every catalog grown from this one ([`retaining`]).
+    ///
+    /// [`retaining`]: Self::retaining
     pub fn from_pool(pool: DescriptorPool, packages: &[&str]) -> Result<Self, CatalogError> {
+        let mut catalog = Self::indexed(pool, packages)?;
+        catalog.pinned = Arc::new(packages.iter().map(|p| p.to_string()).collect());
+        catalog.pinned_files = Arc::new(
+            catalog
+                .pool
+                .files()
+                .map(|file| file.name().to_string())
+                .collect(),
+        );
+        Ok(catalog)
+    }
+
+    /// This catalog grown to `packages` (every one it manages, and more), read from `pool` (its
+    /// own pool with further files): what it pins stays pinned, the new packages stay only
+    /// while a backend routes them ([`retaining`](Self::retaining)).
+    pub fn grown(&self, pool: DescriptorPool, packages: &[&str]) -> Result<Self, CatalogError> {
+        if let Some(missing) = self
+            .services
+            .keys()
+            .find(|p| !packages.contains(&p.as_str()))
+        {
+            return Err(CatalogError::UnknownPackage(missing.clone()));
+        }
+        Ok(Self::indexed(pool, packages)?.pinning_as(self))
+    }
+
+    /// This catalog pinning what `other` pins.
+    fn pinning_as(mut self, other: &Self) -> Self {
+        self.pinned = other.pinned.clone();
+        self.pinned_files = other.pinned_files.clone();
+        self
+    }
+
+    /// The catalog without the packages that neither are pinned (managed since the first
+    /// catalog) nor in `routed` (the packages some backend is routed), and without the files
+    /// only they needed; `None` when it would drop nothing. How removing the last backend of
+    /// a package added at runtime frees its descriptors.
+    pub fn retaining<'a>(
+        &self,
+        routed: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Option<Self>, CatalogError> {
+        let routed: HashSet<&str> = routed.into_iter().collect();
+        let keep: Vec<&str> = self
+            .packages()
+            .into_iter()
+            .filter(|p| self.pinned.contains(*p) || routed.contains(p))
+            .collect();
+        if keep.len() == self.services.len() {
+            return Ok(None);
+        }
+        let mut files: HashSet<String> = HashSet::new();
+        let mut todo: Vec<FileDescriptor> = self
+            .pool
+            .files()
+            .filter(|f| self.pinned_files.contains(f.name()) || keep.contains(&f.package_name()))
+            .collect();
+        while let Some(file) = todo.pop() {
+            if files.insert(file.name().to_string()) {
+                todo.extend(file.dependencies());
+            }
+        }
+        let mut pool = DescriptorPool::new();
+        // In the pool's order, which has every file after its imports.
+        pool.add_file_descriptor_protos(
+            self.pool
+                .file_descriptor_protos()
+                .filter(|f| files.contains(f.name()))
+                .cloned(),
+        )
+        .map_err(|e| CatalogError::Descriptors(Box::new(e)))?;
+        Ok(Some(Self::indexed(pool, &keep)?.pinning_as(self)))
+    }
+
+    /// The catalog of `packages` over `pool`, pinning nothing.
+    fn indexed(pool: DescriptorPool, packages: &[&str]) -> Result<Self, CatalogError> {
         let mut services: HashMap<String, Vec<ServiceDescriptorProto>> = HashMap::new();
         for file in pool.file_descriptor_protos() {
             let package = file.package();
@@ -89,12 +216,29 @@ impl ApiCatalog {
                 }
             }
         }
+        let encoded_len = pool
+            .file_descriptor_protos()
+            .map(Message::encoded_len)
+            .sum();
         Ok(Self {
             services,
             pool,
             paths,
             one_message,
+            pinned: Arc::default(),
+            pinned_files: Arc::default(),
+            encoded_len,
+            _release: Arc::new(ReleaseOnDrop {
+                large: encoded_len >= TRIM_FROM_BYTES,
+            }),
         })
+    }
+
+    /// The encoded size in bytes of every descriptor the catalog holds (its files as a
+    /// `FileDescriptorSet` would carry them, less a few bytes of framing each): what
+    /// `--max-catalog-bytes` bounds.
+    pub fn encoded_len(&self) -> usize {
+        self.encoded_len
     }
 
     /// Every descriptor the catalog was built from (managed packages, their imports, and

@@ -311,8 +311,25 @@ impl RouterHandle {
                 route.state.close();
             }
         }
+        self.forget_health(&previous, &next).await;
         self.publish_health().await;
         Ok(out)
+    }
+
+    /// Clears the health status of the services of packages `previous` managed and `next` no
+    /// longer does (added at runtime, their last backend gone), so that health answers
+    /// `NOT_FOUND` for them as for any service it never knew.
+    async fn forget_health(&self, previous: &RouteTable, next: &RouteTable) {
+        let Some(health) = &self.health else { return };
+        let mut health = health.clone();
+        for package in previous.catalog().packages() {
+            if next.catalog().manages(package) {
+                continue;
+            }
+            for service in previous.catalog().service_names(package) {
+                health.clear_service_status(&service).await;
+            }
+        }
     }
 
     async fn publish_health(&self) {

@@ -117,7 +117,7 @@ mod weights;
 
 pub use backend::{Backend, BackendService};
 pub use body::{Inspect, InspectedBody};
-pub use catalog::{ApiCatalog, CatalogError};
+pub use catalog::{ApiCatalog, CatalogError, release_freed_memory};
 pub use handle::{DrainCount, DrainError, RouterHandle};
 pub use inflight::{CountedBody, InFlight, InFlightGuard};
 pub use path::GrpcPath;

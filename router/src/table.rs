@@ -308,7 +308,7 @@ impl RouteTable {
             draining: routes[i].draining,
             ..Route::new(backend)
         };
-        self.rebuilt(self.catalog.clone(), routes)
+        self.rebuilt(self.catalog_for(&routes)?, routes)
     }
 
     /// A new table in which backend `name` is draining: it keeps its in-flight requests but is
@@ -322,14 +322,28 @@ impl RouteTable {
     }
 
     /// A new table without backend `name`. Requests already routed to it still finish, since
-    /// each holds its own handle to the backend's service.
+    /// each holds its own handle to the backend's service. A package added to the catalog at
+    /// runtime that no backend is routed any more leaves the catalog with it.
     pub fn without(&self, name: &str) -> Result<Self, TableError> {
         let mut routes = self.routes.clone();
         let i = self
             .position(name)
             .ok_or_else(|| TableError::UnknownBackend(name.to_string()))?;
         routes.remove(i);
-        self.rebuilt(self.catalog.clone(), routes)
+        self.rebuilt(self.catalog_for(&routes)?, routes)
+    }
+
+    /// The catalog for a table of `routes`: this one, less the packages added at runtime that
+    /// none of them is routed any more and the files only those needed (see
+    /// [`ApiCatalog::retaining`]), so that removing a backend frees what only it brought.
+    fn catalog_for(&self, routes: &[Route]) -> Result<Arc<ApiCatalog>, TableError> {
+        let routed = routes
+            .iter()
+            .flat_map(|r| r.backend.serves.iter().map(String::as_str));
+        Ok(match self.catalog.retaining(routed)? {
+            Some(smaller) => Arc::new(smaller),
+            None => self.catalog.clone(),
+        })
     }
 
     /// This table with new shared state for every backend (nothing in flight, reachable, closed

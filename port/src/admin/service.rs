@@ -10,7 +10,10 @@
 //! reflection, learn its packages, let the table check a `+PACKAGE` retirement with compat.
 //! An Add whose upstream implements packages the router does not manage yet extends the
 //! router's catalog with them in the same table change (health, reflection and the port's
-//! unary-message check follow). Replace changes existing backends only,
+//! unary-message check follow); the catalog may hold `--max-catalog-bytes` of encoded
+//! descriptors (`super::catalog`), and a Remove (or Replace) that leaves such a package routed
+//! by no backend drops it from the catalog again, freeing its descriptors. Replace changes
+//! existing backends only,
 //! so it refuses an upstream that brings new packages. Before reading anything, Add and
 //! Replace check the upstream against reality (`crate::route_checks`): its address must not be
 //! one of the gateway's own listeners, and something must accept a connection there (unlike
@@ -157,6 +160,7 @@ pub async fn start_guarding(
         limits,
         max_upstreams,
         metrics,
+        max_catalog_bytes,
     } = config;
     let listener = TcpListener::bind(addr)
         .await
@@ -184,6 +188,7 @@ pub async fn start_guarding(
         upstream_ca,
         own: gateway.iter().copied().chain([addr]).collect(),
         max_upstreams,
+        max_catalog_bytes,
         changes: tokio::sync::Mutex::new(()),
         metrics,
     };
@@ -256,6 +261,9 @@ struct RoutesService {
     own: Vec<SocketAddr>,
     /// Upstreams the table may hold (`--max-upstreams`); an Add past it is refused.
     max_upstreams: usize,
+    /// Encoded descriptor bytes the catalog may hold (`--max-catalog-bytes`); an Add or
+    /// Replace that would take it past them is refused.
+    max_catalog_bytes: usize,
     /// Held by each Add, Replace and Remove from reading the table until the new one is
     /// stored: an Add extends the catalog it read, so two at once would each extend the same
     /// one and the second would drop the first's packages (and be refused for it). Never held
@@ -394,7 +402,7 @@ impl RoutesService {
         let text = required("upstream", text, UPSTREAM_EXAMPLE)?;
         let spec: UpstreamSpec = text.parse().map_err(Status::invalid_argument)?;
         self.check_reality(&spec, adding).await?;
-        let discovered = match descriptor_set {
+        let mut discovered = match descriptor_set {
             [] => {
                 upstream::discover(
                     &spec,
@@ -423,58 +431,11 @@ impl RoutesService {
         // read under it, so a change made meanwhile counts.
         let change = self.lock_changes().await?;
         route_checks::name_is_free(&spec, &self.handle.table(), adding)?;
-        let table = self.handle.table();
-        let catalog = table.catalog();
-        let mut pool = catalog.pool().clone();
-        for file in discovered.pool.file_descriptor_protos() {
-            match pool.get_file_by_name(file.name()) {
-                Some(known)
-                    if upstream::meaning(known.file_descriptor_proto())
-                        != upstream::meaning(file) =>
-                {
-                    return Err(Status::failed_precondition(format!(
-                        "upstream {} declares {} differently from this router's catalog; one \
-                         router routes one meaning of each file (version the package, e.g. \
-                         shop.v2, instead of changing it in place)",
-                        spec.name,
-                        file.name()
-                    )));
-                }
-                Some(_) => {}
-                None => pool
-                    .add_file_descriptor_proto(file.clone())
-                    .map_err(|err| {
-                        Status::failed_precondition(format!(
-                            "the descriptors of upstream {} do not link with this router's \
-                             catalog: {err}",
-                            spec.name
-                        ))
-                    })?,
-            }
-        }
-        let declared =
-            |package: &String| discovered.pool.files().any(|f| f.package_name() == package);
-        let new: Vec<&String> = discovered
-            .packages
-            .iter()
-            .chain(spec.also_serving.iter().filter(|p| declared(p)))
-            .filter(|package| !catalog.manages(package))
-            .collect();
-        let catalog = match new.is_empty() {
-            true => None,
-            false => {
-                let mut packages: Vec<&str> = catalog.packages();
-                packages.extend(new.iter().map(|p| p.as_str()));
-                // Guarded: a panic in prost-reflect or the checks refuses this Add only.
-                let built = compat::budget::guarded(|| ApiCatalog::from_pool(pool, &packages));
-                Some(built.map_err(|err| {
-                    Status::failed_precondition(format!(
-                        "cannot extend this router's catalog with upstream {}: {err}",
-                        spec.name
-                    ))
-                })?)
-            }
-        };
+        let catalog = super::catalog::extended(
+            &mut discovered,
+            self.handle.table().catalog(),
+            self.max_catalog_bytes,
+        )?;
         let backends = discovered
             .backends(self.upstream_ca.as_deref())
             .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
@@ -552,10 +513,10 @@ impl RoutesService {
                 "the router's catalog grows"
             );
         }
-        self.handle
-            .add_all(catalog, backends)
-            .await
-            .map_err(|err| table_status(&err))?;
+        let added = self.handle.add_all(catalog, backends).await;
+        // Reading the upstream's descriptors and growing the catalog made copies, now freed.
+        router::release_freed_memory();
+        added.map_err(|err| table_status(&err))?;
         self.remember(&names, &spec.addr);
         Ok(self.change_reply(&names, warnings))
     }
@@ -598,10 +559,10 @@ impl RoutesService {
         route_checks::same_packages(&spec, &present, &backends)?;
         let warnings = route_checks::warnings(&backends);
         let replaced: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        self.handle
-            .replace_all(backends)
-            .await
-            .map_err(|err| table_status(&err))?;
+        let done = self.handle.replace_all(backends).await;
+        // Reading the upstream's descriptors made copies, now freed.
+        router::release_freed_memory();
+        done.map_err(|err| table_status(&err))?;
         self.remember(&replaced, &spec.addr);
         Ok(self.change_reply(&replaced, warnings))
     }
@@ -680,6 +641,8 @@ impl RoutesService {
             .backends()
             .into_iter()
             .find(|b| b.name == name);
+        // A package only this backend was routed leaves the catalog; the heap is trimmed when
+        // the last holder of the old catalog (a probe in progress, say) lets it go.
         self.handle
             .remove(name)
             .await
@@ -710,6 +673,8 @@ impl Routes for RoutesService {
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
+            catalog_bytes: table.catalog().encoded_len() as u64,
+            max_catalog_bytes: self.max_catalog_bytes as u64,
         }))
     }
 
