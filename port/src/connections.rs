@@ -170,7 +170,7 @@ fn make_room(open: &mut HashMap<u64, Entry>, which: impl Fn(&Entry) -> bool) -> 
 /// How long a new connection that is its peer's only one cannot be closed to make room for
 /// another peer's: time for its handshake and first call, so that a connect flood from other
 /// addresses cannot close it before it authenticates.
-pub(crate) const GRACE: Duration = Duration::from_millis(500);
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
 /// Who counts as one peer for the admin listener's shares: an IPv4 address (an IPv4-mapped
 /// IPv6 address counts as its IPv4 one), or the /64 of an IPv6 address, which one host is

@@ -751,7 +751,6 @@ mod tests {
             .unwrap();
         assert_eq!(canary.weight, Some(5));
         assert_eq!(canary.also_serving, ["increment.v1"]);
-        assert_eq!(canary.backend().unwrap().weight, Some(5));
     }
 
     #[test]
