@@ -23,6 +23,7 @@
 pub mod auth;
 mod catalog;
 pub mod client;
+mod listener;
 pub mod service;
 pub mod token_file;
 
@@ -42,7 +43,8 @@ pub mod pb {
 
 pub use auth::{Access, Caller, CertificateHolders, Tokens};
 pub use client::{AdminAddress, AdminClient, connect, connect_to};
-pub use service::{RunningAdmin, addresses, start, start_guarding};
+pub use listener::{RunningAdmin, start, start_guarding};
+pub use service::addresses;
 
 /// Where the admin API listens when `--admin-addr` is given without a value.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:50052";

@@ -122,7 +122,14 @@ impl Connections {
         if total < admission.max_connections {
             return Ok(());
         }
-        if admission.per_peer.is_some() && make_room_from_the_largest_peer(&mut open) {
+        // A peer with an authenticated connection open is an operator's: its new connection
+        // may also take the place of another peer's only one within its grace, so that a flood
+        // of single connections from many addresses never keeps it out.
+        let key = peer_key(peer.ip());
+        let trusted = open
+            .values()
+            .any(|e| !e.closing && e.authenticated && peer_key(e.peer.ip()) == key);
+        if admission.per_peer.is_some() && make_room_from_the_largest_peer(&mut open, trusted) {
             return Ok(());
         }
         Err(Refused::Full)
@@ -170,7 +177,7 @@ fn make_room(open: &mut HashMap<u64, Entry>, which: impl Fn(&Entry) -> bool) -> 
 /// How long a new connection that is its peer's only one cannot be closed to make room for
 /// another peer's: time for its handshake and first call, so that a connect flood from other
 /// addresses cannot close it before it authenticates.
-pub(crate) const GRACE: Duration = Duration::from_secs(2);
+pub(crate) const GRACE: Duration = Duration::from_millis(500);
 
 /// Who counts as one peer for the admin listener's shares: an IPv4 address (an IPv4-mapped
 /// IPv6 address counts as its IPv4 one), or the /64 of an IPv6 address, which one host is
@@ -187,8 +194,9 @@ fn peer_key(ip: IpAddr) -> IpAddr {
 
 /// Shuts down a connection that has not authenticated of the peer holding the most
 /// connections (its oldest past [`GRACE`] first), if there is one that may be closed: the only
-/// connection of its peer is kept within its grace.
-fn make_room_from_the_largest_peer(open: &mut HashMap<u64, Entry>) -> bool {
+/// connection of its peer is kept within its grace, unless the room is `for_trusted` (a peer
+/// that has authenticated).
+fn make_room_from_the_largest_peer(open: &mut HashMap<u64, Entry>, for_trusted: bool) -> bool {
     let mut held: HashMap<IpAddr, usize> = HashMap::new();
     for entry in open.values().filter(|e| !e.closing) {
         *held.entry(peer_key(entry.peer.ip())).or_default() += 1;
@@ -202,7 +210,7 @@ fn make_room_from_the_largest_peer(open: &mut HashMap<u64, Entry>) -> bool {
             let in_grace = now.duration_since(e.since) < GRACE;
             (count, in_grace, *id, e)
         })
-        .filter(|(count, in_grace, _, _)| !(*in_grace && *count <= 1))
+        .filter(|(count, in_grace, _, _)| for_trusted || !(*in_grace && *count <= 1))
         .min_by_key(|(count, in_grace, id, _)| (std::cmp::Reverse(*count), *in_grace, *id));
     let Some((_, _, _, entry)) = victim else {
         return false;

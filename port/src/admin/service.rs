@@ -26,30 +26,20 @@
 //! change the table or the descriptors refuse FAILED_PRECONDITION with the reason (compat's
 //! findings quoted). Each change is logged with the caller's name and its target quoted.
 
-use super::AdminConfig;
-use super::auth::{Authenticate, Caller};
-use super::pb::routes_server::{Routes, RoutesServer};
+use super::auth::Caller;
+use super::pb::routes_server::Routes;
 use super::pb::{
     AddRequest, Backend as BackendReply, ChangeReply, DrainReply, DrainRequest, ListReply,
     ListRequest, RemoveRequest, ReplaceRequest, SetWeightRequest,
 };
-use crate::accept::{self, AcceptLimits, AcceptLoop, Admission};
-use crate::connections::Connections;
 use crate::route_checks;
-use crate::server::{DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE};
 use crate::upstream::{self, DescriptorOrigin, Gateway, UpstreamSpec};
-use anyhow::Context;
 use router::{ApiCatalog, Backend, BackendInfo, RouterHandle, TableError, quote};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
-use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 /// How long a Drain waits when the request names no limit.
@@ -76,170 +66,6 @@ pub fn addresses(gateway: &Gateway) -> HashMap<String, String> {
     addresses
 }
 
-/// The admin API running on its own listener. Dropping it stops it at once; [`shutdown`]
-/// lets calls in progress finish first.
-///
-/// [`shutdown`]: RunningAdmin::shutdown
-#[derive(Debug)]
-pub struct RunningAdmin {
-    /// The address it listens on (the OS-chosen port when started on port 0).
-    pub addr: SocketAddr,
-    /// Whether it speaks TLS.
-    pub tls: bool,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
-    /// Its open connections, closed when it stops (tonic serves each in a task of its own).
-    connections: Arc<Connections>,
-    _accept: AcceptLoop,
-}
-
-impl RunningAdmin {
-    /// Where a client reaches it, as `testbed route --admin` takes it: `https://ADDR` over
-    /// TLS, else `ADDR`.
-    pub fn address(&self) -> String {
-        match self.tls {
-            true => format!("https://{}", self.addr),
-            false => self.addr.to_string(),
-        }
-    }
-
-    /// Stops accepting calls and lets the ones in progress (a Drain, say) finish, for at most
-    /// [`SHUTDOWN_GRACE`]; then drops them.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.shutdown.take() {
-            // The receiver is gone only if the server already stopped; its result says why.
-            let _ = stop.send(());
-        }
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
-            Ok(joined) => joined
-                .context("the admin API task panicked")?
-                .context("the admin API failed"),
-            Err(_) => {
-                self.task.abort();
-                self.connections.close_all();
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Drop for RunningAdmin {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.connections.close_all();
-    }
-}
-
-/// Serves the admin API over `handle` as `config` says (on its address, port 0 picking a free
-/// port; plaintext or TLS; to the callers its access admits) in the background. `addresses`
-/// names where the table's remote backends are (see [`addresses`]); `upstream_ca` trusts
-/// `https://` upstreams that Add names. Add and Replace refuse the admin listener's own
-/// address as an upstream; [`start_guarding`] also names the port's.
-pub async fn start(
-    config: AdminConfig,
-    handle: RouterHandle,
-    addresses: HashMap<String, String>,
-    upstream_ca: Option<PathBuf>,
-) -> anyhow::Result<RunningAdmin> {
-    start_guarding(config, handle, addresses, upstream_ca, &[]).await
-}
-
-/// [`start`], Add and Replace also refusing `gateway` (the addresses the port listens on) as
-/// an upstream's address: every call routed there would loop back into the gateway.
-pub async fn start_guarding(
-    config: AdminConfig,
-    handle: RouterHandle,
-    addresses: HashMap<String, String>,
-    upstream_ca: Option<PathBuf>,
-    gateway: &[SocketAddr],
-) -> anyhow::Result<RunningAdmin> {
-    let AdminConfig {
-        addr,
-        access,
-        tls,
-        limits,
-        max_upstreams,
-        metrics,
-        max_catalog_bytes,
-    } = config;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for the admin API"))?;
-    let addr = listener
-        .local_addr()
-        .context("admin listener has no address")?;
-    if tls.is_none() && !addr.ip().is_loopback() {
-        tracing::warn!(
-            %addr,
-            "the admin API listens beyond loopback in plaintext: its bearer tokens cross the \
-             network readable (--admin-tls-cert and --admin-tls-key turn TLS on)"
-        );
-    }
-    tracing::info!(
-        %addr,
-        tls = tls.is_some(),
-        holders = ?access.tokens,
-        certificates = ?access.certificates,
-        "admin API serving"
-    );
-    let service = RoutesService {
-        handle,
-        addresses: Mutex::new(addresses),
-        upstream_ca,
-        own: gateway.iter().copied().chain([addr]).collect(),
-        max_upstreams,
-        max_catalog_bytes,
-        changes: tokio::sync::Mutex::new(()),
-        metrics,
-    };
-    let connections = Arc::new(Connections::default());
-    let authenticate = Authenticate {
-        access,
-        connections: connections.clone(),
-    };
-    let service = RoutesServer::with_interceptor(service, authenticate);
-    let (shutdown, stop) = oneshot::channel::<()>();
-    let stopped = async move {
-        let _ = stop.await;
-    };
-    // As on the port: pings find a client that went silent after its handshake.
-    let router = Server::builder()
-        .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(DEFAULT_KEEPALIVE_TIMEOUT))
-        .add_service(service);
-    let limits = AcceptLimits {
-        admission: Admission {
-            max_connections: limits.max_connections,
-            per_peer: Some(limits.max_per_peer),
-        },
-        handshake_timeout: limits.handshake_timeout,
-        listener: "admin API",
-    };
-    let (task, accept_loop) = match &tls {
-        None => {
-            let (incoming, accept_loop) =
-                accept::incoming(listener, connections.clone(), limits, None);
-            let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped));
-            (task, accept_loop)
-        }
-        Some(config) => {
-            let acceptor = TlsAcceptor::from(config.clone());
-            let (incoming, accept_loop) =
-                accept::incoming_tls(listener, connections.clone(), limits, acceptor);
-            let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped));
-            (task, accept_loop)
-        }
-    };
-    Ok(RunningAdmin {
-        addr,
-        tls: tls.is_some(),
-        shutdown: Some(shutdown),
-        task,
-        connections,
-        _accept: accept_loop,
-    })
-}
-
 /// An upstream read and ready to join the table.
 struct Prepared<'a> {
     /// The change lock, held from re-reading the table until the new one is stored.
@@ -250,27 +76,28 @@ struct Prepared<'a> {
     catalog: Option<ApiCatalog>,
 }
 
+/// The Routes service over one router's table (built by the admin listener).
 #[derive(Debug)]
-struct RoutesService {
-    handle: RouterHandle,
+pub(super) struct RoutesService {
+    pub(super) handle: RouterHandle,
     /// Where each remote backend is, by name: what the table itself does not keep.
-    addresses: Mutex<HashMap<String, String>>,
-    upstream_ca: Option<PathBuf>,
+    pub(super) addresses: Mutex<HashMap<String, String>>,
+    pub(super) upstream_ca: Option<PathBuf>,
     /// The gateway's own listening addresses (the port's, the admin listener's), refused as
     /// upstreams.
-    own: Vec<SocketAddr>,
+    pub(super) own: Vec<SocketAddr>,
     /// Upstreams the table may hold (`--max-upstreams`); an Add past it is refused.
-    max_upstreams: usize,
+    pub(super) max_upstreams: usize,
     /// Encoded descriptor bytes the catalog may hold (`--max-catalog-bytes`); an Add or
     /// Replace that would take it past them is refused.
-    max_catalog_bytes: usize,
+    pub(super) max_catalog_bytes: usize,
     /// Held by each Add, Replace and Remove from reading the table until the new one is
     /// stored: an Add extends the catalog it read, so two at once would each extend the same
     /// one and the second would drop the first's packages (and be refused for it). Never held
     /// across a network wait: an upstream is reached and read before it is taken.
-    changes: tokio::sync::Mutex<()>,
+    pub(super) changes: tokio::sync::Mutex<()>,
     /// The port's metrics, counting each change.
-    metrics: Option<Arc<crate::observe::Metrics>>,
+    pub(super) metrics: Option<Arc<crate::observe::Metrics>>,
 }
 
 /// Who made `request`, as the interceptor authenticated it.
