@@ -148,23 +148,21 @@ impl UpstreamSpec {
     /// [`backend`](Self::backend), an `https://` upstream's certificate checked against the
     /// CA certificate (PEM) in `ca` (`--upstream-ca`).
     pub fn backend_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Backend> {
-        let pool = self.pool_with_ca(ca)?;
-        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), pool)
-            .with_weight(self.weight);
-        Ok(self
-            .also_serving
-            .iter()
-            .fold(backend, |backend, package| backend.also_serving(package)))
+        Ok(self.backend_over(self.pool_with_ca(ca)?))
     }
 
     fn backend_with(&self, ca: Option<Certificate>) -> Result<Backend, tonic::transport::Error> {
         let pool = UpstreamPool::new(self.endpoint_with(ca)?, crate::pool::limits());
+        Ok(self.backend_over(pool))
+    }
+
+    /// The backend forwarding to this upstream over `pool`, with its weight and packages.
+    fn backend_over(&self, pool: UpstreamPool) -> Backend {
         let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), pool)
             .with_weight(self.weight);
-        Ok(self
-            .also_serving
+        self.also_serving
             .iter()
-            .fold(backend, |backend, package| backend.also_serving(package)))
+            .fold(backend, |backend, package| backend.also_serving(package))
     }
 
     /// The (lazy) channel to the upstream, with the CA certificate `ca` read from `path`.
