@@ -76,11 +76,13 @@ async fn drive(
             capacity = std::future::poll_fn(|cx| send.poll_capacity(cx)) => match capacity {
                 Some(Ok(n)) => {
                     let chunk = payload.split_to(n.min(payload.len()));
-                    if let Err(err) = send.send_data(chunk, false) {
-                        return (Ending::Reset(err.to_string()), None);
+                    // The stream may have ended since its capacity came ("inactive stream"):
+                    // the server's response says whether it answered or reset it.
+                    if send.send_data(chunk, false).is_err() {
+                        return (answered_with(response.await), None);
                     }
                 }
-                Some(Err(err)) => return (Ending::Reset(err.to_string()), None),
+                Some(Err(_)) => return (answered_with(response.await), None),
                 // Closed for sending: the server answered (and stopped reading).
                 None => return (answered_with(response.await), None),
             },
