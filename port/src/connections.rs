@@ -194,23 +194,31 @@ fn peer_key(ip: IpAddr) -> IpAddr {
 
 /// Shuts down a connection that has not authenticated of the peer holding the most
 /// connections (its oldest past [`GRACE`] first), if there is one that may be closed: the only
-/// connection of its peer is kept within its grace, unless the room is `for_trusted` (a peer
-/// that has authenticated).
+/// connection of its peer yet to authenticate is kept within its grace, unless the room is
+/// `for_trusted` (a peer that has authenticated).
 fn make_room_from_the_largest_peer(open: &mut HashMap<u64, Entry>, for_trusted: bool) -> bool {
     let mut held: HashMap<IpAddr, usize> = HashMap::new();
+    let mut pending: HashMap<IpAddr, usize> = HashMap::new();
     for entry in open.values().filter(|e| !e.closing) {
         *held.entry(peer_key(entry.peer.ip())).or_default() += 1;
+        if !entry.authenticated {
+            *pending.entry(peer_key(entry.peer.ip())).or_default() += 1;
+        }
     }
     let now = Instant::now();
     let victim = open
         .iter_mut()
         .filter(|(_, e)| !e.closing && !e.authenticated)
         .map(|(id, e)| {
-            let count = held.get(&peer_key(e.peer.ip())).copied().unwrap_or(0);
+            let key = peer_key(e.peer.ip());
+            let count = held.get(&key).copied().unwrap_or(0);
+            // Its peer's only connection yet to authenticate (the ones that did, an operator's
+            // earlier calls still closing, say, do not count against it).
+            let alone = pending.get(&key).copied().unwrap_or(0) <= 1;
             let in_grace = now.duration_since(e.since) < GRACE;
-            (count, in_grace, *id, e)
+            (count, in_grace && alone, *id, e)
         })
-        .filter(|(count, in_grace, _, _)| for_trusted || !(*in_grace && *count <= 1))
+        .filter(|(_, kept, _, _)| for_trusted || !*kept)
         .min_by_key(|(count, in_grace, id, _)| (std::cmp::Reverse(*count), *in_grace, *id));
     let Some((_, _, _, entry)) = victim else {
         return false;
