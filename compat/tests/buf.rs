@@ -207,3 +207,25 @@ async fn buf_images_are_descriptor_set_inputs() {
     assert_eq!(key(&from_images), key(&from_dirs));
     assert!(from_images.is_breaking());
 }
+
+/// `buf breaking ARGS --error-format json` run in `dir`: its exit code and the rule ids it
+/// reports.
+pub(crate) fn buf_breaking(
+    buf: &Path,
+    dir: &Path,
+    args: &[&str],
+) -> (Option<i32>, std::collections::BTreeSet<String>) {
+    let out = Command::new(buf)
+        .current_dir(dir)
+        .arg("breaking")
+        .args(args)
+        .args(["--error-format", "json"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["type"].as_str().map(str::to_string))
+        .collect();
+    (out.status.code(), rules)
+}

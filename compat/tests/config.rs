@@ -2,12 +2,11 @@
 //! `use`, `except`, `ignore`, `ignore_only` and `ignore_unstable_packages`, each judged by
 //! running `buf breaking` with the same configuration on the same pair.
 
-use crate::buf::buf_or_skip;
+use crate::buf::{buf_breaking, buf_or_skip};
 use crate::common::corpus_dir;
 use crate::project::args;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 /// broken_increment's two sides in `tmp/old` and `tmp/new`, package renamed to `package`.
 fn pair(tmp: &Path, package: &str) {
@@ -48,25 +47,9 @@ async fn ours(tmp: &Path, extra: &[&str]) -> (i32, BTreeSet<String>) {
 
 /// The same from `buf breaking new --against old EXTRA` (it reads new/buf.yaml itself).
 fn bufs(buf: &Path, tmp: &Path, extra: &[&str]) -> (i32, BTreeSet<String>) {
-    let out = Command::new(buf)
-        .current_dir(tmp)
-        .args([
-            "breaking",
-            "new",
-            "--against",
-            "old",
-            "--error-format",
-            "json",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
-    let rules = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["type"].as_str().map(str::to_string))
-        .collect();
-    (out.status.code().unwrap_or(-1), rules)
+    let args = [&["new", "--against", "old"][..], extra].concat();
+    let (code, rules) = buf_breaking(buf, tmp, &args);
+    (code.unwrap_or(-1), rules)
 }
 
 #[tokio::test]

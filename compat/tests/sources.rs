@@ -108,24 +108,12 @@ async fn git_revisions_are_read_without_touching_the_work_tree() {
 /// `buf breaking '.git#branch=main,subdir=proto' --against '.git#tag=v1,subdir=proto'` in
 /// `repo`: its exit code and the rule ids it reports.
 fn buf_git(buf: &Path, repo: &Path) -> (Option<i32>, BTreeSet<String>) {
-    let out = Command::new(buf)
-        .current_dir(repo)
-        .args([
-            "breaking",
-            ".git#branch=main,subdir=proto",
-            "--against",
-            ".git#tag=v1,subdir=proto",
-            "--error-format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let rules = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["type"].as_str().map(str::to_string))
-        .collect();
-    (out.status.code(), rules)
+    let args = [
+        ".git#branch=main,subdir=proto",
+        "--against",
+        ".git#tag=v1,subdir=proto",
+    ];
+    crate::buf::buf_breaking(buf, repo, &args)
 }
 
 /// buf reads the same git inputs and finds the same breaking rules (its default, FILE).
