@@ -116,8 +116,8 @@ where
         // sees "closed" and goes elsewhere, or the drain sees it counted and waits for it.
         // A closed backend is never active again in a later table, so this loops at most once
         // per drain or removal that overlaps the call.
-        let point = table.choice_point(request.headers());
         let (guard, version, routed, service, new_path) = loop {
+            let point = table.choice_point(grpc_path.package, request.headers());
             let route = match table.select(&grpc_path, requirement.as_ref(), point) {
                 Ok(route) => route,
                 Err(status) => return reply(status),

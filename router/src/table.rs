@@ -130,8 +130,17 @@ impl RouteTable {
         self
     }
 
-    /// Where a request with `headers` falls in a weighted split.
-    pub(crate) fn choice_point(&self, headers: &http::HeaderMap) -> ChoicePoint {
+    /// Whether requests for `package` are split by weights.
+    fn is_weighted(&self, package: &str) -> bool {
+        !self.weighted.is_empty() && self.weighted.contains(package)
+    }
+
+    /// Where a request for `package` with `headers` falls in its weighted split; nothing is
+    /// drawn or read for a package without weights, whose selection ignores the point.
+    pub(crate) fn choice_point(&self, package: &str, headers: &http::HeaderMap) -> ChoicePoint {
+        if !self.is_weighted(package) {
+            return ChoicePoint::UNUSED;
+        }
         match self
             .sticky_header
             .as_ref()
@@ -220,7 +229,7 @@ impl RouteTable {
             .get(path.package)
             .map_or(&[][..], Vec::as_slice);
         let routes = candidates.iter().map(|&i| &self.routes[i]);
-        let weighted = !self.weighted.is_empty() && self.weighted.contains(path.package);
+        let weighted = self.is_weighted(path.package);
         // Highest first, so the first that satisfies is the highest that does.
         let best = |satisfies: &dyn Fn(&Route) -> bool| {
             if weighted {

@@ -26,6 +26,9 @@ const POINTS: u64 = 1_000_000;
 pub struct ChoicePoint(u64);
 
 impl ChoicePoint {
+    /// The point of a request whose package has no weights (selection does not read it).
+    pub const UNUSED: Self = Self(0);
+
     /// A point drawn at random.
     pub fn random() -> Self {
         Self(fastrand::u64(..POINTS))

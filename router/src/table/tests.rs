@@ -157,10 +157,14 @@ fn a_sticky_header_keeps_each_caller_on_one_side_of_the_split() {
     for user in 0..40 {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-user-id", format!("user-{user}").parse().unwrap());
-        let first = t.select(&path, None, t.choice_point(&headers)).unwrap();
+        let first = t
+            .select(&path, None, t.choice_point(path.package, &headers))
+            .unwrap();
         let first = first.backend.name.clone();
         for _ in 0..5 {
-            let again = t.select(&path, None, t.choice_point(&headers)).unwrap();
+            let again = t
+                .select(&path, None, t.choice_point(path.package, &headers))
+                .unwrap();
             assert_eq!(again.backend.name, first, "user-{user} moved");
         }
         sides.insert(first);
