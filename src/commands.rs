@@ -47,6 +47,10 @@ pub enum Command {
     Check(compat::cli::CheckArgs),
     /// List or change the routes of a running `testbed serve` through its admin API.
     Route(crate::route::RouteArgs),
+    /// A canary that reads gRPC: raise a new backend's weight step by step, judge each step
+    /// from the gateway's per-backend errors and p99 against the old backend's, and promote or
+    /// roll back on its own; exit 0 promoted, 100 rolled back, 3 too few calls to judge.
+    Canary(crate::canary::CanaryArgs),
     /// Faults (kill, stop, drain-remove-add, replace) injected into a gateway's backends
     /// under mixed-version load, the gateway's health compared with what calls see.
     Chaos(crate::chaos::ChaosArgs),

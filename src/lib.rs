@@ -10,12 +10,14 @@
 //! - [`rollout`]: a zero-downtime v1 → v2 rollout under that load.
 //! - [`proxy_rollout`]: the same rollout done by nginx, HAProxy or Envoy instead of the router.
 //! - [`report`]: the main job, all of the above and the latency runs as one report.
+//! - [`canary`]: `testbed canary`, a canary driven by a gateway's weights and judged from its metrics.
 //! - [`chaos`]: faults injected into a gateway's backends under that load, health watched.
 //! - [`route`]: `testbed route`, a client of a running router's admin API.
 //! - [`commands`] and [`cli`]: the command line, each command's flags and what it does, for the
 //!   thin `main.rs`.
 //! - [`terminal`]: what the command line draws: log lines, spinners and progress bars.
 
+pub mod canary;
 pub mod chaos;
 pub mod cli;
 pub mod commands;

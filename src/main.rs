@@ -43,6 +43,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = cli::probe(&args).await?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
+        Command::Canary(args) => {
+            let code = testbed::canary::run(&args).await?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
         Command::Serve(args) => cli::serve(&args).await,
         Command::Route(args) => testbed::route::run(&args).await,
         Command::Pki(args) => port::pki::run(&args).map(|written| {

@@ -247,14 +247,14 @@ fn token(target: &Target) -> anyhow::Result<Option<String>> {
 impl Target {
     /// A client of the admin API these flags name; a missing or malformed file, or TLS files
     /// with a plaintext address, are refused before connecting.
-    async fn connect(&self) -> anyhow::Result<AdminClient> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<AdminClient> {
         let tls = self.tls.client_tls([self.admin.to_string().as_str()])?;
         let token = token(self)?;
         port::admin::connect_to(&self.admin, tls.as_ref(), token.as_deref()).await
     }
 
     /// A refused call as an error naming its status.
-    fn refused(&self, status: tonic::Status) -> anyhow::Error {
+    pub(crate) fn refused(&self, status: tonic::Status) -> anyhow::Error {
         // A status the client made up from a broken connection says why only in its sources
         // (over TLS: the server's alert when it refused the client certificate).
         let mut text = compat::connect::status_chain(&status);

@@ -8,6 +8,7 @@ mod abuse;
 mod admin;
 mod api;
 mod bodies;
+mod canary;
 mod catalog;
 mod chaos;
 mod check_live;

@@ -51,7 +51,7 @@ pub mod source;
 
 pub use budget::MAX_SAMPLE_NODES;
 pub use model::{Bump, Category, Confirmation, Finding, Outcome, Report};
-pub use reflection::{ReflectOptions, load_over, load_over_with};
+pub use reflection::{RawCodec, RawCoder, ReflectOptions, load_over, load_over_with};
 pub use rules::{Pairing, RULES, RuleInfo};
 pub use source::{Api, LoadError, Remote, Source};
 

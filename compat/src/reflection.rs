@@ -310,11 +310,11 @@ async fn read_over(
 
 /// A codec that passes encoded messages through untouched.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RawCodec;
+pub struct RawCodec;
 
 /// [`RawCodec`]'s encoder and decoder.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RawCoder;
+pub struct RawCoder;
 
 impl tonic::codec::Encoder for RawCoder {
     type Item = Vec<u8>;

@@ -5,7 +5,7 @@ Prints "serving shop VERSION on HOST:PORT" once it listens (the address last, so
 ChildServer can read it). Stubs are generated from proto/ with grpcio-tools on first use (into
 generated/).
 Usage: server.py --version v1|v2 [--addr 127.0.0.1:0] [--no-reflection] [--descriptors FILE]
-       [--compression gzip|deflate] [--token TOKEN] [--discount PERCENT]
+       [--compression gzip|deflate] [--token TOKEN] [--discount PERCENT] [--fail-percent PERCENT]
 """
 
 import argparse
@@ -115,7 +115,17 @@ def main():
         metavar="PERCENT",
         help="sell everything PERCENT cheaper (a version that answers with other values)",
     )
+    parser.add_argument(
+        "--fail-percent",
+        type=int,
+        default=0,
+        metavar="PERCENT",
+        help="fail PERCENT of the Shop calls with UNAVAILABLE, spread evenly (a bad build, for"
+        " rehearsing a canary's rollback)",
+    )
     args = parser.parse_args()
+    if not 0 <= args.fail_percent <= 100:
+        parser.error("--fail-percent must be 0 to 100")
     if args.descriptors:
         write_descriptors(args.version, args.descriptors)
         return
@@ -173,6 +183,16 @@ def main():
         "deflate": grpc.Compression.Deflate,
     }[args.compression]
 
+    def aborting(handler, code, message):
+        """A handler of the same shape as `handler` that ends the call with `code`."""
+
+        def abort(request, context):
+            context.abort(code, message)
+
+        if handler is not None and handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(abort)
+        return grpc.unary_unary_rpc_method_handler(abort)
+
     class RequireToken(grpc.ServerInterceptor):
         """Refuses Shop calls without the token (health and reflection stay open)."""
 
@@ -181,15 +201,31 @@ def main():
             if not details.method.startswith("/shop.") or wanted in details.invocation_metadata:
                 return continuation(details)
 
-            def refuse(request, context):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, "a Bearer token is required")
+            return aborting(continuation(details), grpc.StatusCode.UNAUTHENTICATED,
+                            "a Bearer token is required")
 
-            handler = continuation(details)
-            if handler is not None and handler.response_streaming:
-                return grpc.unary_stream_rpc_method_handler(refuse)
-            return grpc.unary_unary_rpc_method_handler(refuse)
+    class FailSome(grpc.ServerInterceptor):
+        """Fails --fail-percent of the Shop calls: call n fails when n * PERCENT / 100 reaches a
+        new whole number, so the failures are spread evenly (every fifth call at 20)."""
+
+        def __init__(self):
+            self.calls = itertools.count()
+            self.lock = threading.Lock()
+
+        def intercept_service(self, continuation, details):
+            if not details.method.startswith("/shop."):
+                return continuation(details)
+            with self.lock:
+                n = next(self.calls)
+            if (n + 1) * args.fail_percent // 100 == n * args.fail_percent // 100:
+                return continuation(details)
+
+            return aborting(continuation(details), grpc.StatusCode.UNAVAILABLE,
+                            "failed on purpose (--fail-percent)")
 
     interceptors = [RequireToken()] if args.token else []
+    if args.fail_percent:
+        interceptors.append(FailSome())
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.workers),
         interceptors=interceptors,

@@ -121,6 +121,11 @@ impl Prometheus {
         }
     }
 
+    /// Where its HTTP API listens.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The instant query's result: (labels, value) per series.
     pub(crate) async fn query(&self, promql: &str) -> Option<Vec<(serde_json::Value, f64)>> {
         let encoded: String = promql
