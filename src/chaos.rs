@@ -243,14 +243,16 @@ impl Fleet {
                 let timeout_ms = u32::try_from(hold.as_millis()).unwrap_or(u32::MAX);
                 let name = name.to_string();
                 self.admin
+                    // A fault is deliberate: no quiet period holds it up.
                     .drain(DrainRequest {
                         name: name.clone(),
                         timeout_ms,
+                        force: true,
                     })
                     .await
                     .map_err(refused("Drain"))?;
                 self.admin
-                    .remove(RemoveRequest { name })
+                    .remove(RemoveRequest { name, force: true })
                     .await
                     .map_err(refused("Remove"))?;
                 tokio::time::sleep(hold / 2).await;

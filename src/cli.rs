@@ -43,7 +43,7 @@ pub struct ServeArgs {
     /// With upstreams that carry a ;weight=N, the request header whose value decides which side
     /// of the split a call falls on (e.g. x-user-id): one caller stays on one version while the
     /// weights hold. Without it (or without the header) each call falls at random.
-    #[arg(long, requires = "upstreams", value_parser = sticky_header)]
+    #[arg(long, requires = "upstreams", value_parser = port::observe::header_name)]
     pub sticky_header: Option<http::HeaderName>,
     /// The admin API (`testbed route`), on a listener of its own.
     #[command(flatten)]
@@ -51,12 +51,6 @@ pub struct ServeArgs {
     /// Limits and timeouts.
     #[command(flatten)]
     pub options: ServeOptions,
-}
-
-/// A request header name, in the lower case HTTP/2 sends.
-fn sticky_header(text: &str) -> Result<http::HeaderName, String> {
-    http::HeaderName::from_bytes(text.to_ascii_lowercase().as_bytes())
-        .map_err(|_| format!("{text:?} is not a header name"))
 }
 
 /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
@@ -74,10 +68,12 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         Some((_, cap)) => config.with_max_connections(cap),
         None => config,
     });
-    let options = ServeOptions {
+    let mut options = ServeOptions {
         max_connections: fds.max_connections,
         ..args.options.clone()
     };
+    // The admin API is where the usage table is read (and what the quiet period guards).
+    options.observe.track_usage = admin_config.is_some();
     let mut addresses = std::collections::HashMap::new();
     let (layout, label) = if let Some(api) = args.backend {
         (Layout::Direct(vec![api]), format!("{api} backend"))
@@ -136,7 +132,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         (Some(config), Some(router)) => {
             let ca = args.options.tls.upstream_ca.clone();
             let gateway = [running.addr];
-            let config = config.with_metrics(running.metrics());
+            let config = config
+                .with_metrics(running.metrics())
+                .with_usage(running.usage());
             let admin =
                 port::admin::start_guarding(config, router.clone(), addresses, ca, &gateway);
             Some(admin.await?)

@@ -283,6 +283,7 @@ impl Router {
                     .drain(DrainRequest {
                         name: "v1".to_string(),
                         timeout_ms: u32::try_from(DRAIN_LIMIT.as_millis()).unwrap_or(u32::MAX),
+                        force: false,
                     })
                     .await
                     .map_err(refused("draining v1"))?
@@ -304,6 +305,7 @@ impl Router {
                 admin
                     .remove(RemoveRequest {
                         name: "v1".to_string(),
+                        force: false,
                     })
                     .await
                     .map_err(refused("removing v1"))?;

@@ -1,4 +1,4 @@
-//! `testbed route list|add|replace|weight|drain|remove --admin ADDR`: change the routes of a running
+//! `testbed route list|add|replace|weight|usage|drain|remove --admin ADDR`: change the routes of a running
 //! `testbed serve` through its admin API (`serve --admin-addr`), as a table or as JSON. The
 //! bearer token comes from `--token-file FILE` (the file holds just the token) or the
 //! `TESTBED_ADMIN_TOKEN` environment variable. An admin API over TLS is named
@@ -10,13 +10,16 @@
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use port::admin::pb::{
-    AddRequest, Backend, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest, SetWeightRequest,
+    AddRequest, Backend, DrainRequest, ListRequest, RemoveRequest, ReplaceRequest,
+    SetWeightRequest, UsageRequest,
 };
 use port::admin::{AdminAddress, AdminClient};
 use port::route_checks::escape_controls;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod usage;
 
 /// The environment variable holding the admin token when no `--token-file` is given.
 pub const TOKEN_ENV: &str = "TESTBED_ADMIN_TOKEN";
@@ -93,10 +96,24 @@ pub enum RouteAction {
         #[command(flatten)]
         target: Target,
     },
+    /// Who still calls what: per caller (address, user agent, `serve --usage-identity-header`)
+    /// and per method, backend and version, the calls and when the last came.
+    Usage {
+        /// Only the calls served by this backend (an upstream's name: all of its backends).
+        #[arg(long)]
+        backend: Option<String>,
+        /// The admin API.
+        #[command(flatten)]
+        target: Target,
+    },
     /// Stop routing new requests to a backend and wait for its in-flight requests.
     Drain {
         /// The backend's name.
         name: String,
+        /// Drain even if it served callers within the gateway's quiet period whom no other
+        /// backend serves (`serve --quiet-period-secs`).
+        #[arg(long)]
+        force: bool,
         /// Wait at most this many seconds (the server's default: 10; at most 600).
         #[arg(long = "timeout-secs", value_parser = crate::load::positive)]
         timeout: Option<f64>,
@@ -108,6 +125,10 @@ pub enum RouteAction {
     Remove {
         /// The backend's name.
         name: String,
+        /// Remove even if it served callers within the gateway's quiet period whom no other
+        /// backend serves (`serve --quiet-period-secs`).
+        #[arg(long)]
+        force: bool,
         /// The admin API.
         #[command(flatten)]
         target: Target,
@@ -150,6 +171,7 @@ impl RouteAction {
             | RouteAction::Add { target, .. }
             | RouteAction::Replace { target, .. }
             | RouteAction::Weight { target, .. }
+            | RouteAction::Usage { target, .. }
             | RouteAction::Drain { target, .. }
             | RouteAction::Remove { target, .. } => target,
         }
@@ -354,7 +376,22 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
             value["warnings"] = json!(reply.warnings);
             (text, value, None)
         }
-        RouteAction::Drain { name, timeout, .. } => {
+        RouteAction::Usage { backend, .. } => {
+            let reply = client
+                .usage(UsageRequest {
+                    backend: backend.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(|status| target.refused(status))?
+                .into_inner();
+            (usage::render(&reply), usage::to_json(&reply), None)
+        }
+        RouteAction::Drain {
+            name,
+            timeout,
+            force,
+            ..
+        } => {
             let timeout_ms = match timeout {
                 None => 0,
                 Some(secs) => Duration::try_from_secs_f64(*secs)
@@ -367,6 +404,7 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                 .drain(DrainRequest {
                     name: name.clone(),
                     timeout_ms,
+                    force: *force,
                 })
                 .await
                 .map_err(|status| target.refused(status))?
@@ -429,9 +467,12 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                 None,
             )
         }
-        RouteAction::Remove { name, .. } => {
+        RouteAction::Remove { name, force, .. } => {
             let reply = client
-                .remove(RemoveRequest { name: name.clone() })
+                .remove(RemoveRequest {
+                    name: name.clone(),
+                    force: *force,
+                })
                 .await
                 .map_err(|status| target.refused(status))?
                 .into_inner();

@@ -87,16 +87,25 @@ where
             .drain(DrainRequest {
                 name: "v1".into(),
                 timeout_ms: 0,
+                force: false,
             })
             .await
             .unwrap_err()
             .code(),
         client
-            .remove(RemoveRequest { name: "v1".into() })
+            .remove(RemoveRequest {
+                name: "v1".into(),
+                force: false,
+            })
             .await
             .unwrap_err()
             .code(),
         client.list(ListRequest {}).await.unwrap_err().code(),
+        client
+            .usage(port::admin::pb::UsageRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
     ]
 }
 
@@ -109,7 +118,7 @@ where
     T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
     <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
 {
-    assert_eq!(attempt_changes(client).await, [code; 5]);
+    assert_eq!(attempt_changes(client).await, [code; 6]);
     let status = client.list(ListRequest {}).await.unwrap_err();
     assert_eq!(status.code(), code, "{status:?}");
     assert!(status.message().contains(says), "{status:?}");
@@ -159,7 +168,10 @@ async fn the_admin_api_is_not_served_on_the_public_port() {
     let status = on_port.list(ListRequest {}).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
     let status = on_port
-        .remove(RemoveRequest { name: "v1".into() })
+        .remove(RemoveRequest {
+            name: "v1".into(),
+            force: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
@@ -208,11 +220,15 @@ async fn bad_admin_requests_get_invalid_argument_or_not_found() {
             .drain(DrainRequest {
                 name: name.into(),
                 timeout_ms: 0,
+                force: false,
             })
             .await
             .unwrap_err();
         let removed = client
-            .remove(RemoveRequest { name: name.into() })
+            .remove(RemoveRequest {
+                name: name.into(),
+                force: false,
+            })
             .await
             .unwrap_err();
         let want = match name {
@@ -225,6 +241,7 @@ async fn bad_admin_requests_get_invalid_argument_or_not_found() {
         .drain(DrainRequest {
             name: "v1".into(),
             timeout_ms: 600_001,
+            force: false,
         })
         .await
         .unwrap_err();
@@ -573,7 +590,10 @@ async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_run
     });
 
     admin
-        .remove(RemoveRequest { name: "v2".into() })
+        .remove(RemoveRequest {
+            name: "v2".into(),
+            force: false,
+        })
         .await
         .unwrap();
     // Its last backend gone, the package it brought leaves the catalog: health no longer

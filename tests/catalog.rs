@@ -197,7 +197,7 @@ async fn removing_backends_with_large_descriptors_frees_them() {
         let service = format!("{package}.Big");
         assert_eq!(health_code(gateway.addr, &service).await, Code::Ok);
         client
-            .remove(RemoveRequest { name })
+            .remove(RemoveRequest { name, force: false })
             .await
             .unwrap_or_else(|status| panic!("round {round}: the Remove failed: {status}"));
         let after = list(&mut client).await;

@@ -507,11 +507,13 @@ async fn admin_changes_are_counted_and_a_drained_backend_is_ejected() {
     let drain = DrainRequest {
         name: "v1".into(),
         timeout_ms: 1000,
+        force: false,
     };
     client.drain(drain).await.expect("v1 drains");
     let refused = client
         .remove(RemoveRequest {
             name: "nope".into(),
+            force: false,
         })
         .await;
     assert_eq!(refused.unwrap_err().code(), tonic::Code::NotFound);

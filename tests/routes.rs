@@ -288,7 +288,10 @@ async fn an_add_waiting_on_a_silent_upstream_holds_up_no_other_change() {
         .await
         .expect("an Add beside a slow one");
     client
-        .remove(port::admin::pb::RemoveRequest { name: "v2b".into() })
+        .remove(port::admin::pb::RemoveRequest {
+            name: "v2b".into(),
+            force: false,
+        })
         .await
         .expect("a Remove beside a slow Add");
     assert!(
@@ -335,6 +338,7 @@ async fn bad_names_and_addresses_are_refused_saying_what_is_wrong() {
     let status = client
         .remove(port::admin::pb::RemoveRequest {
             name: format!("v1\u{1b}[2J{long}"),
+            force: false,
         })
         .await
         .unwrap_err();

@@ -35,4 +35,5 @@ mod report;
 mod routes;
 mod routing;
 mod tls;
+mod usage;
 mod weights;

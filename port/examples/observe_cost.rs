@@ -1,7 +1,8 @@
-//! What metrics and the access log cost on the in-process router's p50: four side-by-side
-//! routers in this process (nothing observed, `--metrics-addr`, `--access-log FILE`, both),
+//! What metrics, the access log and the usage table cost on the in-process router's p50: five
+//! side-by-side routers in this process (nothing observed, `--metrics-addr`, `--access-log
+//! FILE`, both, the usage table the admin API turns on),
 //! sequential v2 unary calls to each in alternating rounds (each round starting with the next
-//! router), so drift on a shared machine hits all four alike; prints each one's p50 and p99 and its ratio to the first.
+//! router), so drift on a shared machine hits all of them alike; prints each one's p50 and p99 and its ratio to the first.
 //!
 //! `cargo run --release -p port --example observe_cost -- [ROUNDS] [CALLS_PER_ROUND]`
 
@@ -42,6 +43,13 @@ async fn main() -> anyhow::Result<()> {
             ObserveOptions {
                 metrics_addr: metrics(),
                 access_log: log("both.log"),
+                ..ObserveOptions::default()
+            },
+        ),
+        (
+            "usage table",
+            ObserveOptions {
+                track_usage: true,
                 ..ObserveOptions::default()
             },
         ),

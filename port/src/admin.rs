@@ -26,6 +26,7 @@ pub mod client;
 mod listener;
 pub mod service;
 pub mod token_file;
+mod usage;
 
 use crate::upstream::MAX_CATALOG_BYTES;
 use anyhow::{Context, bail};
@@ -121,6 +122,11 @@ pub struct AdminOptions {
     /// with RESOURCE_EXHAUSTED. The gateway holds about 30 times this in memory.
     #[arg(long, default_value_t = MAX_CATALOG_BYTES, value_parser = crate::server::at_least_one)]
     pub max_catalog_bytes: usize,
+    /// Refuse `route drain`/`remove` of a backend that served calls within this many seconds
+    /// when no other backend serves those calls' package (the refusal names the callers;
+    /// `--force` overrides it). 0, the default: no check.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub quiet_period_secs: u64,
 }
 
 impl Default for AdminOptions {
@@ -137,6 +143,7 @@ impl Default for AdminOptions {
             admin_max_connections_per_peer: ADMIN_MAX_CONNECTIONS_PER_PEER,
             max_upstreams: MAX_UPSTREAMS,
             max_catalog_bytes: MAX_CATALOG_BYTES,
+            quiet_period_secs: 0,
         }
     }
 }
@@ -161,6 +168,11 @@ pub struct AdminConfig {
     metrics: Option<Arc<crate::observe::Metrics>>,
     /// Encoded descriptor bytes the catalog may hold; an Add or Replace past them is refused.
     max_catalog_bytes: usize,
+    /// The port's usage table (the `Usage` call; the quiet period's check).
+    usage: Option<Arc<crate::observe::Usage>>,
+    /// How recently a backend's callers may have used it, with nothing else serving them, for
+    /// a drain or removal of it to go ahead unforced; zero: no check.
+    quiet_period: Duration,
 }
 
 /// What the admin API's listener allows a connection before it is served.
@@ -182,12 +194,28 @@ impl AdminConfig {
             max_upstreams: MAX_UPSTREAMS,
             metrics: None,
             max_catalog_bytes: MAX_CATALOG_BYTES,
+            usage: None,
+            quiet_period: Duration::ZERO,
         }
     }
 
     /// Counts each change in `metrics` (the port's, when it serves them).
     pub fn with_metrics(mut self, metrics: Option<Arc<crate::observe::Metrics>>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Answers `Usage` from `usage` (the port's table, when it keeps one), and checks drains
+    /// and removals against it.
+    pub fn with_usage(mut self, usage: Option<Arc<crate::observe::Usage>>) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// Refuses an unforced drain or removal of a backend whose callers used it within
+    /// `period` with nothing else serving their package (zero: no check).
+    pub fn with_quiet_period(mut self, period: Duration) -> Self {
+        self.quiet_period = period;
         self
     }
 
@@ -318,6 +346,8 @@ impl AdminOptions {
             max_upstreams: MAX_UPSTREAMS,
             metrics: None,
             max_catalog_bytes: MAX_CATALOG_BYTES,
+            usage: None,
+            quiet_period: Duration::from_secs(self.quiet_period_secs),
         }
         .with_limits(self.admin_max_connections, ADMIN_HANDSHAKE_TIMEOUT)
         .with_peer_limit(self.admin_max_connections_per_peer)

@@ -99,6 +99,11 @@ impl RunningServer {
         self.observer.as_ref()?.metrics().cloned()
     }
 
+    /// The usage table, when it is kept (`ObserveOptions::track_usage`).
+    pub fn usage(&self) -> Option<Arc<crate::observe::Usage>> {
+        self.observer.as_ref()?.usage().cloned()
+    }
+
     /// Stops accepting connections and lets in-flight requests finish, for at most
     /// [`SHUTDOWN_GRACE`]; then closes every connection still open. When it returns, nothing
     /// is served any more.

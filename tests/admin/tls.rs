@@ -87,10 +87,15 @@ async fn assert_refused_at_handshake(
     let Ok(mut client) = tls_admin(admin, pki, identity, Some(TOKEN)).await else {
         return;
     };
-    let removed =
-        tokio::time::timeout(PATIENCE, client.remove(RemoveRequest { name: "v1".into() }))
-            .await
-            .expect("the refusal is prompt, not a hang");
+    let removed = tokio::time::timeout(
+        PATIENCE,
+        client.remove(RemoveRequest {
+            name: "v1".into(),
+            force: false,
+        }),
+    )
+    .await
+    .expect("the refusal is prompt, not a hang");
     match removed {
         Ok(reply) => panic!("served: {reply:?}"),
         Err(status) => assert!(
@@ -131,6 +136,7 @@ async fn over_tls_no_certificate_and_no_token_is_unauthenticated_and_a_token_sti
     let status = by_token
         .remove(RemoveRequest {
             name: "nope".into(),
+            force: false,
         })
         .await
         .unwrap_err();

@@ -105,6 +105,8 @@ pub async fn start_guarding(
         max_upstreams,
         metrics,
         max_catalog_bytes,
+        usage,
+        quiet_period,
     } = config;
     let listener = TcpListener::bind(addr)
         .await
@@ -135,6 +137,8 @@ pub async fn start_guarding(
         max_catalog_bytes,
         changes: tokio::sync::Mutex::new(()),
         metrics,
+        usage,
+        quiet_period,
     };
     let connections = Arc::new(Connections::default());
     let authenticate = Authenticate {

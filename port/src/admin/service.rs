@@ -30,7 +30,7 @@ use super::auth::Caller;
 use super::pb::routes_server::Routes;
 use super::pb::{
     AddRequest, Backend as BackendReply, ChangeReply, DrainReply, DrainRequest, ListReply,
-    ListRequest, RemoveRequest, ReplaceRequest, SetWeightRequest,
+    ListRequest, RemoveRequest, ReplaceRequest, SetWeightRequest, UsageReply, UsageRequest,
 };
 use crate::route_checks;
 use crate::upstream::{self, DescriptorOrigin, Gateway, UpstreamSpec};
@@ -98,6 +98,10 @@ pub(super) struct RoutesService {
     pub(super) changes: tokio::sync::Mutex<()>,
     /// The port's metrics, counting each change.
     pub(super) metrics: Option<Arc<crate::observe::Metrics>>,
+    /// The port's usage table, when it keeps one.
+    pub(super) usage: Option<Arc<crate::observe::Usage>>,
+    /// See [`AdminConfig::with_quiet_period`](super::AdminConfig::with_quiet_period).
+    pub(super) quiet_period: Duration,
 }
 
 /// Who made `request`, as the interceptor authenticated it.
@@ -408,6 +412,9 @@ impl RoutesService {
                 MAX_DRAIN_TIMEOUT.as_millis()
             )));
         }
+        if !request.force {
+            self.check_quiet_period(name, "drain")?;
+        }
         let count = self
             .handle
             .drain_counting(name, timeout)
@@ -458,10 +465,30 @@ impl RoutesService {
         })
     }
 
-    async fn remove_backend(&self, name: &str) -> Result<ChangeReply, Status> {
-        let name = required("name", name, "a backend's name")?;
+    /// Refuses taking `name` out of the table when the quiet period says callers would be
+    /// stranded.
+    fn check_quiet_period(&self, name: &str, action: &str) -> Result<(), Status> {
+        let Some(usage) = &self.usage else {
+            return Ok(());
+        };
+        let backends = self.handle.table().backends();
+        super::usage::check_quiet_period(
+            usage,
+            &backends,
+            name,
+            action,
+            self.quiet_period,
+            std::time::SystemTime::now(),
+        )
+    }
+
+    async fn remove_backend(&self, request: &RemoveRequest) -> Result<ChangeReply, Status> {
+        let name = required("name", &request.name, "a backend's name")?;
         route_checks::check_backend_name(name).map_err(Status::invalid_argument)?;
         let _change = self.lock_changes().await?;
+        if !request.force {
+            self.check_quiet_period(name, "remove")?;
+        }
         let before = self
             .handle
             .table()
@@ -558,10 +585,30 @@ impl Routes for RoutesService {
         request: Request<RemoveRequest>,
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
-        let name = request.into_inner().name;
-        let result = self.remove_backend(&name).await;
-        self.log_change(&who, "remove", &name, result.as_ref().map(|_| "removed"));
+        let request = request.into_inner();
+        let result = self.remove_backend(&request).await;
+        let outcome = if request.force {
+            "removed (forced)"
+        } else {
+            "removed"
+        };
+        self.log_change(
+            &who,
+            "remove",
+            &request.name,
+            result.as_ref().map(|_| outcome),
+        );
         result.map(Response::new)
+    }
+
+    async fn usage(&self, request: Request<UsageRequest>) -> Result<Response<UsageReply>, Status> {
+        caller(&request)?;
+        let filter = request.into_inner().backend;
+        Ok(Response::new(super::usage::reply(
+            self.usage.as_deref(),
+            &filter,
+            self.quiet_period,
+        )))
     }
 
     async fn set_weight(

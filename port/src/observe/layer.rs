@@ -6,7 +6,7 @@
 //! bodies are watched with the router's [`InspectedBody`], as the guard watches them.
 
 use super::Observer;
-use super::methods::MethodLabels;
+use super::methods::Method;
 use super::record::{CallRecord, Framing, code_of_http, grpc_status};
 use bytes::Bytes;
 use http::{Request, Response, header};
@@ -54,7 +54,7 @@ pub struct Observe<S> {
 /// A call being observed: what is known at arrival, and the request's counts as they come.
 struct Call {
     observer: Arc<Observer>,
-    method: MethodLabels,
+    method: Method,
     record: CallRecord,
     started: Instant,
     request: Arc<Mutex<Framing>>,
@@ -121,6 +121,12 @@ where
                 .get::<TcpConnectInfo>()
                 .and_then(TcpConnectInfo::remote_addr),
             user_agent: headers.get(header::USER_AGENT).cloned(),
+            identity: self
+                .observer
+                .usage()
+                .and_then(|usage| usage.identity_header())
+                .and_then(|name| headers.get(name))
+                .cloned(),
             authority,
             path: request.uri().path_and_query().cloned(),
             requirement: headers.get(router::API_VERSION_HEADER).cloned(),

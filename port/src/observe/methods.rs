@@ -45,13 +45,20 @@ impl MethodLabels {
     }
 }
 
+/// A known method: its labels, and whether its descriptor says `deprecated = true`.
+#[derive(Debug, Clone)]
+pub(crate) struct Method {
+    pub(crate) labels: MethodLabels,
+    pub(crate) deprecated: bool,
+}
+
 /// Which paths are methods, and their labels.
 #[derive(Debug)]
 pub(crate) struct KnownMethods {
-    fixed: HashMap<String, MethodLabels>,
+    fixed: HashMap<String, Method>,
     router: Option<RouterHandle>,
-    learned: RwLock<HashMap<String, MethodLabels>>,
-    unknown: MethodLabels,
+    learned: RwLock<HashMap<String, Method>>,
+    unknown: Method,
 }
 
 impl KnownMethods {
@@ -75,7 +82,12 @@ impl KnownMethods {
                             method.client_streaming(),
                             method.server_streaming(),
                         );
-                        fixed.insert(format!("/{full}/{}", method.name()), labels);
+                        let deprecated = method
+                            .options
+                            .as_ref()
+                            .is_some_and(|options| options.deprecated());
+                        let known = Method { labels, deprecated };
+                        fixed.insert(format!("/{full}/{}", method.name()), known);
                     }
                 }
             }
@@ -84,12 +96,15 @@ impl KnownMethods {
             fixed,
             router,
             learned: RwLock::default(),
-            unknown: MethodLabels::unknown(),
+            unknown: Method {
+                labels: MethodLabels::unknown(),
+                deprecated: false,
+            },
         })
     }
 
-    /// The labels of a call to `path`.
-    pub(crate) fn labels(&self, path: &str) -> MethodLabels {
+    /// The method a call to `path` names (`unknown` for none the port knows).
+    pub(crate) fn labels(&self, path: &str) -> Method {
         if let Some(labels) = self.fixed.get(path) {
             return labels.clone();
         }
@@ -114,12 +129,19 @@ impl KnownMethods {
         else {
             return self.unknown.clone();
         };
-        let labels = MethodLabels::new(
-            service,
-            method,
-            descriptor.is_client_streaming(),
-            descriptor.is_server_streaming(),
-        );
+        let labels = Method {
+            labels: MethodLabels::new(
+                service,
+                method,
+                descriptor.is_client_streaming(),
+                descriptor.is_server_streaming(),
+            ),
+            deprecated: descriptor
+                .method_descriptor_proto()
+                .options
+                .as_ref()
+                .is_some_and(|options| options.deprecated()),
+        };
         let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
         if learned.len() < MAX_REMEMBERED {
             learned.insert(path.to_string(), labels.clone());
@@ -131,4 +153,45 @@ impl KnownMethods {
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     // A map of labels stays consistent whatever panicked while it was held.
     lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_types::{
+        FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto, MethodOptions,
+        ServiceDescriptorProto,
+    };
+
+    #[test]
+    fn a_method_declared_deprecated_is_known_as_such() {
+        let method = |name: &str, deprecated: bool| MethodDescriptorProto {
+            name: Some(name.into()),
+            input_type: Some(".google.protobuf.Empty".into()),
+            output_type: Some(".google.protobuf.Empty".into()),
+            options: deprecated.then(|| MethodOptions {
+                deprecated: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let set = FileDescriptorSet {
+            file: vec![FileDescriptorProto {
+                name: Some("a.proto".into()),
+                package: Some("a.v1".into()),
+                service: vec![ServiceDescriptorProto {
+                    name: Some("S".into()),
+                    method: vec![method("Old", true), method("New", false)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let encoded = set.encode_to_vec();
+        let known = KnownMethods::new(&[&encoded], None).unwrap();
+        assert!(known.labels("/a.v1.S/Old").deprecated);
+        assert!(!known.labels("/a.v1.S/New").deprecated);
+        assert_eq!(&*known.labels("/a.v1.S/New").labels.grpc_method, "New");
+        assert_eq!(known.labels("/a.v1.S/Gone").labels.grpc_type, "unknown");
+    }
 }

@@ -17,15 +17,17 @@ mod methods;
 mod metrics;
 mod record;
 mod upstreams;
+mod usage;
 
 pub use access_log::{DEFAULT_QUEUE, Destination};
 pub use http::{CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_CONNECTIONS};
 pub use layer::{Observe, ObserveLayer};
 pub use metrics::{DEFAULT_MAX_SERIES, Metrics};
 pub use record::{CallRecord, code_name};
+pub use usage::{DEFAULT_MAX_ENTRIES, Usage, UsageCount, UsageKey};
 
 use access_log::AccessLog;
-use methods::{KnownMethods, MethodLabels};
+use methods::{KnownMethods, Method};
 use router::RouterHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +51,24 @@ pub struct ObserveOptions {
     /// dropped, counted (testbed_access_log_dropped_total) and warned about.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_QUEUE, value_parser = crate::server::at_least_one)]
     pub access_log_queue: usize,
+    /// Rows of the usage table (caller, method, backend, version) kept at most; calls that
+    /// would make more are counted as overflowed, not kept. The table is kept whenever the
+    /// admin API is on (`testbed route usage` reads it).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ENTRIES, value_parser = crate::server::at_least_one)]
+    pub usage_max_entries: usize,
+    /// The request header that names a caller in the usage table (e.g. x-client-id), beside
+    /// its address and user agent.
+    #[arg(long, value_name = "NAME", value_parser = header_name)]
+    pub usage_identity_header: Option<::http::HeaderName>,
+    /// Whether the usage table is kept (set when the admin API is on).
+    #[arg(skip)]
+    pub track_usage: bool,
+}
+
+/// A request header name, in the lower case HTTP/2 sends (a flag's value parser).
+pub fn header_name(text: &str) -> Result<::http::HeaderName, String> {
+    ::http::HeaderName::from_bytes(text.to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("{text:?} is not a header name"))
 }
 
 impl Default for ObserveOptions {
@@ -58,6 +78,9 @@ impl Default for ObserveOptions {
             metrics_max_series: DEFAULT_MAX_SERIES,
             access_log: None,
             access_log_queue: DEFAULT_QUEUE,
+            usage_max_entries: DEFAULT_MAX_ENTRIES,
+            usage_identity_header: None,
+            track_usage: false,
         }
     }
 }
@@ -65,7 +88,7 @@ impl Default for ObserveOptions {
 impl ObserveOptions {
     /// Whether anything is observed at all (else the port has no observing layer).
     pub fn enabled(&self) -> bool {
-        self.metrics_addr.is_some() || self.access_log.is_some()
+        self.metrics_addr.is_some() || self.access_log.is_some() || self.track_usage
     }
 }
 
@@ -75,6 +98,7 @@ pub struct Observer {
     methods: KnownMethods,
     metrics: Option<Arc<Metrics>>,
     log: Option<AccessLog>,
+    usage: Option<Arc<Usage>>,
 }
 
 impl Observer {
@@ -95,10 +119,17 @@ impl Observer {
             Some(destination) => Some(AccessLog::start(destination, options.access_log_queue)?),
             None => None,
         };
+        let usage = options.track_usage.then(|| {
+            Arc::new(Usage::new(
+                options.usage_max_entries,
+                options.usage_identity_header.clone(),
+            ))
+        });
         Ok(Some(Self {
             methods: KnownMethods::new(descriptor_sets, router)?,
             metrics,
             log,
+            usage,
         }))
     }
 
@@ -107,24 +138,41 @@ impl Observer {
         self.metrics.as_ref()
     }
 
+    /// The usage table, when it is kept.
+    pub fn usage(&self) -> Option<&Arc<Usage>> {
+        self.usage.as_ref()
+    }
+
     /// Whether calls are logged.
     fn logs(&self) -> bool {
         self.log.is_some()
     }
 
-    /// A call to `path` arrived: its method labels.
-    fn started(&self, path: &str) -> MethodLabels {
+    /// A call to `path` arrived: its method.
+    fn started(&self, path: &str) -> Method {
         let method = self.methods.labels(path);
         if let Some(metrics) = &self.metrics {
-            metrics.started(&method);
+            metrics.started(&method.labels);
         }
         method
     }
 
     /// A call ended.
-    fn finish(&self, method: &MethodLabels, call: CallRecord) {
+    fn finish(&self, method: &Method, call: CallRecord) {
         if let Some(metrics) = &self.metrics {
-            metrics.handled(method, &call);
+            metrics.handled(&method.labels, &call);
+        }
+        if let Some(usage) = &self.usage {
+            usage.record(
+                call.peer.map(|peer| peer.ip()),
+                call.user_agent.as_ref(),
+                call.identity.as_ref(),
+                &method.labels.grpc_service,
+                &method.labels.grpc_method,
+                call.routed.as_ref(),
+                method.deprecated,
+                call.start,
+            );
         }
         if let Some(log) = &self.log
             && !log.log(call)

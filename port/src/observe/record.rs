@@ -21,6 +21,8 @@ pub struct CallRecord {
     pub authority: Option<String>,
     /// The gRPC path, `/package.Service/Method`.
     pub path: Option<PathAndQuery>,
+    /// The header naming the caller (`--usage-identity-header`), when one is configured.
+    pub identity: Option<HeaderValue>,
     /// Its `x-api-version` header, as sent.
     pub requirement: Option<HeaderValue>,
     /// The backend the router sent it to, if any.

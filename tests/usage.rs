@@ -1,0 +1,177 @@
+//! Who still calls what (`testbed route usage`): a gateway over three testbed backends counts
+//! each caller's calls per method, backend and version, named by its address, user agent and
+//! `--usage-identity-header`; and with `--quiet-period-secs` it refuses to remove a backend
+//! whose recent callers nothing else serves (naming them) unless forced, while a backend whose
+//! package another one serves may go.
+
+use crate::common::credentials::token_file;
+use port::child::ChildServer;
+use services::pb::{v1, v2};
+use std::path::Path;
+
+const TOKEN: &str = "usage-test-token-0123";
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_testbed"))
+}
+
+async fn backend(api: &str) -> ChildServer {
+    ChildServer::testbed(exe(), &["serve", "--backend", api, "--addr", "127.0.0.1:0"])
+        .await
+        .expect("a backend starts")
+}
+
+/// `request` naming its caller `who` in `x-client-id`.
+fn from<T>(message: T, who: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-client-id", who.parse().expect("an ASCII name"));
+    request
+}
+
+/// `testbed route ARGS --admin ADDR --token-file FILE`: exit code, stdout and stderr.
+fn route(admin: &str, tokens: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(exe())
+        .arg("route")
+        .args(args)
+        .args(["--admin", admin, "--token-file"])
+        .arg(tokens)
+        .output()
+        .expect("testbed route runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_are_counted_per_method_and_version_and_the_quiet_period_protects_them() {
+    let (b1, b2, b2b) = (
+        backend("v1").await,
+        backend("v2").await,
+        backend("v2").await,
+    );
+    let dir = crate::common::temp_dir("usage");
+    let tokens = token_file(dir.path(), &format!("ops {TOKEN}\n"));
+    let tokens_arg = tokens.display().to_string();
+    let specs = [
+        format!("v1=1.0.0@{}", b1.addr),
+        format!("v2=2.0.0@{}", b2.addr),
+        format!("v2b=2.1.0@{};weight=0", b2b.addr),
+    ];
+    let mut args = vec![
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend([
+        "--admin-token-file",
+        &tokens_arg,
+        "--quiet-period-secs",
+        "60",
+    ]);
+    args.extend(["--usage-identity-header", "X-Client-Id"]);
+    for spec in &specs {
+        args.extend(["--upstream", spec]);
+    }
+    let mut gateway = ChildServer::testbed(exe(), &args)
+        .await
+        .expect("the gateway starts");
+    let line = gateway.next_line().await.expect("the admin API's address");
+    let admin = line.rsplit(' ').next().unwrap_or_default().to_string();
+
+    let channel = client::connect(gateway.addr).await.unwrap();
+    let mut old = v1::incrementer_client::IncrementerClient::new(channel.clone());
+    let mut new = v2::incrementer_client::IncrementerClient::new(channel);
+    for value in 0..5 {
+        let request = v1::IncrementRequest { value };
+        old.increment(from(request, "billing"))
+            .await
+            .expect("a v1 call");
+    }
+    for value in 0..3 {
+        let request = v2::IncrementRequest {
+            value,
+            ..Default::default()
+        };
+        new.increment(from(request, "web"))
+            .await
+            .expect("a v2 call");
+    }
+    new.increment(v2::IncrementRequest::default())
+        .await
+        .expect("an anonymous v2 call");
+
+    let (code, out, err) =
+        tokio::task::block_in_place(|| route(&admin, &tokens, &["usage", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(reply["tracked"], true, "{reply}");
+    assert_eq!(reply["quiet_period_secs"], 60, "{reply}");
+    let rows = reply["rows"].as_array().expect("rows");
+    let calls = |identity: &str, service: &str, backend: &str, version: &str| {
+        rows.iter()
+            .filter(|r| {
+                r["identity"] == identity
+                    && r["service"] == service
+                    && r["backend"] == backend
+                    && r["version"] == version
+                    && r["method"] == "Increment"
+                    && r["peer"] == "127.0.0.1"
+                    && r["user_agent"]
+                        .as_str()
+                        .is_some_and(|ua| ua.starts_with("tonic/"))
+                    && r["deprecated"] == false
+            })
+            .map(|r| r["calls"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(
+        calls("billing", "increment.v1.Incrementer", "v1", "1.0.0"),
+        5,
+        "{reply}"
+    );
+    assert_eq!(
+        calls("web", "increment.v2.Incrementer", "v2", "2.0.0"),
+        3,
+        "{reply}"
+    );
+    assert_eq!(
+        calls("", "increment.v2.Incrementer", "v2", "2.0.0"),
+        1,
+        "{reply}"
+    );
+    assert_eq!(rows.len(), 3, "{reply}");
+    let (_, only_v1, _) =
+        tokio::task::block_in_place(|| route(&admin, &tokens, &["usage", "--backend", "v1"]));
+    assert!(
+        only_v1.contains("billing") && !only_v1.contains("web"),
+        "{only_v1}"
+    );
+
+    // v1's caller has nowhere else to go: refused, named; forced, it goes.
+    let (code, _, err) = tokio::task::block_in_place(|| route(&admin, &tokens, &["remove", "v1"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refusing to remove v1"), "{err}");
+    assert!(err.contains("127.0.0.1 billing tonic/"), "{err}");
+    assert!(
+        err.contains("5 calls of /increment.v1.Incrementer/Increment"),
+        "{err}"
+    );
+    let (code, _, err) = tokio::task::block_in_place(|| route(&admin, &tokens, &["drain", "v1"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refusing to drain v1"), "{err}");
+    let (code, _, err) =
+        tokio::task::block_in_place(|| route(&admin, &tokens, &["remove", "v1", "--force"]));
+    assert_eq!(code, 0, "{err}");
+    // v2's callers have v2b, which serves increment.v2 too.
+    let (code, _, err) = tokio::task::block_in_place(|| route(&admin, &tokens, &["drain", "v2"]));
+    assert_eq!(code, 0, "{err}");
+    // With v2 draining, v2b is the last: removing it would strand nobody it served (none).
+    let (code, _, err) = tokio::task::block_in_place(|| route(&admin, &tokens, &["remove", "v2b"]));
+    assert_eq!(code, 0, "{err}");
+}
