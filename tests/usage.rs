@@ -175,3 +175,110 @@ async fn callers_are_counted_per_method_and_version_and_the_quiet_period_protect
     let (code, _, err) = tokio::task::block_in_place(|| route(&admin, &tokens, &["remove", "v2b"]));
     assert_eq!(code, 0, "{err}");
 }
+
+/// `shop.v2.PlaceOrderRequest { lines: [{sku: "book-1", quantity: 1}], <payment> }`, encoded:
+/// `voucher_code` (field 3) or `card_token` (field 2) set to `code`.
+fn place_order(voucher: bool, code: &str) -> Vec<u8> {
+    let line = b"\x0a\x06book-1\x10\x01";
+    let mut out = vec![0x0a, line.len() as u8];
+    out.extend_from_slice(line);
+    out.push(if voucher { 0x1a } else { 0x12 });
+    out.push(code.len() as u8);
+    out.extend_from_slice(code.as_bytes());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_calls_show_the_deprecated_methods_and_fields_callers_still_use() {
+    let Some(python) = crate::common::shop::shop_python() else {
+        return;
+    };
+    let upstream = crate::common::shop::shop(&python, "v2", &["--no-reflection"]).await;
+    // The shop's v2 as its next release will declare it: PlaceOrder and voucher codes deprecated.
+    let dir = crate::common::temp_dir("usage-deprecated");
+    let proto = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/shop/proto/shop/v2/shop.proto"
+    ))
+    .unwrap();
+    let marked = proto
+        .replace(
+            "rpc PlaceOrder(PlaceOrderRequest) returns (Order);",
+            "rpc PlaceOrder(PlaceOrderRequest) returns (Order) { option deprecated = true; }",
+        )
+        .replace(
+            "string voucher_code = 3;",
+            "string voucher_code = 3 [deprecated = true];",
+        );
+    assert_ne!(marked, proto);
+    std::fs::create_dir_all(dir.path().join("protos/shop/v2")).unwrap();
+    std::fs::write(dir.path().join("protos/shop/v2/shop.proto"), marked).unwrap();
+    let tokens = token_file(dir.path(), &format!("ops {TOKEN}\n"));
+    let tokens_arg = tokens.display().to_string();
+    let spec = format!("v2=2.0.0@{}", upstream.addr);
+    let descriptors = format!("v2={}", dir.path().join("protos").display());
+    let args = [
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--upstream",
+        &spec,
+        "--descriptors",
+        &descriptors,
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        &tokens_arg,
+        "--usage-sample-every",
+        "1",
+    ];
+    let mut gateway = ChildServer::testbed(exe(), &args)
+        .await
+        .expect("the gateway starts");
+    let line = gateway.next_line().await.expect("the admin API's address");
+    let admin = line.rsplit(' ').next().unwrap_or_default().to_string();
+
+    let channel = client::connect(gateway.addr).await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    for (voucher, code) in [(true, "FREE"), (false, "tok_1"), (false, "tok_2")] {
+        grpc.ready().await.unwrap();
+        let request = tonic::Request::new(place_order(voucher, code));
+        let path = http::uri::PathAndQuery::from_static("/shop.v2.Shop/PlaceOrder");
+        grpc.unary(request, path, compat::RawCodec)
+            .await
+            .expect("an order is placed");
+    }
+    let (code, out, err) =
+        tokio::task::block_in_place(|| route(&admin, &tokens, &["usage", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let orders: Vec<&serde_json::Value> = reply["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "PlaceOrder")
+        .collect();
+    assert_eq!(orders.len(), 1, "{reply}");
+    assert_eq!(
+        (&orders[0]["calls"], &orders[0]["deprecated"]),
+        (&3.into(), &true.into())
+    );
+    let fields = reply["deprecated_fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "{reply}");
+    assert_eq!(
+        fields[0]["field"], "shop.v2.PlaceOrderRequest.voucher_code",
+        "{reply}"
+    );
+    assert_eq!(fields[0]["calls"], 1, "{reply}");
+    assert_eq!(fields[0]["version"], "2.0.0", "{reply}");
+    assert_eq!(reply["sampled_decoded"], 3, "{reply}");
+    let (_, table, _) = tokio::task::block_in_place(|| route(&admin, &tokens, &["usage"]));
+    assert!(
+        table.contains("shop.v2.PlaceOrderRequest.voucher_code"),
+        "{table}"
+    );
+    assert!(
+        table.contains("/shop.v2.Shop/PlaceOrder (deprecated)"),
+        "{table}"
+    );
+}

@@ -55,6 +55,45 @@ pub(super) fn render(reply: &UsageReply) -> String {
         ]);
     }
     let mut text = format!("{table}\n");
+    if !reply.deprecated_fields.is_empty() {
+        let mut fields = Table::new();
+        fields.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "caller",
+            "deprecated field set",
+            "method",
+            "version",
+            "sampled calls",
+            "last seen",
+        ]);
+        for row in &reply.deprecated_fields {
+            let Some(call) = &row.call else { continue };
+            fields.add_row([
+                caller(call),
+                escape_controls(&row.field),
+                escape_controls(&format!("/{}/{}", call.service, call.method)),
+                escape_controls(&call.version),
+                call.calls.to_string(),
+                format!("{} ago", ago(call.last_seen_unix_ms, now)),
+            ]);
+        }
+        text += &format!("{fields}\n");
+    }
+    match reply.sample_every {
+        0 => text += "no call is sampled for deprecated fields (serve --usage-sample-every)\n",
+        n => {
+            text += &format!(
+                "deprecated fields: 1 call in {n} sampled, {} decoded",
+                reply.sampled_decoded
+            );
+            if reply.sampled_not_decoded > 0 {
+                text += &format!(
+                    ", {} not (compressed, over 64 KiB, or not the method's input)",
+                    reply.sampled_not_decoded
+                );
+            }
+            text += "\n";
+        }
+    }
     if reply.overflowed > 0 {
         text += &format!(
             "{} calls are in no row: the table was full ({} rows, serve --usage-max-entries)\n",
@@ -64,30 +103,42 @@ pub(super) fn render(reply: &UsageReply) -> String {
     text
 }
 
+fn row_json(row: &UsageRow) -> Value {
+    json!({
+        "peer": row.peer,
+        "user_agent": row.user_agent,
+        "identity": row.identity,
+        "service": row.service,
+        "method": row.method,
+        "backend": row.backend,
+        "version": row.version,
+        "calls": row.calls,
+        "first_seen_unix_ms": row.first_seen_unix_ms,
+        "last_seen_unix_ms": row.last_seen_unix_ms,
+        "deprecated": row.deprecated,
+    })
+}
+
 /// The reply as JSON.
 pub(super) fn to_json(reply: &UsageReply) -> Value {
-    let rows: Vec<Value> = reply
-        .rows
+    let rows: Vec<Value> = reply.rows.iter().map(row_json).collect();
+    let fields: Vec<Value> = reply
+        .deprecated_fields
         .iter()
-        .map(|row| {
-            json!({
-                "peer": row.peer,
-                "user_agent": row.user_agent,
-                "identity": row.identity,
-                "service": row.service,
-                "method": row.method,
-                "backend": row.backend,
-                "version": row.version,
-                "calls": row.calls,
-                "first_seen_unix_ms": row.first_seen_unix_ms,
-                "last_seen_unix_ms": row.last_seen_unix_ms,
-                "deprecated": row.deprecated,
-            })
+        .filter_map(|row| {
+            let call = row.call.as_ref()?;
+            let mut value = row_json(call);
+            value["field"] = json!(row.field);
+            Some(value)
         })
         .collect();
     json!({
         "tracked": reply.tracked,
         "rows": rows,
+        "deprecated_fields": fields,
+        "sample_every": reply.sample_every,
+        "sampled_decoded": reply.sampled_decoded,
+        "sampled_not_decoded": reply.sampled_not_decoded,
         "overflowed": reply.overflowed,
         "max_entries": reply.max_entries,
         "quiet_period_secs": reply.quiet_period_secs,

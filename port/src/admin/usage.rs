@@ -2,7 +2,7 @@
 //! that a drain or removal does not strand callers who used a backend recently and whom no
 //! other backend serves.
 
-use super::pb::{UsageReply, UsageRow};
+use super::pb::{DeprecatedFieldRow, UsageReply, UsageRow};
 use crate::observe::{Usage, UsageCount, UsageKey};
 use crate::route_checks::{belongs_to, escape_controls};
 use router::BackendInfo;
@@ -34,12 +34,26 @@ pub(super) fn reply(usage: Option<&Usage>, filter: &str, quiet_period: Duration)
         .filter(|(key, _)| filter.is_empty() || belongs_to(&key.backend, filter))
         .map(|(key, count)| row(&key, &count))
         .collect();
+    let deprecated_fields = usage
+        .fields()
+        .into_iter()
+        .filter(|((key, _), _)| filter.is_empty() || belongs_to(&key.backend, filter))
+        .map(|((key, field), count)| DeprecatedFieldRow {
+            call: Some(row(&key, &count)),
+            field: field.to_string(),
+        })
+        .collect();
+    let (sampled_decoded, sampled_not_decoded) = usage.decoded();
     UsageReply {
         tracked: true,
         rows,
         overflowed: usage.overflowed(),
         max_entries: usage.max_entries() as u64,
         quiet_period_secs: quiet_period.as_secs(),
+        deprecated_fields,
+        sample_every: usage.sample_every(),
+        sampled_decoded,
+        sampled_not_decoded,
     }
 }
 

@@ -20,6 +20,9 @@ use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service, ServiceExt};
 
+/// The longest first message kept of a sampled call (a longer one is counted as not decoded).
+const MAX_SAMPLE_BYTES: usize = 64 * 1024;
+
 /// Puts an [`Observe`] in front of a service.
 #[derive(Debug, Clone)]
 pub struct ObserveLayer {
@@ -63,18 +66,18 @@ struct Call {
 impl Call {
     /// Ends the call with `code`: the record goes to the sinks.
     fn finish(mut self, code: Code, reply: &Framing) {
-        let request = self
-            .request
-            .lock()
-            .map(|framing| framing.clone())
-            .unwrap_or_else(|e| e.into_inner().clone());
+        // Taken, not copied: a sampled first message may be 64 KiB; whatever of the request
+        // still passes is counted into an empty framing no one reads.
+        let mut request =
+            std::mem::take(&mut *self.request.lock().unwrap_or_else(|e| e.into_inner()));
         self.record.code = code;
         self.record.duration = self.started.elapsed();
         self.record.bytes_in = request.bytes;
         self.record.messages_in = request.messages;
         self.record.bytes_out = reply.bytes;
         self.record.messages_out = reply.messages;
-        self.observer.finish(&self.method, self.record);
+        self.observer
+            .finish(&self.method, self.record, request.capture.take());
     }
 }
 
@@ -138,7 +141,12 @@ where
             messages_in: 0,
             messages_out: 0,
         };
-        let framing = Arc::new(Mutex::new(Framing::default()));
+        let framing = if self.observer.samples(&method) {
+            Framing::capturing(MAX_SAMPLE_BYTES)
+        } else {
+            Framing::default()
+        };
+        let framing = Arc::new(Mutex::new(framing));
         let request = request
             .map(|body| Body::new(InspectedBody::new(body, RequestCounter(framing.clone()))));
         let mut call = Call {

@@ -50,6 +50,8 @@ impl MethodLabels {
 pub(crate) struct Method {
     pub(crate) labels: MethodLabels,
     pub(crate) deprecated: bool,
+    /// Its request message, for decoding a sampled call (`None` for unknown paths).
+    pub(crate) input: Option<prost_reflect::MessageDescriptor>,
 }
 
 /// Which paths are methods, and their labels.
@@ -72,6 +74,9 @@ impl KnownMethods {
         for encoded in descriptor_sets {
             let set = prost_types::FileDescriptorSet::decode(*encoded)
                 .map_err(|err| anyhow::anyhow!("a served descriptor set does not decode: {err}"))?;
+            let pool = prost_reflect::DescriptorPool::decode(*encoded).map_err(|err| {
+                anyhow::anyhow!("a served descriptor set does not resolve: {err}")
+            })?;
             for file in &set.file {
                 for service in &file.service {
                     let full = format!("{}.{}", file.package(), service.name());
@@ -86,7 +91,15 @@ impl KnownMethods {
                             .options
                             .as_ref()
                             .is_some_and(|options| options.deprecated());
-                        let known = Method { labels, deprecated };
+                        let input = pool
+                            .get_service_by_name(&full)
+                            .and_then(|s| s.methods().find(|m| m.name() == method.name()))
+                            .map(|m| m.input());
+                        let known = Method {
+                            labels,
+                            deprecated,
+                            input,
+                        };
                         fixed.insert(format!("/{full}/{}", method.name()), known);
                     }
                 }
@@ -99,6 +112,7 @@ impl KnownMethods {
             unknown: Method {
                 labels: MethodLabels::unknown(),
                 deprecated: false,
+                input: None,
             },
         })
     }
@@ -141,6 +155,7 @@ impl KnownMethods {
                 .options
                 .as_ref()
                 .is_some_and(|options| options.deprecated()),
+            input: Some(descriptor.input()),
         };
         let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
         if learned.len() < MAX_REMEMBERED {
@@ -167,8 +182,8 @@ mod tests {
     fn a_method_declared_deprecated_is_known_as_such() {
         let method = |name: &str, deprecated: bool| MethodDescriptorProto {
             name: Some(name.into()),
-            input_type: Some(".google.protobuf.Empty".into()),
-            output_type: Some(".google.protobuf.Empty".into()),
+            input_type: Some(".a.v1.E".into()),
+            output_type: Some(".a.v1.E".into()),
             options: deprecated.then(|| MethodOptions {
                 deprecated: Some(true),
                 ..Default::default()
@@ -179,6 +194,10 @@ mod tests {
             file: vec![FileDescriptorProto {
                 name: Some("a.proto".into()),
                 package: Some("a.v1".into()),
+                message_type: vec![prost_types::DescriptorProto {
+                    name: Some("E".into()),
+                    ..Default::default()
+                }],
                 service: vec![ServiceDescriptorProto {
                     name: Some("S".into()),
                     method: vec![method("Old", true), method("New", false)],
@@ -190,6 +209,8 @@ mod tests {
         let encoded = set.encode_to_vec();
         let known = KnownMethods::new(&[&encoded], None).unwrap();
         assert!(known.labels("/a.v1.S/Old").deprecated);
+        let input = known.labels("/a.v1.S/Old").input.expect("its input");
+        assert_eq!(input.full_name(), "a.v1.E");
         assert!(!known.labels("/a.v1.S/New").deprecated);
         assert_eq!(&*known.labels("/a.v1.S/New").labels.grpc_method, "New");
         assert_eq!(known.labels("/a.v1.S/Gone").labels.grpc_type, "unknown");

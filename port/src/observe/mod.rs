@@ -11,6 +11,7 @@
 //! - [`http`]: the HTTP/1.1 listener serving `/metrics` (Prometheus text or OpenMetrics).
 
 mod access_log;
+mod deprecated;
 mod http;
 mod layer;
 mod methods;
@@ -24,10 +25,11 @@ pub use http::{CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_CONNECTIONS};
 pub use layer::{Observe, ObserveLayer};
 pub use metrics::{DEFAULT_MAX_SERIES, Metrics};
 pub use record::{CallRecord, code_name};
-pub use usage::{DEFAULT_MAX_ENTRIES, Usage, UsageCount, UsageKey};
+pub use usage::{DEFAULT_MAX_ENTRIES, DEFAULT_SAMPLE_EVERY, FieldKey, Usage, UsageCount, UsageKey};
 
 use access_log::AccessLog;
 use methods::{KnownMethods, Method};
+use record::Capture;
 use router::RouterHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +62,10 @@ pub struct ObserveOptions {
     /// its address and user agent.
     #[arg(long, value_name = "NAME", value_parser = header_name)]
     pub usage_identity_header: Option<::http::HeaderName>,
+    /// One call in N has its first message decoded for the deprecated fields it sets (shown
+    /// by `testbed route usage`); 0: none.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SAMPLE_EVERY)]
+    pub usage_sample_every: u64,
     /// Whether the usage table is kept (set when the admin API is on).
     #[arg(skip)]
     pub track_usage: bool,
@@ -80,6 +86,7 @@ impl Default for ObserveOptions {
             access_log_queue: DEFAULT_QUEUE,
             usage_max_entries: DEFAULT_MAX_ENTRIES,
             usage_identity_header: None,
+            usage_sample_every: DEFAULT_SAMPLE_EVERY,
             track_usage: false,
         }
     }
@@ -123,6 +130,7 @@ impl Observer {
             Arc::new(Usage::new(
                 options.usage_max_entries,
                 options.usage_identity_header.clone(),
+                options.usage_sample_every,
             ))
         });
         Ok(Some(Self {
@@ -157,22 +165,33 @@ impl Observer {
         method
     }
 
-    /// A call ended.
-    fn finish(&self, method: &Method, call: CallRecord) {
+    /// Whether the call of `method` arriving now keeps its first message for the usage
+    /// table's deprecated fields.
+    fn samples(&self, method: &Method) -> bool {
+        method.input.is_some() && self.usage.as_ref().is_some_and(|usage| usage.sampled())
+    }
+
+    /// A call ended; `sample` is its first message, when it was sampled.
+    fn finish(&self, method: &Method, call: CallRecord, sample: Option<Capture>) {
         if let Some(metrics) = &self.metrics {
             metrics.handled(&method.labels, &call);
         }
         if let Some(usage) = &self.usage {
-            usage.record(
+            let key = usage.key(
                 call.peer.map(|peer| peer.ip()),
                 call.user_agent.as_ref(),
                 call.identity.as_ref(),
                 &method.labels.grpc_service,
                 &method.labels.grpc_method,
                 call.routed.as_ref(),
-                method.deprecated,
-                call.start,
             );
+            usage.record(&key, method.deprecated, call.start);
+            if let (Some(sample), Some(input)) = (sample, &method.input) {
+                let fields = (sample.complete && !sample.compressed)
+                    .then(|| deprecated::set_in(input, &sample.payload))
+                    .flatten();
+                usage.record_fields(&key, fields, call.start);
+            }
         }
         if let Some(log) = &self.log
             && !log.log(call)

@@ -41,6 +41,21 @@ pub struct CallRecord {
     pub messages_out: u64,
 }
 
+/// The first message of a sampled request, kept for decoding (up to a size).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Capture {
+    /// The most payload bytes kept; a longer message is not kept at all.
+    limit: usize,
+    /// The payload so far.
+    pub(crate) payload: Vec<u8>,
+    /// Whether the message is compressed (not decoded then).
+    pub(crate) compressed: bool,
+    /// Whether the whole first message is in `payload`.
+    pub(crate) complete: bool,
+    /// Whether it was longer than the limit (nothing kept).
+    pub(crate) too_long: bool,
+}
+
 /// Counts gRPC messages in a byte stream by their 5-byte prefixes (flag, 4-byte length).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Framing {
@@ -53,9 +68,22 @@ pub(crate) struct Framing {
     pub(crate) messages: u64,
     /// Every byte seen.
     pub(crate) bytes: u64,
+    /// The first message, when the call is sampled.
+    pub(crate) capture: Option<Capture>,
 }
 
 impl Framing {
+    /// A framing that also keeps the first message, if it is at most `limit` bytes.
+    pub(crate) fn capturing(limit: usize) -> Self {
+        Self {
+            capture: Some(Capture {
+                limit,
+                ..Capture::default()
+            }),
+            ..Self::default()
+        }
+    }
+
     /// Takes the next chunk of the stream.
     pub(crate) fn feed(&mut self, mut chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
@@ -63,6 +91,13 @@ impl Framing {
             if self.remaining > 0 {
                 let take = self.remaining.min(chunk.len() as u64);
                 self.remaining -= take;
+                if self.messages == 1
+                    && let Some(capture) = &mut self.capture
+                    && !capture.too_long
+                {
+                    capture.payload.extend_from_slice(&chunk[..take as usize]);
+                    capture.complete = self.remaining == 0;
+                }
                 chunk = &chunk[take as usize..];
                 continue;
             }
@@ -73,8 +108,15 @@ impl Framing {
             if self.prefix_len == 5 {
                 self.prefix_len = 0;
                 self.messages += 1;
-                let [_, a, b, c, d] = self.prefix;
+                let [flag, a, b, c, d] = self.prefix;
                 self.remaining = u64::from(u32::from_be_bytes([a, b, c, d]));
+                if self.messages == 1
+                    && let Some(capture) = &mut self.capture
+                {
+                    capture.compressed = flag != 0;
+                    capture.too_long = self.remaining > capture.limit as u64;
+                    capture.complete = self.remaining == 0 && !capture.too_long;
+                }
             }
         }
     }
@@ -140,6 +182,17 @@ mod tests {
             stream.chunks(size).for_each(|chunk| framing.feed(chunk));
             assert_eq!(framing.messages, 3, "chunks of {size}");
             assert_eq!(framing.bytes, stream.len() as u64);
+            let mut kept = Framing::capturing(3);
+            stream.chunks(size).for_each(|chunk| kept.feed(chunk));
+            let capture = kept.capture.expect("a capture");
+            assert_eq!(
+                (capture.payload.as_slice(), capture.complete),
+                (&b"abc"[..], true)
+            );
+            let mut short = Framing::capturing(2);
+            stream.chunks(size).for_each(|chunk| short.feed(chunk));
+            let capture = short.capture.expect("a capture");
+            assert!(capture.too_long && !capture.complete && capture.payload.is_empty());
         }
     }
 }

@@ -2,7 +2,9 @@
 //! operator names) and per method, backend and version, the calls made and when the last one
 //! came. The admin API's `Usage` answers from it, and a drain or removal of a backend whose
 //! callers have nowhere else to go is refused with their names (`--quiet-period-secs`).
-//! Bounded: past `--usage-max-entries` rows, new ones are counted but not kept.
+//! One call in `--usage-sample-every` has its first message decoded for the deprecated fields
+//! it sets, counted per caller too. Bounded: past `--usage-max-entries` rows (in each table),
+//! new ones are counted but not kept.
 
 use http::{HeaderName, HeaderValue};
 use router::Routed;
@@ -15,6 +17,10 @@ use std::time::SystemTime;
 
 /// Rows kept at most, by default (`--usage-max-entries`).
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+
+/// One call in this many is decoded for deprecated fields, by default
+/// (`--usage-sample-every`).
+pub const DEFAULT_SAMPLE_EVERY: u64 = 100;
 
 /// The longest user agent or identity kept; longer ones are cut (a caller chooses them).
 const MAX_TEXT: usize = 128;
@@ -51,14 +57,24 @@ pub struct UsageCount {
     pub deprecated: bool,
 }
 
+/// A row of the deprecated-fields table: a call's key and a deprecated field it set.
+pub type FieldKey = (UsageKey, Arc<str>);
+
 /// The usage table.
 #[derive(Debug)]
 pub struct Usage {
     rows: Mutex<HashMap<UsageKey, UsageCount>>,
+    fields: Mutex<HashMap<FieldKey, UsageCount>>,
     max_entries: usize,
     identity_header: Option<HeaderName>,
+    sample_every: u64,
+    calls: AtomicU64,
     /// Calls whose row could not be kept (the table was full).
     overflowed: AtomicU64,
+    /// Sampled calls decoded, and those whose first message could not be (compressed, too
+    /// long, not the method's input).
+    decoded: AtomicU64,
+    not_decoded: AtomicU64,
     empty: Arc<str>,
 }
 
@@ -75,14 +91,42 @@ fn cut(value: Option<&HeaderValue>, empty: &Arc<str>) -> Arc<str> {
 impl Usage {
     /// An empty table of at most `max_entries` rows, reading callers' identities from
     /// `identity_header` when given.
-    pub fn new(max_entries: usize, identity_header: Option<HeaderName>) -> Self {
+    /// One call in `sample_every` (0: none) is sampled for deprecated fields.
+    pub fn new(max_entries: usize, identity_header: Option<HeaderName>, sample_every: u64) -> Self {
         Self {
             rows: Mutex::default(),
+            fields: Mutex::default(),
             max_entries,
             identity_header,
+            sample_every,
+            calls: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
+            decoded: AtomicU64::new(0),
+            not_decoded: AtomicU64::new(0),
             empty: "".into(),
         }
+    }
+
+    /// Whether the call arriving now is sampled (its first message decoded).
+    pub(crate) fn sampled(&self) -> bool {
+        self.sample_every > 0
+            && self
+                .calls
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(self.sample_every)
+    }
+
+    /// One call in how many is sampled (0: none).
+    pub fn sample_every(&self) -> u64 {
+        self.sample_every
+    }
+
+    /// Sampled calls decoded, and those that could not be.
+    pub fn decoded(&self) -> (u64, u64) {
+        (
+            self.decoded.load(Ordering::Relaxed),
+            self.not_decoded.load(Ordering::Relaxed),
+        )
     }
 
     /// The header naming callers, if one was configured.
@@ -100,9 +144,8 @@ impl Usage {
         self.overflowed.load(Ordering::Relaxed)
     }
 
-    /// Counts one call.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn record(
+    /// The key of a call from this caller to this method, served by `routed`.
+    pub(crate) fn key(
         &self,
         peer: Option<IpAddr>,
         user_agent: Option<&HeaderValue>,
@@ -110,10 +153,8 @@ impl Usage {
         service: &Arc<str>,
         method: &Arc<str>,
         routed: Option<&Routed>,
-        deprecated: bool,
-        at: SystemTime,
-    ) {
-        let key = UsageKey {
+    ) -> UsageKey {
+        UsageKey {
             peer,
             user_agent: cut(user_agent, &self.empty),
             identity: cut(identity, &self.empty),
@@ -121,37 +162,83 @@ impl Usage {
             method: method.clone(),
             backend: routed.map_or(self.empty.clone(), |r| r.backend.clone()),
             version: routed.map_or(self.empty.clone(), |r| r.version.clone()),
-        };
-        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = rows.get_mut(&key) {
-            count.calls += 1;
-            count.last_seen = count.last_seen.max(at);
-            return;
         }
-        if rows.len() >= self.max_entries {
+    }
+
+    /// Counts one call.
+    pub(crate) fn record(&self, key: &UsageKey, deprecated: bool, at: SystemTime) {
+        if !count_in(&self.rows, key, self.max_entries, at, deprecated) {
             self.overflowed.fetch_add(1, Ordering::Relaxed);
-            return;
         }
-        rows.insert(
-            key,
-            UsageCount {
-                calls: 1,
-                first_seen: at,
-                last_seen: at,
-                deprecated,
-            },
-        );
+    }
+
+    /// Counts the deprecated fields a sampled call set (`None`: its message could not be
+    /// decoded).
+    pub(crate) fn record_fields(
+        &self,
+        key: &UsageKey,
+        fields: Option<impl IntoIterator<Item = String>>,
+        at: SystemTime,
+    ) {
+        let Some(fields) = fields else {
+            self.not_decoded.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        self.decoded.fetch_add(1, Ordering::Relaxed);
+        for field in fields {
+            let row = (key.clone(), Arc::<str>::from(field));
+            if !count_in(&self.fields, &row, self.max_entries, at, true) {
+                self.overflowed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The deprecated fields set by sampled calls, the most recently seen first.
+    pub fn fields(&self) -> Vec<(FieldKey, UsageCount)> {
+        sorted(&self.fields)
     }
 
     /// Every row, the most recently seen first.
     pub fn rows(&self) -> Vec<(UsageKey, UsageCount)> {
-        let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<(UsageKey, UsageCount)> =
-            rows.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        drop(rows);
-        all.sort_by_key(|row| std::cmp::Reverse(row.1.last_seen));
-        all
+        sorted(&self.rows)
     }
+}
+
+/// Counts one more for `key` in `table` (a new row only while it has fewer than `max`):
+/// whether it was counted.
+fn count_in<K: Clone + Eq + std::hash::Hash>(
+    table: &Mutex<HashMap<K, UsageCount>>,
+    key: &K,
+    max: usize,
+    at: SystemTime,
+    deprecated: bool,
+) -> bool {
+    let mut rows = table.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(count) = rows.get_mut(key) {
+        count.calls += 1;
+        count.last_seen = count.last_seen.max(at);
+        return true;
+    }
+    if rows.len() >= max {
+        return false;
+    }
+    let count = UsageCount {
+        calls: 1,
+        first_seen: at,
+        last_seen: at,
+        deprecated,
+    };
+    rows.insert(key.clone(), count);
+    true
+}
+
+/// A table's rows, the most recently seen first.
+fn sorted<K: Clone>(table: &Mutex<HashMap<K, UsageCount>>) -> Vec<(K, UsageCount)> {
+    let rows = table.lock().unwrap_or_else(|e| e.into_inner());
+    let mut all: Vec<(K, UsageCount)> = rows.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    drop(rows);
+    all.sort_by_key(|row| std::cmp::Reverse(row.1.last_seen));
+    all
 }
 
 #[cfg(test)]
@@ -169,38 +256,22 @@ mod tests {
 
     #[test]
     fn calls_are_counted_per_caller_and_method_and_the_table_is_bounded() {
-        let usage = Usage::new(2, None);
+        let usage = Usage::new(2, None, 0);
         let (service, method): (Arc<str>, Arc<str>) = ("a.v1.S".into(), "M".into());
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         let agent = HeaderValue::from_static("grpc-python/1.0");
         let peer = Some(IpAddr::from([127, 0, 0, 1]));
         let v1 = routed("v1");
+        let key = usage.key(peer, Some(&agent), None, &service, &method, Some(&v1));
         for i in 0..3 {
-            let at = t0 + Duration::from_secs(i);
-            usage.record(
-                peer,
-                Some(&agent),
-                None,
-                &service,
-                &method,
-                Some(&v1),
-                true,
-                at,
-            );
+            usage.record(&key, true, t0 + Duration::from_secs(i));
         }
         let other = HeaderValue::from_static("grpc-go/1.0");
-        usage.record(
-            peer,
-            Some(&other),
-            None,
-            &service,
-            &method,
-            Some(&v1),
-            true,
-            t0,
-        );
+        let second = usage.key(peer, Some(&other), None, &service, &method, Some(&v1));
+        usage.record(&second, true, t0);
         // A third row finds the table full.
-        usage.record(None, None, None, &service, &method, None, false, t0);
+        let third = usage.key(None, None, None, &service, &method, None);
+        usage.record(&third, false, t0);
         let rows = usage.rows();
         assert_eq!(rows.len(), 2);
         assert_eq!(&*rows[0].0.user_agent, "grpc-python/1.0");
@@ -209,6 +280,20 @@ mod tests {
         assert_eq!(rows[0].1.last_seen, t0 + Duration::from_secs(2));
         assert!(rows[0].1.deprecated);
         assert_eq!(usage.overflowed(), 1);
+        usage.record_fields(&key, Some(["a.v1.M.old".to_string()]), t0);
+        usage.record_fields(&key, None::<Vec<String>>, t0);
+        assert_eq!(usage.fields().len(), 1);
+        assert_eq!(&*usage.fields()[0].0.1, "a.v1.M.old");
+        assert_eq!(usage.decoded(), (1, 1));
+    }
+
+    #[test]
+    fn one_call_in_n_is_sampled() {
+        let usage = Usage::new(10, None, 3);
+        let sampled: Vec<bool> = (0..7).map(|_| usage.sampled()).collect();
+        assert_eq!(sampled, [true, false, false, true, false, false, true]);
+        let never = Usage::new(10, None, 0);
+        assert!(!(0..5).any(|_| never.sampled()));
     }
 
     #[test]
