@@ -282,3 +282,58 @@ async fn sampled_calls_show_the_deprecated_methods_and_fields_callers_still_use(
         "{table}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_of_a_retiring_method_carry_deprecation_and_sunset_headers_grpcurl_shows() {
+    let Some(grpcurl) = crate::common::tool(client::tools::grpcurl()) else {
+        return;
+    };
+    let args = [
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--deprecation",
+        "/increment.v1.Incrementer/Increment=2026-01-01",
+        "--sunset",
+        "increment.v1.Incrementer=2027-06-30",
+        "--sunset-link",
+        "https://example.com/increment-v1",
+    ];
+    let server = ChildServer::testbed(exe(), &args)
+        .await
+        .expect("serve starts");
+    let call = |method: &str| {
+        let out = std::process::Command::new(&grpcurl)
+            .args(["-plaintext", "-v", "-d", r#"{"value": 1}"#])
+            .arg(server.addr.to_string())
+            .arg(method)
+            .output()
+            .expect("grpcurl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (old, new) = tokio::task::block_in_place(|| {
+        (
+            call("increment.v1.Incrementer/Increment"),
+            call("increment.v2.Incrementer/Increment"),
+        )
+    });
+    // grpcurl prints the response headers it received, one `name: value` a line.
+    assert!(old.contains("deprecation: @1767225600"), "{old}");
+    assert!(
+        old.contains("sunset: Wed, 30 Jun 2027 00:00:00 GMT"),
+        "{old}"
+    );
+    assert!(
+        old.contains("link: <https://example.com/increment-v1>; rel=\"sunset\""),
+        "{old}"
+    );
+    assert!(
+        !new.contains("deprecation:") && !new.contains("sunset:"),
+        "{new}"
+    );
+}

@@ -30,6 +30,7 @@ mod reflection;
 pub mod route_checks;
 pub mod server;
 pub mod signal;
+pub mod sunset;
 pub mod tls;
 pub mod upstream;
 

@@ -220,6 +220,9 @@ pub struct ServeOptions {
     /// Metrics and the access log (both off by default).
     #[command(flatten)]
     pub observe: crate::observe::ObserveOptions,
+    /// Deprecation and sunset headers on the replies of methods being retired.
+    #[command(flatten)]
+    pub sunset: crate::sunset::SunsetOptions,
 }
 
 impl Default for ServeOptions {
@@ -240,6 +243,7 @@ impl Default for ServeOptions {
             pool: crate::pool::PoolOptions::default(),
             bodies: crate::guard::BodyLimits::default(),
             observe: crate::observe::ObserveOptions::default(),
+            sunset: crate::sunset::SunsetOptions::default(),
         }
     }
 }
@@ -323,6 +327,7 @@ pub async fn start_with(
     .unary_methods(unary_methods(interop)?, router.clone())
     .body_limits(&options.bodies)
     .layer(service);
+    let service = tower::util::option_layer(options.sunset.layer()?).layer(service);
     // Outermost, so that the guard's refusals are observed as clients see them; absent (not
     // merely idle) when nothing is observed.
     let sets: Vec<&[u8]> = DESCRIPTOR_SETS
