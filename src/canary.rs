@@ -11,6 +11,7 @@
 //! few calls reached the new backend to judge it, 1 an error (after rolling back when a
 //! step had been taken).
 
+pub mod drill;
 mod exposition;
 mod figures;
 mod judge;
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 /// The gRPC codes counted as errors unless `--error-codes` says otherwise: the server-side
 /// failures (a caller's bad request is not the new build's fault).
-const DEFAULT_ERROR_CODES: &str =
+pub const DEFAULT_ERROR_CODES: &str =
     "Unknown,DeadlineExceeded,Unimplemented,Internal,Unavailable,DataLoss";
 
 /// The code names the gateway's metrics use (`grpc_code`).
@@ -151,19 +152,22 @@ fn find<'a>(backends: &'a [Backend], name: &str) -> anyhow::Result<&'a Backend> 
         })
 }
 
-/// The canary in progress: the admin client and what it prints.
+/// The canary in progress: the admin client, and what it says (printed, and kept).
 struct Canary<'a> {
     args: &'a CanaryArgs,
     admin: AdminClient,
+    print: bool,
+    events: Vec<serde_json::Value>,
 }
 
 impl Canary<'_> {
-    fn say(&self, text: String, value: serde_json::Value) {
-        if self.args.target.json {
+    fn say(&mut self, text: String, value: serde_json::Value) {
+        if self.print && self.args.target.json {
             println!("{value}");
-        } else {
+        } else if self.print {
             println!("{text}");
         }
+        self.events.push(value);
     }
 
     async fn set_weight(&mut self, weight: Option<u8>) -> anyhow::Result<()> {
@@ -212,8 +216,23 @@ fn figures_json(figures: &Figures) -> serde_json::Value {
     })
 }
 
-/// Runs the canary; its exit code (see the module's documentation).
+/// How a canary ended: its exit code (see the module's documentation) and every event it
+/// printed, as JSON (`start`, `interval`, then `promoted` or `rolled back`).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// 0 promoted, 100 rolled back, 3 too few calls.
+    pub code: i32,
+    /// The events, in order.
+    pub events: Vec<serde_json::Value>,
+}
+
+/// Runs the canary, printing each event; its exit code (see the module's documentation).
 pub async fn run(args: &CanaryArgs) -> anyhow::Result<i32> {
+    Ok(drive(args, true).await?.code)
+}
+
+/// Runs the canary, printing each event when `print`.
+pub async fn drive(args: &CanaryArgs, print: bool) -> anyhow::Result<Outcome> {
     checked_steps(&args.steps)?;
     let errors: BTreeSet<String> = args
         .error_codes
@@ -272,7 +291,12 @@ pub async fn run(args: &CanaryArgs) -> anyhow::Result<i32> {
         max_p99_ratio: args.max_p99_ratio,
         min_calls: args.min_calls as f64,
     };
-    let mut canary = Canary { args, admin };
+    let mut canary = Canary {
+        args,
+        admin,
+        print,
+        events: Vec::new(),
+    };
     canary.say(
         format!(
             "canary: {} ({}) against {} ({}) for {}; steps {} %, {} each",
@@ -308,7 +332,13 @@ pub async fn run(args: &CanaryArgs) -> anyhow::Result<i32> {
         .await;
         match stepped {
             Ok(None) => {}
-            Ok(Some((why, code))) => return canary.roll_back(&why, code).await,
+            Ok(Some((why, code))) => {
+                let code = canary.roll_back(&why, code).await?;
+                return Ok(Outcome {
+                    code,
+                    events: canary.events,
+                });
+            }
             Err(err) => {
                 let why = format!("the canary could not go on: {err:#}");
                 return match canary.roll_back(&why, 1).await {
@@ -337,7 +367,10 @@ pub async fn run(args: &CanaryArgs) -> anyhow::Result<i32> {
         format!("promoted: {} has {how}", args.to),
         json!({"event": "promoted", "backend": args.to, "weight": final_weight}),
     );
-    Ok(0)
+    Ok(Outcome {
+        code: 0,
+        events: canary.events,
+    })
 }
 
 /// One step: the weight set, then intervals watched until one is judged. `Some((why, exit

@@ -6,140 +6,24 @@
 
 use crate::common::credentials::token_file;
 use crate::common::prometheus::{Prometheus, tool};
-use crate::common::shop::{shop, shop_python};
+use crate::common::shop::shop_python;
 use port::child::ChildServer;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use testbed::canary::drill::{ShopLoad, Stage};
 
 const TOKEN: &str = "canary-test-token";
-/// `shop.v2.GetProductRequest { sku: "book-1" }`, encoded.
-const GET_BOOK: &[u8] = b"\x0a\x06book-1";
-const GET_PRODUCT: &str = "/shop.v2.Shop/GetProduct";
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_testbed"))
 }
 
-/// Two shop v2 builds behind a gateway with metrics and an admin API.
-struct Stage {
-    gateway: ChildServer,
-    metrics: SocketAddr,
-    admin: SocketAddr,
-    tokens: std::path::PathBuf,
-    _stable: ChildServer,
-    _canary: ChildServer,
-    _dir: tempfile::TempDir,
-}
-
 async fn stage(python: &Path, canary_fail_percent: u32) -> Stage {
-    let stable = shop(python, "v2", &[]).await;
-    let fail = canary_fail_percent.to_string();
-    let canary = shop(python, "v2", &["--fail-percent", &fail]).await;
-    let dir = crate::common::temp_dir("canary");
-    let tokens = token_file(dir.path(), &format!("ops {TOKEN}\n"));
-    let tokens_arg = tokens.display().to_string();
-    let (stable_spec, canary_spec) = (
-        format!("v2a=2.0.0@{}", stable.addr),
-        format!("v2b=2.1.0@{};weight=0", canary.addr),
-    );
-    let args = [
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--upstream",
-        &stable_spec,
-        "--upstream",
-        &canary_spec,
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--admin-token-file",
-        &tokens_arg,
-    ];
-    let mut gateway = ChildServer::testbed(exe(), &args)
+    Stage::start(python, exe(), canary_fail_percent)
         .await
-        .expect("the gateway starts");
-    let (mut metrics, mut admin) = (None, None);
-    while metrics.is_none() || admin.is_none() {
-        let line = gateway
-            .next_line()
-            .await
-            .expect("the gateway names its listeners");
-        if let Some(rest) = line.strip_prefix("testbed metrics on http://") {
-            metrics = rest.strip_suffix("/metrics").and_then(|a| a.parse().ok());
-        } else if line.contains("admin") {
-            admin = line.rsplit(' ').next().and_then(|a| a.parse().ok());
-        }
-    }
-    Stage {
-        gateway,
-        metrics: metrics.unwrap(),
-        admin: admin.unwrap(),
-        tokens,
-        _stable: stable,
-        _canary: canary,
-        _dir: dir,
-    }
-}
-
-/// Unpinned GetProduct calls through the gateway until stopped, counted by the version that
-/// answered and the gRPC code.
-struct Load {
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<BTreeMap<(String, String), u64>>>,
-}
-
-impl Load {
-    async fn start(addr: SocketAddr) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = Vec::new();
-        for _ in 0..2 {
-            let channel = client::connect(addr)
-                .await
-                .expect("connects to the gateway");
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut counts = BTreeMap::new();
-                let mut grpc = tonic::client::Grpc::new(channel);
-                while !stop.load(Ordering::Relaxed) {
-                    grpc.ready().await.expect("the channel is ready");
-                    let request = tonic::Request::new(GET_BOOK.to_vec());
-                    let path = http::uri::PathAndQuery::from_static(GET_PRODUCT);
-                    let (metadata, code) = match grpc.unary(request, path, compat::RawCodec).await {
-                        Ok(reply) => (reply.metadata().clone(), "OK".to_string()),
-                        Err(status) => (
-                            status.metadata().clone(),
-                            format!("{:?}: {}", status.code(), status.message()),
-                        ),
-                    };
-                    let version = metadata
-                        .get("x-api-version")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("none")
-                        .to_string();
-                    *counts.entry((version, code)).or_default() += 1;
-                }
-                counts
-            }));
-        }
-        Self { stop, tasks }
-    }
-
-    async fn stop(self) -> BTreeMap<(String, String), u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = BTreeMap::new();
-        for task in self.tasks {
-            for (key, n) in task.await.expect("a load task") {
-                *all.entry(key).or_default() += n;
-            }
-        }
-        all
-    }
+        .expect("two shop builds behind a gateway start")
 }
 
 /// `testbed canary` against the stage with `judged_by` (`--metrics ADDR` or `--prometheus
@@ -166,9 +50,11 @@ async fn canary_under_load(
     judged_by: &[String],
     flags: &[&str],
 ) -> (i32, String, BTreeMap<(String, String), u64>) {
-    let load = Load::start(stage.gateway.addr).await;
+    let load = ShopLoad::start(stage.gateway.addr)
+        .await
+        .expect("the load starts");
     let (code, out) = tokio::task::block_in_place(|| canary(stage, judged_by, flags));
-    (code, out, load.stop().await)
+    (code, out, load.stop().await.expect("the load stops"))
 }
 
 /// `--metrics ADDR` of the stage's gateway.
@@ -178,9 +64,9 @@ fn its_metrics(stage: &Stage) -> Vec<String> {
 
 /// Which versions unpinned calls reach after the canary, over 300 ms of calls.
 async fn served_after(addr: SocketAddr) -> BTreeMap<(String, String), u64> {
-    let load = Load::start(addr).await;
+    let load = ShopLoad::start(addr).await.expect("the load starts");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    load.stop().await
+    load.stop().await.expect("the load stops")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,7 +192,9 @@ async fn prometheus_judges_the_same_bad_build_and_the_templates_count_its_calls(
     };
     let stage = stage(&python, 20).await;
     let prometheus = Prometheus::start(&binary, stage.metrics);
-    let load = Load::start(stage.gateway.addr).await;
+    let load = ShopLoad::start(stage.gateway.addr)
+        .await
+        .expect("the load starts");
     // A first interval for Prometheus' scrapes to hold both backends' series.
     let url = vec![
         "--prometheus".to_string(),
@@ -352,7 +240,7 @@ async fn prometheus_judges_the_same_bad_build_and_the_templates_count_its_calls(
         };
         assert!((0.75..=0.85).contains(rate), "{file}: {query} = {rate}");
     }
-    load.stop().await;
+    load.stop().await.expect("the load stops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

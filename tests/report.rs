@@ -559,3 +559,35 @@ fn the_latency_runs_measure_each_hop_and_the_page_shows_them() {
         );
     }
 }
+
+#[test]
+fn the_canary_drills_promote_the_good_build_roll_back_the_bad_and_the_page_shows_them() {
+    let (json, html) = load();
+    let drills = json["canary"]["drills"].as_array().expect("drills ran");
+    assert_eq!(drills.len(), 2, "{:#}", json["canary"]);
+    let (good, bad) = (&drills[0], &drills[1]);
+    assert_eq!(good["exit_code"], 0);
+    assert_eq!(
+        good["events"].as_array().unwrap().last().unwrap()["event"],
+        "promoted"
+    );
+    assert_eq!(bad["exit_code"], 100);
+    let bad_events = bad["events"].as_array().unwrap();
+    assert_eq!(bad_events.last().unwrap()["event"], "rolled back");
+    // Every call the good drill's load made succeeded.
+    for call in good["calls"].as_array().unwrap() {
+        assert_eq!(call[1], "OK", "{call}");
+    }
+    // Each interval's figures are on the page as the JSON has them.
+    for event in bad_events.iter().filter(|e| e["event"] == "interval") {
+        let calls = event["canary"]["calls"].as_f64().unwrap();
+        let rate = event["canary"]["error_rate"].as_f64().unwrap() * 100.0;
+        let row = format!("<td class=\"n\">{calls:.0}</td>");
+        assert!(html.contains(&row), "no {row}");
+        assert!(
+            html.contains(&format!("<td class=\"n\">{rate:.1}</td>")),
+            "no rate {rate:.1}"
+        );
+    }
+    assert!(html.contains("<section id=\"canary\">"));
+}

@@ -7,6 +7,7 @@
 //! `–`, never made up.
 
 mod api;
+mod canary;
 mod latency;
 mod matrix;
 mod proxies;
@@ -104,7 +105,7 @@ const SELF_CHECK: &str = r#"
   var problems = [];
   window.addEventListener('error', function (e) { problems.push('error: ' + e.message); });
   window.addEventListener('load', function () {
-    ['summary', 'machine', 'matrix', 'rollout', 'latency', 'h2load'].forEach(function (id) {
+    ['summary', 'machine', 'matrix', 'rollout', 'canary', 'latency', 'h2load'].forEach(function (id) {
       if (!document.getElementById(id)) problems.push('missing section ' + id);
     });
     var svgs = document.querySelectorAll('svg');
@@ -141,6 +142,7 @@ pub fn render(report: &Value) -> String {
     matrix::matrix(&mut page, &report["matrix"]);
     rollout::rollout(&mut page, &report["rollout"]);
     proxies::section(&mut page, &report["proxies"], &report["latency"]);
+    canary::section(&mut page, &report["canary"]);
     latency::latency(&mut page, report);
     latency::h2load(&mut page, report);
     api::api(&mut page, &report["api"]);

@@ -9,6 +9,7 @@
 //! placements (see [`placements`]).
 
 pub mod api;
+pub mod canary;
 pub mod html;
 pub mod proxies;
 pub mod summary;
@@ -101,6 +102,8 @@ pub struct Report {
     pub rollout: RolloutSection,
     /// The matrix's proxy columns and the rollout through each proxy, for those installed.
     pub proxies: proxies::ProxySection,
+    /// `testbed canary` on two builds of the shop example: promoted, and rolled back.
+    pub canary: canary::CanarySection,
     /// The latency runs, one per placement.
     pub latency: Vec<Placement>,
     /// The API's versions as their protos declare them, and the changelog from v1 to v2.
@@ -139,6 +142,7 @@ pub async fn run(options: &ReportOptions, watchers: &Watchers) -> anyhow::Result
         );
     }
     let proxies = proxies::run(options.rollout_phase, exe, &watchers.rollout).await?;
+    let canary = canary::run(exe).await?;
     let mut notes = Vec::new();
     let mut latency = Vec::new();
     for bench_options in placements(options, watchers, &mut notes)? {
@@ -155,6 +159,7 @@ pub async fn run(options: &ReportOptions, watchers: &Watchers) -> anyhow::Result
             open_loop,
         },
         proxies,
+        canary,
         latency,
         api: api::section()?,
         notes,
@@ -187,6 +192,8 @@ impl Report {
         out.push_str(&self.rollout.open_loop.render());
         out.push_str("\n## Through real proxies (nginx, HAProxy, Envoy)\n\n");
         out.push_str(&self.proxies.render());
+        out.push_str("\n## A canary that reads gRPC\n\n");
+        out.push_str(&self.canary.render());
         out.push_str("\n## Latency runs\n\n");
         for note in &self.notes {
             out.push_str(&format!("{note}\n\n"));

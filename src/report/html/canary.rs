@@ -1,0 +1,72 @@
+//! The page's canary section: each drill's intervals (the new build's weight, calls, error
+//! rate and p99 against the old build's, the decision) and how it ended, from the JSON.
+
+use super::{esc, items, num, text};
+use serde_json::Value;
+use std::fmt::Write as _;
+
+/// `value × scale` with `digits` decimals, `–` when the JSON has no number there.
+fn figure(value: &Value, scale: f64, digits: usize) -> String {
+    num(value).map_or("–".to_string(), |v| format!("{:.digits$}", v * scale))
+}
+
+/// Each drill as a table, a row per interval, the decision marked.
+pub(super) fn section(page: &mut String, canary: &Value) {
+    page.push_str("<section id=\"canary\"><h2>A canary that reads gRPC</h2>\n");
+    if let Some(why) = canary["skipped"].as_str() {
+        let _ = writeln!(
+            page,
+            "<p class=\"muted\">Not run: {}</p></section>",
+            esc(why)
+        );
+        return;
+    }
+    page.push_str(
+        "<p class=\"muted\">testbed canary on two builds of the shop example's v2 behind the \
+         gateway, under unpinned load: each step's figures from the gateway's metrics.</p>\n",
+    );
+    for drill in items(&canary["drills"]) {
+        let _ = writeln!(
+            page,
+            "<h3>{}</h3><table class=\"canary\"><tr><th>step</th><th>v2b calls</th>\
+             <th>v2b errors</th><th>v2b error rate %</th><th>v2b p99 ms</th><th>v2a calls</th>\
+             <th>v2a errors</th><th>decision</th></tr>",
+            esc(text(&drill["name"]))
+        );
+        for event in items(&drill["events"])
+            .iter()
+            .filter(|e| e["event"] == "interval")
+        {
+            let verdict = text(&event["verdict"]);
+            let class = if verdict == "pass" { "met" } else { "notmet" };
+            let _ = writeln!(
+                page,
+                "<tr><td class=\"n\">{} %</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td class=\"{class}\">{}</td></tr>",
+                figure(&event["step"], 1.0, 0),
+                figure(&event["canary"]["calls"], 1.0, 0),
+                figure(&event["canary"]["errors"], 1.0, 0),
+                figure(&event["canary"]["error_rate"], 100.0, 1),
+                figure(&event["canary"]["p99_seconds"], 1000.0, 1),
+                figure(&event["old"]["calls"], 1.0, 0),
+                figure(&event["old"]["errors"], 1.0, 0),
+                esc(verdict),
+            );
+        }
+        page.push_str("</table>\n");
+        if let Some(last) = items(&drill["events"]).last() {
+            let _ = writeln!(
+                page,
+                "<p><strong>{}</strong> (exit {}){}</p>",
+                esc(text(&last["event"])),
+                figure(&drill["exit_code"], 1.0, 0),
+                esc(&last["why"]
+                    .as_str()
+                    .map(|w| format!(": {w}"))
+                    .unwrap_or_default()),
+            );
+        }
+    }
+    page.push_str("</section>\n");
+}
