@@ -1,5 +1,6 @@
-//! `testbed route list|add|replace|weight|drain|remove --admin ADDR`: change the routes of a running
-//! `testbed serve` through its admin API (`serve --admin-addr`), as a table or as JSON. The
+//! `testbed route list|add|replace|weight|drain|remove|export --admin ADDR`: change the routes of a
+//! running `testbed serve` through its admin API (`serve --admin-addr`), as a table or as JSON
+//! (`export`: as mesh configuration, see [`crate::export`]). The
 //! bearer token comes from `--token-file FILE` (the file holds just the token) or the
 //! `TESTBED_ADMIN_TOKEN` environment variable. An admin API over TLS is named
 //! `--admin https://HOST:PORT` with `--ca FILE` (the CA that signed its certificate);
@@ -104,6 +105,17 @@ pub enum RouteAction {
         #[command(flatten)]
         target: Target,
     },
+    /// Print the route table as mesh configuration: Istio (VirtualService and
+    /// DestinationRules) or Gateway API (GRPCRoutes), YAML (--json: a JSON list). What the
+    /// mesh cannot express is an error naming it. See docs/mesh.md.
+    Export {
+        /// What to write.
+        #[command(flatten)]
+        export: crate::export::ExportArgs,
+        /// The admin API.
+        #[command(flatten)]
+        target: Target,
+    },
     /// Remove a backend (requests already routed to it finish).
     Remove {
         /// The backend's name.
@@ -151,6 +163,7 @@ impl RouteAction {
             | RouteAction::Replace { target, .. }
             | RouteAction::Weight { target, .. }
             | RouteAction::Drain { target, .. }
+            | RouteAction::Export { target, .. }
             | RouteAction::Remove { target, .. } => target,
         }
     }
@@ -428,6 +441,17 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                 change_json("weighted", &reply.changed, &reply.backends),
                 None,
             )
+        }
+        RouteAction::Export { export, .. } => {
+            let reply = client
+                .list(ListRequest {})
+                .await
+                .map_err(|status| target.refused(status))?
+                .into_inner();
+            let plan = crate::export::plan(&reply.backends, export)?;
+            let documents = crate::export::documents(&plan, export)?;
+            let text = crate::export::to_yaml(&documents)?;
+            (text, Value::Array(documents), None)
         }
         RouteAction::Remove { name, .. } => {
             let reply = client
