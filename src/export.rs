@@ -403,3 +403,6 @@ fn rewrite_of(package: &str, rule: &Rule) -> anyhow::Result<Option<String>> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
