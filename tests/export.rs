@@ -2,7 +2,7 @@
 //! backend, exported as Gateway API GRPCRoutes and (after v1's package is retired onto v2) as
 //! Istio configuration. Each output validates against the projects' CRD schemas (vendored as
 //! JSON Schema, the `jsonschema` crate judging) and means what the table does: every case of
-//! path and `x-antml:api-version` is read back from the YAML and the gateway is asked on the wire which
+//! path and `x-api-version` is read back from the YAML and the gateway is asked on the wire which
 //! version serves it. What a format cannot express is refused with exit 1.
 
 mod read;

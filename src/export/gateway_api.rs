@@ -66,13 +66,17 @@ pub fn documents(plan: &MeshPlan, args: &ExportArgs) -> anyhow::Result<Vec<Value
                     .split
                     .iter()
                     .map(|(d, share)| {
-                        json!({
+                        let mut backend = json!({
                             "group": "",
                             "kind": "Service",
                             "name": d.host,
                             "port": args.service_port,
-                            "weight": share,
-                        })
+                        });
+                        // A lone backend takes everything whatever its weight (the default, 1).
+                        if rule.split.len() > 1 {
+                            backend["weight"] = (*share).into();
+                        }
+                        backend
                     })
                     .collect();
                 out["backendRefs"] = Value::Array(refs);

@@ -6,7 +6,7 @@ an object with listed properties takes no others, unless it preserves unknown fi
     python3 src/export/schemas/convert.py     # rewrites the *.schema.json files
 
 apiVersion and kind are pinned to the CRD's group/version and kind, and required with metadata
-and spec (as the API server requires them of an object); `nullable: true` becomes
+and spec (which the export always writes: their absence is a bug, not a choice); `nullable: true` becomes
 a null alternative; x-kubernetes-* keywords and `default`s (applied by the API server, not
 checked) are dropped. Needs PyYAML."""
 
