@@ -47,7 +47,7 @@ pub struct ExportArgs {
     pub namespace: Option<String>,
     /// The Service clients call (the gateway's place): the VirtualService's host, the
     /// GRPCRoutes' parent Service, and the objects' name prefix.
-    #[arg(long, value_name = "NAME", default_value = "testbed")]
+    #[arg(long, value_name = "NAME", default_value = "testbed", value_parser = dns_name)]
     pub host: String,
     /// The Kubernetes Service of a backend (or of an upstream's NAME/PACKAGE backends):
     /// NAME=HOST, repeatable. Default: the upstream's name as a DNS label (`v2` for `v2` and
@@ -82,6 +82,17 @@ impl std::str::FromStr for ServiceHost {
                 "{text:?} is not NAME=HOST (HOST a DNS name: lowercase letters, digits, '-' and '.')"
             )),
         }
+    }
+}
+
+/// `--host`'s parser: a DNS name, as a Service's name or host must be.
+fn dns_name(text: &str) -> Result<String, String> {
+    if is_dns_name(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a DNS name (lowercase letters, digits, '-' and '.')"
+        ))
     }
 }
 
@@ -215,6 +226,15 @@ pub fn plan(backends: &[Backend], args: &ExportArgs) -> anyhow::Result<MeshPlan>
             api: backend.api.clone(),
             host: service_host(&backend.name, args)?,
         };
+        // A label value holds at most 63 characters.
+        if destination.label().len() > 63 {
+            bail!(
+                "backend {}'s version {} is longer than the 63 characters of a Kubernetes \
+                 label value (its pods' `version` label)",
+                backend.name,
+                destination.label()
+            );
+        }
         destinations.push(destination.clone());
         served.push((destination, backend.serves.clone(), weight));
     }

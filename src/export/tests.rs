@@ -97,11 +97,19 @@ fn each_format_refuses_what_it_cannot_say() {
     let err = documents(&plan_of(&retired, &gateway), &gateway).unwrap_err();
     assert!(err.to_string().contains("no path rewrite"), "{err}");
 
+    let half_retired = [
+        backend("v1", "1.0.0", &["demo.v1"], Some(50)),
+        backend("v2", "2.0.0", &["demo.v2", "demo.v1"], Some(50)),
+    ];
+    let istio = args(Format::Istio);
+    let err = documents(&plan_of(&half_retired, &istio), &istio).unwrap_err();
+    assert!(err.to_string().contains("different path rewrite"), "{err}");
+    assert!(documents(&plan_of(&retired, &istio), &istio).is_ok());
+
     let thirds = [
         backend("a", "2.0.0", &["demo.v2"], Some(1)),
         backend("b", "2.1.0", &["demo.v2"], Some(2)),
     ];
-    let istio = args(Format::Istio);
     let err = documents(&plan_of(&thirds, &istio), &istio).unwrap_err();
     assert!(err.to_string().contains("whole percentages"), "{err}");
     assert!(documents(&plan_of(&thirds, &gateway), &gateway).is_ok());
@@ -148,4 +156,17 @@ fn service_hosts_are_given_or_derived_and_bad_ones_refused() {
         err.to_string().contains("--service-host 9lives=HOST"),
         "{err}"
     );
+}
+
+#[test]
+fn a_version_too_long_for_a_label_and_a_host_that_is_no_dns_name_are_refused() {
+    let long = format!("2.0.0-{}", "a".repeat(60));
+    let err = plan(
+        &[backend("v2", &long, &["demo.v2"], None)],
+        &args(Format::Istio),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("63 characters"), "{err}");
+    assert!(dns_name("testbed.shop.svc.cluster.local").is_ok());
+    assert!(dns_name("Testbed").is_err() && dns_name("").is_err());
 }
