@@ -45,7 +45,8 @@ pub enum Command {
     /// grpc://HOST:PORT by reflection), every finding confirmed on the wire; exit 100 when
     /// something breaks.
     Check(compat::cli::CheckArgs),
-    /// List or change the routes of a running `testbed serve` through its admin API.
+    /// List, change or export (as Istio or Gateway API YAML) the routes of a running `testbed
+    /// serve` through its admin API.
     Route(crate::route::RouteArgs),
     /// Faults (kill, stop, drain-remove-add, replace) injected into a gateway's backends
     /// under mixed-version load, the gateway's health compared with what calls see.
