@@ -45,7 +45,8 @@ pub enum Command {
     /// grpc://HOST:PORT by reflection), every finding confirmed on the wire; exit 100 when
     /// something breaks.
     Check(compat::cli::CheckArgs),
-    /// List or change the routes of a running `testbed serve` through its admin API.
+    /// List, change or export (as Istio or Gateway API YAML) the routes of a running `testbed
+    /// serve` through its admin API.
     Route(crate::route::RouteArgs),
     /// A canary that reads gRPC: raise a new backend's weight step by step, judge each step
     /// from the gateway's per-backend errors and p99 against the old backend's, and promote or

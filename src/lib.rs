@@ -12,7 +12,8 @@
 //! - [`report`]: the main job, all of the above and the latency runs as one report.
 //! - [`canary`]: `testbed canary`, a canary driven by a gateway's weights and judged from its metrics.
 //! - [`chaos`]: faults injected into a gateway's backends under that load, health watched.
-//! - [`route`]: `testbed route`, a client of a running router's admin API.
+//! - [`route`]: `testbed route`, a client of a running router's admin API; [`export`] its
+//!   route table as Istio or Gateway API configuration.
 //! - [`commands`] and [`cli`]: the command line, each command's flags and what it does, for the
 //!   thin `main.rs`.
 //! - [`terminal`]: what the command line draws: log lines, spinners and progress bars.
@@ -21,6 +22,7 @@ pub mod canary;
 pub mod chaos;
 pub mod cli;
 pub mod commands;
+pub mod export;
 pub mod load;
 pub mod matrix;
 pub mod proxy_rollout;

@@ -1,5 +1,6 @@
-//! `testbed route list|add|replace|weight|usage|drain|remove --admin ADDR`: change the routes of a running
-//! `testbed serve` through its admin API (`serve --admin-addr`), as a table or as JSON. The
+//! `testbed route list|add|replace|weight|usage|drain|remove|export --admin ADDR`: change the
+//! routes of a running `testbed serve` through its admin API (`serve --admin-addr`), as a table
+//! or as JSON (`export`: as mesh configuration, see [`crate::export`]). The
 //! bearer token comes from `--token-file FILE` (the file holds just the token) or the
 //! `TESTBED_ADMIN_TOKEN` environment variable. An admin API over TLS is named
 //! `--admin https://HOST:PORT` with `--ca FILE` (the CA that signed its certificate);
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod token;
 mod usage;
 
 /// The environment variable holding the admin token when no `--token-file` is given.
@@ -121,6 +123,17 @@ pub enum RouteAction {
         #[command(flatten)]
         target: Target,
     },
+    /// Print the route table as mesh configuration: Istio (VirtualService and
+    /// DestinationRules) or Gateway API (GRPCRoutes), YAML (--json: a JSON list). What the
+    /// mesh cannot express is an error naming it. See docs/mesh.md.
+    Export {
+        /// What to write.
+        #[command(flatten)]
+        export: crate::export::ExportArgs,
+        /// The admin API.
+        #[command(flatten)]
+        target: Target,
+    },
     /// Remove a backend (requests already routed to it finish).
     Remove {
         /// The backend's name.
@@ -173,6 +186,7 @@ impl RouteAction {
             | RouteAction::Weight { target, .. }
             | RouteAction::Usage { target, .. }
             | RouteAction::Drain { target, .. }
+            | RouteAction::Export { target, .. }
             | RouteAction::Remove { target, .. } => target,
         }
     }
@@ -199,79 +213,12 @@ impl std::str::FromStr for WeightArg {
 }
 
 /// The token in a `--token-file`'s `text`: the whole file when it is one word, else the
-/// TOKEN of the `NAME TOKEN` line named `name` (the only line when `name` is not given), as
-/// `serve --admin-token-file` writes them (blank lines and `#` comments skipped).
-fn token_in_file(text: &str, name: Option<&str>) -> anyhow::Result<String> {
-    let lines: Vec<Vec<&str>> = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(|line| line.split_whitespace().collect())
-        .collect();
-    if let ([only], None) = (lines.as_slice(), name)
-        && only.len() == 1
-    {
-        return Ok(only[0].to_string());
-    }
-    let named: Vec<(&str, &str)> = lines
-        .iter()
-        .filter_map(|words| match words.as_slice() {
-            [name, token] => Some((*name, *token)),
-            _ => None,
-        })
-        .collect();
-    if named.len() != lines.len() {
-        bail!("expected just the token, or `NAME TOKEN` lines as serve --admin-token-file reads");
-    }
-    match (named.as_slice(), name) {
-        ([(_, token)], None) => Ok(token.to_string()),
-        (_, Some(wanted)) => named
-            .iter()
-            .find(|(name, _)| *name == wanted)
-            .map(|(_, token)| token.to_string())
-            .with_context(|| format!("no `NAME TOKEN` line is named {wanted:?}")),
-        (_, None) => {
-            let names: Vec<&str> = named.iter().map(|(name, _)| *name).collect();
-            bail!(
-                "it holds {} `NAME TOKEN` lines ({}): pick one with --token-name NAME",
-                names.len(),
-                names.join(", ")
-            )
-        }
-    }
-}
-
-/// The token from `--token-file`, else from `TESTBED_ADMIN_TOKEN`; none is needed when a
-/// client certificate is given.
-fn token(target: &Target) -> anyhow::Result<Option<String>> {
-    let token = match (&target.token_file, &target.tls.cert) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the token from {}", path.display()))?;
-            token_in_file(&text, target.token_name.as_deref())
-                .with_context(|| format!("no token to send in {}", path.display()))?
-        }
-        // A client certificate stands in for the token, and the variable is not sent beside it:
-        // an admin API that takes certificates only refuses any token.
-        (None, Some(_)) => return Ok(None),
-        (None, None) => std::env::var(TOKEN_ENV).unwrap_or_default(),
-    };
-    match token.trim() {
-        "" => bail!(
-            "no admin token: give --token-file FILE (holding just the token) or set \
-             {TOKEN_ENV} (or, for an https admin API that takes client certificates, --cert \
-             FILE --key FILE)"
-        ),
-        token => Ok(Some(token.to_string())),
-    }
-}
-
 impl Target {
     /// A client of the admin API these flags name; a missing or malformed file, or TLS files
     /// with a plaintext address, are refused before connecting.
     pub(crate) async fn connect(&self) -> anyhow::Result<AdminClient> {
         let tls = self.tls.client_tls([self.admin.to_string().as_str()])?;
-        let token = token(self)?;
+        let token = token::token(self)?;
         port::admin::connect_to(&self.admin, tls.as_ref(), token.as_deref()).await
     }
 
@@ -467,6 +414,17 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                 None,
             )
         }
+        RouteAction::Export { export, .. } => {
+            let reply = client
+                .list(ListRequest {})
+                .await
+                .map_err(|status| target.refused(status))?
+                .into_inner();
+            let plan = crate::export::plan(&reply.backends, export)?;
+            let documents = crate::export::documents(&plan, export)?;
+            let text = crate::export::to_yaml(&documents)?;
+            (text, Value::Array(documents), None)
+        }
         RouteAction::Remove { name, force, .. } => {
             let reply = client
                 .remove(RemoveRequest {
@@ -563,31 +521,4 @@ fn render(backends: &[Backend]) -> String {
         );
     }
     format!("{table}\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::token_in_file;
-
-    #[test]
-    fn a_token_file_holds_the_token_alone_or_the_servers_name_token_lines() {
-        let token = "0123456789abcdef0123";
-        assert_eq!(token_in_file(&format!("{token}\n"), None).unwrap(), token);
-        let one = format!("# operators\nalice {token}\n");
-        assert_eq!(token_in_file(&one, None).unwrap(), token);
-        let two = format!("alice {token}\nbob fedcba98765432100000\n");
-        let err = token_in_file(&two, None).unwrap_err().to_string();
-        assert!(
-            err.contains("alice, bob") && err.contains("--token-name"),
-            "{err}"
-        );
-        assert_eq!(
-            token_in_file(&two, Some("bob")).unwrap(),
-            "fedcba98765432100000"
-        );
-        let err = token_in_file(&two, Some("carol")).unwrap_err().to_string();
-        assert!(err.contains("\"carol\""), "{err}");
-        let err = token_in_file("a b c\n", None).unwrap_err().to_string();
-        assert!(err.contains("NAME TOKEN"), "{err}");
-    }
 }

@@ -15,6 +15,7 @@ mod check_live;
 mod cli;
 mod compression;
 mod descriptors;
+mod export;
 mod gateway;
 mod grpcurl;
 mod hardening;

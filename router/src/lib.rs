@@ -134,7 +134,7 @@ pub use table::RouteTable;
 pub use table::error::TableError;
 pub use table::state::BackendInfo;
 pub use trailers::status_trailers;
-pub use weights::{ChoicePoint, MAX_WEIGHT};
+pub use weights::{ChoicePoint, MAX_WEIGHT, shares};
 
 /// A boxed, sendable future: what the router's services return.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;

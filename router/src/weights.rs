@@ -73,6 +73,33 @@ pub(crate) fn pick<T>(candidates: &[(T, Option<u8>)], point: ChoicePoint) -> Opt
         .map(|(candidate, _)| candidate)
 }
 
+/// Each candidate's share of the requests `pick` gives it, for `weights` in the order `pick`
+/// takes its candidates (highest version first): numerators over the returned denominator.
+/// What a configuration exported for another router (a mesh's weighted destinations) must
+/// reproduce.
+pub fn shares(weights: &[Option<u8>]) -> (Vec<u64>, u64) {
+    let mut shares = vec![0; weights.len()];
+    let unweighted = weights.iter().position(Option::is_none);
+    let total: u64 = weights.iter().flatten().map(|w| u64::from(*w)).sum();
+    let scale = match unweighted {
+        Some(_) => total.max(100),
+        None if total == 0 => {
+            if let Some(first) = shares.first_mut() {
+                *first = 1;
+            }
+            return (shares, 1);
+        }
+        None => total,
+    };
+    for (share, weight) in shares.iter_mut().zip(weights) {
+        *share = weight.map_or(0, u64::from);
+    }
+    if let Some(i) = unweighted {
+        shares[i] = scale - total;
+    }
+    (shares, scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +177,30 @@ mod tests {
             .count();
         // 1,000 keys at 10 %: the binomial's mean is 100, its deviation 9.5.
         assert!((50..=150).contains(&on_canary), "{on_canary} of 1000");
+    }
+
+    #[test]
+    fn shares_are_what_pick_hands_out() {
+        let cases: [&[Option<u8>]; 6] = [
+            &[None, None],
+            &[Some(5), None],
+            &[None, Some(25), None],
+            &[Some(90), Some(30), None],
+            &[Some(1), Some(3)],
+            &[Some(0)],
+        ];
+        for weights in cases {
+            let candidates: Vec<(usize, Option<u8>)> =
+                weights.iter().copied().enumerate().collect();
+            let (shares, scale) = shares(weights);
+            // 1,000 evenly spread points: every share here is a whole number of them.
+            let mut counts = vec![0; weights.len()];
+            for i in 0..1000 {
+                let chosen = pick(&candidates, ChoicePoint(i * POINTS / 1000)).unwrap();
+                counts[*chosen] += 1;
+            }
+            let expected: Vec<u64> = shares.iter().map(|s| s * 1000 / scale).collect();
+            assert_eq!(counts, expected, "{weights:?}");
+        }
     }
 }
