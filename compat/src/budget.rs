@@ -36,6 +36,10 @@ struct SetSyntax {
     file: Vec<FileSyntax>,
 }
 
+/// Where editions files are read (this module's paths serve descriptors as given, and a
+/// lowered proto2 copy would serve other semantics).
+const EDITIONS_ELSEWHERE: &str = " by this path (`testbed check` reads editions files)";
+
 /// The refusal of an editions file, naming it and its edition.
 fn editions_refusal(file: &str, edition: Option<i32>) -> String {
     let edition = match edition {
@@ -45,6 +49,7 @@ fn editions_refusal(file: &str, edition: Option<i32>) -> String {
         None => "?".to_string(),
     };
     format!("protobuf editions (edition = \"{edition}\") are not supported yet: {file}")
+        + EDITIONS_ELSEWHERE
 }
 
 /// Refuses a file whose `syntax` is neither proto2 nor proto3 (nor editions, refused apart):
@@ -159,6 +164,21 @@ pub fn refuse_editions(bytes: &[u8]) -> Result<(), String> {
             return Err(editions_refusal(name, f.edition));
         }
         unknown_syntax(name, f.syntax.as_deref())?;
+    }
+    let set = prost_types::FileDescriptorSet::decode(bytes).map_err(|e| e.to_string())?;
+    check_imports(&set.file)
+}
+
+/// Refuses a serialized `FileDescriptorSet` holding a file whose syntax is none of proto2,
+/// proto3 and editions, or imports [`check_imports`] refuses (editions files are read by
+/// [`crate::editions`], which lowers them before prost-reflect sees them).
+pub fn check_set(bytes: &[u8]) -> Result<(), String> {
+    let set = SetSyntax::decode(bytes).map_err(|e| e.to_string())?;
+    for f in &set.file {
+        let name = f.name.as_deref().unwrap_or("?");
+        if f.syntax.as_deref() != Some("editions") {
+            unknown_syntax(name, f.syntax.as_deref())?;
+        }
     }
     let set = prost_types::FileDescriptorSet::decode(bytes).map_err(|e| e.to_string())?;
     check_imports(&set.file)
@@ -317,7 +337,7 @@ pub(crate) mod tests {
         let err = decode_pool(bytes).unwrap_err();
         assert_eq!(
             err,
-            "protobuf editions (edition = \"2024\") are not supported yet: ed.proto"
+            "protobuf editions (edition = \"2024\") are not supported yet: ed.proto by this path (`testbed check` reads editions files)"
         );
     }
 
