@@ -1,5 +1,6 @@
 //! Untrusted descriptors, checked before any work on them: a descriptor set is read for
-//! protobuf editions (not supported yet; prost-reflect 0.16 panics on some editions sets),
+//! protobuf editions where they are not read (the gateway's descriptor sets and reflection;
+//! prost-reflect 0.16 panics on some editions sets; `crate::editions` lowers them for `check`),
 //! turned into a pool with a panic in prost-reflect caught as an error, and every message's
 //! sample (what the wire confirmation and the probe build) is sized without building it, so a
 //! message whose fields nest it in itself many times over is refused with its name instead of
@@ -193,7 +194,7 @@ pub fn refuse_edition_files<'a>(
     for f in files {
         if f.syntax() == "editions" {
             return Err(format!(
-                "protobuf editions are not supported yet: {}",
+                "protobuf editions are not supported yet over reflection (the decoded descriptors lose the edition and its features): {}; give the server's .proto files or a descriptor set (protoc -o) instead",
                 f.name()
             ));
         }

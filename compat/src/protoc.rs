@@ -143,7 +143,12 @@ fn venvs() -> Vec<PathBuf> {
 
 /// The protoc to use, or what was looked at and how to install one.
 pub fn find() -> Result<Protoc, String> {
-    if let Some(p) = std::env::var_os("PROTOC") {
+    find_from(std::env::var_os("PROTOC"))
+}
+
+/// [`find`] with `PROTOC` given.
+fn find_from(env: Option<std::ffi::OsString>) -> Result<Protoc, String> {
+    if let Some(p) = env {
         let protoc = Protoc {
             program: PathBuf::from(&p),
             prefix: Vec::new(),
@@ -193,5 +198,12 @@ mod tests {
         assert_eq!(super::major("libprotoc 35.1"), Some(35));
         assert_eq!(super::major("libprotoc 3.21.12"), Some(3));
         assert_eq!(super::major(""), None);
+    }
+
+    #[test]
+    fn a_protoc_that_does_not_run_is_named() {
+        let err = super::find_from(Some("/nonexistent/protoc".into())).unwrap_err();
+        assert!(err.contains("PROTOC=/nonexistent/protoc"), "{err}");
+        assert!(err.contains("27"), "{err}");
     }
 }

@@ -373,11 +373,13 @@ fn compile_on_disk(
     finish(pool, names, input)
 }
 
-/// Whether a `.proto` file starts with `edition = "..."` (after comments and blank lines).
+/// Whether a `.proto` file on disk is an editions file (see [`source_declares_edition`]).
 fn declares_edition(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
+    std::fs::read_to_string(path).is_ok_and(|text| source_declares_edition(&text))
+}
+
+/// Whether `.proto` source starts with `edition = "..."` (after comments and blank lines).
+fn source_declares_edition(text: &str) -> bool {
     let mut in_block = false;
     for line in text.lines() {
         let mut line = line.trim();
@@ -457,6 +459,14 @@ fn load_git(input: &str, includes: &[PathBuf]) -> Result<Api, LoadError> {
     };
     let git = crate::git::GitInput::parse(input).map_err(io)?;
     let files = git.read_protos().map_err(io)?;
+    if let Some(name) = files
+        .iter()
+        .find_map(|(n, text)| source_declares_edition(text).then_some(n))
+    {
+        return Err(io(format!(
+            "{name} is a protobuf editions file, which git inputs do not support yet (they compile with protox); check the revision out and give its directory"
+        )));
+    }
     let names: Vec<String> = files.keys().cloned().collect();
     let mut resolver = ChainFileResolver::new();
     resolver.add(MemoryResolver(files));
@@ -504,5 +514,17 @@ fn compile_error(input: &str, err: &protox::Error) -> LoadError {
         input: input.to_string(),
         location,
         message: err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn editions_files_are_detected() {
+        use super::source_declares_edition as ed;
+        assert!(ed("edition = \"2023\";\npackage a;"));
+        assert!(ed("// c\n/* block\n edition = x */\n\n  edition=\"2024\";"));
+        assert!(!ed("syntax = \"proto3\";\n// edition = \"2023\";"));
+        assert!(!ed("editions_are_not = 1;"));
     }
 }
