@@ -459,19 +459,58 @@ fn load_git(input: &str, includes: &[PathBuf]) -> Result<Api, LoadError> {
     };
     let git = crate::git::GitInput::parse(input).map_err(io)?;
     let files = git.read_protos().map_err(io)?;
-    if let Some(name) = files
-        .iter()
-        .find_map(|(n, text)| source_declares_edition(text).then_some(n))
-    {
-        return Err(io(format!(
-            "{name} is a protobuf editions file, which git inputs do not support yet (they compile with protox); check the revision out and give its directory"
-        )));
+    if files.values().any(|text| source_declares_edition(text)) {
+        return git_with_protoc(&files, includes, input);
     }
     let names: Vec<String> = files.keys().cloned().collect();
     let mut resolver = ChainFileResolver::new();
     resolver.add(MemoryResolver(files));
     let pool = compile(resolver, includes, &names, input)?;
     finish(pool, names, input)
+}
+
+/// A git revision holding editions files: its `.proto` files written to a fresh temporary
+/// directory for protoc (which reads files only), removed afterwards.
+fn git_with_protoc(
+    files: &std::collections::BTreeMap<String, String>,
+    includes: &[PathBuf],
+    input: &str,
+) -> Result<Api, LoadError> {
+    let io = |message: String| LoadError::Io {
+        input: input.to_string(),
+        message,
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("testbed-check-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| io(format!("{}: {e}", dir.display())))?;
+    let write = || -> Result<(), LoadError> {
+        for (name, text) in files {
+            let rel = Path::new(name);
+            // Only plain names inside the revision: nothing may land outside `dir`.
+            if !rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(io(format!("{name}: not a path inside the repository")));
+            }
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(e.to_string()))?;
+            }
+            std::fs::write(&path, text).map_err(|e| io(format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
+    };
+    let result = write().and_then(|()| {
+        let names = files.keys().cloned().collect();
+        compile_with_protoc(&dir, includes, names, input)
+    });
+    // Best effort: a temporary directory left behind is no reason to fail the check.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// Every `.proto` file under `dir`, compiled with protox, or with protoc when one of them is an
