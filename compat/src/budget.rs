@@ -234,6 +234,17 @@ pub fn decode_pool(bytes: &[u8]) -> Result<DescriptorPool, String> {
 /// Refuses a pool holding a message whose sample would exceed [`MAX_SAMPLE_NODES`] values.
 /// Sizes are computed per (message, depth), so this takes time linear in the pool's fields.
 pub fn check_samples(pool: &DescriptorPool) -> Result<(), String> {
+    // prost-reflect takes a map entry without its key or value field, then panics on asking
+    // for it (found by corrupting an editions fixture byte by byte).
+    if let Some(m) = pool
+        .all_messages()
+        .find(|m| m.is_map_entry() && (m.get_field(1).is_none() || m.get_field(2).is_none()))
+    {
+        return Err(format!(
+            "message {} is a map entry without its key (1) or value (2) field",
+            m.full_name()
+        ));
+    }
     let mut sizes = HashMap::new();
     for m in pool.all_messages() {
         let n = sample_size(&m, 0, &mut sizes);

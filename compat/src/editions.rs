@@ -409,6 +409,55 @@ fn map_entries(file: &prost_types::FileDescriptorProto) -> std::collections::Has
 mod tests {
     use super::*;
 
+    const FEATURES: &[u8] = include_bytes!("../tests/data/editions2023_features.binpb");
+
+    /// Every one-byte corruption of the editions fixtures is read or refused, never a panic
+    /// (prost-reflect's own are caught by `budget::guarded`; these functions must not add any).
+    #[test]
+    fn corrupted_editions_sets_do_not_panic() {
+        let small: &[u8] = include_bytes!("../tests/data/editions2024.binpb");
+        for bytes in [small, FEATURES] {
+            for i in 0..bytes.len() {
+                for flip in [0x01u8, 0x80, 0xff] {
+                    let mut b = bytes.to_vec();
+                    b[i] ^= flip;
+                    let _ = crate::Api::from_descriptor_set_bytes(&b, "corrupt");
+                }
+            }
+        }
+    }
+
+    /// Features set at every level resolve by inheritance, and the lowered pool has the same
+    /// wire format (protoc 35's descriptors of editions2023_features.proto).
+    #[test]
+    fn features_inherit_and_lower() {
+        let api = crate::Api::from_descriptor_set_bytes(FEATURES, "features").unwrap();
+        let get = |n: &str| *api.editions.get(n).unwrap_or_else(|| panic!("{n}"));
+        assert_eq!(get("ed.v2.Outer.a").field_presence, Some(3));
+        assert_eq!(get("ed.v2.Outer.b").repeated_field_encoding, Some(2));
+        assert_eq!(
+            get("ed.v2.Outer.b").field_presence,
+            Some(2),
+            "from the file"
+        );
+        assert_eq!(get("ed.v2.Outer.inner").message_encoding, Some(2));
+        assert_eq!(get("ed.v2.Outer.s").utf8_validation, Some(3));
+        assert_eq!(get("ed.v2.Outer.i").utf8_validation, Some(2));
+        assert_eq!(get("ed.v2.Outer.Inner.Kind").enum_type, Some(2));
+        assert_eq!(get("ed.v2.Outer.Inner").json_format, Some(2), "from Outer");
+        assert_eq!(get("ed.v2.Outer.Inner.k").field_presence, Some(1));
+        assert_eq!(get("ed.v2.ext").field_presence, Some(2));
+        let outer = api.pool.get_message_by_name("ed.v2.Outer").unwrap();
+        let field = |n: &str| outer.get_field_by_name(n).unwrap();
+        assert_eq!(
+            field("a").cardinality(),
+            prost_reflect::Cardinality::Required
+        );
+        assert!(!field("b").is_packed());
+        assert!(field("inner").is_group());
+        assert!(!field("m").is_group() && field("m").is_map());
+    }
+
     /// protoc's `--edition_defaults_out` for descriptor.proto, 2023 and 2024 (protoc 35.1):
     /// the hard-coded table must say the same.
     #[test]
