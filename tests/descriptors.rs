@@ -77,15 +77,12 @@ async fn check_refuses_a_self_recursive_message_naming_it_in_bounded_memory() {
 }
 
 #[tokio::test]
-async fn check_refuses_an_editions_set_without_a_panic() {
+async fn check_reads_an_editions_set_without_a_panic() {
+    // prost-reflect 0.16 panics on this set; check lowers it to proto2 first.
     let (out, _) = check("editions2024.binpb", "editions2024.binpb").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(
-        stderr.contains("protobuf editions (edition = \"2024\") are not supported yet: ed.proto"),
-        "{stderr}"
-    );
-    assert_eq!(exit_code(&out).as_deref(), Some("1"), "{stderr}");
+    assert_eq!(exit_code(&out).as_deref(), Some("0"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,6 @@
 //! Untrusted descriptors, checked before any work on them: a descriptor set is read for
-//! protobuf editions (not supported yet; prost-reflect 0.16 panics on some editions sets),
+//! protobuf editions where they are not read (the gateway's descriptor sets and reflection;
+//! prost-reflect 0.16 panics on some editions sets; `crate::editions` lowers them for `check`),
 //! turned into a pool with a panic in prost-reflect caught as an error, and every message's
 //! sample (what the wire confirmation and the probe build) is sized without building it, so a
 //! message whose fields nest it in itself many times over is refused with its name instead of
@@ -36,6 +37,10 @@ struct SetSyntax {
     file: Vec<FileSyntax>,
 }
 
+/// Where editions files are read (this module's paths serve descriptors as given, and a
+/// lowered proto2 copy would serve other semantics).
+const EDITIONS_ELSEWHERE: &str = " by this path (`testbed check` reads editions files)";
+
 /// The refusal of an editions file, naming it and its edition.
 fn editions_refusal(file: &str, edition: Option<i32>) -> String {
     let edition = match edition {
@@ -45,6 +50,7 @@ fn editions_refusal(file: &str, edition: Option<i32>) -> String {
         None => "?".to_string(),
     };
     format!("protobuf editions (edition = \"{edition}\") are not supported yet: {file}")
+        + EDITIONS_ELSEWHERE
 }
 
 /// Refuses a file whose `syntax` is neither proto2 nor proto3 (nor editions, refused apart):
@@ -164,6 +170,21 @@ pub fn refuse_editions(bytes: &[u8]) -> Result<(), String> {
     check_imports(&set.file)
 }
 
+/// Refuses a serialized `FileDescriptorSet` holding a file whose syntax is none of proto2,
+/// proto3 and editions, or imports [`check_imports`] refuses (editions files are read by
+/// [`crate::editions`], which lowers them before prost-reflect sees them).
+pub fn check_set(bytes: &[u8]) -> Result<(), String> {
+    let set = SetSyntax::decode(bytes).map_err(|e| e.to_string())?;
+    for f in &set.file {
+        let name = f.name.as_deref().unwrap_or("?");
+        if f.syntax.as_deref() != Some("editions") {
+            unknown_syntax(name, f.syntax.as_deref())?;
+        }
+    }
+    let set = prost_types::FileDescriptorSet::decode(bytes).map_err(|e| e.to_string())?;
+    check_imports(&set.file)
+}
+
 /// Refuses decoded files that use protobuf editions (the edition itself is not kept by
 /// prost-types, so the refusal names the file only).
 pub fn refuse_edition_files<'a>(
@@ -173,7 +194,7 @@ pub fn refuse_edition_files<'a>(
     for f in files {
         if f.syntax() == "editions" {
             return Err(format!(
-                "protobuf editions are not supported yet: {}",
+                "protobuf editions are not supported yet over reflection (the decoded descriptors lose the edition and its features): {}; give the server's .proto files or a descriptor set (protoc -o) instead",
                 f.name()
             ));
         }
@@ -213,6 +234,17 @@ pub fn decode_pool(bytes: &[u8]) -> Result<DescriptorPool, String> {
 /// Refuses a pool holding a message whose sample would exceed [`MAX_SAMPLE_NODES`] values.
 /// Sizes are computed per (message, depth), so this takes time linear in the pool's fields.
 pub fn check_samples(pool: &DescriptorPool) -> Result<(), String> {
+    // prost-reflect takes a map entry without its key or value field, then panics on asking
+    // for it (found by corrupting an editions fixture byte by byte).
+    if let Some(m) = pool
+        .all_messages()
+        .find(|m| m.is_map_entry() && (m.get_field(1).is_none() || m.get_field(2).is_none()))
+    {
+        return Err(format!(
+            "message {} is a map entry without its key (1) or value (2) field",
+            m.full_name()
+        ));
+    }
     let mut sizes = HashMap::new();
     for m in pool.all_messages() {
         let n = sample_size(&m, 0, &mut sizes);
@@ -317,7 +349,7 @@ pub(crate) mod tests {
         let err = decode_pool(bytes).unwrap_err();
         assert_eq!(
             err,
-            "protobuf editions (edition = \"2024\") are not supported yet: ed.proto"
+            "protobuf editions (edition = \"2024\") are not supported yet: ed.proto by this path (`testbed check` reads editions files)"
         );
     }
 

@@ -19,12 +19,11 @@
 //! * A live probe ([`probe`], `testbed probe`): two running servers, each called by the other
 //!   version's clients with generated requests, replies read with the caller's descriptors.
 //!
-//! # buf rules not implemented
-//! `FIELD_SAME_CPP_STRING_TYPE` (FILE, PACKAGE): it compares the C++ string representation
-//! (`ctype`, or the editions feature `pb.cpp.string_type`), a code-generation setting of one
-//! language that changes no byte on the wire or in JSON; resolving it needs editions
-//! features, which protox 0.10 does not compile. The other 63 rules are implemented.
-//! buf's `CSR` category is not offered. Editions files are not supported (proto2/proto3 only).
+//! # Rules and syntaxes
+//! All 64 of buf's rules are implemented; buf's `CSR` category is not offered. proto2, proto3
+//! and editions 2023 / 2024 files are read: editions files are compiled with protoc
+//! ([`protoc`]), their features resolved per element and the files lowered to proto2 for
+//! prost-reflect ([`editions`]).
 //!
 //! # Where this crate and buf disagree
 //! See [`ALLOWED_DIFFERENCES`]: a type renamed to a structurally identical one (same numbers,
@@ -41,9 +40,11 @@ mod compression;
 pub mod config;
 mod confirm;
 pub mod connect;
+pub mod editions;
 pub mod git;
 pub mod model;
 pub mod probe;
+pub mod protoc;
 mod reflection;
 pub mod render;
 pub mod rules;

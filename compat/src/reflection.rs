@@ -305,6 +305,7 @@ async fn read_over(
         files: service_files,
         label: label.to_string(),
         live: None,
+        editions: Default::default(),
     })
 }
 

@@ -177,6 +177,8 @@ pub struct Api {
     pub label: String,
     /// The server address when the version was read from a running server.
     pub live: Option<String>,
+    /// The resolved features of the elements of editions files (empty without any).
+    pub editions: std::sync::Arc<crate::editions::Editions>,
 }
 
 impl Api {
@@ -188,6 +190,7 @@ impl Api {
             files,
             label: label.to_string(),
             live: None,
+            editions: Default::default(),
         }
     }
 
@@ -206,12 +209,29 @@ impl Api {
             files,
             label: package.to_string(),
             live: None,
+            editions: Default::default(),
         }
     }
 
-    /// Decodes a binary `FileDescriptorSet` (a buf image decodes as one too).
+    /// Decodes a binary `FileDescriptorSet` (a buf image decodes as one too); editions files
+    /// are lowered for prost-reflect, their features kept in [`Api::editions`].
     pub fn from_descriptor_set_bytes(bytes: &[u8], label: &str) -> Result<Api, LoadError> {
-        let fds =
+        let (pool, editions) = decode_set(bytes, label)?;
+        Ok(Api {
+            editions: std::sync::Arc::new(editions),
+            ..Api::from_pool(pool, label)
+        })
+    }
+}
+
+/// An encoded `FileDescriptorSet` as a pool (editions files lowered) and the editions
+/// features, its samples within the budget.
+fn decode_set(
+    bytes: &[u8],
+    label: &str,
+) -> Result<(DescriptorPool, crate::editions::Editions), LoadError> {
+    {
+        let mut fds =
             prost_types::FileDescriptorSet::decode(bytes).map_err(|e| LoadError::Descriptor {
                 input: label.to_string(),
                 message: e.to_string(),
@@ -226,14 +246,16 @@ impl Api {
             input: label.to_string(),
             message,
         };
-        crate::budget::refuse_editions(bytes).map_err(refused)?;
+        crate::budget::check_set(bytes).map_err(refused)?;
+        let editions = crate::editions::resolve(bytes).map_err(refused)?;
+        crate::editions::lower(&mut fds, &editions);
         let pool = crate::budget::guarded(|| DescriptorPool::from_file_descriptor_set(fds))
             .map_err(|message| LoadError::Descriptor {
                 input: label.to_string(),
                 message,
             })?;
         crate::budget::check_samples(&pool).map_err(refused)?;
-        Ok(Api::from_pool(pool, label))
+        Ok((pool, editions))
     }
 }
 
@@ -261,11 +283,21 @@ pub fn proto_files(dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(out)
 }
 
-/// Compiles every `.proto` file under `dir` with protox (source info kept, imports included).
+/// Compiles every `.proto` file under `dir` with protox (source info kept, imports included);
+/// proto2 and proto3 only ([`load_dir`] reads editions files too).
 pub fn compile_dir(
     dir: &Path,
     includes: &[PathBuf],
 ) -> Result<(DescriptorPool, Vec<String>), LoadError> {
+    let names = dir_names(dir)?;
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(IncludeFileResolver::new(dir.to_path_buf()));
+    let pool = compile(resolver, includes, &names, &dir.display().to_string())?;
+    Ok((pool, names))
+}
+
+/// The `.proto` files under `dir`, at least one.
+fn dir_names(dir: &Path) -> Result<Vec<String>, LoadError> {
     let input = dir.display().to_string();
     let names = proto_files(dir).map_err(|e| LoadError::Io {
         input: input.clone(),
@@ -277,10 +309,7 @@ pub fn compile_dir(
             message: "no .proto files in this directory".to_string(),
         });
     }
-    let mut resolver = ChainFileResolver::new();
-    resolver.add(IncludeFileResolver::new(dir.to_path_buf()));
-    let pool = compile(resolver, includes, &names, &input)?;
-    Ok((pool, names))
+    Ok(names)
 }
 
 /// Compiles `names` with protox, looking them up in `first`, then in `includes`, then among
@@ -324,10 +353,90 @@ fn load_file(file: &Path, includes: &[PathBuf]) -> Result<Api, LoadError> {
         dir
     };
     let names = vec![name.to_string_lossy().into_owned()];
+    compile_on_disk(dir, includes, names, &input)
+}
+
+/// Compiles `names` under `root` with protox, or, when one of them is an editions file (which
+/// protox 0.10 cannot parse), with protoc.
+fn compile_on_disk(
+    root: &Path,
+    includes: &[PathBuf],
+    names: Vec<String>,
+    input: &str,
+) -> Result<Api, LoadError> {
+    if names.iter().any(|n| declares_edition(&root.join(n))) {
+        return compile_with_protoc(root, includes, names, input);
+    }
     let mut resolver = ChainFileResolver::new();
-    resolver.add(IncludeFileResolver::new(dir.to_path_buf()));
-    let pool = compile(resolver, includes, &names, &input)?;
-    finish(pool, names, &input)
+    resolver.add(IncludeFileResolver::new(root.to_path_buf()));
+    let pool = compile(resolver, includes, &names, input)?;
+    finish(pool, names, input)
+}
+
+/// Whether a `.proto` file on disk is an editions file (see [`source_declares_edition`]).
+fn declares_edition(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| source_declares_edition(&text))
+}
+
+/// Whether `.proto` source starts with `edition = "..."` (after comments and blank lines).
+fn source_declares_edition(text: &str) -> bool {
+    let mut in_block = false;
+    for line in text.lines() {
+        let mut line = line.trim();
+        if in_block {
+            match line.find("*/") {
+                Some(end) => {
+                    in_block = false;
+                    line = line[end + 2..].trim();
+                }
+                None => continue,
+            }
+        }
+        if let Some(rest) = line.strip_prefix("/*") {
+            in_block = !rest.contains("*/");
+            continue;
+        }
+        if line.is_empty() || line.starts_with("//") {
+            continue;
+        }
+        return line
+            .strip_prefix("edition")
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+    }
+    false
+}
+
+/// Compiles `names` with protoc (see [`crate::protoc`]), keeping the editions features.
+fn compile_with_protoc(
+    root: &Path,
+    includes: &[PathBuf],
+    names: Vec<String>,
+    input: &str,
+) -> Result<Api, LoadError> {
+    let protoc = crate::protoc::find().map_err(|message| LoadError::Compile {
+        input: input.to_string(),
+        location: names.first().cloned().unwrap_or_default(),
+        message,
+    })?;
+    let mut dirs = vec![root.to_path_buf()];
+    dirs.extend(includes.iter().cloned());
+    let bytes = protoc
+        .compile(&dirs, &names)
+        .map_err(|message| LoadError::Compile {
+            input: input.to_string(),
+            location: format!(
+                "{} (editions, compiled by {})",
+                names.join(" "),
+                protoc.label
+            ),
+            message,
+        })?;
+    let (pool, editions) = decode_set(&bytes, input)?;
+    Ok(Api {
+        files: names.into_iter().collect(),
+        editions: std::sync::Arc::new(editions),
+        ..Api::from_pool(pool, input)
+    })
 }
 
 /// `.proto` files held in memory (a git revision's), looked up by name.
@@ -350,6 +459,9 @@ fn load_git(input: &str, includes: &[PathBuf]) -> Result<Api, LoadError> {
     };
     let git = crate::git::GitInput::parse(input).map_err(io)?;
     let files = git.read_protos().map_err(io)?;
+    if files.values().any(|text| source_declares_edition(text)) {
+        return git_with_protoc(&files, includes, input);
+    }
     let names: Vec<String> = files.keys().cloned().collect();
     let mut resolver = ChainFileResolver::new();
     resolver.add(MemoryResolver(files));
@@ -357,9 +469,55 @@ fn load_git(input: &str, includes: &[PathBuf]) -> Result<Api, LoadError> {
     finish(pool, names, input)
 }
 
-fn load_dir(dir: &Path, includes: &[PathBuf]) -> Result<Api, LoadError> {
-    let (pool, names) = compile_dir(dir, includes)?;
-    finish(pool, names, &dir.display().to_string())
+/// A git revision holding editions files: its `.proto` files written to a fresh temporary
+/// directory for protoc (which reads files only), removed afterwards.
+fn git_with_protoc(
+    files: &std::collections::BTreeMap<String, String>,
+    includes: &[PathBuf],
+    input: &str,
+) -> Result<Api, LoadError> {
+    let io = |message: String| LoadError::Io {
+        input: input.to_string(),
+        message,
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("testbed-check-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| io(format!("{}: {e}", dir.display())))?;
+    let write = || -> Result<(), LoadError> {
+        for (name, text) in files {
+            let rel = Path::new(name);
+            // Only plain names inside the revision: nothing may land outside `dir`.
+            if !rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(io(format!("{name}: not a path inside the repository")));
+            }
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(e.to_string()))?;
+            }
+            std::fs::write(&path, text).map_err(|e| io(format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
+    };
+    let result = write().and_then(|()| {
+        let names = files.keys().cloned().collect();
+        compile_with_protoc(&dir, includes, names, input)
+    });
+    // Best effort: a temporary directory left behind is no reason to fail the check.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Every `.proto` file under `dir`, compiled with protox, or with protoc when one of them is an
+/// editions file.
+pub fn load_dir(dir: &Path, includes: &[PathBuf]) -> Result<Api, LoadError> {
+    let names = dir_names(dir)?;
+    compile_on_disk(dir, includes, names, &dir.display().to_string())
 }
 
 /// The version of compiled `names`, once its samples fit the budget.
@@ -373,6 +531,7 @@ fn finish(pool: DescriptorPool, names: Vec<String>, input: &str) -> Result<Api, 
         files: names.into_iter().collect(),
         label: input.to_string(),
         live: None,
+        editions: Default::default(),
     })
 }
 
@@ -394,5 +553,17 @@ fn compile_error(input: &str, err: &protox::Error) -> LoadError {
         input: input.to_string(),
         location,
         message: err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn editions_files_are_detected() {
+        use super::source_declares_edition as ed;
+        assert!(ed("edition = \"2023\";\npackage a;"));
+        assert!(ed("// c\n/* block\n edition = x */\n\n  edition=\"2024\";"));
+        assert!(!ed("syntax = \"proto3\";\n// edition = \"2023\";"));
+        assert!(!ed("editions_are_not = 1;"));
     }
 }

@@ -3,7 +3,7 @@
 //! `compat::ALLOWED_DIFFERENCES`, each of which must really occur and be refuted on the wire.
 
 use crate::buf_cli::{INSTALL, breaking, find_buf};
-use crate::common::{cases, check_case, fds_bytes, load};
+use crate::common::{case_set_bytes, cases, check_case, load};
 use compat::{ALLOWED_DIFFERENCES, Category, Outcome};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,8 +73,8 @@ fn corpus_matches_buf_per_category() {
     for case in cases() {
         let dir = tmp.path().join(&case);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("old.binpb"), fds_bytes(&load(&case, "old"))).unwrap();
-        std::fs::write(dir.join("new.binpb"), fds_bytes(&load(&case, "new"))).unwrap();
+        std::fs::write(dir.join("old.binpb"), case_set_bytes(&case, "old")).unwrap();
+        std::fs::write(dir.join("new.binpb"), case_set_bytes(&case, "new")).unwrap();
     }
     // buf runs in two worker threads (one buf process each); the comparison is sequential.
     let jobs: Vec<(String, &str)> = cases()

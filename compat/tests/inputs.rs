@@ -194,6 +194,7 @@ fn well_known_types_keep_their_json_forms() {
             files: names.into_iter().collect(),
             label: String::new(),
             live: None,
+            editions: Default::default(),
         }
     };
     let report = compat::check(&load(&a), &load(&b), &CheckOptions::default());

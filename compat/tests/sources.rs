@@ -50,6 +50,35 @@ fn two_commit_repo(dir: &Path) {
     std::fs::write(dir.join("proto/increment.proto"), "not protobuf at all").unwrap();
 }
 
+#[tokio::test]
+async fn a_git_revision_with_editions_files_goes_through_protoc() {
+    if !crate::common::has_protoc("skipping") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    let case = corpus_dir().join("editions_enum_closed");
+    std::fs::create_dir_all(repo.join("proto")).unwrap();
+    git(repo, &["init", "-q", "-b", "main"]);
+    for side in ["old", "new"] {
+        std::fs::copy(case.join(side).join("a.proto"), repo.join("proto/a.proto")).unwrap();
+        git(repo, &["add", "."]);
+        git(repo, &["commit", "-q", "-m", side]);
+    }
+    let dotgit = repo.join(".git").display().to_string();
+    let (code, out) = run(&[
+        &format!("{dotgit}#ref=HEAD~1,subdir=proto"),
+        &format!("{dotgit}#branch=main,subdir=proto"),
+        "--category",
+        "FILE",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, 100, "{out}");
+    assert!(out.contains("ENUM_SAME_TYPE"), "{out}");
+    assert!(out.contains("a.proto:19"), "{out}");
+}
+
 async fn run(list: &[&str]) -> Result<(i32, String), String> {
     let mut out = Vec::new();
     match compat::cli::run(&args(list), &mut out).await {

@@ -6,6 +6,7 @@ mod buf_cli;
 pub(crate) mod common;
 mod config;
 mod corpus;
+mod editions;
 mod inputs;
 pub(crate) mod project;
 mod router;

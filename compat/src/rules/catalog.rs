@@ -29,23 +29,6 @@ pub(super) const fn r(
     }
 }
 
-pub(super) const fn ni(
-    id: &'static str,
-    categories: &'static [Category],
-    why: &'static str,
-) -> RuleInfo {
-    RuleInfo {
-        id,
-        categories,
-        not_implemented: Some(why),
-        summary: "",
-    }
-}
-
-pub(super) const CODEGEN: &str = "the C++ string representation (ctype / editions feature cpp.string_type) is a \
-code-generation setting of one language that changes no byte on the wire or in JSON; resolving it needs \
-editions features, which protox 0.10 does not compile";
-
 /// buf's 64 breaking rules (categories as `buf config ls-breaking-rules` prints them for buf
 /// 1.75, without buf's CSR category) followed by the `GRPC` rules.
 pub const RULES: &[RuleInfo] = &[
@@ -97,7 +80,11 @@ pub const RULES: &[RuleInfo] = &[
         &[WJ, W],
         "a field is deleted without reserving its number",
     ),
-    ni("FIELD_SAME_CPP_STRING_TYPE", &[F, P], CODEGEN),
+    r(
+        "FIELD_SAME_CPP_STRING_TYPE",
+        &[F, P],
+        "a string field's C++ representation (ctype / editions feature pb.cpp.string_type) changes",
+    ),
     r(
         "FIELD_SAME_CARDINALITY",
         &[F, P],

@@ -115,12 +115,17 @@ impl Engine<'_, '_> {
                 &on,
                 (&old_reserved, &new_reserved),
             );
-            let open = |f: &FileDescriptor| f.syntax() == Syntax::Proto3;
-            if open(&oe.parent_file()) != open(&nfile) {
+            let (oopen, nopen) = (o.enum_open(oe), n.enum_open(ne));
+            if oopen != nopen {
                 let t = |b: bool| if b { "open" } else { "closed" };
-                self.push("ENUM_SAME_TYPE", element.clone(), eloc.clone(), format!("Enum \"{ename}\" changed from {} to {}.", t(open(&oe.parent_file())), t(open(&nfile))), Subject::NoWire("unknown numbers are kept (open) or moved to unknown fields (closed); known values are unaffected"));
+                // buf points at `option features.enum_type` when there is one.
+                let at = n.loc_exact(&nfile, &[ne.path(), &[3, 7, 2]].concat(), eloc.clone());
+                self.push("ENUM_SAME_TYPE", element.clone(), at, format!("Enum \"{ename}\" changed from {} to {}.", t(oopen), t(nopen)), Subject::NoWire("unknown numbers are kept (open) or moved to unknown fields (closed); known values are unaffected"));
             }
-            if let Some(to) = json_format_lost(&oe.parent_file(), &nfile) {
+            if let Some(to) = json_format_lost(
+                o.json_format(oe.full_name(), &oe.parent_file()),
+                n.json_format(ne.full_name(), &nfile),
+            ) {
                 self.push(
                     "ENUM_SAME_JSON_FORMAT",
                     element.clone(),

@@ -82,8 +82,11 @@ impl Engine<'_, '_> {
         };
         let nname = kind_name(&nk);
         let named = matches!(ok, Kind::Message(_) | Kind::Enum(_));
-        let type_changed =
-            std::mem::discriminant(&ok) != std::mem::discriminant(&nk) || oname != nname;
+        // A group (proto2, or editions' DELIMITED encoding) is another type than a message.
+        let group_changed = of.is_group() != nf.is_group();
+        let type_changed = std::mem::discriminant(&ok) != std::mem::discriminant(&nk)
+            || oname != nname
+            || group_changed;
         if type_changed {
             let shown = |k: &Kind, name: &str, other_named: bool| -> String {
                 if matches!(k, Kind::Enum(_)) && !other_named {
@@ -95,10 +98,19 @@ impl Engine<'_, '_> {
                 }
             };
             let both_named = named && matches!(nk, Kind::Message(_) | Kind::Enum(_));
-            let (a, b) = (
-                shown(&ok, &kind_name(&ok), both_named),
-                shown(&nk, &nname, both_named),
-            );
+            let group = |f: &FieldDescriptor| f.is_group().then(|| "group".to_string());
+            let (a, b) = if group_changed {
+                let message = || "message".to_string();
+                (
+                    group(of).unwrap_or_else(message),
+                    group(nf).unwrap_or_else(message),
+                )
+            } else {
+                (
+                    shown(&ok, &kind_name(&ok), both_named),
+                    shown(&nk, &nname, both_named),
+                )
+            };
             let msg = format!("{head} changed type from \"{a}\" to \"{b}\".");
             self.push(
                 "FIELD_SAME_TYPE",
@@ -108,6 +120,7 @@ impl Engine<'_, '_> {
                 subject.clone(),
             );
             let identical = match (&ok, &nk) {
+                _ if group_changed => None,
                 (Kind::Message(a), Kind::Message(b)) => Some((
                     same_shape(a, b, false, &mut HashSet::new()),
                     same_shape(a, b, true, &mut HashSet::new()),
@@ -116,7 +129,8 @@ impl Engine<'_, '_> {
             };
             let wire_bad = wire_group(&ok) != wire_group(&nk)
                 || (matches!(ok, Kind::Bytes) && matches!(nk, Kind::String))
-                || (named && oname != nname);
+                || (named && oname != nname)
+                || group_changed;
             // Under WIRE and WIRE_JSON, a rename to an identical type is not breaking.
             let json_bad = wire_bad || json_group(&ok) != json_group(&nk);
             for (rule, breaks, same) in [
@@ -148,7 +162,7 @@ impl Engine<'_, '_> {
             }
         }
         // Cardinality.
-        let (oc, nc) = (cardinality(of), cardinality(nf));
+        let (oc, nc) = (self.o.cardinality(of), n.cardinality(nf));
         if oc != nc {
             let msg = format!("{head} changed cardinality from \"{oc}\" to \"{nc}\".");
             let differs = |json: bool| wire_cardinality(oc, json) != wire_cardinality(nc, json);
@@ -211,50 +225,38 @@ impl Engine<'_, '_> {
                 self.push("GRPC_FIELD_SAME_DEFAULT", el.clone(), floc.clone(), format!("{head}: a reader that finds the field absent now assumes {b} instead of {a}."), subject.clone());
             }
         }
-        // UTF-8 validation (proto3 verifies strings, proto2 does not).
-        if matches!(ok, Kind::String)
-            && matches!(nk, Kind::String)
-            && syntax_name(&om.parent_file()) != syntax_name(&nfile)
-        {
-            let v = |f: &FileDescriptor| {
-                if f.syntax() == Syntax::Proto3 {
-                    "VERIFY"
-                } else {
-                    "NONE"
-                }
-            };
+        // UTF-8 validation (proto3 and editions verify strings by default, proto2 does not).
+        let (ou, nu) = (self.o.utf8(of), n.utf8(nf));
+        if matches!(ok, Kind::String) && matches!(nk, Kind::String) && ou != nu {
             self.push(
                 "FIELD_SAME_UTF8_VALIDATION",
                 el.clone(),
                 floc.clone(),
-                format!(
-                    "{head} changed UTF-8 validation from \"{}\" to \"{}\".",
-                    v(&om.parent_file()),
-                    v(&nfile)
-                ),
+                format!("{head} changed UTF-8 validation from \"{ou}\" to \"{nu}\"."),
                 subject.clone(),
             );
         }
         if matches!(ok, Kind::String) && matches!(nk, Kind::String) {
-            let java = |f: &FileDescriptor| {
-                let check = f
-                    .file_descriptor_proto()
-                    .options
-                    .as_ref()
-                    .is_some_and(|o| o.java_string_check_utf8());
-                if check || f.syntax() == Syntax::Proto3 {
-                    "VERIFY"
-                } else {
-                    "NONE"
-                }
-            };
-            let (a, b) = (java(&om.parent_file()), java(&nfile));
+            let (a, b) = (self.o.java_utf8(of), n.java_utf8(nf));
             if a != b {
                 self.push(
                     "FIELD_SAME_JAVA_UTF8_VALIDATION",
+                    el.clone(),
+                    floc.clone(),
+                    format!("{head} changed Java string UTF8 validation from \"{a}\" to \"{b}\"."),
+                    Subject::NoWire(CODEGEN_OPTION),
+                );
+            }
+        }
+        let strings = |k: &Kind| matches!(k, Kind::String | Kind::Bytes);
+        if strings(&ok) && strings(&nk) {
+            let (a, b) = (self.o.cpp_string_type(of), n.cpp_string_type(nf));
+            if a != b {
+                self.push(
+                    "FIELD_SAME_CPP_STRING_TYPE",
                     el,
                     floc,
-                    format!("{head} changed Java string UTF8 validation from \"{a}\" to \"{b}\"."),
+                    format!("{head} changed C++ string type from \"{a}\" to \"{b}\"."),
                     Subject::NoWire(CODEGEN_OPTION),
                 );
             }

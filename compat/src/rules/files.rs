@@ -57,12 +57,19 @@ impl Engine<'_, '_> {
                     Subject::NoWire("every method path and type name of this file changes; see the service and method findings"),
                 );
             }
-            if syntax_name(of) != syntax_name(nf) {
+            let (os, ns) = (self.o.syntax(of), n.syntax(nf));
+            if os != ns {
+                // An editions file's statement is `edition = ...` (field 14), not `syntax`.
+                let at = if n.editions.files.contains_key(nf.name()) {
+                    14
+                } else {
+                    12
+                };
                 self.push(
                     "FILE_SAME_SYNTAX",
                     name.clone(),
-                    n.loc(nf, &[12]),
-                    format!("File syntax changed from \"{}\" to \"{}\".", syntax_name(of), syntax_name(nf)),
+                    n.loc(nf, &[at]),
+                    format!("File syntax changed from \"{os}\" to \"{ns}\"."),
                     Subject::NoWire("syntax alone changes no encoding; field-level effects are reported per field"),
                 );
             }
@@ -295,9 +302,4 @@ pub(super) fn json_format(f: &FileDescriptor) -> &'static str {
         Syntax::Proto3 => "ALLOW",
         Syntax::Proto2 => "LEGACY_BEST_EFFORT",
     }
-}
-
-/// The new JSON format when it no longer is `ALLOW` (what buf reports).
-pub(super) fn json_format_lost(old: &FileDescriptor, new: &FileDescriptor) -> Option<&'static str> {
-    (json_format(old) == "ALLOW" && json_format(new) != "ALLOW").then(|| json_format(new))
 }

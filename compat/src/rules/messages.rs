@@ -92,13 +92,15 @@ impl Engine<'_, '_> {
             );
         }
         // Required fields.
-        let required = |m: &MessageDescriptor| -> BTreeSet<u32> {
+        // buf counts proto2 `required` only, not editions' LEGACY_REQUIRED (a change of
+        // that is a FIELD_SAME_CARDINALITY finding alone); so does this rule.
+        let required = |side: &Side, m: &MessageDescriptor| -> BTreeSet<u32> {
             m.fields()
-                .filter(|f| f.cardinality() == Cardinality::Required)
+                .filter(|f| f.cardinality() == Cardinality::Required && !side.legacy_required(f))
                 .map(|f| f.number())
                 .collect()
         };
-        let (oreq, nreq) = (required(om), required(nm));
+        let (oreq, nreq) = (required(self.o, om), required(n, nm));
         for (how, nums) in [("deleted", &oreq - &nreq), ("added", &nreq - &oreq)] {
             for num in nums {
                 // A deleted one points at the message, an added one at the new field.
@@ -145,7 +147,10 @@ impl Engine<'_, '_> {
         if !accessor(om) && accessor(nm) {
             self.push("MESSAGE_NO_REMOVE_STANDARD_DESCRIPTOR_ACCESSOR", element.clone(), n.loc(&nfile, &[nm.path(), &[7, 2]].concat()), format!("Message \"{mname}\" changed option \"no_standard_descriptor_accessor\" from \"false\" to \"true\"."), Subject::NoWire(CODEGEN_OPTION));
         }
-        if let Some(to) = json_format_lost(&om.parent_file(), &nfile) {
+        if let Some(to) = json_format_lost(
+            self.o.json_format(om.full_name(), &om.parent_file()),
+            n.json_format(nm.full_name(), &nfile),
+        ) {
             self.push(
                 "MESSAGE_SAME_JSON_FORMAT",
                 element.clone(),

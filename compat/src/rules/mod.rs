@@ -14,6 +14,7 @@ use Category::{File as F, Grpc as G, Package as P, Wire as W, WireJson as WJ};
 mod catalog;
 mod classify;
 mod enums;
+mod features;
 mod fields;
 mod files;
 mod messages;
@@ -26,6 +27,7 @@ mod types;
 
 pub use catalog::{RULES, RuleInfo, rule_info};
 pub(crate) use classify::classify;
+use features::json_format_lost;
 use files::*;
 pub use pairing::Pairing;
 use reserved::*;

@@ -197,7 +197,8 @@ pub(super) static DECLARATIONS: [DeclarationRules; 4] = [
 
 /// One side's elements by (new-side) full name.
 pub(super) struct Side<'a> {
-    pub(super) _api: std::marker::PhantomData<&'a Api>,
+    /// The resolved features of the side's editions files.
+    pub(super) editions: &'a crate::editions::Editions,
     pub(super) messages: BTreeMap<String, MessageDescriptor>,
     pub(super) enums: BTreeMap<String, EnumDescriptor>,
     pub(super) services: BTreeMap<String, ServiceDescriptor>,
@@ -217,7 +218,7 @@ impl<'a> Side<'a> {
             None => n.to_string(),
         };
         let mut side = Side {
-            _api: std::marker::PhantomData,
+            editions: &api.editions,
             messages: BTreeMap::new(),
             enums: BTreeMap::new(),
             services: BTreeMap::new(),
