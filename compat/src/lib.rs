@@ -35,6 +35,7 @@
 //! collapse in a map (the wire confirmation of the `map_to_repeated_entry` case shows it).
 //! The wire confirmation shows that such samples decode identically.
 
+pub mod accept;
 pub mod budget;
 pub mod cli;
 mod compression;
@@ -42,11 +43,13 @@ pub mod config;
 mod confirm;
 pub mod connect;
 pub mod git;
+pub mod ignores;
 pub mod model;
 pub mod probe;
 mod reflection;
 pub mod render;
 pub mod rules;
+pub mod sarif;
 pub mod source;
 
 pub use budget::MAX_SAMPLE_NODES;
@@ -159,6 +162,7 @@ fn check_inner(old: &Api, new: &Api, options: &CheckOptions) -> (Report, Vec<rul
             findings,
             verdict,
             pairs: pairing.pairs(),
+            warnings: Vec::new(),
         },
         subjects,
     )

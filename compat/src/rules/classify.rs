@@ -56,6 +56,7 @@ pub(crate) fn classify(raws: Vec<Raw>, selected: &[Category]) -> Vec<(Finding, S
                 breaking,
                 semver,
                 confirmation: None,
+                accepted: None,
             },
             raw.subject,
         ));
