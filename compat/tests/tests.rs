@@ -4,6 +4,7 @@
 mod accept;
 pub(crate) mod buf;
 mod buf_cli;
+mod ci_recipes;
 pub(crate) mod common;
 mod config;
 mod corpus;
