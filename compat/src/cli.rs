@@ -163,13 +163,6 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
     if let Some(config) = &config {
         config.apply(&mut report, &old, &new);
     }
-    crate::ignores::apply(&crate::ignores::collect(&new)?, &mut report);
-    if let (Some((file, today)), Some(path)) = (&accept, &args.accept) {
-        file.apply(&mut report, &path.display().to_string(), *today);
-    }
-    if let Some(path) = &args.write_accepted {
-        AcceptFile::from_report(&report).write(path, args.force)?;
-    }
     let prefix = match &new_src {
         Source::Dir(d) => d.display().to_string(),
         Source::ProtoFile(f) => f
@@ -182,14 +175,20 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
             .unwrap_or_default(),
         _ => String::new(),
     };
-    let written = render(
-        &report,
-        args.format,
-        args.current_version.as_ref(),
-        &prefix,
-        out,
-    )
-    .and_then(|()| out.flush());
+    crate::ignores::apply(&crate::ignores::collect(&new, &prefix)?, &mut report);
+    if let (Some((file, today)), Some(path)) = (&accept, &args.accept) {
+        file.apply(&mut report, &path.display().to_string(), *today);
+    }
+    if let Some(path) = &args.write_accepted {
+        AcceptFile::from_report(&report).write(path, args.force)?;
+    }
+    crate::columns::fill(&mut report, &new);
+    // From here on files are named as buf names them: under the NEW input's root.
+    for f in report.findings.iter_mut().filter(|f| !f.path.is_empty()) {
+        f.path = crate::render::under_root(&prefix, &f.path);
+    }
+    let written = render(&report, args.format, args.current_version.as_ref(), "", out)
+        .and_then(|()| out.flush());
     match written {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(anyhow::Error::new(e).context("cannot write the report"))

@@ -25,8 +25,9 @@ pub struct Ignore {
 }
 
 /// Every comment ignore in the version's own files. A directive without a rule or a reason,
-/// or naming an unknown rule, is an error naming the file and line.
-pub fn collect(api: &Api) -> anyhow::Result<Vec<Ignore>> {
+/// or naming an unknown rule, is an error naming the file (under the input root `prefix`)
+/// and line.
+pub fn collect(api: &Api, prefix: &str) -> anyhow::Result<Vec<Ignore>> {
     let mut out = Vec::new();
     for name in &api.files {
         let Some(file) = api.pool.get_file_by_name(name) else {
@@ -53,7 +54,7 @@ pub fn collect(api: &Api) -> anyhow::Result<Vec<Ignore>> {
             let Some((line, text)) = comments.get(&path) else {
                 continue;
             };
-            let at = format!("{name}:{line}");
+            let at = format!("{}:{line}", crate::render::under_root(prefix, name));
             for directive in text
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix(DIRECTIVE))

@@ -38,6 +38,7 @@
 pub mod accept;
 pub mod budget;
 pub mod cli;
+pub mod columns;
 mod compression;
 pub mod config;
 mod confirm;

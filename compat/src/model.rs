@@ -173,6 +173,10 @@ pub struct Finding {
     pub path: String,
     /// The 1-based line, when source info exists.
     pub line: Option<u32>,
+    /// The 1-based column of the declaration that starts on `line`, as buf reports it
+    /// (filled in by `testbed check` from the NEW side's source info; see [`crate::columns`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
     /// What changed.
     pub message: String,
     /// Whether the finding breaks under the selected categories.

@@ -129,8 +129,9 @@ fn text(
                 (None, true) => ("✗", f.semver.to_string()),
                 (None, false) => ("·", f.semver.to_string()),
             };
-            let at = match f.line {
-                Some(l) if !f.path.is_empty() => format!(" {}:{l}", f.path),
+            let at = match (f.line, f.column) {
+                (Some(l), Some(c)) if !f.path.is_empty() => format!(" {}:{l}:{c}", f.path),
+                (Some(l), None) if !f.path.is_empty() => format!(" {}:{l}", f.path),
                 _ if !f.path.is_empty() => format!(" {}", f.path),
                 _ => String::new(),
             };
@@ -224,6 +225,9 @@ fn github(
             props.push(format!("file={}", escape_prop(&p)));
             if let Some(l) = f.line {
                 props.push(format!("line={l}"));
+            }
+            if let Some(c) = f.column {
+                props.push(format!("col={c}"));
             }
         }
         let accepted = if f.accepted.is_some() {

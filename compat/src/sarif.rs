@@ -54,6 +54,9 @@ fn result(f: &Finding, index: Option<usize>, prefix: &str) -> Option<Value> {
         let mut physical = json!({ "artifactLocation": { "uri": under_root(prefix, &f.path) } });
         if let Some(line) = f.line {
             physical["region"] = json!({ "startLine": line });
+            if let Some(column) = f.column {
+                physical["region"]["startColumn"] = json!(column);
+            }
         }
         r["locations"] = json!([{
             "physicalLocation": physical,

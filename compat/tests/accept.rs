@@ -172,9 +172,10 @@ async fn a_comment_ignore_accepts_and_one_without_a_reason_is_an_error() {
         range[0]["accepted"]["reason"],
         "clients send values below 2^31"
     );
-    assert_eq!(
-        range[0]["accepted"]["source"],
-        "comment at increment.proto:12"
+    let source = range[0]["accepted"]["source"].as_str().unwrap();
+    assert!(
+        source.starts_with("comment at ") && source.ends_with("new/increment.proto:12"),
+        "{source}"
     );
     // The other findings on the same field still break.
     assert!(out.contains("\"rule\":\"FIELD_WIRE_JSON_COMPATIBLE_TYPE\",\"category\":\"WIRE_JSON\",\"element\":\"increment.v1.IncrementRequest.value\""), "{out}");

@@ -5,6 +5,7 @@ mod accept;
 pub(crate) mod buf;
 mod buf_cli;
 mod ci_recipes;
+mod columns;
 pub(crate) mod common;
 mod config;
 mod corpus;
