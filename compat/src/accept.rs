@@ -87,6 +87,9 @@ impl AcceptFile {
             if e.rule.trim().is_empty() || e.element.trim().is_empty() {
                 anyhow::bail!("{}: rule and element must not be empty", at());
             }
+            if crate::rules::rule_info(&e.rule).is_none() {
+                anyhow::bail!("{}: unknown rule {:?}", at(), e.rule);
+            }
             if e.reason.trim().is_empty() {
                 anyhow::bail!(
                     "{}: the reason is empty; say why the break is accepted",

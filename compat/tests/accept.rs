@@ -142,6 +142,13 @@ async fn an_expired_entry_breaks_again_and_a_stale_one_is_warned() {
         e.contains("entry 1") && e.contains("reason is empty"),
         "{e}"
     );
+    std::fs::write(
+        &accept,
+        ONE_ENTRY.replace("GRPC_RPC_NO_DELETE", "RPC_NO_DELTE"),
+    )
+    .unwrap();
+    let e = check(t, &["--accept", a]).await.0.unwrap_err();
+    assert!(e.contains("unknown rule \"RPC_NO_DELTE\""), "{e}");
     std::fs::write(&accept, format!("{ONE_ENTRY}    expires: next week\n")).unwrap();
     let e = check(t, &["--accept", a]).await.0.unwrap_err();
     assert!(e.contains("expires") && e.contains("YYYY-MM-DD"), "{e}");
@@ -177,6 +184,22 @@ async fn a_comment_ignore_accepts_and_one_without_a_reason_is_an_error() {
         source.starts_with("comment at ") && source.ends_with("new/increment.proto:12"),
         "{source}"
     );
+    // A deleted element has no comment of its own: the one on its parent accepts it.
+    std::fs::write(
+        &new,
+        ignored.replace(
+            "service Incrementer {",
+            "// testbed:breaking:ignore GRPC_RPC_NO_DELETE the stream moved to Streamer\nservice Incrementer {",
+        ),
+    )
+    .unwrap();
+    let (code, report) = check(t, &[]).await;
+    assert_eq!(code, Ok(100), "{report}");
+    assert!(
+        report.contains("✓ GRPC_RPC_NO_DELETE (GRPC, accepted)"),
+        "{report}"
+    );
+    assert!(report.contains("2 accepted break(s)"), "{report}");
     // The other findings on the same field still break.
     assert!(out.contains("\"rule\":\"FIELD_WIRE_JSON_COMPATIBLE_TYPE\",\"category\":\"WIRE_JSON\",\"element\":\"increment.v1.IncrementRequest.value\""), "{out}");
     std::fs::write(
