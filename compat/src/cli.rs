@@ -1,5 +1,6 @@
 //! The `testbed check` command: arguments and the function the binary dispatches to.
 
+use crate::accept::AcceptFile;
 use crate::config::BreakingConfig;
 use crate::model::Category;
 use crate::render::{Format, render};
@@ -34,9 +35,22 @@ pub struct CheckArgs {
     /// and GRPC (binary and JSON clients, plus what a live gRPC client notices).
     #[arg(long = "category", value_parser = parse_category)]
     pub category: Vec<Category>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// Output format: text, json, github (workflow annotations; also github-actions) or
+    /// sarif (SARIF 2.1.0 for code scanning). --error-format is the same flag, as buf names it.
+    #[arg(long, alias = "error-format", value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Accepted breaks: a YAML file of entries {rule, element, reason, expires: YYYY-MM-DD}.
+    /// Matching findings are listed as accepted and do not break; expired and stale entries
+    /// are warned about.
+    #[arg(long, value_name = "FILE")]
+    pub accept: Option<PathBuf>,
+    /// Write the breaking findings (after --accept) to FILE as accept entries with the reason
+    /// "TODO: say why", for you to edit and pass to --accept.
+    #[arg(long, value_name = "FILE")]
+    pub write_accepted: Option<PathBuf>,
+    /// Let --write-accepted overwrite an existing file.
+    #[arg(long, requires = "write_accepted")]
+    pub force: bool,
     /// The OLD version's semantic version; the output then names the next allowed version.
     #[arg(long)]
     pub current_version: Option<semver::Version>,
@@ -120,6 +134,19 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
         Some(c) if !args.category.is_empty() => Some(c.with_categories(&args.category)),
         c => c,
     };
+    let accept = match &args.accept {
+        Some(path) => Some((AcceptFile::load(path)?, crate::accept::today()?)),
+        None => None,
+    };
+    if let Some(path) = &args.write_accepted
+        && path.exists()
+        && !args.force
+    {
+        anyhow::bail!(
+            "{} exists; --force overwrites it (or edit it and pass it to --accept)",
+            path.display()
+        );
+    }
     let old = old_src.load_with(&args.include, &remote).await?;
     let new = new_src.load_with(&args.include, &remote).await?;
     let options = CheckOptions {
@@ -148,14 +175,20 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
             .unwrap_or_default(),
         _ => String::new(),
     };
-    let written = render(
-        &report,
-        args.format,
-        args.current_version.as_ref(),
-        &prefix,
-        out,
-    )
-    .and_then(|()| out.flush());
+    crate::ignores::apply(&crate::ignores::collect(&new, &prefix)?, &mut report);
+    if let (Some((file, today)), Some(path)) = (&accept, &args.accept) {
+        file.apply(&mut report, &path.display().to_string(), *today);
+    }
+    if let Some(path) = &args.write_accepted {
+        AcceptFile::from_report(&report).write(path, args.force)?;
+    }
+    crate::columns::fill(&mut report, &new);
+    // From here on files are named as buf names them: under the NEW input's root.
+    for f in report.findings.iter_mut().filter(|f| !f.path.is_empty()) {
+        f.path = crate::render::under_root(&prefix, &f.path);
+    }
+    let written = render(&report, args.format, args.current_version.as_ref(), "", out)
+        .and_then(|()| out.flush());
     match written {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(anyhow::Error::new(e).context("cannot write the report"))

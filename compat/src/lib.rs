@@ -34,20 +34,24 @@
 //! collapse in a map (the wire confirmation of the `map_to_repeated_entry` case shows it).
 //! The wire confirmation shows that such samples decode identically.
 
+pub mod accept;
 pub mod budget;
 pub mod cli;
+pub mod columns;
 mod compression;
 pub mod config;
 mod confirm;
 pub mod connect;
 pub mod editions;
 pub mod git;
+pub mod ignores;
 pub mod model;
 pub mod probe;
 pub mod protoc;
 mod reflection;
 pub mod render;
 pub mod rules;
+pub mod sarif;
 pub mod source;
 
 pub use budget::MAX_SAMPLE_NODES;
@@ -160,6 +164,7 @@ fn check_inner(old: &Api, new: &Api, options: &CheckOptions) -> (Report, Vec<rul
             findings,
             verdict,
             pairs: pairing.pairs(),
+            warnings: Vec::new(),
         },
         subjects,
     )

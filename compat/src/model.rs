@@ -173,6 +173,10 @@ pub struct Finding {
     pub path: String,
     /// The 1-based line, when source info exists.
     pub line: Option<u32>,
+    /// The 1-based column of the declaration that starts on `line`, as buf reports it
+    /// (filled in by `testbed check` from the NEW side's source info; see [`crate::columns`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
     /// What changed.
     pub message: String,
     /// Whether the finding breaks under the selected categories.
@@ -181,6 +185,22 @@ pub struct Finding {
     pub semver: Bump,
     /// The wire evidence, when the finding has been tried.
     pub confirmation: Option<Confirmation>,
+    /// Set when a breaking finding was accepted (`--accept` file or a
+    /// `testbed:breaking:ignore` comment): it is still listed, but no longer breaks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<Acceptance>,
+}
+
+/// Why a breaking finding is accepted, and by what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Acceptance {
+    /// The reason the user gave.
+    pub reason: String,
+    /// Where the acceptance came from: the accept file's path, or `FILE:LINE` of the comment.
+    pub source: String,
+    /// The last day the acceptance holds (`YYYY-MM-DD`), when the entry has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 /// The result of comparing two API versions.
@@ -192,6 +212,8 @@ pub struct Report {
     pub verdict: Option<Bump>,
     /// Old package → new package pairs that were compared as one package.
     pub pairs: Vec<(String, String)>,
+    /// Warnings about the check's own inputs: expired or stale accept entries.
+    pub warnings: Vec<String>,
 }
 
 impl Report {

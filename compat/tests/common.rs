@@ -83,3 +83,15 @@ pub(crate) fn check_case(case: &str, categories: &[Category]) -> Report {
     };
     compat::check(&old, &new, &options)
 }
+
+/// An output whose reader has gone (`| head -1`): every write is a broken pipe.
+pub(crate) struct Closed;
+
+impl std::io::Write for Closed {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+}

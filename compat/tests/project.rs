@@ -96,7 +96,7 @@ async fn json_and_github_formats() {
     assert_eq!(f["confirmation"]["outcome"], "confirmed");
     let (_, gh) = output(&[&old, &new, "--format", "github"]).await;
     let want = format!(
-        "::error file={new}/increment.proto,line=12,title=GRPC_FIELD_SAME_VALUE_RANGE (GRPC)::"
+        "::error file={new}/increment.proto,line=12,col=3,title=GRPC_FIELD_SAME_VALUE_RANGE (GRPC)::"
     );
     assert!(gh.lines().any(|l| l.starts_with(&want)), "{gh}");
     assert!(

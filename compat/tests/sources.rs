@@ -313,22 +313,15 @@ async fn headers_are_sent_with_reflection_calls() {
 /// verdict (100) into an error (1).
 #[tokio::test]
 async fn a_closed_output_keeps_the_exit_code() {
-    struct Closed;
-    impl std::io::Write for Closed {
-        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-            Err(std::io::ErrorKind::BrokenPipe.into())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Err(std::io::ErrorKind::BrokenPipe.into())
-        }
-    }
     let case = corpus_dir().join("broken_increment");
     let list = [
         case.join("old").display().to_string(),
         case.join("new").display().to_string(),
     ];
     let list: Vec<&str> = list.iter().map(String::as_str).collect();
-    let code = compat::cli::run(&args(&list), &mut Closed).await.unwrap();
+    let code = compat::cli::run(&args(&list), &mut crate::common::Closed)
+        .await
+        .unwrap();
     assert_eq!(code, 100);
 }
 

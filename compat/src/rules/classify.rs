@@ -52,10 +52,12 @@ pub(crate) fn classify(raws: Vec<Raw>, selected: &[Category]) -> Vec<(Finding, S
                 element: raw.element,
                 path: raw.path,
                 line: raw.line,
+                column: None,
                 message,
                 breaking,
                 semver,
                 confirmation: None,
+                accepted: None,
             },
             raw.subject,
         ));
