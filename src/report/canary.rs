@@ -107,7 +107,9 @@ pub async fn run(exe: &Path) -> anyhow::Result<CanarySection> {
     })
 }
 
-fn figure(value: &Value, scale: f64, digits: usize) -> String {
+/// `value × scale` with `digits` decimals, `–` when the JSON has no number there (the terminal
+/// table and the HTML page both show the drills' figures so).
+pub(crate) fn figure(value: &Value, scale: f64, digits: usize) -> String {
     value
         .as_f64()
         .map_or("–".to_string(), |v| format!("{:.digits$}", v * scale))

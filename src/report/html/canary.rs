@@ -1,14 +1,10 @@
 //! The page's canary section: each drill's intervals (the new build's weight, calls, error
 //! rate and p99 against the old build's, the decision) and how it ended, from the JSON.
 
-use super::{esc, items, num, text};
+use super::{esc, items, text};
+use crate::report::canary::figure;
 use serde_json::Value;
 use std::fmt::Write as _;
-
-/// `value × scale` with `digits` decimals, `–` when the JSON has no number there.
-fn figure(value: &Value, scale: f64, digits: usize) -> String {
-    num(value).map_or("–".to_string(), |v| format!("{:.digits$}", v * scale))
-}
 
 /// Each drill as a table, a row per interval, the decision marked.
 pub(super) fn section(page: &mut String, canary: &Value) {
