@@ -469,6 +469,7 @@ fn backend_json(backend: &Backend) -> Value {
         "reachable": backend.reachable,
         "saturated": backend.saturated,
         "weight": backend.weight,
+        "breaks": (!backend.breaks.is_empty()).then_some(&backend.breaks),
     })
 }
 
@@ -512,13 +513,27 @@ fn render(backends: &[Backend]) -> String {
                 address,
                 &backend.serves.join(", "),
                 state,
-                &backend
-                    .weight
-                    .map_or_else(|| "–".to_string(), |w| format!("{w} %")),
+                &match (backend.weight, backend.breaks.is_empty()) {
+                    (_, false) => "pinned-only".to_string(),
+                    (Some(w), true) => format!("{w} %"),
+                    (None, true) => "–".to_string(),
+                },
                 &backend.in_flight.to_string(),
             ]
             .map(escape_controls),
         );
     }
-    format!("{table}\n")
+    let notes: String = backends
+        .iter()
+        .filter(|b| !b.breaks.is_empty())
+        .map(|b| {
+            let note = format!(
+                "{} is pinned-only (calls whose x-api-version only it satisfies): its build \
+                 breaks {}",
+                b.name, b.breaks
+            );
+            escape_controls(&note) + "\n"
+        })
+        .collect();
+    format!("{table}\n{notes}")
 }

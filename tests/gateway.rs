@@ -4,34 +4,14 @@
 //! routes it, describes it, reports its health, steers by `x-api-version`, and refuses to retire
 //! v1 onto v2 because v2 narrowed a field.
 
-use crate::common::shop::{gateway, gateway_with_admin, shop, shop_descriptors, shop_python};
+use crate::common::shop::{
+    gateway, gateway_with_admin, grpcurl, ok, shop, shop_descriptors, shop_python,
+};
 use crate::common::tool;
 use port::child::ChildServer;
 use port::upstream::{DescriptorOrigin, DescriptorsSpec, UpstreamSpec};
 use std::path::Path;
 use std::time::Duration;
-
-/// Runs `grpcurl -plaintext FLAGS... ADDR REST...`; its stdout and stderr together, and
-/// whether it succeeded.
-fn grpcurl(grpcurl: &Path, flags: &[&str], addr: &str, rest: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(grpcurl)
-        .arg("-plaintext")
-        .args(flags)
-        .arg(addr)
-        .args(rest)
-        .output()
-        .expect("grpcurl runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
-/// grpcurl that must succeed.
-fn ok(path: &Path, flags: &[&str], addr: &str, rest: &[&str]) -> String {
-    let (success, text) = grpcurl(path, flags, addr, rest);
-    assert!(success, "grpcurl {flags:?} {rest:?} failed: {text}");
-    text
-}
 
 /// grpcurl through the gateway at `addr` lists `shop.v2.Shop` and gets v2's answer from it.
 fn serves_shop_v2(grpcurl_path: &Path, addr: std::net::SocketAddr) {
@@ -336,8 +316,13 @@ async fn an_upstream_without_reflection_is_added_at_runtime_with_its_descriptors
     let v1 = shop(&python, "v1", &[]).await;
     let v2 = shop(&python, "v2", &["--no-reflection"]).await;
     const TOKEN: &str = "carol-token-0123456789";
-    let (gw, admin_addr) =
-        gateway_with_admin(format!("v1=1.0.0@{}", v1.addr), dir.path(), "carol", TOKEN).await;
+    let (gw, admin_addr) = gateway_with_admin(
+        &[format!("v1=1.0.0@{}", v1.addr)],
+        dir.path(),
+        "carol",
+        TOKEN,
+    )
+    .await;
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
     // `testbed route add UPSTREAM [--descriptors FILE]`: its success and its output.

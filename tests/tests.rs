@@ -8,6 +8,7 @@ mod abuse;
 mod admin;
 mod api;
 mod bodies;
+mod builds;
 mod canary;
 mod catalog;
 mod chaos;

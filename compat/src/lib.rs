@@ -232,8 +232,34 @@ pub fn wire_compatible(
     older: &str,
     newer: &str,
 ) -> Result<(), Vec<Finding>> {
-    let old = Api::package_view(pool, older);
-    let new = Api::package_view(pool, newer);
+    serving_refusals(
+        &Api::package_view(pool, older),
+        &Api::package_view(pool, newer),
+        older,
+        newer,
+    )
+}
+
+/// May a server of `newer_build`'s `package` serve requests written against `older_build`'s,
+/// two builds of one package (`payments.v1` at 1.0.0 and at 1.1.0, say) whose files share
+/// names but not contents? The question [`wire_compatible`] answers within one pool, asked
+/// across two, with the same rules and the same answer.
+pub fn build_compatible(
+    older_build: &DescriptorPool,
+    newer_build: &DescriptorPool,
+    package: &str,
+) -> Result<(), Vec<Finding>> {
+    serving_refusals(
+        &Api::package_view(older_build, package),
+        &Api::package_view(newer_build, package),
+        package,
+        package,
+    )
+}
+
+/// The breaking `WIRE` and `GRPC` findings from `old` (package `older`) to `new` (package
+/// `newer`) that bear on serving, confirmed on the wire.
+fn serving_refusals(old: &Api, new: &Api, older: &str, newer: &str) -> Result<(), Vec<Finding>> {
     let options = CheckOptions {
         categories: vec![Category::Wire, Category::Grpc],
         map: if older == newer {
@@ -244,7 +270,7 @@ pub fn wire_compatible(
         auto_pair: false,
         confirm: true,
     };
-    let report = check(&old, &new, &options);
+    let report = check(old, new, &options);
     let refusals: Vec<Finding> = report
         .findings
         .into_iter()
@@ -255,6 +281,21 @@ pub fn wire_compatible(
     } else {
         Err(refusals)
     }
+}
+
+/// What [`wire_compatible`]'s or [`build_compatible`]'s refusal says, one finding after
+/// another (`RULE: message [outcome by runtime: effect]`), for an error or a log line.
+pub fn refusal_text(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|finding| {
+            let evidence = finding.confirmation.as_ref().map_or_else(String::new, |c| {
+                format!(" [{} by {}: {}]", c.outcome.as_str(), c.runtime, c.effect)
+            });
+            format!("{}: {}{evidence}", finding.rule, finding.message)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// [`wire_compatible`] for an encoded `FileDescriptorSet`.

@@ -4,8 +4,14 @@ did not write, with gRPC reflection and health, for "Put your own API behind the
 Prints "serving shop VERSION on HOST:PORT" once it listens (the address last, so the testbed's
 ChildServer can read it). Stubs are generated from proto/ with grpcio-tools on first use (into
 generated/).
-Usage: server.py --version v1|v2 [--addr 127.0.0.1:0] [--no-reflection] [--descriptors FILE]
-       [--compression gzip|deflate] [--token TOKEN] [--discount PERCENT] [--fail-percent PERCENT]
+Usage: server.py --version v1|v2 [--build NAME] [--addr 127.0.0.1:0] [--no-reflection]
+       [--descriptors FILE] [--compression gzip|deflate] [--token TOKEN] [--discount PERCENT]
+       [--fail-percent PERCENT]
+
+`--build NAME` serves another build of the version's package, from builds/NAME/ instead of
+proto/: `minor` (shop.v1 with Product.description added, a wire-compatible superset) and
+`breaking` (shop.v1 with Order.total_cents a double, which breaks the wire), for running two
+builds of one package side by side behind the gateway.
 """
 
 import argparse
@@ -23,42 +29,52 @@ GENERATED = HERE / "generated"
 _generate_lock = threading.Lock()
 
 
-def load_stubs(version):
-    """Generates (if stale) and imports the messages and stubs of proto/shop/<version>."""
-    proto = PROTO_ROOT / "shop" / version / "shop.proto"
-    out = GENERATED / "shop" / version / "shop_pb2_grpc.py"
+def proto_root(build):
+    """Where the protos of `build` (None: the main one) live."""
+    return PROTO_ROOT if build is None else HERE / "builds" / build
+
+
+def load_stubs(version, build=None):
+    """Generates (if stale) and imports the messages and stubs of shop/<version> of `build`."""
+    root = proto_root(build)
+    generated = GENERATED if build is None else GENERATED / "builds" / build
+    proto = root / "shop" / version / "shop.proto"
+    if not proto.exists():
+        sys.exit(f"build {build!r} has no shop {version} ({proto} does not exist)")
+    out = generated / "shop" / version / "shop_pb2_grpc.py"
     with _generate_lock:
         if not out.exists() or out.stat().st_mtime < proto.stat().st_mtime:
             from grpc_tools import protoc
 
-            GENERATED.mkdir(exist_ok=True)
+            generated.mkdir(parents=True, exist_ok=True)
             args = [
                 "protoc",
-                f"-I{PROTO_ROOT}",
-                f"--python_out={GENERATED}",
-                f"--grpc_python_out={GENERATED}",
-                str(proto.relative_to(PROTO_ROOT)),
+                f"-I{root}",
+                f"--python_out={generated}",
+                f"--grpc_python_out={generated}",
+                str(proto.relative_to(root)),
             ]
             if protoc.main(args) != 0:
                 sys.exit(f"grpc_tools.protoc failed on {proto}")
-    if str(GENERATED) not in sys.path:
-        sys.path.insert(0, str(GENERATED))
+    if str(generated) not in sys.path:
+        sys.path.insert(0, str(generated))
     pb2 = importlib.import_module(f"shop.{version}.shop_pb2")
     pb2_grpc = importlib.import_module(f"shop.{version}.shop_pb2_grpc")
     return pb2, pb2_grpc
 
 
-def write_descriptors(version, path):
-    """Writes proto/shop/<version> (with imports) as a binary FileDescriptorSet to `path`."""
+def write_descriptors(version, path, build=None):
+    """Writes shop/<version> of `build` (with imports) as a binary FileDescriptorSet to `path`."""
     from grpc_tools import protoc
 
-    proto = PROTO_ROOT / "shop" / version / "shop.proto"
+    root = proto_root(build)
+    proto = root / "shop" / version / "shop.proto"
     args = [
         "protoc",
-        f"-I{PROTO_ROOT}",
+        f"-I{root}",
         "--include_imports",
         f"--descriptor_set_out={path}",
-        str(proto.relative_to(PROTO_ROOT)),
+        str(proto.relative_to(root)),
     ]
     if protoc.main(args) != 0:
         sys.exit(f"grpc_tools.protoc failed on {proto}")
@@ -76,6 +92,8 @@ def products(pb2, version, discount=0):
         product = pb2.Product(sku=sku, name=name, price_cents=price, category=category, tags=tags)
         if version == "v2":
             product.stock = stock
+        if "description" in pb2.Product.DESCRIPTOR.fields_by_name:
+            product.description = f"{name}, {price / 100:.2f}"
         out[sku] = product
     return out
 
@@ -87,6 +105,11 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", choices=["v1", "v2"], required=True)
+    parser.add_argument(
+        "--build",
+        choices=["minor", "breaking"],
+        help="serve this other build of the version's package (see builds/)",
+    )
     parser.add_argument("--addr", default="127.0.0.1:0")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument(
@@ -127,9 +150,9 @@ def main():
     if not 0 <= args.fail_percent <= 100:
         parser.error("--fail-percent must be 0 to 100")
     if args.descriptors:
-        write_descriptors(args.version, args.descriptors)
+        write_descriptors(args.version, args.descriptors, args.build)
         return
-    pb2, pb2_grpc = load_stubs(args.version)
+    pb2, pb2_grpc = load_stubs(args.version, args.build)
     catalog = products(pb2, args.version, args.discount)
     orders = {}
     order_ids = itertools.count(1)
@@ -247,7 +270,8 @@ def main():
     if port == 0:
         sys.exit(f"cannot listen on {args.addr}")
     server.start()
-    print(f"serving shop {args.version} on {host}:{port}", flush=True)
+    build = f" (build {args.build})" if args.build else ""
+    print(f"serving shop {args.version}{build} on {host}:{port}", flush=True)
     server.wait_for_termination()
 
 

@@ -1,5 +1,6 @@
 //! gRPC server reflection (`grpc.reflection.v1` and `v1alpha`) that lists what the port serves
-//! now, not every service it could describe.
+//! now, not every service it could describe, and describes the build a caller's
+//! `x-api-version` selects.
 //!
 //! tonic-reflection lists a fixed set of services, chosen when it is built. A port with a router
 //! serves whatever its route table says at the moment (the rollout adds v2 while clients run),
@@ -8,11 +9,21 @@
 //! once), so the rebuild costs nothing on the request path. Every file stays describable; only
 //! the listing follows the table, as health does. Behind a router the describable files are the
 //! route table's catalog (the union of what its upstreams declare) besides the port's own.
+//!
+//! Two builds of one package side by side (1.0.0, and 1.1.0 with a field added) declare the
+//! same files differently. A reflection stream is answered from the build of the backend a call
+//! with the stream's `x-api-version` would prefer (`RouteTable::build_for`: the highest
+//! satisfying version; without the header, the highest stable one), its files ahead of the
+//! catalog's, so `grpcurl -H 'x-api-version: =1.0.0' describe` shows what 1.0.0 serves.
+//! The reflection services built for each build are kept, a few at a time.
 
 use anyhow::Context;
 use http::{Request, Response};
+use prost::Message;
 use router::{BoxFuture, RouterHandle};
+use semver::VersionReq;
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
@@ -61,9 +72,15 @@ const ALWAYS: [&str; 3] = [
 #[derive(Clone)]
 struct Built {
     listed: Vec<String>,
+    /// The build's service names by package, decoded once.
+    declares: Arc<BTreeMap<String, Vec<String>>>,
     v1: Boxed,
     v1alpha: Boxed,
 }
+
+/// The reflection services kept at most, one per build asked for: past it they are all built
+/// again as asked (a table holds `--max-upstreams` builds at most, 48 by default).
+const MAX_VIEWS: usize = 16;
 
 /// Both reflection versions, answering with the services served at the time of each call.
 #[derive(Clone)]
@@ -71,7 +88,16 @@ pub(crate) struct Reflection {
     served: Served,
     also: Vec<String>,
     descriptor_sets: Arc<[Cow<'static, [u8]>]>,
-    built: Arc<Mutex<Option<Built>>>,
+    /// By the build described (its descriptors' address; `None`: the catalog's alone).
+    built: Arc<Mutex<HashMap<Option<usize>, Built>>>,
+}
+
+/// The descriptors of the build a reflection call is to describe, if any.
+#[derive(Clone)]
+struct View {
+    descriptors: Arc<[u8]>,
+    /// Package → the full names of its services, as the build declares them.
+    declares: Arc<BTreeMap<String, Vec<String>>>,
 }
 
 impl std::fmt::Debug for Reflection {
@@ -100,28 +126,44 @@ impl Reflection {
             built: Arc::default(),
         };
         // Built once now, so that bad descriptors fail the start, not the first client.
-        reflection.current()?;
+        reflection.current(None)?;
         Ok(reflection)
     }
 
-    fn current(&self) -> anyhow::Result<Built> {
-        let mut listed: Vec<String> = ALWAYS.iter().map(|s| s.to_string()).collect();
-        listed.extend(self.also.iter().cloned());
-        listed.extend(self.served.names());
+    fn current(&self, requirement: Option<&VersionReq>) -> anyhow::Result<Built> {
+        let descriptors = match &self.served {
+            Served::Router(handle) => handle
+                .table()
+                .build_for(requirement)
+                .map(|(_, build)| build.descriptors.clone()),
+            Served::Fixed(_) => None,
+        };
+        let key = descriptors.as_ref().map(|d| d.as_ptr() as usize);
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(current) = built.as_ref().filter(|b| b.listed == listed) {
+        let served = self.served.names();
+        let view = match (descriptors, built.get(&key)) {
+            (None, _) => None,
+            (Some(descriptors), Some(known)) => Some(View {
+                descriptors,
+                declares: known.declares.clone(),
+            }),
+            (Some(descriptors), None) => Some(View::of(descriptors)?),
+        };
+        let listed = self.listing(&served, view.as_ref());
+        if let Some(current) = built.get(&key).filter(|b| b.listed == listed) {
             return Ok(current.clone());
         }
         // Behind a router, its catalog as it is now, so that packages added at runtime (the
-        // admin API) are describable too; the sets given at start come first and win.
+        // admin API) are describable too; the build asked for comes first, then the sets given
+        // at start: the first to hold a file wins.
         let catalog = match &self.served {
             Served::Router(handle) => Some(handle.table().catalog().pool().encode_to_vec()),
             Served::Fixed(_) => None,
         };
         let sets = || {
-            self.descriptor_sets
-                .iter()
-                .map(AsRef::as_ref)
+            view.iter()
+                .map(|v| v.descriptors.as_ref())
+                .chain(self.descriptor_sets.iter().map(AsRef::as_ref))
                 .chain(catalog.as_deref())
         };
         let builder = || {
@@ -145,10 +187,64 @@ impl Reflection {
                     .build_v1alpha()
                     .context("cannot build the grpc.reflection.v1alpha service")?
             )),
+            declares: view.map(|v| v.declares).unwrap_or_default(),
             listed,
         };
-        *built = Some(fresh.clone());
+        if built.len() >= MAX_VIEWS && !built.contains_key(&key) {
+            built.clear();
+        }
+        built.insert(key, fresh.clone());
         Ok(fresh)
+    }
+
+    /// The services listed: health, reflection, the ones mounted beside the API, and those
+    /// `served`; of a package the `view`'s build declares, the services it declares.
+    fn listing(&self, served: &[String], view: Option<&View>) -> Vec<String> {
+        let mut listed: Vec<String> = ALWAYS.iter().map(|s| s.to_string()).collect();
+        listed.extend(self.also.iter().cloned());
+        let Some(view) = view else {
+            listed.extend(served.iter().cloned());
+            return listed;
+        };
+        let package = |name: &str| {
+            name.rsplit_once('.')
+                .map_or(String::new(), |(p, _)| p.to_string())
+        };
+        let served_packages: BTreeSet<String> = served.iter().map(|n| package(n)).collect();
+        listed.extend(
+            served
+                .iter()
+                .filter(|name| !view.declares.contains_key(&package(name)))
+                .cloned(),
+        );
+        listed.extend(
+            view.declares
+                .iter()
+                .filter(|(package, _)| served_packages.contains(*package))
+                .flat_map(|(_, services)| services.iter().cloned()),
+        );
+        listed
+    }
+}
+
+impl View {
+    /// The view of a build declaring `descriptors` (an encoded `FileDescriptorSet`).
+    fn of(descriptors: Arc<[u8]>) -> anyhow::Result<Self> {
+        let set = prost_types::FileDescriptorSet::decode(descriptors.as_ref())
+            .context("a backend's build does not decode")?;
+        let mut declares: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for file in &set.file {
+            for service in &file.service {
+                declares
+                    .entry(file.package().to_string())
+                    .or_default()
+                    .push(format!("{}.{}", file.package(), service.name()));
+            }
+        }
+        Ok(Self {
+            descriptors,
+            declares: Arc::new(declares),
+        })
     }
 }
 
@@ -162,7 +258,11 @@ impl Service<Request<Body>> for Reflection {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let built = match self.current() {
+        let requirement = match router::parse_requirement(request.headers()) {
+            Ok(requirement) => requirement,
+            Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
+        };
+        let built = match self.current(requirement.as_ref()) {
             Ok(built) => built,
             Err(err) => {
                 let status = tonic::Status::internal(format!("{err:#}"));

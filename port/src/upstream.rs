@@ -24,13 +24,16 @@
 use anyhow::{Context, bail};
 use prost_reflect::DescriptorPool;
 use prost_types::FileDescriptorProto;
-use router::{ApiCatalog, Backend, RouteTable};
-use std::collections::{BTreeMap, BTreeSet};
+use router::{ApiCatalog, Backend, Build, RouteTable};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
+mod builds;
 mod spec;
+
+pub(crate) use builds::{Joining, joining};
 
 pub use spec::{DescriptorsSpec, UPSTREAM_SPEC_HELP, UpstreamSpec};
 
@@ -297,38 +300,18 @@ pub(crate) fn meaning(file: &FileDescriptorProto) -> FileDescriptorProto {
     }
 }
 
-/// One descriptor pool holding every upstream's files. Two upstreams may both carry a file
-/// (an import, or the same API) only when they agree on what it says.
-fn merged(upstreams: &[Discovered]) -> anyhow::Result<DescriptorPool> {
-    let mut files: BTreeMap<String, (FileDescriptorProto, &str)> = BTreeMap::new();
-    for upstream in upstreams {
-        for file in upstream.pool.file_descriptor_protos() {
-            match files.get(file.name()) {
-                Some((known, owner)) if meaning(known) != meaning(file) => bail!(
-                    "upstreams {owner} and {} declare {} differently; one gateway routes one \
-                     meaning of each file (version the package, e.g. shop.v2, instead of \
-                     changing it in place)",
-                    upstream.spec.name,
-                    file.name()
-                ),
-                Some(_) => {}
-                None => {
-                    files.insert(file.name().to_string(), (file.clone(), &upstream.spec.name));
-                }
-            }
-        }
-    }
-    let mut pool = DescriptorPool::new();
-    pool.add_file_descriptor_protos(files.into_values().map(|(file, _)| file))
-        .context("the upstreams' descriptors do not link together")?;
-    Ok(pool)
-}
-
 impl Discovered {
+    /// This upstream's build: its own descriptors, encoded (what reflection asked for its
+    /// version describes).
+    pub fn build(&self) -> Build {
+        Build::new(self.pool.encode_to_vec())
+    }
+
     /// The router backends forwarding to this upstream over one connection pool: one backend
     /// named NAME when it implements one package; else one per package, named NAME/PACKAGE,
-    /// each routed the `+PACKAGE`s that are older versions of its package.
-    pub fn backends(&self, ca: Option<&Path>) -> anyhow::Result<Vec<Backend>> {
+    /// each routed the `+PACKAGE`s that are older versions of its package. Each carries
+    /// `build` ([`Discovered::build`], pinned-only when it breaks an older build).
+    pub fn backends(&self, ca: Option<&Path>, build: Build) -> anyhow::Result<Vec<Backend>> {
         let spec = &self.spec;
         let pool = spec.pool_with_ca(ca)?;
         let single = self.packages.len() == 1;
@@ -357,7 +340,8 @@ impl Discovered {
                     false => format!("{}/{package}", spec.name),
                 };
                 let backend = Backend::remote(&name, spec.version.clone(), package, pool.clone())
-                    .with_weight(spec.weight);
+                    .with_weight(spec.weight)
+                    .with_build(build.clone());
                 spec.also_serving
                     .iter()
                     .filter(|older| single || package_stem(older) == package_stem(package))
@@ -433,7 +417,7 @@ pub async fn gateway_within(
         );
         upstreams.push(discovered);
     }
-    let mut pool = merged(&upstreams)?;
+    let builds::Merged { mut pool, breaks } = builds::merged(&upstreams)?;
     let mut packages: BTreeSet<String> = BTreeSet::new();
     for upstream in &upstreams {
         packages.extend(upstream.packages.iter().cloned());
@@ -481,7 +465,11 @@ pub async fn gateway_within(
     }
     let mut backends = Vec::new();
     for upstream in &upstreams {
-        backends.extend(upstream.backends(ca)?);
+        let build = match breaks.get(&upstream.spec.name) {
+            Some(what) => upstream.build().breaking(what.as_str()),
+            None => upstream.build(),
+        };
+        backends.extend(upstream.backends(ca, build)?);
     }
     let table = RouteTable::new(catalog, backends).context("cannot route to these upstreams")?;
     Ok(Gateway { table, upstreams })

@@ -2,6 +2,7 @@
 //! over a pool of tonic `Channel`s to another process.
 
 use crate::BoxFuture;
+use crate::build::Build;
 use crate::encoding::AcceptedEncodings;
 use crate::pool::{Slot, UpstreamPool};
 use http::{Request, Response};
@@ -35,6 +36,9 @@ pub struct Backend {
     /// The percentage of the requests it can serve that it takes (`;weight=N`); `None`: the
     /// highest version without a weight takes what weighted backends leave (see `weights`).
     pub weight: Option<u8>,
+    /// The descriptors its own process declares, when known (a remote backend read by
+    /// reflection or from a file); see [`Build`].
+    pub build: Option<Build>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -46,6 +50,7 @@ impl std::fmt::Debug for Backend {
             .field("serves", &self.serves)
             .field("remote", &self.pool.is_some())
             .field("weight", &self.weight)
+            .field("breaks", &self.breaks())
             .finish_non_exhaustive()
     }
 }
@@ -101,7 +106,23 @@ impl Backend {
             service,
             pool,
             weight: None,
+            build: None,
         }
+    }
+
+    /// Gives the backend its `build`; a build that breaks an older one is pinned-only, weight 0
+    /// (see [`Build`]).
+    pub fn with_build(mut self, build: Build) -> Self {
+        if build.breaks.is_some() {
+            self.weight = Some(0);
+        }
+        self.build = Some(build);
+        self
+    }
+
+    /// What its build breaks, when it is a pinned-only breaking build.
+    pub fn breaks(&self) -> Option<&str> {
+        self.build.as_ref().and_then(|b| b.breaks.as_deref())
     }
 
     /// Gives the backend `weight` (see [`Backend::weight`]).

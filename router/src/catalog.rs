@@ -314,20 +314,10 @@ impl ApiCatalog {
             }
         }
         compat::wire_compatible(&self.pool, older, newer).map_err(|findings| {
-            let reason = findings
-                .iter()
-                .map(|finding| {
-                    let evidence = finding.confirmation.as_ref().map_or_else(String::new, |c| {
-                        format!(" [{} by {}: {}]", c.outcome.as_str(), c.runtime, c.effect)
-                    });
-                    format!("{}: {}{evidence}", finding.rule, finding.message)
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
             CatalogError::Incompatible {
                 newer: newer.to_string(),
                 older: older.to_string(),
-                reason,
+                reason: compat::refusal_text(&findings),
             }
         })
     }

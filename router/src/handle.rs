@@ -130,10 +130,17 @@ impl RouterHandle {
 
     /// Replaces `backends` (each the backend of the same name) in one change, all or none, as
     /// [`replace`](Self::replace) replaces one: an upstream split into one backend per package
-    /// changes as a whole.
-    pub async fn replace_all(&self, backends: Vec<Backend>) -> Result<(), TableError> {
+    /// changes as a whole. With `catalog`, over that catalog (holding the new backends' build).
+    pub async fn replace_all(
+        &self,
+        catalog: Option<ApiCatalog>,
+        backends: Vec<Backend>,
+    ) -> Result<(), TableError> {
         self.update(|table| {
-            let mut next = table.clone();
+            let mut next = match catalog {
+                Some(catalog) => table.with_catalog(catalog)?,
+                None => table.clone(),
+            };
             for backend in backends {
                 next = next.with_replaced(backend)?;
             }

@@ -98,6 +98,7 @@
 
 mod backend;
 mod body;
+mod build;
 mod catalog;
 mod encoding;
 mod handle;
@@ -117,6 +118,7 @@ mod weights;
 
 pub use backend::{Backend, BackendService};
 pub use body::{Inspect, InspectedBody};
+pub use build::Build;
 pub use catalog::{ApiCatalog, CatalogError, release_freed_memory};
 pub use handle::{DrainCount, DrainError, RouterHandle};
 pub use inflight::{CountedBody, InFlight, InFlightGuard};

@@ -154,9 +154,16 @@ impl RouteTable {
     /// A new table in which backend `name` has `weight` (`None` clears it).
     pub fn with_weight(&self, name: &str, weight: Option<u8>) -> Result<Self, TableError> {
         let mut routes = self.routes.clone();
-        self.position(name)
-            .map(|i| routes[i].backend.weight = weight)
+        let i = self
+            .position(name)
             .ok_or_else(|| TableError::UnknownBackend(name.to_string()))?;
+        if let Some(breaks) = routes[i].backend.breaks().filter(|_| weight != Some(0)) {
+            return Err(TableError::PinnedOnly {
+                backend: name.to_string(),
+                breaks: breaks.to_string(),
+            });
+        }
+        routes[i].backend.weight = weight;
         self.rebuilt(self.catalog.clone(), routes)
     }
 
@@ -179,9 +186,40 @@ impl RouteTable {
                 reachable: r.is_reachable(),
                 saturated: r.backend.is_saturated(),
                 weight: r.backend.weight,
+                breaks: r.backend.breaks().map(str::to_string),
                 connections: r.backend.pool.as_ref().map_or(0, UpstreamPool::connections),
             })
             .collect()
+    }
+
+    /// The build whose descriptors describe the API for a caller with the `x-api-version`
+    /// `requirement`, with its backend's name: of the active backends that carry a build, the
+    /// highest version that satisfies it (without one, the highest stable version, as for
+    /// calls), a pinned-only breaking build only when no other satisfies it. `None` when no
+    /// such backend carries a build (the catalog then describes the API alone).
+    pub fn build_for(&self, requirement: Option<&VersionReq>) -> Option<(&str, &crate::Build)> {
+        let with_build = || {
+            self.routes
+                .iter()
+                .filter(|r| !r.draining)
+                .filter_map(|r| r.backend.build.as_ref().map(|build| (r, build)))
+        };
+        let highest = |satisfies: &dyn Fn(&Route) -> bool| {
+            let candidates = || with_build().filter(|(r, _)| satisfies(r));
+            candidates()
+                .filter(|(_, build)| build.breaks.is_none())
+                .max_by(|(a, _), (b, _)| a.backend.version.cmp_precedence(&b.backend.version))
+                .or_else(|| {
+                    candidates().max_by(|(a, _), (b, _)| {
+                        a.backend.version.cmp_precedence(&b.backend.version)
+                    })
+                })
+        };
+        let chosen = match requirement {
+            Some(req) => highest(&|r| req.matches(&r.backend.version)),
+            None => highest(&|r| r.backend.version.pre.is_empty()).or_else(|| highest(&|_| true)),
+        };
+        chosen.map(|(r, build)| (r.backend.name.as_str(), build))
     }
 
     /// Whether some active backend serves `package`.

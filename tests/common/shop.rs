@@ -66,25 +66,27 @@ pub(crate) fn shop_descriptors(python: &Path, version: &str, dir: &Path) -> Path
     file
 }
 
-/// [`gateway`] in front of `upstream` (`NAME=VERSION@ADDR`) with its admin API on a free port,
-/// for the holder `holder` of `token` (its token file written into `dir`); and the admin API's
-/// address.
+/// [`gateway`] in front of `upstreams` (each `NAME=VERSION@ADDR`) with its admin API on a free
+/// port, for the holder `holder` of `token` (its token file written into `dir`); and the admin
+/// API's address.
 pub(crate) async fn gateway_with_admin(
-    upstream: String,
+    upstreams: &[String],
     dir: &Path,
     holder: &str,
     token: &str,
 ) -> (ChildServer, std::net::SocketAddr) {
     let tokens = crate::common::credentials::token_file(dir, &format!("{holder} {token}\n"));
-    let mut gw = gateway(&[
-        "--upstream".into(),
-        upstream,
+    let mut args: Vec<String> = upstreams
+        .iter()
+        .flat_map(|u| ["--upstream".to_string(), u.clone()])
+        .collect();
+    args.extend([
         "--admin-addr".into(),
         "127.0.0.1:0".into(),
         "--admin-token-file".into(),
         tokens.display().to_string(),
-    ])
-    .await;
+    ]);
+    let mut gw = gateway(&args).await;
     let line = gw
         .next_line()
         .await
@@ -95,4 +97,26 @@ pub(crate) async fn gateway_with_admin(
         .and_then(|addr| addr.parse().ok())
         .unwrap_or_else(|| panic!("no admin address in {line:?}"));
     (gw, admin)
+}
+
+/// Runs `grpcurl -plaintext FLAGS... ADDR REST...`; its stdout and stderr together, and
+/// whether it succeeded.
+pub(crate) fn grpcurl(grpcurl: &Path, flags: &[&str], addr: &str, rest: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(grpcurl)
+        .arg("-plaintext")
+        .args(flags)
+        .arg(addr)
+        .args(rest)
+        .output()
+        .expect("grpcurl runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// grpcurl that must succeed.
+pub(crate) fn ok(path: &Path, flags: &[&str], addr: &str, rest: &[&str]) -> String {
+    let (success, text) = grpcurl(path, flags, addr, rest);
+    assert!(success, "grpcurl {flags:?} {rest:?} failed: {text}");
+    text
 }

@@ -1,43 +1,50 @@
 //! How the descriptors of an upstream added at runtime join the router's catalog: a file the
-//! catalog holds already must say the same, the catalog may not grow past
-//! `--max-catalog-bytes` (RESOURCE_EXHAUSTED naming the flag and the sizes), and a new catalog
-//! is built only when the upstream brings packages the router does not manage yet (building
-//! one copies every descriptor the router holds, so an Add of known packages copies none).
+//! catalog holds already must say the same, or be another build of a package it shares with
+//! the catalog (see `upstream::builds`: a newer superset becomes the routed build, an older one
+//! joins beside it, a newer one that breaks joins pinned-only); the catalog may not grow past
+//! `--max-catalog-bytes` (RESOURCE_EXHAUSTED naming the flag and the sizes); and a new catalog
+//! is built only when the upstream brings packages the router does not manage yet or becomes
+//! the routed build (building one copies every descriptor the router holds, so an Add of known
+//! packages copies none).
 
-use crate::upstream::{self, Discovered};
+use crate::upstream::{self, Discovered, Joining};
 use prost::Message;
-use router::ApiCatalog;
+use router::{ApiCatalog, Build, RouteTable};
 use tonic::Status;
 
-/// What `discovered` adds to `catalog`, refused when a file it shares with the catalog says
-/// something else or when the catalog would pass `max_bytes` of encoded descriptors. `Some`:
-/// the catalog grown with the packages it brings (and its `+PACKAGE`s its descriptors
-/// declare), built from `discovered`'s pool, which is taken (left empty); `None` when it
-/// brings none.
+/// What `discovered` adds to `table`'s catalog (`replacing`: the upstream a Replace swaps),
+/// refused when a file it shares with the catalog says something else and is not another build
+/// of a shared package, or when the catalog would pass `max_bytes` of encoded descriptors.
+/// Returns the catalog grown with the packages it brings (and its `+PACKAGE`s its descriptors
+/// declare) or holding its build's files, built from `discovered`'s pool, which is taken (left
+/// empty), or `None` when the catalog stays as it is; and the upstream's build.
 pub(super) fn extended(
     discovered: &mut Discovered,
-    catalog: &ApiCatalog,
+    table: &RouteTable,
     max_bytes: usize,
-) -> Result<Option<ApiCatalog>, Status> {
+    replacing: Option<&str>,
+) -> Result<(Option<ApiCatalog>, Build), Status> {
+    let catalog = table.catalog();
     let spec = &discovered.spec;
-    let mut bringing = 0usize;
-    for file in discovered.pool.file_descriptor_protos() {
-        match catalog.pool().get_file_by_name(file.name()) {
-            Some(known)
-                if upstream::meaning(known.file_descriptor_proto()) != upstream::meaning(file) =>
-            {
-                return Err(Status::failed_precondition(format!(
-                    "upstream {} declares {} differently from this router's catalog; one \
-                     router routes one meaning of each file (version the package, e.g. \
-                     shop.v2, instead of changing it in place)",
-                    spec.name,
-                    file.name()
-                )));
-            }
-            Some(_) => {}
-            None => bringing += file.encoded_len(),
+    let joining = upstream::joining(discovered, table, replacing)?;
+    let build = match &joining {
+        Some(Joining::PinnedOnly(what)) => {
+            tracing::warn!(
+                upstream = %spec.name,
+                version = %spec.version,
+                "two builds of one package: this newer one breaks {what}; it is pinned-only"
+            );
+            discovered.build().breaking(what.as_str())
         }
-    }
+        _ => discovered.build(),
+    };
+    let routed = joining == Some(Joining::Routed);
+    let bringing: usize = discovered
+        .pool
+        .file_descriptor_protos()
+        .filter(|file| routed || catalog.pool().get_file_by_name(file.name()).is_none())
+        .map(Message::encoded_len)
+        .sum();
     let held = catalog.encoded_len();
     if held.saturating_add(bringing) > max_bytes {
         return Err(Status::resource_exhausted(format!(
@@ -55,35 +62,48 @@ pub(super) fn extended(
         .chain(spec.also_serving.iter().filter(|p| declared(p)))
         .filter(|package| !catalog.manages(package))
         .collect();
-    if new.is_empty() {
-        return Ok(None);
+    if new.is_empty() && !routed {
+        return Ok((None, build));
     }
-    // The upstream's pool grows into the catalog's (the catalog's files added to it), so that
-    // its descriptors are not copied once more: the old catalog serves until the swap anyway.
-    let mut pool = std::mem::take(&mut discovered.pool);
-    pool.add_file_descriptor_protos(
-        catalog
-            .pool()
-            .file_descriptor_protos()
-            .filter(|file| pool.get_file_by_name(file.name()).is_none())
-            .cloned()
-            .collect::<Vec<_>>(),
-    )
-    .map_err(|err| {
-        Status::failed_precondition(format!(
-            "the descriptors of upstream {} do not link with this router's catalog: {err}",
-            spec.name
-        ))
-    })?;
     let mut packages: Vec<&str> = catalog.packages();
     packages.extend(new.iter().map(|p| p.as_str()));
+    let packages: Vec<String> = packages.into_iter().map(str::to_string).collect();
+    let name = spec.name.clone();
+    let pool = combined(std::mem::take(&mut discovered.pool), catalog, routed, &name)?;
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
     // Guarded: a panic in prost-reflect or the checks refuses this Add only.
-    compat::budget::guarded(|| catalog.grown(pool, &packages))
-        .map(Some)
-        .map_err(|err| {
-            Status::failed_precondition(format!(
-                "cannot extend this router's catalog with upstream {}: {err}",
-                spec.name
-            ))
-        })
+    let grown = compat::budget::guarded(|| catalog.grown(pool, &packages)).map_err(|err| {
+        Status::failed_precondition(format!(
+            "cannot extend this router's catalog with upstream {name}: {err}"
+        ))
+    })?;
+    Ok((Some(grown), build))
+}
+
+/// One pool of `theirs` (an upstream's files) and `catalog`'s: where both hold a file, theirs
+/// when `theirs_win` (the upstream is the routed build now), else the catalog's.
+fn combined(
+    theirs: prost_reflect::DescriptorPool,
+    catalog: &ApiCatalog,
+    theirs_win: bool,
+    name: &str,
+) -> Result<prost_reflect::DescriptorPool, Status> {
+    let unlinked = |err: prost_reflect::DescriptorError| {
+        Status::failed_precondition(format!(
+            "the descriptors of upstream {name} do not link with this router's catalog: {err}"
+        ))
+    };
+    let (mut pool, other) = match theirs_win {
+        // The upstream's pool grows into the catalog's (the catalog's files added to it), so
+        // that its descriptors are not copied once more: the old catalog serves until the swap.
+        true => (theirs, catalog.pool().clone()),
+        false => (catalog.pool().clone(), theirs),
+    };
+    let missing: Vec<_> = other
+        .file_descriptor_protos()
+        .filter(|file| pool.get_file_by_name(file.name()).is_none())
+        .cloned()
+        .collect();
+    pool.add_file_descriptor_protos(missing).map_err(unlinked)?;
+    Ok(pool)
 }

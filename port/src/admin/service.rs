@@ -191,6 +191,7 @@ impl RoutesService {
             reachable: info.reachable,
             saturated: info.saturated,
             weight: info.weight.map(u32::from),
+            breaks: info.breaks.unwrap_or_default(),
         }
     }
 
@@ -262,13 +263,15 @@ impl RoutesService {
         // read under it, so a change made meanwhile counts.
         let change = self.lock_changes().await?;
         route_checks::name_is_free(&spec, &self.handle.table(), adding)?;
-        let catalog = super::catalog::extended(
+        let replacing = (!adding).then_some(spec.name.as_str());
+        let (catalog, build) = super::catalog::extended(
             &mut discovered,
-            self.handle.table().catalog(),
+            &self.handle.table(),
             self.max_catalog_bytes,
+            replacing,
         )?;
         let backends = discovered
-            .backends(self.upstream_ca.as_deref())
+            .backends(self.upstream_ca.as_deref(), build)
             .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
         Ok(Prepared {
             _change: change,
@@ -361,13 +364,15 @@ impl RoutesService {
         } = self
             .prepare(&request.upstream, &request.descriptor_set, false)
             .await?;
-        if let Some(catalog) = catalog {
-            let table = self.handle.table();
-            let new: Vec<&str> = catalog
+        let table = self.handle.table();
+        let new: Vec<&str> = catalog.as_ref().map_or_else(Vec::new, |catalog| {
+            catalog
                 .packages()
                 .into_iter()
                 .filter(|p| !table.catalog().manages(p))
-                .collect();
+                .collect()
+        });
+        if !new.is_empty() {
             return Err(Status::failed_precondition(format!(
                 "upstream {} brings {} the router does not manage yet; Replace changes existing \
                  backends only: Add the upstream under a new name",
@@ -375,7 +380,6 @@ impl RoutesService {
                 new.join(", ")
             )));
         }
-        let table = self.handle.table();
         let present = table.backends();
         if let Some(missing) = backends
             .iter()
@@ -390,7 +394,7 @@ impl RoutesService {
         route_checks::same_packages(&spec, &present, &backends)?;
         let warnings = route_checks::warnings(&backends);
         let replaced: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        let done = self.handle.replace_all(backends).await;
+        let done = self.handle.replace_all(catalog, backends).await;
         // Reading the upstream's descriptors made copies, now freed.
         router::release_freed_memory();
         done.map_err(|err| table_status(&err))?;

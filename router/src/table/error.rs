@@ -60,4 +60,16 @@ pub enum TableError {
         /// The other backend.
         second: String,
     },
+    /// A pinned-only backend (its build breaks an older one it runs beside) was to get a weight.
+    #[error(
+        "backend {backend:?} is pinned-only: its build breaks {breaks}; it takes only the calls \
+         whose x-api-version nothing else satisfies, so its weight stays 0 (give it a new major \
+         package, or a build that does not break, to move unpinned traffic to it)"
+    )]
+    PinnedOnly {
+        /// The backend's name.
+        backend: String,
+        /// What its build breaks.
+        breaks: String,
+    },
 }

@@ -56,4 +56,7 @@ pub struct BackendInfo {
     pub connections: usize,
     /// Its weight, if it has one (see [`Backend::weight`](crate::Backend::weight)).
     pub weight: Option<u8>,
+    /// When its build breaks an older build of its package beside it (it is pinned-only): which
+    /// and compat's findings.
+    pub breaks: Option<String>,
 }
