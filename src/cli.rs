@@ -45,6 +45,12 @@ pub struct ServeArgs {
     /// weights hold. Without it (or without the header) each call falls at random.
     #[arg(long, requires = "upstreams", value_parser = port::observe::header_name)]
     pub sticky_header: Option<http::HeaderName>,
+    /// Seconds between reads, by reflection, of each upstream's descriptors (also read at once
+    /// when it answers again after being unreachable): a compatible change updates its build,
+    /// one that breaks what it declared when it joined marks it drifted and pinned-only (see
+    /// docs/gateway.md). 0: never read again.
+    #[arg(long, default_value_t = port::drift::DEFAULT_DESCRIPTOR_REFRESH.as_secs())]
+    pub descriptor_refresh_secs: u64,
     /// The admin API (`testbed route`), on a listener of its own.
     #[command(flatten)]
     pub admin: port::admin::AdminOptions,
@@ -128,6 +134,18 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // Upstreams read by reflection are read again, so that a restart with another build is seen.
+    let _drift = running
+        .router
+        .as_ref()
+        .filter(|_| !args.upstreams.is_empty() && args.descriptor_refresh_secs > 0)
+        .map(|router| {
+            port::drift::DriftWatch::start(
+                router.clone(),
+                std::time::Duration::from_secs(args.descriptor_refresh_secs),
+                args.admin.max_catalog_bytes,
+            )
+        });
     let admin = match (admin_config, &running.router) {
         (Some(config), Some(router)) => {
             let ca = args.options.tls.upstream_ca.clone();

@@ -470,6 +470,7 @@ fn backend_json(backend: &Backend) -> Value {
         "saturated": backend.saturated,
         "weight": backend.weight,
         "breaks": (!backend.breaks.is_empty()).then_some(&backend.breaks),
+        "drifted": backend.drifted,
     })
 }
 
@@ -499,6 +500,7 @@ fn render(backends: &[Backend]) -> String {
             (true, _, _) => "draining",
             (false, false, _) => "unreachable",
             (false, true, true) => "saturated",
+            (false, true, false) if backend.drifted => "drifted",
             (false, true, false) => "active",
         };
         let address = match backend.address.as_str() {

@@ -529,8 +529,14 @@ async fn an_upstream_with_an_api_the_router_never_saw_extends_its_catalog_at_run
         shop(&python, "v2", &[]).await,
     );
     let dir = temp_dir("admin-shop");
-    let (gw, admin_addr) =
-        gateway_with_admin(&[format!("v1=1.0.0@{}", v1.addr)], dir.path(), "ci", TOKEN).await;
+    let (gw, admin_addr) = gateway_with_admin(
+        &[format!("v1=1.0.0@{}", v1.addr)],
+        &[],
+        dir.path(),
+        "ci",
+        TOKEN,
+    )
+    .await;
     let mut admin = port::admin::connect(admin_addr, TOKEN).await.unwrap();
     let packages = |reply: port::admin::pb::ListReply| reply.packages;
     let list = admin.list(ListRequest {}).await.unwrap().into_inner();

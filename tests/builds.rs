@@ -5,7 +5,7 @@
 //! reply's `x-api-version`), what the reply holds, and what reflection describes when asked for
 //! each version.
 
-use crate::common::shop::{gateway_with_admin, grpcurl, ok, shop, shop_python};
+use crate::common::shop::{gateway_with_admin, grpcurl, ok, route_list, shop, shop_python};
 use crate::common::{temp_dir, tool};
 use port::admin::pb::{AddRequest, ListRequest, RemoveRequest, SetWeightRequest};
 use std::path::Path;
@@ -59,7 +59,7 @@ async fn two_builds_of_one_package_serve_side_by_side_and_a_breaking_one_is_pinn
         format!("new=1.1.0@{}", new.addr),
         format!("bad=1.2.0@{}", bad.addr),
     ];
-    let (gw, admin_addr) = gateway_with_admin(&upstreams, dir.path(), "ci", TOKEN).await;
+    let (gw, admin_addr) = gateway_with_admin(&upstreams, &[], dir.path(), "ci", TOKEN).await;
     let addr = gw.addr.to_string();
     let g = g.as_path();
     tokio::task::block_in_place(|| {
@@ -134,13 +134,7 @@ async fn two_builds_of_one_package_serve_side_by_side_and_a_breaking_one_is_pinn
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("pinned-only"), "{status:?}");
-    let route_list = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .args(["route", "list", "--admin", &admin_addr.to_string()])
-        .env("TESTBED_ADMIN_TOKEN", TOKEN)
-        .output()
-        .expect("testbed route list runs");
-    let text = String::from_utf8_lossy(&route_list.stdout);
-    assert!(route_list.status.success(), "{route_list:?}");
+    let text = route_list(admin_addr, TOKEN);
     assert!(
         text.contains("pinned-only") && text.contains("bad is pinned-only"),
         "{text}"
@@ -158,6 +152,7 @@ async fn builds_added_at_runtime_join_as_compat_compares_them_with_the_routed_on
     let dir = temp_dir("builds-runtime");
     let (gw, admin_addr) = gateway_with_admin(
         &[format!("old=1.0.0@{}", old.addr)],
+        &[],
         dir.path(),
         "ci",
         TOKEN,

@@ -318,6 +318,7 @@ async fn an_upstream_without_reflection_is_added_at_runtime_with_its_descriptors
     const TOKEN: &str = "carol-token-0123456789";
     let (gw, admin_addr) = gateway_with_admin(
         &[format!("v1=1.0.0@{}", v1.addr)],
+        &[],
         dir.path(),
         "carol",
         TOKEN,

@@ -16,6 +16,7 @@ mod check_live;
 mod cli;
 mod compression;
 mod descriptors;
+mod drift;
 mod export;
 mod gateway;
 mod grpcurl;

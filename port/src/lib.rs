@@ -20,6 +20,7 @@ pub mod admin;
 pub mod child;
 mod connections;
 pub mod deployment;
+pub mod drift;
 pub mod fds;
 pub mod guard;
 pub mod loop_guard;

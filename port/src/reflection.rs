@@ -19,7 +19,6 @@
 
 use anyhow::Context;
 use http::{Request, Response};
-use prost::Message;
 use router::{BoxFuture, RouterHandle};
 use semver::VersionReq;
 use std::borrow::Cow;
@@ -72,8 +71,6 @@ const ALWAYS: [&str; 3] = [
 #[derive(Clone)]
 struct Built {
     listed: Vec<String>,
-    /// The build's service names by package, decoded once.
-    declares: Arc<BTreeMap<String, Vec<String>>>,
     v1: Boxed,
     v1alpha: Boxed,
 }
@@ -93,11 +90,10 @@ pub(crate) struct Reflection {
 }
 
 /// The descriptors of the build a reflection call is to describe, if any.
-#[derive(Clone)]
 struct View {
     descriptors: Arc<[u8]>,
     /// Package → the full names of its services, as the build declares them.
-    declares: Arc<BTreeMap<String, Vec<String>>>,
+    declares: BTreeMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for Reflection {
@@ -131,24 +127,16 @@ impl Reflection {
     }
 
     fn current(&self, requirement: Option<&VersionReq>) -> anyhow::Result<Built> {
-        let descriptors = match &self.served {
+        let view = match &self.served {
             Served::Router(handle) => handle
                 .table()
                 .build_for(requirement)
-                .map(|(_, build)| build.descriptors.clone()),
+                .map(|(_, build)| View::of(build)),
             Served::Fixed(_) => None,
         };
-        let key = descriptors.as_ref().map(|d| d.as_ptr() as usize);
+        let key = view.as_ref().map(|v| v.descriptors.as_ptr() as usize);
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         let served = self.served.names();
-        let view = match (descriptors, built.get(&key)) {
-            (None, _) => None,
-            (Some(descriptors), Some(known)) => Some(View {
-                descriptors,
-                declares: known.declares.clone(),
-            }),
-            (Some(descriptors), None) => Some(View::of(descriptors)?),
-        };
         let listed = self.listing(&served, view.as_ref());
         if let Some(current) = built.get(&key).filter(|b| b.listed == listed) {
             return Ok(current.clone());
@@ -187,7 +175,6 @@ impl Reflection {
                     .build_v1alpha()
                     .context("cannot build the grpc.reflection.v1alpha service")?
             )),
-            declares: view.map(|v| v.declares).unwrap_or_default(),
             listed,
         };
         if built.len() >= MAX_VIEWS && !built.contains_key(&key) {
@@ -228,23 +215,20 @@ impl Reflection {
 }
 
 impl View {
-    /// The view of a build declaring `descriptors` (an encoded `FileDescriptorSet`).
-    fn of(descriptors: Arc<[u8]>) -> anyhow::Result<Self> {
-        let set = prost_types::FileDescriptorSet::decode(descriptors.as_ref())
-            .context("a backend's build does not decode")?;
+    /// The view of `build`.
+    fn of(build: &router::Build) -> Self {
         let mut declares: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for file in &set.file {
-            for service in &file.service {
-                declares
-                    .entry(file.package().to_string())
-                    .or_default()
-                    .push(format!("{}.{}", file.package(), service.name()));
-            }
+        for service in build.services.iter() {
+            let package = service.rsplit_once('.').map_or("", |(p, _)| p);
+            declares
+                .entry(package.to_string())
+                .or_default()
+                .push(service.clone());
         }
-        Ok(Self {
-            descriptors,
-            declares: Arc::new(declares),
-        })
+        Self {
+            descriptors: build.descriptors.clone(),
+            declares,
+        }
     }
 }
 

@@ -33,7 +33,7 @@ use tonic::transport::Channel;
 mod builds;
 mod spec;
 
-pub(crate) use builds::{Joining, joining};
+pub(crate) use builds::{Joining, combined, joining, superset};
 
 pub use spec::{DescriptorsSpec, UPSTREAM_SPEC_HELP, UpstreamSpec};
 
@@ -267,7 +267,10 @@ fn built_in_pool() -> anyhow::Result<DescriptorPool> {
 }
 
 /// A pool of the files of `packages` in `pool` and everything they import.
-fn restricted(pool: &DescriptorPool, packages: &[&str]) -> anyhow::Result<DescriptorPool> {
+pub(crate) fn restricted(
+    pool: &DescriptorPool,
+    packages: &[&str],
+) -> anyhow::Result<DescriptorPool> {
     let mut keep: BTreeSet<String> = BTreeSet::new();
     let mut todo: Vec<prost_reflect::FileDescriptor> = pool
         .files()
@@ -304,7 +307,12 @@ impl Discovered {
     /// This upstream's build: its own descriptors, encoded (what reflection asked for its
     /// version describes).
     pub fn build(&self) -> Build {
-        Build::new(self.pool.encode_to_vec())
+        let build = Build::new(self.pool.encode_to_vec());
+        match self.origin {
+            // Read by reflection, it can be read again to find a drift.
+            DescriptorOrigin::Reflection => build.refreshable(),
+            _ => build,
+        }
     }
 
     /// The router backends forwarding to this upstream over one connection pool: one backend

@@ -110,19 +110,47 @@ impl Backend {
         }
     }
 
-    /// Gives the backend its `build`; a build that breaks an older one is pinned-only, weight 0
-    /// (see [`Build`]).
+    /// Gives the backend its `build`; a build that breaks an older one, or drifted, is
+    /// pinned-only, weight 0 (see [`Build`]).
     pub fn with_build(mut self, build: Build) -> Self {
-        if build.breaks.is_some() {
+        if build.pinned_only_because().is_some() {
             self.weight = Some(0);
         }
         self.build = Some(build);
         self
     }
 
-    /// What its build breaks, when it is a pinned-only breaking build.
-    pub fn breaks(&self) -> Option<&str> {
-        self.build.as_ref().and_then(|b| b.breaks.as_deref())
+    /// What its build breaks, when it is pinned-only for breaking an older build or drifting.
+    pub fn breaks(&self) -> Option<String> {
+        self.build.as_ref().and_then(Build::pinned_only_because)
+    }
+
+    /// Whether its build drifted (see [`Build::drift`]).
+    pub fn is_drifted(&self) -> bool {
+        self.build.as_ref().is_some_and(|b| b.drift.is_some())
+    }
+
+    /// Whether it can serve `service` of `package`: always for a package routed to it with
+    /// `+PACKAGE` (the catalog vouches) or without a known build; else when its build declares
+    /// the service.
+    pub fn declares(&self, package: &str, service: &str) -> bool {
+        package != self.api
+            || self
+                .build
+                .as_ref()
+                .is_none_or(|build| build.services.contains(service))
+    }
+
+    /// For a remote backend, how many times it became reachable again (see
+    /// [`UpstreamPool::recoveries`]); 0 for one in this process.
+    pub fn recoveries(&self) -> u64 {
+        self.pool.as_ref().map_or(0, UpstreamPool::recoveries)
+    }
+
+    /// For a remote backend, a channel to its upstream that carries no calls (the health
+    /// checks'), over which its descriptors can be read again.
+    pub fn upstream_channel(&self) -> Option<tonic::transport::Channel> {
+        self.pool.as_ref().map(UpstreamPool::probe_channel)
     }
 
     /// Gives the backend `weight` (see [`Backend::weight`]).

@@ -2,30 +2,61 @@
 //! (`payments.v1` at 1.0.0 and at 1.1.0 with a field added) share file names but not contents,
 //! so the catalog holds one of them, the routed build (the highest version that is a
 //! wire-compatible superset of the others); each backend keeps its own, so that reflection
-//! asked for its version describes what that version serves.
+//! asked for its version describes what that version serves, and health reports a service
+//! only while some reachable backend's build declares it.
 //!
 //! A newer build that breaks an older one of the same package is kept too, but pinned-only: it
 //! gets only the requests no other backend satisfies (an `x-api-version` that names it), never
-//! unpinned traffic, and its weight cannot be raised. Its `breaks` says what it breaks and how.
+//! unpinned traffic, and its weight cannot be raised. So is a build that *drifted*: its
+//! upstream now declares something that breaks what it declared when it joined (restarted with
+//! another build, say).
 
+use prost::Message;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The descriptors of one backend's build, and whether it breaks an older build it runs beside.
 #[derive(Debug, Clone)]
 pub struct Build {
-    /// The backend's own files (and imports), an encoded `FileDescriptorSet`.
+    /// The backend's own files (and imports), an encoded `FileDescriptorSet`: what it declares
+    /// now.
     pub descriptors: Arc<[u8]>,
+    /// The full names (`package.Service`) of the services those files declare.
+    pub services: Arc<BTreeSet<String>>,
     /// When this build breaks an older build of its package that the table routes: which one
     /// and compat's findings. Such a backend is pinned-only.
     pub breaks: Option<Arc<str>>,
+    /// When the upstream's descriptors, read again, break what it declared when it joined:
+    /// compat's findings, and the descriptors it joined with. Pinned-only too.
+    pub drift: Option<(Arc<str>, Arc<[u8]>)>,
+    /// Whether the descriptors were read from the upstream by reflection, so reading them
+    /// again can find a drift (a file or a descriptor set sent with an Add does not change).
+    pub refreshable: bool,
 }
 
 impl Build {
-    /// A build declaring `descriptors` (an encoded `FileDescriptorSet`).
+    /// A build declaring `descriptors` (an encoded `FileDescriptorSet`; one that does not
+    /// decode declares no service).
     pub fn new(descriptors: impl Into<Arc<[u8]>>) -> Self {
+        let descriptors = descriptors.into();
+        let services = prost_types::FileDescriptorSet::decode(descriptors.as_ref())
+            .map(|set| {
+                set.file
+                    .iter()
+                    .flat_map(|file| {
+                        file.service
+                            .iter()
+                            .map(move |service| format!("{}.{}", file.package(), service.name()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
-            descriptors: descriptors.into(),
+            descriptors,
+            services: Arc::new(services),
             breaks: None,
+            drift: None,
+            refreshable: false,
         }
     }
 
@@ -33,5 +64,46 @@ impl Build {
     pub fn breaking(mut self, what: impl Into<Arc<str>>) -> Self {
         self.breaks = Some(what.into());
         self
+    }
+
+    /// This build, read by reflection: reading it again can find a drift.
+    pub fn refreshable(mut self) -> Self {
+        self.refreshable = true;
+        self
+    }
+
+    /// This build as the upstream declares it now (`descriptors`), drifted from `joined` (what
+    /// it declared when it joined) as `findings` say; pinned-only.
+    pub fn drifted(
+        descriptors: impl Into<Arc<[u8]>>,
+        findings: impl Into<Arc<str>>,
+        joined: Arc<[u8]>,
+        breaks: Option<Arc<str>>,
+    ) -> Self {
+        Self {
+            breaks,
+            drift: Some((findings.into(), joined)),
+            ..Self::new(descriptors).refreshable()
+        }
+    }
+
+    /// What makes this build pinned-only, if anything: the drift's findings, or the older
+    /// build it breaks.
+    pub fn pinned_only_because(&self) -> Option<String> {
+        match (&self.drift, &self.breaks) {
+            (Some((findings, _)), _) => Some(format!(
+                "what it declared when it joined (it drifted: its descriptors, read again, \
+                 differ): {findings}"
+            )),
+            (None, Some(breaks)) => Some(breaks.to_string()),
+            (None, None) => None,
+        }
+    }
+
+    /// The descriptors a drift is judged against: those it joined with.
+    pub fn baseline(&self) -> &Arc<[u8]> {
+        self.drift
+            .as_ref()
+            .map_or(&self.descriptors, |(_, joined)| joined)
     }
 }

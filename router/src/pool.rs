@@ -13,7 +13,7 @@
 //! failed calls (passive checks), and a connection of its own for the probe, so that health
 //! checks never wait behind saturated connections.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -73,6 +73,8 @@ struct PoolInner {
     /// The probe's own connection.
     probe: Channel,
     unreachable: AtomicBool,
+    /// How many times it became reachable again after being unreachable (a restart, say).
+    recoveries: AtomicU64,
     /// Set when a failed call changed reachability, until the router republishes health.
     changed_passively: AtomicBool,
 }
@@ -134,6 +136,7 @@ impl UpstreamPool {
                 freed: Notify::new(),
                 probe,
                 unreachable: AtomicBool::new(false),
+                recoveries: AtomicU64::new(0),
                 changed_passively: AtomicBool::new(false),
             }),
         }
@@ -171,7 +174,17 @@ impl UpstreamPool {
 
     /// Records a probe's finding; returns whether it changed.
     pub(crate) fn set_reachable(&self, reachable: bool) -> bool {
-        self.inner.unreachable.swap(!reachable, Ordering::SeqCst) == reachable
+        let changed = self.inner.unreachable.swap(!reachable, Ordering::SeqCst) == reachable;
+        if changed && reachable {
+            self.inner.recoveries.fetch_add(1, Ordering::SeqCst);
+        }
+        changed
+    }
+
+    /// How many times the upstream became reachable again after it was unreachable: a change
+    /// tells whoever polls it of a recovery (a restart) however briefly it was down.
+    pub fn recoveries(&self) -> u64 {
+        self.inner.recoveries.load(Ordering::SeqCst)
     }
 
     /// Marks the upstream unreachable after a call failed in transport (refused connection,

@@ -160,7 +160,7 @@ impl RouteTable {
         if let Some(breaks) = routes[i].backend.breaks().filter(|_| weight != Some(0)) {
             return Err(TableError::PinnedOnly {
                 backend: name.to_string(),
-                breaks: breaks.to_string(),
+                breaks,
             });
         }
         routes[i].backend.weight = weight;
@@ -186,7 +186,8 @@ impl RouteTable {
                 reachable: r.is_reachable(),
                 saturated: r.backend.is_saturated(),
                 weight: r.backend.weight,
-                breaks: r.backend.breaks().map(str::to_string),
+                breaks: r.backend.breaks(),
+                drifted: r.backend.is_drifted(),
                 connections: r.backend.pool.as_ref().map_or(0, UpstreamPool::connections),
             })
             .collect()
@@ -207,7 +208,7 @@ impl RouteTable {
         let highest = |satisfies: &dyn Fn(&Route) -> bool| {
             let candidates = || with_build().filter(|(r, _)| satisfies(r));
             candidates()
-                .filter(|(_, build)| build.breaks.is_none())
+                .filter(|(_, build)| build.pinned_only_because().is_none())
                 .max_by(|(a, _), (b, _)| a.backend.version.cmp_precedence(&b.backend.version))
                 .or_else(|| {
                     candidates().max_by(|(a, _), (b, _)| {
@@ -227,12 +228,35 @@ impl RouteTable {
         self.by_package.get(package).is_some_and(|v| !v.is_empty())
     }
 
-    /// Whether some active backend that is reachable (as far as the last check knows) serves
-    /// `package`: what its health status reports.
-    pub fn is_available(&self, package: &str) -> bool {
-        self.by_package
-            .get(package)
-            .is_some_and(|v| v.iter().any(|&i| self.routes[i].is_reachable()))
+    /// Whether some active, reachable backend serves `service` of `package` (its build
+    /// declares it; see [`Backend::declares`]): what the service's health status reports.
+    pub fn is_service_available(&self, package: &str, service: &str) -> bool {
+        self.by_package.get(package).is_some_and(|v| {
+            v.iter().any(|&i| {
+                let route = &self.routes[i];
+                route.is_reachable() && route.backend.declares(package, service)
+            })
+        })
+    }
+
+    /// Whether this table holds backend `name` as `other` does: the same entry (its state
+    /// shared since it was added) with the same build.
+    pub(crate) fn holds_same_backend(&self, other: &RouteTable, name: &str) -> bool {
+        fn entry<'t>(table: &'t RouteTable, name: &str) -> Option<&'t Route> {
+            table.position(name).map(|i| &table.routes[i])
+        }
+        match (entry(self, name), entry(other, name)) {
+            (Some(a), Some(b)) => {
+                let build = |r: &Route| r.backend.build.as_ref().map(|b| b.descriptors.as_ptr());
+                Arc::ptr_eq(&a.state, &b.state) && build(a) == build(b)
+            }
+            _ => false,
+        }
+    }
+
+    /// The backend named `name`, if the table holds it (draining or not).
+    pub fn backend(&self, name: &str) -> Option<&Backend> {
+        self.position(name).map(|i| &self.routes[i].backend)
     }
 
     /// Picks the backend for a request to `path`'s package with the `x-api-version`

@@ -67,10 +67,11 @@ pub(crate) fn shop_descriptors(python: &Path, version: &str, dir: &Path) -> Path
 }
 
 /// [`gateway`] in front of `upstreams` (each `NAME=VERSION@ADDR`) with its admin API on a free
-/// port, for the holder `holder` of `token` (its token file written into `dir`); and the admin
-/// API's address.
+/// port, for the holder `holder` of `token` (its token file written into `dir`), and `extra`
+/// flags; and the admin API's address.
 pub(crate) async fn gateway_with_admin(
     upstreams: &[String],
+    extra: &[&str],
     dir: &Path,
     holder: &str,
     token: &str,
@@ -86,6 +87,7 @@ pub(crate) async fn gateway_with_admin(
         "--admin-token-file".into(),
         tokens.display().to_string(),
     ]);
+    args.extend(extra.iter().map(|flag| flag.to_string()));
     let mut gw = gateway(&args).await;
     let line = gw
         .next_line()
@@ -119,4 +121,15 @@ pub(crate) fn ok(path: &Path, flags: &[&str], addr: &str, rest: &[&str]) -> Stri
     let (success, text) = grpcurl(path, flags, addr, rest);
     assert!(success, "grpcurl {flags:?} {rest:?} failed: {text}");
     text
+}
+
+/// `testbed route list --admin ADDR` with `token`: what it printed, which must be a success.
+pub(crate) fn route_list(admin: std::net::SocketAddr, token: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["route", "list", "--admin", &admin.to_string()])
+        .env("TESTBED_ADMIN_TOKEN", token)
+        .output()
+        .expect("testbed route list runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

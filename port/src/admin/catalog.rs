@@ -69,7 +69,7 @@ pub(super) fn extended(
     packages.extend(new.iter().map(|p| p.as_str()));
     let packages: Vec<String> = packages.into_iter().map(str::to_string).collect();
     let name = spec.name.clone();
-    let pool = combined(std::mem::take(&mut discovered.pool), catalog, routed, &name)?;
+    let pool = upstream::combined(std::mem::take(&mut discovered.pool), catalog, routed, &name)?;
     let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
     // Guarded: a panic in prost-reflect or the checks refuses this Add only.
     let grown = compat::budget::guarded(|| catalog.grown(pool, &packages)).map_err(|err| {
@@ -78,32 +78,4 @@ pub(super) fn extended(
         ))
     })?;
     Ok((Some(grown), build))
-}
-
-/// One pool of `theirs` (an upstream's files) and `catalog`'s: where both hold a file, theirs
-/// when `theirs_win` (the upstream is the routed build now), else the catalog's.
-fn combined(
-    theirs: prost_reflect::DescriptorPool,
-    catalog: &ApiCatalog,
-    theirs_win: bool,
-    name: &str,
-) -> Result<prost_reflect::DescriptorPool, Status> {
-    let unlinked = |err: prost_reflect::DescriptorError| {
-        Status::failed_precondition(format!(
-            "the descriptors of upstream {name} do not link with this router's catalog: {err}"
-        ))
-    };
-    let (mut pool, other) = match theirs_win {
-        // The upstream's pool grows into the catalog's (the catalog's files added to it), so
-        // that its descriptors are not copied once more: the old catalog serves until the swap.
-        true => (theirs, catalog.pool().clone()),
-        false => (catalog.pool().clone(), theirs),
-    };
-    let missing: Vec<_> = other
-        .file_descriptor_protos()
-        .filter(|file| pool.get_file_by_name(file.name()).is_none())
-        .cloned()
-        .collect();
-    pool.add_file_descriptor_protos(missing).map_err(unlinked)?;
-    Ok(pool)
 }

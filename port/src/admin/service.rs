@@ -192,6 +192,7 @@ impl RoutesService {
             saturated: info.saturated,
             weight: info.weight.map(u32::from),
             breaks: info.breaks.unwrap_or_default(),
+            drifted: info.drifted,
         }
     }
 

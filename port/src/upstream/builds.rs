@@ -131,7 +131,7 @@ fn compare(
 
 /// compat's verdict on `newer`'s build of `package` serving calls written for `older`'s, its
 /// findings as one line; a panic in a dependency is an error, not a verdict.
-fn superset(
+pub(crate) fn superset(
     older: &DescriptorPool,
     newer: &DescriptorPool,
     package: &str,
@@ -252,4 +252,32 @@ fn differing(discovered: &Discovered, catalog: &ApiCatalog) -> Option<String> {
                 .is_some_and(|known| meaning(known.file_descriptor_proto()) != meaning(file))
         })
         .map(|file| file.name().to_string())
+}
+
+/// One pool of `theirs` (an upstream's files) and `catalog`'s: where both hold a file, theirs
+/// when `theirs_win` (the upstream is the routed build now), else the catalog's.
+pub(crate) fn combined(
+    theirs: DescriptorPool,
+    catalog: &ApiCatalog,
+    theirs_win: bool,
+    name: &str,
+) -> Result<DescriptorPool, Status> {
+    let unlinked = |err: prost_reflect::DescriptorError| {
+        Status::failed_precondition(format!(
+            "the descriptors of upstream {name} do not link with this router's catalog: {err}"
+        ))
+    };
+    let (mut pool, other) = match theirs_win {
+        // The upstream's pool grows into the catalog's (the catalog's files added to it), so
+        // that its descriptors are not copied once more: the old catalog serves until the swap.
+        true => (theirs, catalog.pool().clone()),
+        false => (catalog.pool().clone(), theirs),
+    };
+    let missing: Vec<_> = other
+        .file_descriptor_protos()
+        .filter(|file| pool.get_file_by_name(file.name()).is_none())
+        .cloned()
+        .collect();
+    pool.add_file_descriptor_protos(missing).map_err(unlinked)?;
+    Ok(pool)
 }

@@ -72,4 +72,7 @@ pub enum TableError {
         /// What its build breaks.
         breaks: String,
     },
+    /// A change read from an earlier table finds a backend replaced or removed since.
+    #[error("backend {0:?} changed since the change was prepared; it was not applied")]
+    ChangedMeanwhile(String),
 }

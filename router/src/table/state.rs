@@ -59,4 +59,7 @@ pub struct BackendInfo {
     /// When its build breaks an older build of its package beside it (it is pinned-only): which
     /// and compat's findings.
     pub breaks: Option<String>,
+    /// Whether its upstream's descriptors, read again, break what it declared when it joined
+    /// (then `breaks` says how, and it is pinned-only).
+    pub drifted: bool,
 }

@@ -278,3 +278,83 @@ fn a_newer_stable_release_beats_an_older_prerelease_and_vice_versa() {
     ]);
     assert_eq!(pick(&t, None).unwrap(), "old");
 }
+
+/// A build of `demo.v2` declaring `services` (full names) and nothing else.
+fn build_declaring(services: &[&str]) -> crate::Build {
+    use prost::Message;
+    let file = prost_types::FileDescriptorProto {
+        name: Some("demo/v2.proto".into()),
+        package: Some(V2.into()),
+        service: services
+            .iter()
+            .map(|full| prost_types::ServiceDescriptorProto {
+                name: full.rsplit_once('.').map(|(_, name)| name.to_string()),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    crate::Build::new(prost_types::FileDescriptorSet { file: vec![file] }.encode_to_vec())
+}
+
+#[test]
+fn a_breaking_build_takes_only_what_nothing_else_satisfies_and_keeps_weight_zero() {
+    let counter = "demo.v2.Counter";
+    let breaking = build_declaring(&[counter]).breaking("the build of a (2.0.0): FIELD_SAME_TYPE");
+    let table = table(vec![
+        backend("a", "2.0.0", V2).with_build(build_declaring(&[counter])),
+        backend("b", "2.1.0", V2).with_build(breaking),
+    ]);
+    for _ in 0..50 {
+        assert_eq!(pick(&table, None).as_deref(), Ok("a"));
+        assert_eq!(pick(&table, Some("^2")).as_deref(), Ok("a"));
+    }
+    assert_eq!(pick(&table, Some("^2.1")).as_deref(), Ok("b"));
+    let err = table.with_weight("b", Some(10)).unwrap_err();
+    assert!(
+        matches!(&err, TableError::PinnedOnly { backend, .. } if backend == "b"),
+        "{err}"
+    );
+    assert!(table.with_weight("b", Some(0)).is_ok());
+    let info = table.backends();
+    assert_eq!(info[1].weight, Some(0));
+    assert!(
+        info[1]
+            .breaks
+            .as_deref()
+            .is_some_and(|b| b.contains("FIELD_SAME_TYPE"))
+    );
+    // Reflection describes the build calls would reach.
+    let described = |req: Option<&str>| {
+        let req = req.map(|r| VersionReq::parse(r).unwrap());
+        table
+            .build_for(req.as_ref())
+            .map(|(name, _)| name.to_string())
+    };
+    assert_eq!(described(None).as_deref(), Some("a"));
+    assert_eq!(described(Some("^2")).as_deref(), Some("a"));
+    assert_eq!(described(Some("=2.1.0")).as_deref(), Some("b"));
+    assert_eq!(described(Some("^3")), None);
+}
+
+#[test]
+fn a_service_is_available_while_a_backend_whose_build_declares_it_serves_its_package() {
+    let counter = "demo.v2.Counter";
+    let without = table(vec![
+        backend("a", "2.0.0", V2).with_build(build_declaring(&[])),
+    ]);
+    assert!(!without.is_service_available(V2, counter));
+    let with = without
+        .with_backend(backend("b", "2.1.0", V2).with_build(build_declaring(&[counter])))
+        .unwrap();
+    assert!(with.is_service_available(V2, counter));
+    // No build known: the catalog's word; a package routed with +PACKAGE: the catalog vouches.
+    let unknown = table(vec![backend("c", "2.0.0", V2).also_serving(V1)]);
+    assert!(unknown.is_service_available(V2, counter));
+    let retired = table(vec![
+        backend("d", "2.0.0", V2)
+            .with_build(build_declaring(&[counter]))
+            .also_serving(V1),
+    ]);
+    assert!(retired.is_service_available(V1, "demo.v1.Counter"));
+}
