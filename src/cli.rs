@@ -90,9 +90,11 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             .flatten()
             .collect();
         for spec in &args.upstreams {
-            port::route_checks::refuse_own_address(&spec.name, spec.host_port(), &own)
-                .await
-                .map_err(|why| anyhow::anyhow!("--upstream: {why}"))?;
+            for host_port in spec.host_ports() {
+                port::route_checks::refuse_own_address(&spec.name, host_port, &own)
+                    .await
+                    .map_err(|why| anyhow::anyhow!("--upstream: {why}"))?;
+            }
         }
         // What each upstream implements is read from it now, before the port opens.
         port::pool::set_limits(args.options.pool.limits());

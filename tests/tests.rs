@@ -34,6 +34,7 @@ mod properties;
 mod proxies;
 mod readme;
 mod reflection_health;
+mod replicas;
 mod report;
 mod routes;
 mod routing;

@@ -232,7 +232,7 @@ pub fn name_is_free(spec: &UpstreamSpec, table: &RouteTable, adding: bool) -> Re
 
 /// What the admin API's Add (`adding`) or Replace checks before reading upstream `spec`:
 /// [`name_is_free`] in `table`, its address not one of the gateway's own listeners `own`, and
-/// something listening there (both `FAILED_PRECONDITION`). `--upstream` at start is not checked
+/// something listening there, at every replica's address (both `FAILED_PRECONDITION`). `--upstream` at start is not checked
 /// for reachability: the router may start before its upstreams.
 pub async fn admit(
     spec: &UpstreamSpec,
@@ -241,12 +241,18 @@ pub async fn admit(
     own: &[SocketAddr],
 ) -> Result<(), Status> {
     name_is_free(spec, table, adding)?;
-    refuse_own_address(&spec.name, spec.host_port(), own)
-        .await
-        .map_err(Status::failed_precondition)?;
-    reachable(&spec.name, spec.host_port())
-        .await
-        .map_err(Status::failed_precondition)
+    for host_port in spec.host_ports() {
+        refuse_own_address(&spec.name, host_port, own)
+            .await
+            .map_err(Status::failed_precondition)?;
+    }
+    // Every replica: a typo in one address is refused as a dead upstream would be.
+    for host_port in spec.host_ports() {
+        reachable(&spec.name, host_port)
+            .await
+            .map_err(Status::failed_precondition)?;
+    }
+    Ok(())
 }
 
 /// Refuses (`FAILED_PRECONDITION`) a Replace of upstream `spec` whose `backends` would serve

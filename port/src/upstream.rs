@@ -35,7 +35,7 @@ mod spec;
 
 pub(crate) use builds::{Joining, combined, joining, superset};
 
-pub use spec::{DescriptorsSpec, UPSTREAM_SPEC_HELP, UpstreamSpec};
+pub use spec::{DescriptorsSpec, MAX_REPLICAS, UPSTREAM_SPEC_HELP, UpstreamSpec};
 
 /// Encoded descriptor bytes a gateway's catalog holds at most by default
 /// (`--max-catalog-bytes`), across every upstream. The catalog holds its descriptors decoded
@@ -147,10 +147,15 @@ pub async fn discover(
         None => {
             // A setting to fix (an https:// upstream without --upstream-ca) is said as it is,
             // not taken as a reason to fall back.
-            let channel = spec.channel_with_ca(ca)?;
-            by_reflection(spec, &channel)
-                .await
-                .map(|pool| (pool, DescriptorOrigin::Reflection))
+            let mut read = Err(anyhow::anyhow!("upstream {} has no address", spec.name));
+            // Replicas of one build: the first that answers tells.
+            for channel in spec.channels_with_ca(ca)? {
+                read = by_reflection(spec, &channel).await;
+                if read.is_ok() {
+                    break;
+                }
+            }
+            read.map(|pool| (pool, DescriptorOrigin::Reflection))
         }
     };
     // Only an upstream nobody can ask is taken at its version's word.
@@ -321,7 +326,7 @@ impl Discovered {
     /// `build` ([`Discovered::build`], pinned-only when it breaks an older build).
     pub fn backends(&self, ca: Option<&Path>, build: Build) -> anyhow::Result<Vec<Backend>> {
         let spec = &self.spec;
-        let pool = spec.pool_with_ca(ca)?;
+        let replicas = spec.replicas_with_ca(ca)?;
         let single = self.packages.len() == 1;
         for older in &spec.also_serving {
             if !single
@@ -347,9 +352,10 @@ impl Discovered {
                     true => spec.name.clone(),
                     false => format!("{}/{package}", spec.name),
                 };
-                let backend = Backend::remote(&name, spec.version.clone(), package, pool.clone())
-                    .with_weight(spec.weight)
-                    .with_build(build.clone());
+                let backend =
+                    Backend::replicated(&name, spec.version.clone(), package, replicas.clone())
+                        .with_weight(spec.weight)
+                        .with_build(build.clone());
                 spec.also_serving
                     .iter()
                     .filter(|older| single || package_stem(older) == package_stem(package))

@@ -5,6 +5,7 @@ use crate::BoxFuture;
 use crate::build::Build;
 use crate::encoding::AcceptedEncodings;
 use crate::pool::{Slot, UpstreamPool};
+use crate::replicas::Replicas;
 use http::{Request, Response};
 use semver::Version;
 use std::convert::Infallible;
@@ -31,8 +32,9 @@ pub struct Backend {
     pub serves: Vec<String>,
     /// The service requests are forwarded to.
     pub service: BackendService,
-    /// For a remote backend, its connections, over which an `UpstreamProbe` checks it too.
-    pub(crate) pool: Option<UpstreamPool>,
+    /// For a remote backend, its replicas' connections, over which an `UpstreamProbe` checks
+    /// it too.
+    pub(crate) replicas: Option<Replicas>,
     /// The percentage of the requests it can serve that it takes (`;weight=N`); `None`: the
     /// highest version without a weight takes what weighted backends leave (see `weights`).
     pub weight: Option<u8>,
@@ -48,7 +50,10 @@ impl std::fmt::Debug for Backend {
             .field("version", &self.version)
             .field("api", &self.api)
             .field("serves", &self.serves)
-            .field("remote", &self.pool.is_some())
+            .field(
+                "replicas",
+                &self.replicas.as_ref().map_or(0, |r| r.pools().len()),
+            )
             .field("weight", &self.weight)
             .field("breaks", &self.breaks())
             .finish_non_exhaustive()
@@ -77,9 +82,15 @@ impl Backend {
     /// a `grpc-encoding` the backend's replies say it does not accept gets `UNIMPLEMENTED`
     /// naming the ones it does.
     pub fn remote(name: &str, version: Version, api: &str, pool: UpstreamPool) -> Self {
+        Self::replicated(name, version, api, Replicas::one(pool))
+    }
+
+    /// A backend in several processes, its `replicas` (one pool per endpoint), each call going
+    /// to one of them as [`Replicas`] chooses; otherwise as [`Backend::remote`].
+    pub fn replicated(name: &str, version: Version, api: &str, replicas: Replicas) -> Self {
         let service = Upstream {
             label: format!("backend {name} ({api} {version})").into(),
-            pool: pool.clone(),
+            replicas: replicas.clone(),
             accepted: AcceptedEncodings::default(),
         };
         Self::new(
@@ -87,7 +98,7 @@ impl Backend {
             version,
             api,
             BoxCloneSyncService::new(service),
-            Some(pool),
+            Some(replicas),
         )
     }
 
@@ -96,7 +107,7 @@ impl Backend {
         version: Version,
         api: &str,
         service: BackendService,
-        pool: Option<UpstreamPool>,
+        replicas: Option<Replicas>,
     ) -> Self {
         Self {
             name: name.to_string(),
@@ -104,7 +115,7 @@ impl Backend {
             api: api.to_string(),
             serves: vec![api.to_string()],
             service,
-            pool,
+            replicas,
             weight: None,
             build: None,
         }
@@ -144,13 +155,15 @@ impl Backend {
     /// For a remote backend, how many times it became reachable again (see
     /// [`UpstreamPool::recoveries`]); 0 for one in this process.
     pub fn recoveries(&self) -> u64 {
-        self.pool.as_ref().map_or(0, UpstreamPool::recoveries)
+        self.replicas.as_ref().map_or(0, Replicas::recoveries)
     }
 
     /// For a remote backend, a channel to its upstream that carries no calls (the health
     /// checks'), over which its descriptors can be read again.
     pub fn upstream_channel(&self) -> Option<tonic::transport::Channel> {
-        self.pool.as_ref().map(UpstreamPool::probe_channel)
+        self.replicas
+            .as_ref()
+            .map(|r| r.first_reachable().probe_channel())
     }
 
     /// Gives the backend `weight` (see [`Backend::weight`]).
@@ -161,13 +174,18 @@ impl Backend {
 
     /// Whether the backend is in another process (made by [`Backend::remote`]).
     pub fn is_remote(&self) -> bool {
-        self.pool.is_some()
+        self.replicas.is_some()
     }
 
-    /// Whether the backend is remote and its connection pool is saturated (see
-    /// [`UpstreamPool::is_saturated`]).
+    /// Whether the backend is remote and its connection pools are saturated (see
+    /// [`UpstreamPool::is_saturated`]; every reachable replica's).
     pub fn is_saturated(&self) -> bool {
-        self.pool.as_ref().is_some_and(UpstreamPool::is_saturated)
+        self.replicas.as_ref().is_some_and(Replicas::is_saturated)
+    }
+
+    /// Its replicas, when remote.
+    pub fn replicas(&self) -> Option<&Replicas> {
+        self.replicas.as_ref()
     }
 
     /// Also route requests for `package` to this backend (for example, v2 serving v1 paths once
@@ -197,7 +215,7 @@ pub(crate) fn router_reply(status: Status) -> Response<Body> {
 #[derive(Clone)]
 struct Upstream {
     label: Arc<str>,
-    pool: UpstreamPool,
+    replicas: Replicas,
     accepted: AcceptedEncodings,
 }
 
@@ -217,7 +235,7 @@ impl Service<Request<Body>> for Upstream {
             reply.headers_mut().insert("grpc-accept-encoding", header);
             return Box::pin(std::future::ready(Ok(reply)));
         }
-        let pool = self.pool.clone();
+        let pool = self.replicas.pick().clone();
         let label = self.label.clone();
         let accepted = self.accepted.clone();
         Box::pin(async move {

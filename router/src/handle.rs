@@ -276,32 +276,37 @@ impl RouterHandle {
         let mut checks = tokio::task::JoinSet::new();
         let mut changed = 0;
         for route in table.routes() {
-            let Some(pool) = route.backend.pool.clone() else {
+            let Some(replicas) = route.backend.replicas.as_ref() else {
                 continue;
             };
-            if pool.take_passive_change() {
-                changed += 1;
-                tracing::warn!(backend = %route.backend.name, "remote backend is unreachable (a call failed)");
+            let several = replicas.pools().len() > 1;
+            for pool in replicas.pools() {
+                let endpoint = several.then(|| pool.uri());
+                if pool.take_passive_change() {
+                    changed += 1;
+                    tracing::warn!(backend = %route.backend.name, replica = ?endpoint, "remote backend is unreachable (a call failed)");
+                }
+                if only_unreachable && pool.is_reachable() {
+                    continue;
+                }
+                let services = table.catalog().service_names(&route.backend.api);
+                let name = route.backend.name.clone();
+                let pool = pool.clone();
+                checks.spawn(async move {
+                    let reachable = probe::answers(pool.probe_channel(), services, timeout).await;
+                    (name, endpoint, reachable, pool.set_reachable(reachable))
+                });
             }
-            if only_unreachable && pool.is_reachable() {
-                continue;
-            }
-            let services = table.catalog().service_names(&route.backend.api);
-            let name = route.backend.name.clone();
-            checks.spawn(async move {
-                let reachable = probe::answers(pool.probe_channel(), services, timeout).await;
-                (name, reachable, pool.set_reachable(reachable))
-            });
         }
         while let Some(outcome) = checks.join_next().await {
-            let Ok((name, reachable, true)) = outcome else {
+            let Ok((name, endpoint, reachable, true)) = outcome else {
                 continue;
             };
             changed += 1;
             if reachable {
-                tracing::info!(backend = %name, "remote backend is reachable again");
+                tracing::info!(backend = %name, replica = ?endpoint, "remote backend is reachable again");
             } else {
-                tracing::warn!(backend = %name, "remote backend is unreachable");
+                tracing::warn!(backend = %name, replica = ?endpoint, "remote backend is unreachable");
             }
         }
         if changed > 0 {

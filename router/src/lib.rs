@@ -107,6 +107,7 @@ mod path;
 mod pool;
 mod probe;
 mod quote;
+mod replicas;
 mod requirement;
 mod routed;
 mod service;
@@ -129,6 +130,7 @@ pub use pool::{
 };
 pub use probe::{DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_TIMEOUT, ProbeConfig, UpstreamProbe};
 pub use quote::{MAX_QUOTE_BYTES, quote};
+pub use replicas::Replicas;
 pub use requirement::{API_VERSION_HEADER, parse_requirement};
 pub use routed::Routed;
 pub use service::{VersionRouter, VersionRouterLayer, readdress};

@@ -142,6 +142,11 @@ impl UpstreamPool {
         }
     }
 
+    /// The endpoint it connects to, as a URI.
+    pub fn uri(&self) -> String {
+        self.inner.endpoint.uri().to_string()
+    }
+
     /// The pool's limits.
     pub fn limits(&self) -> PoolLimits {
         self.inner.limits
@@ -150,6 +155,17 @@ impl UpstreamPool {
     /// Connections opened so far.
     pub fn connections(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Streams in use on its connections, and calls waiting for one: how loaded it is, for the
+    /// choice among replicas.
+    pub(crate) fn load(&self) -> usize {
+        let in_use: usize = self
+            .lock()
+            .iter()
+            .map(|c| c.streams.load(Ordering::SeqCst))
+            .sum();
+        in_use + self.inner.pending.load(Ordering::SeqCst)
     }
 
     /// Whether every connection the pool may open carries all the streams it may (new calls

@@ -8,9 +8,10 @@ pub(crate) mod error;
 pub(crate) mod state;
 
 use crate::catalog::{ApiCatalog, CatalogError};
+use crate::replicas::Replicas;
 use crate::requirement::API_VERSION_HEADER;
 use crate::weights::{self, ChoicePoint};
-use crate::{Backend, GrpcPath, UpstreamPool};
+use crate::{Backend, GrpcPath};
 use error::TableError;
 use http::{HeaderName, HeaderValue};
 use semver::VersionReq;
@@ -188,7 +189,7 @@ impl RouteTable {
                 weight: r.backend.weight,
                 breaks: r.backend.breaks(),
                 drifted: r.backend.is_drifted(),
-                connections: r.backend.pool.as_ref().map_or(0, UpstreamPool::connections),
+                connections: r.backend.replicas.as_ref().map_or(0, Replicas::connections),
             })
             .collect()
     }
@@ -470,9 +471,9 @@ impl Route {
     /// since failed.
     pub(crate) fn is_reachable(&self) -> bool {
         self.backend
-            .pool
+            .replicas
             .as_ref()
-            .is_none_or(crate::UpstreamPool::is_reachable)
+            .is_none_or(Replicas::is_reachable)
     }
 }
 

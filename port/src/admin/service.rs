@@ -60,7 +60,7 @@ pub fn addresses(gateway: &Gateway) -> HashMap<String, String> {
             .iter()
             .find(|u| route_checks::belongs_to(&backend.name, &u.spec.name));
         if let Some(upstream) = upstream {
-            addresses.insert(backend.name, upstream.spec.addr.clone());
+            addresses.insert(backend.name, upstream.spec.address());
         }
     }
     addresses
@@ -352,7 +352,7 @@ impl RoutesService {
         // Reading the upstream's descriptors and growing the catalog made copies, now freed.
         router::release_freed_memory();
         added.map_err(|err| table_status(&err))?;
-        self.remember(&names, &spec.addr);
+        self.remember(&names, &spec.address());
         Ok(self.change_reply(&names, warnings))
     }
 
@@ -399,7 +399,7 @@ impl RoutesService {
         // Reading the upstream's descriptors made copies, now freed.
         router::release_freed_memory();
         done.map_err(|err| table_status(&err))?;
-        self.remember(&replaced, &spec.addr);
+        self.remember(&replaced, &spec.address());
         Ok(self.change_reply(&replaced, warnings))
     }
 

@@ -4,7 +4,7 @@
 use super::{CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 use crate::route_checks::{check_name, check_package, host_port};
 use anyhow::Context;
-use router::{Backend, UpstreamPool, quote};
+use router::{Backend, Replicas, UpstreamPool, quote};
 use semver::Version;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -18,8 +18,11 @@ pub struct UpstreamSpec {
     /// The backend's version.
     pub version: Version,
     /// Where it listens: `HOST:PORT`, the host a name or an address; `https://HOST:PORT` for
-    /// an upstream that speaks TLS.
+    /// an upstream that speaks TLS. The first of `endpoints`.
     pub addr: String,
+    /// Every replica's address, `addr` first (`v2=2.0.0@HOST1:PORT,HOST2:PORT`): calls are
+    /// balanced over those that answer (see `router::Replicas`).
+    pub endpoints: Vec<String>,
     /// Older packages also routed to it.
     pub also_serving: Vec<String>,
     /// Its share of the requests it can serve, in percent (`;weight=N`; see `router`'s
@@ -30,11 +33,13 @@ pub struct UpstreamSpec {
 /// The upstream grammar with examples: the one description `serve --upstream`, `route add` and
 /// `route replace` show in their help.
 pub const UPSTREAM_SPEC_HELP: &str = "\
-Upstream: NAME=VERSION@ADDRESS[+PACKAGE...][;weight=N]
+Upstream: NAME=VERSION@ADDRESS[,ADDRESS...][+PACKAGE...][;weight=N]
   NAME      the backend's name in `route list`, logs and replies: [A-Za-z0-9._-], at most 64 bytes
   VERSION   the semver release it runs (1.0.0, 2.1.0-rc.1); x-api-version requirements match it
   ADDRESS   HOST:PORT or http://HOST:PORT (plaintext HTTP/2), https://HOST:PORT (TLS, trusted
-            with --upstream-ca)
+            with --upstream-ca); several, comma-separated, are replicas of one build: each call
+            goes to the less loaded of two that answer, one that fails is skipped until its
+            health checks pass again
   +PACKAGE  also route this (older) package's calls to it, allowed only when compat finds no
             breaking wire change: the older package is retired onto it
   ;weight=N the percentage (0-100) of the requests it can serve that it takes; the highest
@@ -43,6 +48,7 @@ The packages it implements are read from it by gRPC reflection, or from --descri
 Examples:
   v1=1.0.0@127.0.0.1:7001
   v2=2.0.0@https://payments-v2.internal:8443
+  v2=2.0.0@10.0.0.5:7002,10.0.0.6:7002   two replicas
   v2=2.0.0@127.0.0.1:7002+increment.v1   v2 also serves v1's calls (v1 retired)";
 
 impl FromStr for UpstreamSpec {
@@ -59,13 +65,42 @@ impl FromStr for UpstreamSpec {
             .split_once('@')
             .ok_or_else(|| format!("{}: {usage}", quote(text)))?;
         let mut parts = rest.split('+');
-        let addr = parts.next().unwrap_or_default();
-        let (scheme, addr) = match (addr.strip_prefix("https://"), addr.strip_prefix("http://")) {
-            (Some(addr), _) => ("https://", addr),
-            (None, Some(addr)) => ("", addr),
-            (None, None) => ("", addr),
-        };
+        let addresses = parts.next().unwrap_or_default();
         check_name(name).map_err(|why| format!("{}: {why}; {usage}", quote(text)))?;
+        let mut endpoints: Vec<String> = Vec::new();
+        for addr in addresses.split(',') {
+            let (scheme, addr) = match (addr.strip_prefix("https://"), addr.strip_prefix("http://"))
+            {
+                (Some(addr), _) => ("https://", addr),
+                (None, Some(addr)) => ("", addr),
+                (None, None) => ("", addr),
+            };
+            let endpoint = scheme.to_string()
+                + &host_port(addr)
+                    .map_err(|why| format!("{}: address {} {why}", quote(text), quote(addr)))?;
+            if endpoints.contains(&endpoint) {
+                return Err(format!(
+                    "{}: address {} is given twice",
+                    quote(text),
+                    quote(addr)
+                ));
+            }
+            endpoints.push(endpoint);
+        }
+        if endpoints.len() > MAX_REPLICAS {
+            return Err(format!(
+                "{}: {} addresses; an upstream has at most {MAX_REPLICAS} replicas",
+                quote(text),
+                endpoints.len()
+            ));
+        }
+        let tls = |e: &String| e.starts_with("https://");
+        if endpoints.iter().any(tls) && !endpoints.iter().all(tls) {
+            return Err(format!(
+                "{}: its replicas are all https:// or none is",
+                quote(text)
+            ));
+        }
         let also_serving: Vec<String> = parts.map(str::to_string).collect();
         for package in &also_serving {
             check_package(package).map_err(|why| format!("{}: {why}", quote(text)))?;
@@ -79,9 +114,8 @@ impl FromStr for UpstreamSpec {
                     quote(version)
                 )
             })?,
-            addr: scheme.to_string()
-                + &host_port(addr)
-                    .map_err(|why| format!("{}: address {} {why}", quote(text), quote(addr)))?,
+            addr: endpoints[0].clone(),
+            endpoints,
             also_serving,
             weight,
         })
@@ -120,7 +154,23 @@ fn parse_options(options: &str) -> Result<Option<u8>, String> {
     Ok(weight)
 }
 
+/// Replicas one upstream may list at most: each has its own connection pool and health checks
+/// (and its share of `--fd-reserve`).
+pub const MAX_REPLICAS: usize = 16;
+
 impl UpstreamSpec {
+    /// Every replica's `HOST:PORT`, without the scheme.
+    pub fn host_ports(&self) -> impl Iterator<Item = &str> {
+        self.endpoints
+            .iter()
+            .map(|e| e.strip_prefix("https://").unwrap_or(e))
+    }
+
+    /// Its addresses as given: the endpoints, comma-separated.
+    pub fn address(&self) -> String {
+        self.endpoints.join(",")
+    }
+
     /// Whether the upstream speaks TLS (its address starts with `https://`).
     pub fn tls(&self) -> bool {
         self.addr.starts_with("https://")
@@ -141,45 +191,61 @@ impl UpstreamSpec {
     /// `https://` upstream is trusted only with a CA: see [`backend_with_ca`].
     ///
     /// [`backend_with_ca`]: Self::backend_with_ca
-    pub fn backend(&self) -> Result<Backend, tonic::transport::Error> {
+    pub fn backend(&self) -> anyhow::Result<Backend> {
         self.backend_with(None)
     }
 
     /// [`backend`](Self::backend), an `https://` upstream's certificate checked against the
     /// CA certificate (PEM) in `ca` (`--upstream-ca`).
     pub fn backend_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Backend> {
-        Ok(self.backend_over(self.pool_with_ca(ca)?))
+        Ok(self.backend_over(self.replicas_with_ca(ca)?))
     }
 
-    fn backend_with(&self, ca: Option<Certificate>) -> Result<Backend, tonic::transport::Error> {
-        let pool = UpstreamPool::new(self.endpoint_with(ca)?, crate::pool::limits());
-        Ok(self.backend_over(pool))
+    fn backend_with(&self, ca: Option<Certificate>) -> anyhow::Result<Backend> {
+        let pools = self
+            .endpoints
+            .iter()
+            .map(|e| {
+                Ok(UpstreamPool::new(
+                    self.endpoint_with(e, ca.clone())?,
+                    crate::pool::limits(),
+                ))
+            })
+            .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
+        Ok(self.backend_over(replicas(&self.name, pools)?))
     }
 
-    /// The backend forwarding to this upstream over `pool`, with its weight and packages.
-    fn backend_over(&self, pool: UpstreamPool) -> Backend {
-        let backend = Backend::remote(&self.name, self.version.clone(), &self.api(), pool)
+    /// The backend forwarding to this upstream over `replicas`, with its weight and packages.
+    fn backend_over(&self, replicas: Replicas) -> Backend {
+        let backend = Backend::replicated(&self.name, self.version.clone(), &self.api(), replicas)
             .with_weight(self.weight);
         self.also_serving
             .iter()
             .fold(backend, |backend, package| backend.also_serving(package))
     }
 
-    /// The (lazy) channel to the upstream, with the CA certificate `ca` read from `path`.
-    pub(super) fn channel_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Channel> {
-        Ok(self.endpoint_with_ca(ca)?.connect_lazy())
+    /// The (lazy) channel to each replica, in order, with the CA certificate `ca` read from
+    /// `path`.
+    pub(super) fn channels_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Vec<Channel>> {
+        Ok(self
+            .endpoints_with_ca(ca)?
+            .into_iter()
+            .map(|e| e.connect_lazy())
+            .collect())
     }
 
-    /// The connection pool to the upstream (within [`crate::pool::limits`]), with the CA
+    /// The connection pools to the replicas (each within [`crate::pool::limits`]), with the CA
     /// certificate `ca` read from `path`.
-    pub(super) fn pool_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<UpstreamPool> {
-        Ok(UpstreamPool::new(
-            self.endpoint_with_ca(ca)?,
-            crate::pool::limits(),
-        ))
+    pub(super) fn replicas_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Replicas> {
+        let pools = self
+            .endpoints_with_ca(ca)?
+            .into_iter()
+            .map(|e| UpstreamPool::new(e, crate::pool::limits()))
+            .collect();
+        replicas(&self.name, pools)
     }
 
-    fn endpoint_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Endpoint> {
+    fn endpoints_with_ca(&self, ca: Option<&Path>) -> anyhow::Result<Vec<Endpoint>> {
         let ca = match ca {
             None => None,
             Some(path) => Some(
@@ -192,16 +258,26 @@ impl UpstreamSpec {
             "upstream {} is https:// and needs --upstream-ca to be trusted",
             self.name
         );
-        self.endpoint_with(ca.map(Certificate::from_pem))
-            .with_context(|| format!("bad upstream address {}", self.addr))
+        let ca = ca.map(Certificate::from_pem);
+        self.endpoints
+            .iter()
+            .map(|e| {
+                self.endpoint_with(e, ca.clone())
+                    .with_context(|| format!("bad upstream address {e}"))
+            })
+            .collect()
     }
 
-    /// Where the upstream is and how to connect to it; every `connect_lazy` of it is a
+    /// Where replica `endpoint` is and how to connect to it; every `connect_lazy` of it is a
     /// connection of its own.
-    fn endpoint_with(&self, ca: Option<Certificate>) -> Result<Endpoint, tonic::transport::Error> {
+    fn endpoint_with(
+        &self,
+        endpoint: &str,
+        ca: Option<Certificate>,
+    ) -> Result<Endpoint, tonic::transport::Error> {
         let url = match self.tls() {
-            true => self.addr.clone(),
-            false => format!("http://{}", self.addr),
+            true => endpoint.to_string(),
+            false => format!("http://{endpoint}"),
         };
         let mut endpoint = Endpoint::from_shared(url)?;
         if self.tls() {
@@ -217,6 +293,11 @@ impl UpstreamSpec {
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true))
     }
+}
+
+/// `pools` as the replicas of upstream `name`.
+fn replicas(name: &str, pools: Vec<UpstreamPool>) -> anyhow::Result<Replicas> {
+    Replicas::new(pools).with_context(|| format!("upstream {name} has no address"))
 }
 
 /// A parsed `--descriptors NAME=FILE` value: the descriptors of upstream NAME, read from FILE
@@ -274,6 +355,31 @@ mod tests {
             .unwrap();
         assert_eq!(canary.weight, Some(5));
         assert_eq!(canary.also_serving, ["increment.v1"]);
+        assert_eq!(canary.endpoints, ["127.0.0.1:7003"]);
+    }
+
+    #[tokio::test]
+    async fn replicas_are_comma_separated_and_bounded() {
+        let spec: UpstreamSpec = "v2=2.0.0@127.0.0.1:7002,localhost:7003+increment.v1;weight=5"
+            .parse()
+            .unwrap();
+        assert_eq!(spec.endpoints, ["127.0.0.1:7002", "localhost:7003"]);
+        assert_eq!(spec.addr, "127.0.0.1:7002");
+        assert_eq!(spec.address(), "127.0.0.1:7002,localhost:7003");
+        assert_eq!(spec.also_serving, ["increment.v1"]);
+        assert_eq!(spec.weight, Some(5));
+        let backend = spec.backend().unwrap();
+        assert_eq!(backend.replicas().map(|r| r.pools().len()), Some(2));
+        let tls: UpstreamSpec = "v2=2.0.0@https://a:1,https://b:1".parse().unwrap();
+        assert_eq!(tls.host_ports().collect::<Vec<_>>(), ["a:1", "b:1"]);
+        let many = (0..=MAX_REPLICAS)
+            .map(|i| format!("127.0.0.1:{}", 7000 + i))
+            .collect::<Vec<_>>()
+            .join(",");
+        let err = format!("v2=2.0.0@{many}")
+            .parse::<UpstreamSpec>()
+            .unwrap_err();
+        assert!(err.contains("at most 16 replicas"), "{err}");
     }
 
     #[test]
@@ -289,6 +395,9 @@ mod tests {
             ("v1=1.0.0@127.0.0.1:1;weight=-1", "from 0 to 100"),
             ("v1=1.0.0@127.0.0.1:1;weight=5;weight=6", "twice"),
             ("v1=1.0.0@127.0.0.1:1;canary", "unknown option"),
+            ("v2=2.0.0@127.0.0.1:1,127.0.0.1:1", "given twice"),
+            ("v2=2.0.0@127.0.0.1:1,", "address \"\" is not HOST:PORT"),
+            ("v2=2.0.0@https://a:1,b:2", "all https:// or none"),
         ] {
             let err = bad.parse::<UpstreamSpec>().unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");
