@@ -26,6 +26,7 @@ pub mod client;
 mod listener;
 pub mod service;
 pub mod token_file;
+mod upstreams;
 mod usage;
 
 use crate::upstream::MAX_CATALOG_BYTES;

@@ -33,8 +33,8 @@ use super::pb::{
     ListRequest, RemoveRequest, ReplaceRequest, SetWeightRequest, UsageReply, UsageRequest,
 };
 use crate::route_checks;
-use crate::upstream::{self, DescriptorOrigin, Gateway, UpstreamSpec};
-use router::{ApiCatalog, Backend, BackendInfo, RouterHandle, TableError, quote};
+use crate::upstream::Gateway;
+use router::{BackendInfo, RouterHandle, TableError, quote};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,16 +64,6 @@ pub fn addresses(gateway: &Gateway) -> HashMap<String, String> {
         }
     }
     addresses
-}
-
-/// An upstream read and ready to join the table.
-struct Prepared<'a> {
-    /// The change lock, held from re-reading the table until the new one is stored.
-    _change: tokio::sync::MutexGuard<'a, ()>,
-    spec: UpstreamSpec,
-    backends: Vec<Backend>,
-    /// The router's catalog extended with the packages the upstream brings, if any.
-    catalog: Option<ApiCatalog>,
 }
 
 /// The Routes service over one router's table (built by the admin listener).
@@ -149,7 +139,7 @@ fn log_change(who: &Caller, action: &str, target: &str, outcome: Result<&str, &S
 }
 
 /// The status for a change the table refused.
-fn table_status(err: &TableError) -> Status {
+pub(super) fn table_status(err: &TableError) -> Status {
     let message = err.to_string();
     match err {
         TableError::UnknownBackend(_) => Status::not_found(message),
@@ -158,7 +148,7 @@ fn table_status(err: &TableError) -> Status {
     }
 }
 
-fn required<'a>(what: &str, text: &'a str, example: &str) -> Result<&'a str, Status> {
+pub(super) fn required<'a>(what: &str, text: &'a str, example: &str) -> Result<&'a str, Status> {
     match text.trim() {
         "" => Err(Status::invalid_argument(format!(
             "{what} is empty; expected {example}"
@@ -167,7 +157,7 @@ fn required<'a>(what: &str, text: &'a str, example: &str) -> Result<&'a str, Sta
     }
 }
 
-const UPSTREAM_EXAMPLE: &str =
+pub(super) const UPSTREAM_EXAMPLE: &str =
     "NAME=VERSION@HOST:PORT[+PACKAGE...], e.g. v2=2.0.0@127.0.0.1:7002+increment.v1";
 
 impl RoutesService {
@@ -207,7 +197,7 @@ impl RoutesService {
     }
 
     /// The table now, the backends named `changed` in it, and `warnings`.
-    fn change_reply(&self, changed: &[String], warnings: Vec<String>) -> ChangeReply {
+    pub(super) fn change_reply(&self, changed: &[String], warnings: Vec<String>) -> ChangeReply {
         let backends = self.backends();
         ChangeReply {
             warnings,
@@ -218,189 +208,6 @@ impl RoutesService {
                 .collect(),
             backends,
         }
-    }
-
-    /// Parses `text` as `--upstream` does, reads what the upstream declares, and makes its
-    /// backends. When it implements packages the router's catalog does not hold, also the
-    /// catalog extended with them (and with its `+PACKAGE`s its descriptors declare), as the
-    /// start would have built it; a file the catalog already holds must say the same.
-    /// `descriptor_set` (a serialized `FileDescriptorSet`) stands in for reflection when not
-    /// empty.
-    async fn prepare(
-        &self,
-        text: &str,
-        descriptor_set: &[u8],
-        adding: bool,
-    ) -> Result<Prepared<'_>, Status> {
-        let text = required("upstream", text, UPSTREAM_EXAMPLE)?;
-        let spec: UpstreamSpec = text.parse().map_err(Status::invalid_argument)?;
-        self.check_reality(&spec, adding).await?;
-        let mut discovered = match descriptor_set {
-            [] => {
-                upstream::discover(
-                    &spec,
-                    None,
-                    self.upstream_ca.as_deref(),
-                    upstream::Fallback::None,
-                )
-                .await
-            }
-            bytes => {
-                let started = std::time::Instant::now();
-                let pool = compat::budget::decode_pool(bytes).map_err(|err| {
-                    Status::invalid_argument(format!(
-                        "descriptor_set is not a serialized google.protobuf.FileDescriptorSet \
-                         whose files link (imports included) within this router's limits: {err}"
-                    ))
-                })?;
-                upstream::declared_in(&spec, pool, DescriptorOrigin::Sent, started)
-            }
-        }
-        .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
-        compat::budget::check_samples(&discovered.pool).map_err(|err| {
-            Status::invalid_argument(format!("the descriptors of upstream {}: {err}", spec.name))
-        })?;
-        // The upstream was reached and read without the lock; what it is checked against is
-        // read under it, so a change made meanwhile counts.
-        let change = self.lock_changes().await?;
-        route_checks::name_is_free(&spec, &self.handle.table(), adding)?;
-        let replacing = (!adding).then_some(spec.name.as_str());
-        let (catalog, build) = super::catalog::extended(
-            &mut discovered,
-            &self.handle.table(),
-            self.max_catalog_bytes,
-            replacing,
-        )?;
-        let backends = discovered
-            .backends(self.upstream_ca.as_deref(), build)
-            .map_err(|err| Status::failed_precondition(format!("{err:#}")))?;
-        Ok(Prepared {
-            _change: change,
-            spec,
-            backends,
-            catalog,
-        })
-    }
-
-    /// The change lock, waited for at most [`CHANGE_WAIT`]; `UNAVAILABLE` past it.
-    async fn lock_changes(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, Status> {
-        tokio::time::timeout(CHANGE_WAIT, self.changes.lock())
-            .await
-            .map_err(|_| {
-                Status::unavailable(format!(
-                    "another route change has been in progress for {} s; try again",
-                    CHANGE_WAIT.as_secs()
-                ))
-            })
-    }
-
-    /// What Add (`adding`) or Replace checks before reading the upstream (see
-    /// [`route_checks::admit`]).
-    async fn check_reality(&self, spec: &UpstreamSpec, adding: bool) -> Result<(), Status> {
-        route_checks::admit(spec, &self.handle.table(), adding, &self.own).await
-    }
-
-    /// `RESOURCE_EXHAUSTED` when the table holds `--max-upstreams` upstreams already (each
-    /// upstream counted once, whatever packages it serves).
-    fn room_for_an_upstream(&self) -> Result<(), Status> {
-        let held = {
-            let addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-            let upstreams: std::collections::HashSet<&str> = addresses
-                .keys()
-                .map(|name| name.split('/').next().unwrap_or(name))
-                .collect();
-            upstreams.len()
-        };
-        if held >= self.max_upstreams {
-            return Err(Status::resource_exhausted(format!(
-                "the route table holds {held} upstreams, the limit of --max-upstreams {}: remove \
-                 one first, or raise --max-upstreams (and --fd-reserve with it)",
-                self.max_upstreams
-            )));
-        }
-        Ok(())
-    }
-
-    fn remember(&self, names: &[String], addr: &str) {
-        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-        for name in names {
-            addresses.insert(name.clone(), addr.to_string());
-        }
-    }
-
-    async fn add_upstream(&self, request: &AddRequest) -> Result<ChangeReply, Status> {
-        self.room_for_an_upstream()?;
-        let Prepared {
-            _change,
-            spec,
-            backends,
-            catalog,
-        } = self
-            .prepare(&request.upstream, &request.descriptor_set, true)
-            .await?;
-        self.room_for_an_upstream()?;
-        let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        let warnings = route_checks::warnings(&backends);
-        if let Some(catalog) = &catalog {
-            tracing::info!(
-                upstream = %spec.name,
-                packages = %catalog.packages().join(", "),
-                "the router's catalog grows"
-            );
-        }
-        let added = self.handle.add_all(catalog, backends).await;
-        // Reading the upstream's descriptors and growing the catalog made copies, now freed.
-        router::release_freed_memory();
-        added.map_err(|err| table_status(&err))?;
-        self.remember(&names, &spec.address());
-        Ok(self.change_reply(&names, warnings))
-    }
-
-    async fn replace_upstream(&self, request: &ReplaceRequest) -> Result<ChangeReply, Status> {
-        let Prepared {
-            _change,
-            spec,
-            backends,
-            catalog,
-        } = self
-            .prepare(&request.upstream, &request.descriptor_set, false)
-            .await?;
-        let table = self.handle.table();
-        let new: Vec<&str> = catalog.as_ref().map_or_else(Vec::new, |catalog| {
-            catalog
-                .packages()
-                .into_iter()
-                .filter(|p| !table.catalog().manages(p))
-                .collect()
-        });
-        if !new.is_empty() {
-            return Err(Status::failed_precondition(format!(
-                "upstream {} brings {} the router does not manage yet; Replace changes existing \
-                 backends only: Add the upstream under a new name",
-                spec.name,
-                new.join(", ")
-            )));
-        }
-        let present = table.backends();
-        if let Some(missing) = backends
-            .iter()
-            .find(|b| !present.iter().any(|p| p.name == b.name))
-        {
-            return Err(Status::not_found(format!(
-                "no backend named {:?} is in the route table; Replace changes an existing \
-                 backend (use Add for a new one)",
-                missing.name
-            )));
-        }
-        route_checks::same_packages(&spec, &present, &backends)?;
-        let warnings = route_checks::warnings(&backends);
-        let replaced: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
-        let done = self.handle.replace_all(catalog, backends).await;
-        // Reading the upstream's descriptors made copies, now freed.
-        router::release_freed_memory();
-        done.map_err(|err| table_status(&err))?;
-        self.remember(&replaced, &spec.address());
-        Ok(self.change_reply(&replaced, warnings))
     }
 
     async fn drain_backend(&self, request: &DrainRequest) -> Result<DrainReply, Status> {
