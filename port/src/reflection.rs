@@ -22,7 +22,7 @@ use http::{Request, Response};
 use router::{BoxFuture, RouterHandle};
 use semver::VersionReq;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
@@ -67,16 +67,20 @@ const ALWAYS: [&str; 3] = [
     "grpc.reflection.v1alpha.ServerReflection",
 ];
 
-/// The reflection services built for one set of listed services.
+/// The reflection services built for one set of listed services, over one catalog and build.
 #[derive(Clone)]
 struct Built {
     listed: Vec<String>,
+    /// The catalog's generation they describe (0 without a router).
+    catalog: u64,
+    /// The build they describe first, if any: held, so that its address names it while cached.
+    view: Option<Arc<[u8]>>,
     v1: Boxed,
     v1alpha: Boxed,
 }
 
-/// The reflection services kept at most, one per build asked for: past it they are all built
-/// again as asked (a table holds `--max-upstreams` builds at most, 48 by default).
+/// The reflection services kept at most, one per build asked for: past it the oldest goes (a
+/// table holds `--max-upstreams` builds at most, 48 by default).
 const MAX_VIEWS: usize = 16;
 
 /// Both reflection versions, answering with the services served at the time of each call.
@@ -85,8 +89,8 @@ pub(crate) struct Reflection {
     served: Served,
     also: Vec<String>,
     descriptor_sets: Arc<[Cow<'static, [u8]>]>,
-    /// By the build described (its descriptors' address; `None`: the catalog's alone).
-    built: Arc<Mutex<HashMap<Option<usize>, Built>>>,
+    /// Built for the builds and catalog the table holds, at most [`MAX_VIEWS`].
+    built: Arc<Mutex<Vec<Built>>>,
 }
 
 /// The descriptors of the build a reflection call is to describe, if any.
@@ -127,18 +131,40 @@ impl Reflection {
     }
 
     fn current(&self, requirement: Option<&VersionReq>) -> anyhow::Result<Built> {
-        let view = match &self.served {
-            Served::Router(handle) => handle
-                .table()
-                .build_for(requirement)
-                .map(|(_, build)| View::of(build)),
-            Served::Fixed(_) => None,
+        let (view, generation, live) = match &self.served {
+            Served::Router(handle) => {
+                let table = handle.table();
+                let live: Vec<Arc<[u8]>> = table
+                    .backends()
+                    .iter()
+                    .filter_map(|b| table.backend(&b.name)?.build.as_ref())
+                    .map(|build| build.descriptors.clone())
+                    .collect();
+                let view = table.build_for(requirement).map(|(_, build)| View::of(build));
+                (view, table.catalog().generation(), live)
+            }
+            Served::Fixed(_) => (None, 0, Vec::new()),
         };
-        let key = view.as_ref().map(|v| v.descriptors.as_ptr() as usize);
+        let same = |a: &Option<Arc<[u8]>>, b: Option<&Arc<[u8]>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        // What describes a removed build or an earlier catalog goes, and its copies with it.
+        built.retain(|b| {
+            b.catalog == generation
+                && b.view
+                    .as_ref()
+                    .is_none_or(|v| live.iter().any(|l| Arc::ptr_eq(l, v)))
+        });
         let served = self.served.names();
         let listed = self.listing(&served, view.as_ref());
-        if let Some(current) = built.get(&key).filter(|b| b.listed == listed) {
+        let wanted = view.as_ref().map(|v| &v.descriptors);
+        if let Some(current) = built
+            .iter()
+            .find(|b| same(&b.view, wanted) && b.listed == listed)
+        {
             return Ok(current.clone());
         }
         // Behind a router, its catalog as it is now, so that packages added at runtime (the
@@ -176,11 +202,14 @@ impl Reflection {
                     .context("cannot build the grpc.reflection.v1alpha service")?
             )),
             listed,
+            catalog: generation,
+            view: view.map(|v| v.descriptors),
         };
-        if built.len() >= MAX_VIEWS && !built.contains_key(&key) {
-            built.clear();
+        built.retain(|b| !same(&b.view, fresh.view.as_ref()));
+        if built.len() >= MAX_VIEWS {
+            built.remove(0);
         }
-        built.insert(key, fresh.clone());
+        built.push(fresh.clone());
         Ok(fresh)
     }
 

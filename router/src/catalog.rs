@@ -64,10 +64,15 @@ pub struct ApiCatalog {
     pinned_files: Arc<BTreeSet<String>>,
     /// The encoded size of every file in `pool`.
     encoded_len: usize,
+    /// Which catalog this is: every catalog built gets a new one, its clones share it.
+    generation: u64,
     /// Shared by this catalog's clones and dropped after their `pool`s (fields drop in order):
     /// hands the heap's free pages back once the last clone of a large catalog is gone.
     _release: Arc<ReleaseOnDrop>,
 }
+
+/// The next catalog's [`ApiCatalog::generation`].
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Catalogs smaller than this (encoded) are dropped without trimming the heap: what they free
 /// is not worth a walk through it.
@@ -228,6 +233,7 @@ impl ApiCatalog {
             pinned: Arc::default(),
             pinned_files: Arc::default(),
             encoded_len,
+            generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             _release: Arc::new(ReleaseOnDrop {
                 large: encoded_len >= TRIM_FROM_BYTES,
             }),
@@ -239,6 +245,13 @@ impl ApiCatalog {
     /// `--max-catalog-bytes` bounds.
     pub fn encoded_len(&self) -> usize {
         self.encoded_len
+    }
+
+    /// Which catalog this is: the same for its clones, another for every catalog built since
+    /// (grown, shrunk, a build's files swapped in), so that what was derived from one (the
+    /// reflection services) can tell it is out of date.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Every descriptor the catalog was built from (managed packages, their imports, and
