@@ -27,7 +27,7 @@ pub enum Command {
     /// With --upstream, calls of any API are routed to upstreams by package and x-api-version,
     /// with health, reflection and an admin API (--admin-addr); without it, the Incrementer
     /// example is served (v1 and v2 side by side). Runs until Ctrl-C or SIGTERM.
-    Serve(Box<crate::cli::ServeArgs>),
+    Serve(Box<crate::serve::ServeArgs>),
     /// Run every client against every deployment and print the compatibility matrix.
     Matrix(crate::cli::MatrixArgs),
     /// N v1 and M v2 clients at once against one address, every reply verified.

@@ -34,6 +34,9 @@ pub enum Format {
     Istio,
     /// Gateway API: a GRPCRoute (gateway.networking.k8s.io/v1, standard channel) per package.
     GatewayApi,
+    /// The gateway's own: the upstreams as `testbed serve --config` YAML (what `--state-file`
+    /// keeps, less the descriptor files of upstreams that serve no reflection).
+    Config,
 }
 
 /// `testbed route export`'s own flags.
@@ -368,16 +371,34 @@ fn package_routes(package: &str, candidates: &[(&Destination, Option<u8>)]) -> P
     }
 }
 
-/// The YAML documents of `plan` in `format`, or what it cannot express.
-pub fn documents(plan: &MeshPlan, args: &ExportArgs) -> anyhow::Result<Vec<serde_json::Value>> {
+/// The table of `backends` (as the admin API lists them) in `args.format`: the YAML text and
+/// the same as JSON, or what the format cannot express.
+pub fn export(
+    backends: &[Backend],
+    args: &ExportArgs,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    let documents = match args.format {
+        Format::Config => {
+            let state = config_of(backends);
+            let json = serde_json::json!({ "upstream": state.upstream });
+            return Ok((state.to_yaml()?, json));
+        }
+        Format::Istio | Format::GatewayApi => documents(&plan(backends, args)?, args)?,
+    };
+    Ok((to_yaml(&documents)?, serde_json::Value::Array(documents)))
+}
+
+/// The mesh's YAML documents of `plan`, or what it cannot express (`Config` is no mesh's:
+/// [`export`] writes it without a plan).
+fn documents(plan: &MeshPlan, args: &ExportArgs) -> anyhow::Result<Vec<serde_json::Value>> {
     match args.format {
-        Format::Istio => istio::documents(plan, args),
         Format::GatewayApi => gateway_api::documents(plan, args),
+        Format::Istio | Format::Config => istio::documents(plan, args),
     }
 }
 
 /// `documents` as one YAML stream.
-pub fn to_yaml(documents: &[serde_json::Value]) -> anyhow::Result<String> {
+fn to_yaml(documents: &[serde_json::Value]) -> anyhow::Result<String> {
     let mut text = String::new();
     for document in documents {
         text += "---\n";
@@ -426,3 +447,20 @@ fn rewrite_of(package: &str, rule: &Rule) -> anyhow::Result<Option<String>> {
 
 #[cfg(test)]
 mod tests;
+
+/// The gateway's upstreams as a `serve --config` file, from what the admin API lists (a
+/// pinned-only build's weight is the gateway's own doing, so it is left out).
+fn config_of(backends: &[Backend]) -> port::admin::state::State {
+    let rows = backends.iter().map(|b| port::admin::state::Row {
+        name: &b.name,
+        version: b.version.clone(),
+        address: &b.address,
+        api: &b.api,
+        serves: &b.serves,
+        weight: b.weight.filter(|_| b.breaks.is_empty()),
+    });
+    port::admin::state::State {
+        upstream: port::admin::state::upstream_values(rows),
+        descriptors: Vec::new(),
+    }
+}

@@ -29,4 +29,6 @@ pub mod proxy_rollout;
 pub mod report;
 pub mod rollout;
 pub mod route;
+pub mod serve;
+pub mod serve_config;
 pub mod terminal;

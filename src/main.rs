@@ -12,7 +12,13 @@ use testbed::terminal::{self, bar, bar_progress, spinner};
 /// Exit codes: 0 success; 1 an error, or a result that differs from what was promised (a matrix
 /// cell, a failed or wrong request, a requested row that could not run); 2 bad flags (clap).
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match testbed::serve_config::expanded(std::env::args_os()) {
+        Ok(args) => Cli::parse_from(args),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
     let result = cli
         .runtime
         .runtime()
@@ -47,7 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = testbed::canary::run(&args).await?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
-        Command::Serve(args) => cli::serve(&args).await,
+        Command::Serve(args) => testbed::serve::serve(&args).await,
         Command::Route(args) => testbed::route::run(&args).await,
         Command::Pki(args) => port::pki::run(&args).map(|written| {
             for path in written.0 {

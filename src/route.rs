@@ -420,10 +420,8 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|status| target.refused(status))?
                 .into_inner();
-            let plan = crate::export::plan(&reply.backends, export)?;
-            let documents = crate::export::documents(&plan, export)?;
-            let text = crate::export::to_yaml(&documents)?;
-            (text, Value::Array(documents), None)
+            let (text, json) = crate::export::export(&reply.backends, export)?;
+            (text, json, None)
         }
         RouteAction::Remove { name, force, .. } => {
             let reply = client

@@ -15,6 +15,7 @@ mod chaos;
 mod check_live;
 mod cli;
 mod compression;
+mod config;
 mod descriptors;
 mod drift;
 mod export;

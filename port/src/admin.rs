@@ -25,6 +25,7 @@ mod catalog;
 pub mod client;
 mod listener;
 pub mod service;
+pub mod state;
 pub mod token_file;
 mod upstreams;
 mod usage;
@@ -128,6 +129,11 @@ pub struct AdminOptions {
     /// `--force` overrides it). 0, the default: no check.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub quiet_period_secs: u64,
+    /// Keep the route table in this file: written (atomically) after every admin change, read
+    /// at start in place of --upstream and --descriptors when it exists. It is a `--config`
+    /// file too (docs/gateway.md).
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for AdminOptions {
@@ -145,6 +151,7 @@ impl Default for AdminOptions {
             max_upstreams: MAX_UPSTREAMS,
             max_catalog_bytes: MAX_CATALOG_BYTES,
             quiet_period_secs: 0,
+            state_file: None,
         }
     }
 }
@@ -174,6 +181,8 @@ pub struct AdminConfig {
     /// How recently a backend's callers may have used it, with nothing else serving them, for
     /// a drain or removal of it to go ahead unforced; zero: no check.
     quiet_period: Duration,
+    /// Where the route table is kept after each change (`--state-file`).
+    state_file: Option<PathBuf>,
 }
 
 /// What the admin API's listener allows a connection before it is served.
@@ -197,7 +206,14 @@ impl AdminConfig {
             max_catalog_bytes: MAX_CATALOG_BYTES,
             usage: None,
             quiet_period: Duration::ZERO,
+            state_file: None,
         }
+    }
+
+    /// Writes the route table to `path` after each change (see [`state`]).
+    pub fn with_state_file(mut self, path: Option<PathBuf>) -> Self {
+        self.state_file = path;
+        self
     }
 
     /// Counts each change in `metrics` (the port's, when it serves them).
@@ -349,6 +365,7 @@ impl AdminOptions {
             max_catalog_bytes: MAX_CATALOG_BYTES,
             usage: None,
             quiet_period: Duration::from_secs(self.quiet_period_secs),
+            state_file: self.state_file.clone(),
         }
         .with_limits(self.admin_max_connections, ADMIN_HANDSHAKE_TIMEOUT)
         .with_peer_limit(self.admin_max_connections_per_peer)

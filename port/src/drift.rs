@@ -20,7 +20,7 @@
 //! budget (`compat::budget::check_samples`) as an Add is; the catalog stays within
 //! `--max-catalog-bytes`.
 
-use crate::upstream::{self, meaning};
+use crate::upstream::{self, meaning, upstream_of};
 use prost_reflect::DescriptorPool;
 use router::{Backend, Build, RouteTable, RouterHandle};
 use std::collections::{BTreeMap, HashMap};
@@ -76,13 +76,6 @@ struct Watch {
     recoveries: HashMap<String, u64>,
     /// Backend → its weight before it drifted (given back when it no longer is).
     weight_before: HashMap<String, Option<u8>>,
-}
-
-/// The upstream a backend belongs to: `NAME` of `NAME/PACKAGE`.
-fn upstream_of(backend: &str) -> &str {
-    backend
-        .split_once('/')
-        .map_or(backend, |(upstream, _)| upstream)
 }
 
 impl Watch {

@@ -140,7 +140,9 @@ impl Reflection {
                     .filter_map(|b| table.backend(&b.name)?.build.as_ref())
                     .map(|build| build.descriptors.clone())
                     .collect();
-                let view = table.build_for(requirement).map(|(_, build)| View::of(build));
+                let view = table
+                    .build_for(requirement)
+                    .map(|(_, build)| View::of(build));
                 (view, table.catalog().generation(), live)
             }
             Served::Fixed(_) => (None, 0, Vec::new()),

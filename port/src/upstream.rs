@@ -100,6 +100,14 @@ fn is_grpc_infrastructure(package: &str) -> bool {
     package == "grpc" || package.starts_with("grpc.")
 }
 
+/// The upstream a backend belongs to: `NAME` of `NAME/PACKAGE` (an upstream implementing
+/// several packages), `NAME` of `NAME`.
+pub fn upstream_of(backend: &str) -> &str {
+    backend
+        .split_once('/')
+        .map_or(backend, |(upstream, _)| upstream)
+}
+
 /// `shop` for `shop.v2` or `shop.v2beta1`: the package up to its version component.
 fn package_stem(package: &str) -> &str {
     match package.rsplit_once('.') {

@@ -284,7 +284,7 @@ impl RouterHandle {
                 let endpoint = several.then(|| pool.uri());
                 if pool.take_passive_change() {
                     changed += 1;
-                    tracing::warn!(backend = %route.backend.name, replica = ?endpoint, "remote backend is unreachable (a call failed)");
+                    tracing::warn!(backend = %route.backend.name, replica = endpoint.as_deref().unwrap_or(""), "remote backend is unreachable (a call failed)");
                 }
                 if only_unreachable && pool.is_reachable() {
                     continue;
@@ -304,9 +304,9 @@ impl RouterHandle {
             };
             changed += 1;
             if reachable {
-                tracing::info!(backend = %name, replica = ?endpoint, "remote backend is reachable again");
+                tracing::info!(backend = %name, replica = endpoint.as_deref().unwrap_or(""), "remote backend is reachable again");
             } else {
-                tracing::warn!(backend = %name, replica = ?endpoint, "remote backend is unreachable");
+                tracing::warn!(backend = %name, replica = endpoint.as_deref().unwrap_or(""), "remote backend is unreachable");
             }
         }
         if changed > 0 {

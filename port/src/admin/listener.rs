@@ -107,6 +107,7 @@ pub async fn start_guarding(
         max_catalog_bytes,
         usage,
         quiet_period,
+        state_file,
     } = config;
     let listener = TcpListener::bind(addr)
         .await
@@ -139,7 +140,10 @@ pub async fn start_guarding(
         metrics,
         usage,
         quiet_period,
+        state_file,
     };
+    // The table as it starts, so that the state file holds it before any change.
+    service.persist();
     let connections = Arc::new(Connections::default());
     let authenticate = Authenticate {
         access,

@@ -92,6 +92,8 @@ pub(super) struct RoutesService {
     pub(super) usage: Option<Arc<crate::observe::Usage>>,
     /// See [`AdminConfig::with_quiet_period`](super::AdminConfig::with_quiet_period).
     pub(super) quiet_period: Duration,
+    /// Where the table is written after each change (`--state-file`).
+    pub(super) state_file: Option<PathBuf>,
 }
 
 /// Who made `request`, as the interceptor authenticated it.
@@ -197,7 +199,33 @@ impl RoutesService {
     }
 
     /// The table now, the backends named `changed` in it, and `warnings`.
-    pub(super) fn change_reply(&self, changed: &[String], warnings: Vec<String>) -> ChangeReply {
+    /// Writes the table to the state file, if there is one; what went wrong, if anything, logged
+    /// and as a warning for the reply (the change itself stands).
+    pub(super) fn persist(&self) -> Option<String> {
+        let path = self.state_file.as_ref()?;
+        // Held while writing, so that two changes' writes cannot land out of order: each
+        // writes the table as it is once it holds the lock.
+        let addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        let table = self.handle.table();
+        let dir = super::state::descriptors_dir(path);
+        let written =
+            super::state::State::of(&table, &addresses, &dir).and_then(|state| state.save(path));
+        let err = written.err()?;
+        let warning = format!(
+            "the change is made, but the state file {} was not written: {err:#}",
+            path.display()
+        );
+        tracing::error!("{warning}");
+        Some(warning)
+    }
+
+    /// The reply to a change that was made, once the state file (if any) holds it.
+    pub(super) fn change_reply(
+        &self,
+        changed: &[String],
+        mut warnings: Vec<String>,
+    ) -> ChangeReply {
+        warnings.extend(self.persist());
         let backends = self.backends();
         ChangeReply {
             warnings,
@@ -273,7 +301,7 @@ impl RoutesService {
                 .cloned()
                 .collect(),
             backends,
-            warnings: Vec::new(),
+            warnings: self.persist().into_iter().collect(),
         })
     }
 
@@ -321,7 +349,7 @@ impl RoutesService {
         Ok(ChangeReply {
             changed,
             backends: self.backends(),
-            warnings: Vec::new(),
+            warnings: self.persist().into_iter().collect(),
         })
     }
 }
