@@ -410,3 +410,29 @@ async fn without_grpc_web_a_grpc_web_call_is_told_how_to_turn_it_on() {
         "{preflight:?}"
     );
 }
+
+#[tokio::test]
+async fn reflection_answers_one_list_services_request_over_grpc_web() {
+    let server = start_web(ServeOptions::default()).await;
+    // ServerReflectionRequest { list_services: "" }: field 7, an empty string.
+    let request = frame(false, 2, &[0x3a, 0x00]);
+    let path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+    let reply = http1(
+        server.addr,
+        "POST",
+        path,
+        &[("content-type", WEB)],
+        &request,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body = String::from_utf8_lossy(&reply.body);
+    for service in [
+        "increment.v1.Incrementer",
+        "increment.v2.Incrementer",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(body.contains(service), "{service} in {body:?}");
+    }
+    assert!(body.ends_with("grpc-status:0\r\n"), "{body:?}");
+}
