@@ -390,7 +390,7 @@ async fn without_grpc_web_a_grpc_web_call_is_told_how_to_turn_it_on() {
     let (code, text) = reply.status_in_headers();
     assert_eq!(code, "3");
     assert!(
-        text.starts_with("gRPC-Web is off on this port: start testbed serve with --grpc-web"),
+        text.starts_with("content-type \"application/grpc-web+proto\" is gRPC-Web, which is off on this port: start testbed serve with --grpc-web"),
         "{text}"
     );
     let preflight = http1(
