@@ -83,7 +83,9 @@ pub(crate) fn layer(
         "gRPC-Web on: application/grpc-web and grpc-web-text over HTTP/1.1 and HTTP/2"
     );
     let cors = cors::layer(&origins, &options.cors_allow_headers)?;
-    let translated = tonic_web::GrpcWebLayer::new().layer(AsHttp2(service.clone()));
+    let inner = service.clone();
+    let as_http2 = tower::service_fn(move |request| inner.clone().oneshot(as_http2(request)));
+    let translated = tonic_web::GrpcWebLayer::new().layer(as_http2);
     let checked = WebChecks {
         inner: translated,
         origins,
@@ -91,37 +93,21 @@ pub(crate) fn layer(
         drain_limit: max_message_bytes.saturating_mul(2),
     };
     let web = BoxCloneSyncService::new(cors.layer(checked));
-    Ok(BoxCloneSyncService::new(Dispatch {
-        plain: service,
-        web,
-    }))
+    Ok(BoxCloneSyncService::new(tower::service_fn(
+        move |request: Request<Body>| {
+            let next = if is_web(&request) { &web } else { &service };
+            next.clone().oneshot(request)
+        },
+    )))
 }
 
-/// Sends gRPC-Web calls and preflights (any OPTIONS request) the web way, the rest on as is.
-#[derive(Clone)]
-struct Dispatch {
-    plain: PortService,
-    web: PortService,
-}
-
-impl Service<Request<Body>> for Dispatch {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let web = request.method() == Method::OPTIONS
-            || request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|value| is_web_content_type(value.as_bytes()));
-        let service = if web { &self.web } else { &self.plain };
-        Box::pin(service.clone().oneshot(request))
-    }
+/// Whether `request` goes the web way: a gRPC-Web call, or a preflight (any OPTIONS request).
+fn is_web(request: &Request<Body>) -> bool {
+    request.method() == Method::OPTIONS
+        || request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| is_web_content_type(value.as_bytes()))
 }
 
 /// What tonic-web leaves unchecked, answered before it translates (see the module
@@ -278,41 +264,28 @@ const HOP_BY_HOP: [&str; 6] = [
     "host",
 ];
 
-/// Passes a translated call on as the HTTP/2 request it now is: what comes after (the guard,
-/// the router, a remote upstream's connection) serves gRPC over HTTP/2 only. Headers of one
-/// HTTP/1.1 connection are dropped, with those its `connection` header names.
-#[derive(Clone)]
-struct AsHttp2(PortService);
-
-impl Service<Request<Body>> for AsHttp2 {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        if request.version() != Version::HTTP_2 {
-            let headers = request.headers_mut();
-            let named: Vec<HeaderName> = headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .flat_map(|value| value.split(','))
-                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-                .collect();
-            for name in named {
-                headers.remove(name);
-            }
-            for name in HOP_BY_HOP {
-                headers.remove(name);
-            }
-            *request.version_mut() = Version::HTTP_2;
+/// A translated call as the HTTP/2 request it now is: what comes after (the guard, the router,
+/// a remote upstream's connection) serves gRPC over HTTP/2 only. Headers of one HTTP/1.1
+/// connection are dropped, with those its `connection` header names.
+fn as_http2(mut request: Request<Body>) -> Request<Body> {
+    if request.version() != Version::HTTP_2 {
+        let headers = request.headers_mut();
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
         }
-        Box::pin(self.0.clone().oneshot(request))
+        for name in HOP_BY_HOP {
+            headers.remove(name);
+        }
+        *request.version_mut() = Version::HTTP_2;
     }
+    request
 }
 
 #[cfg(test)]
