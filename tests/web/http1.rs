@@ -436,3 +436,64 @@ async fn reflection_answers_one_list_services_request_over_grpc_web() {
     }
     assert!(body.ends_with("grpc-status:0\r\n"), "{body:?}");
 }
+
+#[tokio::test]
+async fn a_call_refused_before_its_body_is_read_keeps_its_http1_connection_usable() {
+    let server = start_web(ServeOptions::default()).await;
+    let stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connects");
+    let (mut read, mut write) = stream.into_split();
+    // A message larger than the socket buffers, refused by the router before it is read.
+    let body = frame(false, 300_000, &[0; 300_000]);
+    let head = format!(
+        "POST {V1} HTTP/1.1\r\nhost: x\r\ncontent-type: {WEB}\r\nx-api-version: banana\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        write.write_all(head.as_bytes()).await?;
+        write.write_all(&body).await?;
+        Ok::<_, std::io::Error>(write)
+    });
+    let mut first = Vec::new();
+    while !first.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut chunk))
+            .await
+            .expect("the refusal comes")
+            .expect("reads");
+        assert!(
+            n > 0,
+            "closed before the reply: {:?}",
+            String::from_utf8_lossy(&first)
+        );
+        first.extend_from_slice(&chunk[..n]);
+    }
+    let (code, text) = parse(&first).status_in_headers();
+    assert_eq!(code, "3", "{text}");
+    let mut write = writer
+        .await
+        .expect("the writer ends")
+        .expect("the whole request was written: the port read it to its end");
+    // The same connection then serves the next call.
+    let message = v1_message(41);
+    let next = format!(
+        "POST {V1} HTTP/1.1\r\nhost: x\r\ncontent-type: {WEB}\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n",
+        message.len()
+    );
+    write.write_all(next.as_bytes()).await.expect("sent");
+    write.write_all(&message).await.expect("sent");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut rest))
+        .await
+        .expect("the second reply comes")
+        .expect("reads");
+    let second = parse(&rest);
+    assert_eq!(second.header("x-api-version"), Some("1.0.0"), "{second:?}");
+    assert!(
+        String::from_utf8_lossy(&second.body).contains("grpc-status:0"),
+        "{second:?}"
+    );
+}
