@@ -11,6 +11,7 @@
 
 mod http1;
 
+use crate::common::shop::{gateway, shop, shop_descriptors, shop_python};
 use crate::common::{temp_dir, tool};
 use client::tools::MissingTool;
 use port::child::ChildServer;
@@ -284,23 +285,10 @@ fn incrementer_calls() -> Vec<Case> {
     calls
 }
 
-/// Runs `calls` against `base` and checks each.
-async fn check(clients: &WebClients, base: &str, calls: Vec<Case>) {
-    let (plans, checks): (Vec<Value>, Vec<_>) = calls.into_iter().unzip();
-    let seen = clients.run(base, &plans).await;
-    for ((plan, check), seen) in plans.iter().zip(checks).zip(&seen) {
-        eprintln!("{plan} -> {seen:?}");
-        check(seen);
-    }
-}
-
-#[tokio::test]
-async fn grpc_web_and_connect_clients_call_the_ports_own_services() {
-    let Some(clients) = web_clients() else { return };
-    let server = start_web(ServeOptions::default()).await;
-    let mut calls = incrementer_calls();
+/// Server streaming by each client: three replies of 3, 5 and 7 bytes, then OK in the trailers.
+fn streaming_calls() -> Vec<Case> {
+    let mut calls: Vec<Case> = Vec::new();
     for client in ["grpc-web", "connect-node-1.1", "connect-node-2"] {
-        // Server streaming: three replies of 3, 5 and 7 bytes, then OK in the trailers.
         let sizes = json!({ "responseParameters": [{ "size": 3 }, { "size": 5 }, { "size": 7 }] });
         calls.push((
             call(client, STREAMING_OUTPUT, sizes),
@@ -318,6 +306,27 @@ async fn grpc_web_and_connect_clients_call_the_ports_own_services() {
                 assert_eq!(lengths, [3, 5, 7], "{seen:?}");
             }),
         ));
+    }
+    calls
+}
+
+/// Runs `calls` against `base` and checks each.
+async fn check(clients: &WebClients, base: &str, calls: Vec<Case>) {
+    let (plans, checks): (Vec<Value>, Vec<_>) = calls.into_iter().unzip();
+    let seen = clients.run(base, &plans).await;
+    for ((plan, check), seen) in plans.iter().zip(checks).zip(&seen) {
+        eprintln!("{plan} -> {seen:?}");
+        check(seen);
+    }
+}
+
+#[tokio::test]
+async fn grpc_web_and_connect_clients_call_the_ports_own_services() {
+    let Some(clients) = web_clients() else { return };
+    let server = start_web(ServeOptions::default()).await;
+    let mut calls = incrementer_calls();
+    calls.extend(streaming_calls());
+    for client in ["grpc-web", "connect-node-1.1", "connect-node-2"] {
         calls.push((
             call(
                 client,
@@ -359,11 +368,64 @@ async fn grpc_web_calls_through_the_gateway_reach_upstreams_as_grpc() {
     let gateway = ChildServer::testbed(exe, &args)
         .await
         .expect("the gateway starts");
-    check(
-        &clients,
-        &format!("http://{}", gateway.addr),
-        incrementer_calls(),
-    )
-    .await;
+    let base = format!("http://{}", gateway.addr);
+    check(&clients, &base, incrementer_calls()).await;
     crate::common::probe_addr(gateway.addr).await;
+}
+
+#[tokio::test]
+async fn grpc_web_clients_call_an_api_the_testbed_did_not_write_through_the_gateway() {
+    let Some(mut clients) = web_clients() else {
+        return;
+    };
+    let Some(python) = shop_python() else { return };
+    let descriptors = shop_descriptors(&python, "v1", clients.dir.path());
+    clients.descriptors.push(descriptors);
+    let upstream = shop(&python, "v1", &[]).await;
+    let gateway = gateway(&[
+        "--grpc-web".into(),
+        "--upstream".into(),
+        format!("shop1=1.0.0@{}", upstream.addr),
+    ])
+    .await;
+    let base = format!("http://{}", gateway.addr);
+    let order = json!({ "lines": [{ "sku": "book-1", "quantity": 2 }], "cardToken": "tok" });
+    let placed = clients
+        .run(
+            &base,
+            &[
+                call(
+                    "grpc-web",
+                    "/shop.v1.Shop/GetProduct",
+                    json!({ "sku": "book-1" }),
+                ),
+                call("connect-node-2", "/shop.v1.Shop/PlaceOrder", order),
+            ],
+        )
+        .await;
+    assert_eq!(placed[0].code, 0, "{:?}", placed[0]);
+    assert_eq!(placed[0].messages[0]["sku"], "book-1", "{:?}", placed[0]);
+    assert_eq!(placed[0].header("x-api-version"), Some("1.0.0"));
+    let id = placed[1].messages[0]["orderId"].clone();
+    assert!(id.is_string(), "{:?}", placed[1]);
+    // A server stream from the Python upstream, and its trailers-only NOT_FOUND.
+    let watch = "/shop.v1.Shop/WatchOrder";
+    let mut calls = Vec::new();
+    for client in ["grpc-web", "connect-web", "connect-node-2"] {
+        calls.push(call(client, watch, json!({ "orderId": id })));
+        calls.push(call(client, watch, json!({ "orderId": "nope" })));
+    }
+    let seen = clients.run(&base, &calls).await;
+    for pair in seen.chunks(2) {
+        let (updates, missing) = (&pair[0], &pair[1]);
+        assert_eq!(updates.code, 0, "{updates:?}");
+        let last = updates
+            .messages
+            .last()
+            .map(|update| update["status"].clone());
+        assert!(updates.messages.len() >= 2, "{updates:?}");
+        assert_eq!(last, Some(json!("ORDER_STATUS_DELIVERED")), "{updates:?}");
+        assert_eq!(missing.code, 5, "NOT_FOUND: {missing:?}");
+        assert_eq!(missing.message, "no order 'nope'");
+    }
 }
