@@ -23,7 +23,6 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Versio
 use router::BoxFuture;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use tonic::Status;
 use tonic::body::Body;
 use tower::util::BoxCloneSyncService;
@@ -86,12 +85,12 @@ pub(crate) fn layer(
     let inner = service.clone();
     let as_http2 = tower::service_fn(move |request| inner.clone().oneshot(as_http2(request)));
     let translated = tonic_web::GrpcWebLayer::new().layer(as_http2);
-    let checked = WebChecks {
-        inner: translated,
+    let checks = Arc::new(WebChecks {
         origins,
         max_header_list_bytes: max_header_list_bytes as usize,
         drain_limit: max_message_bytes.saturating_mul(2),
-    };
+    });
+    let checked = tower::service_fn(move |request| checks.serve(translated.clone(), request));
     let web = BoxCloneSyncService::new(cors.layer(checked));
     Ok(BoxCloneSyncService::new(tower::service_fn(
         move |request: Request<Body>| {
@@ -112,37 +111,29 @@ fn is_web(request: &Request<Body>) -> bool {
 
 /// What tonic-web leaves unchecked, answered before it translates (see the module
 /// documentation).
-#[derive(Clone)]
-struct WebChecks<S> {
-    inner: S,
+struct WebChecks {
     origins: Arc<Origins>,
     max_header_list_bytes: usize,
     /// Bytes of an HTTP/1.x request left unread by a refusal that are read before it goes out.
     drain_limit: usize,
 }
 
-impl<S> Service<Request<Body>> for WebChecks<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+impl WebChecks {
+    /// Answers `request` itself when a check refuses it, else passes it to `inner`.
+    fn serve<S>(
+        &self,
+        inner: S,
+        request: Request<Body>,
+    ) -> BoxFuture<Result<Response<Body>, Infallible>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let checked = self.check(&request);
         if request.version() == Version::HTTP_2 {
             return match checked {
                 Err(response) => Box::pin(std::future::ready(Ok(*response))),
-                Ok(()) => Box::pin(self.inner.clone().oneshot(request)),
+                Ok(()) => Box::pin(inner.oneshot(request)),
             };
         }
         // Over HTTP/1.x a reply decided before the request was read waits for its rest.
@@ -150,7 +141,7 @@ where
         let (body, rest) = drain::drainable(body);
         let request = Request::from_parts(parts, Body::new(body));
         let limit = self.drain_limit;
-        let call = checked.map(|()| self.inner.clone().oneshot(request));
+        let call = checked.map(|()| inner.oneshot(request));
         Box::pin(async move {
             let response = match call {
                 Err(response) => *response,
@@ -162,9 +153,7 @@ where
             Ok(response)
         })
     }
-}
 
-impl<S> WebChecks<S> {
     fn check(&self, request: &Request<Body>) -> Result<(), Box<Response<Body>>> {
         let headers = request.headers();
         let content_type = headers
