@@ -41,4 +41,5 @@ mod routes;
 mod routing;
 mod tls;
 mod usage;
+mod web;
 mod weights;

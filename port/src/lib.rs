@@ -13,6 +13,7 @@
 //! - [`fds`]: the file-descriptor budget (the open-files limit raised, connection caps clamped).
 //! - [`observe`]: Prometheus metrics (`--metrics-addr`) and the access log (`--access-log`).
 //! - [`admin`]: the admin API, changing a running router's routes from another process.
+//! - [`web`]: gRPC-Web for browsers (`--grpc-web`) and its CORS, translated by tonic-web.
 //! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM) a long-running command waits for.
 
 mod accept;
@@ -34,6 +35,7 @@ pub mod signal;
 pub mod sunset;
 pub mod tls;
 pub mod upstream;
+pub mod web;
 
 pub use deployment::Deployment;
 pub use server::{Layout, RunningServer, ServeOptions};

@@ -223,6 +223,9 @@ pub struct ServeOptions {
     /// Deprecation and sunset headers on the replies of methods being retired.
     #[command(flatten)]
     pub sunset: crate::sunset::SunsetOptions,
+    /// gRPC-Web for browsers, and its CORS (off by default).
+    #[command(flatten)]
+    pub web: crate::web::WebOptions,
 }
 
 impl Default for ServeOptions {
@@ -244,6 +247,7 @@ impl Default for ServeOptions {
             bodies: crate::guard::BodyLimits::default(),
             observe: crate::observe::ObserveOptions::default(),
             sunset: crate::sunset::SunsetOptions::default(),
+            web: crate::web::WebOptions::default(),
         }
     }
 }
@@ -340,6 +344,13 @@ pub async fn start_with(
     let service =
         tower::util::option_layer(observer.clone().map(crate::observe::ObserveLayer::new))
             .layer(service);
+    // gRPC-Web outside everything else, so that each layer above sees the gRPC call it becomes.
+    let service = crate::web::layer(
+        &options.web,
+        options.max_header_list_bytes,
+        options.max_message_bytes,
+        BoxCloneSyncService::new(service),
+    )?;
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());
     // `testbed serve` clamped and logged its caps already (with the admin API's); a server
@@ -360,7 +371,8 @@ pub async fn start_with(
     let scheme = if tls.is_some() { "https" } else { "h2c" };
     let (incoming, accept_loop) = accept::incoming(listener, connections.clone(), limits, tls);
     let builder = Server::builder()
-        // HTTP/1 requests are let in only to be told, by the guard, that this port speaks HTTP/2.
+        // HTTP/1 requests are let in for gRPC-Web (`--grpc-web`); the guard tells the others
+        // that this port speaks gRPC over HTTP/2.
         .accept_http1(true)
         .max_concurrent_streams(Some(options.max_concurrent_streams))
         .http2_max_local_error_reset_streams(Some(options.max_local_error_resets))

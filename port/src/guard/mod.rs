@@ -2,6 +2,8 @@
 //! the gRPC specification fixes, enforces deadlines over whole responses (streams included),
 //! and counts what is open.
 //!
+//! - gRPC-Web, which arrives here untranslated only when `--grpc-web` is off: HTTP 415 with
+//!   `INVALID_ARGUMENT` saying how to turn it on ([`crate::web`] translates it otherwise).
 //! - HTTP/1.x on the gRPC port: HTTP 505 with a plain-text explanation (without this layer the
 //!   client would get raw HTTP/2 bytes back).
 //! - A method other than POST: HTTP 405 with `INTERNAL`, as grpc-go (tonic serves a GET).

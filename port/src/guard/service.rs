@@ -170,6 +170,22 @@ fn with_http_status(status: Status, code: StatusCode) -> Response<Body> {
 
 /// Answers what is not gRPC over HTTP/2 before it reaches tonic.
 fn check(request: &Request<Body>) -> Result<(), Box<Response<Body>>> {
+    if let Some(web) = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .filter(|value| crate::web::is_web_content_type(value.as_bytes()))
+    {
+        // gRPC-Web reaches the guard untranslated only when `--grpc-web` is off.
+        let status = Status::invalid_argument(format!(
+            "content-type {} is gRPC-Web, which is off on this port: start testbed serve with \
+             --grpc-web (and --cors-allow-origin ORIGIN for browsers)",
+            super::quote(&String::from_utf8_lossy(web.as_bytes()))
+        ));
+        return Err(Box::new(with_http_status(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        )));
+    }
     if request.version() != Version::HTTP_2 {
         let text = format!(
             "this port serves gRPC over HTTP/2 (h2c, prior knowledge); {:?} requests are not supported\n",
