@@ -458,6 +458,7 @@ fn config_of(backends: &[Backend]) -> port::admin::state::State {
         api: &b.api,
         serves: &b.serves,
         weight: b.weight.filter(|_| b.breaks.is_empty()),
+        partial: b.partial_methods.clone(),
     });
     port::admin::state::State {
         upstream: port::admin::state::upstream_values(rows),

@@ -469,6 +469,7 @@ fn backend_json(backend: &Backend) -> Value {
         "weight": backend.weight,
         "breaks": (!backend.breaks.is_empty()).then_some(&backend.breaks),
         "drifted": backend.drifted,
+        "partial_methods": backend.partial_methods,
     })
 }
 
@@ -511,7 +512,7 @@ fn render(backends: &[Backend]) -> String {
                 &backend.version,
                 &backend.api,
                 address,
-                &backend.serves.join(", "),
+                &serves(backend),
                 state,
                 &match (backend.weight, backend.breaks.is_empty()) {
                     (_, false) => "pinned-only".to_string(),
@@ -536,4 +537,25 @@ fn render(backends: &[Backend]) -> String {
         })
         .collect();
     format!("{table}\n{notes}")
+}
+
+/// The packages routed to `backend`, each taken in part followed by the methods it takes.
+fn serves(backend: &Backend) -> String {
+    backend
+        .serves
+        .iter()
+        .map(|package| {
+            let prefix = format!("{package}/");
+            let methods: Vec<&str> = backend
+                .partial_methods
+                .iter()
+                .filter_map(|m| m.strip_prefix(&prefix))
+                .collect();
+            match methods.is_empty() {
+                true => package.clone(),
+                false => format!("{package} ({} only)", methods.join(", ")),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

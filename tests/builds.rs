@@ -5,7 +5,9 @@
 //! reply's `x-api-version`), what the reply holds, and what reflection describes when asked for
 //! each version.
 
-use crate::common::shop::{gateway_with_admin, grpcurl, ok, route_list, shop, shop_python};
+use crate::common::shop::{
+    gateway_with_admin, grpcurl, ok, refused_start, route_list, shop, shop_python,
+};
 use crate::common::{temp_dir, tool};
 use port::admin::pb::{AddRequest, ListRequest, RemoveRequest, SetWeightRequest};
 use std::path::Path;
@@ -236,15 +238,11 @@ async fn two_builds_at_one_version_are_refused_at_start() {
     };
     let old = shop(&python, "v1", &[]).await;
     let new = shop(&python, "v1", &["--build", "minor"]).await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .args(["--upstream", &format!("a=1.0.0@{}", old.addr)])
-        .args(["--upstream", &format!("b=1.0.0+build.7@{}", new.addr)])
-        .output()
-        .await
-        .expect("testbed serve runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused_start(&[
+        format!("a=1.0.0@{}", old.addr),
+        format!("b=1.0.0+build.7@{}", new.addr),
+    ])
+    .await;
     assert!(
         stderr.contains("declare shop/v1/shop.proto differently at one version, 1.0.0"),
         "{stderr}"

@@ -37,6 +37,7 @@ mod readme;
 mod reflection_health;
 mod replicas;
 mod report;
+mod retire;
 mod routes;
 mod routing;
 mod tls;

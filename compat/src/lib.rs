@@ -45,6 +45,7 @@ pub mod connect;
 pub mod editions;
 pub mod git;
 pub mod ignores;
+pub mod methods;
 pub mod model;
 pub mod probe;
 pub mod protoc;

@@ -367,7 +367,7 @@ impl Discovered {
                 spec.also_serving
                     .iter()
                     .filter(|older| single || package_stem(older) == package_stem(package))
-                    .fold(backend, |backend, older| backend.also_serving(older))
+                    .fold(backend, |backend, older| spec.retire(backend, older))
             })
             .collect())
     }

@@ -8,6 +8,7 @@ use crate::pool::{Slot, UpstreamPool};
 use crate::replicas::Replicas;
 use http::{Request, Response};
 use semver::Version;
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,6 +42,20 @@ pub struct Backend {
     /// The descriptors its own process declares, when known (a remote backend read by
     /// reflection or from a file); see [`Build`].
     pub build: Option<Build>,
+    /// Of the older packages in `serves`, those of which it takes only some methods (see
+    /// [`Methods`]); the table resolves which when the backend joins.
+    pub partial: HashMap<String, Methods>,
+}
+
+/// Which methods of an older package a backend takes, when not all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Methods {
+    /// Every method compat finds it can serve (`+PACKAGE/*`); the rest stay with the
+    /// backends of the older package.
+    Safe,
+    /// These (`Service/Method`), each of which compat must find it can serve
+    /// (`+PACKAGE/Service.Method`).
+    Only(BTreeSet<String>),
 }
 
 impl std::fmt::Debug for Backend {
@@ -56,6 +71,7 @@ impl std::fmt::Debug for Backend {
             )
             .field("weight", &self.weight)
             .field("breaks", &self.breaks())
+            .field("partial", &self.partial)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +134,7 @@ impl Backend {
             replicas,
             weight: None,
             build: None,
+            partial: HashMap::new(),
         }
     }
 
@@ -194,6 +211,15 @@ impl Backend {
         if !self.serves.iter().any(|p| p == package) {
             self.serves.push(package.to_string());
         }
+        self
+    }
+
+    /// Also route `methods` of the older `package` to this backend, the rest of its calls
+    /// staying with the package's own backends. Checked when the route table is built, as
+    /// [`also_serving`](Self::also_serving) is, method by method.
+    pub fn also_serving_methods(mut self, package: &str, methods: Methods) -> Self {
+        self = self.also_serving(package);
+        self.partial.insert(package.to_string(), methods);
         self
     }
 }

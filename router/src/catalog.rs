@@ -71,6 +71,10 @@ pub struct ApiCatalog {
     _release: Arc<ReleaseOnDrop>,
 }
 
+/// One method of an older package (`Service/Method`) and whether a newer package's
+/// implementation can serve it (else compat's findings, as one line).
+pub type MethodServed = (String, Result<(), String>);
+
 /// The next catalog's [`ApiCatalog::generation`].
 static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -316,6 +320,30 @@ impl ApiCatalog {
             .flatten()
             .map(|service| format!("{package}.{}", service.name()))
             .collect()
+    }
+
+    /// Of `older`'s methods (`Service/Method`), those an implementation of `newer` can serve
+    /// (`Ok`), and each of the others with compat's findings as one line (`Err`).
+    pub fn methods_served(
+        &self,
+        newer: &str,
+        older: &str,
+    ) -> Result<Vec<MethodServed>, CatalogError> {
+        for package in [newer, older] {
+            if !self.manages(package) {
+                return Err(CatalogError::UnknownPackage(package.to_string()));
+            }
+        }
+        Ok(compat::methods::per_method(&self.pool, older, newer)
+            .into_iter()
+            .map(|verdict| {
+                let outcome = match verdict.findings.is_empty() {
+                    true => Ok(()),
+                    false => Err(compat::refusal_text(&verdict.findings)),
+                };
+                (verdict.method, outcome)
+            })
+            .collect())
     }
 
     /// `Ok` when an implementation of `newer` can serve requests written for `older`; else the

@@ -117,10 +117,10 @@ mod testing;
 mod trailers;
 mod weights;
 
-pub use backend::{Backend, BackendService};
+pub use backend::{Backend, BackendService, Methods};
 pub use body::{Inspect, InspectedBody};
 pub use build::Build;
-pub use catalog::{ApiCatalog, CatalogError, release_freed_memory};
+pub use catalog::{ApiCatalog, CatalogError, MethodServed, release_freed_memory};
 pub use handle::{DrainCount, DrainError, RouterHandle};
 pub use inflight::{CountedBody, InFlight, InFlightGuard};
 pub use path::GrpcPath;

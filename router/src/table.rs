@@ -11,12 +11,12 @@ use crate::catalog::{ApiCatalog, CatalogError};
 use crate::replicas::Replicas;
 use crate::requirement::API_VERSION_HEADER;
 use crate::weights::{self, ChoicePoint};
-use crate::{Backend, GrpcPath};
+use crate::{Backend, GrpcPath, Methods};
 use error::TableError;
 use http::{HeaderName, HeaderValue};
 use semver::VersionReq;
 use state::{BackendInfo, BackendState};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tonic::Status;
 
@@ -33,6 +33,9 @@ pub(crate) struct Route {
     /// State shared by every table that holds this backend (under this name, since it was added).
     pub(crate) state: Arc<BackendState>,
     pub(crate) draining: bool,
+    /// Of the older packages routed to it, those it takes only some methods of: package →
+    /// `Service/Method`s, resolved from [`Backend::partial`] when the table was built.
+    pub(crate) allowed: HashMap<String, Arc<BTreeSet<String>>>,
 }
 
 /// An immutable, validated set of backends and the index used to pick one per request.
@@ -61,15 +64,15 @@ impl RouteTable {
         Self::from_routes(Arc::new(catalog), routes)
     }
 
-    fn from_routes(catalog: Arc<ApiCatalog>, routes: Vec<Route>) -> Result<Self, TableError> {
-        for (i, route) in routes.iter().enumerate() {
+    fn from_routes(catalog: Arc<ApiCatalog>, mut routes: Vec<Route>) -> Result<Self, TableError> {
+        for i in 0..routes.len() {
             if routes[..i]
                 .iter()
-                .any(|r| r.backend.name == route.backend.name)
+                .any(|r| r.backend.name == routes[i].backend.name)
             {
-                return Err(TableError::DuplicateName(route.backend.name.clone()));
+                return Err(TableError::DuplicateName(routes[i].backend.name.clone()));
             }
-            check_backend(&catalog, &route.backend)?;
+            routes[i].allowed = check_backend(&catalog, &routes[i].backend)?;
         }
         let mut by_package: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, route) in routes.iter().enumerate().filter(|(_, r)| !r.draining) {
@@ -189,6 +192,11 @@ impl RouteTable {
                 weight: r.backend.weight,
                 breaks: r.backend.breaks(),
                 drifted: r.backend.is_drifted(),
+                partial: r
+                    .allowed
+                    .iter()
+                    .map(|(package, methods)| (package.clone(), methods.iter().cloned().collect()))
+                    .collect(),
                 connections: r.backend.replicas.as_ref().map_or(0, Replicas::connections),
             })
             .collect()
@@ -291,7 +299,10 @@ impl RouteTable {
             .by_package
             .get(path.package)
             .map_or(&[][..], Vec::as_slice);
-        let routes = candidates.iter().map(|&i| &self.routes[i]);
+        let routes = candidates
+            .iter()
+            .map(|&i| &self.routes[i])
+            .filter(|r| r.takes(path));
         let weighted = self.is_weighted(path.package);
         // Highest first, so the first that satisfies is the highest that does.
         let best = |satisfies: &dyn Fn(&Route) -> bool| {
@@ -322,6 +333,31 @@ impl RouteTable {
             None => best(&|r| r.backend.version.pre.is_empty()).or_else(|| best(&|_| true)),
         };
         chosen.ok_or_else(|| {
+            if let Some(partial) = candidates
+                .iter()
+                .map(|&i| &self.routes[i])
+                .find(|r| !r.takes(path))
+                && routes.clone().next().is_none()
+            {
+                let takes = partial
+                    .allowed
+                    .get(path.package)
+                    .map_or_else(String::new, |set| {
+                        set.iter().cloned().collect::<Vec<_>>().join(", ")
+                    });
+                return Status::unimplemented(format!(
+                    "no backend serves {}.{}/{}: backend {} ({}) takes only {takes} of {} \
+                     (compat finds it cannot serve the others), and no backend of {} itself \
+                     is left",
+                    path.package,
+                    path.service,
+                    path.method,
+                    partial.backend.name,
+                    partial.backend.version,
+                    path.package,
+                    path.package
+                ));
+            }
             let available: Vec<String> = candidates
                 .iter()
                 .map(|&i| self.routes[i].backend.version.to_string())
@@ -464,7 +500,18 @@ impl Route {
             version_header,
             state: Arc::default(),
             draining: false,
+            allowed: HashMap::new(),
         }
+    }
+
+    /// Whether it takes calls to `path` (every method of a package routed to it, or the ones
+    /// [`Route::allowed`] lists).
+    pub(crate) fn takes(&self, path: &GrpcPath<'_>) -> bool {
+        self.allowed.is_empty()
+            || self
+                .allowed
+                .get(path.package)
+                .is_none_or(|set| set.contains(&format!("{}/{}", path.service, path.method)))
     }
 
     /// In-process backends are always reachable; remote ones unless the last check or a call
@@ -477,7 +524,12 @@ impl Route {
     }
 }
 
-fn check_backend(catalog: &ApiCatalog, backend: &Backend) -> Result<(), TableError> {
+/// Checks that `backend` may serve every package routed to it; returns, of the older packages
+/// it takes only some methods of, which ones.
+fn check_backend(
+    catalog: &ApiCatalog,
+    backend: &Backend,
+) -> Result<HashMap<String, Arc<BTreeSet<String>>>, TableError> {
     let unmanaged = |package: &str| TableError::UnmanagedPackage {
         backend: backend.name.clone(),
         package: package.to_string(),
@@ -486,19 +538,61 @@ fn check_backend(catalog: &ApiCatalog, backend: &Backend) -> Result<(), TableErr
     if !catalog.manages(&backend.api) {
         return Err(unmanaged(&backend.api));
     }
+    let mut allowed = HashMap::new();
     for package in backend.serves.iter().filter(|p| **p != backend.api) {
         if !catalog.manages(package) {
             return Err(unmanaged(package));
         }
-        catalog
-            .check_superset(&backend.api, package)
-            .map_err(|reason| TableError::Incompatible {
-                backend: backend.name.clone(),
-                package: package.clone(),
+        let incompatible = |reason| TableError::Incompatible {
+            backend: backend.name.clone(),
+            package: package.clone(),
+            reason,
+        };
+        let Some(methods) = backend.partial.get(package) else {
+            catalog
+                .check_superset(&backend.api, package)
+                .map_err(incompatible)?;
+            continue;
+        };
+        let verdicts = catalog
+            .methods_served(&backend.api, package)
+            .map_err(incompatible)?;
+        let refused = |reason: String| {
+            incompatible(CatalogError::Incompatible {
+                newer: backend.api.clone(),
+                older: package.clone(),
                 reason,
-            })?;
+            })
+        };
+        let taken: BTreeSet<String> = match methods {
+            Methods::Safe => verdicts
+                .iter()
+                .filter(|(_, outcome)| outcome.is_ok())
+                .map(|(method, _)| method.clone())
+                .collect(),
+            Methods::Only(wanted) => {
+                for method in wanted {
+                    match verdicts.iter().find(|(m, _)| m == method) {
+                        None => return Err(refused(format!("{package} has no method {method}"))),
+                        Some((_, Err(findings))) => {
+                            return Err(refused(format!("{method}: {findings}")));
+                        }
+                        Some((_, Ok(()))) => {}
+                    }
+                }
+                wanted.clone()
+            }
+        };
+        if taken.is_empty() {
+            let why: Vec<String> = verdicts
+                .iter()
+                .filter_map(|(m, outcome)| outcome.as_ref().err().map(|f| format!("{m}: {f}")))
+                .collect();
+            return Err(refused(format!("none of its methods: {}", why.join("; "))));
+        }
+        allowed.insert(package.clone(), Arc::new(taken));
     }
-    Ok(())
+    Ok(allowed)
 }
 
 #[cfg(test)]

@@ -133,3 +133,16 @@ pub(crate) fn route_list(admin: std::net::SocketAddr, token: &str) -> String {
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `testbed serve` in front of `upstreams`, which must refuse to start (exit 1): what it said.
+pub(crate) async fn refused_start(upstreams: &[String]) -> String {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"));
+    command.args(["serve", "--addr", "127.0.0.1:0"]);
+    for upstream in upstreams {
+        command.args(["--upstream", upstream]);
+    }
+    let out = command.output().await.expect("testbed serve runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}

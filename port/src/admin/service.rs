@@ -172,6 +172,7 @@ impl RoutesService {
             .get(&info.name)
             .cloned()
             .unwrap_or_default();
+        let partial_methods = info.partial_methods();
         BackendReply {
             name: info.name,
             version: info.version.to_string(),
@@ -185,6 +186,7 @@ impl RoutesService {
             weight: info.weight.map(u32::from),
             breaks: info.breaks.unwrap_or_default(),
             drifted: info.drifted,
+            partial_methods,
         }
     }
 

@@ -73,6 +73,7 @@ impl State {
                 api: &info.api,
                 serves: &info.serves,
                 weight: info.weight.filter(|_| info.breaks.is_none()).map(u32::from),
+                partial: info.partial_methods(),
             })
         });
         let mut state = Self {
@@ -128,18 +129,32 @@ pub struct Row<'a> {
     pub serves: &'a [String],
     /// A weight it was given (not one the gateway set itself).
     pub weight: Option<u32>,
+    /// Of the older packages, the methods it takes when only some: `package/Service.Method`.
+    pub partial: Vec<String>,
 }
 
 /// The `--upstream` values that make the backends `rows`: each upstream once, its
 /// `NAME/PACKAGE` backends' `+PACKAGE`s together, in name order.
 pub fn upstream_values<'a>(rows: impl IntoIterator<Item = Row<'a>>) -> Vec<String> {
-    let mut upstreams: BTreeMap<&str, (Row<'a>, Vec<&'a str>)> = BTreeMap::new();
+    let mut upstreams: BTreeMap<&str, (Row<'a>, Vec<String>)> = BTreeMap::new();
     for row in rows {
-        let also: Vec<&str> = row
+        let also: Vec<String> = row
             .serves
             .iter()
             .filter(|p| p.as_str() != row.api)
-            .map(String::as_str)
+            .flat_map(|package| {
+                let prefix = format!("{package}/");
+                let some: Vec<String> = row
+                    .partial
+                    .iter()
+                    .filter(|m| m.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                match some.is_empty() {
+                    true => vec![package.clone()],
+                    false => some,
+                }
+            })
             .collect();
         upstreams
             .entry(upstream_of(row.name))

@@ -4,8 +4,9 @@
 use super::{CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 use crate::route_checks::{check_name, check_package, host_port};
 use anyhow::Context;
-use router::{Backend, Replicas, UpstreamPool, quote};
+use router::{Backend, Methods, Replicas, UpstreamPool, quote};
 use semver::Version;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -25,6 +26,8 @@ pub struct UpstreamSpec {
     pub endpoints: Vec<String>,
     /// Older packages also routed to it.
     pub also_serving: Vec<String>,
+    /// Of those, the ones it takes only some methods of (`+PACKAGE/*`, `+PACKAGE/Service.Method`).
+    pub partial: BTreeMap<String, Methods>,
     /// Its share of the requests it can serve, in percent (`;weight=N`; see `router`'s
     /// weights); `None`: the highest version without a weight takes what weighted ones leave.
     pub weight: Option<u8>,
@@ -42,6 +45,9 @@ Upstream: NAME=VERSION@ADDRESS[,ADDRESS...][+PACKAGE...][;weight=N]
             health checks pass again
   +PACKAGE  also route this (older) package's calls to it, allowed only when compat finds no
             breaking wire change: the older package is retired onto it
+  +PACKAGE/*  only the methods of PACKAGE compat finds it can serve; the others stay with
+            PACKAGE's own backends (retirement method by method)
+  +PACKAGE/Service.Method  that method (repeatable), each checked by compat
   ;weight=N the percentage (0-100) of the requests it can serve that it takes; the highest
             version without a weight takes the rest (a canary: v2b=2.1.0@HOST:PORT;weight=5)
 The packages it implements are read from it by gRPC reflection, or from --descriptors NAME=FILE.
@@ -101,10 +107,8 @@ impl FromStr for UpstreamSpec {
                 quote(text)
             ));
         }
-        let also_serving: Vec<String> = parts.map(str::to_string).collect();
-        for package in &also_serving {
-            check_package(package).map_err(|why| format!("{}: {why}", quote(text)))?;
-        }
+        let (also_serving, partial) =
+            retired(parts).map_err(|why| format!("{}: {why}", quote(text)))?;
         Ok(Self {
             name: name.to_string(),
             version: version.parse().map_err(|err| {
@@ -117,9 +121,61 @@ impl FromStr for UpstreamSpec {
             addr: endpoints[0].clone(),
             endpoints,
             also_serving,
+            partial,
             weight,
         })
     }
+}
+
+/// The `+PACKAGE`, `+PACKAGE/*` and `+PACKAGE/Service.Method` parts: the older packages, and
+/// of those the ones taken only in part.
+fn retired<'a>(
+    parts: impl Iterator<Item = &'a str>,
+) -> Result<(Vec<String>, BTreeMap<String, Methods>), String> {
+    let mut packages: Vec<String> = Vec::new();
+    let mut whole: Vec<String> = Vec::new();
+    let mut partial: BTreeMap<String, Methods> = BTreeMap::new();
+    for part in parts {
+        let (package, methods) = match part.split_once('/') {
+            None => (part, None),
+            Some((package, "*")) => (package, Some(Methods::Safe)),
+            Some((package, method)) => {
+                let (service, name) = method
+                    .rsplit_once('.')
+                    .filter(|(s, m)| check_package(s).is_ok() && !m.is_empty() && !s.contains('.'))
+                    .ok_or_else(|| {
+                        format!(
+                            "+{part}: after the package comes * or Service.Method \
+                             (+shop.v1/Shop.PlaceOrder)"
+                        )
+                    })?;
+                let only = BTreeSet::from([format!("{service}/{name}")]);
+                (package, Some(Methods::Only(only)))
+            }
+        };
+        check_package(package)?;
+        if !packages.iter().any(|p| p == package) {
+            packages.push(package.to_string());
+        }
+        match (methods, partial.get_mut(package)) {
+            (None, _) => whole.push(package.to_string()),
+            (Some(Methods::Only(more)), Some(Methods::Only(known))) => known.extend(more),
+            (Some(methods), None) => {
+                partial.insert(package.to_string(), methods);
+            }
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "+{package}/* and +{package}/Service.Method do not go together"
+                ));
+            }
+        }
+    }
+    if let Some(package) = whole.iter().find(|p| partial.contains_key(*p)) {
+        return Err(format!(
+            "+{package} (every method) and +{package}/... (some) do not go together"
+        ));
+    }
+    Ok((packages, partial))
 }
 
 /// The `;key=value` options after an upstream's address: only `weight` so far.
@@ -221,7 +277,16 @@ impl UpstreamSpec {
             .with_weight(self.weight);
         self.also_serving
             .iter()
-            .fold(backend, |backend, package| backend.also_serving(package))
+            .fold(backend, |backend, package| self.retire(backend, package))
+    }
+
+    /// `backend` also routed `package`'s calls: all of them, or the methods `+PACKAGE/...`
+    /// names.
+    pub(crate) fn retire(&self, backend: Backend, package: &str) -> Backend {
+        match self.partial.get(package) {
+            Some(methods) => backend.also_serving_methods(package, methods.clone()),
+            None => backend.also_serving(package),
+        }
     }
 
     /// The (lazy) channel to each replica, in order, with the CA certificate `ca` read from
@@ -358,6 +423,18 @@ mod tests {
         assert_eq!(canary.endpoints, ["127.0.0.1:7003"]);
     }
 
+    #[test]
+    fn some_methods_of_an_older_package_are_retired_with_a_slash() {
+        let spec: UpstreamSpec =
+            "v2=2.0.0@127.0.0.1:1+shop.v1/Shop.PlaceOrder+shop.v1/Shop.WatchOrder+shop.v0/*"
+                .parse()
+                .unwrap();
+        assert_eq!(spec.also_serving, ["shop.v1", "shop.v0"]);
+        let only = BTreeSet::from(["Shop/PlaceOrder".to_string(), "Shop/WatchOrder".to_string()]);
+        assert_eq!(spec.partial.get("shop.v1"), Some(&Methods::Only(only)));
+        assert_eq!(spec.partial.get("shop.v0"), Some(&Methods::Safe));
+    }
+
     #[tokio::test]
     async fn replicas_are_comma_separated_and_bounded() {
         let spec: UpstreamSpec = "v2=2.0.0@127.0.0.1:7002,localhost:7003+increment.v1;weight=5"
@@ -398,6 +475,16 @@ mod tests {
             ("v2=2.0.0@127.0.0.1:1,127.0.0.1:1", "given twice"),
             ("v2=2.0.0@127.0.0.1:1,", "address \"\" is not HOST:PORT"),
             ("v2=2.0.0@https://a:1,b:2", "all https:// or none"),
+            ("v2=2.0.0@127.0.0.1:1+shop.v1/Get", "* or Service.Method"),
+            ("v2=2.0.0@127.0.0.1:1+shop.v1/a.b.C", "* or Service.Method"),
+            (
+                "v2=2.0.0@127.0.0.1:1+shop.v1+shop.v1/*",
+                "do not go together",
+            ),
+            (
+                "v2=2.0.0@127.0.0.1:1+shop.v1/*+shop.v1/Shop.Get",
+                "do not go together",
+            ),
         ] {
             let err = bad.parse::<UpstreamSpec>().unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");

@@ -62,4 +62,21 @@ pub struct BackendInfo {
     /// Whether its upstream's descriptors, read again, break what it declared when it joined
     /// (then `breaks` says how, and it is pinned-only).
     pub drifted: bool,
+    /// Of the older packages routed to it, those it takes only some methods of, with them
+    /// (`Service/Method`); the rest of their calls go to the package's own backends.
+    pub partial: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl BackendInfo {
+    /// [`partial`](Self::partial) as the upstream grammar writes it: `package/Service.Method`.
+    pub fn partial_methods(&self) -> Vec<String> {
+        self.partial
+            .iter()
+            .flat_map(|(package, methods)| {
+                methods
+                    .iter()
+                    .map(move |m| format!("{package}/{}", m.replacen('/', ".", 1)))
+            })
+            .collect()
+    }
 }
