@@ -281,32 +281,35 @@ impl RouterHandle {
             };
             let several = replicas.pools().len() > 1;
             for pool in replicas.pools() {
-                let endpoint = several.then(|| pool.uri());
+                // A replica is named by its address beside the backend's name.
+                let who = match several {
+                    true => format!("{} (replica {})", route.backend.name, pool.uri()),
+                    false => route.backend.name.clone(),
+                };
                 if pool.take_passive_change() {
                     changed += 1;
-                    tracing::warn!(backend = %route.backend.name, replica = endpoint.as_deref().unwrap_or(""), "remote backend is unreachable (a call failed)");
+                    tracing::warn!(backend = %who, "remote backend is unreachable (a call failed)");
                 }
                 if only_unreachable && pool.is_reachable() {
                     continue;
                 }
                 let services = table.catalog().service_names(&route.backend.api);
-                let name = route.backend.name.clone();
                 let pool = pool.clone();
                 checks.spawn(async move {
                     let reachable = probe::answers(pool.probe_channel(), services, timeout).await;
-                    (name, endpoint, reachable, pool.set_reachable(reachable))
+                    (who, reachable, pool.set_reachable(reachable))
                 });
             }
         }
         while let Some(outcome) = checks.join_next().await {
-            let Ok((name, endpoint, reachable, true)) = outcome else {
+            let Ok((who, reachable, true)) = outcome else {
                 continue;
             };
             changed += 1;
             if reachable {
-                tracing::info!(backend = %name, replica = endpoint.as_deref().unwrap_or(""), "remote backend is reachable again");
+                tracing::info!(backend = %who, "remote backend is reachable again");
             } else {
-                tracing::warn!(backend = %name, replica = endpoint.as_deref().unwrap_or(""), "remote backend is unreachable");
+                tracing::warn!(backend = %who, "remote backend is unreachable");
             }
         }
         if changed > 0 {
