@@ -3,6 +3,8 @@
 //! flags may come from a file (`--config`, see [`crate::serve_config`]) and the gateway's
 //! route table from a state file the admin API keeps (`--state-file`).
 
+mod reload;
+
 use port::Deployment;
 use port::server::{self, Layout, ServeOptions};
 use port::upstream::{DescriptorsSpec, UpstreamSpec};
@@ -89,13 +91,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             .into_iter()
             .flatten()
             .collect();
-        for spec in &upstreams {
-            for host_port in spec.host_ports() {
-                port::route_checks::refuse_own_address(&spec.name, host_port, &own)
-                    .await
-                    .map_err(|why| anyhow::anyhow!("--upstream: {why}"))?;
-            }
-        }
+        refuse_own_addresses(&upstreams, &own).await?;
         // What each upstream implements is read from it now, before the port opens.
         port::pool::set_limits(args.options.pool.limits());
         let ca = args.options.tls.upstream_ca.as_deref();
@@ -163,6 +159,10 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         (Some(_), None) => anyhow::bail!("--admin-addr: {label} has no route table to change"),
         (None, _) => None,
     };
+    let hangups = match (&args.config, &running.router) {
+        (Some(_), Some(_)) if !upstreams.is_empty() => Some(reload::hangups()?),
+        _ => None,
+    };
     println!("testbed serving {label} on {}", running.addr);
     if let Some(admin) = &admin {
         println!("testbed admin API on {}", admin.address());
@@ -170,7 +170,26 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(metrics) = running.metrics_addr() {
         println!("testbed metrics on http://{metrics}/metrics");
     }
-    port::signal::shutdown().await?;
+    match (&args.config, &running.router, hangups) {
+        (Some(config), Some(router), Some(hangups)) => {
+            let reloader = reload::Reloader {
+                config,
+                router,
+                admin: admin.as_ref(),
+                own: [Some(running.addr), args.admin.admin_addr]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                ca: args.options.tls.upstream_ca.as_deref(),
+                max_catalog_bytes: args.admin.max_catalog_bytes,
+            };
+            tokio::select! {
+                stopped = port::signal::shutdown() => stopped?,
+                () = reloader.run(hangups) => {}
+            }
+        }
+        _ => port::signal::shutdown().await?,
+    }
     tracing::info!("shutting down; in-flight requests may finish");
     // Both stop, whatever the first says; the first error is the one reported.
     let admin_stopped = match admin {
@@ -210,4 +229,20 @@ fn table_source(args: &ServeArgs) -> anyhow::Result<(Vec<UpstreamSpec>, Vec<Desc
         "the route table as the admin API last left it (--upstream and --descriptors are not used)"
     );
     Ok((upstreams, descriptors))
+}
+
+/// Refuses upstreams at one of the gateway's own listening addresses (`own`): calls would
+/// loop back.
+async fn refuse_own_addresses(
+    upstreams: &[UpstreamSpec],
+    own: &[SocketAddr],
+) -> anyhow::Result<()> {
+    for spec in upstreams {
+        for host_port in spec.host_ports() {
+            port::route_checks::refuse_own_address(&spec.name, host_port, own)
+                .await
+                .map_err(|why| anyhow::anyhow!("--upstream: {why}"))?;
+        }
+    }
+    Ok(())
 }

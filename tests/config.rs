@@ -156,3 +156,99 @@ async fn a_gateway_from_a_config_file_keeps_its_admin_changes_across_a_restart()
     });
     assert!(reply.contains(r#""stock": 3"#), "{reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_reloads_the_config_files_route_table_all_or_none() {
+    let Some(python) = shop_python() else {
+        return;
+    };
+    let dir = temp_dir("config-reload");
+    let (v1, v2) = (
+        shop(&python, "v1", &[]).await,
+        shop(&python, "v2", &[]).await,
+    );
+    let tokens = crate::common::credentials::token_file(dir.path(), &format!("ci {TOKEN}\n"));
+    let config = dir.path().join("gateway.yaml");
+    let write = |upstreams: &[String]| {
+        let list: String = upstreams.iter().map(|u| format!("  - {u}\n")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "upstream:\n{list}admin-addr: 127.0.0.1:0\nadmin-token-file: {}\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+    };
+    let (v1_spec, v2_spec) = (
+        format!("v1=1.0.0@{}", v1.addr),
+        format!("v2=2.0.0@{}", v2.addr),
+    );
+    write(std::slice::from_ref(&v1_spec));
+    let config_arg = config.display().to_string();
+    let (mut gw, admin) =
+        gateway(&["serve", "--addr", "127.0.0.1:0", "--config", &config_arg]).await;
+    let names = |table: Vec<(String, String, Option<u32>)>| -> Vec<String> {
+        table.into_iter().map(|(name, _, _)| name).collect()
+    };
+    assert_eq!(names(table(admin).await), ["v1"]);
+    let hangup = |gw: &ChildServer| gw.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    let until = |wanted: Vec<&'static str>| async move {
+        let started = std::time::Instant::now();
+        loop {
+            let now = names(table(admin).await);
+            if now == wanted {
+                return;
+            }
+            assert!(
+                started.elapsed().as_secs() < 15,
+                "still {now:?}, not {wanted:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+
+    // v2 added to the file: after SIGHUP the table is the file's.
+    write(&[v1_spec.clone(), v2_spec.clone()]);
+    hangup(&gw);
+    let reloaded = reload_line(&mut gw).await;
+    assert!(reloaded.ends_with(": 2 upstreams"), "{reloaded}");
+    until(vec!["v1", "v2"]).await;
+
+    // A file naming an upstream that cannot be read, or that does not parse: refused whole,
+    // each time saying why.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    write(&[v1_spec.clone(), format!("v3=3.0.0@{dead_addr}")]);
+    hangup(&gw);
+    let refusal = reload_line(&mut gw).await;
+    assert!(
+        refusal.contains("reload refused") && refusal.contains(&dead_addr.to_string()),
+        "{refusal}"
+    );
+    std::fs::write(&config, "upstream: [unterminated\n").unwrap();
+    hangup(&gw);
+    let refusal = reload_line(&mut gw).await;
+    assert!(refusal.contains("did not find expected"), "{refusal}");
+    assert_eq!(names(table(admin).await), ["v1", "v2"]);
+
+    // And v1 taken out: gone after the next SIGHUP.
+    write(std::slice::from_ref(&v2_spec));
+    hangup(&gw);
+    until(vec!["v2"]).await;
+}
+
+/// The next line `gw` prints about a reload (`testbed reloaded ...`, `testbed reload refused
+/// ...`).
+async fn reload_line(gw: &mut ChildServer) -> String {
+    loop {
+        let line = gw
+            .next_line()
+            .await
+            .expect("the gateway says how the reload went");
+        if line.starts_with("testbed reload") {
+            return line;
+        }
+    }
+}

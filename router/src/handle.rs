@@ -140,6 +140,12 @@ impl RouterHandle {
             .await
     }
 
+    /// Puts `table` in place of the whole table, in one change: the backends of the old one
+    /// take no new calls (those in flight finish), health follows the new one.
+    pub async fn replace_table(&self, table: RouteTable) -> Result<(), TableError> {
+        self.update(|_| Ok((table, ()))).await
+    }
+
     /// [`replace_all`](Self::replace_all), refused with [`TableError::ChangedMeanwhile`] when a
     /// backend of `backends` is no longer the one `seen` (an earlier table) held: a change made
     /// from what was read then (the drift watch's) never undoes one made since (an admin

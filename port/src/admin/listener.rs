@@ -28,6 +28,8 @@ use tonic::transport::Server;
 pub struct RunningAdmin {
     /// The address it listens on (the OS-chosen port when started on port 0).
     pub addr: SocketAddr,
+    /// The service it runs, shared with its server.
+    routes: Arc<RoutesService>,
     /// Whether it speaks TLS.
     pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
@@ -38,6 +40,29 @@ pub struct RunningAdmin {
 }
 
 impl RunningAdmin {
+    /// Puts `table` in place of the whole route table (a config file reloaded on SIGHUP), as
+    /// one change under the admin API's change lock, with where each of its backends is
+    /// (`addresses`); the state file, if any, is written again. What went wrong writing it, if
+    /// anything.
+    pub async fn replace_table(
+        &self,
+        table: router::RouteTable,
+        addresses: std::collections::HashMap<String, String>,
+    ) -> Result<Option<String>, tonic::Status> {
+        let _change = self.routes.lock_changes().await?;
+        self.routes
+            .handle
+            .replace_table(table)
+            .await
+            .map_err(|err| super::service::table_status(&err))?;
+        *self
+            .routes
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = addresses;
+        Ok(self.routes.persist())
+    }
+
     /// Where a client reaches it, as `testbed route --admin` takes it: `https://ADDR` over
     /// TLS, else `ADDR`.
     pub fn address(&self) -> String {
@@ -149,7 +174,11 @@ pub async fn start_guarding(
         access,
         connections: connections.clone(),
     };
-    let service = RoutesServer::with_interceptor(service, authenticate);
+    let routes = Arc::new(service);
+    let service = tonic::service::interceptor::InterceptedService::new(
+        RoutesServer::from_arc(routes.clone()),
+        authenticate,
+    );
     let (shutdown, stop) = oneshot::channel::<()>();
     let stopped = async move {
         let _ = stop.await;
@@ -184,6 +213,7 @@ pub async fn start_guarding(
     };
     Ok(RunningAdmin {
         addr,
+        routes,
         tls: tls.is_some(),
         shutdown: Some(shutdown),
         task,
