@@ -30,10 +30,10 @@ pub struct ServeArgs {
     /// process's router.
     #[arg(long, conflicts_with_all = ["deployment", "upstreams"])]
     pub backend: Option<Api>,
-    /// Route to a backend in another process: NAME=VERSION@HOST:PORT[+PACKAGE...]. Which API
-    /// packages it implements is read from it by gRPC reflection at start (or from
-    /// --descriptors); +PACKAGE also routes an older package's requests to it, if compat finds
-    /// no breaking wire change. Repeatable.
+    /// Route to a backend in another process: NAME=VERSION@ADDRESS with replicas, retired
+    /// packages and a weight as the grammar under "Upstream:" below says. Which API packages it
+    /// implements is read from it by gRPC reflection at start (or from --descriptors).
+    /// Repeatable.
     #[arg(long = "upstream", conflicts_with = "deployment")]
     pub upstreams: Vec<UpstreamSpec>,
     /// NAME=FILE: the descriptors of upstream NAME (a FileDescriptorSet, as `protoc
