@@ -107,8 +107,22 @@ pub async fn run(exe: &Path) -> anyhow::Result<CanarySection> {
     })
 }
 
-/// `value × scale` with `digits` decimals, `–` when the JSON has no number there (the terminal
-/// table and the HTML page both show the drills' figures so).
+/// One interval of a drill (a `canary --json` `interval` event) as the terminal table and the
+/// HTML page both show it: the step (%), the canary's calls, errors, error rate (%) and p99
+/// (ms), and the old backend's calls and errors.
+pub(crate) fn interval_figures(event: &Value) -> [String; 7] {
+    [
+        figure(&event["step"], 1.0, 0),
+        figure(&event["canary"]["calls"], 1.0, 0),
+        figure(&event["canary"]["errors"], 1.0, 0),
+        figure(&event["canary"]["error_rate"], 100.0, 1),
+        figure(&event["canary"]["p99_seconds"], 1000.0, 1),
+        figure(&event["old"]["calls"], 1.0, 0),
+        figure(&event["old"]["errors"], 1.0, 0),
+    ]
+}
+
+/// `value × scale` with `digits` decimals, `–` when the JSON has no number there.
 pub(crate) fn figure(value: &Value, scale: f64, digits: usize) -> String {
     value
         .as_f64()
@@ -132,15 +146,11 @@ impl CanarySection {
             out.push_str("| step | v2b calls | v2b errors | v2b p99 ms | v2a calls | v2a errors | decision |\n");
             out.push_str("|---|---|---|---|---|---|---|\n");
             for event in drill.events.iter().filter(|e| e["event"] == "interval") {
+                let [step, calls, errors, rate, p99, old_calls, old_errors] =
+                    interval_figures(event);
                 out.push_str(&format!(
-                    "| {} % | {} | {} ({} %) | {} | {} | {} | {} |\n",
-                    event["step"],
-                    figure(&event["canary"]["calls"], 1.0, 0),
-                    figure(&event["canary"]["errors"], 1.0, 0),
-                    figure(&event["canary"]["error_rate"], 100.0, 1),
-                    figure(&event["canary"]["p99_seconds"], 1000.0, 1),
-                    figure(&event["old"]["calls"], 1.0, 0),
-                    figure(&event["old"]["errors"], 1.0, 0),
+                    "| {step} % | {calls} | {errors} ({rate} %) | {p99} | {old_calls} | \
+                     {old_errors} | {} |\n",
                     event["verdict"].as_str().unwrap_or("?"),
                 ));
             }

@@ -2,7 +2,7 @@
 //! rate and p99 against the old build's, the decision) and how it ended, from the JSON.
 
 use super::{esc, items, text};
-use crate::report::canary::figure;
+use crate::report::canary::{figure, interval_figures};
 use serde_json::Value;
 use std::fmt::Write as _;
 
@@ -35,18 +35,13 @@ pub(super) fn section(page: &mut String, canary: &Value) {
         {
             let verdict = text(&event["verdict"]);
             let class = if verdict == "pass" { "met" } else { "notmet" };
+            let [step, calls, errors, rate, p99, old_calls, old_errors] = interval_figures(event);
             let _ = writeln!(
                 page,
-                "<tr><td class=\"n\">{} %</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td><td class=\"{class}\">{}</td></tr>",
-                figure(&event["step"], 1.0, 0),
-                figure(&event["canary"]["calls"], 1.0, 0),
-                figure(&event["canary"]["errors"], 1.0, 0),
-                figure(&event["canary"]["error_rate"], 100.0, 1),
-                figure(&event["canary"]["p99_seconds"], 1000.0, 1),
-                figure(&event["old"]["calls"], 1.0, 0),
-                figure(&event["old"]["errors"], 1.0, 0),
+                "<tr><td class=\"n\">{step} %</td><td class=\"n\">{calls}</td>\
+                 <td class=\"n\">{errors}</td><td class=\"n\">{rate}</td><td class=\"n\">{p99}</td>\
+                 <td class=\"n\">{old_calls}</td><td class=\"n\">{old_errors}</td>\
+                 <td class=\"{class}\">{}</td></tr>",
                 esc(verdict),
             );
         }
