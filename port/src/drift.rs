@@ -207,13 +207,9 @@ impl Watch {
         backend: &Backend,
         now: DescriptorPool,
     ) -> anyhow::Result<Option<router::ApiCatalog>> {
-        let routed = table
-            .backends()
-            .into_iter()
-            .filter(|b| b.api == backend.api && !b.draining)
-            .filter(|b| b.name == backend.name || b.breaks.is_none())
-            .max_by(|a, b| a.version.cmp_precedence(&b.version));
-        if routed.is_none_or(|r| r.name != backend.name) || backend.breaks().is_some() {
+        let other = upstream::routed_build(table, &[&backend.api], |name| name == backend.name);
+        let routed = other.is_none_or(|o| backend.version.cmp_precedence(&o.version).is_gt());
+        if !routed || backend.breaks().is_some() {
             return Ok(None);
         }
         let catalog = table.catalog();

@@ -33,7 +33,7 @@ use tonic::transport::Channel;
 mod builds;
 mod spec;
 
-pub(crate) use builds::{Joining, combined, joining, superset};
+pub(crate) use builds::{Joining, combined, joining, routed_build, superset};
 
 pub use spec::{DescriptorsSpec, MAX_REPLICAS, UPSTREAM_SPEC_HELP, UpstreamSpec};
 

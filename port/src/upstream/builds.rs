@@ -14,7 +14,7 @@ use super::{Discovered, meaning};
 use anyhow::bail;
 use prost_reflect::DescriptorPool;
 use prost_types::FileDescriptorProto;
-use router::{ApiCatalog, RouteTable};
+use router::{ApiCatalog, BackendInfo, RouteTable};
 use semver::Version;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -188,13 +188,7 @@ pub(crate) fn joining(
         replacing
             .is_some_and(|r| name == r || name.strip_prefix(r).is_some_and(|s| s.starts_with('/')))
     };
-    let routed = table
-        .backends()
-        .into_iter()
-        .filter(|b| shared.contains(&&b.api) && !b.draining && b.breaks.is_none())
-        .filter(|b| !of_replaced(&b.name))
-        .max_by(|a, b| a.version.cmp_precedence(&b.version));
-    let Some(routed) = routed else {
+    let Some(routed) = routed_build(table, &shared, of_replaced) else {
         return Ok(Some(Joining::Routed));
     };
     let refuse =
@@ -234,6 +228,21 @@ pub(crate) fn joining(
     } else {
         Joining::Beside
     }))
+}
+
+/// The routed build of `packages` in `table`: of the active backends implementing one of them,
+/// leaving out those `left_out` names, the highest version that is not pinned-only.
+pub(crate) fn routed_build(
+    table: &RouteTable,
+    packages: &[&String],
+    left_out: impl Fn(&str) -> bool,
+) -> Option<BackendInfo> {
+    table
+        .backends()
+        .into_iter()
+        .filter(|b| packages.contains(&&b.api) && !b.draining && b.breaks.is_none())
+        .filter(|b| !left_out(&b.name))
+        .max_by(|a, b| a.version.cmp_precedence(&b.version))
 }
 
 fn newer_is(it: &Version, than: &Version) -> bool {
