@@ -156,7 +156,6 @@ impl Watch {
             return Ok(());
         }
         let joined = DescriptorPool::decode(build.baseline().as_ref())?;
-        let encoded = now.encode_to_vec();
         match upstream::superset(&joined, &now, &backend.api)? {
             Err(findings) => {
                 tracing::error!(
@@ -169,7 +168,7 @@ impl Watch {
                     .entry(name.to_string())
                     .or_insert(backend.weight);
                 let drifted =
-                    Build::drifted(encoded, findings, build.baseline().clone(), build.breaks);
+                    Build::drifted(&now, findings, build.baseline().clone(), build.breaks);
                 self.handle
                     .replace_all_since(&table, None, vec![backend.with_build(drifted)])
                     .await?;
@@ -179,7 +178,7 @@ impl Watch {
                     Some(_) => self.weight_before.remove(name).unwrap_or(None),
                     None => backend.weight,
                 };
-                let mut updated = Build::new(encoded).refreshable();
+                let mut updated = Build::of(&now).refreshable();
                 updated.breaks = build.breaks;
                 let backend = backend.with_weight(weight).with_build(updated);
                 let catalog = self.catalog_with(&table, &backend, now)?;

@@ -320,7 +320,7 @@ impl Discovered {
     /// This upstream's build: its own descriptors, encoded (what reflection asked for its
     /// version describes).
     pub fn build(&self) -> Build {
-        let build = Build::new(self.pool.encode_to_vec());
+        let build = Build::of(&self.pool);
         match self.origin {
             // Read by reflection, it can be read again to find a drift.
             DescriptorOrigin::Reflection => build.refreshable(),

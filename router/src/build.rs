@@ -11,7 +11,7 @@
 //! upstream now declares something that breaks what it declared when it joined (restarted with
 //! another build, say).
 
-use prost::Message;
+use prost_reflect::DescriptorPool;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -35,25 +35,11 @@ pub struct Build {
 }
 
 impl Build {
-    /// A build declaring `descriptors` (an encoded `FileDescriptorSet`; one that does not
-    /// decode declares no service).
-    pub fn new(descriptors: impl Into<Arc<[u8]>>) -> Self {
-        let descriptors = descriptors.into();
-        let services = prost_types::FileDescriptorSet::decode(descriptors.as_ref())
-            .map(|set| {
-                set.file
-                    .iter()
-                    .flat_map(|file| {
-                        file.service
-                            .iter()
-                            .map(move |service| format!("{}.{}", file.package(), service.name()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// The build whose files (and imports) are `pool`'s.
+    pub fn of(pool: &DescriptorPool) -> Self {
         Self {
-            descriptors,
-            services: Arc::new(services),
+            descriptors: pool.encode_to_vec().into(),
+            services: Arc::new(pool.services().map(|s| s.full_name().to_string()).collect()),
             breaks: None,
             drift: None,
             refreshable: false,
@@ -72,10 +58,10 @@ impl Build {
         self
     }
 
-    /// This build as the upstream declares it now (`descriptors`), drifted from `joined` (what
-    /// it declared when it joined) as `findings` say; pinned-only.
+    /// This build as the upstream declares it now (`pool`), drifted from `joined` (what it
+    /// declared when it joined) as `findings` say; pinned-only.
     pub fn drifted(
-        descriptors: impl Into<Arc<[u8]>>,
+        pool: &DescriptorPool,
         findings: impl Into<Arc<str>>,
         joined: Arc<[u8]>,
         breaks: Option<Arc<str>>,
@@ -83,7 +69,7 @@ impl Build {
         Self {
             breaks,
             drift: Some((findings.into(), joined)),
-            ..Self::new(descriptors).refreshable()
+            ..Self::of(pool).refreshable()
         }
     }
 

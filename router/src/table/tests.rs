@@ -281,7 +281,6 @@ fn a_newer_stable_release_beats_an_older_prerelease_and_vice_versa() {
 
 /// A build of `demo.v2` declaring `services` (full names) and nothing else.
 fn build_declaring(services: &[&str]) -> crate::Build {
-    use prost::Message;
     let file = prost_types::FileDescriptorProto {
         name: Some("demo/v2.proto".into()),
         package: Some(V2.into()),
@@ -294,7 +293,8 @@ fn build_declaring(services: &[&str]) -> crate::Build {
             .collect(),
         ..Default::default()
     };
-    crate::Build::new(prost_types::FileDescriptorSet { file: vec![file] }.encode_to_vec())
+    let set = prost_types::FileDescriptorSet { file: vec![file] };
+    crate::Build::of(&prost_reflect::DescriptorPool::from_file_descriptor_set(set).unwrap())
 }
 
 #[test]
