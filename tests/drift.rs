@@ -60,6 +60,9 @@ async fn an_upstream_restarted_with_another_build_is_marked_drifted_and_recovers
     // Restarted with a build that breaks what it declared: drifted, pinned-only, described as
     // it is now.
     first.kill().await.unwrap();
+    // Restarted once the gateway has seen it gone: the restart is then a recovery, which is
+    // read at once (one faster than a health check is found by the periodic read instead).
+    until(&mut admin, "v1", "unreachable", |b| !b.reachable).await;
     let breaking = shop(
         &python,
         "v1",
@@ -82,6 +85,7 @@ async fn an_upstream_restarted_with_another_build_is_marked_drifted_and_recovers
     // Restarted with a superset of what it joined with: no longer drifted, its weight back, the
     // catalog holding the new build.
     breaking.kill().await.unwrap();
+    until(&mut admin, "v1", "unreachable", |b| !b.reachable).await;
     let _minor = shop(
         &python,
         "v1",

@@ -4,7 +4,8 @@
 //! `testbed serve --descriptor-refresh-secs N` (default 30; 0: never) reads again, by
 //! reflection, the descriptors of every remote backend whose build was read that way: every N
 //! seconds, and as soon as it answers again after it was unreachable (what a restart looks
-//! like). compat compares what it declares now with what it declared when it joined:
+//! like to the health checks; a restart quicker than they notice is found by the periodic
+//! read). compat compares what it declares now with what it declared when it joined:
 //! - the same: nothing changes;
 //! - a wire-compatible superset (a field or a method added in place): the backend's build is
 //!   updated, and with it the catalog when it is the routed build of its package (what the
