@@ -157,8 +157,8 @@ pub async fn discover(
             // not taken as a reason to fall back.
             let mut read = Err(anyhow::anyhow!("upstream {} has no address", spec.name));
             // Replicas of one build: the first that answers tells.
-            for channel in spec.channels_with_ca(ca)? {
-                read = by_reflection(spec, &channel).await;
+            for (endpoint, channel) in spec.endpoints.iter().zip(spec.channels_with_ca(ca)?) {
+                read = by_reflection(spec, endpoint, &channel).await;
                 if read.is_ok() {
                     break;
                 }
@@ -201,12 +201,17 @@ pub async fn discover(
     declared_in(spec, pool, origin, started)
 }
 
-/// The upstream's descriptors, read by reflection over `channel`, the one its calls will use
-/// (TLS and its CA included), within [`compat::REFLECTION_TIMEOUT`].
-async fn by_reflection(spec: &UpstreamSpec, channel: &Channel) -> anyhow::Result<DescriptorPool> {
+/// The upstream's descriptors, read by reflection from its replica at `endpoint` over
+/// `channel`, the one its calls will use (TLS and its CA included), within
+/// [`compat::REFLECTION_TIMEOUT`].
+async fn by_reflection(
+    spec: &UpstreamSpec,
+    endpoint: &str,
+    channel: &Channel,
+) -> anyhow::Result<DescriptorPool> {
     let label = match spec.tls() {
-        true => spec.addr.clone(),
-        false => format!("grpc://{}", spec.addr),
+        true => endpoint.to_string(),
+        false => format!("grpc://{endpoint}"),
     };
     Ok(
         compat::load_over(channel, &label, compat::REFLECTION_TIMEOUT)
