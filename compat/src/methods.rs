@@ -28,6 +28,13 @@ pub fn per_method(pool: &DescriptorPool, older: &str, newer: &str) -> Vec<Method
         Some(rest) if rest.starts_with('.') => format!("{newer}{rest}"),
         _ => name.to_string(),
     };
+    // Every message and enum either package declares, once: what tells a finding about a type
+    // from one about a file or the package.
+    let type_names: Vec<String> = pool
+        .all_messages()
+        .map(|m| m.full_name().to_string())
+        .chain(pool.all_enums().map(|e| e.full_name().to_string()))
+        .collect();
     let mut verdicts = Vec::new();
     for service in pool.services().filter(|s| s.package_name() == older) {
         for method in service.methods() {
@@ -61,14 +68,10 @@ pub fn per_method(pool: &DescriptorPool, older: &str, newer: &str) -> Vec<Method
                     // Another method of this service.
                     return false;
                 }
-                let a_type = pool.all_messages().any(|m| within(m.full_name()))
-                    || pool.all_enums().any(|e| within(e.full_name()));
-                let a_new_type = a_type || element.starts_with(&format!("{newer}."));
-                if a_new_type {
-                    names.iter().any(|t| within(t))
-                } else {
-                    true
-                }
+                let about_a_type = type_names.iter().any(|t| within(t))
+                    || element.starts_with(&format!("{newer}."));
+                // A type's finding touches the methods that reach it; anything else, them all.
+                !about_a_type || names.iter().any(|t| within(t))
             };
             verdicts.push(MethodVerdict {
                 method: format!("{}/{}", service.name(), method.name()),
