@@ -134,12 +134,7 @@ impl Reflection {
         let (view, generation, live) = match &self.served {
             Served::Router(handle) => {
                 let table = handle.table();
-                let live: Vec<Arc<[u8]>> = table
-                    .backends()
-                    .iter()
-                    .filter_map(|b| table.backend(&b.name)?.build.as_ref())
-                    .map(|build| build.descriptors.clone())
-                    .collect();
+                let live: Vec<Arc<[u8]>> = table.builds().map(|b| b.descriptors.clone()).collect();
                 let view = table
                     .build_for(requirement)
                     .map(|(_, build)| View::of(build));

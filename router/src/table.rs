@@ -263,6 +263,11 @@ impl RouteTable {
         }
     }
 
+    /// The builds of the backends that carry one (draining ones included).
+    pub fn builds(&self) -> impl Iterator<Item = &crate::Build> {
+        self.routes.iter().filter_map(|r| r.backend.build.as_ref())
+    }
+
     /// The backend named `name`, if the table holds it (draining or not).
     pub fn backend(&self, name: &str) -> Option<&Backend> {
         self.position(name).map(|i| &self.routes[i].backend)
