@@ -93,7 +93,10 @@ impl State {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot make {}", dir.display()))?;
             let file = dir.join(format!("{name}.binpb"));
-            write_atomically(&file, &build.descriptors)?;
+            // Written once per build: every later change finds it there already.
+            if std::fs::read(&file).ok().as_deref() != Some(&build.descriptors[..]) {
+                write_atomically(&file, &build.descriptors)?;
+            }
             state.descriptors.push(format!("{name}={}", file.display()));
         }
         Ok(state)
