@@ -260,8 +260,7 @@ async fn a_canary_between_packages_or_of_an_unknown_backend_is_refused_before_an
     let mut gateway = ChildServer::testbed(exe(), &args)
         .await
         .expect("serve starts");
-    let line = gateway.next_line().await.expect("the admin API's address");
-    let admin = line.rsplit(' ').next().unwrap_or_default().to_string();
+    let admin = crate::common::admin_address(&mut gateway).await;
     let run = |from: &str, to: &str| {
         let out = std::process::Command::new(exe())
             .args(["canary", "--from", from, "--to", to, "--admin", &admin])

@@ -17,15 +17,8 @@ async fn gateway(args: &[&str]) -> (ChildServer, std::net::SocketAddr) {
     let mut gw = ChildServer::testbed(exe, args)
         .await
         .expect("the gateway starts");
-    let line = gw
-        .next_line()
-        .await
-        .expect("the gateway names its admin API");
-    let admin = line.rsplit(' ').next().and_then(|a| a.parse().ok());
-    (
-        gw,
-        admin.unwrap_or_else(|| panic!("no admin address in {line:?}")),
-    )
+    let admin = crate::common::admin_address(&mut gw).await;
+    (gw, admin.parse().expect("a plaintext admin address"))
 }
 
 /// The backends of the admin API at `addr`: name, address and weight of each.

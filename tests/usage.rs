@@ -81,8 +81,7 @@ async fn callers_are_counted_per_method_and_version_and_the_quiet_period_protect
     let mut gateway = ChildServer::testbed(exe(), &args)
         .await
         .expect("the gateway starts");
-    let line = gateway.next_line().await.expect("the admin API's address");
-    let admin = line.rsplit(' ').next().unwrap_or_default().to_string();
+    let admin = crate::common::admin_address(&mut gateway).await;
 
     let channel = client::connect(gateway.addr).await.unwrap();
     let mut old = v1::incrementer_client::IncrementerClient::new(channel.clone());
@@ -235,8 +234,7 @@ async fn sampled_calls_show_the_deprecated_methods_and_fields_callers_still_use(
     let mut gateway = ChildServer::testbed(exe(), &args)
         .await
         .expect("the gateway starts");
-    let line = gateway.next_line().await.expect("the admin API's address");
-    let admin = line.rsplit(' ').next().unwrap_or_default().to_string();
+    let admin = crate::common::admin_address(&mut gateway).await;
 
     let channel = client::connect(gateway.addr).await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);

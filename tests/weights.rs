@@ -102,8 +102,10 @@ async fn an_operator_steps_a_canary_through_the_admin_api() {
     let tokens = tokens.display().to_string();
     let admin_flags = ["--admin-addr", "127.0.0.1:0", "--admin-token-file", &tokens];
     let mut gateway = gateway(&stable_spec, &canary_spec, &admin_flags).await;
-    let line = gateway.next_line().await.expect("the admin API's address");
-    let admin_addr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let admin_addr = crate::common::admin_address(&mut gateway)
+        .await
+        .parse()
+        .unwrap();
     let mut admin = port::admin::connect(admin_addr, "ops-token-0123456789")
         .await
         .unwrap();

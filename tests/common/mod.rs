@@ -160,3 +160,16 @@ pub(crate) async fn kill_keeping_port(child: port::child::ChildServer) -> tokio:
         .expect("the dead server's port is still free to hold");
     socket
 }
+
+/// The admin API's address a starting `testbed serve` names on its next line (`testbed admin
+/// API on ADDR`), as printed: `HOST:PORT`, or `https://HOST:PORT` over TLS.
+pub(crate) async fn admin_address(server: &mut port::child::ChildServer) -> String {
+    let line = server
+        .next_line()
+        .await
+        .expect("the server names its admin API");
+    match line.strip_prefix("testbed admin API on ") {
+        Some(addr) => addr.to_string(),
+        None => panic!("no admin address in {line:?}"),
+    }
+}

@@ -89,16 +89,8 @@ pub(crate) async fn gateway_with_admin(
     ]);
     args.extend(extra.iter().map(|flag| flag.to_string()));
     let mut gw = gateway(&args).await;
-    let line = gw
-        .next_line()
-        .await
-        .expect("the gateway names its admin API");
-    let admin = line
-        .rsplit(' ')
-        .next()
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no admin address in {line:?}"));
-    (gw, admin)
+    let admin = crate::common::admin_address(&mut gw).await;
+    (gw, admin.parse().expect("a plaintext admin address"))
 }
 
 /// Runs `grpcurl -plaintext FLAGS... ADDR REST...`; its stdout and stderr together, and
