@@ -92,6 +92,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             .flatten()
             .collect();
         refuse_own_addresses(&upstreams, &own).await?;
+        refuse_too_many_replicas(&upstreams, args.admin.max_replicas)?;
         // What each upstream implements is read from it now, before the port opens.
         port::pool::set_limits(args.options.pool.limits());
         let ca = args.options.tls.upstream_ca.as_deref();
@@ -182,6 +183,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                     .collect(),
                 ca: args.options.tls.upstream_ca.as_deref(),
                 max_catalog_bytes: args.admin.max_catalog_bytes,
+                max_replicas: args.admin.max_replicas,
             };
             tokio::select! {
                 stopped = port::signal::shutdown() => stopped?,
@@ -229,6 +231,14 @@ fn table_source(args: &ServeArgs) -> anyhow::Result<(Vec<UpstreamSpec>, Vec<Desc
         "the route table as the admin API last left it (--upstream and --descriptors are not used)"
     );
     Ok((upstreams, descriptors))
+}
+
+/// `Err` when an upstream lists more addresses than `--max-replicas`.
+fn refuse_too_many_replicas(upstreams: &[UpstreamSpec], max: usize) -> anyhow::Result<()> {
+    for spec in upstreams {
+        spec.within_replicas(max).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 /// Refuses upstreams at one of the gateway's own listening addresses (`own`): calls would

@@ -125,3 +125,53 @@ async fn calls_are_balanced_over_replicas_and_a_dead_one_is_skipped_until_it_is_
         "{status:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_listing_more_replicas_than_max_replicas_are_refused_naming_the_flag() {
+    // At the start, before any upstream is called (nothing listens at these addresses).
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--max-replicas", "1"])
+        .args(["--upstream", "v2=2.0.0@127.0.0.1:1,127.0.0.1:2"])
+        .output()
+        .await
+        .expect("testbed serve runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("upstream v2: 2 addresses"), "{stderr}");
+    assert!(stderr.contains("--max-replicas 1"), "{stderr}");
+
+    // Through the admin API: an Add with three addresses past --max-replicas 2 is refused
+    // (before any is called: the third has nothing behind it), and one with two is taken.
+    let Some(python) = shop_python() else {
+        return;
+    };
+    let a = shop(&python, "v2", &[]).await;
+    let b = shop(&python, "v2", &["--discount", "50"]).await;
+    let dir = temp_dir("max-replicas");
+    let upstream = format!("v2=2.0.0@{}", a.addr);
+    let flags = ["--max-replicas", "2"];
+    let (_gw, admin) = gateway_with_admin(&[upstream], &flags, dir.path(), "ci", TOKEN).await;
+    let mut client = port::admin::connect(admin, TOKEN).await.unwrap();
+    let three = format!("v2b=2.1.0@{},{},127.0.0.2:1", a.addr, b.addr);
+    let status = client
+        .add(port::admin::pb::AddRequest {
+            upstream: three,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("upstream v2b: 3 addresses"),
+        "{status:?}"
+    );
+    assert!(status.message().contains("--max-replicas 2"), "{status:?}");
+    client
+        .add(port::admin::pb::AddRequest {
+            upstream: format!("v2b=2.1.0@{},{}", a.addr, b.addr),
+            ..Default::default()
+        })
+        .await
+        .expect("two replicas are within --max-replicas 2");
+    assert!(route_list(admin, TOKEN).contains("v2b"));
+}

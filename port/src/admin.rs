@@ -124,6 +124,11 @@ pub struct AdminOptions {
     /// with RESOURCE_EXHAUSTED. The gateway holds about 30 times this in memory.
     #[arg(long, default_value_t = MAX_CATALOG_BYTES, value_parser = crate::server::at_least_one)]
     pub max_catalog_bytes: usize,
+    /// Addresses one upstream lists at most (`NAME=VERSION@A,B,...`): a start, a reload or an
+    /// Add or Replace with more is refused naming the upstream. Each replica holds its own
+    /// connections, within --fd-reserve: raise both together.
+    #[arg(long, default_value_t = crate::upstream::MAX_REPLICAS, value_parser = crate::server::at_least_one)]
+    pub max_replicas: usize,
     /// Refuse `route drain`/`remove` of a backend that served calls within this many seconds
     /// when no other backend serves those calls' package (the refusal names the callers;
     /// `--force` overrides it). 0, the default: no check.
@@ -150,6 +155,7 @@ impl Default for AdminOptions {
             admin_max_connections_per_peer: ADMIN_MAX_CONNECTIONS_PER_PEER,
             max_upstreams: MAX_UPSTREAMS,
             max_catalog_bytes: MAX_CATALOG_BYTES,
+            max_replicas: crate::upstream::MAX_REPLICAS,
             quiet_period_secs: 0,
             state_file: None,
         }
@@ -176,6 +182,8 @@ pub struct AdminConfig {
     metrics: Option<Arc<crate::observe::Metrics>>,
     /// Encoded descriptor bytes the catalog may hold; an Add or Replace past them is refused.
     max_catalog_bytes: usize,
+    /// Replicas one upstream may list; an Add or Replace with more is refused.
+    max_replicas: usize,
     /// The port's usage table (the `Usage` call; the quiet period's check).
     usage: Option<Arc<crate::observe::Usage>>,
     /// How recently a backend's callers may have used it, with nothing else serving them, for
@@ -204,6 +212,7 @@ impl AdminConfig {
             max_upstreams: MAX_UPSTREAMS,
             metrics: None,
             max_catalog_bytes: MAX_CATALOG_BYTES,
+            max_replicas: crate::upstream::MAX_REPLICAS,
             usage: None,
             quiet_period: Duration::ZERO,
             state_file: None,
@@ -241,6 +250,13 @@ impl AdminConfig {
     /// refused.
     pub fn with_max_catalog_bytes(mut self, max_bytes: usize) -> Self {
         self.max_catalog_bytes = max_bytes.max(1);
+        self
+    }
+
+    /// At most `max_replicas` addresses per upstream (at least 1), instead of
+    /// [`crate::upstream::MAX_REPLICAS`]: an Add or Replace with more is refused.
+    pub fn with_max_replicas(mut self, max_replicas: usize) -> Self {
+        self.max_replicas = max_replicas.max(1);
         self
     }
 
@@ -363,6 +379,7 @@ impl AdminOptions {
             max_upstreams: MAX_UPSTREAMS,
             metrics: None,
             max_catalog_bytes: MAX_CATALOG_BYTES,
+            max_replicas: crate::upstream::MAX_REPLICAS,
             usage: None,
             quiet_period: Duration::from_secs(self.quiet_period_secs),
             state_file: self.state_file.clone(),
@@ -370,7 +387,8 @@ impl AdminOptions {
         .with_limits(self.admin_max_connections, ADMIN_HANDSHAKE_TIMEOUT)
         .with_peer_limit(self.admin_max_connections_per_peer)
         .with_max_upstreams(self.max_upstreams)
-        .with_max_catalog_bytes(self.max_catalog_bytes);
+        .with_max_catalog_bytes(self.max_catalog_bytes)
+        .with_max_replicas(self.max_replicas);
         Ok(Some(config))
     }
 }

@@ -31,6 +31,8 @@ pub(super) struct Reloader<'a> {
     pub(super) own: Vec<SocketAddr>,
     pub(super) ca: Option<&'a Path>,
     pub(super) max_catalog_bytes: usize,
+    /// `--max-replicas` of the start, as the catalog's bound is the start's.
+    pub(super) max_replicas: usize,
 }
 
 impl Reloader<'_> {
@@ -75,6 +77,7 @@ impl Reloader<'_> {
             "the file names no upstream; a gateway keeps at least one"
         );
         super::refuse_own_addresses(&args.upstreams, &self.own).await?;
+        super::refuse_too_many_replicas(&args.upstreams, self.max_replicas)?;
         let gateway = port::upstream::gateway_within(
             &args.upstreams,
             &args.descriptors,

@@ -81,6 +81,9 @@ pub(super) struct RoutesService {
     /// Encoded descriptor bytes the catalog may hold (`--max-catalog-bytes`); an Add or
     /// Replace that would take it past them is refused.
     pub(super) max_catalog_bytes: usize,
+    /// Replicas one upstream may list (`--max-replicas`); an Add or Replace with more is
+    /// refused.
+    pub(super) max_replicas: usize,
     /// Held by each Add, Replace and Remove from reading the table until the new one is
     /// stored: an Add extends the catalog it read, so two at once would each extend the same
     /// one and the second would drop the first's packages (and be refused for it). Never held

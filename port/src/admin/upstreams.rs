@@ -34,6 +34,8 @@ impl RoutesService {
     ) -> Result<Prepared<'_>, Status> {
         let text = required("upstream", text, UPSTREAM_EXAMPLE)?;
         let spec: UpstreamSpec = text.parse().map_err(Status::invalid_argument)?;
+        spec.within_replicas(self.max_replicas)
+            .map_err(Status::invalid_argument)?;
         self.check_reality(&spec, adding).await?;
         let mut discovered = match descriptor_set {
             [] => {

@@ -93,13 +93,6 @@ impl FromStr for UpstreamSpec {
             }
             endpoints.push(endpoint);
         }
-        if endpoints.len() > MAX_REPLICAS {
-            return Err(format!(
-                "{}: {} addresses; an upstream has at most {MAX_REPLICAS} replicas",
-                quote(text),
-                endpoints.len()
-            ));
-        }
         let tls = |e: &String| e.starts_with("https://");
         if endpoints.iter().any(tls) && !endpoints.iter().all(tls) {
             return Err(format!(
@@ -210,11 +203,25 @@ fn parse_options(options: &str) -> Result<Option<u8>, String> {
     Ok(weight)
 }
 
-/// Replicas one upstream may list at most: each has its own connection pool and health checks
-/// (and its share of `--fd-reserve`).
+/// Replicas one upstream may list at most by default (`--max-replicas`): each has its own
+/// connection pool and health checks (and its share of `--fd-reserve`).
 pub const MAX_REPLICAS: usize = 16;
 
 impl UpstreamSpec {
+    /// `Err` naming the upstream and the flag when it lists more than `max` replicas.
+    pub fn within_replicas(&self, max: usize) -> Result<(), String> {
+        if self.endpoints.len() > max {
+            return Err(format!(
+                "upstream {}: {} addresses; an upstream lists at most {max} replicas \
+                 (--max-replicas {max}): give fewer, or raise --max-replicas (and --fd-reserve \
+                 with it)",
+                self.name,
+                self.endpoints.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// Every replica's `HOST:PORT`, without the scheme.
     pub fn host_ports(&self) -> impl Iterator<Item = &str> {
         self.endpoints
@@ -453,10 +460,11 @@ mod tests {
             .map(|i| format!("127.0.0.1:{}", 7000 + i))
             .collect::<Vec<_>>()
             .join(",");
-        let err = format!("v2=2.0.0@{many}")
-            .parse::<UpstreamSpec>()
-            .unwrap_err();
-        assert!(err.contains("at most 16 replicas"), "{err}");
+        let spec = format!("v2=2.0.0@{many}").parse::<UpstreamSpec>().unwrap();
+        assert_eq!(spec.within_replicas(MAX_REPLICAS + 1), Ok(()));
+        let err = spec.within_replicas(MAX_REPLICAS).unwrap_err();
+        assert!(err.contains("upstream v2: 17 addresses"), "{err}");
+        assert!(err.contains("--max-replicas 16"), "{err}");
     }
 
     #[test]
