@@ -353,6 +353,31 @@ pub async fn probe(args: &ProbeArgs) -> anyhow::Result<i32> {
     Ok(report.exit_code())
 }
 
+/// `testbed replay`: compat's flags plus `--json`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The traffic, the servers, the descriptors and what is compared.
+    #[command(flatten)]
+    pub replay: compat::cli::ReplayInput,
+    /// Also write the report as JSON to FILE (`-`: stdout, instead of the tables).
+    #[arg(long, value_name = "FILE", value_parser = JsonOut::parse)]
+    pub json: Option<JsonOut>,
+}
+
+/// Runs the replay and prints its report (and JSON); the exit code is the report's (0, 3 or
+/// 100).
+pub async fn replay(args: &ReplayArgs) -> anyhow::Result<i32> {
+    JsonOut::check_all([&args.json])?;
+    let report = compat::cli::replay(&args.replay).await?;
+    if !args.json.as_ref().is_some_and(JsonOut::is_stdout) {
+        compat::replay::render_text(&report, &mut std::io::stdout())?;
+    }
+    if let Some(out) = &args.json {
+        out.write(&report)?;
+    }
+    Ok(report.exit_code())
+}
+
 /// Where a command writes its JSON: a file, or stdout for `-`. Every command takes it the same
 /// way (`--json FILE`), and checks it before doing any work, so a bad path fails at once rather
 /// than after a long run.

@@ -58,6 +58,9 @@ pub enum Command {
     /// Live compatibility probe: each version's clients call the other version's server (or a
     /// gateway, --via) with generated requests; exit 100 when old clients are affected.
     Probe(crate::cli::ProbeArgs),
+    /// Replay recorded traffic or a scenario against OLD, a second OLD and NEW, and diff the
+    /// replies field by field (noise left out); exit 100 when NEW answers differently.
+    Replay(crate::cli::ReplayArgs),
     /// Make a CA, a server certificate and client certificates for the TLS set-ups (ca.pem,
     /// server.pem/.key, NAME.pem/.key) in a folder.
     Pki(port::pki::PkiArgs),

@@ -49,6 +49,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = cli::probe(&args).await?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
+        Command::Replay(args) => {
+            let code = cli::replay(&args).await?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
         Command::Canary(args) => {
             let code = testbed::canary::run(&args).await?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));

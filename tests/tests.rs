@@ -35,6 +35,7 @@ mod properties;
 mod proxies;
 mod readme;
 mod reflection_health;
+mod replay;
 mod replicas;
 mod report;
 mod retire;

@@ -368,3 +368,95 @@ pub async fn probe(args: &ProbeInput) -> anyhow::Result<crate::probe::ProbeRepor
     };
     crate::probe::probe(&old, &new, &options).await
 }
+
+/// `replay FILE... --old grpc://A --new grpc://B`: each call of the traffic files (recorded by
+/// `serve --record`, or a scenario written by hand) goes to OLD, to a second old instance
+/// (--secondary; else OLD again) and to NEW; replies are read with OLD's descriptors and
+/// compared field by field.
+///
+/// Fields that differ between the two old answers are noise and not compared; --ignore leaves
+/// out more (timestamps, generated ids). A request field "${NAME.PATH}" takes the value of an
+/// earlier call's reply on the same server (create, then get). Every line is checked against
+/// OLD's descriptors before the first call. The replay sends every call of the files, including
+/// ones that change state: point it at test servers. Exit code 0: NEW answers as OLD does;
+/// 100: a method is broken (another status) or degraded (other values); 3: none is, but some
+/// method is inconclusive (no call succeeded on OLD; --allow-inconclusive: 0); 1: an error;
+/// 2: bad flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayInput {
+    /// Traffic files, JSON lines (one call per line), replayed in order.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The old server (the baseline), grpc://HOST:PORT or https://HOST:PORT.
+    #[arg(long, value_parser = parse_server)]
+    pub old: String,
+    /// The new server (the candidate), grpc://HOST:PORT or https://HOST:PORT.
+    #[arg(long, value_parser = parse_server)]
+    pub new: String,
+    /// A second server of the old version: what differs between its answers and OLD's is
+    /// noise. Without it OLD is asked twice.
+    #[arg(long, value_parser = parse_server)]
+    pub secondary: Option<String>,
+    /// OLD's descriptors from DIR (.proto files) or FILE.binpb instead of reflection.
+    #[arg(long, value_name = "PATH")]
+    pub descriptors: Option<String>,
+    /// Extra import path for directory descriptors (repeatable).
+    #[arg(short = 'I', long = "include")]
+    pub include: Vec<PathBuf>,
+    /// Call package NEW on the new server for the traffic's package OLD (repeatable), e.g.
+    /// --map shop.v1=shop.v2; without it NEW is called at the recorded paths.
+    #[arg(long = "map", value_name = "OLD=NEW", value_parser = parse_map)]
+    pub map: Vec<(String, String)>,
+    /// Do not compare this reply field (repeatable): [METHOD:]PATH, PATH a glob over the field
+    /// path without indices (created_at, lines.quantity, Shop/PlaceOrder:order_id).
+    #[arg(long = "ignore", value_name = "[METHOD:]PATH", value_parser = crate::replay::Ignore::parse)]
+    pub ignore: Vec<crate::replay::Ignore>,
+    /// Exit 0 rather than 3 when some methods are inconclusive and none differs.
+    #[arg(long)]
+    pub allow_inconclusive: bool,
+    /// Each call's deadline in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub timeout: std::time::Duration,
+    /// How much of each call's replies is read.
+    #[command(flatten)]
+    pub limits: crate::probe::ReplyLimits,
+    /// How much of the traffic files is read.
+    #[command(flatten)]
+    pub read: crate::traffic::ReadLimits,
+    /// Metadata sent with every call (repeatable), 'NAME: VALUE', replacing a recorded entry
+    /// of the same name: credentials, which recordings leave out.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = crate::probe::Header::parse)]
+    pub header: Vec<crate::probe::Header>,
+    /// TLS for https:// servers.
+    #[command(flatten)]
+    pub tls: crate::connect::TlsArgs,
+}
+
+/// Reads the traffic files and OLD's descriptors and runs the replay; bad input and
+/// unreachable servers are an `Err` (exit code 1).
+pub async fn replay(args: &ReplayInput) -> anyhow::Result<crate::replay::ReplayReport> {
+    let servers = [Some(&args.old), Some(&args.new), args.secondary.as_ref()];
+    let tls = args
+        .tls
+        .client_tls(servers.into_iter().flatten().map(String::as_str))?;
+    let lines = crate::traffic::read(&args.files, args.read)?;
+    let api = match args.descriptors.as_deref().map(Source::parse) {
+        Some(source) => source.load(&args.include).await?,
+        None => crate::probe::reflect(&args.old, tls.as_ref()).await?,
+    };
+    let options = crate::replay::ReplayOptions {
+        old: args.old.clone(),
+        new: args.new.clone(),
+        secondary: args.secondary.clone(),
+        api,
+        map: args.map.clone(),
+        timeout: args.timeout,
+        limits: args.limits,
+        headers: args.header.clone(),
+        tls,
+        ignore: args.ignore.clone(),
+        allow_inconclusive: args.allow_inconclusive,
+    };
+    let files: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
+    crate::replay::replay(&files, &lines, &options).await
+}

@@ -51,9 +51,11 @@ pub mod probe;
 pub mod protoc;
 mod reflection;
 pub mod render;
+pub mod replay;
 pub mod rules;
 pub mod sarif;
 pub mod source;
+pub mod traffic;
 
 pub use budget::MAX_SAMPLE_NODES;
 pub use model::{Bump, Category, Confirmation, Finding, Outcome, Report};

@@ -28,17 +28,18 @@
 //! `testbed check`. Servers are reached over plaintext or TLS ([`ClientTls`]), and every call
 //! can carry metadata ([`Header`]), such as an `x-api-version` pin for a gateway.
 
-mod calling;
+pub(crate) mod calling;
 mod metadata;
 mod method;
 mod render;
 mod report;
 mod samples;
 mod select;
-mod values;
+pub(crate) mod values;
 mod verdict;
 
 pub use crate::connect::{ClientTls, reflect};
+pub(crate) use calling::Answer;
 pub use calling::{ReplyLimits, code_name};
 pub use metadata::Header;
 pub use render::render_text;

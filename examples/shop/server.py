@@ -6,7 +6,7 @@ ChildServer can read it). Stubs are generated from proto/ with grpcio-tools on f
 generated/).
 Usage: server.py --version v1|v2 [--build NAME] [--addr 127.0.0.1:0] [--no-reflection]
        [--descriptors FILE] [--compression gzip|deflate] [--token TOKEN] [--discount PERCENT]
-       [--fail-percent PERCENT]
+       [--fail-percent PERCENT] [--order-ids counter|random] [--without METHOD]
 
 `--build NAME` serves another build of the version's package, from builds/NAME/ instead of
 proto/: `minor` (shop.v1 with Product.description added, a wire-compatible superset) and
@@ -21,6 +21,7 @@ import pathlib
 import sys
 import threading
 import time
+import uuid
 from concurrent import futures
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -146,6 +147,20 @@ def main():
         help="fail PERCENT of the Shop calls with UNAVAILABLE, spread evenly (a bad build, for"
         " rehearsing a canary's rollback)",
     )
+    parser.add_argument(
+        "--order-ids",
+        choices=["counter", "random"],
+        default="counter",
+        help="order ids VERSION-1, VERSION-2, ... (counter) or random ones, which differ between"
+        " two servers of one version (noise for a replay)",
+    )
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="METHOD",
+        help="answer Shop/METHOD with UNIMPLEMENTED, as a build without it would (repeatable)",
+    )
     args = parser.parse_args()
     if not 0 <= args.fail_percent <= 100:
         parser.error("--fail-percent must be 0 to 100")
@@ -181,7 +196,10 @@ def main():
             if request.WhichOneof("payment") == "voucher_code":
                 total = 0
             with lock:
-                order_id = f"{args.version}-{next(order_ids)}"
+                if args.order_ids == "random":
+                    order_id = f"{args.version}-{uuid.uuid4().hex[:12]}"
+                else:
+                    order_id = f"{args.version}-{next(order_ids)}"
                 order = pb2.Order(
                     order_id=order_id,
                     lines=request.lines,
@@ -246,7 +264,18 @@ def main():
             return aborting(continuation(details), grpc.StatusCode.UNAVAILABLE,
                             "failed on purpose (--fail-percent)")
 
+    class Without(grpc.ServerInterceptor):
+        """Answers the --without methods as grpcio answers a method it does not serve."""
+
+        def intercept_service(self, continuation, details):
+            if details.method.rsplit("/", 1)[-1] not in args.without:
+                return continuation(details)
+            return aborting(continuation(details), grpc.StatusCode.UNIMPLEMENTED,
+                            "Method not found!")
+
     interceptors = [RequireToken()] if args.token else []
+    if args.without:
+        interceptors.append(Without())
     if args.fail_percent:
         interceptors.append(FailSome())
     server = grpc.server(

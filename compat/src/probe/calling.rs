@@ -36,12 +36,12 @@ impl Default for ReplyLimits {
 
 /// What came back from one call, undecoded.
 #[derive(Clone)]
-pub(super) struct Answer {
-    pub(super) code: Code,
-    pub(super) message: String,
-    pub(super) replies: Vec<Vec<u8>>,
-    pub(super) capped: Option<String>,
-    pub(super) served_by: Option<String>,
+pub(crate) struct Answer {
+    pub(crate) code: Code,
+    pub(crate) message: String,
+    pub(crate) replies: Vec<Vec<u8>>,
+    pub(crate) capped: Option<String>,
+    pub(crate) served_by: Option<String>,
 }
 
 impl Answer {
@@ -59,7 +59,7 @@ impl Answer {
 /// Sends `messages` on one call to `path`, half-closes, and reads the replies, within the
 /// deadline (a stream that does not end is cut there and reported as DEADLINE_EXCEEDED) and
 /// the caps of `limits` (a stream past one is cut there and reported as capped).
-pub(super) async fn exchange(
+pub(crate) async fn exchange(
     channel: &Channel,
     path: &str,
     messages: Vec<Vec<u8>>,
@@ -179,6 +179,15 @@ fn header(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
         .get(SERVED_BY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// `s`, cut at 80 characters (status messages in tables and reasons).
+pub(crate) fn short(s: &str) -> String {
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 /// gRPC's canonical name of a code (`NOT_FOUND`), from tonic's variant name (`NotFound`).

@@ -28,10 +28,10 @@ impl std::fmt::Display for Change {
 }
 
 /// The replies of one call, flattened: field path → value text, for the fields set.
-pub(super) type Flat = BTreeMap<String, String>;
+pub(crate) type Flat = BTreeMap<String, String>;
 
 /// Flattens the replies of one call; `stream` prefixes each message's paths with its index.
-pub(super) fn flatten(replies: &[DynamicMessage], stream: bool) -> Flat {
+pub(crate) fn flatten(replies: &[DynamicMessage], stream: bool) -> Flat {
     let mut out = Flat::new();
     for (i, msg) in replies.iter().enumerate() {
         let prefix = if stream {

@@ -2,7 +2,7 @@
 //! (statuses, decoding with the caller's descriptors, fields unknown to the caller, fields that
 //! came back at their default, values that changed).
 
-use super::calling::{Answer, code_name};
+use super::calling::{Answer, code_name, short};
 use super::report::{Call, Verdict};
 use super::values::{Seen, changes, flatten};
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, Value};
@@ -149,14 +149,6 @@ pub(super) fn judge(requests: Vec<String>, expect: &Expect, answers: Answers) ->
         decode_error,
         verdict,
         reason,
-    }
-}
-
-fn short(s: &str) -> String {
-    if s.chars().count() > 80 {
-        format!("{}…", s.chars().take(80).collect::<String>())
-    } else {
-        s.to_string()
     }
 }
 
