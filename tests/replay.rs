@@ -5,6 +5,8 @@
 //! without a method is broken; traffic that does not fit the old version is refused before any
 //! call. Every expected figure is computed here from the shop's price list, not read back.
 
+mod recorded;
+
 use crate::common::shop::{shop, shop_python};
 use port::child::ChildServer;
 use serde_json::Value;

@@ -1,18 +1,15 @@
-//! The access log: one JSON line per call, written by a thread of its own from a bounded
-//! queue (every 10 ms, in batches), so that a slow disk or a full pipe never holds a call up. A line that finds the queue
+//! The access log: one JSON line per call, written by [`super::writer`]'s thread from a bounded
+//! queue, so that a slow disk or a full pipe never holds a call up. A line that finds the queue
 //! full is dropped and counted (`testbed_access_log_dropped_total`), and the writer warns with
 //! the count when it catches up.
 
 use super::record::{CallRecord, code_name};
+use super::writer::{Queue, Sink};
 use anyhow::Context;
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::mpsc;
 
 /// Lines waiting for the writer at most, by default (`--access-log-queue`).
 pub const DEFAULT_QUEUE: usize = 4096;
@@ -39,10 +36,7 @@ impl std::str::FromStr for Destination {
 
 /// The sending side: what the observer holds.
 #[derive(Debug)]
-pub(crate) struct AccessLog {
-    queue: mpsc::Sender<CallRecord>,
-    dropped: Arc<AtomicU64>,
-}
+pub(crate) struct AccessLog(Queue<CallRecord>);
 
 impl AccessLog {
     /// Opens `destination` (a file is created if missing, appended to) and starts the writer;
@@ -58,30 +52,23 @@ impl AccessLog {
                     .with_context(|| format!("--access-log: cannot open {}", path.display()))?,
             ),
         };
-        let (sender, receiver) = mpsc::channel(queue);
-        let dropped = Arc::new(AtomicU64::new(0));
         let name = match destination {
             Destination::Stdout => "stdout".to_string(),
             Destination::File(path) => path.display().to_string(),
         };
-        let counted = dropped.clone();
-        std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || write_lines(receiver, out, &name, &counted))
-            .context("--access-log: cannot start its writer thread")?;
-        Ok(Self {
-            queue: sender,
-            dropped,
-        })
+        let sink = Sink {
+            what: "access log",
+            queue_flag: "--access-log-queue",
+        };
+        let render = |call: CallRecord| line(&call).map(Some).map_err(std::io::Error::other);
+        Queue::start(sink, name, queue, std::io::BufWriter::new(out), render)
+            .context("--access-log")
+            .map(Self)
     }
 
     /// Queues `call`'s line; returns false when the queue was full and the line dropped.
     pub(crate) fn log(&self, call: CallRecord) -> bool {
-        if self.queue.try_send(call).is_ok() {
-            return true;
-        }
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        false
+        self.0.push(call)
     }
 }
 
@@ -138,57 +125,4 @@ pub(crate) fn line(call: &CallRecord) -> serde_json::Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec(&line)?;
     bytes.push(b'\n');
     Ok(bytes)
-}
-
-/// How often the writer wakes to write what has queued up. Waking per line would cost every
-/// call a thread wake-up and a write; at this tick a queue of [`DEFAULT_QUEUE`] lines takes
-/// 400,000 lines a second before any is dropped.
-const TICK: Duration = Duration::from_millis(10);
-
-/// The writer: every [`TICK`], whatever has queued up, then a flush; a warning with the count
-/// of lines dropped since the last one. Ends when the observer is gone.
-fn write_lines(
-    mut receiver: mpsc::Receiver<CallRecord>,
-    out: Box<dyn Write + Send>,
-    name: &str,
-    dropped: &AtomicU64,
-) {
-    let mut out = std::io::BufWriter::new(out);
-    let mut warned = 0;
-    loop {
-        let mut closed = false;
-        let mut written = Ok(());
-        loop {
-            match receiver.try_recv() {
-                Ok(call) => {
-                    written = written.and_then(|()| {
-                        let bytes = line(&call).map_err(std::io::Error::other)?;
-                        out.write_all(&bytes)
-                    });
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        if let Err(err) = written.and_then(|()| out.flush()) {
-            tracing::warn!(log = name, %err, "access log: cannot write; no more lines are written");
-            return;
-        }
-        let now = dropped.load(Ordering::Relaxed);
-        if now > warned {
-            tracing::warn!(
-                log = name,
-                dropped = now - warned,
-                "access log: lines dropped, the writer's queue (--access-log-queue) was full"
-            );
-            warned = now;
-        }
-        if closed {
-            return;
-        }
-        std::thread::sleep(TICK);
-    }
 }

@@ -8,6 +8,7 @@
 use super::Observer;
 use super::methods::Method;
 use super::record::{CallRecord, Framing, code_of_http, grpc_status};
+use super::recorder::{Ended, Recording, encoding};
 use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body::{Body as HttpBody, Frame};
@@ -61,11 +62,23 @@ struct Call {
     record: CallRecord,
     started: Instant,
     request: Arc<Mutex<Framing>>,
+    /// When the call is recorded: its metadata and descriptor.
+    recording: Option<Recording>,
+}
+
+/// How a reply ended, as the layer read it.
+#[derive(Default)]
+struct Reply {
+    framing: Framing,
+    /// The status message (recorded calls only).
+    message: Option<String>,
+    /// The reply's `grpc-encoding` (recorded calls only).
+    encoding: Option<String>,
 }
 
 impl Call {
     /// Ends the call with `code`: the record goes to the sinks.
-    fn finish(mut self, code: Code, reply: &Framing) {
+    fn finish(mut self, code: Code, reply: &mut Reply) {
         // Taken, not copied: a sampled first message may be 64 KiB; whatever of the request
         // still passes is counted into an empty framing no one reads.
         let mut request =
@@ -74,10 +87,23 @@ impl Call {
         self.record.duration = self.started.elapsed();
         self.record.bytes_in = request.bytes;
         self.record.messages_in = request.messages;
-        self.record.bytes_out = reply.bytes;
-        self.record.messages_out = reply.messages;
+        self.record.bytes_out = reply.framing.bytes;
+        self.record.messages_out = reply.framing.messages;
+        let recorded = self.recording.take().map(|recording| {
+            let ended = Ended {
+                start: self.record.start,
+                duration: self.record.duration,
+                code,
+                message: reply.message.take(),
+                routed: self.record.routed.clone(),
+                request: None,
+                reply: reply.framing.capture.take(),
+                reply_encoding: reply.encoding.take(),
+            };
+            (recording, ended)
+        });
         self.observer
-            .finish(&self.method, self.record, request.capture.take());
+            .finish(&self.method, self.record, request.capture.take(), recorded);
     }
 }
 
@@ -141,10 +167,22 @@ where
             messages_in: 0,
             messages_out: 0,
         };
-        let framing = if self.observer.samples(&method) {
-            Framing::capturing(MAX_SAMPLE_BYTES)
-        } else {
-            Framing::default()
+        let recorder = self.observer.recorder();
+        let recording = recorder.and_then(|r| r.begin(&method, request.headers()));
+        let framing = match recorder {
+            Some(r) if recording.is_some() => {
+                let (bytes, messages) = r.caps();
+                Framing::capturing(bytes, messages)
+            }
+            _ if self.observer.samples(&method) => Framing::capturing(MAX_SAMPLE_BYTES, 1),
+            _ => Framing::default(),
+        };
+        let reply_framing = match recorder {
+            Some(r) if recording.is_some() => {
+                let (bytes, messages) = r.caps();
+                Framing::capturing(bytes, messages)
+            }
+            _ => Framing::default(),
         };
         let framing = Arc::new(Mutex::new(framing));
         let request = request
@@ -155,6 +193,7 @@ where
             record,
             started,
             request: framing,
+            recording,
         };
         let inner = self.inner.clone().oneshot(request);
         Box::pin(async move {
@@ -163,20 +202,33 @@ where
             let headers_status = grpc_status(response.headers()).or_else(|| {
                 (response.status() != http::StatusCode::OK).then(|| code_of_http(response.status()))
             });
+            let recorded = call.recording.is_some();
+            let mut reply = Reply {
+                framing: reply_framing,
+                message: recorded
+                    .then(|| status_message(response.headers()))
+                    .flatten(),
+                encoding: recorded.then(|| encoding(response.headers())).flatten(),
+            };
             if HttpBody::is_end_stream(response.body()) {
                 // A trailers-only reply: its status went out with the headers, and the body
                 // must stay finished so that it does.
-                call.finish(headers_status.unwrap_or(Code::Unknown), &Framing::default());
+                call.finish(headers_status.unwrap_or(Code::Unknown), &mut reply);
                 return Ok(response);
             }
             let counter = ReplyCounter {
-                framing: Framing::default(),
+                reply,
                 status: headers_status,
                 call: Some(call),
             };
             Ok(response.map(|body| Body::new(InspectedBody::new(body, counter))))
         })
     }
+}
+
+/// The status message in `headers` (trailers, or a trailers-only reply's headers), decoded.
+fn status_message(headers: &http::HeaderMap) -> Option<String> {
+    Status::from_header_map(headers).map(|status| status.message().to_string())
 }
 
 /// Counts the request body as it passes.
@@ -195,7 +247,7 @@ impl Inspect for RequestCounter {
 /// dropped before them (the client went away, or the reply failed: `CANCELLED` either way,
 /// unless its headers carried a status).
 struct ReplyCounter {
-    framing: Framing,
+    reply: Reply,
     /// The status its headers carried, if any (an HTTP error, say).
     status: Option<Code>,
     call: Option<Call>,
@@ -204,7 +256,7 @@ struct ReplyCounter {
 impl ReplyCounter {
     fn finish(&mut self, code: Code) {
         if let Some(call) = self.call.take() {
-            call.finish(code, &self.framing);
+            call.finish(code, &mut self.reply);
         }
     }
 }
@@ -212,8 +264,11 @@ impl ReplyCounter {
 impl Inspect for ReplyCounter {
     fn frame(&mut self, frame: &Frame<Bytes>) -> Result<(), Status> {
         if let Some(data) = frame.data_ref() {
-            self.framing.feed(data);
+            self.reply.framing.feed(data);
         } else if let Some(trailers) = frame.trailers_ref() {
+            if self.call.as_ref().is_some_and(|c| c.recording.is_some()) {
+                self.reply.message = status_message(trailers);
+            }
             let code = grpc_status(trailers)
                 .or(self.status)
                 .unwrap_or(Code::Unknown);

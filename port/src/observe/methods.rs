@@ -50,8 +50,8 @@ impl MethodLabels {
 pub(crate) struct Method {
     pub(crate) labels: MethodLabels,
     pub(crate) deprecated: bool,
-    /// Its request message, for decoding a sampled call (`None` for unknown paths).
-    pub(crate) input: Option<prost_reflect::MessageDescriptor>,
+    /// Its descriptor, for decoding a sampled or recorded call (`None` for unknown paths).
+    pub(crate) descriptor: Option<prost_reflect::MethodDescriptor>,
 }
 
 /// Which paths are methods, and their labels.
@@ -91,14 +91,13 @@ impl KnownMethods {
                             .options
                             .as_ref()
                             .is_some_and(|options| options.deprecated());
-                        let input = pool
+                        let descriptor = pool
                             .get_service_by_name(&full)
-                            .and_then(|s| s.methods().find(|m| m.name() == method.name()))
-                            .map(|m| m.input());
+                            .and_then(|s| s.methods().find(|m| m.name() == method.name()));
                         let known = Method {
                             labels,
                             deprecated,
-                            input,
+                            descriptor,
                         };
                         fixed.insert(format!("/{full}/{}", method.name()), known);
                     }
@@ -112,7 +111,7 @@ impl KnownMethods {
             unknown: Method {
                 labels: MethodLabels::unknown(),
                 deprecated: false,
-                input: None,
+                descriptor: None,
             },
         })
     }
@@ -155,7 +154,7 @@ impl KnownMethods {
                 .options
                 .as_ref()
                 .is_some_and(|options| options.deprecated()),
-            input: Some(descriptor.input()),
+            descriptor: Some(descriptor),
         };
         let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
         if learned.len() < MAX_REMEMBERED {
@@ -209,8 +208,11 @@ mod tests {
         let encoded = set.encode_to_vec();
         let known = KnownMethods::new(&[&encoded], None).unwrap();
         assert!(known.labels("/a.v1.S/Old").deprecated);
-        let input = known.labels("/a.v1.S/Old").input.expect("its input");
-        assert_eq!(input.full_name(), "a.v1.E");
+        let old = known
+            .labels("/a.v1.S/Old")
+            .descriptor
+            .expect("its descriptor");
+        assert_eq!(old.input().full_name(), "a.v1.E");
         assert!(!known.labels("/a.v1.S/New").deprecated);
         assert_eq!(&*known.labels("/a.v1.S/New").labels.grpc_method, "New");
         assert_eq!(known.labels("/a.v1.S/Gone").labels.grpc_type, "unknown");

@@ -17,19 +17,23 @@ mod layer;
 mod methods;
 mod metrics;
 mod record;
+mod recorder;
 mod upstreams;
 mod usage;
+mod writer;
 
 pub use access_log::{DEFAULT_QUEUE, Destination};
 pub use http::{CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_CONNECTIONS};
 pub use layer::{Observe, ObserveLayer};
 pub use metrics::{DEFAULT_MAX_SERIES, Metrics};
 pub use record::{CallRecord, code_name};
+pub use recorder::RecordOptions;
 pub use usage::{DEFAULT_MAX_ENTRIES, DEFAULT_SAMPLE_EVERY, FieldKey, Usage, UsageCount, UsageKey};
 
 use access_log::AccessLog;
 use methods::{KnownMethods, Method};
 use record::Capture;
+use recorder::{Ended, Recorder, Recording};
 use router::RouterHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +73,9 @@ pub struct ObserveOptions {
     /// Whether the usage table is kept (set when the admin API is on).
     #[arg(skip)]
     pub track_usage: bool,
+    /// Traffic recording for `testbed replay`.
+    #[command(flatten)]
+    pub record: RecordOptions,
 }
 
 /// A request header name, in the lower case HTTP/2 sends (a flag's value parser).
@@ -88,6 +95,7 @@ impl Default for ObserveOptions {
             usage_identity_header: None,
             usage_sample_every: DEFAULT_SAMPLE_EVERY,
             track_usage: false,
+            record: RecordOptions::default(),
         }
     }
 }
@@ -95,7 +103,10 @@ impl Default for ObserveOptions {
 impl ObserveOptions {
     /// Whether anything is observed at all (else the port has no observing layer).
     pub fn enabled(&self) -> bool {
-        self.metrics_addr.is_some() || self.access_log.is_some() || self.track_usage
+        self.metrics_addr.is_some()
+            || self.access_log.is_some()
+            || self.track_usage
+            || self.record.record.is_some()
     }
 }
 
@@ -106,6 +117,7 @@ pub struct Observer {
     metrics: Option<Arc<Metrics>>,
     log: Option<AccessLog>,
     usage: Option<Arc<Usage>>,
+    recorder: Option<Recorder>,
 }
 
 impl Observer {
@@ -138,6 +150,7 @@ impl Observer {
             metrics,
             log,
             usage,
+            recorder: Recorder::start(&options.record)?,
         }))
     }
 
@@ -168,11 +181,23 @@ impl Observer {
     /// Whether the call of `method` arriving now keeps its first message for the usage
     /// table's deprecated fields.
     fn samples(&self, method: &Method) -> bool {
-        method.input.is_some() && self.usage.as_ref().is_some_and(|usage| usage.sampled())
+        method.descriptor.is_some() && self.usage.as_ref().is_some_and(|usage| usage.sampled())
     }
 
-    /// A call ended; `sample` is its first message, when it was sampled.
-    fn finish(&self, method: &Method, call: CallRecord, sample: Option<Capture>) {
+    /// The recorder, when calls are recorded.
+    fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_ref()
+    }
+
+    /// A call ended; `sample` is its request's messages, when they were kept (the call was
+    /// sampled for the usage table or recorded), and `recorded` the rest of a recorded call.
+    fn finish(
+        &self,
+        method: &Method,
+        call: CallRecord,
+        sample: Option<Capture>,
+        recorded: Option<(Recording, Ended)>,
+    ) {
         if let Some(metrics) = &self.metrics {
             metrics.handled(&method.labels, &call);
         }
@@ -186,12 +211,16 @@ impl Observer {
                 call.routed.as_ref(),
             );
             usage.record(&key, method.deprecated, call.start);
-            if let (Some(sample), Some(input)) = (sample, &method.input) {
-                let fields = (sample.complete && !sample.compressed)
-                    .then(|| deprecated::set_in(input, &sample.payload))
-                    .flatten();
+            if let (Some(sample), Some(descriptor)) = (&sample, &method.descriptor) {
+                let fields = sample
+                    .first()
+                    .and_then(|payload| deprecated::set_in(&descriptor.input(), payload));
                 usage.record_fields(&key, fields, call.start);
             }
+        }
+        if let (Some(recorder), Some((recording, mut ended))) = (&self.recorder, recorded) {
+            ended.request = sample;
+            recorder.finish(recording, ended);
         }
         if let Some(log) = &self.log
             && !log.log(call)

@@ -41,19 +41,63 @@ pub struct CallRecord {
     pub messages_out: u64,
 }
 
-/// The first message of a sampled request, kept for decoding (up to a size).
+/// The messages of a sampled or recorded call, kept for decoding, within caps.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Capture {
-    /// The most payload bytes kept; a longer message is not kept at all.
+    /// The most payload bytes kept, all messages together; a message that would pass it is
+    /// not kept, nor any after it.
     limit: usize,
-    /// The payload so far.
-    pub(crate) payload: Vec<u8>,
-    /// Whether the message is compressed (not decoded then).
-    pub(crate) compressed: bool,
-    /// Whether the whole first message is in `payload`.
-    pub(crate) complete: bool,
-    /// Whether it was longer than the limit (nothing kept).
-    pub(crate) too_long: bool,
+    /// Payload bytes kept so far.
+    kept: usize,
+    /// The most messages kept.
+    max_messages: usize,
+    /// The message being read, when it is kept: its payload so far and whether compressed.
+    pending: Option<(Vec<u8>, bool)>,
+    /// The whole messages kept, in order: payload and whether it is compressed.
+    pub(crate) messages: Vec<(Vec<u8>, bool)>,
+    /// Why a message was not kept (longer than the limit, past the most messages), if any:
+    /// `messages` is then not the whole stream.
+    pub(crate) cut: Option<String>,
+}
+
+impl Capture {
+    /// The first message, when it is whole and uncompressed.
+    pub(crate) fn first(&self) -> Option<&[u8]> {
+        match self.messages.first() {
+            Some((payload, false)) => Some(payload),
+            _ => None,
+        }
+    }
+
+    /// A message of `len` bytes begins.
+    fn begin(&mut self, index: u64, len: u64, compressed: bool) {
+        if self.cut.is_some() {
+            return;
+        }
+        if self.messages.len() >= self.max_messages {
+            self.cut = Some(format!("more than {} messages", self.max_messages));
+        } else if self.kept as u64 + len > self.limit as u64 {
+            self.cut = Some(format!(
+                "message {index} ({len} bytes) would pass the {} bytes kept",
+                self.limit
+            ));
+        } else if len == 0 {
+            self.messages.push((Vec::new(), compressed));
+        } else {
+            self.kept += len as usize;
+            self.pending = Some((Vec::with_capacity(len as usize), compressed));
+        }
+    }
+
+    /// Payload bytes of the current message; `done` when they end it.
+    fn extend(&mut self, bytes: &[u8], done: bool) {
+        if let Some((payload, _)) = &mut self.pending {
+            payload.extend_from_slice(bytes);
+        }
+        if done && let Some(message) = self.pending.take() {
+            self.messages.push(message);
+        }
+    }
 }
 
 /// Counts gRPC messages in a byte stream by their 5-byte prefixes (flag, 4-byte length).
@@ -68,16 +112,18 @@ pub(crate) struct Framing {
     pub(crate) messages: u64,
     /// Every byte seen.
     pub(crate) bytes: u64,
-    /// The first message, when the call is sampled.
+    /// The messages kept, when the call is sampled or recorded.
     pub(crate) capture: Option<Capture>,
 }
 
 impl Framing {
-    /// A framing that also keeps the first message, if it is at most `limit` bytes.
-    pub(crate) fn capturing(limit: usize) -> Self {
+    /// A framing that also keeps the first `max_messages` messages, as long as they come to at
+    /// most `limit` bytes.
+    pub(crate) fn capturing(limit: usize, max_messages: usize) -> Self {
         Self {
             capture: Some(Capture {
                 limit,
+                max_messages,
                 ..Capture::default()
             }),
             ..Self::default()
@@ -91,12 +137,8 @@ impl Framing {
             if self.remaining > 0 {
                 let take = self.remaining.min(chunk.len() as u64);
                 self.remaining -= take;
-                if self.messages == 1
-                    && let Some(capture) = &mut self.capture
-                    && !capture.too_long
-                {
-                    capture.payload.extend_from_slice(&chunk[..take as usize]);
-                    capture.complete = self.remaining == 0;
+                if let Some(capture) = &mut self.capture {
+                    capture.extend(&chunk[..take as usize], self.remaining == 0);
                 }
                 chunk = &chunk[take as usize..];
                 continue;
@@ -110,12 +152,8 @@ impl Framing {
                 self.messages += 1;
                 let [flag, a, b, c, d] = self.prefix;
                 self.remaining = u64::from(u32::from_be_bytes([a, b, c, d]));
-                if self.messages == 1
-                    && let Some(capture) = &mut self.capture
-                {
-                    capture.compressed = flag != 0;
-                    capture.too_long = self.remaining > capture.limit as u64;
-                    capture.complete = self.remaining == 0 && !capture.too_long;
+                if let Some(capture) = &mut self.capture {
+                    capture.begin(self.messages, self.remaining, flag != 0);
                 }
             }
         }
@@ -182,17 +220,33 @@ mod tests {
             stream.chunks(size).for_each(|chunk| framing.feed(chunk));
             assert_eq!(framing.messages, 3, "chunks of {size}");
             assert_eq!(framing.bytes, stream.len() as u64);
-            let mut kept = Framing::capturing(3);
+            let mut kept = Framing::capturing(303, 3);
             stream.chunks(size).for_each(|chunk| kept.feed(chunk));
             let capture = kept.capture.expect("a capture");
+            let payloads: Vec<&[u8]> = capture.messages.iter().map(|(p, _)| &p[..]).collect();
             assert_eq!(
-                (capture.payload.as_slice(), capture.complete),
-                (&b"abc"[..], true)
+                payloads,
+                [&b"abc"[..], b"", &[7u8; 300]],
+                "chunks of {size}"
             );
-            let mut short = Framing::capturing(2);
+            assert_eq!((capture.first(), &capture.cut), (Some(&b"abc"[..]), &None));
+            let mut tight = Framing::capturing(302, 3);
+            stream.chunks(size).for_each(|chunk| tight.feed(chunk));
+            let capture = tight.capture.expect("a capture");
+            assert_eq!(capture.messages.len(), 2, "the third would pass 302 bytes");
+            let mut first = Framing::capturing(300, 1);
+            stream.chunks(size).for_each(|chunk| first.feed(chunk));
+            let capture = first.capture.expect("a capture");
+            assert_eq!(capture.messages.len(), 1);
+            assert_eq!(capture.cut.as_deref(), Some("more than 1 messages"));
+            let mut short = Framing::capturing(2, 3);
             stream.chunks(size).for_each(|chunk| short.feed(chunk));
             let capture = short.capture.expect("a capture");
-            assert!(capture.too_long && !capture.complete && capture.payload.is_empty());
+            assert_eq!(
+                capture.cut.as_deref(),
+                Some("message 1 (3 bytes) would pass the 2 bytes kept")
+            );
+            assert!(capture.first().is_none());
         }
     }
 }
