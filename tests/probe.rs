@@ -83,30 +83,9 @@ const WATCH: [&str; 2] = ["NOT_FOUND", "NOT_FOUND"];
 
 /// Runs `testbed probe ARGS --json FILE`; the exit code, the tables (stdout) and the JSON.
 async fn probe(args: &[String]) -> (i32, String, Value) {
-    let dir = crate::common::temp_dir("probe");
-    let json = dir.path().join("probe.json");
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .arg("probe")
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("testbed probe ends")
-        .expect("testbed probe runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let code = out.status.code().expect("an exit code");
-    assert!(
-        [0, 3, 100].contains(&code),
-        "exit {code}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("testbed probe {}\n{text}", args.join(" "));
-    let report = serde_json::from_slice(&std::fs::read(&json).expect("the JSON is written"))
-        .expect("the JSON parses");
-    (code, text, report)
+    let (code, text, stderr, report) = crate::common::testbed_json("probe", args).await;
+    assert!([0, 3, 100].contains(&code), "exit {code}: {text}{stderr}");
+    (code, text, report.expect("the JSON is written"))
 }
 
 fn strings(v: &Value) -> Vec<String> {

@@ -10,7 +10,6 @@ mod recorded;
 use crate::common::shop::{shop, shop_python};
 use port::child::ChildServer;
 use serde_json::Value;
-use std::time::Duration;
 
 /// examples/shop/scenario.jsonl.
 const SCENARIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/scenario.jsonl");
@@ -22,26 +21,8 @@ const GAME: i64 = 2500;
 /// Runs `testbed replay ARGS --json FILE`; the exit code, the text (stdout and stderr) and the
 /// JSON (`Null` when the run failed before writing it).
 async fn replay(args: &[String]) -> (i32, String, Value) {
-    let dir = crate::common::temp_dir("replay");
-    let json = dir.path().join("replay.json");
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .arg("replay")
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("testbed replay ends")
-        .expect("testbed replay runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprintln!("testbed replay {}\n{text}", args.join(" "));
-    let report = std::fs::read(&json)
-        .map(|bytes| serde_json::from_slice(&bytes).expect("the JSON parses"))
-        .unwrap_or(Value::Null);
-    (out.status.code().expect("an exit code"), text, report)
+    let (code, stdout, stderr, report) = crate::common::testbed_json("replay", args).await;
+    (code, stdout + &stderr, report.unwrap_or(Value::Null))
 }
 
 fn servers(old: &ChildServer, new: &ChildServer, secondary: Option<&ChildServer>) -> Vec<String> {

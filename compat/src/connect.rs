@@ -238,6 +238,18 @@ pub(crate) fn is_tls(server: &str) -> bool {
     server.starts_with("https://")
 }
 
+/// [`connect`], an error naming the server as `what` (`OLD`, `--via`) calls it.
+pub(crate) async fn reach(
+    what: &str,
+    server: &str,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> anyhow::Result<Channel> {
+    connect(server, tls, timeout)
+        .await
+        .with_context(|| format!("cannot reach the {what} server"))
+}
+
 /// A channel to `server`, connected now; every call on it ends after `timeout`. `https://`
 /// servers need `tls`.
 pub(crate) async fn connect(

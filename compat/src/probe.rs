@@ -51,9 +51,10 @@ pub use samples::Seed;
 pub use select::{MethodPattern, Selection};
 pub use values::Change;
 
+use crate::connect::reach;
 use crate::rules::Pairing;
 use crate::source::Api;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use method::Run;
 use prost_reflect::{DynamicMessage, MethodDescriptor};
 use samples::seeds;
@@ -156,15 +157,10 @@ pub async fn probe(old: &Side, new: &Side, options: &ProbeOptions) -> anyhow::Re
     // Channels end calls a little after the probe's own deadline, so the probe's wins.
     let channel_timeout = options.timeout + Duration::from_secs(2);
     let tls = options.tls.as_ref();
-    let reach = |what: &'static str, addr: String| async move {
-        crate::connect::connect(&addr, tls, channel_timeout)
-            .await
-            .with_context(|| format!("cannot reach the {what} server"))
-    };
-    let old_ch = reach("OLD", old.addr.clone()).await?;
-    let new_ch = reach("NEW", new.addr.clone()).await?;
+    let old_ch = reach("OLD", &old.addr, tls, channel_timeout).await?;
+    let new_ch = reach("NEW", &new.addr, tls, channel_timeout).await?;
     let via_ch = match &options.via {
-        Some(addr) => Some(reach("--via", addr.clone()).await?),
+        Some(addr) => Some(reach("--via", addr, tls, channel_timeout).await?),
         None => None,
     };
     let forward = Pairing::new(&options.map, &old.api, &new.api, options.auto_pair);

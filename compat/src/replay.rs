@@ -23,7 +23,7 @@ pub use report::{
     Difference, Example, MethodReplay, PathCount, ReplayReport, StatusCount, Verdict,
 };
 
-use crate::connect::ClientTls;
+use crate::connect::{ClientTls, reach};
 use crate::probe::calling::exchange;
 use crate::probe::{Header, ReplyLimits, code_name};
 use crate::source::Api;
@@ -82,15 +82,10 @@ pub async fn replay(
     let planned = plan(lines, options)?;
     let channel_timeout = options.timeout + Duration::from_secs(2);
     let tls = options.tls.as_ref();
-    let reach = |what: &'static str, addr: String| async move {
-        crate::connect::connect(&addr, tls, channel_timeout)
-            .await
-            .with_context(|| format!("cannot reach the {what} server"))
-    };
-    let old = reach("OLD", options.old.clone()).await?;
-    let new = reach("NEW", options.new.clone()).await?;
+    let old = reach("OLD", &options.old, tls, channel_timeout).await?;
+    let new = reach("NEW", &options.new, tls, channel_timeout).await?;
     let second = match &options.secondary {
-        Some(addr) => reach("--secondary", addr.clone()).await?,
+        Some(addr) => reach("--secondary", addr, tls, channel_timeout).await?,
         None => old.clone(),
     };
     let lanes = [old, second, new];

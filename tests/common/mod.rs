@@ -119,6 +119,38 @@ pub(crate) fn temp_dir(label: &str) -> tempfile::TempDir {
         .expect("a temporary folder")
 }
 
+/// Runs `testbed COMMAND ARGS --json FILE` (within two minutes): the exit code, stdout, stderr
+/// and the JSON it wrote (`None` when it wrote none).
+pub(crate) async fn testbed_json(
+    command: &str,
+    args: &[String],
+) -> (i32, String, String, Option<serde_json::Value>) {
+    let dir = temp_dir(command);
+    let json = dir.path().join(format!("{command}.json"));
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .arg(command)
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("testbed {command} ends"))
+        .unwrap_or_else(|e| panic!("testbed {command} runs: {e}"));
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    eprintln!(
+        "testbed {command} {}\n{}",
+        args.join(" "),
+        text(&out.stdout)
+    );
+    let report = std::fs::read(&json)
+        .ok()
+        .map(|bytes| serde_json::from_slice(&bytes).expect("the JSON parses"));
+    let code = out.status.code().expect("an exit code");
+    (code, text(&out.stdout), text(&out.stderr), report)
+}
+
 /// Calls v1 at `addr` from a new client and checks the answer: the server still serves.
 pub(crate) async fn probe_addr(addr: std::net::SocketAddr) {
     let mut client = v1::incrementer_client::IncrementerClient::new(

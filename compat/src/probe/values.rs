@@ -99,6 +99,18 @@ pub(super) struct Seen {
     pub(super) capped: bool,
 }
 
+/// Whether `path` is outside a stream's messages or in one of its first `both` (a path of a
+/// message one side did not deliver is not compared value by value).
+pub(crate) fn within(path: &str, both: usize) -> bool {
+    match path.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .and_then(|(i, _)| i.parse::<usize>().ok())
+            .is_some_and(|i| i < both),
+        None => true,
+    }
+}
+
 /// The paths where `own` and `again` (the own server asked twice) disagree: noise.
 pub(super) fn noise(own: &Seen, again: &Seen) -> BTreeSet<String> {
     let keys: BTreeSet<&String> = own.flat.keys().chain(again.flat.keys()).collect();
@@ -123,15 +135,8 @@ pub(super) fn changes(own: &Seen, again: &Seen, target: &Seen) -> Vec<Change> {
         });
     }
     let both = own.count.min(target.count);
-    let within = |path: &str| match path.strip_prefix('[') {
-        Some(rest) => rest
-            .split_once(']')
-            .and_then(|(i, _)| i.parse::<usize>().ok())
-            .is_some_and(|i| i < both),
-        None => true,
-    };
     for (path, value) in &target.flat {
-        if noise.contains(path) || !within(path) {
+        if noise.contains(path) || !within(path, both) {
             continue;
         }
         match own.flat.get(path) {

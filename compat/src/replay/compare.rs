@@ -8,7 +8,7 @@
 use super::ignore::Ignore;
 use super::report::{Difference, Example, MethodReplay, PathCount, StatusCount, Verdict};
 use crate::probe::code_name;
-use crate::probe::values::flatten;
+use crate::probe::values::{flatten, within};
 use crate::probe::{Answer, calling::short};
 use prost_reflect::{DynamicMessage, MethodDescriptor};
 use std::collections::{BTreeMap, BTreeSet};
@@ -181,13 +181,6 @@ impl Tally {
         counted(&mut flat_second, second, second_msgs.len());
         counted(&mut flat_new, new, new_msgs.len());
         let both = old_msgs.len().min(new_msgs.len());
-        let within = |path: &str| match path.strip_prefix('[') {
-            Some(rest) => rest
-                .split_once(']')
-                .and_then(|(i, _)| i.parse::<usize>().ok())
-                .is_some_and(|i| i < both),
-            None => true,
-        };
         let paths: BTreeSet<&String> = flat_old
             .keys()
             .chain(flat_second.keys())
@@ -205,7 +198,7 @@ impl Tally {
             if o != s {
                 noisy.insert(key.clone());
             }
-            if o != n && within(path) && (o.is_some() || n.is_some()) {
+            if o != n && within(path, both) && (o.is_some() || n.is_some()) {
                 let text = |v: Option<&String>| v.cloned().unwrap_or_else(|| "unset".to_string());
                 differing.entry(key).or_insert_with(|| Example {
                     at: format!("{at} {path}"),
