@@ -380,7 +380,7 @@ pub async fn probe(args: &ProbeInput) -> anyhow::Result<crate::probe::ProbeRepor
 /// OLD's descriptors before the first call. The replay sends every call of the files, including
 /// ones that change state: point it at test servers. Exit code 0: NEW answers as OLD does;
 /// 100: a method is broken (another status) or degraded (other values); 3: none is, but some
-/// method is inconclusive (no call succeeded on OLD; --allow-inconclusive: 0); 1: an error;
+/// method is inconclusive (no reply compared; --allow-inconclusive: 0); 1: an error;
 /// 2: bad flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayInput {

@@ -55,6 +55,8 @@ pub(super) struct Tally {
     called: String,
     calls: usize,
     succeeded: usize,
+    /// Calls that succeeded on OLD and were compared field by field (not noise).
+    compared: usize,
     broken: Option<(String, String)>,
     broken_calls: usize,
     status_noise: usize,
@@ -74,6 +76,7 @@ impl Tally {
             called,
             calls: 0,
             succeeded: 0,
+            compared: 0,
             broken: None,
             broken_calls: 0,
             status_noise: 0,
@@ -168,6 +171,7 @@ impl Tally {
             self.status_noise += 1;
             return;
         };
+        self.compared += 1;
         let stream = self.method.is_server_streaming();
         let mut flat_old = flatten(&old_msgs, stream);
         let mut flat_second = flatten(&second_msgs, stream);
@@ -266,7 +270,7 @@ impl Tally {
                     first.examples[0].new
                 ),
             )
-        } else if self.succeeded == 0 {
+        } else if self.compared == 0 {
             let endings: Vec<String> = self
                 .statuses
                 .iter()
@@ -274,8 +278,13 @@ impl Tally {
                 .collect();
             let why = if self.calls == 0 {
                 "no call was sent".to_string()
-            } else {
+            } else if self.succeeded == 0 {
                 format!("no call succeeded on OLD ({})", endings.join(", "))
+            } else {
+                format!(
+                    "none of the {} calls that succeeded on OLD was compared: the two OLD answers ended differently, or OLD's replies do not decode with its own descriptors",
+                    self.succeeded
+                )
             };
             (Verdict::Inconclusive, why)
         } else {
@@ -286,6 +295,7 @@ impl Tally {
             called: self.called,
             calls: self.calls,
             succeeded: self.succeeded,
+            compared: self.compared,
             broken_calls: self.broken_calls,
             status_noise: self.status_noise,
             statuses: self
@@ -319,7 +329,72 @@ fn quoted(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shape;
+    use super::*;
+    use prost::Message;
+    use prost_reflect::DescriptorPool;
+
+    /// `shop.Shop/Get`, returning a `Product { int32 price = 1; }`.
+    fn method() -> MethodDescriptor {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "syntax = \"proto3\"; package shop;
+            service Shop { rpc Get(Product) returns (Product); }
+            message Product { int32 price = 1; }";
+        std::fs::write(dir.path().join("shop.proto"), text).unwrap();
+        let set = protox::compile(["shop.proto"], [dir.path()]).unwrap();
+        let pool = DescriptorPool::from_file_descriptor_set(set).unwrap();
+        pool.get_service_by_name("shop.Shop")
+            .unwrap()
+            .methods()
+            .next()
+            .unwrap()
+    }
+
+    fn answer(code: Code, price: i32) -> Answer {
+        let m = method();
+        let mut reply = DynamicMessage::new(m.output());
+        reply.set_field_by_name("price", prost_reflect::Value::I32(price));
+        Answer {
+            code,
+            message: String::new(),
+            replies: (code == Code::Ok)
+                .then(|| reply.encode_to_vec())
+                .into_iter()
+                .collect(),
+            capped: None,
+            served_by: None,
+        }
+    }
+
+    #[test]
+    fn a_method_whose_every_success_was_noise_compared_nothing() {
+        let mut tally = Tally::new(method(), "shop.Shop/Get".into());
+        // OLD succeeds, then fails the same call: not comparable, whatever NEW says.
+        let answers = Answers {
+            old: answer(Code::Ok, 5),
+            second: answer(Code::Unavailable, 0),
+            new: answer(Code::Ok, 7),
+        };
+        tally.add("f:1", &answers);
+        let m = tally.finish(&[]);
+        assert_eq!((m.succeeded, m.compared), (1, 0));
+        assert_eq!(m.verdict, Verdict::Inconclusive, "{}", m.reason);
+        assert!(m.reason.contains("none of the 1 calls"), "{}", m.reason);
+    }
+
+    #[test]
+    fn a_compared_call_decides_the_verdict() {
+        let mut tally = Tally::new(method(), "shop.Shop/Get".into());
+        let answers = Answers {
+            old: answer(Code::Ok, 5),
+            second: answer(Code::Ok, 5),
+            new: answer(Code::Ok, 7),
+        };
+        tally.add("f:1", &answers);
+        let m = tally.finish(&[]);
+        assert_eq!((m.succeeded, m.compared), (1, 1));
+        assert_eq!(m.verdict, Verdict::Degraded, "{}", m.reason);
+        assert_eq!(m.differences[0].path, "price");
+    }
 
     #[test]
     fn shapes_drop_indices_and_keys() {

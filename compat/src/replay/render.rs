@@ -25,6 +25,7 @@ pub fn render_text(report: &ReplayReport, out: &mut impl std::io::Write) -> std:
             "method",
             "calls",
             "OK on OLD",
+            "compared",
             "statuses (OLD → NEW)",
             "fields differing",
             "noise",
@@ -69,6 +70,7 @@ pub fn render_text(report: &ReplayReport, out: &mut impl std::io::Write) -> std:
             method,
             calls,
             m.succeeded.to_string(),
+            m.compared.to_string(),
             list(statuses),
             list(
                 m.differences
@@ -119,7 +121,7 @@ pub fn render_text(report: &ReplayReport, out: &mut impl std::io::Write) -> std:
             report.sent
         ),
         Verdict::Inconclusive => format!(
-            "no difference found, but {} of {total} methods are inconclusive (no call succeeded on OLD): the traffic verified nothing there",
+            "no difference found, but {} of {total} methods are inconclusive (no reply compared): the traffic verified nothing there",
             count(Verdict::Inconclusive)
         ),
         Verdict::Degraded | Verdict::Broken => format!(

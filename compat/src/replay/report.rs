@@ -9,7 +9,8 @@ use serde::Serialize;
 pub enum Verdict {
     /// Every call answered by NEW as by OLD: same status, same values beyond the noise.
     Ok,
-    /// No call succeeded on OLD, so no reply was compared.
+    /// No reply was compared: no call succeeded on OLD, or every one that did was noise (the
+    /// two OLD answers ended differently).
     Inconclusive,
     /// Same statuses, but reply values differ beyond the noise (a field at its default where
     /// OLD set it, another value, another number of replies).
@@ -86,6 +87,8 @@ pub struct MethodReplay {
     pub calls: usize,
     /// Calls that succeeded on OLD.
     pub succeeded: usize,
+    /// Of those, the calls compared field by field (the rest were status noise).
+    pub compared: usize,
     /// Calls NEW answered with another status than OLD, or with replies OLD's descriptors do
     /// not decode.
     pub broken_calls: usize,
