@@ -283,12 +283,24 @@ impl Service<Request<Body>> for Upstream {
                         })
                     })
                 }
-                Ok(Ok((_slot, Err(err)))) => {
-                    pool.failed();
-                    router_reply(Status::unavailable(format!(
-                        "{label} is unreachable: {err}"
-                    )))
-                }
+                Ok(Ok((_slot, Err(err)))) => match stream_reset(&err) {
+                    // The backend reset this one stream (at its own deadline, say): it is up.
+                    Some(reason) => router_reply(Status::new(
+                        reset_code(reason),
+                        format!("{label} reset the stream: {reason}"),
+                    )),
+                    // The call's own deadline (its grpc-timeout, which the channel enforces)
+                    // passed: the backend is slow to answer this call, not unreachable.
+                    None if deadline_passed(&err) => router_reply(Status::deadline_exceeded(
+                        format!("{label} did not answer within the call's grpc-timeout"),
+                    )),
+                    None => {
+                        pool.failed();
+                        router_reply(Status::unavailable(format!(
+                            "{label} is unreachable: {err}"
+                        )))
+                    }
+                },
                 Ok(Err(refused)) => router_reply(refused),
                 Err(_elapsed) => router_reply(Status::deadline_exceeded(format!(
                     "{label} did not answer within {} ms (--upstream-timeout-ms)",
@@ -296,6 +308,44 @@ impl Service<Request<Body>> for Upstream {
                 ))),
             })
         })
+    }
+}
+
+/// The reason of the `RST_STREAM` the peer sent, when that is what ended `err`'s request; a
+/// connection failure (refused, closed, `GOAWAY`) is `None`.
+fn stream_reset(err: &(dyn std::error::Error + 'static)) -> Option<h2::Reason> {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return (h2.is_reset() && h2.is_remote())
+                .then(|| h2.reason())
+                .flatten();
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// Whether `err` is the channel's enforcement of the request's `grpc-timeout`.
+fn deadline_passed(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// The gRPC code of a stream reset by its HTTP/2 reason, as gRPC's HTTP/2 mapping gives it.
+fn reset_code(reason: h2::Reason) -> tonic::Code {
+    match reason {
+        h2::Reason::REFUSED_STREAM => tonic::Code::Unavailable,
+        h2::Reason::CANCEL => tonic::Code::Cancelled,
+        h2::Reason::ENHANCE_YOUR_CALM => tonic::Code::ResourceExhausted,
+        h2::Reason::INADEQUATE_SECURITY => tonic::Code::PermissionDenied,
+        _ => tonic::Code::Internal,
     }
 }
 
