@@ -58,7 +58,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
         Command::Serve(args) => testbed::serve::serve(&args).await,
-        Command::Route(args) => testbed::route::run(&args).await,
+        Command::Route(args) => {
+            let code = testbed::route::run(&args).await?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
         Command::Pki(args) => port::pki::run(&args).map(|written| {
             for path in written.0 {
                 println!("wrote {}", path.display());

@@ -1,6 +1,6 @@
-//! `testbed route list|add|replace|weight|usage|drain|remove|export --admin ADDR`: change the
-//! routes of a running `testbed serve` through its admin API (`serve --admin-addr`), as a table
-//! or as JSON (`export`: as mesh configuration, see [`crate::export`]). The
+//! `testbed route list|add|replace|weight|usage|shadow|shadow-report|drain|remove|export
+//! --admin ADDR`: change the routes of a running `testbed serve` through its admin API
+//! (`serve --admin-addr`), as a table or as JSON (`export`: as mesh configuration, see [`crate::export`]). The
 //! bearer token comes from `--token-file FILE` (the file holds just the token) or the
 //! `TESTBED_ADMIN_TOKEN` environment variable. An admin API over TLS is named
 //! `--admin https://HOST:PORT` with `--ca FILE` (the CA that signed its certificate);
@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod shadow;
 mod token;
 mod usage;
 
@@ -108,6 +109,20 @@ pub enum RouteAction {
         #[command(flatten)]
         target: Target,
     },
+    /// Copy a sample of live unpinned calls of methods safe to repeat to a candidate backend
+    /// and compare its replies with the primary's (never delaying them); --off stops.
+    Shadow {
+        /// The target.
+        #[command(flatten)]
+        shadow: shadow::ShadowArgs,
+        /// The admin API.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// What shadowing found: calls copied and compared, per method the differing fields with
+    /// examples, the noise and a verdict. Exit code 0: the candidate answers as the primary;
+    /// 100: a method broken or degraded; 3: nothing compared for some method.
+    ShadowReport(Target),
     /// Stop routing new requests to a backend and wait for its in-flight requests.
     Drain {
         /// The backend's name.
@@ -185,6 +200,8 @@ impl RouteAction {
             | RouteAction::Replace { target, .. }
             | RouteAction::Weight { target, .. }
             | RouteAction::Usage { target, .. }
+            | RouteAction::Shadow { target, .. }
+            | RouteAction::ShadowReport(target)
             | RouteAction::Drain { target, .. }
             | RouteAction::Export { target, .. }
             | RouteAction::Remove { target, .. } => target,
@@ -253,8 +270,9 @@ impl Target {
     }
 }
 
-/// Runs one `route` subcommand and prints its answer.
-pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
+/// Runs one `route` subcommand and prints its answer; the exit code (`shadow-report`'s
+/// verdict, else 0).
+pub async fn run(args: &RouteArgs) -> anyhow::Result<i32> {
     // Read before connecting: a bad file is reported without touching the router.
     let descriptor_set = match &args.action {
         RouteAction::Add { upstream, .. } | RouteAction::Replace { upstream, .. } => {
@@ -264,7 +282,17 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
     };
     let target = args.action.target();
     let mut client = target.connect().await?;
+    let mut code = 0;
     let (text, value, failed) = match &args.action {
+        RouteAction::Shadow { shadow, .. } => {
+            let (text, value) = shadow::set(&mut client, target, shadow).await?;
+            (text, value, None)
+        }
+        RouteAction::ShadowReport(_) => {
+            let (text, value, exit) = shadow::read(&mut client, target).await?;
+            code = exit;
+            (text, value, None)
+        }
         RouteAction::List(_) => {
             let reply = client
                 .list(ListRequest {})
@@ -451,7 +479,7 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<()> {
     }
     match failed {
         Some(why) => bail!(why),
-        None => Ok(()),
+        None => Ok(code),
     }
 }
 

@@ -152,6 +152,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             let config = config
                 .with_metrics(running.metrics())
                 .with_usage(running.usage())
+                .with_shadow(running.shadow())
                 .with_state_file(args.admin.state_file.clone());
             let admin =
                 port::admin::start_guarding(config, router.clone(), addresses, ca, &gateway);

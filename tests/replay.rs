@@ -6,6 +6,7 @@
 //! call. Every expected figure is computed here from the shop's price list, not read back.
 
 mod recorded;
+mod shadow;
 
 use crate::common::shop::{shop, shop_python};
 use port::child::ChildServer;

@@ -10,6 +10,7 @@
 //! ```
 
 use anyhow::Context;
+use bench::samples::{micros, percentile};
 use http::{Request, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -143,14 +144,4 @@ async fn measure(addr: SocketAddr, calls: usize, rounds: usize) -> anyhow::Resul
         );
     }
     Ok(())
-}
-
-fn percentile(seen: &mut [Duration], at: f64) -> Duration {
-    seen.sort_unstable();
-    let index = ((seen.len() as f64 * at) as usize).min(seen.len().saturating_sub(1));
-    seen.get(index).copied().unwrap_or_default()
-}
-
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
 }

@@ -19,6 +19,7 @@ mod python;
 mod report;
 mod row;
 mod run;
+pub mod samples;
 mod targets;
 mod tuned;
 

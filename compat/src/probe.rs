@@ -39,8 +39,7 @@ pub(crate) mod values;
 mod verdict;
 
 pub use crate::connect::{ClientTls, reflect};
-pub(crate) use calling::Answer;
-pub use calling::{ReplyLimits, code_name};
+pub use calling::{Answer, ReplyLimits, code_name, exchange};
 pub use metadata::Header;
 pub use render::render_text;
 pub use report::{
@@ -48,7 +47,7 @@ pub use report::{
     Skipped, Verdict,
 };
 pub use samples::Seed;
-pub use select::{MethodPattern, Selection};
+pub use select::{MethodPattern, Selection, safe_to_repeat};
 pub use values::Change;
 
 use crate::connect::reach;

@@ -17,8 +17,9 @@ mod render;
 mod report;
 mod template;
 
+pub use compare::{Answers, Tally};
 pub use ignore::Ignore;
-pub use render::render_text;
+pub use render::{render_methods, render_text};
 pub use report::{
     Difference, Example, MethodReplay, PathCount, ReplayReport, StatusCount, Verdict,
 };
@@ -29,7 +30,6 @@ use crate::probe::{Header, ReplyLimits, code_name};
 use crate::source::Api;
 use crate::traffic::Line;
 use anyhow::{Context, bail};
-use compare::{Answers, Tally};
 use prost::Message;
 use prost_reflect::{DynamicMessage, MethodDescriptor, SerializeOptions};
 use std::collections::BTreeSet;
@@ -168,7 +168,7 @@ pub async fn replay(
         sent,
         methods: tallies
             .into_iter()
-            .map(|t| t.finish(&options.ignore))
+            .map(|t| t.report(&options.ignore))
             .collect(),
         ignore: options.ignore.iter().map(ToString::to_string).collect(),
         allow_inconclusive: options.allow_inconclusive,

@@ -7,6 +7,7 @@ generated/).
 Usage: server.py --version v1|v2 [--build NAME] [--addr 127.0.0.1:0] [--no-reflection]
        [--descriptors FILE] [--compression gzip|deflate] [--token TOKEN] [--discount PERCENT]
        [--fail-percent PERCENT] [--order-ids counter|random] [--without METHOD]
+       [--delay-ms MS]
 
 `--build NAME` serves another build of the version's package, from builds/NAME/ instead of
 proto/: `minor` (shop.v1 with Product.description added, a wire-compatible superset) and
@@ -161,6 +162,13 @@ def main():
         metavar="METHOD",
         help="answer Shop/METHOD with UNIMPLEMENTED, as a build without it would (repeatable)",
     )
+    parser.add_argument(
+        "--delay-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="answer GetProduct MS milliseconds late (a slow build)",
+    )
     args = parser.parse_args()
     if not 0 <= args.fail_percent <= 100:
         parser.error("--fail-percent must be 0 to 100")
@@ -175,6 +183,7 @@ def main():
 
     class Shop(pb2_grpc.ShopServicer):
         def GetProduct(self, request, context):
+            time.sleep(args.delay_ms / 1000)
             product = catalog.get(request.sku)
             if product is None:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"no product {request.sku!r}")

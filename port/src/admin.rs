@@ -25,6 +25,7 @@ mod catalog;
 pub mod client;
 mod listener;
 pub mod service;
+mod shadow;
 pub mod state;
 pub mod token_file;
 mod upstreams;
@@ -186,6 +187,8 @@ pub struct AdminConfig {
     max_replicas: usize,
     /// The port's usage table (the `Usage` call; the quiet period's check).
     usage: Option<Arc<crate::observe::Usage>>,
+    /// The port's shadowing (the `Shadow` and `ShadowReport` calls).
+    shadow: Option<Arc<crate::shadow::Shadow>>,
     /// How recently a backend's callers may have used it, with nothing else serving them, for
     /// a drain or removal of it to go ahead unforced; zero: no check.
     quiet_period: Duration,
@@ -214,6 +217,7 @@ impl AdminConfig {
             max_catalog_bytes: MAX_CATALOG_BYTES,
             max_replicas: crate::upstream::MAX_REPLICAS,
             usage: None,
+            shadow: None,
             quiet_period: Duration::ZERO,
             state_file: None,
         }
@@ -235,6 +239,12 @@ impl AdminConfig {
     /// and removals against it.
     pub fn with_usage(mut self, usage: Option<Arc<crate::observe::Usage>>) -> Self {
         self.usage = usage;
+        self
+    }
+
+    /// Answers `Shadow` and `ShadowReport` with `shadow` (the port's, when it can shadow).
+    pub fn with_shadow(mut self, shadow: Option<Arc<crate::shadow::Shadow>>) -> Self {
+        self.shadow = shadow;
         self
     }
 
@@ -381,6 +391,7 @@ impl AdminOptions {
             max_catalog_bytes: MAX_CATALOG_BYTES,
             max_replicas: crate::upstream::MAX_REPLICAS,
             usage: None,
+            shadow: None,
             quiet_period: Duration::from_secs(self.quiet_period_secs),
             state_file: self.state_file.clone(),
         }

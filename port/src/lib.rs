@@ -12,6 +12,7 @@
 //! - [`tls`]: TLS and mutual TLS on the port, TLS clients, certificates made for tests.
 //! - [`fds`]: the file-descriptor budget (the open-files limit raised, connection caps clamped).
 //! - [`observe`]: Prometheus metrics (`--metrics-addr`) and the access log (`--access-log`).
+//! - [`shadow`]: live calls copied to a candidate backend and its replies compared (`--shadow`).
 //! - [`admin`]: the admin API, changing a running router's routes from another process.
 //! - [`web`]: gRPC-Web for browsers (`--grpc-web`) and its CORS, translated by tonic-web.
 //! - [`signal`]: the shutdown signal (Ctrl-C or SIGTERM) a long-running command waits for.
@@ -31,6 +32,7 @@ pub mod pool;
 mod reflection;
 pub mod route_checks;
 pub mod server;
+pub mod shadow;
 pub mod signal;
 pub mod sunset;
 pub mod tls;

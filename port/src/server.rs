@@ -99,6 +99,11 @@ impl RunningServer {
         self.observer.as_ref()?.metrics().cloned()
     }
 
+    /// Shadowing, when the port can shadow (see [`crate::observe::Observer::shadow`]).
+    pub fn shadow(&self) -> Option<Arc<crate::shadow::Shadow>> {
+        self.observer.as_ref()?.shadow().cloned()
+    }
+
     /// The usage table, when it is kept (`ObserveOptions::track_usage`).
     pub fn usage(&self) -> Option<Arc<crate::observe::Usage>> {
         self.observer.as_ref()?.usage().cloned()

@@ -5,10 +5,13 @@
 use super::Header;
 use super::report::Ending;
 use crate::reflection::RawCodec;
+use bytes::Bytes;
+use http_body::Body as HttpBody;
 use std::time::Duration;
 use tonic::Code;
+use tonic::body::Body;
+use tonic::client::GrpcService;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::Channel;
 
 /// The response header naming the version that served a call (the testbed's gateway sets it).
 const SERVED_BY: &str = "x-api-version";
@@ -35,13 +38,19 @@ impl Default for ReplyLimits {
 }
 
 /// What came back from one call, undecoded.
-#[derive(Clone)]
-pub(crate) struct Answer {
-    pub(crate) code: Code,
-    pub(crate) message: String,
-    pub(crate) replies: Vec<Vec<u8>>,
-    pub(crate) capped: Option<String>,
-    pub(crate) served_by: Option<String>,
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// How the call ended.
+    pub code: Code,
+    /// Its status message.
+    pub message: String,
+    /// The reply messages read, uncompressed.
+    pub replies: Vec<Vec<u8>>,
+    /// Why reading stopped before the stream ended (a cap), if it did: `replies` is then not
+    /// the whole stream.
+    pub capped: Option<String>,
+    /// The `x-api-version` response header, when the reply had one.
+    pub served_by: Option<String>,
 }
 
 impl Answer {
@@ -56,16 +65,23 @@ impl Answer {
     }
 }
 
-/// Sends `messages` on one call to `path`, half-closes, and reads the replies, within the
+/// Sends `messages` on one call to `path` over `channel` (a tonic `Channel`, or any HTTP
+/// service that speaks gRPC, such as a gateway's backend), half-closes, and reads the replies, within the
 /// deadline (a stream that does not end is cut there and reported as DEADLINE_EXCEEDED) and
 /// the caps of `limits` (a stream past one is cut there and reported as capped).
-pub(crate) async fn exchange(
-    channel: &Channel,
+pub async fn exchange<T>(
+    channel: &T,
     path: &str,
     messages: Vec<Vec<u8>>,
     (timeout, limits): (Duration, ReplyLimits),
     headers: &[Header],
-) -> Answer {
+) -> Answer
+where
+    T: GrpcService<Body> + Clone,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: HttpBody<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as HttpBody>::Error: Into<tonic::codegen::StdError>,
+{
     let mut replies = Replies {
         kept: Vec::new(),
         bytes: 0,
@@ -136,15 +152,21 @@ impl Replies {
     }
 }
 
-async fn call(
-    channel: Channel,
+async fn call<T>(
+    channel: T,
     path: &str,
     messages: Vec<Vec<u8>>,
     timeout: Duration,
     headers: &[Header],
     replies: &mut Replies,
     served_by: &mut Option<String>,
-) -> Result<(), tonic::Status> {
+) -> Result<(), tonic::Status>
+where
+    T: GrpcService<Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: HttpBody<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as HttpBody>::Error: Into<tonic::codegen::StdError>,
+{
     let path: http::uri::PathAndQuery = path
         .parse()
         .map_err(|e| tonic::Status::internal(format!("{path:?} is not a gRPC path: {e}")))?;
@@ -154,9 +176,10 @@ async fn call(
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .accept_compressed(CompressionEncoding::Deflate);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("the connection is not ready: {e}")))?;
+    grpc.ready().await.map_err(|e| {
+        let e: tonic::codegen::StdError = e.into();
+        tonic::Status::unavailable(format!("the connection is not ready: {e}"))
+    })?;
     let mut request = tonic::Request::new(tokio_stream::iter(messages));
     request.set_timeout(timeout);
     for header in headers {
@@ -205,6 +228,7 @@ pub fn code_name(code: Code) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::transport::Channel;
 
     /// Serves `router` on a free loopback port: the server's task and a channel to it.
     async fn serve(

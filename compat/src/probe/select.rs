@@ -87,14 +87,9 @@ impl Selection {
         }
         let named = self.methods.iter().any(|p| p.matches(m));
         if self.read_only && !named {
-            let level = idempotency(m);
-            if !matches!(
-                level,
-                IdempotencyLevel::NoSideEffects | IdempotencyLevel::Idempotent
-            ) {
+            if let Err(level) = safe_to_repeat(m) {
                 return Some(format!(
-                    "may change state: idempotency_level {} (--read-only; name it with --method to call it)",
-                    level.as_str_name()
+                    "may change state: idempotency_level {level} (--read-only; name it with --method to call it)"
                 ));
             }
         } else if !self.read_only && !self.methods.is_empty() && !named {
@@ -110,14 +105,20 @@ impl Selection {
     }
 }
 
-/// The method's declared `idempotency_level` (`IDEMPOTENCY_UNKNOWN` when it declares none).
-fn idempotency(m: &MethodDescriptor) -> IdempotencyLevel {
-    m.method_descriptor_proto()
+/// Whether `m` declares calling it again safe: `idempotency_level` `NO_SIDE_EFFECTS` or
+/// `IDEMPOTENT`; else the level it declares (`IDEMPOTENCY_UNKNOWN` when none).
+pub fn safe_to_repeat(m: &MethodDescriptor) -> Result<(), &'static str> {
+    let level = m
+        .method_descriptor_proto()
         .options
         .as_ref()
         .map_or(IdempotencyLevel::IdempotencyUnknown, |o| {
             o.idempotency_level()
-        })
+        });
+    match level {
+        IdempotencyLevel::NoSideEffects | IdempotencyLevel::Idempotent => Ok(()),
+        other => Err(other.as_str_name()),
+    }
 }
 
 #[cfg(test)]

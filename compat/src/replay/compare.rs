@@ -17,11 +17,15 @@ use tonic::Code;
 /// Examples kept per differing path.
 const EXAMPLES: usize = 3;
 
-/// The three answers to one replayed call.
-pub(super) struct Answers {
-    pub(super) old: Answer,
-    pub(super) second: Answer,
-    pub(super) new: Answer,
+/// The three answers to one replayed (or shadowed) call.
+#[derive(Debug)]
+pub struct Answers {
+    /// The old server's: the baseline.
+    pub old: Answer,
+    /// The second old answer (a second instance, or the old server asked again): the noise.
+    pub second: Answer,
+    /// The new server's: the candidate.
+    pub new: Answer,
 }
 
 /// `lines[0].sku` → `lines[].sku`: the path without indices and map keys.
@@ -49,8 +53,9 @@ pub(super) fn shape(path: &str) -> String {
     out
 }
 
-/// A method's replayed calls so far.
-pub(super) struct Tally {
+/// A method's replayed (or shadowed) calls so far.
+#[derive(Debug)]
+pub struct Tally {
     method: MethodDescriptor,
     called: String,
     calls: usize,
@@ -70,7 +75,8 @@ pub(super) struct Tally {
 }
 
 impl Tally {
-    pub(super) fn new(method: MethodDescriptor, called: String) -> Tally {
+    /// No calls yet of `method`, which NEW is called at `called` (`pkg.Service/Method`).
+    pub fn new(method: MethodDescriptor, called: String) -> Tally {
         Tally {
             method,
             called,
@@ -89,18 +95,18 @@ impl Tally {
     }
 
     /// The method's full name (`pkg.Service.Method`).
-    pub(super) fn method(&self) -> &str {
+    pub fn method(&self) -> &str {
         self.method.full_name()
     }
 
     /// The path NEW is called at, without the leading `/`.
-    pub(super) fn called(&self) -> &str {
+    pub fn called(&self) -> &str {
         &self.called
     }
 
     /// A call of the file that was not sent (a reference that did not resolve, a request that
     /// does not parse, a truncated recording).
-    pub(super) fn unsent(&mut self, at: &str, why: String) {
+    pub fn unsent(&mut self, at: &str, why: String) {
         self.unsent_calls += 1;
         if self.unsent.len() < EXAMPLES {
             self.unsent.push(Example {
@@ -111,8 +117,8 @@ impl Tally {
         }
     }
 
-    /// Judges one call's answers.
-    pub(super) fn add(&mut self, at: &str, answers: &Answers) {
+    /// Judges one call's answers; `at` says where it came from (`FILE:LINE`, a time).
+    pub fn add(&mut self, at: &str, answers: &Answers) {
         let Answers { old, second, new } = answers;
         self.calls += 1;
         let (old_code, new_code) = (code_name(old.code), code_name(new.code));
@@ -228,12 +234,12 @@ impl Tally {
         self.broken.get_or_insert_with(|| (at.to_string(), why));
     }
 
-    /// The method's result: differences minus noise and `ignores`, and the verdict.
-    pub(super) fn finish(self, ignores: &[Ignore]) -> MethodReplay {
+    /// The method's result so far: differences minus noise and `ignores`, and the verdict.
+    pub fn report(&self, ignores: &[Ignore]) -> MethodReplay {
         let m = &self.method;
         let mut differences = Vec::new();
         let mut ignored = Vec::new();
-        for (path, (calls, examples)) in self.differences {
+        for (path, (calls, examples)) in self.differences.clone() {
             if self.noise.contains_key(&path) {
                 continue;
             }
@@ -249,8 +255,11 @@ impl Tally {
         }
         let noise: Vec<PathCount> = self
             .noise
-            .into_iter()
-            .map(|(path, calls)| PathCount { path, calls })
+            .iter()
+            .map(|(path, calls)| PathCount {
+                path: path.clone(),
+                calls: *calls,
+            })
             .collect();
         let (verdict, reason) = if let Some((at, why)) = &self.broken {
             (Verdict::Broken, format!("{at}: {why}"))
@@ -292,7 +301,7 @@ impl Tally {
         };
         MethodReplay {
             method: format!("{}/{}", m.parent_service().full_name(), m.name()),
-            called: self.called,
+            called: self.called.clone(),
             calls: self.calls,
             succeeded: self.succeeded,
             compared: self.compared,
@@ -300,19 +309,19 @@ impl Tally {
             status_noise: self.status_noise,
             statuses: self
                 .statuses
-                .into_iter()
+                .iter()
                 .map(|((old, new), (calls, message))| StatusCount {
-                    old,
-                    new,
-                    calls,
-                    message,
+                    old: old.clone(),
+                    new: new.clone(),
+                    calls: *calls,
+                    message: message.clone(),
                 })
                 .collect(),
             differences,
             noise,
             ignored,
             unsent_calls: self.unsent_calls,
-            unsent: self.unsent,
+            unsent: self.unsent.clone(),
             verdict,
             reason,
         }
@@ -375,7 +384,7 @@ mod tests {
             new: answer(Code::Ok, 7),
         };
         tally.add("f:1", &answers);
-        let m = tally.finish(&[]);
+        let m = tally.report(&[]);
         assert_eq!((m.succeeded, m.compared), (1, 0));
         assert_eq!(m.verdict, Verdict::Inconclusive, "{}", m.reason);
         assert!(m.reason.contains("none of the 1 calls"), "{}", m.reason);
@@ -390,7 +399,7 @@ mod tests {
             new: answer(Code::Ok, 7),
         };
         tally.add("f:1", &answers);
-        let m = tally.finish(&[]);
+        let m = tally.report(&[]);
         assert_eq!((m.succeeded, m.compared), (1, 1));
         assert_eq!(m.verdict, Verdict::Degraded, "{}", m.reason);
         assert_eq!(m.differences[0].path, "price");

@@ -1,7 +1,7 @@
 //! The replay's report as text: a table of the methods, the differing fields with examples,
 //! the noise, then the one-line verdict.
 
-use super::report::{ReplayReport, Verdict};
+use super::report::{MethodReplay, ReplayReport, Verdict};
 
 /// Writes the report: the servers, one row per method, the details, the verdict.
 pub fn render_text(report: &ReplayReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
@@ -17,6 +17,35 @@ pub fn render_text(report: &ReplayReport, out: &mut impl std::io::Write) -> std:
         report.old,
         report.new
     )?;
+    render_methods(&report.methods, out)?;
+    let count = |v: Verdict| report.methods.iter().filter(|m| m.verdict == v).count();
+    let total = report.methods.len();
+    let line = match report.verdict() {
+        Verdict::Ok => format!(
+            "NEW answers the traffic as OLD does ({} of {total} methods ok, {} calls)",
+            count(Verdict::Ok),
+            report.sent
+        ),
+        Verdict::Inconclusive => format!(
+            "no difference found, but {} of {total} methods are inconclusive (no reply compared): the traffic verified nothing there",
+            count(Verdict::Inconclusive)
+        ),
+        Verdict::Degraded | Verdict::Broken => format!(
+            "NEW answers the traffic differently: {} broken, {} degraded of {total} methods",
+            count(Verdict::Broken),
+            count(Verdict::Degraded)
+        ),
+    };
+    writeln!(out, "{line}")
+}
+
+/// The methods' table (calls, statuses, differing fields, noise, verdict), then each
+/// difference's examples, the ignored fields, NEW's other statuses and the calls not sent:
+/// shared by the replay's and the gateway's shadow report.
+pub fn render_methods(
+    methods: &[MethodReplay],
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
@@ -31,7 +60,7 @@ pub fn render_text(report: &ReplayReport, out: &mut impl std::io::Write) -> std:
             "noise",
             "verdict",
         ]);
-    for m in &report.methods {
+    for m in methods {
         let method = if m.called == m.method {
             m.method.clone()
         } else {
@@ -88,7 +117,7 @@ pub fn render_text(report: &ReplayReport, out: &mut impl std::io::Write) -> std:
         ]);
     }
     writeln!(out, "{table}")?;
-    for m in &report.methods {
+    for m in methods {
         for d in &m.differences {
             for e in &d.examples {
                 writeln!(out, "{}: {}: {} → {}", m.method, e.at, e.old, e.new)?;
@@ -112,23 +141,5 @@ pub fn render_text(report: &ReplayReport, out: &mut impl std::io::Write) -> std:
             writeln!(out, "{}: {}: {}", m.method, e.at, e.old)?;
         }
     }
-    let count = |v: Verdict| report.methods.iter().filter(|m| m.verdict == v).count();
-    let total = report.methods.len();
-    let line = match report.verdict() {
-        Verdict::Ok => format!(
-            "NEW answers the traffic as OLD does ({} of {total} methods ok, {} calls)",
-            count(Verdict::Ok),
-            report.sent
-        ),
-        Verdict::Inconclusive => format!(
-            "no difference found, but {} of {total} methods are inconclusive (no reply compared): the traffic verified nothing there",
-            count(Verdict::Inconclusive)
-        ),
-        Verdict::Degraded | Verdict::Broken => format!(
-            "NEW answers the traffic differently: {} broken, {} degraded of {total} methods",
-            count(Verdict::Broken),
-            count(Verdict::Degraded)
-        ),
-    };
-    writeln!(out, "{line}")
+    Ok(())
 }

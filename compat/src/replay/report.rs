@@ -1,10 +1,10 @@
 //! What the replay found, as data (serialized as `--json`), and the exit code it implies.
 
 use crate::probe::{EXIT_AFFECTED, EXIT_INCONCLUSIVE};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A method's verdict (ordered from best to worst).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every call answered by NEW as by OLD: same status, same values beyond the noise.
@@ -32,7 +32,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// One example of a difference (or of a call not sent).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Example {
     /// `FILE:LINE` of the call, and the full field path.
     pub at: String,
@@ -43,7 +43,7 @@ pub struct Example {
 }
 
 /// A reply field whose value differs between OLD and NEW.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Difference {
     /// The field path without indices (`lines[].quantity`; `(replies)` for the number of
     /// replies).
@@ -55,7 +55,7 @@ pub struct Difference {
 }
 
 /// A field path and in how many calls it was seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathCount {
     /// The field path without indices.
     pub path: String,
@@ -64,7 +64,7 @@ pub struct PathCount {
 }
 
 /// How many calls ended with one pair of statuses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusCount {
     /// OLD's status.
     pub old: String,
@@ -77,7 +77,7 @@ pub struct StatusCount {
 }
 
 /// One method of the traffic.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MethodReplay {
     /// `pkg.Service/Method` as the traffic names it.
     pub method: String,
@@ -136,24 +136,37 @@ pub struct ReplayReport {
     pub allow_inconclusive: bool,
 }
 
-impl ReplayReport {
-    /// The worst method verdict.
-    pub fn verdict(&self) -> Verdict {
-        self.methods
+impl Verdict {
+    /// The worst verdict of `methods` (inconclusive when there are none).
+    pub fn worst(methods: &[MethodReplay]) -> Verdict {
+        methods
             .iter()
             .map(|m| m.verdict)
             .max()
             .unwrap_or(Verdict::Inconclusive)
     }
 
-    /// 0 when NEW answers the traffic as OLD does; 100 when a method is broken or degraded; 3
-    /// when none is but some are inconclusive (0 with `--allow-inconclusive`).
-    pub fn exit_code(&self) -> i32 {
-        match self.verdict() {
+    /// The exit code of a run whose worst verdict this is: 0 ok; 100 broken or degraded; 3
+    /// inconclusive (0 when `allow_inconclusive`).
+    pub fn exit_code(self, allow_inconclusive: bool) -> i32 {
+        match self {
             Verdict::Ok => 0,
-            Verdict::Inconclusive if self.allow_inconclusive => 0,
+            Verdict::Inconclusive if allow_inconclusive => 0,
             Verdict::Inconclusive => EXIT_INCONCLUSIVE,
             Verdict::Degraded | Verdict::Broken => EXIT_AFFECTED,
         }
+    }
+}
+
+impl ReplayReport {
+    /// The worst method verdict.
+    pub fn verdict(&self) -> Verdict {
+        Verdict::worst(&self.methods)
+    }
+
+    /// 0 when NEW answers the traffic as OLD does; 100 when a method is broken or degraded; 3
+    /// when none is but some are inconclusive (0 with `--allow-inconclusive`).
+    pub fn exit_code(&self) -> i32 {
+        self.verdict().exit_code(self.allow_inconclusive)
     }
 }

@@ -132,6 +132,7 @@ pub async fn start_guarding(
         max_catalog_bytes,
         max_replicas,
         usage,
+        shadow,
         quiet_period,
         state_file,
     } = config;
@@ -166,6 +167,7 @@ pub async fn start_guarding(
         changes: tokio::sync::Mutex::new(()),
         metrics,
         usage,
+        shadow,
         quiet_period,
         state_file,
     };

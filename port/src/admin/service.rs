@@ -30,7 +30,8 @@ use super::auth::Caller;
 use super::pb::routes_server::Routes;
 use super::pb::{
     AddRequest, Backend as BackendReply, ChangeReply, DrainReply, DrainRequest, ListReply,
-    ListRequest, RemoveRequest, ReplaceRequest, SetWeightRequest, UsageReply, UsageRequest,
+    ListRequest, RemoveRequest, ReplaceRequest, SetWeightRequest, ShadowReply, ShadowReportRequest,
+    ShadowRequest, UsageReply, UsageRequest,
 };
 use crate::route_checks;
 use crate::upstream::Gateway;
@@ -93,6 +94,8 @@ pub(super) struct RoutesService {
     pub(super) metrics: Option<Arc<crate::observe::Metrics>>,
     /// The port's usage table, when it keeps one.
     pub(super) usage: Option<Arc<crate::observe::Usage>>,
+    /// The port's shadowing, when it can shadow.
+    pub(super) shadow: Option<Arc<crate::shadow::Shadow>>,
     /// See [`AdminConfig::with_quiet_period`](super::AdminConfig::with_quiet_period).
     pub(super) quiet_period: Duration,
     /// Where the table is written after each change (`--state-file`).
@@ -454,6 +457,36 @@ impl Routes for RoutesService {
             &filter,
             self.quiet_period,
         )))
+    }
+
+    async fn shadow(
+        &self,
+        request: Request<ShadowRequest>,
+    ) -> Result<Response<ShadowReply>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let target = request.candidate.clone();
+        let outcome = super::shadow::of(self.shadow.as_deref())
+            .and_then(|shadow| super::shadow::set(shadow, &request).map(|text| (shadow, text)));
+        match outcome {
+            Ok((shadow, text)) => {
+                self.log_change(&who, "shadow", &target, Ok(&text));
+                Ok(Response::new(super::shadow::reply(shadow)?))
+            }
+            Err(status) => {
+                self.log_change(&who, "shadow", &target, Err(&status));
+                Err(status)
+            }
+        }
+    }
+
+    async fn shadow_report(
+        &self,
+        request: Request<ShadowReportRequest>,
+    ) -> Result<Response<ShadowReply>, Status> {
+        caller(&request)?;
+        let shadow = super::shadow::of(self.shadow.as_deref())?;
+        Ok(Response::new(super::shadow::reply(shadow)?))
     }
 
     async fn set_weight(

@@ -5,10 +5,11 @@
 //! the observer when the reply ends or is dropped (the client went away: `CANCELLED`). Both
 //! bodies are watched with the router's [`InspectedBody`], as the guard watches them.
 
-use super::Observer;
 use super::methods::Method;
 use super::record::{CallRecord, Framing, code_of_http, grpc_status};
 use super::recorder::{Ended, Recording, encoding};
+use super::{Kept, Observer};
+use crate::shadow::Shadowing;
 use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body::{Body as HttpBody, Frame};
@@ -64,15 +65,24 @@ struct Call {
     request: Arc<Mutex<Framing>>,
     /// When the call is recorded: its metadata and descriptor.
     recording: Option<Recording>,
+    /// When the call is shadowed: what the copy needs.
+    shadowing: Option<Shadowing>,
+}
+
+impl Call {
+    /// Whether the call's messages, status message and encodings are kept.
+    fn kept(&self) -> bool {
+        self.recording.is_some() || self.shadowing.is_some()
+    }
 }
 
 /// How a reply ended, as the layer read it.
 #[derive(Default)]
 struct Reply {
     framing: Framing,
-    /// The status message (recorded calls only).
+    /// The status message (recorded or shadowed calls only).
     message: Option<String>,
-    /// The reply's `grpc-encoding` (recorded calls only).
+    /// The reply's `grpc-encoding` (recorded or shadowed calls only).
     encoding: Option<String>,
 }
 
@@ -89,8 +99,10 @@ impl Call {
         self.record.messages_in = request.messages;
         self.record.bytes_out = reply.framing.bytes;
         self.record.messages_out = reply.framing.messages;
-        let recorded = self.recording.take().map(|recording| {
-            let ended = Ended {
+        let kept = self.kept().then(|| Kept {
+            recording: self.recording.take(),
+            shadowing: self.shadowing.take(),
+            ended: Ended {
                 start: self.record.start,
                 duration: self.record.duration,
                 code,
@@ -99,11 +111,10 @@ impl Call {
                 request: None,
                 reply: reply.framing.capture.take(),
                 reply_encoding: reply.encoding.take(),
-            };
-            (recording, ended)
+            },
         });
         self.observer
-            .finish(&self.method, self.record, request.capture.take(), recorded);
+            .finish(&self.method, self.record, request.capture.take(), kept);
     }
 }
 
@@ -169,20 +180,24 @@ where
         };
         let recorder = self.observer.recorder();
         let recording = recorder.and_then(|r| r.begin(&method, request.headers()));
-        let framing = match recorder {
-            Some(r) if recording.is_some() => {
-                let (bytes, messages) = r.caps();
-                Framing::capturing(bytes, messages)
-            }
-            _ if self.observer.samples(&method) => Framing::capturing(MAX_SAMPLE_BYTES, 1),
-            _ => Framing::default(),
+        let shadow = self.observer.shadow();
+        let shadowing = shadow.and_then(|s| s.begin(&method, request.headers()));
+        // A call both recorded and shadowed is kept within the larger caps of the two.
+        let caps = [
+            recorder.filter(|_| recording.is_some()).map(|r| r.caps()),
+            shadow.filter(|_| shadowing.is_some()).map(|s| s.caps()),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)));
+        let framing = match caps {
+            Some((bytes, messages)) => Framing::capturing(bytes, messages),
+            None if self.observer.samples(&method) => Framing::capturing(MAX_SAMPLE_BYTES, 1),
+            None => Framing::default(),
         };
-        let reply_framing = match recorder {
-            Some(r) if recording.is_some() => {
-                let (bytes, messages) = r.caps();
-                Framing::capturing(bytes, messages)
-            }
-            _ => Framing::default(),
+        let reply_framing = match caps {
+            Some((bytes, messages)) => Framing::capturing(bytes, messages),
+            None => Framing::default(),
         };
         let framing = Arc::new(Mutex::new(framing));
         let request = request
@@ -194,6 +209,7 @@ where
             started,
             request: framing,
             recording,
+            shadowing,
         };
         let inner = self.inner.clone().oneshot(request);
         Box::pin(async move {
@@ -202,7 +218,7 @@ where
             let headers_status = grpc_status(response.headers()).or_else(|| {
                 (response.status() != http::StatusCode::OK).then(|| code_of_http(response.status()))
             });
-            let recorded = call.recording.is_some();
+            let recorded = call.kept();
             let mut reply = Reply {
                 framing: reply_framing,
                 message: recorded
@@ -266,7 +282,7 @@ impl Inspect for ReplyCounter {
         if let Some(data) = frame.data_ref() {
             self.reply.framing.feed(data);
         } else if let Some(trailers) = frame.trailers_ref() {
-            if self.call.as_ref().is_some_and(|c| c.recording.is_some()) {
+            if self.call.as_ref().is_some_and(Call::kept) {
                 self.reply.message = status_message(trailers);
             }
             let code = grpc_status(trailers)

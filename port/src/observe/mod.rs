@@ -30,10 +30,14 @@ pub use record::{CallRecord, code_name};
 pub use recorder::RecordOptions;
 pub use usage::{DEFAULT_MAX_ENTRIES, DEFAULT_SAMPLE_EVERY, FieldKey, Usage, UsageCount, UsageKey};
 
+pub(crate) use methods::Method;
+pub(crate) use record::Capture;
+pub(crate) use recorder::{Ended, decompress, encoding, parse_rate};
+
+use crate::shadow::{Shadow, ShadowOptions, Shadowing};
 use access_log::AccessLog;
-use methods::{KnownMethods, Method};
-use record::Capture;
-use recorder::{Ended, Recorder, Recording};
+use methods::KnownMethods;
+use recorder::{Recorder, Recording};
 use router::RouterHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +80,9 @@ pub struct ObserveOptions {
     /// Traffic recording for `testbed replay`.
     #[command(flatten)]
     pub record: RecordOptions,
+    /// Shadow traffic to a candidate backend.
+    #[command(flatten)]
+    pub shadow: ShadowOptions,
 }
 
 /// A request header name, in the lower case HTTP/2 sends (a flag's value parser).
@@ -96,6 +103,7 @@ impl Default for ObserveOptions {
             usage_sample_every: DEFAULT_SAMPLE_EVERY,
             track_usage: false,
             record: RecordOptions::default(),
+            shadow: ShadowOptions::default(),
         }
     }
 }
@@ -107,6 +115,7 @@ impl ObserveOptions {
             || self.access_log.is_some()
             || self.track_usage
             || self.record.record.is_some()
+            || self.shadow.shadow.is_some()
     }
 }
 
@@ -118,6 +127,7 @@ pub struct Observer {
     log: Option<AccessLog>,
     usage: Option<Arc<Usage>>,
     recorder: Option<Recorder>,
+    shadow: Option<Arc<Shadow>>,
 }
 
 impl Observer {
@@ -145,8 +155,16 @@ impl Observer {
                 options.usage_sample_every,
             ))
         });
+        // Kept whenever the admin API is on (it starts shadowing at runtime) or a candidate is
+        // named; only a routing gateway has backends to copy calls to.
+        let shadow = router
+            .as_ref()
+            .filter(|_| options.shadow.shadow.is_some() || options.track_usage)
+            .map(|router| Shadow::start(&options.shadow, router.clone()))
+            .transpose()?;
         Ok(Some(Self {
             methods: KnownMethods::new(descriptor_sets, router)?,
+            shadow,
             metrics,
             log,
             usage,
@@ -162,6 +180,12 @@ impl Observer {
     /// The usage table, when it is kept.
     pub fn usage(&self) -> Option<&Arc<Usage>> {
         self.usage.as_ref()
+    }
+
+    /// Shadowing, when the gateway can shadow (it routes, and the admin API is on or
+    /// `--shadow` names a candidate).
+    pub fn shadow(&self) -> Option<&Arc<Shadow>> {
+        self.shadow.as_ref()
     }
 
     /// Whether calls are logged.
@@ -190,13 +214,14 @@ impl Observer {
     }
 
     /// A call ended; `sample` is its request's messages, when they were kept (the call was
-    /// sampled for the usage table or recorded), and `recorded` the rest of a recorded call.
+    /// sampled for the usage table, recorded or shadowed), and `kept` the rest of a recorded
+    /// or shadowed call.
     fn finish(
         &self,
         method: &Method,
         call: CallRecord,
         sample: Option<Capture>,
-        recorded: Option<(Recording, Ended)>,
+        kept: Option<Kept>,
     ) {
         if let Some(metrics) = &self.metrics {
             metrics.handled(&method.labels, &call);
@@ -218,9 +243,19 @@ impl Observer {
                 usage.record_fields(&key, fields, call.start);
             }
         }
-        if let (Some(recorder), Some((recording, mut ended))) = (&self.recorder, recorded) {
+        if let Some(Kept {
+            recording,
+            shadowing,
+            mut ended,
+        }) = kept
+        {
             ended.request = sample;
-            recorder.finish(recording, ended);
+            if let (Some(shadow), Some(shadowing)) = (&self.shadow, shadowing) {
+                shadow.finish(shadowing, &ended);
+            }
+            if let (Some(recorder), Some(recording)) = (&self.recorder, recording) {
+                recorder.finish(recording, ended);
+            }
         }
         if let Some(log) = &self.log
             && !log.log(call)
@@ -229,6 +264,14 @@ impl Observer {
             metrics.log_dropped();
         }
     }
+}
+
+/// A recorded or shadowed call that ended: what the recorder and the shadow take.
+#[derive(Debug)]
+struct Kept {
+    recording: Option<Recording>,
+    shadowing: Option<Shadowing>,
+    ended: Ended,
 }
 
 /// Starts the metrics listener for `observer`, if it serves metrics: its address and a guard

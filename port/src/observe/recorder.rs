@@ -99,7 +99,7 @@ impl Default for RecordOptions {
     }
 }
 
-fn parse_rate(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate > 0.0 && rate <= 1.0 => Ok(rate),
         _ => Err(format!(
@@ -426,7 +426,11 @@ fn json(
 }
 
 /// `payload` decompressed with `encoding`, at most `cap` bytes.
-fn decompress(payload: &[u8], encoding: Option<&str>, cap: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn decompress(
+    payload: &[u8],
+    encoding: Option<&str>,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
     let reader: Box<dyn Read + '_> = match encoding {
         Some("gzip") => Box::new(flate2::read::GzDecoder::new(payload)),
         // gRPC's "deflate" is zlib's format, as grpc-go and tonic write it.
@@ -436,7 +440,7 @@ fn decompress(payload: &[u8], encoding: Option<&str>, cap: usize) -> Result<Vec<
         }
         other => {
             return Err(format!(
-                "compressed with {}, which the recorder does not decompress",
+                "compressed with {}, which the gateway does not decompress",
                 other.unwrap_or("no grpc-encoding")
             ));
         }
@@ -448,7 +452,7 @@ fn decompress(payload: &[u8], encoding: Option<&str>, cap: usize) -> Result<Vec<
         .map_err(|e| format!("does not decompress: {e}"))?;
     if out.len() > cap {
         return Err(format!(
-            "more than {cap} bytes decompressed (--record-max-call-bytes)"
+            "more than {cap} bytes decompressed (the call's cap)"
         ));
     }
     Ok(out)
