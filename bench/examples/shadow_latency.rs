@@ -85,9 +85,9 @@ async fn start(
     let mut shadowed = options.clone();
     shadowed.observe.shadow.shadow = Some("candidate".into());
     shadowed.observe.shadow.shadow_rate = rate;
-    shadowed.observe.shadow.shadow_method = vec![compat::probe::MethodPattern::parse(
-        "Incrementer/Increment",
-    )?];
+    let increment = compat::probe::MethodPattern::parse("Incrementer/Increment")
+        .map_err(|e| anyhow::anyhow!(e))?;
+    shadowed.observe.shadow.shadow_method = vec![increment];
     let shadowing = server::start_with(
         any,
         Layout::Routed(gateway.table),
