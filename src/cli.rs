@@ -5,6 +5,8 @@
 use crate::load::{Load, LoadOptions, LoadReport};
 use crate::matrix::{self, ClientKind};
 use crate::rollout::{self, RolloutOptions};
+use crate::traffic_load::{self, Pace, TrafficArgs, TrafficLoadReport};
+use crate::traffic_rollout::{self, TrafficRolloutArgs};
 use anyhow::Context;
 use bench::BenchOptions;
 use port::Deployment;
@@ -93,14 +95,38 @@ pub struct MixedArgs {
     /// The clients and what they send.
     #[command(flatten)]
     pub load: LoadOptions,
+    /// Load the gateway at --addr with a traffic file of your own API instead.
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
     /// Also write the report as JSON to this file (`-`: stdout).
     #[arg(long, value_parser = JsonOut::parse)]
     pub json: Option<JsonOut>,
 }
 
 /// Runs mixed-version load and prints what it saw; fails when any reply failed or was wrong.
-/// `progress` is told the requests completed so far, every 50 ms.
-pub async fn mixed(args: &MixedArgs, progress: impl Fn(u64)) -> anyhow::Result<()> {
+/// With `--traffic`, the exit code is the traffic report's (0, 3 or 100). `progress` is told
+/// the requests completed so far, every 50 ms.
+pub async fn mixed(args: &MixedArgs, progress: impl Fn(u64)) -> anyhow::Result<i32> {
+    if args.traffic.given() {
+        JsonOut::check_all([&args.json])?;
+        let addr = args
+            .addr
+            .context("--traffic needs --addr: the gateway of your API to load")?;
+        let pace = Pace {
+            clients: args.traffic.traffic_clients,
+            calls_per_client: args.load.requests_per_client,
+            rate_per_client: args.load.rate_per_client,
+        };
+        let report = traffic_load::mixed(
+            &args.traffic,
+            &addr.to_string(),
+            args.seconds,
+            pace,
+            progress,
+        )
+        .await?;
+        return write_traffic_report(&report, args.json.as_ref());
+    }
     anyhow::ensure!(
         args.load.v1_clients + args.load.v2_clients > 0,
         "no clients: give --v1-clients or --v2-clients a number above 0"
@@ -133,7 +159,22 @@ pub async fn mixed(args: &MixedArgs, progress: impl Fn(u64)) -> anyhow::Result<(
         report.clean(),
         "some requests failed or were answered wrongly"
     );
-    Ok(())
+    Ok(0)
+}
+
+/// Prints a traffic load's report (unless the JSON goes to stdout) and writes its JSON; its
+/// exit code.
+pub fn write_traffic_report(
+    report: &TrafficLoadReport,
+    json: Option<&JsonOut>,
+) -> anyhow::Result<i32> {
+    if !json.is_some_and(JsonOut::is_stdout) {
+        print!("{}", report.render());
+    }
+    if let Some(out) = json {
+        out.write(report)?;
+    }
+    Ok(report.exit_code())
 }
 
 /// `testbed rollout`.
@@ -148,6 +189,10 @@ pub struct RolloutArgs {
     /// filesystem xDS).
     #[arg(long, value_parser = parse_proxy, conflicts_with_all = ["processes", "kill_v1"])]
     pub proxy: Option<proxy::ProxyKind>,
+    /// Roll your own API out instead: a gateway in front of --old moved to --new under
+    /// --traffic.
+    #[command(flatten)]
+    pub traffic: TrafficRolloutArgs,
     /// Also write the report as JSON to this file (`-`: stdout).
     #[arg(long, value_parser = JsonOut::parse)]
     pub json: Option<JsonOut>,
@@ -162,15 +207,30 @@ fn parse_proxy(text: &str) -> Result<proxy::ProxyKind, String> {
 pub async fn rollout(
     args: &RolloutArgs,
     progress: &(dyn Fn(&str, u64) + Sync),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<i32> {
     anyhow::ensure!(
         args.rollout.v1_clients + args.rollout.v2_clients > 0,
         "no clients: give --v1-clients or --v2-clients a number above 0"
     );
     JsonOut::check_all([&args.json])?;
     let exe = std::env::current_exe().context("cannot find the testbed executable")?;
+    if args.traffic.traffic.given() {
+        anyhow::ensure!(
+            args.proxy.is_none() && !args.rollout.processes,
+            "rollout --traffic runs its own gateway process; --proxy and --processes are not supported with it yet"
+        );
+        let report = traffic_rollout::run(
+            &args.traffic,
+            args.rollout.phase,
+            args.rollout.rate_per_client,
+            &exe,
+            progress,
+        )
+        .await?;
+        return write_traffic_report(&report, args.json.as_ref());
+    }
     if let Some(kind) = args.proxy {
-        return proxy_rollout(args, kind, &exe, progress).await;
+        return proxy_rollout(args, kind, &exe, progress).await.map(|()| 0);
     }
     let report = rollout::run(&args.rollout, &exe, progress).await?;
     print!("{}", report.render());
@@ -178,7 +238,7 @@ pub async fn rollout(
         out.write(&report)?;
     }
     // A killed backend is expected to fail requests; a graceful rollout must not.
-    judge_rollout(&report.load, "the rollout", args.rollout.kill_v1)
+    judge_rollout(&report.load, "the rollout", args.rollout.kill_v1).map(|()| 0)
 }
 
 /// Fails when any reply was wrong, or any request failed unless failures were expected.

@@ -9,6 +9,8 @@
 //! - [`load`]: mixed-version client load with every reply verified.
 //! - [`rollout`]: a zero-downtime v1 → v2 rollout under that load.
 //! - [`proxy_rollout`]: the same rollout done by nginx, HAProxy or Envoy instead of the router.
+//! - [`traffic_load`] and [`traffic_rollout`]: mixed load and the rollout for any API, driven by
+//!   a traffic file and every reply compared with the old version's.
 //! - [`report`]: the main job, all of the above and the latency runs as one report.
 //! - [`canary`]: `testbed canary`, a canary driven by a gateway's weights and judged from its metrics.
 //! - [`chaos`]: faults injected into a gateway's backends under that load, health watched.
@@ -32,3 +34,5 @@ pub mod route;
 pub mod serve;
 pub mod serve_config;
 pub mod terminal;
+pub mod traffic_load;
+pub mod traffic_rollout;

@@ -75,7 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ));
             let result = cli::mixed(&args, |done| spinner.set_position(done)).await;
             spinner.finish_and_clear();
-            result
+            return Ok(ExitCode::from(u8::try_from(result?).unwrap_or(1)));
         }
         Command::Chaos(args) => {
             let spinner = spinner("starting");
@@ -95,7 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
             .await;
             spinner.finish_and_clear();
-            result
+            return Ok(ExitCode::from(u8::try_from(result?).unwrap_or(1)));
         }
         Command::Bench(args) => {
             let bar = bar(args.quiet);

@@ -295,7 +295,7 @@ pub struct ProbeInput {
 
 /// `grpc://HOST:PORT` and `HOST:PORT` become `HOST:PORT` (plaintext); `https://HOST:PORT`
 /// stays so (TLS).
-fn parse_server(s: &str) -> Result<String, String> {
+pub fn parse_server(s: &str) -> Result<String, String> {
     let (scheme, addr) = match (s.strip_prefix("https://"), s.strip_prefix("grpc://")) {
         (Some(addr), _) => ("https://", addr),
         (None, Some(addr)) => ("", addr),
@@ -393,6 +393,15 @@ pub struct ReplayInput {
     /// The new server (the candidate), grpc://HOST:PORT or https://HOST:PORT.
     #[arg(long, value_parser = parse_server)]
     pub new: String,
+    /// How replies are compared with OLD's.
+    #[command(flatten)]
+    pub baseline: Baseline,
+}
+
+/// How traffic is sent and compared with the old server's answers, the baseline: shared by `testbed replay` and the load that sends a traffic file (`mixed --traffic`,
+/// `rollout --traffic`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Baseline {
     /// A second server of the old version: what differs between its answers and OLD's is
     /// noise. Without it OLD is asked twice.
     #[arg(long, value_parser = parse_server)]
@@ -432,31 +441,46 @@ pub struct ReplayInput {
     pub tls: crate::connect::TlsArgs,
 }
 
+impl Baseline {
+    /// Reads the traffic `files` and the descriptors of `old` (from `--descriptors`, else by
+    /// reflection): the lines and how to replay them against `old` and `new`.
+    pub async fn load(
+        &self,
+        files: &[PathBuf],
+        old: &str,
+        new: &str,
+    ) -> anyhow::Result<(Vec<crate::traffic::Line>, crate::replay::ReplayOptions)> {
+        let servers = [Some(old), Some(new), self.secondary.as_deref()];
+        let tls = self.tls.client_tls(servers.into_iter().flatten())?;
+        let lines = crate::traffic::read(files, self.read)?;
+        let api = match self.descriptors.as_deref().map(Source::parse) {
+            Some(source) => source.load(&self.include).await?,
+            None => crate::probe::reflect(old, tls.as_ref()).await?,
+        };
+        let options = crate::replay::ReplayOptions {
+            old: old.to_string(),
+            new: new.to_string(),
+            secondary: self.secondary.clone(),
+            api,
+            map: self.map.clone(),
+            timeout: self.timeout,
+            limits: self.limits,
+            headers: self.header.clone(),
+            tls,
+            ignore: self.ignore.clone(),
+            allow_inconclusive: self.allow_inconclusive,
+        };
+        Ok((lines, options))
+    }
+}
+
 /// Reads the traffic files and OLD's descriptors and runs the replay; bad input and
 /// unreachable servers are an `Err` (exit code 1).
 pub async fn replay(args: &ReplayInput) -> anyhow::Result<crate::replay::ReplayReport> {
-    let servers = [Some(&args.old), Some(&args.new), args.secondary.as_ref()];
-    let tls = args
-        .tls
-        .client_tls(servers.into_iter().flatten().map(String::as_str))?;
-    let lines = crate::traffic::read(&args.files, args.read)?;
-    let api = match args.descriptors.as_deref().map(Source::parse) {
-        Some(source) => source.load(&args.include).await?,
-        None => crate::probe::reflect(&args.old, tls.as_ref()).await?,
-    };
-    let options = crate::replay::ReplayOptions {
-        old: args.old.clone(),
-        new: args.new.clone(),
-        secondary: args.secondary.clone(),
-        api,
-        map: args.map.clone(),
-        timeout: args.timeout,
-        limits: args.limits,
-        headers: args.header.clone(),
-        tls,
-        ignore: args.ignore.clone(),
-        allow_inconclusive: args.allow_inconclusive,
-    };
+    let (lines, options) = args
+        .baseline
+        .load(&args.files, &args.old, &args.new)
+        .await?;
     let files: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
     crate::replay::replay(&files, &lines, &options).await
 }

@@ -33,8 +33,9 @@ use anyhow::{Context, bail};
 use prost::Message;
 use prost_reflect::{DynamicMessage, MethodDescriptor, SerializeOptions};
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use template::Replies;
+use tonic::transport::Channel;
 
 /// How to replay.
 #[derive(Debug, Clone)]
@@ -64,83 +65,138 @@ pub struct ReplayOptions {
 }
 
 /// One call of the traffic, checked against the descriptors.
-struct Planned<'a> {
-    line: &'a Line,
+#[derive(Debug)]
+struct Planned {
+    line: Line,
     method: MethodDescriptor,
+    /// Its method's place in [`Replayer::tallies`].
+    tally: usize,
     headers: Vec<Header>,
     /// The names of earlier calls, which the requests may refer to.
     known: BTreeSet<String>,
 }
 
-/// Replays `lines` (read from `files`); errors: a line that does not fit OLD's descriptors, a
-/// server that cannot be reached.
-pub async fn replay(
-    files: &[String],
-    lines: &[Line],
-    options: &ReplayOptions,
-) -> anyhow::Result<ReplayReport> {
-    let planned = plan(lines, options)?;
-    let channel_timeout = options.timeout + Duration::from_secs(2);
-    let tls = options.tls.as_ref();
-    let old = reach("OLD", &options.old, tls, channel_timeout).await?;
-    let new = reach("NEW", &options.new, tls, channel_timeout).await?;
-    let second = match &options.secondary {
-        Some(addr) => reach("--secondary", addr, tls, channel_timeout).await?,
-        None => old.clone(),
-    };
-    let lanes = [old, second, new];
-    let mut replies: [Replies; 3] = Default::default();
-    let mut tallies: Vec<Tally> = Vec::new();
-    let mut sent = 0;
-    for call in &planned {
-        let name = call.method.full_name().to_string();
-        let index = match tallies.iter().position(|t| t.method() == name) {
-            Some(i) => i,
-            None => {
-                tallies.push(Tally::new(
+/// How one call of the traffic went.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It was not sent, and why (a reference that did not resolve, a truncated recording).
+    Unsent(String),
+    /// The three answers, and how long NEW took to give its own.
+    Answered(Box<Answers>, Duration),
+}
+
+impl Outcome {
+    /// Counts this outcome of a call made at `at` in `tally`.
+    pub fn count(&self, tally: &mut Tally, at: &str) {
+        match self {
+            Outcome::Unsent(why) => tally.unsent(at, why.clone()),
+            Outcome::Answered(answers, _) => tally.add(at, answers),
+        }
+    }
+}
+
+/// The connections one client sends the traffic on: OLD, the second OLD (OLD again without
+/// `--secondary`) and NEW.
+#[derive(Debug, Clone)]
+pub struct Lanes([Channel; 3]);
+
+/// Traffic checked against OLD's descriptors, ready to be sent once (`testbed replay`) or over
+/// and over by many clients at once (`testbed mixed --traffic`, `testbed rollout --traffic`).
+#[derive(Debug)]
+pub struct Replayer {
+    planned: Vec<Planned>,
+    options: ReplayOptions,
+}
+
+impl Replayer {
+    /// Checks every line of `lines` against OLD's descriptors, before any call.
+    pub fn new(lines: &[Line], options: &ReplayOptions) -> anyhow::Result<Replayer> {
+        Ok(Replayer {
+            planned: plan(lines, options)?,
+            options: options.clone(),
+        })
+    }
+
+    /// Calls in one pass over the traffic.
+    pub fn calls(&self) -> usize {
+        self.planned.len()
+    }
+
+    /// One empty tally per method of the traffic, in the order it first calls them; a
+    /// [`session`](Self::session) names each call's by its place here.
+    pub fn tallies(&self) -> Vec<Tally> {
+        let mut out: Vec<Tally> = Vec::new();
+        for call in &self.planned {
+            if out.len() == call.tally {
+                out.push(Tally::new(
                     call.method.clone(),
-                    called(&call.method, &options.map),
+                    called(&call.method, &self.options.map),
                 ));
-                tallies.len() - 1
             }
+        }
+        out
+    }
+
+    /// New connections to OLD, the second OLD and NEW.
+    pub async fn connect(&self) -> anyhow::Result<Lanes> {
+        let options = &self.options;
+        let channel_timeout = options.timeout + Duration::from_secs(2);
+        let tls = options.tls.as_ref();
+        let old = reach("OLD", &options.old, tls, channel_timeout).await?;
+        let new = reach("NEW", &options.new, tls, channel_timeout).await?;
+        let second = match &options.secondary {
+            Some(addr) => reach("--secondary", addr, tls, channel_timeout).await?,
+            None => old.clone(),
         };
-        let tally = &mut tallies[index];
-        let at = &call.line.at;
+        Ok(Lanes([old, second, new]))
+    }
+
+    /// A pass over the traffic on `lanes`: each [`Session::next`] sends the next call.
+    pub fn session<'r>(&'r self, lanes: &'r Lanes) -> Session<'r> {
+        Session {
+            replayer: self,
+            lanes,
+            replies: Default::default(),
+            next: 0,
+        }
+    }
+
+    async fn send(&self, call: &Planned, lanes: &Lanes, replies: &mut [Replies; 3]) -> Outcome {
         if let Some(why) = &call.line.call.truncated {
-            tally.unsent(at, format!("recorded truncated: {why}"));
-            forget(&mut replies, &call.line.call.name, "was recorded truncated");
-            continue;
+            forget(replies, &call.line.call.name, "was recorded truncated");
+            return Outcome::Unsent(format!("recorded truncated: {why}"));
         }
         let mut bodies: Vec<Vec<Vec<u8>>> = Vec::new();
-        let mut failure = None;
         for (lane, label) in replies.iter().zip(["OLD", "the second OLD", "NEW"]) {
             match encode(call, lane) {
                 Ok(body) => bodies.push(body),
                 Err(why) => {
-                    failure = Some(format!("not sent: on {label}, {why}"));
-                    break;
+                    forget(replies, &call.line.call.name, "was not sent");
+                    return Outcome::Unsent(format!("not sent: on {label}, {why}"));
                 }
             }
-        }
-        if let Some(why) = failure {
-            tally.unsent(at, why);
-            forget(&mut replies, &call.line.call.name, "was not sent");
-            continue;
         }
         let own_path = format!(
             "/{}/{}",
             call.method.parent_service().full_name(),
             call.method.name()
         );
-        let paths = [own_path.clone(), own_path, format!("/{}", tally.called())];
-        let within = (options.timeout, options.limits);
-        let [b0, b1, b2]: [Vec<Vec<u8>>; 3] = bodies
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("three lanes"))?;
-        let (a0, a1, a2) = tokio::join!(
-            exchange(&lanes[0], &paths[0], b0, within, &call.headers),
-            exchange(&lanes[1], &paths[1], b1, within, &call.headers),
-            exchange(&lanes[2], &paths[2], b2, within, &call.headers),
+        let new_path = format!("/{}", called(&call.method, &self.options.map));
+        let within = (self.options.timeout, self.options.limits);
+        let [b0, b1, b2]: [Vec<Vec<u8>>; 3] = match bodies.try_into() {
+            Ok(bodies) => bodies,
+            Err(_) => return Outcome::Unsent("not encoded for every server".to_string()),
+        };
+        let [l0, l1, l2] = &lanes.0;
+        let timed_new = async {
+            let started = Instant::now();
+            let answer = exchange(l2, &new_path, b2, within, &call.headers).await;
+            (answer, started.elapsed())
+        };
+        let (a0, a1, (a2, took)) = tokio::join!(
+            exchange(l0, &own_path, b0, within, &call.headers),
+            exchange(l1, &own_path, b1, within, &call.headers),
+            timed_new,
         );
         let answers = Answers {
             old: a0,
@@ -156,8 +212,49 @@ pub async fn replay(
                 lane.insert(name.clone(), first_reply(&call.method, answer));
             }
         }
-        tally.add(at, &answers);
-        sent += 1;
+        Outcome::Answered(Box::new(answers), took)
+    }
+}
+
+/// One pass over the traffic, call by call in order, each server's replies feeding its own
+/// later references (each server's own order id, not OLD's).
+#[derive(Debug)]
+pub struct Session<'r> {
+    replayer: &'r Replayer,
+    lanes: &'r Lanes,
+    replies: [Replies; 3],
+    next: usize,
+}
+
+impl<'r> Session<'r> {
+    /// Sends the next call: its tally's place in [`Replayer::tallies`], where it came from
+    /// (`FILE:LINE`) and how it went; `None` at the end of the traffic.
+    pub async fn next(&mut self) -> Option<(usize, &'r str, Outcome)> {
+        let replayer = self.replayer;
+        let call = replayer.planned.get(self.next)?;
+        self.next += 1;
+        let outcome = replayer.send(call, self.lanes, &mut self.replies).await;
+        Some((call.tally, call.line.at.as_str(), outcome))
+    }
+}
+
+/// Replays `lines` (read from `files`) once; errors: a line that does not fit OLD's
+/// descriptors, a server that cannot be reached.
+pub async fn replay(
+    files: &[String],
+    lines: &[Line],
+    options: &ReplayOptions,
+) -> anyhow::Result<ReplayReport> {
+    let replayer = Replayer::new(lines, options)?;
+    let lanes = replayer.connect().await?;
+    let mut tallies = replayer.tallies();
+    let mut sent = 0;
+    let mut session = replayer.session(&lanes);
+    while let Some((tally, at, outcome)) = session.next().await {
+        if matches!(outcome, Outcome::Answered(..)) {
+            sent += 1;
+        }
+        outcome.count(&mut tallies[tally], at);
     }
     Ok(ReplayReport {
         files: files.to_vec(),
@@ -176,9 +273,10 @@ pub async fn replay(
 }
 
 /// Checks every line against OLD's descriptors before any call.
-fn plan<'a>(lines: &'a [Line], options: &ReplayOptions) -> anyhow::Result<Vec<Planned<'a>>> {
+fn plan(lines: &[Line], options: &ReplayOptions) -> anyhow::Result<Vec<Planned>> {
     let mut known = BTreeSet::new();
-    let mut out = Vec::new();
+    let mut methods: Vec<String> = Vec::new();
+    let mut out: Vec<Planned> = Vec::new();
     for line in lines {
         let call = &line.call;
         let at = &line.at;
@@ -229,9 +327,15 @@ fn plan<'a>(lines: &'a [Line], options: &ReplayOptions) -> anyhow::Result<Vec<Pl
             headers.push(header);
         }
         headers.extend(options.headers.iter().cloned());
+        let name = m.full_name().to_string();
+        let tally = methods.iter().position(|n| *n == name).unwrap_or_else(|| {
+            methods.push(name);
+            methods.len() - 1
+        });
         out.push(Planned {
-            line,
+            line: line.clone(),
             method: m,
+            tally,
             headers,
             known: known.clone(),
         });
