@@ -591,3 +591,67 @@ fn the_canary_drills_promote_the_good_build_roll_back_the_bad_and_the_page_shows
     }
     assert!(html.contains("<section id=\"canary\">"));
 }
+
+#[test]
+fn the_shop_examples_replays_and_rollout_end_as_the_builds_promise_and_the_page_shows_them() {
+    let (json, html) = load();
+    let runs = json["traffic"]["runs"]
+        .as_array()
+        .expect("the traffic runs ran");
+    assert_eq!(runs.len(), 3, "{:#}", json["traffic"]);
+    let method = |report: &Value, name: &str| -> Value {
+        report["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["method"] == format!("shop.v1.Shop/{name}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+    };
+    // The compatible build: every method ok, its random order ids noise (two of five calls
+    // place an order).
+    let compatible = &runs[0];
+    assert_eq!(compatible["exit_code"], 0);
+    assert!(
+        compatible["command"]
+            .as_str()
+            .unwrap()
+            .contains("--secondary OLD2")
+    );
+    let place = method(&compatible["report"], "PlaceOrder");
+    assert_eq!(place["verdict"], "ok");
+    assert_eq!(place["noise"][0]["path"], "order_id");
+    assert_eq!(place["noise"][0]["calls"], 2);
+    // The cheaper build: the one successful GetProduct (book-1) has another price.
+    let cheaper = &runs[1];
+    assert_eq!(cheaper["exit_code"], 100);
+    let get = method(&cheaper["report"], "GetProduct");
+    assert_eq!(get["verdict"], "degraded");
+    assert_eq!(get["differences"][0]["path"], "price_cents");
+    assert_eq!(get["differences"][0]["calls"], 1);
+    assert_eq!(
+        get["differences"][0]["examples"][0]["new"],
+        (4299 * 90 / 100).to_string()
+    );
+    // The rollout: three phases, each ok.
+    let rollout = &runs[2];
+    assert_eq!(rollout["exit_code"], 0);
+    let phases = rollout["report"]["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["old only", "new added", "old removed"]);
+    assert!(phases.iter().all(|p| p["verdict"] == "ok"), "{phases:#?}");
+    assert!(html.contains("<section id=\"traffic\">"));
+    for run in runs {
+        let command = run["command"].as_str().unwrap().replace('>', "&gt;");
+        assert!(html.contains(&command), "no {command} on the page");
+    }
+    // Each phase's calls per method are on the page as the JSON has them.
+    for phase in phases {
+        let m = &phase["methods"][0];
+        let row = format!(
+            "<tr><td>shop.v1.Shop/GetProduct</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+            m["calls"], m["compared"]
+        );
+        assert!(html.contains(&row), "no {row}");
+    }
+}

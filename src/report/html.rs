@@ -14,6 +14,7 @@ mod proxies;
 mod rollout;
 mod scale;
 mod summary;
+mod traffic;
 
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -105,7 +106,7 @@ const SELF_CHECK: &str = r#"
   var problems = [];
   window.addEventListener('error', function (e) { problems.push('error: ' + e.message); });
   window.addEventListener('load', function () {
-    ['summary', 'machine', 'matrix', 'rollout', 'canary', 'latency', 'h2load'].forEach(function (id) {
+    ['summary', 'machine', 'matrix', 'rollout', 'canary', 'traffic', 'latency', 'h2load'].forEach(function (id) {
       if (!document.getElementById(id)) problems.push('missing section ' + id);
     });
     var svgs = document.querySelectorAll('svg');
@@ -143,6 +144,7 @@ pub fn render(report: &Value) -> String {
     rollout::rollout(&mut page, &report["rollout"]);
     proxies::section(&mut page, &report["proxies"], &report["latency"]);
     canary::section(&mut page, &report["canary"]);
+    traffic::section(&mut page, &report["traffic"]);
     latency::latency(&mut page, report);
     latency::h2load(&mut page, report);
     api::api(&mut page, &report["api"]);

@@ -1,5 +1,6 @@
-//! The main job (`testbed report`): the compatibility matrix, a rollout (closed and open loop)
-//! and the latency runs, gathered into one [`Report`]: printed for the terminal (a summary of
+//! The main job (`testbed report`): the compatibility matrix, a rollout (closed and open loop),
+//! the same through real proxies, a canary and a replay on the shop example, and the latency
+//! runs, gathered into one [`Report`]: printed for the terminal (a summary of
 //! the README's targets first, then the machine, then each section), written as JSON
 //! (`--json`), and drawn as one self-contained HTML page built from that JSON (`--html`, see
 //! [`html`]).
@@ -13,6 +14,7 @@ pub mod canary;
 pub mod html;
 pub mod proxies;
 pub mod summary;
+pub mod traffic;
 
 use crate::matrix::{self, Cell, ClientKind};
 use crate::rollout::{self, RolloutOptions, RolloutReport};
@@ -104,6 +106,8 @@ pub struct Report {
     pub proxies: proxies::ProxySection,
     /// `testbed canary` on two builds of the shop example: promoted, and rolled back.
     pub canary: canary::CanarySection,
+    /// `testbed replay` and `rollout --traffic` on builds of the shop example.
+    pub traffic: traffic::TrafficSection,
     /// The latency runs, one per placement.
     pub latency: Vec<Placement>,
     /// The API's versions as their protos declare them, and the changelog from v1 to v2.
@@ -143,6 +147,7 @@ pub async fn run(options: &ReportOptions, watchers: &Watchers) -> anyhow::Result
     }
     let proxies = proxies::run(options.rollout_phase, exe, &watchers.rollout).await?;
     let canary = canary::run(exe).await?;
+    let traffic = traffic::run_section(exe).await?;
     let mut notes = Vec::new();
     let mut latency = Vec::new();
     for bench_options in placements(options, watchers, &mut notes)? {
@@ -160,6 +165,7 @@ pub async fn run(options: &ReportOptions, watchers: &Watchers) -> anyhow::Result
         },
         proxies,
         canary,
+        traffic,
         latency,
         api: api::section()?,
         notes,
@@ -194,6 +200,8 @@ impl Report {
         out.push_str(&self.proxies.render());
         out.push_str("\n## A canary that reads gRPC\n\n");
         out.push_str(&self.canary.render());
+        out.push_str("\n## Your API's traffic: replay and rollout\n\n");
+        out.push_str(&self.traffic.render());
         out.push_str("\n## Latency runs\n\n");
         for note in &self.notes {
             out.push_str(&format!("{note}\n\n"));
