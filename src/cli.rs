@@ -32,6 +32,9 @@ pub struct MatrixArgs {
     /// not installed is skipped with the command that installs it (an error under CI=true).
     #[arg(long = "proxy", value_parser = ["nginx", "haproxy", "envoy", "all"])]
     pub proxies: Vec<String>,
+    /// Or the matrix of your own API's two builds.
+    #[command(flatten)]
+    pub api: matrix::any_api::ApiMatrixArgs,
 }
 
 /// The proxies named by `--proxy` values, each once, in the order of [`proxy::ProxyKind::ALL`].
@@ -44,8 +47,22 @@ fn proxy_kinds(names: &[String]) -> Vec<proxy::ProxyKind> {
 
 /// Runs the matrix and prints it; fails when any cell differs from what the API promises (a
 /// skipped client included), so CI can use the exit code.
-pub async fn matrix(args: &MatrixArgs) -> anyhow::Result<()> {
+pub async fn matrix(args: &MatrixArgs) -> anyhow::Result<i32> {
     JsonOut::check_all([&args.json])?;
+    if args.api.old.is_some() {
+        let exe = std::env::current_exe().context("cannot find the testbed executable")?;
+        let dir = tempfile::Builder::new()
+            .prefix("testbed-matrix")
+            .tempdir()?;
+        let found = matrix::any_api::run(&args.api, &exe, dir.path()).await?;
+        if !args.json.as_ref().is_some_and(JsonOut::is_stdout) {
+            print!("{}", found.render());
+        }
+        if let Some(out) = &args.json {
+            out.write(&found)?;
+        }
+        return Ok(found.exit_code(args.api.baseline.allow_inconclusive));
+    }
     let clients = or_all(&args.clients, &ClientKind::ALL);
     let deployments = or_all(&args.deployments, &Deployment::ALL);
     let (proxies, skipped) = matrix::proxies::installed(&proxy_kinds(&args.proxies))?;
@@ -76,7 +93,7 @@ pub async fn matrix(args: &MatrixArgs) -> anyhow::Result<()> {
         mismatches.len(),
         cells.len() * 2
     );
-    Ok(())
+    Ok(0)
 }
 
 fn or_all<T: Clone>(chosen: &[T], all: &[T]) -> Vec<T> {

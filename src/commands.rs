@@ -28,11 +28,14 @@ pub enum Command {
     /// with health, reflection and an admin API (--admin-addr); without it, the Incrementer
     /// example is served (v1 and v2 side by side). Runs until Ctrl-C or SIGTERM.
     Serve(Box<crate::serve::ServeArgs>),
-    /// Run every client against every deployment and print the compatibility matrix.
+    /// Run every client against every deployment and print the compatibility matrix (with
+    /// --old, --new and --traffic: of your own API's two builds, behind gateways).
     Matrix(crate::cli::MatrixArgs),
-    /// N v1 and M v2 clients at once against one address, every reply verified.
+    /// N v1 and M v2 clients at once against one address, every reply verified (with
+    /// --traffic and --old: your API's traffic through your gateway, compared with OLD's).
     Mixed(crate::cli::MixedArgs),
-    /// A zero-downtime v1 → v2 rollout under mixed-version load, every request counted.
+    /// A zero-downtime v1 → v2 rollout under mixed-version load, every request counted (with
+    /// --traffic, --old and --new: a gateway moved from your old build to your new one).
     Rollout(crate::cli::RolloutArgs),
     /// The latency runs: sequential dependent increments over every hop, side by side.
     Bench(crate::cli::BenchArgs),

@@ -67,7 +67,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("wrote {}", path.display());
             }
         }),
-        Command::Matrix(args) => cli::matrix(&args).await,
+        Command::Matrix(args) => {
+            let code = cli::matrix(&args).await?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
         Command::Mixed(args) => {
             let spinner = spinner(&format!(
                 "to {}",

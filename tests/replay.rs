@@ -6,6 +6,7 @@
 //! call. Every expected figure is computed here from the shop's price list, not read back.
 
 mod load;
+mod matrix;
 mod recorded;
 mod shadow;
 

@@ -26,7 +26,7 @@ pub use report::{
 
 use crate::connect::{ClientTls, reach};
 use crate::probe::calling::exchange;
-use crate::probe::{Header, ReplyLimits, code_name};
+use crate::probe::{Answer, Header, ReplyLimits, code_name};
 use crate::source::Api;
 use crate::traffic::Line;
 use anyhow::{Context, bail};
@@ -95,10 +95,36 @@ impl Outcome {
     }
 }
 
-/// The connections one client sends the traffic on: OLD, the second OLD (OLD again without
+/// How one client reaches one server: a gRPC channel, or a program that makes the call (the
+/// matrix's grpcurl client).
+pub trait Lane: Sync {
+    /// Sends `messages` on one call to `path` and reads the replies, within the deadline and
+    /// the caps, as [`exchange`] does.
+    fn call(
+        &self,
+        path: &str,
+        messages: Vec<Vec<u8>>,
+        within: (Duration, ReplyLimits),
+        headers: &[Header],
+    ) -> impl std::future::Future<Output = Answer> + Send;
+}
+
+impl Lane for Channel {
+    async fn call(
+        &self,
+        path: &str,
+        messages: Vec<Vec<u8>>,
+        within: (Duration, ReplyLimits),
+        headers: &[Header],
+    ) -> Answer {
+        exchange(self, path, messages, within, headers).await
+    }
+}
+
+/// The lanes one client sends the traffic on: OLD, the second OLD (OLD again without
 /// `--secondary`) and NEW.
 #[derive(Debug, Clone)]
-pub struct Lanes([Channel; 3]);
+pub struct Lanes<L = Channel>(pub [L; 3]);
 
 /// Traffic checked against OLD's descriptors, ready to be sent once (`testbed replay`) or over
 /// and over by many clients at once (`testbed mixed --traffic`, `testbed rollout --traffic`).
@@ -151,8 +177,27 @@ impl Replayer {
         Ok(Lanes([old, second, new]))
     }
 
+    /// Sends the traffic once on `lanes`: per method the result (judged with the ignore
+    /// rules), and the calls sent.
+    pub async fn once<L: Lane>(&self, lanes: &Lanes<L>) -> (Vec<MethodReplay>, usize) {
+        let mut tallies = self.tallies();
+        let mut sent = 0;
+        let mut session = self.session(lanes);
+        while let Some((tally, at, outcome)) = session.next().await {
+            if matches!(outcome, Outcome::Answered(..)) {
+                sent += 1;
+            }
+            outcome.count(&mut tallies[tally], at);
+        }
+        let methods = tallies
+            .iter()
+            .map(|t| t.report(&self.options.ignore))
+            .collect();
+        (methods, sent)
+    }
+
     /// A pass over the traffic on `lanes`: each [`Session::next`] sends the next call.
-    pub fn session<'r>(&'r self, lanes: &'r Lanes) -> Session<'r> {
+    pub fn session<'r, L: Lane>(&'r self, lanes: &'r Lanes<L>) -> Session<'r, L> {
         Session {
             replayer: self,
             lanes,
@@ -161,7 +206,12 @@ impl Replayer {
         }
     }
 
-    async fn send(&self, call: &Planned, lanes: &Lanes, replies: &mut [Replies; 3]) -> Outcome {
+    async fn send<L: Lane>(
+        &self,
+        call: &Planned,
+        lanes: &Lanes<L>,
+        replies: &mut [Replies; 3],
+    ) -> Outcome {
         if let Some(why) = &call.line.call.truncated {
             forget(replies, &call.line.call.name, "was recorded truncated");
             return Outcome::Unsent(format!("recorded truncated: {why}"));
@@ -190,12 +240,12 @@ impl Replayer {
         let [l0, l1, l2] = &lanes.0;
         let timed_new = async {
             let started = Instant::now();
-            let answer = exchange(l2, &new_path, b2, within, &call.headers).await;
+            let answer = l2.call(&new_path, b2, within, &call.headers).await;
             (answer, started.elapsed())
         };
         let (a0, a1, (a2, took)) = tokio::join!(
-            exchange(l0, &own_path, b0, within, &call.headers),
-            exchange(l1, &own_path, b1, within, &call.headers),
+            l0.call(&own_path, b0, within, &call.headers),
+            l1.call(&own_path, b1, within, &call.headers),
             timed_new,
         );
         let answers = Answers {
@@ -219,14 +269,14 @@ impl Replayer {
 /// One pass over the traffic, call by call in order, each server's replies feeding its own
 /// later references (each server's own order id, not OLD's).
 #[derive(Debug)]
-pub struct Session<'r> {
+pub struct Session<'r, L = Channel> {
     replayer: &'r Replayer,
-    lanes: &'r Lanes,
+    lanes: &'r Lanes<L>,
     replies: [Replies; 3],
     next: usize,
 }
 
-impl<'r> Session<'r> {
+impl<'r, L: Lane> Session<'r, L> {
     /// Sends the next call: its tally's place in [`Replayer::tallies`], where it came from
     /// (`FILE:LINE`) and how it went; `None` at the end of the traffic.
     pub async fn next(&mut self) -> Option<(usize, &'r str, Outcome)> {
@@ -247,15 +297,7 @@ pub async fn replay(
 ) -> anyhow::Result<ReplayReport> {
     let replayer = Replayer::new(lines, options)?;
     let lanes = replayer.connect().await?;
-    let mut tallies = replayer.tallies();
-    let mut sent = 0;
-    let mut session = replayer.session(&lanes);
-    while let Some((tally, at, outcome)) = session.next().await {
-        if matches!(outcome, Outcome::Answered(..)) {
-            sent += 1;
-        }
-        outcome.count(&mut tallies[tally], at);
-    }
+    let (methods, sent) = replayer.once(&lanes).await;
     Ok(ReplayReport {
         files: files.to_vec(),
         old: options.old.clone(),
@@ -263,10 +305,7 @@ pub async fn replay(
         secondary: options.secondary.clone(),
         calls: lines.len(),
         sent,
-        methods: tallies
-            .into_iter()
-            .map(|t| t.report(&options.ignore))
-            .collect(),
+        methods,
         ignore: options.ignore.iter().map(ToString::to_string).collect(),
         allow_inconclusive: options.allow_inconclusive,
     })

@@ -1,9 +1,12 @@
 //! The compatibility matrix: every client kind against every deployment, unary and streaming,
 //! each cell the real outcome of a real call judged against what the API promises.
 
+pub mod any_api;
 mod expect;
+mod grpcurl_lane;
 mod probe;
 pub mod proxies;
+mod render_api;
 
 pub use expect::{Expect, expected};
 use probe::expected_values;

@@ -75,6 +75,11 @@ impl Header {
         self.key.as_str()
     }
 
+    /// The value as sent (printable ASCII).
+    pub fn value(&self) -> &str {
+        self.value.to_str().unwrap_or_default()
+    }
+
     /// The value as shown in reports: itself, or `<N bytes, not shown>` for credentials.
     pub fn shown_value(&self) -> String {
         let name = self.name();

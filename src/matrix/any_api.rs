@@ -1,0 +1,241 @@
+//! `testbed matrix --old A --new B --traffic FILE`: the compatibility matrix for any API. Rows
+//! are clients of each version (the testbed's dynamic tonic client and grpcurl, each built
+//! from that version's own descriptors), columns are deployments of the user's two builds
+//! behind a gateway (`old only`, `side by side`, `new only`); each cell sends the version's
+//! traffic through the gateway and to that version's own server, and is judged by the
+//! comparison, as `testbed replay` judges (compat's [`Replayer`]): a client is served right
+//! when it gets what its own version answers.
+//!
+//! New clients in `old only` are shown but not judged: the new build is not deployed there, so
+//! what they miss is expected. Every other cell must come out ok.
+
+use super::grpcurl_lane::GrpcurlLane;
+use anyhow::Context;
+use compat::cli::Baseline;
+use compat::replay::{Lanes, MethodReplay, ReplayOptions, Replayer, Verdict};
+use compat::traffic::Line;
+use port::child::ChildServer;
+use semver::Version;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The `matrix` flags for any API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiMatrixArgs {
+    /// Your API's old build (grpc://HOST:PORT): run the matrix on your API instead of the
+    /// Incrementer, with --new and --traffic.
+    #[arg(long, value_parser = compat::cli::parse_server, requires_all = ["new", "traffic"], conflicts_with_all = ["clients", "deployments", "proxies"])]
+    pub old: Option<String>,
+    /// Your API's new build (grpc://HOST:PORT).
+    #[arg(long, value_parser = compat::cli::parse_server, requires = "old")]
+    pub new: Option<String>,
+    /// The old clients' traffic (JSON lines, as `testbed replay` reads; repeatable). Send
+    /// reads, or writes your test servers may take: every cell sends it.
+    #[arg(long, value_name = "FILE", requires = "old")]
+    pub traffic: Vec<PathBuf>,
+    /// The new clients' traffic (default: --traffic, read with NEW's descriptors).
+    #[arg(long, value_name = "FILE", requires = "old")]
+    pub new_traffic: Vec<PathBuf>,
+    /// NEW's descriptors from DIR or FILE.binpb instead of reflection (--descriptors: OLD's).
+    #[arg(long, value_name = "PATH", requires = "old")]
+    pub new_descriptors: Option<String>,
+    /// The version the gateway routes OLD as.
+    #[arg(long, default_value = "1.0.0", requires = "old")]
+    pub old_version: Version,
+    /// The version the gateway routes NEW as (higher: it takes unpinned calls side by side).
+    #[arg(long, default_value = "1.1.0", requires = "old")]
+    pub new_version: Version,
+    /// How each call is sent and compared.
+    #[command(flatten)]
+    pub baseline: Baseline,
+}
+
+/// One cell: a client of one version through one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiCell {
+    /// `old testbed`, `new grpcurl`, ...
+    pub client: String,
+    /// `old only`, `side by side`, `new only`.
+    pub deployment: String,
+    /// The worst method verdict, or broken when the deployment could not run.
+    pub verdict: Verdict,
+    /// Whether the verdict counts (new clients in `old only` do not).
+    pub judged: bool,
+    /// Calls sent.
+    pub sent: usize,
+    /// What went wrong, in words (empty when ok).
+    pub reason: String,
+    /// Per method, the comparison with the client's own version.
+    pub methods: Vec<MethodReplay>,
+}
+
+/// The matrix for any API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiMatrix {
+    /// OLD and NEW.
+    pub old: String,
+    /// NEW.
+    pub new: String,
+    /// Every cell, rows (clients) first.
+    pub cells: Vec<ApiCell>,
+    /// Clients or rows left out, and why.
+    pub notes: Vec<String>,
+}
+
+/// One version's clients: its traffic checked against its descriptors, its own server.
+struct Caller {
+    name: &'static str,
+    own: String,
+    /// The traffic and how to send it, when it fits the version's descriptors.
+    traffic: Option<(Vec<Line>, ReplayOptions)>,
+    protoset: Arc<PathBuf>,
+}
+
+/// The deployments: a column name and the gateway's upstreams.
+fn deployments(args: &ApiMatrixArgs, old: &str, new: &str) -> [(&'static str, Vec<String>); 3] {
+    let old = format!("old={}@{old}", args.old_version);
+    let new = format!("new={}@{new}", args.new_version);
+    [
+        ("old only", vec![old.clone()]),
+        ("side by side", vec![old, new.clone()]),
+        ("new only", vec![new]),
+    ]
+}
+
+/// Runs the matrix with the testbed binary `exe` (the gateways) in `dir`.
+pub async fn run(args: &ApiMatrixArgs, exe: &Path, dir: &Path) -> anyhow::Result<ApiMatrix> {
+    let old = args.old.as_deref().context("--old")?;
+    let new = args.new.as_deref().context("--new")?;
+    anyhow::ensure!(
+        args.new_version > args.old_version,
+        "--new-version {} must be higher than --old-version {}",
+        args.new_version,
+        args.old_version
+    );
+    anyhow::ensure!(
+        !old.starts_with("https://") && !new.starts_with("https://"),
+        "the matrix for any API reaches plaintext servers only; https:// is not supported yet"
+    );
+    let mut notes = Vec::new();
+    let grpcurl = match client::tools::grpcurl() {
+        Ok(path) => Some(path),
+        Err(missing) if std::env::var_os("CI").is_none() => {
+            notes.push(format!("no grpcurl rows: {missing}"));
+            None
+        }
+        Err(missing) => anyhow::bail!("{missing}"),
+    };
+    notes.push("Python's dynamic stubs are not a client of this matrix yet".to_string());
+    let mut new_baseline = args.baseline.clone();
+    new_baseline.descriptors = args.new_descriptors.clone();
+    let new_files = if args.new_traffic.is_empty() {
+        &args.traffic
+    } else {
+        &args.new_traffic
+    };
+    let mut callers = Vec::new();
+    for (name, own, baseline, files) in [
+        ("old", old, &args.baseline, &args.traffic),
+        ("new", new, &new_baseline, new_files),
+    ] {
+        let (lines, options) = baseline.load(files, own, own).await?;
+        let protoset = Arc::new(dir.join(format!("{name}.binpb")));
+        std::fs::write(protoset.as_ref(), options.api.pool.encode_to_vec())
+            .with_context(|| format!("cannot write {}", protoset.display()))?;
+        let traffic = match Replayer::new(&lines, &options) {
+            Ok(_) => Some((lines, options)),
+            // New clients may not be able to send the old traffic (another package).
+            Err(why) if name == "new" => {
+                notes.push(format!(
+                    "no new clients: {why:#} (give them traffic with --new-traffic)"
+                ));
+                None
+            }
+            Err(why) => return Err(why),
+        };
+        callers.push(Caller {
+            name,
+            own: own.to_string(),
+            traffic,
+            protoset,
+        });
+    }
+    let mut cells = Vec::new();
+    for (deployment, upstreams) in deployments(args, old, new) {
+        let mut serve = vec!["serve", "--addr", "127.0.0.1:0"];
+        for upstream in &upstreams {
+            serve.extend(["--upstream", upstream.as_str()]);
+        }
+        let gateway = ChildServer::testbed(exe, &serve).await;
+        for caller in &callers {
+            let Some((lines, options)) = &caller.traffic else {
+                continue;
+            };
+            let judged = !(caller.name == "new" && deployment == "old only");
+            let kinds = std::iter::once("testbed").chain(grpcurl.as_ref().map(|_| "grpcurl"));
+            for kind in kinds {
+                let client = format!("{} {kind}", caller.name);
+                let cell = |verdict, sent, reason: String, methods| ApiCell {
+                    client: client.clone(),
+                    deployment: deployment.to_string(),
+                    verdict,
+                    judged,
+                    sent,
+                    reason,
+                    methods,
+                };
+                let gateway = match &gateway {
+                    Ok(gateway) => gateway,
+                    Err(why) => {
+                        cells.push(cell(
+                            Verdict::Broken,
+                            0,
+                            format!("the gateway would not run this deployment: {why:#}"),
+                            Vec::new(),
+                        ));
+                        continue;
+                    }
+                };
+                let target = gateway.addr.to_string();
+                let options = ReplayOptions {
+                    new: target.clone(),
+                    ..options.clone()
+                };
+                let replayer = Replayer::new(lines, &options)?;
+                let (methods, sent) = match (kind, &grpcurl) {
+                    ("grpcurl", Some(path)) => {
+                        let lane = |addr: &str| {
+                            GrpcurlLane::new(
+                                path.clone(),
+                                addr,
+                                options.api.pool.clone(),
+                                caller.protoset.clone(),
+                            )
+                        };
+                        let lanes = Lanes([lane(&caller.own), lane(&caller.own), lane(&target)]);
+                        replayer.once(&lanes).await
+                    }
+                    _ => replayer.once(&replayer.connect().await?).await,
+                };
+                let verdict = Verdict::worst(&methods);
+                let reason = methods
+                    .iter()
+                    .filter(|m| m.verdict != Verdict::Ok)
+                    .map(|m| format!("{}: {}", m.method, m.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                cells.push(cell(verdict, sent, reason, methods));
+            }
+        }
+        if let Ok(gateway) = gateway {
+            gateway.terminate().await?;
+        }
+    }
+    Ok(ApiMatrix {
+        old: old.to_string(),
+        new: new.to_string(),
+        cells,
+        notes,
+    })
+}

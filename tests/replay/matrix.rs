@@ -1,0 +1,192 @@
+//! `testbed matrix --old --new --traffic` on the example shop's Python servers: the old and
+//! the new clients (the testbed's dynamic client and grpcurl, each with its own version's
+//! descriptors) through gateways of the two builds (old only, side by side, new only), every
+//! cell judged by comparison with the client's own version. A compatible build keeps every
+//! cell ok, a cheaper one degrades the old clients wherever it serves, one without a method
+//! breaks them there, and a build that changes the package in place breaks old clients once
+//! it alone serves and new clients side by side (the gateway keeps unpinned calls on the old).
+
+use super::{BOOK, SCENARIO, paths};
+use crate::common::shop::{shop, shop_python};
+use port::child::ChildServer;
+use serde_json::Value;
+
+/// `testbed matrix --old OLD --new NEW --traffic SCENARIO --json`: exit code, text, JSON.
+async fn matrix(old: &ChildServer, new: &ChildServer) -> (i32, String, Value) {
+    let args: Vec<String> = [
+        "--old".to_string(),
+        format!("grpc://{}", old.addr),
+        "--new".into(),
+        format!("grpc://{}", new.addr),
+        "--traffic".into(),
+        SCENARIO.into(),
+    ]
+    .into();
+    let (code, stdout, stderr, report) = crate::common::testbed_json("matrix", &args).await;
+    (code, stdout + &stderr, report.unwrap_or(Value::Null))
+}
+
+/// Each cell as `CLIENT × DEPLOYMENT: VERDICT`, `(not judged)` marked.
+fn cells(report: &Value) -> Vec<String> {
+    report["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| {
+            format!(
+                "{} × {}: {}{}",
+                c["client"].as_str().expect("client"),
+                c["deployment"].as_str().expect("deployment"),
+                c["verdict"].as_str().expect("verdict"),
+                if c["judged"] == true {
+                    ""
+                } else {
+                    " (not judged)"
+                }
+            )
+        })
+        .collect()
+}
+
+/// The cell of `client` in `deployment`.
+fn cell<'a>(report: &'a Value, client: &str, deployment: &str) -> &'a Value {
+    report["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .find(|c| c["client"] == client && c["deployment"] == deployment)
+        .unwrap_or_else(|| panic!("no {client} × {deployment} in {report:#}"))
+}
+
+/// The cell's method `name` (`Shop/GetProduct`).
+fn method<'a>(cell: &'a Value, name: &str) -> &'a Value {
+    cell["methods"]
+        .as_array()
+        .expect("methods")
+        .iter()
+        .find(|m| m["method"] == format!("shop.v1.{name}"))
+        .unwrap_or_else(|| panic!("no {name} in {cell:#}"))
+}
+
+/// Every cell of `clients` × `deployments` with `verdict`, in the report's order.
+fn all(clients: &[&str], deployments: &[&str], verdict: &str) -> Vec<String> {
+    deployments
+        .iter()
+        .flat_map(|d| {
+            clients.iter().map(move |c| {
+                let judged = if c.starts_with("new") && *d == "old only" {
+                    " (not judged)"
+                } else {
+                    ""
+                };
+                format!("{c} × {d}: {verdict}{judged}")
+            })
+        })
+        .collect()
+}
+
+const OLD_CLIENTS: [&str; 2] = ["old testbed", "old grpcurl"];
+const NEW_CLIENTS: [&str; 2] = ["new testbed", "new grpcurl"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compatible_build_serves_every_client_as_its_own_version_does() {
+    let Some(python) = shop_python() else {
+        return;
+    };
+    let old = shop(&python, "v1", &[]).await;
+    let new = shop(&python, "v1", &["--build", "minor"]).await;
+    let (code, text, report) = matrix(&old, &new).await;
+    assert_eq!(code, 0, "{text}");
+    let found = cells(&report);
+    assert_eq!(found.len(), 12, "{text}");
+    for expected in all(
+        &OLD_CLIENTS,
+        &["old only", "side by side", "new only"],
+        "ok",
+    )
+    .into_iter()
+    .chain(all(&NEW_CLIENTS, &["side by side", "new only"], "ok"))
+    {
+        assert!(found.contains(&expected), "no {expected} in {found:#?}");
+    }
+    // A new client before the new build is deployed misses what only the new build says.
+    for client in NEW_CLIENTS {
+        let early = cell(&report, client, "old only");
+        assert_eq!(early["judged"], false);
+        assert_eq!(early["verdict"], "degraded");
+        assert_eq!(
+            paths(&method(early, "Shop/GetProduct")["differences"]),
+            ["description ×1"]
+        );
+    }
+    for c in report["cells"].as_array().expect("cells") {
+        assert_eq!(c["sent"], 5, "{c:#}");
+    }
+    assert!(
+        text.contains("every client is served as its own version serves it (10 of 10 cells ok)"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_prices_a_missing_method_and_a_changed_type_each_show_where_they_bite() {
+    let Some(python) = shop_python() else {
+        return;
+    };
+    let old = shop(&python, "v1", &[]).await;
+    let cheaper = shop(&python, "v1", &["--discount", "10"]).await;
+    let (code, text, report) = matrix(&old, &cheaper).await;
+    assert_eq!(code, 100, "{text}");
+    for client in OLD_CLIENTS {
+        assert_eq!(cell(&report, client, "old only")["verdict"], "ok");
+        for deployment in ["side by side", "new only"] {
+            let c = cell(&report, client, deployment);
+            assert_eq!(c["verdict"], "degraded", "{c:#}");
+            let get = method(c, "Shop/GetProduct");
+            assert_eq!(paths(&get["differences"]), ["price_cents ×1"]);
+            assert_eq!(
+                get["differences"][0]["examples"][0]["new"],
+                (BOOK * 90 / 100).to_string()
+            );
+            assert_eq!(
+                paths(&method(c, "Shop/PlaceOrder")["differences"]),
+                ["total_cents ×1"]
+            );
+        }
+    }
+
+    let lacking = shop(&python, "v1", &["--without", "WatchOrder"]).await;
+    let (code, text, report) = matrix(&old, &lacking).await;
+    assert_eq!(code, 100, "{text}");
+    for client in OLD_CLIENTS {
+        assert_eq!(cell(&report, client, "old only")["verdict"], "ok");
+        let gone = cell(&report, client, "new only");
+        assert_eq!(gone["verdict"], "broken");
+        assert_eq!(method(gone, "Shop/WatchOrder")["verdict"], "broken");
+        assert_eq!(method(gone, "Shop/GetProduct")["verdict"], "ok");
+    }
+
+    // A build that changes the package in place (a field's type): side by side the gateway
+    // keeps unpinned calls on the old build, so old clients are fine there and new ones are
+    // not; once it alone serves, old clients' replies no longer decode.
+    let breaking = shop(&python, "v1", &["--build", "breaking"]).await;
+    let (code, text, report) = matrix(&old, &breaking).await;
+    assert_eq!(code, 100, "{text}");
+    assert_eq!(
+        cell(&report, "old testbed", "side by side")["verdict"],
+        "ok"
+    );
+    assert_eq!(
+        cell(&report, "new testbed", "side by side")["verdict"],
+        "broken"
+    );
+    let gone = cell(&report, "old testbed", "new only");
+    assert_eq!(gone["verdict"], "broken");
+    assert!(
+        method(gone, "Shop/PlaceOrder")["reason"]
+            .as_str()
+            .expect("a reason")
+            .contains("is not a shop.v1.Order"),
+        "{gone:#}"
+    );
+}
