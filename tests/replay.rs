@@ -5,6 +5,7 @@
 //! without a method is broken; traffic that does not fit the old version is refused before any
 //! call. Every expected figure is computed here from the shop's price list, not read back.
 
+mod ledger;
 mod load;
 mod matrix;
 mod recorded;

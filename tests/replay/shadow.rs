@@ -11,10 +11,10 @@ use port::child::ChildServer;
 use serde_json::Value;
 use std::net::SocketAddr;
 
-const TOKEN: &str = "shadow-admin-token-0123";
+pub(super) const TOKEN: &str = "shadow-admin-token-0123";
 
 /// `testbed route ARGS --admin ADMIN --json`: the exit code, the JSON and what it printed.
-fn route(admin: SocketAddr, args: &[&str]) -> (i32, Value, String) {
+pub(super) fn route(admin: SocketAddr, args: &[&str]) -> (i32, Value, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
         .arg("route")
         .args(args)
@@ -30,7 +30,7 @@ fn route(admin: SocketAddr, args: &[&str]) -> (i32, Value, String) {
 
 /// The shadow report once `compared` copies have been compared (the worker runs apart from
 /// the calls): its exit code and JSON.
-async fn report_after(admin: SocketAddr, compared: u64) -> (i32, Value) {
+pub(super) async fn report_after(admin: SocketAddr, compared: u64) -> (i32, Value) {
     for _ in 0..400 {
         let (code, report, text) = route(admin, &["shadow-report"]);
         assert!(report.is_object(), "{text}");

@@ -1,7 +1,8 @@
 //! `--ignore [METHOD:]PATH`: reply fields the replay does not compare (timestamps, generated
 //! ids). PATH is a glob over the field path with indices and map keys left out
-//! (`lines.quantity`, `created_at`); it matches the whole path or its end after a `.`, so
-//! `created_at` also ignores `order.created_at`. METHOD (`pkg.Service/Method` or
+//! (`lines.quantity`, `created_at`); it matches the whole path or any run of its `.`-separated
+//! parts, so `created_at` also ignores `order.created_at` and, a field being ignored with
+//! everything inside it, `created_at.seconds` of a Timestamp. METHOD (`pkg.Service/Method` or
 //! `Service/Method`, globs allowed) limits the rule to one method.
 
 use crate::probe::MethodPattern;
@@ -42,15 +43,60 @@ impl Ignore {
             return false;
         }
         let plain = path.replace("[]", "");
-        let plain = plain.trim_start_matches('.');
-        std::iter::once(plain)
-            .chain(plain.match_indices('.').map(|(i, _)| &plain[i + 1..]))
-            .any(|tail| self.path.matches(tail))
+        let parts: Vec<&str> = plain.trim_start_matches('.').split('.').collect();
+        (0..parts.len()).any(|start| {
+            (start + 1..=parts.len()).any(|end| self.path.matches(&parts[start..end].join(".")))
+        })
     }
 }
 
 impl std::fmt::Display for Ignore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_reflect::DescriptorPool;
+
+    fn method() -> MethodDescriptor {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "syntax = \"proto3\"; package shop;
+            service Shop { rpc Get(Product) returns (Product); }
+            message Product { int32 price = 1; }";
+        std::fs::write(dir.path().join("shop.proto"), text).unwrap();
+        let set = protox::compile(["shop.proto"], [dir.path()]).unwrap();
+        let pool = DescriptorPool::from_file_descriptor_set(set).unwrap();
+        let service = pool.get_service_by_name("shop.Shop").unwrap();
+        service.methods().next().unwrap()
+    }
+
+    #[test]
+    fn a_rule_ignores_its_field_anywhere_and_everything_inside_it() {
+        let m = method();
+        let rule = Ignore::parse("created_at").unwrap();
+        for path in [
+            "created_at",
+            "order.created_at",
+            "created_at.seconds",
+            "[].created_at.nanos",
+        ] {
+            assert!(rule.ignores(&m, path), "{path}");
+        }
+        for path in ["created", "order.updated_at", "created_at_local.seconds"] {
+            assert!(!rule.ignores(&m, path), "{path}");
+        }
+        let nested = Ignore::parse("lines.quantity").unwrap();
+        assert!(nested.ignores(&m, "order.lines[].quantity"));
+        assert!(!nested.ignores(&m, "lines.sku"));
+        let other = Ignore::parse("Shop/Put:price").unwrap();
+        assert!(!other.ignores(&m, "price"), "another method's rule");
+        assert!(
+            Ignore::parse("Shop/Get:price")
+                .unwrap()
+                .ignores(&m, "price")
+        );
     }
 }
