@@ -157,6 +157,7 @@ pub async fn mixed(args: &MixedArgs, progress: impl Fn(u64)) -> anyhow::Result<i
         .addr
         .or(local.as_ref().map(|s| s.addr))
         .context("no address to load")?;
+    crate::load::check_serves(addr, &args.load).await?;
     let load = Load::start(addr, &args.load, "mixed").await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.seconds);
     let counted = args.load.requests_per_client.is_some();

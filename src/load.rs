@@ -89,6 +89,31 @@ pub fn positive(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Sends one increment of each version that has clients to `addr` before any load, and fails
+/// when the server there does not serve it (`UNIMPLEMENTED`): a gateway of another API, say,
+/// whose every call would fail.
+pub async fn check_serves(addr: SocketAddr, options: &LoadOptions) -> anyhow::Result<()> {
+    for (api, clients) in [(Api::V1, options.v1_clients), (Api::V2, options.v2_clients)] {
+        if clients == 0 {
+            continue;
+        }
+        let channel = connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        let client = ChainClient::new(api, channel, options);
+        if let Err(status) = client.first_call().await
+            && status.code() == tonic::Code::Unimplemented
+        {
+            anyhow::bail!(
+                "{addr} does not serve the Incrementer example's {} (UNIMPLEMENTED: {}); nothing was loaded. `testbed mixed` loads that example; for your own API give --traffic FILE --old grpc://OLD",
+                api.package(),
+                status.message()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// One client's API version, its tally per phase and its time series.
 type ClientTallies = (Api, Vec<Tally>, Vec<RawBucket>);
 

@@ -61,6 +61,11 @@ impl ChainClient {
         }
     }
 
+    /// One call as the chain's first would be, its reply not verified.
+    pub(super) async fn first_call(&self) -> Result<Reply, Status> {
+        self.call(0, 1).await
+    }
+
     async fn call(&self, value: i64, request_id: u64) -> Result<Reply, Status> {
         let step = Some(self.step()).filter(|_| self.api() == Api::V2);
         self.client.increment(value, step, request_id).await

@@ -159,6 +159,16 @@ async fn a_target_that_does_not_serve_the_traffic_is_refused_before_any_load() {
     let (code, text, _) = run("mixed", &args(&["--old", &old_url])).await;
     assert_eq!(code, 1);
     assert!(text.contains("--traffic needs --addr"), "{text}");
+    // Without --traffic, mixed loads the Incrementer example: refused at once here too.
+    let (code, text, report) = run("mixed", &["--addr".to_string(), gw_addr.clone()]).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{gw_addr} does not serve the Incrementer example's increment.v1 (UNIMPLEMENTED"
+        )) && text.contains("nothing was loaded"),
+        "{text}"
+    );
+    assert!(report.is_null());
     // Traffic flags are the Incrementer load's alternative, not an addition to it.
     let (code, text, _) = run("mixed", &args(&["--old", &old_url, "--v1-clients", "2"])).await;
     assert_eq!(code, 2, "{text}");
