@@ -54,7 +54,9 @@ pub async fn matrix(args: &MatrixArgs) -> anyhow::Result<i32> {
         let dir = tempfile::Builder::new()
             .prefix("testbed-matrix")
             .tempdir()?;
-        let found = matrix::any_api::run(&args.api, &exe, dir.path()).await?;
+        let (proxies, skipped) = matrix::proxies::installed(&proxy_kinds(&args.proxies))?;
+        let mut found = matrix::any_api::run(&args.api, &proxies, &exe, dir.path()).await?;
+        found.notes.extend(skipped);
         if !args.json.as_ref().is_some_and(JsonOut::is_stdout) {
             print!("{}", found.render());
         }

@@ -1,7 +1,8 @@
 //! `testbed matrix --old A --new B --traffic FILE`: the compatibility matrix for any API. Rows
 //! are clients of each version (the testbed's dynamic tonic client and grpcurl, each built
 //! from that version's own descriptors), columns are deployments of the user's two builds
-//! behind a gateway (`old only`, `side by side`, `new only`); each cell sends the version's
+//! behind a gateway (`old only`, `side by side`, `new only`, and `side by side via` each real
+//! proxy given with `--proxy`, in front of that gateway); each cell sends the version's
 //! traffic through the gateway and to that version's own server, and is judged by the
 //! comparison, as `testbed replay` judges (compat's [`Replayer`]): a client is served right
 //! when it gets what its own version answers.
@@ -15,8 +16,10 @@ use compat::cli::Baseline;
 use compat::replay::{Lanes, MethodReplay, ReplayOptions, Replayer, Verdict};
 use compat::traffic::Line;
 use port::child::ChildServer;
+use proxy::{Arrangement, ProxyKind, RunningProxy};
 use semver::Version;
 use serde::Serialize;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,7 +28,7 @@ use std::sync::Arc;
 pub struct ApiMatrixArgs {
     /// Your API's old build (grpc://HOST:PORT): run the matrix on your API instead of the
     /// Incrementer, with --new and --traffic.
-    #[arg(long, value_parser = compat::cli::parse_server, requires_all = ["new", "traffic"], conflicts_with_all = ["clients", "deployments", "proxies"])]
+    #[arg(long, value_parser = compat::cli::parse_server, requires_all = ["new", "traffic"], conflicts_with_all = ["clients", "deployments"])]
     pub old: Option<String>,
     /// Your API's new build (grpc://HOST:PORT).
     #[arg(long, value_parser = compat::cli::parse_server, requires = "old")]
@@ -103,8 +106,14 @@ fn deployments(args: &ApiMatrixArgs, old: &str, new: &str) -> [(&'static str, Ve
     ]
 }
 
-/// Runs the matrix with the testbed binary `exe` (the gateways) in `dir`.
-pub async fn run(args: &ApiMatrixArgs, exe: &Path, dir: &Path) -> anyhow::Result<ApiMatrix> {
+/// Runs the matrix with the testbed binary `exe` (the gateways) in `dir`, `proxies` (installed)
+/// each in front of the side-by-side gateway as a column of its own.
+pub async fn run(
+    args: &ApiMatrixArgs,
+    proxies: &[ProxyKind],
+    exe: &Path,
+    dir: &Path,
+) -> anyhow::Result<ApiMatrix> {
     let old = args.old.as_deref().context("--old")?;
     let new = args.new.as_deref().context("--new")?;
     anyhow::ensure!(
@@ -168,64 +177,40 @@ pub async fn run(args: &ApiMatrixArgs, exe: &Path, dir: &Path) -> anyhow::Result
             serve.extend(["--upstream", upstream.as_str()]);
         }
         let gateway = ChildServer::testbed(exe, &serve).await;
-        for caller in &callers {
-            let Some((lines, options)) = &caller.traffic else {
-                continue;
-            };
-            let judged = !(caller.name == "new" && deployment == "old only");
-            let kinds = std::iter::once("testbed").chain(grpcurl.as_ref().map(|_| "grpcurl"));
-            for kind in kinds {
-                let client = format!("{} {kind}", caller.name);
-                let cell = |verdict, sent, reason: String, methods| ApiCell {
-                    client: client.clone(),
-                    deployment: deployment.to_string(),
-                    verdict,
-                    judged,
-                    sent,
-                    reason,
-                    methods,
+        let target = match &gateway {
+            Ok(gateway) => Ok(gateway.addr),
+            Err(why) => Err(format!(
+                "the gateway would not run this deployment: {why:#}"
+            )),
+        };
+        let column = Column {
+            deployment,
+            old_only: deployment == "old only",
+        };
+        cells.extend(
+            column
+                .cells(&callers, grpcurl.as_deref(), target.clone())
+                .await?,
+        );
+        // Each proxy in front of the gateway that runs both builds.
+        if deployment == "side by side" {
+            for &kind in proxies {
+                let name = format!("side by side via {kind}");
+                let proxy = match target.clone() {
+                    Ok(router) => RunningProxy::start(kind, &Arrangement::FrontOfRouter { router })
+                        .await
+                        .map_err(|why| format!("{kind} would not start: {why:#}")),
+                    Err(why) => Err(why),
                 };
-                let gateway = match &gateway {
-                    Ok(gateway) => gateway,
-                    Err(why) => {
-                        cells.push(cell(
-                            Verdict::Broken,
-                            0,
-                            format!("the gateway would not run this deployment: {why:#}"),
-                            Vec::new(),
-                        ));
-                        continue;
-                    }
+                let column = Column {
+                    deployment: &name,
+                    old_only: false,
                 };
-                let target = gateway.addr.to_string();
-                let options = ReplayOptions {
-                    new: target.clone(),
-                    ..options.clone()
-                };
-                let replayer = Replayer::new(lines, &options)?;
-                let (methods, sent) = match (kind, &grpcurl) {
-                    ("grpcurl", Some(path)) => {
-                        let lane = |addr: &str| {
-                            GrpcurlLane::new(
-                                path.clone(),
-                                addr,
-                                options.api.pool.clone(),
-                                caller.protoset.clone(),
-                            )
-                        };
-                        let lanes = Lanes([lane(&caller.own), lane(&caller.own), lane(&target)]);
-                        replayer.once(&lanes).await
-                    }
-                    _ => replayer.once(&replayer.connect().await?).await,
-                };
-                let verdict = Verdict::worst(&methods);
-                let reason = methods
-                    .iter()
-                    .filter(|m| m.verdict != Verdict::Ok)
-                    .map(|m| format!("{}: {}", m.method, m.reason))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                cells.push(cell(verdict, sent, reason, methods));
+                let at = proxy.as_ref().map(RunningProxy::addr).map_err(Clone::clone);
+                cells.extend(column.cells(&callers, grpcurl.as_deref(), at).await?);
+                if let Ok(proxy) = proxy {
+                    proxy.stop().await?;
+                }
             }
         }
         if let Ok(gateway) = gateway {
@@ -238,4 +223,79 @@ pub async fn run(args: &ApiMatrixArgs, exe: &Path, dir: &Path) -> anyhow::Result
         cells,
         notes,
     })
+}
+
+/// One column: a deployment's name, and whether new clients are judged there.
+struct Column<'a> {
+    deployment: &'a str,
+    old_only: bool,
+}
+
+impl Column<'_> {
+    /// Each caller's clients through `target` (or the reason there is none).
+    async fn cells(
+        &self,
+        callers: &[Caller],
+        grpcurl: Option<&Path>,
+        target: Result<SocketAddr, String>,
+    ) -> anyhow::Result<Vec<ApiCell>> {
+        let mut cells = Vec::new();
+        for caller in callers {
+            let Some((lines, options)) = &caller.traffic else {
+                continue;
+            };
+            let judged = !(caller.name == "new" && self.old_only);
+            let kinds = std::iter::once("testbed").chain(grpcurl.map(|_| "grpcurl"));
+            for kind in kinds {
+                let mut cell = ApiCell {
+                    client: format!("{} {kind}", caller.name),
+                    deployment: self.deployment.to_string(),
+                    verdict: Verdict::Broken,
+                    judged,
+                    sent: 0,
+                    reason: String::new(),
+                    methods: Vec::new(),
+                };
+                let target = match &target {
+                    Ok(addr) => addr.to_string(),
+                    Err(why) => {
+                        cell.reason = why.clone();
+                        cells.push(cell);
+                        continue;
+                    }
+                };
+                let options = ReplayOptions {
+                    new: target.clone(),
+                    ..options.clone()
+                };
+                let replayer = Replayer::new(lines, &options)?;
+                let (methods, sent) = match (kind, grpcurl) {
+                    ("grpcurl", Some(path)) => {
+                        let lane = |addr: &str| {
+                            GrpcurlLane::new(
+                                path.to_path_buf(),
+                                addr,
+                                options.api.pool.clone(),
+                                caller.protoset.clone(),
+                            )
+                        };
+                        let lanes = Lanes([lane(&caller.own), lane(&caller.own), lane(&target)]);
+                        replayer.once(&lanes).await
+                    }
+                    _ => replayer.once(&replayer.connect().await?).await,
+                };
+                cell.verdict = Verdict::worst(&methods);
+                cell.sent = sent;
+                cell.reason = methods
+                    .iter()
+                    .filter(|m| m.verdict != Verdict::Ok)
+                    .map(|m| format!("{}: {}", m.method, m.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                cell.methods = methods;
+                cells.push(cell);
+            }
+        }
+        Ok(cells)
+    }
 }
