@@ -74,12 +74,31 @@ pub async fn run(
         args.traffic.baseline.map.is_empty(),
         "rollout --traffic moves the traffic's own package from OLD to NEW; --map (NEW serving another package) is not supported yet"
     );
-    let (direct, _) = args.traffic.replayer(new).await?;
+    let (direct, direct_options) = args.traffic.replayer(new).await?;
     check_serves(&direct, &format!("NEW {new}")).await?;
     let mut extra = Vec::new();
     if let Some(ca) = &args.traffic.baseline.tls.ca {
         extra.extend(["--upstream-ca".to_string(), ca.display().to_string()]);
     }
+    // OLD's descriptors given rather than reflected: the gateway gets them too (NEW, added
+    // later, is read by reflection).
+    let descriptors = match &args.traffic.baseline.descriptors {
+        Some(_) => {
+            let file = tempfile::Builder::new()
+                .prefix("testbed-rollout-old-")
+                .suffix(".binpb")
+                .tempfile()
+                .context("a file for OLD's descriptors")?;
+            std::fs::write(file.path(), direct_options.api.pool.encode_to_vec())
+                .with_context(|| format!("writing {}", file.path().display()))?;
+            extra.extend([
+                "--descriptors".to_string(),
+                format!("old={}", file.path().display()),
+            ]);
+            Some(file)
+        }
+        None => None,
+    };
     let (gateway, mut admin, _) = gateway_process(
         testbed_exe,
         &[format!("old={}@{old}", args.old_version)],
@@ -133,7 +152,21 @@ pub async fn run(
         .map_err(|s| anyhow::anyhow!("the gateway refused removing OLD: {}", s.message()))?;
     hold(PHASES[2], &load, phase, progress).await;
     let (phases, seconds) = load.stop(&options).await?;
+    if let Some(added) = phases.get(1) {
+        let by_new = added
+            .served_by
+            .get(&args.new_version.to_string())
+            .copied()
+            .unwrap_or(0);
+        if added.answered > 0 && by_new == 0 {
+            notes.push(format!(
+                "NEW served none of the {} answered calls of `{}`: the gateway kept the unpinned calls on OLD (does NEW serve the traffic's package under the same name?)",
+                added.answered, PHASES[1]
+            ));
+        }
+    }
     let status = gateway.terminate().await?;
+    drop(descriptors);
     notes.push(format!("gateway process stopped: {status}"));
     Ok(TrafficLoadReport::new(
         &args.traffic,

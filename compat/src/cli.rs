@@ -398,30 +398,32 @@ pub struct ReplayInput {
     pub baseline: Baseline,
 }
 
-/// How traffic is sent and compared with the old server's answers, the baseline: shared by `testbed replay` and the load that sends a traffic file (`mixed --traffic`,
-/// `rollout --traffic`).
+/// How traffic is sent and compared with the old server's answers, the baseline: shared by
+/// `testbed replay`, the load that sends a traffic file (`mixed --traffic`, `rollout
+/// --traffic`) and `matrix --traffic`. Each flag needs the traffic files (an argument of id
+/// `files`), so that none is silently ignored without them.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Baseline {
     /// A second server of the old version: what differs between its answers and OLD's is
     /// noise. Without it OLD is asked twice.
-    #[arg(long, value_parser = parse_server)]
+    #[arg(long, value_parser = parse_server, requires = "files")]
     pub secondary: Option<String>,
     /// OLD's descriptors from DIR (.proto files) or FILE.binpb instead of reflection.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", requires = "files")]
     pub descriptors: Option<String>,
     /// Extra import path for directory descriptors (repeatable).
-    #[arg(short = 'I', long = "include")]
+    #[arg(short = 'I', long = "include", requires = "files")]
     pub include: Vec<PathBuf>,
     /// Call package NEW on the new server for the traffic's package OLD (repeatable), e.g.
     /// --map shop.v1=shop.v2; without it NEW is called at the recorded paths.
-    #[arg(long = "map", value_name = "OLD=NEW", value_parser = parse_map)]
+    #[arg(long = "map", value_name = "OLD=NEW", value_parser = parse_map, requires = "files")]
     pub map: Vec<(String, String)>,
     /// Do not compare this reply field (repeatable): [METHOD:]PATH, PATH a glob over the field
     /// path without indices (created_at, lines.quantity, Shop/PlaceOrder:order_id).
-    #[arg(long = "ignore", value_name = "[METHOD:]PATH", value_parser = crate::replay::Ignore::parse)]
+    #[arg(long = "ignore", value_name = "[METHOD:]PATH", value_parser = crate::replay::Ignore::parse, requires = "files")]
     pub ignore: Vec<crate::replay::Ignore>,
     /// Exit 0 rather than 3 when some methods are inconclusive and none differs.
-    #[arg(long)]
+    #[arg(long, requires = "files")]
     pub allow_inconclusive: bool,
     /// Each call's deadline in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
@@ -434,7 +436,7 @@ pub struct Baseline {
     pub read: crate::traffic::ReadLimits,
     /// Metadata sent with every call (repeatable), 'NAME: VALUE', replacing a recorded entry
     /// of the same name: credentials, which recordings leave out.
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = crate::probe::Header::parse)]
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = crate::probe::Header::parse, requires = "files")]
     pub header: Vec<crate::probe::Header>,
     /// TLS for https:// servers.
     #[command(flatten)]

@@ -247,7 +247,7 @@ pub(crate) async fn reach(
 ) -> anyhow::Result<Channel> {
     connect(server, tls, timeout)
         .await
-        .with_context(|| format!("cannot reach the {what} server"))
+        .with_context(|| format!("cannot reach {what}"))
 }
 
 /// A channel to `server`, connected now; every call on it ends after `timeout`. `https://`

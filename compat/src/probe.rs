@@ -156,10 +156,10 @@ pub async fn probe(old: &Side, new: &Side, options: &ProbeOptions) -> anyhow::Re
     // Channels end calls a little after the probe's own deadline, so the probe's wins.
     let channel_timeout = options.timeout + Duration::from_secs(2);
     let tls = options.tls.as_ref();
-    let old_ch = reach("OLD", &old.addr, tls, channel_timeout).await?;
-    let new_ch = reach("NEW", &new.addr, tls, channel_timeout).await?;
+    let old_ch = reach("the OLD server", &old.addr, tls, channel_timeout).await?;
+    let new_ch = reach("the NEW server", &new.addr, tls, channel_timeout).await?;
     let via_ch = match &options.via {
-        Some(addr) => Some(reach("--via", addr, tls, channel_timeout).await?),
+        Some(addr) => Some(reach("the --via server", addr, tls, channel_timeout).await?),
         None => None,
     };
     let forward = Pairing::new(&options.map, &old.api, &new.api, options.auto_pair);

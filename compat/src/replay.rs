@@ -143,11 +143,6 @@ impl Replayer {
         })
     }
 
-    /// Calls in one pass over the traffic.
-    pub fn calls(&self) -> usize {
-        self.planned.len()
-    }
-
     /// One empty tally per method of the traffic, in the order it first calls them; a
     /// [`session`](Self::session) names each call's by its place here.
     pub fn tallies(&self) -> Vec<Tally> {
@@ -165,13 +160,19 @@ impl Replayer {
 
     /// New connections to OLD, the second OLD and NEW.
     pub async fn connect(&self) -> anyhow::Result<Lanes> {
+        self.connect_naming("the NEW server").await
+    }
+
+    /// [`connect`](Self::connect), naming the target `target` when it cannot be reached (a
+    /// load's target is a gateway, not NEW).
+    pub async fn connect_naming(&self, target: &str) -> anyhow::Result<Lanes> {
         let options = &self.options;
         let channel_timeout = options.timeout + Duration::from_secs(2);
         let tls = options.tls.as_ref();
-        let old = reach("OLD", &options.old, tls, channel_timeout).await?;
-        let new = reach("NEW", &options.new, tls, channel_timeout).await?;
+        let old = reach("the OLD server", &options.old, tls, channel_timeout).await?;
+        let new = reach(target, &options.new, tls, channel_timeout).await?;
         let second = match &options.secondary {
-            Some(addr) => reach("--secondary", addr, tls, channel_timeout).await?,
+            Some(addr) => reach("the --secondary server", addr, tls, channel_timeout).await?,
             None => old.clone(),
         };
         Ok(Lanes([old, second, new]))

@@ -28,14 +28,14 @@ use std::sync::Arc;
 pub struct ApiMatrixArgs {
     /// Your API's old build (grpc://HOST:PORT): run the matrix on your API instead of the
     /// Incrementer, with --new and --traffic.
-    #[arg(long, value_parser = compat::cli::parse_server, requires_all = ["new", "traffic"], conflicts_with_all = ["clients", "deployments"])]
+    #[arg(long, value_parser = compat::cli::parse_server, requires_all = ["new", "files"], conflicts_with_all = ["clients", "deployments"])]
     pub old: Option<String>,
     /// Your API's new build (grpc://HOST:PORT).
     #[arg(long, value_parser = compat::cli::parse_server, requires = "old")]
     pub new: Option<String>,
     /// The old clients' traffic (JSON lines, as `testbed replay` reads; repeatable). Send
     /// reads, or writes your test servers may take: every cell sends it.
-    #[arg(long, value_name = "FILE", requires = "old")]
+    #[arg(long, id = "files", value_name = "FILE", requires = "old")]
     pub traffic: Vec<PathBuf>,
     /// The new clients' traffic (default: --traffic, read with NEW's descriptors).
     #[arg(long, value_name = "FILE", requires = "old")]
@@ -61,7 +61,7 @@ pub struct ApiCell {
     pub client: String,
     /// `old only`, `side by side`, `new only`.
     pub deployment: String,
-    /// The worst method verdict, or broken when the deployment could not run.
+    /// The worst method verdict.
     pub verdict: Verdict,
     /// Whether the verdict counts (new clients in `old only` do not).
     pub judged: bool,
@@ -95,14 +95,42 @@ struct Caller {
     protoset: Arc<PathBuf>,
 }
 
-/// The deployments: a column name and the gateway's upstreams.
-fn deployments(args: &ApiMatrixArgs, old: &str, new: &str) -> [(&'static str, Vec<String>); 3] {
-    let old = format!("old={}@{old}", args.old_version);
-    let new = format!("new={}@{new}", args.new_version);
+/// The deployments: a column name and the gateway's `serve` flags (its upstreams and, for a
+/// version whose descriptors were given rather than reflected, those descriptors, written
+/// to `dir`).
+fn deployments(
+    args: &ApiMatrixArgs,
+    old: &str,
+    new: &str,
+    dir: &Path,
+) -> [(&'static str, Vec<String>); 3] {
+    let flags = |name: &str, version: &Version, addr: &str, given: bool| {
+        let mut flags = vec!["--upstream".to_string(), format!("{name}={version}@{addr}")];
+        if given {
+            let file = dir.join(format!("{name}.binpb"));
+            flags.extend([
+                "--descriptors".to_string(),
+                format!("{name}={}", file.display()),
+            ]);
+        }
+        flags
+    };
+    let old = flags(
+        "old",
+        &args.old_version,
+        old,
+        args.baseline.descriptors.is_some(),
+    );
+    let new = flags(
+        "new",
+        &args.new_version,
+        new,
+        args.new_descriptors.is_some(),
+    );
     [
-        ("old only", vec![old.clone()]),
-        ("side by side", vec![old, new.clone()]),
-        ("new only", vec![new]),
+        ("old only", old.clone()),
+        ("side by side", [old, new.clone()].concat()),
+        ("new only", new),
     ]
 }
 
@@ -138,6 +166,8 @@ pub async fn run(
     notes.push("Python's dynamic stubs are not a client of this matrix yet".to_string());
     let mut new_baseline = args.baseline.clone();
     new_baseline.descriptors = args.new_descriptors.clone();
+    // --secondary is a second OLD: the new clients' noise comes from NEW asked twice.
+    new_baseline.secondary = None;
     let new_files = if args.new_traffic.is_empty() {
         &args.traffic
     } else {
@@ -171,51 +201,37 @@ pub async fn run(
         });
     }
     let mut cells = Vec::new();
-    for (deployment, upstreams) in deployments(args, old, new) {
+    for (deployment, flags) in deployments(args, old, new, dir) {
         let mut serve = vec!["serve", "--addr", "127.0.0.1:0"];
-        for upstream in &upstreams {
-            serve.extend(["--upstream", upstream.as_str()]);
-        }
-        let gateway = ChildServer::testbed(exe, &serve).await;
-        let target = match &gateway {
-            Ok(gateway) => Ok(gateway.addr),
-            Err(why) => Err(format!(
-                "the gateway would not run this deployment: {why:#}"
-            )),
-        };
+        serve.extend(flags.iter().map(String::as_str));
+        // A gateway that does not start is a set-up to mend, not a finding about the API.
+        let gateway = ChildServer::testbed(exe, &serve).await.with_context(|| {
+            format!("the gateway of the {deployment:?} deployment does not start")
+        })?;
         let column = Column {
             deployment,
             old_only: deployment == "old only",
         };
-        cells.extend(
-            column
-                .cells(&callers, grpcurl.as_deref(), target.clone())
-                .await?,
-        );
+        let found = column.cells(&callers, grpcurl.as_deref(), gateway.addr);
+        cells.extend(found.await?);
         // Each proxy in front of the gateway that runs both builds.
         if deployment == "side by side" {
             for &kind in proxies {
+                let router = gateway.addr;
+                let proxy = RunningProxy::start(kind, &Arrangement::FrontOfRouter { router })
+                    .await
+                    .with_context(|| format!("{kind} does not start in front of the gateway"))?;
                 let name = format!("side by side via {kind}");
-                let proxy = match target.clone() {
-                    Ok(router) => RunningProxy::start(kind, &Arrangement::FrontOfRouter { router })
-                        .await
-                        .map_err(|why| format!("{kind} would not start: {why:#}")),
-                    Err(why) => Err(why),
-                };
                 let column = Column {
                     deployment: &name,
                     old_only: false,
                 };
-                let at = proxy.as_ref().map(RunningProxy::addr).map_err(Clone::clone);
-                cells.extend(column.cells(&callers, grpcurl.as_deref(), at).await?);
-                if let Ok(proxy) = proxy {
-                    proxy.stop().await?;
-                }
+                let found = column.cells(&callers, grpcurl.as_deref(), proxy.addr());
+                cells.extend(found.await?);
+                proxy.stop().await?;
             }
         }
-        if let Ok(gateway) = gateway {
-            gateway.terminate().await?;
-        }
+        gateway.terminate().await?;
     }
     Ok(ApiMatrix {
         old: old.to_string(),
@@ -237,7 +253,7 @@ impl Column<'_> {
         &self,
         callers: &[Caller],
         grpcurl: Option<&Path>,
-        target: Result<SocketAddr, String>,
+        target: SocketAddr,
     ) -> anyhow::Result<Vec<ApiCell>> {
         let mut cells = Vec::new();
         for caller in callers {
@@ -247,23 +263,7 @@ impl Column<'_> {
             let judged = !(caller.name == "new" && self.old_only);
             let kinds = std::iter::once("testbed").chain(grpcurl.map(|_| "grpcurl"));
             for kind in kinds {
-                let mut cell = ApiCell {
-                    client: format!("{} {kind}", caller.name),
-                    deployment: self.deployment.to_string(),
-                    verdict: Verdict::Broken,
-                    judged,
-                    sent: 0,
-                    reason: String::new(),
-                    methods: Vec::new(),
-                };
-                let target = match &target {
-                    Ok(addr) => addr.to_string(),
-                    Err(why) => {
-                        cell.reason = why.clone();
-                        cells.push(cell);
-                        continue;
-                    }
-                };
+                let target = target.to_string();
                 let options = ReplayOptions {
                     new: target.clone(),
                     ..options.clone()
@@ -279,21 +279,27 @@ impl Column<'_> {
                                 caller.protoset.clone(),
                             )
                         };
-                        let lanes = Lanes([lane(&caller.own), lane(&caller.own), lane(&target)]);
+                        let second = options.secondary.as_deref().unwrap_or(&caller.own);
+                        let lanes = Lanes([lane(&caller.own), lane(second), lane(&target)]);
                         replayer.once(&lanes).await
                     }
                     _ => replayer.once(&replayer.connect().await?).await,
                 };
-                cell.verdict = Verdict::worst(&methods);
-                cell.sent = sent;
-                cell.reason = methods
+                let reason = methods
                     .iter()
                     .filter(|m| m.verdict != Verdict::Ok)
                     .map(|m| format!("{}: {}", m.method, m.reason))
                     .collect::<Vec<_>>()
                     .join("; ");
-                cell.methods = methods;
-                cells.push(cell);
+                cells.push(ApiCell {
+                    client: format!("{} {kind}", caller.name),
+                    deployment: self.deployment.to_string(),
+                    verdict: Verdict::worst(&methods),
+                    judged,
+                    sent,
+                    reason,
+                    methods,
+                });
             }
         }
         Ok(cells)

@@ -11,6 +11,10 @@ use port::child::ChildServer;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
+use std::time::Duration;
+
+/// How long one command of the section may run (each takes a few seconds).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// One command of the section.
 #[derive(Debug, Clone, Serialize)]
@@ -57,13 +61,20 @@ async fn run(exe: &Path, args: &[String]) -> anyhow::Result<(i32, Value)> {
         .prefix("report-traffic")
         .tempdir()?;
     let json = dir.path().join("report.json");
-    let out = tokio::process::Command::new(exe)
+    let child = tokio::process::Command::new(exe)
         .args(args)
         .arg("--json")
         .arg(&json)
         .kill_on_drop(true)
-        .output()
+        .output();
+    let out = tokio::time::timeout(RUN_LIMIT, child)
         .await
+        .with_context(|| {
+            format!(
+                "testbed {} did not end within {RUN_LIMIT:?}",
+                args.join(" ")
+            )
+        })?
         .with_context(|| format!("cannot run testbed {}", args.join(" ")))?;
     let code = out.status.code().unwrap_or(-1);
     let report = std::fs::read(&json)
@@ -158,12 +169,24 @@ pub async fn run_section(exe: &Path) -> anyhow::Result<TrafficSection> {
     let mut runs = Vec::new();
     for (name, args, expected) in plan {
         let (exit_code, report) = run(exe, &args).await?;
-        let command = format!("testbed {}", args.join(" "))
-            .replace(&url(&shops.old), "OLD")
-            .replace(&url(&shops.second), "OLD2")
-            .replace(&url(&shops.compatible), "NEW")
-            .replace(&url(&shops.cheaper), "NEW")
-            .replace(&format!("{}/", examples.display()), "examples/shop/");
+        let names = [
+            (url(&shops.old), "OLD".to_string()),
+            (url(&shops.second), "OLD2".to_string()),
+            (url(&shops.compatible), "NEW".to_string()),
+            (url(&shops.cheaper), "NEW".to_string()),
+        ];
+        // Whole arguments are replaced, so that one address is never taken for another's prefix.
+        let shown: Vec<String> = args
+            .iter()
+            .map(|arg| {
+                names
+                    .iter()
+                    .find(|(addr, _)| addr == arg)
+                    .map_or_else(|| arg.clone(), |(_, name)| name.clone())
+                    .replace(&format!("{}/", examples.display()), "examples/shop/")
+            })
+            .collect();
+        let command = format!("testbed {}", shown.join(" "));
         anyhow::ensure!(
             exit_code == expected,
             "{command} exited {exit_code}, not {expected} as the builds promise: {report:#}"

@@ -15,7 +15,11 @@ pub struct TrafficPhase {
     pub calls: u64,
     /// Calls sent to every server.
     pub sent: u64,
-    /// The target's median latency, µs (`None` when nothing was sent).
+    /// Of those, the calls some server answered: the latencies and `served_by` count these.
+    pub answered: u64,
+    /// The traffic's methods no call of which was made in this phase.
+    pub not_sent: Vec<String>,
+    /// The target's median latency, µs (`None` when nothing was answered).
     pub p50_us: Option<f64>,
     /// Its 99th percentile, µs.
     pub p99_us: Option<f64>,
@@ -29,18 +33,19 @@ pub struct TrafficPhase {
 
 impl TrafficPhase {
     pub(super) fn of(figures: PhaseFigures, ignores: &[Ignore]) -> Self {
-        let sent = figures.latency.len();
-        let us = |q: f64| (sent > 0).then(|| figures.latency.value_at_quantile(q) as f64 / 1e3);
-        let methods: Vec<MethodReplay> = figures
+        let answered = figures.latency.len();
+        let us = |q: f64| (answered > 0).then(|| figures.latency.value_at_quantile(q) as f64 / 1e3);
+        let (methods, not_sent): (Vec<MethodReplay>, Vec<MethodReplay>) = figures
             .methods
             .iter()
             .map(|t| t.report(ignores))
-            .filter(|m| m.calls + m.unsent_calls > 0)
-            .collect();
+            .partition(|m| m.calls + m.unsent_calls > 0);
         Self {
             name: figures.name,
             calls: figures.calls,
-            sent,
+            sent: figures.sent,
+            answered,
+            not_sent: not_sent.into_iter().map(|m| m.method).collect(),
             p50_us: us(0.5),
             p99_us: us(0.99),
             served_by: figures.served_by,
@@ -150,10 +155,11 @@ impl TrafficLoadReport {
                 .collect();
             writeln!(
                 out,
-                "\n{}: {} calls ({} sent), {latency}; served by {}; {}",
+                "\n{}: {} calls ({} sent, {} answered), {latency}; served by {}; {}",
                 phase.name,
                 phase.calls,
                 phase.sent,
+                phase.answered,
                 if served.is_empty() {
                     "–".to_string()
                 } else {
@@ -162,12 +168,19 @@ impl TrafficLoadReport {
                 phase.verdict
             )?;
             render_methods(&phase.methods, out)?;
+            if !phase.not_sent.is_empty() {
+                writeln!(
+                    out,
+                    "not called in this phase (the load ended before a pass reached them): {}",
+                    phase.not_sent.join(", ")
+                )?;
+            }
         }
         for note in &self.notes {
             writeln!(out, "note: {note}")?;
         }
         let line = match self.verdict() {
-            Verdict::Ok => "the target answered every call of the traffic as OLD does".to_string(),
+            Verdict::Ok => "the target answered every call sent as OLD does".to_string(),
             Verdict::Inconclusive => {
                 "no difference found, but some methods are inconclusive (no reply compared): the traffic verified nothing there".to_string()
             }

@@ -53,12 +53,12 @@ fn statuses(report: &Value, index: usize) -> Vec<String> {
         .collect()
 }
 
-/// The `served_by` counts of phase `index` and their sum, which must be the calls sent.
+/// The `served_by` counts of phase `index` and their sum, which must be the calls answered.
 fn served(report: &Value, index: usize) -> Vec<String> {
     let phase = &report["phases"][index];
     let by = phase["served_by"].as_object().expect("served_by");
     let total: u64 = by.values().map(|n| n.as_u64().expect("a count")).sum();
-    assert_eq!(Some(total), phase["sent"].as_u64(), "{phase:#}");
+    assert_eq!(Some(total), phase["answered"].as_u64(), "{phase:#}");
     by.iter().map(|(v, n)| format!("{v} ×{n}")).collect()
 }
 
@@ -107,7 +107,7 @@ async fn mixed_traffic_compares_every_reply_through_the_gateway_with_the_old_ser
         ["order_id ×20"]
     );
     assert!(
-        text.contains("the target answered every call of the traffic as OLD does"),
+        text.contains("the target answered every call sent as OLD does"),
         "{text}"
     );
 
@@ -172,6 +172,27 @@ async fn a_target_that_does_not_serve_the_traffic_is_refused_before_any_load() {
     // Traffic flags are the Incrementer load's alternative, not an addition to it.
     let (code, text, _) = run("mixed", &args(&["--old", &old_url, "--v1-clients", "2"])).await;
     assert_eq!(code, 2, "{text}");
+    // And a comparison flag without the traffic it would compare is refused, not ignored.
+    let ignore = ["--addr", gw_addr.as_str(), "--ignore", "price_cents"].map(String::from);
+    let (code, text, _) = run("mixed", &ignore).await;
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("--traffic"), "{text}");
+    // A gateway whose backend died answers UNAVAILABLE: the check stops at the first call
+    // (line 3, under the file's two comment lines).
+    let doomed = shop(&python, "v1", &[]).await;
+    let orphan = gateway_over(format!("shop=1.0.0@{}", doomed.addr)).await;
+    doomed.kill().await.expect("the backend is killed");
+    let orphan_addr = orphan.addr.to_string();
+    let (code, text, report) =
+        run("mixed", &args(&["--addr", &orphan_addr, "--old", &old_url])).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "the target {orphan_addr} did not answer {SCENARIO}:3 (Unavailable"
+        )) && text.contains("where OLD answered Ok; nothing was loaded"),
+        "{text}"
+    );
+    assert!(report.is_null());
     // The rollout checks NEW itself before it starts a gateway.
     let (code, text, _) = run(
         "rollout",
