@@ -16,6 +16,8 @@ mod ignore;
 mod render;
 mod report;
 mod template;
+#[cfg(test)]
+mod test_method;
 
 pub use compare::{Answers, Tally};
 pub use ignore::Ignore;

@@ -66,6 +66,28 @@ pub(super) fn items(value: &Value) -> &[Value] {
     value.as_array().map_or(&[], Vec::as_slice)
 }
 
+/// Opens section `id` titled `title` with the intro `about`; for a section that did not run
+/// (a `skipped` reason in its JSON) writes the reason, closes it and returns false.
+pub(super) fn open_section(
+    page: &mut String,
+    id: &str,
+    title: &str,
+    json: &Value,
+    about: &str,
+) -> bool {
+    let _ = writeln!(page, "<section id=\"{id}\"><h2>{title}</h2>");
+    if let Some(why) = json["skipped"].as_str() {
+        let _ = writeln!(
+            page,
+            "<p class=\"muted\">Not run: {}</p></section>",
+            esc(why)
+        );
+        return false;
+    }
+    let _ = writeln!(page, "<p class=\"muted\">{about}</p>");
+    true
+}
+
 const STYLE: &str = r#"
 :root { --ok: #1a7f37; --okbg: #dafbe1; --refused: #9a6700; --refusedbg: #fff8c5;
   --wrong: #cf222e; --wrongbg: #ffebe9; --other: #57606a; --otherbg: #eaeef2; --v1: #0969da;

@@ -339,24 +339,8 @@ fn quoted(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replay::test_method::method;
     use prost::Message;
-    use prost_reflect::DescriptorPool;
-
-    /// `shop.Shop/Get`, returning a `Product { int32 price = 1; }`.
-    fn method() -> MethodDescriptor {
-        let dir = tempfile::tempdir().unwrap();
-        let text = "syntax = \"proto3\"; package shop;
-            service Shop { rpc Get(Product) returns (Product); }
-            message Product { int32 price = 1; }";
-        std::fs::write(dir.path().join("shop.proto"), text).unwrap();
-        let set = protox::compile(["shop.proto"], [dir.path()]).unwrap();
-        let pool = DescriptorPool::from_file_descriptor_set(set).unwrap();
-        pool.get_service_by_name("shop.Shop")
-            .unwrap()
-            .methods()
-            .next()
-            .unwrap()
-    }
 
     fn answer(code: Code, price: i32) -> Answer {
         let m = method();

@@ -59,19 +59,7 @@ impl std::fmt::Display for Ignore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost_reflect::DescriptorPool;
-
-    fn method() -> MethodDescriptor {
-        let dir = tempfile::tempdir().unwrap();
-        let text = "syntax = \"proto3\"; package shop;
-            service Shop { rpc Get(Product) returns (Product); }
-            message Product { int32 price = 1; }";
-        std::fs::write(dir.path().join("shop.proto"), text).unwrap();
-        let set = protox::compile(["shop.proto"], [dir.path()]).unwrap();
-        let pool = DescriptorPool::from_file_descriptor_set(set).unwrap();
-        let service = pool.get_service_by_name("shop.Shop").unwrap();
-        service.methods().next().unwrap()
-    }
+    use crate::replay::test_method::method;
 
     #[test]
     fn a_rule_ignores_its_field_anywhere_and_everything_inside_it() {

@@ -1,26 +1,23 @@
 //! The page's canary section: each drill's intervals (the new build's weight, calls, error
 //! rate and p99 against the old build's, the decision) and how it ended, from the JSON.
 
-use super::{esc, items, text};
+use super::{esc, items, open_section, text};
 use crate::report::canary::{figure, interval_figures};
 use serde_json::Value;
 use std::fmt::Write as _;
 
 /// Each drill as a table, a row per interval, the decision marked.
 pub(super) fn section(page: &mut String, canary: &Value) {
-    page.push_str("<section id=\"canary\"><h2>A canary that reads gRPC</h2>\n");
-    if let Some(why) = canary["skipped"].as_str() {
-        let _ = writeln!(
-            page,
-            "<p class=\"muted\">Not run: {}</p></section>",
-            esc(why)
-        );
+    if !open_section(
+        page,
+        "canary",
+        "A canary that reads gRPC",
+        canary,
+        "testbed canary on two builds of the shop example's v2 behind the \
+         gateway, under unpinned load: each step's figures from the gateway's metrics.",
+    ) {
         return;
     }
-    page.push_str(
-        "<p class=\"muted\">testbed canary on two builds of the shop example's v2 behind the \
-         gateway, under unpinned load: each step's figures from the gateway's metrics.</p>\n",
-    );
     for drill in items(&canary["drills"]) {
         let _ = writeln!(
             page,

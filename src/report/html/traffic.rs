@@ -1,27 +1,24 @@
 //! The page's section on the shop example's traffic: each replay and the traffic rollout as a
 //! table per phase (method, calls, compared, fields differing, noise, verdict), from the JSON.
 
-use super::{esc, items, text};
+use super::{esc, items, open_section, text};
 use crate::report::traffic::{path_list, tables};
 use serde_json::Value;
 use std::fmt::Write as _;
 
 /// Each run as its command, its exit code and its tables.
 pub(super) fn section(page: &mut String, traffic: &Value) {
-    page.push_str("<section id=\"traffic\"><h2>Your API's traffic: replay and rollout</h2>\n");
-    if let Some(why) = traffic["skipped"].as_str() {
-        let _ = writeln!(
-            page,
-            "<p class=\"muted\">Not run: {}</p></section>",
-            esc(why)
-        );
+    if !open_section(
+        page,
+        "traffic",
+        "Your API's traffic: replay and rollout",
+        traffic,
+        "The shop example (Python grpcio): every reply of a new build \
+         compared field by field with the old build's, noise (what two old answers differ in) \
+         left out.",
+    ) {
         return;
     }
-    page.push_str(
-        "<p class=\"muted\">The shop example (Python grpcio): every reply of a new build \
-         compared field by field with the old build's, noise (what two old answers differ in) \
-         left out.</p>\n",
-    );
     for run in items(&traffic["runs"]) {
         let _ = writeln!(
             page,
