@@ -33,7 +33,7 @@ fn build_root() -> &'static Path {
 
 /// The Python scripts and the protos they need, as compiled into the binary: (path relative to
 /// the unpacked folder, contents). The scripts find the protos at `../../proto` from themselves.
-const EMBEDDED: [(&str, &str); 5] = [
+const EMBEDDED: [(&str, &str); 6] = [
     (
         "client/python/increment_client.py",
         include_str!("../python/increment_client.py"),
@@ -41,6 +41,10 @@ const EMBEDDED: [(&str, &str); 5] = [
     (
         "client/python/bench_client.py",
         include_str!("../python/bench_client.py"),
+    ),
+    (
+        "client/python/dynamic_client.py",
+        include_str!("../python/dynamic_client.py"),
     ),
     (
         "client/python/increment_server.py",

@@ -1,6 +1,6 @@
 //! `testbed matrix --old A --new B --traffic FILE`: the compatibility matrix for any API. Rows
-//! are clients of each version (the testbed's dynamic tonic client and grpcurl, each built
-//! from that version's own descriptors), columns are deployments of the user's two builds
+//! are clients of each version (the testbed's dynamic tonic client, grpcurl and a Python
+//! grpcio client, each built from that version's own descriptors), columns are deployments of the user's two builds
 //! behind a gateway (`old only`, `side by side`, `new only`, and `side by side via` each real
 //! proxy given with `--proxy`, in front of that gateway); each cell sends the version's
 //! traffic through the gateway and to that version's own server, and is judged by the
@@ -11,6 +11,7 @@
 //! what they miss is expected. Every other cell must come out ok.
 
 use super::grpcurl_lane::GrpcurlLane;
+use super::python_lane::{PythonClient, PythonLane};
 use anyhow::Context;
 use compat::cli::Baseline;
 use compat::replay::{Lanes, MethodReplay, ReplayOptions, Replayer, Verdict};
@@ -57,7 +58,7 @@ pub struct ApiMatrixArgs {
 /// One cell: a client of one version through one deployment.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiCell {
-    /// `old testbed`, `new grpcurl`, ...
+    /// `old testbed`, `new grpcurl`, `old python`, ...
     pub client: String,
     /// `old only`, `side by side`, `new only`.
     pub deployment: String,
@@ -93,6 +94,38 @@ struct Caller {
     /// The traffic and how to send it, when it fits the version's descriptors.
     traffic: Option<(Vec<Line>, ReplayOptions)>,
     protoset: Arc<PathBuf>,
+    /// The version's Python client, when Python with grpcio is there.
+    python: Option<Arc<PythonClient>>,
+}
+
+/// The outside programs that make rows besides the testbed's own client.
+struct Tools {
+    grpcurl: Option<PathBuf>,
+    /// Python with grpcio, and the dynamic client script.
+    python: Option<(PathBuf, PathBuf)>,
+}
+
+impl Tools {
+    /// grpcurl and Python with grpcio; outside CI a missing one leaves its rows out (said in
+    /// `notes`), under `CI=true` it is an error.
+    fn find(notes: &mut Vec<String>) -> anyhow::Result<Tools> {
+        let mut optional =
+            |found: Result<PathBuf, client::tools::MissingTool>, rows: &str| match found {
+                Ok(path) => Ok(Some(path)),
+                Err(missing) if std::env::var_os("CI").is_none() => {
+                    notes.push(format!("no {rows} rows: {missing}"));
+                    Ok(None)
+                }
+                Err(missing) => Err(anyhow::anyhow!("{missing}")),
+            };
+        let grpcurl = optional(client::tools::grpcurl(), "grpcurl")?;
+        let python = optional(client::tools::python(), "python")?;
+        let python = match python {
+            Some(python) => Some((python, super::python_lane::script()?)),
+            None => None,
+        };
+        Ok(Tools { grpcurl, python })
+    }
 }
 
 /// The deployments: a column name and the gateway's `serve` flags (its upstreams and, for a
@@ -155,15 +188,7 @@ pub async fn run(
         "the matrix for any API reaches plaintext servers only; https:// is not supported yet"
     );
     let mut notes = Vec::new();
-    let grpcurl = match client::tools::grpcurl() {
-        Ok(path) => Some(path),
-        Err(missing) if std::env::var_os("CI").is_none() => {
-            notes.push(format!("no grpcurl rows: {missing}"));
-            None
-        }
-        Err(missing) => anyhow::bail!("{missing}"),
-    };
-    notes.push("Python's dynamic stubs are not a client of this matrix yet".to_string());
+    let tools = Tools::find(&mut notes)?;
     let mut new_baseline = args.baseline.clone();
     new_baseline.descriptors = args.new_descriptors.clone();
     // --secondary is a second OLD: the new clients' noise comes from NEW asked twice.
@@ -182,6 +207,14 @@ pub async fn run(
         let protoset = Arc::new(dir.join(format!("{name}.binpb")));
         std::fs::write(protoset.as_ref(), options.api.pool.encode_to_vec())
             .with_context(|| format!("cannot write {}", protoset.display()))?;
+        let python = tools.python.clone().map(|(python, script)| {
+            Arc::new(PythonClient::new(
+                python,
+                script,
+                options.api.pool.clone(),
+                protoset.clone(),
+            ))
+        });
         let traffic = match Replayer::new(&lines, &options) {
             Ok(_) => Some((lines, options)),
             // New clients may not be able to send the old traffic (another package).
@@ -198,6 +231,7 @@ pub async fn run(
             own: own.to_string(),
             traffic,
             protoset,
+            python,
         });
     }
     let mut cells = Vec::new();
@@ -212,7 +246,7 @@ pub async fn run(
             deployment,
             old_only: deployment == "old only",
         };
-        let found = column.cells(&callers, grpcurl.as_deref(), gateway.addr);
+        let found = column.cells(&callers, &tools, gateway.addr);
         cells.extend(found.await?);
         // Each proxy in front of the gateway that runs both builds.
         if deployment == "side by side" {
@@ -226,7 +260,7 @@ pub async fn run(
                     deployment: &name,
                     old_only: false,
                 };
-                let found = column.cells(&callers, grpcurl.as_deref(), proxy.addr());
+                let found = column.cells(&callers, &tools, proxy.addr());
                 cells.extend(found.await?);
                 proxy.stop().await?;
             }
@@ -252,7 +286,7 @@ impl Column<'_> {
     async fn cells(
         &self,
         callers: &[Caller],
-        grpcurl: Option<&Path>,
+        tools: &Tools,
         target: SocketAddr,
     ) -> anyhow::Result<Vec<ApiCell>> {
         let mut cells = Vec::new();
@@ -261,30 +295,32 @@ impl Column<'_> {
                 continue;
             };
             let judged = !(caller.name == "new" && self.old_only);
-            let kinds = std::iter::once("testbed").chain(grpcurl.map(|_| "grpcurl"));
-            for kind in kinds {
-                let target = target.to_string();
-                let options = ReplayOptions {
-                    new: target.clone(),
-                    ..options.clone()
-                };
-                let replayer = Replayer::new(lines, &options)?;
-                let (methods, sent) = match (kind, grpcurl) {
-                    ("grpcurl", Some(path)) => {
-                        let lane = |addr: &str| {
-                            GrpcurlLane::new(
-                                path.to_path_buf(),
-                                addr,
-                                options.api.pool.clone(),
-                                caller.protoset.clone(),
-                            )
-                        };
-                        let second = options.secondary.as_deref().unwrap_or(&caller.own);
-                        let lanes = Lanes([lane(&caller.own), lane(second), lane(&target)]);
-                        replayer.once(&lanes).await
-                    }
-                    _ => replayer.once(&replayer.connect().await?).await,
-                };
+            let target = target.to_string();
+            let options = ReplayOptions {
+                new: target.clone(),
+                ..options.clone()
+            };
+            let replayer = Replayer::new(lines, &options)?;
+            // Each lane of a client: its own server, the second one for the noise, the target.
+            let second = options.secondary.as_deref().unwrap_or(&caller.own);
+            let ends = [caller.own.as_str(), second, target.as_str()];
+            let mut rows = vec![("testbed", replayer.once(&replayer.connect().await?).await)];
+            if let Some(grpcurl) = &tools.grpcurl {
+                let lanes = Lanes(ends.map(|addr| {
+                    GrpcurlLane::new(
+                        grpcurl.clone(),
+                        addr,
+                        options.api.pool.clone(),
+                        caller.protoset.clone(),
+                    )
+                }));
+                rows.push(("grpcurl", replayer.once(&lanes).await));
+            }
+            if let Some(python) = &caller.python {
+                let lanes = Lanes(ends.map(|addr| PythonLane::new(python.clone(), addr)));
+                rows.push(("python", replayer.once(&lanes).await));
+            }
+            for (kind, (methods, sent)) in rows {
                 let reason = methods
                     .iter()
                     .filter(|m| m.verdict != Verdict::Ok)

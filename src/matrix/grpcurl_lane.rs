@@ -178,7 +178,8 @@ impl Lane for GrpcurlLane {
     }
 }
 
-fn failed(code: Code, message: String) -> Answer {
+/// An answer of `code` with no reply: a call the client could not make or finish.
+pub(super) fn failed(code: Code, message: String) -> Answer {
     Answer {
         code,
         message,

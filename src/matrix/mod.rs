@@ -6,6 +6,7 @@ mod expect;
 mod grpcurl_lane;
 mod probe;
 pub mod proxies;
+mod python_lane;
 mod render_api;
 
 pub use expect::{Expect, expected};

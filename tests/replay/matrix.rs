@@ -1,6 +1,6 @@
 //! `testbed matrix --old --new --traffic` on the example shop's Python servers: the old and
-//! the new clients (the testbed's dynamic client and grpcurl, each with its own version's
-//! descriptors) through gateways of the two builds (old only, side by side, new only, and
+//! the new clients (the testbed's dynamic client, grpcurl and Python grpcio, each with its
+//! own version's descriptors) through gateways of the two builds (old only, side by side, new only, and
 //! nginx, HAProxy and Envoy in front of the side-by-side one), every
 //! cell judged by comparison with the client's own version. A compatible build keeps every
 //! cell ok, a cheaper one degrades the old clients wherever it serves, one without a method
@@ -70,6 +70,16 @@ fn method<'a>(cell: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} in {cell:#}"))
 }
 
+/// A method's statuses as `OLD → NEW` (the own version's, then the target's).
+fn statuses_of(method: &Value) -> Vec<String> {
+    method["statuses"]
+        .as_array()
+        .expect("statuses")
+        .iter()
+        .map(|s| format!("{} → {}", s["old"], s["new"]).replace('"', ""))
+        .collect()
+}
+
 /// Every cell of `clients` × `deployments` with `verdict`, in the report's order.
 fn all(clients: &[&str], deployments: &[&str], verdict: &str) -> Vec<String> {
     deployments
@@ -87,8 +97,8 @@ fn all(clients: &[&str], deployments: &[&str], verdict: &str) -> Vec<String> {
         .collect()
 }
 
-const OLD_CLIENTS: [&str; 2] = ["old testbed", "old grpcurl"];
-const NEW_CLIENTS: [&str; 2] = ["new testbed", "new grpcurl"];
+const OLD_CLIENTS: [&str; 3] = ["old testbed", "old grpcurl", "old python"];
+const NEW_CLIENTS: [&str; 3] = ["new testbed", "new grpcurl", "new python"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compatible_build_serves_every_client_as_its_own_version_does() {
@@ -107,7 +117,7 @@ async fn a_compatible_build_serves_every_client_as_its_own_version_does() {
         .filter(|kind| kind.find().is_ok())
         .map(|kind| format!("side by side via {kind}"))
         .collect();
-    assert_eq!(found.len(), 4 * (3 + proxies.len()), "{text}");
+    assert_eq!(found.len(), 6 * (3 + proxies.len()), "{text}");
     let mut served: Vec<&str> = vec!["side by side", "new only"];
     served.extend(proxies.iter().map(String::as_str));
     for expected in all(&OLD_CLIENTS, &["old only"], "ok")
@@ -130,7 +140,7 @@ async fn a_compatible_build_serves_every_client_as_its_own_version_does() {
     for c in report["cells"].as_array().expect("cells") {
         assert_eq!(c["sent"], 5, "{c:#}");
     }
-    let judged = found.len() - 2;
+    let judged = found.len() - NEW_CLIENTS.len();
     assert!(
         text.contains(&format!(
             "every client is served as its own version serves it ({judged} of {judged} cells ok)"
@@ -200,4 +210,11 @@ async fn other_prices_a_missing_method_and_a_changed_type_each_show_where_they_b
             .contains("is not a shop.v1.Order"),
         "{gone:#}"
     );
+    // Python's protobuf takes the reply, sets the double aside as an unknown field and gives
+    // the caller an order without its total: the call is OK and the total is gone.
+    let python_gone = cell(&report, "old python", "new only");
+    let place = method(python_gone, "Shop/PlaceOrder");
+    assert_eq!(place["verdict"], "degraded", "{python_gone:#}");
+    assert_eq!(statuses_of(place), ["OK → OK"]);
+    assert_eq!(paths(&place["differences"]), ["total_cents ×1"]);
 }
