@@ -1,8 +1,9 @@
 //! `testbed matrix --old A --new B --traffic FILE`: the compatibility matrix for any API. Rows
 //! are clients of each version (the testbed's dynamic tonic client, grpcurl and a Python
 //! grpcio client, each built from that version's own descriptors), columns are deployments of the user's two builds
-//! behind a gateway (`old only`, `side by side`, `new only`, and `side by side via` each real
-//! proxy given with `--proxy`, in front of that gateway); each cell sends the version's
+//! behind a gateway (`old only`, `side by side`, `new only`, `side by side via` each real
+//! proxy given with `--proxy`, in front of that gateway, and `old retired onto new` when NEW is
+//! another package); each cell sends the version's
 //! traffic through the gateway and to that version's own server, and is judged by the
 //! comparison, as `testbed replay` judges (compat's [`Replayer`]): a client is served right
 //! when it gets what its own version answers.
@@ -17,9 +18,12 @@ use compat::cli::Baseline;
 use compat::replay::{Lanes, MethodReplay, ReplayOptions, Replayer, Verdict};
 use compat::traffic::Line;
 use port::child::ChildServer;
+use prost::Message as _;
+use prost_reflect::DescriptorPool;
 use proxy::{Arrangement, ProxyKind, RunningProxy};
 use semver::Version;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -128,17 +132,26 @@ impl Tools {
     }
 }
 
+/// The column of old clients served by NEW alone through `+PACKAGE` retirement, when NEW
+/// serves none of some of OLD's packages.
+const RETIRED: &str = "old retired onto new";
+
 /// The deployments: a column name and the gateway's `serve` flags (its upstreams and, for a
 /// version whose descriptors were given rather than reflected, those descriptors, written
-/// to `dir`).
+/// to `dir`). `retired`: OLD's packages NEW does not serve, which the `old retired onto new`
+/// column has the gateway route to NEW (`+PACKAGE/*`: each method NEW can serve wire-
+/// compatibly), when there are any.
 fn deployments(
     args: &ApiMatrixArgs,
-    old: &str,
-    new: &str,
+    (old, new): (&str, &str),
+    retired: &BTreeSet<String>,
     dir: &Path,
-) -> [(&'static str, Vec<String>); 3] {
-    let flags = |name: &str, version: &Version, addr: &str, given: bool| {
-        let mut flags = vec!["--upstream".to_string(), format!("{name}={version}@{addr}")];
+) -> Vec<(&'static str, Vec<String>)> {
+    let flags = |name: &str, version: &Version, addr: &str, parts: &str, given: bool| {
+        let mut flags = vec![
+            "--upstream".to_string(),
+            format!("{name}={version}@{addr}{parts}"),
+        ];
         if given {
             let file = dir.join(format!("{name}.binpb"));
             flags.extend([
@@ -148,23 +161,51 @@ fn deployments(
         }
         flags
     };
-    let old = flags(
-        "old",
-        &args.old_version,
-        old,
-        args.baseline.descriptors.is_some(),
-    );
-    let new = flags(
-        "new",
-        &args.new_version,
-        new,
-        args.new_descriptors.is_some(),
-    );
-    [
+    let old_given = args.baseline.descriptors.is_some();
+    let new_given = args.new_descriptors.is_some();
+    let old = flags("old", &args.old_version, old, "", old_given);
+    let plain = flags("new", &args.new_version, new, "", new_given);
+    let mut columns = vec![
         ("old only", old.clone()),
-        ("side by side", [old, new.clone()].concat()),
-        ("new only", new),
-    ]
+        ("side by side", [old, plain.clone()].concat()),
+        ("new only", plain),
+    ];
+    if !retired.is_empty() {
+        // The gateway checks each retired method against OLD's declaration of it: NEW's
+        // descriptors with OLD's files beside them (see `both_builds`).
+        let parts: String = retired.iter().map(|p| format!("+{p}/*")).collect();
+        let mut flags = flags("new", &args.new_version, new, &parts, false);
+        let both = dir.join(BOTH_BUILDS);
+        flags.extend([
+            "--descriptors".to_string(),
+            format!("new={}", both.display()),
+        ]);
+        columns.push((RETIRED, flags));
+    }
+    columns
+}
+
+/// The file of [`both_builds`] in the matrix's folder.
+const BOTH_BUILDS: &str = "both-builds.binpb";
+
+/// NEW's files and those of OLD's NEW does not have (by name), as one descriptor set.
+fn both_builds(new: &DescriptorPool, old: &DescriptorPool) -> Vec<u8> {
+    let mut files: Vec<prost_types::FileDescriptorProto> =
+        new.file_descriptor_protos().cloned().collect();
+    let names: BTreeSet<String> = files.iter().map(|f| f.name().to_string()).collect();
+    files.extend(
+        old.file_descriptor_protos()
+            .filter(|f| !names.contains(f.name()))
+            .cloned(),
+    );
+    prost_types::FileDescriptorSet { file: files }.encode_to_vec()
+}
+
+/// The packages `pool` declares services in.
+fn service_packages(pool: &DescriptorPool) -> BTreeSet<String> {
+    pool.services()
+        .map(|s| s.package_name().to_string())
+        .collect()
 }
 
 /// Runs the matrix with the testbed binary `exe` (the gateways) in `dir`, `proxies` (installed)
@@ -199,11 +240,13 @@ pub async fn run(
         &args.new_traffic
     };
     let mut callers = Vec::new();
+    let mut pools = Vec::new();
     for (name, own, baseline, files) in [
         ("old", old, &args.baseline, &args.traffic),
         ("new", new, &new_baseline, new_files),
     ] {
         let (lines, options) = baseline.load(files, own, own).await?;
+        pools.push(options.api.pool.clone());
         let protoset = Arc::new(dir.join(format!("{name}.binpb")));
         std::fs::write(protoset.as_ref(), options.api.pool.encode_to_vec())
             .with_context(|| format!("cannot write {}", protoset.display()))?;
@@ -234,14 +277,44 @@ pub async fn run(
             python,
         });
     }
+    let retired: BTreeSet<String> = match pools.as_slice() {
+        [old_pool, new_pool] => {
+            let retired: BTreeSet<String> = service_packages(old_pool)
+                .difference(&service_packages(new_pool))
+                .cloned()
+                .collect();
+            if !retired.is_empty() {
+                let list: Vec<&str> = retired.iter().map(String::as_str).collect();
+                notes.push(format!(
+                    "{RETIRED}: NEW alone, also routed {} (each of OLD's methods NEW serves wire-compatibly is readdressed to it; the rest has no backend)",
+                    list.join(", ")
+                ));
+                let both = dir.join(BOTH_BUILDS);
+                std::fs::write(&both, both_builds(new_pool, old_pool))
+                    .with_context(|| format!("cannot write {}", both.display()))?;
+            }
+            retired
+        }
+        _ => BTreeSet::new(),
+    };
     let mut cells = Vec::new();
-    for (deployment, flags) in deployments(args, old, new, dir) {
+    for (deployment, flags) in deployments(args, (old, new), &retired, dir) {
         let mut serve = vec!["serve", "--addr", "127.0.0.1:0"];
         serve.extend(flags.iter().map(String::as_str));
-        // A gateway that does not start is a set-up to mend, not a finding about the API.
-        let gateway = ChildServer::testbed(exe, &serve).await.with_context(|| {
-            format!("the gateway of the {deployment:?} deployment does not start")
-        })?;
+        let gateway = match ChildServer::testbed(exe, &serve).await {
+            Ok(gateway) => gateway,
+            // The gateway refusing a retirement is the finding: OLD's clients cannot be moved.
+            Err(why) if deployment == RETIRED => {
+                cells.extend(refused_retirement(&callers, &tools, &format!("{why:#}")));
+                continue;
+            }
+            // Any other gateway that does not start is a set-up to mend, not a finding.
+            Err(why) => {
+                return Err(why.context(format!(
+                    "the gateway of the {deployment:?} deployment does not start"
+                )));
+            }
+        };
         let column = Column {
             deployment,
             old_only: deployment == "old only",
@@ -273,6 +346,31 @@ pub async fn run(
         cells,
         notes,
     })
+}
+
+/// The old clients' cells of an `old retired onto new` column whose gateway refused to start:
+/// broken, with the gateway's words.
+fn refused_retirement(callers: &[Caller], tools: &Tools, why: &str) -> Vec<ApiCell> {
+    let mut cells = Vec::new();
+    for caller in callers.iter().filter(|c| c.name == "old") {
+        let kinds = [
+            Some("testbed"),
+            tools.grpcurl.as_ref().map(|_| "grpcurl"),
+            caller.python.as_ref().map(|_| "python"),
+        ];
+        for kind in kinds.into_iter().flatten() {
+            cells.push(ApiCell {
+                client: format!("old {kind}"),
+                deployment: RETIRED.to_string(),
+                verdict: Verdict::Broken,
+                judged: true,
+                sent: 0,
+                reason: format!("the gateway refuses to retire OLD onto NEW: {why}"),
+                methods: Vec::new(),
+            });
+        }
+    }
+    cells
 }
 
 /// One column: a deployment's name, and whether new clients are judged there.

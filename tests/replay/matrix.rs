@@ -8,6 +8,15 @@
 //! it alone serves and new clients side by side (the gateway keeps unpinned calls on the old).
 
 use super::{BOOK, SCENARIO, paths};
+
+/// The shop.v2 clients' scenario.
+const SCENARIO_V2: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/shop/scenario-v2.jsonl"
+);
+
+/// The column of old clients retired onto a new package.
+const RETIRED: &str = "old retired onto new";
 use crate::common::shop::{shop, shop_python};
 use port::child::ChildServer;
 use serde_json::Value;
@@ -217,4 +226,50 @@ async fn other_prices_a_missing_method_and_a_changed_type_each_show_where_they_b
     assert_eq!(place["verdict"], "degraded", "{python_gone:#}");
     assert_eq!(statuses_of(place), ["OK → OK"]);
     assert_eq!(paths(&place["differences"]), ["total_cents ×1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_package_serves_old_clients_only_where_the_gateway_can_retire_them() {
+    let Some(python) = shop_python() else {
+        return;
+    };
+    let old = shop(&python, "v1", &[]).await;
+    let v2 = shop(&python, "v2", &[]).await;
+    let flags = ["--new-traffic", SCENARIO_V2, "--new-version", "2.0.0"];
+    let (code, text, report) = matrix(&old, &v2, &flags).await;
+    assert_eq!(code, 100, "{text}");
+    let found = cells(&report);
+    let deployments = ["old only", "side by side", "new only", RETIRED];
+    assert_eq!(found.len(), 6 * deployments.len(), "{text}");
+    for expected in all(&OLD_CLIENTS, &["old only", "side by side"], "ok")
+        .into_iter()
+        .chain(all(&OLD_CLIENTS, &["new only", RETIRED], "broken"))
+        .chain(all(&NEW_CLIENTS, &deployments[1..], "ok"))
+    {
+        assert!(found.contains(&expected), "no {expected} in {found:#?}");
+    }
+    // shop.v2 narrowed Product.price_cents: the gateway readdresses v1's PlaceOrder and
+    // WatchOrder to v2, which answers them as v1 does, and leaves GetProduct with no backend.
+    for client in OLD_CLIENTS {
+        let c = cell(&report, client, RETIRED);
+        assert_eq!(c["sent"], 5, "{c:#}");
+        let get = method(c, "Shop/GetProduct");
+        assert_eq!(get["verdict"], "broken", "{c:#}");
+        assert_eq!(
+            statuses_of(get),
+            ["NOT_FOUND → UNIMPLEMENTED", "OK → UNIMPLEMENTED"]
+        );
+        for name in ["Shop/PlaceOrder", "Shop/WatchOrder"] {
+            assert_eq!(method(c, name)["verdict"], "ok", "{client} {name}: {c:#}");
+        }
+        // v2's order ids are its own ("v2-…"), and OLD asked twice numbers on: noise.
+        assert_eq!(
+            paths(&method(c, "Shop/PlaceOrder")["noise"]),
+            ["order_id ×2"]
+        );
+    }
+    assert!(
+        text.contains(&format!("{RETIRED}: NEW alone, also routed shop.v1")),
+        "{text}"
+    );
 }
