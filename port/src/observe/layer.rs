@@ -5,9 +5,10 @@
 //! the observer when the reply ends or is dropped (the client went away: `CANCELLED`). Both
 //! bodies are watched with the router's [`InspectedBody`], as the guard watches them.
 
+use super::message_json::encoding;
 use super::methods::Method;
 use super::record::{CallRecord, Framing, code_of_http, grpc_status};
-use super::recorder::{Ended, Recording, encoding};
+use super::recorder::{Ended, Recording};
 use super::{Kept, Observer};
 use crate::shadow::Shadowing;
 use bytes::Bytes;

@@ -14,10 +14,12 @@ mod access_log;
 mod deprecated;
 mod http;
 mod layer;
+mod message_json;
 mod methods;
 mod metrics;
 mod record;
 mod recorder;
+mod rotating;
 mod upstreams;
 mod usage;
 mod writer;
@@ -30,9 +32,10 @@ pub use record::{CallRecord, code_name};
 pub use recorder::RecordOptions;
 pub use usage::{DEFAULT_MAX_ENTRIES, DEFAULT_SAMPLE_EVERY, FieldKey, Usage, UsageCount, UsageKey};
 
+pub(crate) use message_json::{decompress, encoding};
 pub(crate) use methods::Method;
 pub(crate) use record::Capture;
-pub(crate) use recorder::{Ended, decompress, encoding, parse_rate};
+pub(crate) use recorder::{Ended, parse_rate};
 
 use crate::shadow::{Shadow, ShadowOptions, Shadowing};
 use access_log::AccessLog;

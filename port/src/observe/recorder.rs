@@ -11,17 +11,18 @@
 //! (`--record-max-bytes` × `--record-files`). A call past a cap is not held up: it is recorded
 //! as truncated (replay skips it) or not at all, and counted.
 
+use super::message_json::{encoding, json};
 use super::methods::Method;
 use super::record::Capture;
-use super::writer::{Lines, Queue, Sink};
+use super::rotating::Rotating;
+use super::writer::{Queue, Sink};
 use anyhow::Context;
 use compat::probe::MethodPattern;
 use compat::traffic::Call;
 use http::HeaderMap;
-use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor, SerializeOptions};
+use prost_reflect::{MessageDescriptor, MethodDescriptor};
 use router::Routed;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -339,15 +340,6 @@ impl Recorder {
     }
 }
 
-/// A request's or reply's `grpc-encoding`, when one is set.
-pub(crate) fn encoding(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("grpc-encoding")
-        .and_then(|v| v.to_str().ok())
-        .filter(|e| *e != "identity")
-        .map(str::to_string)
-}
-
 /// The traffic-file line of a finished call (in the writer thread).
 fn traffic_call(call: Finished, cap: usize) -> Call {
     let Finished {
@@ -400,129 +392,6 @@ fn traffic_call(call: Finished, cap: usize) -> Call {
         version: ended.routed.as_ref().map(|r| r.version.to_string()),
         backend: ended.routed.as_ref().map(|r| r.backend.to_string()),
         truncated,
-    }
-}
-
-/// One message as protobuf JSON (proto field names), decompressed first when it is.
-fn json(
-    payload: &[u8],
-    compressed: bool,
-    encoding: Option<&str>,
-    desc: &MessageDescriptor,
-    cap: usize,
-) -> Result<serde_json::Value, String> {
-    let plain;
-    let bytes = if compressed {
-        plain = decompress(payload, encoding, cap)?;
-        &plain[..]
-    } else {
-        payload
-    };
-    let msg = DynamicMessage::decode(desc.clone(), bytes)
-        .map_err(|e| format!("not a {}: {e}", desc.full_name()))?;
-    let options = SerializeOptions::new().use_proto_field_name(true);
-    msg.serialize_with_options(serde_json::value::Serializer, &options)
-        .map_err(|e| format!("no JSON form: {e}"))
-}
-
-/// `payload` decompressed with `encoding`, at most `cap` bytes.
-pub(crate) fn decompress(
-    payload: &[u8],
-    encoding: Option<&str>,
-    cap: usize,
-) -> Result<Vec<u8>, String> {
-    let reader: Box<dyn Read + '_> = match encoding {
-        Some("gzip") => Box::new(flate2::read::GzDecoder::new(payload)),
-        // gRPC's "deflate" is zlib's format, as grpc-go and tonic write it.
-        Some("deflate") => Box::new(flate2::read::ZlibDecoder::new(payload)),
-        Some("zstd") => {
-            Box::new(zstd::stream::read::Decoder::new(payload).map_err(|e| format!("zstd: {e}"))?)
-        }
-        other => {
-            return Err(format!(
-                "compressed with {}, which the gateway does not decompress",
-                other.unwrap_or("no grpc-encoding")
-            ));
-        }
-    };
-    let mut out = Vec::new();
-    reader
-        .take(cap as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("does not decompress: {e}"))?;
-    if out.len() > cap {
-        return Err(format!(
-            "more than {cap} bytes decompressed (the call's cap)"
-        ));
-    }
-    Ok(out)
-}
-
-/// The recording file, rotated by size: FILE, FILE.1, ... FILE.(files-1).
-struct Rotating {
-    path: PathBuf,
-    file: std::io::BufWriter<std::fs::File>,
-    written: u64,
-    max: u64,
-    files: usize,
-}
-
-impl Rotating {
-    fn open(path: PathBuf, max: u64, files: usize) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        let written = file.metadata()?.len();
-        Ok(Rotating {
-            path,
-            file: std::io::BufWriter::new(file),
-            written,
-            max,
-            files,
-        })
-    }
-
-    fn numbered(&self, i: usize) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(format!(".{i}"));
-        PathBuf::from(name)
-    }
-
-    fn rotate(&mut self) -> std::io::Result<()> {
-        self.file.flush()?;
-        for i in (1..self.files.saturating_sub(1)).rev() {
-            match std::fs::rename(self.numbered(i), self.numbered(i + 1)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        if self.files > 1 {
-            std::fs::rename(&self.path, self.numbered(1))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&self.path)?;
-        self.file = std::io::BufWriter::new(file);
-        self.written = 0;
-        Ok(())
-    }
-}
-
-impl Lines for Rotating {
-    fn line(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.written > 0 && self.written + bytes.len() as u64 > self.max {
-            self.rotate()?;
-        }
-        self.file.write_all(bytes)?;
-        self.written += bytes.len() as u64;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
     }
 }
 
@@ -664,44 +533,5 @@ mod tests {
                 "x-trace-bin"
             ]
         );
-    }
-
-    #[test]
-    fn files_rotate_by_size_and_the_oldest_goes() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let path = dir.path().join("calls.jsonl");
-        let mut out = Rotating::open(path.clone(), 10, 3).expect("it opens");
-        for line in ["aaaaaa\n", "bbbbbb\n", "cccccc\n", "dddddd\n"] {
-            out.line(line.as_bytes()).expect("written");
-        }
-        out.flush().expect("flushed");
-        let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("a file");
-        assert_eq!(read(&path), "dddddd\n");
-        assert_eq!(read(&out.numbered(1)), "cccccc\n");
-        assert_eq!(read(&out.numbered(2)), "bbbbbb\n");
-        assert!(
-            !out.numbered(3).exists(),
-            "three files are kept, the oldest (aaaaaa) went"
-        );
-    }
-
-    #[test]
-    fn compressed_messages_are_read_in_each_encoding_within_the_cap() {
-        use std::io::Write as _;
-        let plain = b"hello hello hello hello".to_vec();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&plain).expect("written");
-        let gz = gz.finish().expect("gzip");
-        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        zlib.write_all(&plain).expect("written");
-        let zlib = zlib.finish().expect("zlib");
-        let zst = zstd::stream::encode_all(&plain[..], 0).expect("zstd");
-        for (encoding, bytes) in [("gzip", gz), ("deflate", zlib), ("zstd", zst)] {
-            assert_eq!(decompress(&bytes, Some(encoding), 100), Ok(plain.clone()));
-            let err = decompress(&bytes, Some(encoding), 5).expect_err("past the cap");
-            assert!(err.contains("more than 5 bytes"), "{encoding}: {err}");
-        }
-        let err = decompress(b"x", Some("snappy"), 100).expect_err("unknown");
-        assert!(err.contains("snappy"), "{err}");
     }
 }
