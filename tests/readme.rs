@@ -182,6 +182,24 @@ fn link_repo_into(dir: &Path) {
     }
 }
 
+/// A newcomer reads the README in a few minutes; the long guide is in docs/.
+#[test]
+fn the_readme_stays_short_and_every_doc_it_links_exists() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(lines <= 250, "README.md has {lines} lines, more than 250");
+    for link in readme.split("](").skip(1) {
+        let target = link.split([')', '#']).next().unwrap_or_default();
+        if target.starts_with("http") || target.is_empty() {
+            continue;
+        }
+        assert!(
+            repo().join(target).exists(),
+            "README.md links {target}, which is not there"
+        );
+    }
+}
+
 #[test]
 fn the_quick_start_is_what_ci_runs() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
