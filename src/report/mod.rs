@@ -1,7 +1,7 @@
 //! The main job (`testbed report`): the compatibility matrix, a rollout (closed and open loop),
 //! the same through real proxies, a canary and a replay on the shop example, and the latency
 //! runs, gathered into one [`Report`]: printed for the terminal (a summary of
-//! the README's targets first, then the machine, then each section), written as JSON
+//! the testbed's targets first, then the machine, then each section), written as JSON
 //! (`--json`), and drawn as one self-contained HTML page built from that JSON (`--html`, see
 //! [`html`]).
 //!
@@ -94,7 +94,7 @@ pub struct Placement {
 /// that JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The README's targets, each with its measured value and verdict.
+    /// The testbed's targets, each with its measured value and verdict.
     pub summary: Vec<Target>,
     /// The machine and the run.
     pub metadata: Metadata,
@@ -176,7 +176,7 @@ impl Report {
     /// The report for the terminal: the summary and the machine first, then each section.
     pub fn render(&self) -> String {
         let mut out = String::from("# gRPC version-compatibility testbed report\n\n");
-        out.push_str("## Summary: the README's targets\n\n");
+        out.push_str("## Summary: the testbed's targets\n\n");
         out.push_str(&summary::render_targets(&self.summary));
         out.push_str("\n## The run\n\n");
         out.push_str(&self.metadata.render());

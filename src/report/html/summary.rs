@@ -1,4 +1,4 @@
-//! The page's opening sections: the README's targets with their verdicts, and the machine
+//! The page's opening sections: the testbed's targets with their verdicts, and the machine
 //! the run was measured on.
 
 use super::{esc, items, num, text};
@@ -15,7 +15,7 @@ fn value_text(goal: &str, value: f64) -> String {
 
 pub(super) fn summary(page: &mut String, report: &Value) {
     page.push_str(
-        "<section id=\"summary\"><h2>Summary: the README's targets</h2>\n<table>\
+        "<section id=\"summary\"><h2>Summary: the testbed's targets</h2>\n<table>\
          <tr><th>target</th><th>goal</th><th>measured</th><th>verdict</th></tr>\n",
     );
     for t in items(&report["summary"]) {
@@ -42,11 +42,13 @@ pub(super) fn summary(page: &mut String, report: &Value) {
         };
         let _ = writeln!(
             page,
-            "<tr data-target=\"{}\"><td>{}<div class=\"muted\">{}</div></td><td>{}</td>\
-             <td>{}</td><td class=\"{class}\">{}</td></tr>",
+            "<tr data-target=\"{}\"><td>{}<div class=\"muted\">{}; against {}; defined in {}</div></td>\
+             <td>{}</td><td>{}</td><td class=\"{class}\">{}</td></tr>",
             esc(text(&t["name"])),
             esc(text(&t["name"])),
             esc(text(&t["measure"])),
+            esc(text(&t["anchor"])),
+            esc(text(&t["defined_in"])),
             esc(goal),
             if measured.is_empty() {
                 "–".to_string()
