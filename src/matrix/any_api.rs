@@ -1,20 +1,22 @@
 //! `testbed matrix --old A --new B --traffic FILE`: the compatibility matrix for any API. Rows
-//! are clients of each version (the testbed's dynamic tonic client, grpcurl and a Python
-//! grpcio client, each built from that version's own descriptors), columns are deployments of the user's two builds
-//! behind a gateway (`old only`, `side by side`, `new only`, `side by side via` each real
-//! proxy given with `--proxy`, in front of that gateway, and `old retired onto new` when NEW is
-//! another package); each cell sends the version's
-//! traffic through the gateway and to that version's own server, and is judged by the
-//! comparison, as `testbed replay` judges (compat's [`Replayer`]): a client is served right
-//! when it gets what its own version answers.
+//! are clients of each version, each built from that version's own descriptors: the testbed's
+//! dynamic tonic client (unpinned, and pinned to its own build with `x-api-version: =VERSION`),
+//! grpcurl and a Python grpcio client. Columns are deployments of the user's two builds behind
+//! a gateway: `old only`, `side by side`, `new only`, `side by side via` each real proxy given
+//! with `--proxy` (in front of that gateway), and `old retired onto new` when NEW is another
+//! package. Each cell sends the version's traffic through the gateway and to that version's own
+//! server, and is judged by the comparison, as `testbed replay` judges (compat's
+//! [`Replayer`]): a client is served right when it gets what its own version answers.
 //!
-//! New clients in `old only` are shown but not judged: the new build is not deployed there, so
-//! what they miss is expected. Every other cell must come out ok.
+//! New clients where the new build is not deployed, and pinned clients where their own build is
+//! not, are shown but not judged: what they miss there is expected. Every other cell must come
+//! out ok.
 
 use super::grpcurl_lane::GrpcurlLane;
 use super::python_lane::{PythonClient, PythonLane};
 use anyhow::Context;
 use compat::cli::Baseline;
+use compat::probe::Header;
 use compat::replay::{Lanes, MethodReplay, ReplayOptions, Replayer, Verdict};
 use compat::traffic::Line;
 use port::child::ChildServer;
@@ -94,6 +96,8 @@ pub struct ApiMatrix {
 /// One version's clients: its traffic checked against its descriptors, its own server.
 struct Caller {
     name: &'static str,
+    /// The version the gateway routes this build as (what its pinned client asks for).
+    version: Version,
     own: String,
     /// The traffic and how to send it, when it fits the version's descriptors.
     traffic: Option<(Vec<Line>, ReplayOptions)>,
@@ -241,9 +245,9 @@ pub async fn run(
     };
     let mut callers = Vec::new();
     let mut pools = Vec::new();
-    for (name, own, baseline, files) in [
-        ("old", old, &args.baseline, &args.traffic),
-        ("new", new, &new_baseline, new_files),
+    for (name, version, own, baseline, files) in [
+        ("old", &args.old_version, old, &args.baseline, &args.traffic),
+        ("new", &args.new_version, new, &new_baseline, new_files),
     ] {
         let (lines, options) = baseline.load(files, own, own).await?;
         pools.push(options.api.pool.clone());
@@ -271,6 +275,7 @@ pub async fn run(
         };
         callers.push(Caller {
             name,
+            version: version.clone(),
             own: own.to_string(),
             traffic,
             protoset,
@@ -317,7 +322,8 @@ pub async fn run(
         };
         let column = Column {
             deployment,
-            old_only: deployment == "old only",
+            deploys_new: deployment != "old only",
+            deploys_old: matches!(deployment, "old only" | "side by side"),
         };
         let found = column.cells(&callers, &tools, gateway.addr);
         cells.extend(found.await?);
@@ -331,7 +337,8 @@ pub async fn run(
                 let name = format!("side by side via {kind}");
                 let column = Column {
                     deployment: &name,
-                    old_only: false,
+                    deploys_old: true,
+                    deploys_new: true,
                 };
                 let found = column.cells(&callers, &tools, proxy.addr());
                 cells.extend(found.await?);
@@ -353,17 +360,19 @@ pub async fn run(
 fn refused_retirement(callers: &[Caller], tools: &Tools, why: &str) -> Vec<ApiCell> {
     let mut cells = Vec::new();
     for caller in callers.iter().filter(|c| c.name == "old") {
+        let pinned = format!("testbed (x-api-version ={})", caller.version);
         let kinds = [
-            Some("testbed"),
-            tools.grpcurl.as_ref().map(|_| "grpcurl"),
-            caller.python.as_ref().map(|_| "python"),
+            Some(("testbed", true)),
+            Some((pinned.as_str(), false)),
+            tools.grpcurl.as_ref().map(|_| ("grpcurl", true)),
+            caller.python.as_ref().map(|_| ("python", true)),
         ];
-        for kind in kinds.into_iter().flatten() {
+        for (kind, judged) in kinds.into_iter().flatten() {
             cells.push(ApiCell {
                 client: format!("old {kind}"),
                 deployment: RETIRED.to_string(),
                 verdict: Verdict::Broken,
-                judged: true,
+                judged,
                 sent: 0,
                 reason: format!("the gateway refuses to retire OLD onto NEW: {why}"),
                 methods: Vec::new(),
@@ -373,10 +382,13 @@ fn refused_retirement(callers: &[Caller], tools: &Tools, why: &str) -> Vec<ApiCe
     cells
 }
 
-/// One column: a deployment's name, and whether new clients are judged there.
+/// One column: a deployment's name, and which builds run behind it.
 struct Column<'a> {
     deployment: &'a str,
-    old_only: bool,
+    /// Whether OLD's build runs behind it.
+    deploys_old: bool,
+    /// Whether NEW's build runs behind it: new clients are judged only where it does.
+    deploys_new: bool,
 }
 
 impl Column<'_> {
@@ -392,7 +404,14 @@ impl Column<'_> {
             let Some((lines, options)) = &caller.traffic else {
                 continue;
             };
-            let judged = !(caller.name == "new" && self.old_only);
+            // A new client is judged where the new build runs; a pinned client where its own
+            // build runs (elsewhere what it misses is expected, and shown).
+            let own_deployed = if caller.name == "new" {
+                self.deploys_new
+            } else {
+                self.deploys_old
+            };
+            let judged = caller.name == "old" || own_deployed;
             let target = target.to_string();
             let options = ReplayOptions {
                 new: target.clone(),
@@ -402,7 +421,23 @@ impl Column<'_> {
             // Each lane of a client: its own server, the second one for the noise, the target.
             let second = options.secondary.as_deref().unwrap_or(&caller.own);
             let ends = [caller.own.as_str(), second, target.as_str()];
-            let mut rows = vec![("testbed", replayer.once(&replayer.connect().await?).await)];
+            let mut rows = vec![(
+                "testbed".to_string(),
+                judged,
+                replayer.once(&replayer.connect().await?).await,
+            )];
+            // The same client pinned to its own build, as a caller that cannot move yet would be.
+            let pin = format!("x-api-version: ={}", caller.version);
+            let mut pinned_options = options.clone();
+            pinned_options
+                .headers
+                .push(Header::parse(&pin).map_err(anyhow::Error::msg)?);
+            let pinned = Replayer::new(lines, &pinned_options)?;
+            rows.push((
+                format!("testbed ({})", pin.replace(": ", " ")),
+                own_deployed,
+                pinned.once(&pinned.connect().await?).await,
+            ));
             if let Some(grpcurl) = &tools.grpcurl {
                 let lanes = Lanes(ends.map(|addr| {
                     GrpcurlLane::new(
@@ -412,13 +447,13 @@ impl Column<'_> {
                         caller.protoset.clone(),
                     )
                 }));
-                rows.push(("grpcurl", replayer.once(&lanes).await));
+                rows.push(("grpcurl".to_string(), judged, replayer.once(&lanes).await));
             }
             if let Some(python) = &caller.python {
                 let lanes = Lanes(ends.map(|addr| PythonLane::new(python.clone(), addr)));
-                rows.push(("python", replayer.once(&lanes).await));
+                rows.push(("python".to_string(), judged, replayer.once(&lanes).await));
             }
-            for (kind, (methods, sent)) in rows {
+            for (kind, judged, (methods, sent)) in rows {
                 let reason = methods
                     .iter()
                     .filter(|m| m.verdict != Verdict::Ok)

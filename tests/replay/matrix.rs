@@ -108,6 +108,9 @@ fn all(clients: &[&str], deployments: &[&str], verdict: &str) -> Vec<String> {
 
 const OLD_CLIENTS: [&str; 3] = ["old testbed", "old grpcurl", "old python"];
 const NEW_CLIENTS: [&str; 3] = ["new testbed", "new grpcurl", "new python"];
+/// The testbed clients pinned to each build (the default versions).
+const OLD_PINNED: &str = "old testbed (x-api-version =1.0.0)";
+const NEW_PINNED: &str = "new testbed (x-api-version =1.1.0)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compatible_build_serves_every_client_as_its_own_version_does() {
@@ -126,7 +129,7 @@ async fn a_compatible_build_serves_every_client_as_its_own_version_does() {
         .filter(|kind| kind.find().is_ok())
         .map(|kind| format!("side by side via {kind}"))
         .collect();
-    assert_eq!(found.len(), 6 * (3 + proxies.len()), "{text}");
+    assert_eq!(found.len(), 8 * (3 + proxies.len()), "{text}");
     let mut served: Vec<&str> = vec!["side by side", "new only"];
     served.extend(proxies.iter().map(String::as_str));
     for expected in all(&OLD_CLIENTS, &["old only"], "ok")
@@ -146,10 +149,24 @@ async fn a_compatible_build_serves_every_client_as_its_own_version_does() {
             ["description ×1"]
         );
     }
-    for c in report["cells"].as_array().expect("cells") {
-        assert_eq!(c["sent"], 5, "{c:#}");
+    // Pinned to its own build, each client is served wherever that build runs; elsewhere it is
+    // shown, not judged.
+    let mut both: Vec<&str> = vec!["side by side"];
+    both.extend(proxies.iter().map(String::as_str));
+    for deployment in ["old only"].iter().chain(&both) {
+        assert_eq!(cell(&report, OLD_PINNED, deployment)["verdict"], "ok");
     }
-    let judged = found.len() - NEW_CLIENTS.len();
+    for deployment in ["new only"].iter().chain(&both) {
+        assert_eq!(cell(&report, NEW_PINNED, deployment)["verdict"], "ok");
+    }
+    assert_eq!(cell(&report, OLD_PINNED, "new only")["judged"], false);
+    assert_eq!(cell(&report, NEW_PINNED, "old only")["judged"], false);
+    for c in report["cells"].as_array().expect("cells") {
+        if c["judged"] == true {
+            assert_eq!(c["sent"], 5, "{c:#}");
+        }
+    }
+    let judged = found.len() - NEW_CLIENTS.len() - 2;
     assert!(
         text.contains(&format!(
             "every client is served as its own version serves it ({judged} of {judged} cells ok)"
@@ -210,6 +227,8 @@ async fn other_prices_a_missing_method_and_a_changed_type_each_show_where_they_b
         cell(&report, "new testbed", "side by side")["verdict"],
         "broken"
     );
+    // The breaking build joins pinned-only: a new client that asks for it is served by it.
+    assert_eq!(cell(&report, NEW_PINNED, "side by side")["verdict"], "ok");
     let gone = cell(&report, "old testbed", "new only");
     assert_eq!(gone["verdict"], "broken");
     assert!(
@@ -240,7 +259,7 @@ async fn a_new_package_serves_old_clients_only_where_the_gateway_can_retire_them
     assert_eq!(code, 100, "{text}");
     let found = cells(&report);
     let deployments = ["old only", "side by side", "new only", RETIRED];
-    assert_eq!(found.len(), 6 * deployments.len(), "{text}");
+    assert_eq!(found.len(), 8 * deployments.len(), "{text}");
     for expected in all(&OLD_CLIENTS, &["old only", "side by side"], "ok")
         .into_iter()
         .chain(all(&OLD_CLIENTS, &["new only", RETIRED], "broken"))
@@ -272,4 +291,11 @@ async fn a_new_package_serves_old_clients_only_where_the_gateway_can_retire_them
         text.contains(&format!("{RETIRED}: NEW alone, also routed shop.v1")),
         "{text}"
     );
+    let new_pinned = "new testbed (x-api-version =2.0.0)";
+    for deployment in &deployments[1..] {
+        assert_eq!(cell(&report, new_pinned, deployment)["verdict"], "ok");
+    }
+    for deployment in ["new only", RETIRED] {
+        assert_eq!(cell(&report, OLD_PINNED, deployment)["judged"], false);
+    }
 }
