@@ -48,6 +48,10 @@ pub enum Command {
     /// grpc://HOST:PORT by reflection), every finding confirmed on the wire; exit 100 when
     /// something breaks.
     Check(compat::cli::CheckArgs),
+    /// Documentation of any gRPC API as a self-contained HTML page and Markdown: services,
+    /// methods, messages and enums with the protos' comments; with --against OLD, a changelog
+    /// (breaking, added, patch) and the semver verdict.
+    Docs(crate::docs::DocsArgs),
     /// List, change or export (as Istio or Gateway API YAML) the routes of a running `testbed
     /// serve` through its admin API.
     Route(crate::route::RouteArgs),

@@ -24,6 +24,7 @@ pub mod canary;
 pub mod chaos;
 pub mod cli;
 pub mod commands;
+pub mod docs;
 pub mod export;
 pub mod load;
 pub mod matrix;

@@ -62,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = testbed::route::run(&args).await?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
+        Command::Docs(args) => testbed::docs::run(&args).await,
         Command::Pki(args) => port::pki::run(&args).map(|written| {
             for path in written.0 {
                 println!("wrote {}", path.display());

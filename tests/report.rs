@@ -302,7 +302,7 @@ fn the_page_documents_both_versions_and_the_changelog_from_the_json() {
     }
 }
 
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
         if let Ok(out) = Command::new("which").arg(name).output()
             && out.status.success()
@@ -319,7 +319,7 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-fn headless(browser: &Path, profile: &Path) -> Command {
+pub(crate) fn headless(browser: &Path, profile: &Path) -> Command {
     let mut command = Command::new(browser);
     command.args([
         "--headless",

@@ -17,6 +17,7 @@ mod cli;
 mod compression;
 mod config;
 mod descriptors;
+mod docs;
 mod drift;
 mod export;
 mod gateway;
