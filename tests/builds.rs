@@ -248,3 +248,40 @@ async fn two_builds_at_one_version_are_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// `--max-reflection-views 1`: one reflection service is kept built, so every change of the
+/// build asked for drops it and builds the other's; each answer still describes the build a
+/// call with the same header reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_reflection_view_kept_each_build_is_still_described_as_it_is() {
+    let (Some(python), Some(g)) = (shop_python(), tool(client::tools::grpcurl())) else {
+        return;
+    };
+    let old = shop(&python, "v1", &[]).await;
+    let new = shop(&python, "v1", &["--build", "minor"]).await;
+    let dir = temp_dir("builds-views");
+    let upstreams = [
+        format!("old=1.0.0@{}", old.addr),
+        format!("new=1.1.0@{}", new.addr),
+    ];
+    let extra = ["--max-reflection-views", "1"];
+    let (gw, _) = gateway_with_admin(&upstreams, &extra, dir.path(), "ci", TOKEN).await;
+    let addr = gw.addr.to_string();
+    tokio::task::block_in_place(|| {
+        for _ in 0..3 {
+            let old_product = describe(&g, &addr, Some("=1.0.0"), "shop.v1.Product");
+            assert!(!old_product.contains("description"), "{old_product}");
+            let new_product = describe(&g, &addr, Some("=1.1.0"), "shop.v1.Product");
+            assert!(
+                new_product.contains("string description = 6;"),
+                "{new_product}"
+            );
+            assert!(describe(&g, &addr, None, "shop.v1.Product").contains("description = 6"));
+        }
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["serve", "--max-reflection-views", "0"])
+        .output()
+        .expect("testbed runs");
+    assert_eq!(out.status.code(), Some(2), "0 views is refused as a flag");
+}

@@ -79,18 +79,16 @@ struct Built {
     v1alpha: Boxed,
 }
 
-/// The reflection services kept at most, one per build asked for: past it the oldest goes (a
-/// table holds `--max-upstreams` builds at most, 48 by default).
-const MAX_VIEWS: usize = 16;
-
 /// Both reflection versions, answering with the services served at the time of each call.
 #[derive(Clone)]
 pub(crate) struct Reflection {
     served: Served,
     also: Vec<String>,
     descriptor_sets: Arc<[Cow<'static, [u8]>]>,
-    /// Built for the builds and catalog the table holds, at most [`MAX_VIEWS`].
+    /// Built for the builds and catalog the table holds, at most `max_views`
+    /// (`--max-reflection-views`): past it the oldest goes.
     built: Arc<Mutex<Vec<Built>>>,
+    max_views: usize,
 }
 
 /// The descriptors of the build a reflection call is to describe, if any.
@@ -118,12 +116,14 @@ impl Reflection {
         served: Served,
         also: Vec<String>,
         descriptor_sets: Vec<Cow<'static, [u8]>>,
+        max_views: usize,
     ) -> anyhow::Result<Self> {
         let reflection = Self {
             served,
             also,
             descriptor_sets: descriptor_sets.into(),
             built: Arc::default(),
+            max_views: max_views.max(1),
         };
         // Built once now, so that bad descriptors fail the start, not the first client.
         reflection.current(None)?;
@@ -203,7 +203,7 @@ impl Reflection {
             view: view.map(|v| v.descriptors),
         };
         built.retain(|b| !same(&b.view, fresh.view.as_ref()));
-        if built.len() >= MAX_VIEWS {
+        while built.len() >= self.max_views {
             built.remove(0);
         }
         built.push(fresh.clone());

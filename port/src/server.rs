@@ -160,6 +160,8 @@ pub const DEFAULT_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 pub const DEFAULT_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 /// Client connections open at once; more are accepted and closed at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The reflection answers kept built by default (`--max-reflection-views`).
+pub const DEFAULT_MAX_REFLECTION_VIEWS: usize = 16;
 /// Time a new connection has to finish its TLS handshake (if any) and the HTTP/2 preface.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Interval of the server's HTTP/2 keep-alive pings on a connection that sends nothing.
@@ -192,6 +194,11 @@ pub struct ServeOptions {
     /// start log gives the numbers).
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
     pub max_connections: usize,
+    /// Reflection services kept built, one per build reflection calls ask for (by
+    /// x-api-version) and the catalog's own; past it the oldest is dropped and built again
+    /// when asked for.
+    #[arg(long, default_value_t = DEFAULT_MAX_REFLECTION_VIEWS, value_parser = at_least_one)]
+    pub max_reflection_views: usize,
     /// Seconds a new connection has to finish its TLS handshake (if any) and send the HTTP/2
     /// preface and SETTINGS; after that it is closed.
     #[arg(long = "handshake-timeout-secs", default_value = "20", value_parser = seconds)]
@@ -241,6 +248,7 @@ impl Default for ServeOptions {
             max_local_error_resets: DEFAULT_MAX_LOCAL_ERROR_RESETS,
             max_header_list_bytes: DEFAULT_MAX_HEADER_LIST_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_reflection_views: DEFAULT_MAX_REFLECTION_VIEWS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             request_timeout: None,
             keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),
@@ -323,8 +331,7 @@ pub async fn start_with(
             .set_service_status(services::interop::TEST_SERVICE, ServingStatus::Serving)
             .await;
     }
-    let (service, router) =
-        assemble(layout, routes, &health, options.max_message_bytes, interop).await?;
+    let (service, router) = assemble(layout, routes, &health, options, interop).await?;
     let open = Arc::new(InFlight::default());
     let loop_guard = LoopGuardLayer::new();
     let service = loop_guard.layer(service);
@@ -432,16 +439,17 @@ async fn assemble(
     layout: Layout,
     routes: Routes,
     health: &HealthReporter,
-    max_message_bytes: usize,
+    options: &ServeOptions,
     interop: Interop,
 ) -> anyhow::Result<(PortService, Option<RouterHandle>)> {
+    let (views, max_message_bytes) = (options.max_reflection_views, options.max_message_bytes);
     let apis = match layout {
         Layout::Routed(table) => {
             // The catalog's descriptors (what the upstreams declare) become describable too.
             let catalog = Cow::Owned(table.catalog().pool().encode_to_vec());
             let handle = RouterHandle::new(table, Some(health.clone())).await;
             let served = Served::Router(handle.clone());
-            let routes = with_reflection(routes, served, Some(catalog), interop)?;
+            let routes = with_reflection(routes, served, Some(catalog), interop, views)?;
             let service = BoxCloneSyncService::new(handle.layer().layer(routes));
             return Ok((service, Some(handle)));
         }
@@ -449,7 +457,7 @@ async fn assemble(
         Layout::Direct(ref apis) => apis.clone(),
     };
     let names = apis.iter().map(|api| api.service().to_string()).collect();
-    let routes = with_reflection(routes, Served::Fixed(names), None, interop)?;
+    let routes = with_reflection(routes, Served::Fixed(names), None, interop, views)?;
     // Without a router nothing changes what is mounted, so the mounted services are simply up.
     for api in &apis {
         health
@@ -537,6 +545,7 @@ fn with_reflection(
     served: Served,
     catalog: Option<Cow<'static, [u8]>>,
     interop: Interop,
+    max_views: usize,
 ) -> anyhow::Result<Routes> {
     let sets = DESCRIPTOR_SETS
         .into_iter()
@@ -544,7 +553,7 @@ fn with_reflection(
         .map(Cow::Borrowed)
         .chain(catalog)
         .collect();
-    let reflection = Reflection::new(served, interop.listed(), sets)?;
+    let reflection = Reflection::new(served, interop.listed(), sets, max_views)?;
     let router = std::mem::take(routes.axum_router_mut());
     let router = [
         "grpc.reflection.v1.ServerReflection",
