@@ -3,8 +3,9 @@
 //! files, a `.proto` file, a descriptor set, a git revision, a live server by reflection); the
 //! page gives per package its services and methods (streaming shapes, `google.api.http`
 //! bindings), messages with field tables and enums, with the protos' comments and deprecations
-//! ([`model`]). With `--against OLD` it opens with a changelog from OLD: `testbed check`'s
-//! findings grouped into breaking, added and patch changes, and the semver verdict.
+//! ([`model`]). With `--against OLD` it opens with a changelog from OLD: the findings of the
+//! very check `testbed check OLD INPUT` runs (a buf.yaml, ignore comments, `--accept`)
+//! grouped into breaking (accepted breaks marked), added and patch changes, and the verdict.
 
 mod html;
 mod markdown;
@@ -28,6 +29,13 @@ pub struct DocsArgs {
     /// Extra import path for .proto inputs (repeatable).
     #[arg(short = 'I', long = "include")]
     pub include: Vec<PathBuf>,
+    /// With --against: accepted breaks, as `testbed check --accept` reads them.
+    #[arg(long, value_name = "FILE", requires = "against")]
+    pub accept: Option<PathBuf>,
+    /// With --against: buf's breaking config (a buf.yaml, or its JSON), as `testbed check
+    /// --config`; without it a buf.yaml at INPUT's root is read, as `check` does.
+    #[arg(long, value_name = "FILE|JSON", requires = "against")]
+    pub config: Option<String>,
     /// Write the HTML page here (self-contained: inline CSS, no script, no network).
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -54,7 +62,8 @@ pub struct Changelog {
     pub against: String,
     /// The semver bump the changes require (`None`: nothing changed).
     pub verdict: Option<Bump>,
-    /// Changes that break old clients (or that were accepted as breaking).
+    /// Changes that break old clients, and breaks accepted (an accept file, an ignore comment
+    /// or the config's `except`), marked so.
     pub breaking: Vec<Finding>,
     /// Additions: old clients keep working.
     pub added: Vec<Finding>,
@@ -72,7 +81,10 @@ impl Changelog {
             patch: Vec::new(),
         };
         for finding in report.findings {
-            match (finding.breaking, finding.semver) {
+            match (
+                finding.breaking || finding.accepted.is_some(),
+                finding.semver,
+            ) {
                 (true, _) | (_, Bump::Major) => log.breaking.push(finding),
                 (false, Bump::Minor) => log.added.push(finding),
                 (false, Bump::Patch) => log.patch.push(finding),
@@ -82,22 +94,45 @@ impl Changelog {
     }
 }
 
+/// `testbed check OLD INPUT` with this command's flags, as its own parser reads them, so
+/// that the changelog is the check's verdict (config, ignore comments, accept file and all).
+#[derive(clap::Parser)]
+struct CheckCommand {
+    #[command(flatten)]
+    args: compat::cli::CheckArgs,
+}
+
+fn check_args(args: &DocsArgs, against: &str) -> anyhow::Result<compat::cli::CheckArgs> {
+    use clap::Parser as _;
+    let mut argv = vec!["check".to_string(), against.to_string(), args.input.clone()];
+    for dir in &args.include {
+        argv.extend(["-I".to_string(), dir.display().to_string()]);
+    }
+    if let Some(file) = &args.accept {
+        argv.extend(["--accept".to_string(), file.display().to_string()]);
+    }
+    if let Some(config) = &args.config {
+        argv.extend(["--config".to_string(), config.clone()]);
+    }
+    Ok(CheckCommand::try_parse_from(argv)?.args)
+}
+
 /// Reads the input (and `--against`) and documents it.
 pub async fn build(args: &DocsArgs) -> anyhow::Result<ApiDocs> {
-    let api = compat::Source::parse(&args.input)
-        .load(&args.include)
-        .await
-        .with_context(|| format!("cannot read {}", args.input))?;
-    let changelog = match &args.against {
+    let (api, changelog) = match &args.against {
         Some(against) => {
-            let old = compat::Source::parse(against)
+            let (report, api) = compat::cli::checked(&check_args(args, against)?)
+                .await
+                .with_context(|| format!("cannot check {} against {against}", args.input))?;
+            (api, Some(Changelog::of(against, report)))
+        }
+        None => {
+            let api = compat::Source::parse(&args.input)
                 .load(&args.include)
                 .await
-                .with_context(|| format!("cannot read --against {against}"))?;
-            let report = compat::check(&old, &api, &compat::CheckOptions::default());
-            Some(Changelog::of(against, report))
+                .with_context(|| format!("cannot read {}", args.input))?;
+            (api, None)
         }
-        None => None,
     };
     Ok(ApiDocs {
         input: args.input.clone(),

@@ -169,7 +169,7 @@ fn an_api_is_documented_as_markdown_and_a_page_with_its_changelog() {
         "| 2 | `balances` | `map<string, int64>` |  |",
         "| 3 | `email` | `string` (oneof `contact`) |  |",
         "| 5 | `age` | `optional int32` |  |",
-        "| 7 | `address` | `Address` |  |",
+        "| 7 | `address` | `Account.Address` |  |",
         "### Message `acme.v1.Account.Address`",
         "Where statements go.",
         "| `STATUS_CLOSED` **(deprecated)** | 2 |  |",
@@ -214,8 +214,8 @@ fn an_api_is_documented_as_markdown_and_a_page_with_its_changelog() {
     // What the browser built holds every section and row the page was written with.
     for needle in [
         "id=\"changelog\"",
-        "id=\"acme-v1\"",
-        "id=\"acme-v1-Account-Address\"",
+        "id=\"acme.v1\"",
+        "id=\"acme.v1.Account.Address\"",
         "data-method=\"Watch\"",
         "data-field=\"acme.v1.Account.age\"",
     ] {
@@ -243,4 +243,109 @@ fn an_input_with_nothing_to_document_or_unreadable_says_so() {
     let out = run(&broken.display().to_string());
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn proto2_labels_nested_names_an_empty_package_and_odd_comments_render_as_written() {
+    let root = crate::common::temp_dir("docs-odd");
+    std::fs::write(
+        root.path().join("legacy.proto"),
+        r#"syntax = "proto2";
+message Inner { optional int32 a = 1; }
+// Holds a | b and <b>markup</b>.
+message Outer {
+  message Inner { optional string b = 1; }
+  required int32 id = 1;
+  optional Inner nested = 2;
+  optional .Inner top = 3;
+  repeated string tags = 4;
+}
+"#,
+    )
+    .unwrap();
+    let html = root.path().join("legacy.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["docs", &root.path().display().to_string(), "--html"])
+        .arg(&html)
+        .args(["--markdown", "-"])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "## Package (no package)",
+        "Holds a | b and &lt;b&gt;markup&lt;/b&gt;.",
+        "| 1 | `id` | `required int32` |  |",
+        "| 2 | `nested` | `optional Outer.Inner` |  |",
+        "| 3 | `top` | `optional Inner` |  |",
+        "| 4 | `tags` | `repeated string` |  |",
+        "### Message `Outer.Inner`",
+    ] {
+        assert!(md.contains(line), "no {line:?} in:\n{md}");
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<section id=\"no-package\"><h2>Package (no package)</h2>"));
+    assert!(page.contains("Holds a | b and &lt;b&gt;markup&lt;/b&gt;."));
+}
+
+/// The changelog is `testbed check`'s verdict, accept file and all: the shop example's v2
+/// breaks v1 at `price_cents`; accepted, the check passes and the changelog says so.
+#[test]
+fn the_changelog_is_the_checks_verdict_with_accepted_breaks_marked() {
+    let root = crate::common::temp_dir("docs-accept");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let (v1, v2) = (
+        format!("{repo}/examples/shop/proto/shop/v1"),
+        format!("{repo}/examples/shop/proto/shop/v2"),
+    );
+    let accepted = root.path().join("accepted.yaml");
+    let testbed = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_testbed"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let write = testbed(&[
+        "check",
+        &v1,
+        &v2,
+        "--write-accepted",
+        &accepted.display().to_string(),
+    ]);
+    assert_eq!(write.status.code(), Some(100));
+    let text = std::fs::read_to_string(&accepted).unwrap();
+    std::fs::write(
+        &accepted,
+        text.replace("TODO: say why", "no price reaches 2^31"),
+    )
+    .unwrap();
+    let accept = accepted.display().to_string();
+    let check = testbed(&["check", &v1, &v2, "--accept", &accept]);
+    assert_eq!(check.status.code(), Some(0));
+    // "Verdict: minor — ...": the check's own first line.
+    let said = String::from_utf8_lossy(&check.stdout);
+    let want = said
+        .strip_prefix("Verdict: ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no verdict in {said}"));
+    let docs = testbed(&["docs", &v2, "--against", &v1, "--accept", &accept]);
+    let md = String::from_utf8_lossy(&docs.stdout);
+    assert!(
+        docs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&docs.stderr)
+    );
+    assert!(
+        md.contains(&format!("## Changelog from `{v1}`: {want}")),
+        "check says {want}:\n{md}"
+    );
+    assert!(
+        md.contains("- **GRPC_FIELD_SAME_VALUE_RANGE** `shop.v1.Product.price_cents`")
+            && md.contains("(accepted)"),
+        "{md}"
+    );
 }

@@ -4,7 +4,7 @@ use crate::accept::AcceptFile;
 use crate::config::BreakingConfig;
 use crate::model::Category;
 use crate::render::{Format, render};
-use crate::source::{Remote, Source};
+use crate::source::{Api, Remote, Source};
 use crate::{CheckOptions, DEFAULT_CATEGORIES};
 use std::path::PathBuf;
 
@@ -94,6 +94,22 @@ fn parse_category(s: &str) -> Result<Category, String> {
 /// is an `Err`, which the binary turns into exit code 1. A reader that stops reading (`| head`)
 /// ends the output, not the verdict: the exit code stays.
 pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Result<i32> {
+    let (report, _) = checked(args).await?;
+    let written = render(&report, args.format, args.current_version.as_ref(), "", out)
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write the report"))
+        }
+        // Written, or the reader left early: the verdict stands either way.
+        _ => Ok(report.exit_code()),
+    }
+}
+
+/// The check `testbed check` runs, with everything that shapes its verdict (a buf.yaml, the
+/// comment ignores, an accept file, the wire confirmations): the report and the NEW version it
+/// read (`testbed docs --against` documents it beside its changelog).
+pub async fn checked(args: &CheckArgs) -> anyhow::Result<(crate::Report, Api)> {
     let old_src = Source::parse(&args.old);
     let new_src = Source::parse(&args.new);
     let servers: Vec<String> = [&old_src, &new_src]
@@ -187,15 +203,7 @@ pub async fn run(args: &CheckArgs, out: &mut impl std::io::Write) -> anyhow::Res
     for f in report.findings.iter_mut().filter(|f| !f.path.is_empty()) {
         f.path = crate::render::under_root(&prefix, &f.path);
     }
-    let written = render(&report, args.format, args.current_version.as_ref(), "", out)
-        .and_then(|()| out.flush());
-    match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(e).context("cannot write the report"))
-        }
-        // Written, or the reader left early: the verdict stands either way.
-        _ => Ok(report.exit_code()),
-    }
+    Ok((report, new))
 }
 
 /// `probe --old grpc://A --new grpc://B`: each version's clients call the other version's

@@ -20,11 +20,24 @@ fn deprecated(yes: bool) -> &'static str {
     }
 }
 
-/// An anchor id for a full name.
+/// An anchor id for a full name: the name itself (protobuf names are letters, digits, `_` and
+/// `.`, all valid in an HTML id, so two names never share one); the empty package's is
+/// `no-package`, which no protobuf name can be.
 fn anchor(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
+    if name.is_empty() {
+        "no-package".to_string()
+    } else {
+        esc(name)
+    }
+}
+
+/// A package's name as a heading shows it.
+fn package_name(package: &str) -> String {
+    if package.is_empty() {
+        "(no package)".to_string()
+    } else {
+        format!("<code>{}</code>", esc(package))
+    }
 }
 
 /// The whole page.
@@ -41,9 +54,9 @@ pub(super) fn page(docs: &ApiDocs) -> String {
     for v in &docs.versions {
         let _ = write!(
             page,
-            "<li><a href=\"#{}\"><code>{}</code></a></li>",
+            "<li><a href=\"#{}\">{}</a></li>",
             anchor(&v.package),
-            esc(&v.package)
+            package_name(&v.package)
         );
     }
     page.push_str("</ul></nav>\n");
@@ -58,9 +71,9 @@ pub(super) fn page(docs: &ApiDocs) -> String {
             .collect();
         let _ = writeln!(
             page,
-            "<section id=\"{}\"><h2>Package <code>{}</code></h2><p class=\"muted\">{}</p>",
+            "<section id=\"{}\"><h2>Package {}</h2><p class=\"muted\">{}</p>",
             anchor(&v.package),
-            esc(&v.package),
+            package_name(&v.package),
             files.join(", ")
         );
         for s in &v.services {

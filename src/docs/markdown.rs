@@ -4,9 +4,32 @@ use super::{ApiDocs, Changelog};
 use compat::Finding;
 use std::fmt::Write as _;
 
-/// A table cell: one line, pipes escaped.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+/// Text from a `.proto` as Markdown shows it: HTML's special characters as entities (so a
+/// comment's `<b>` is text, not markup), each line trimmed (protoc keeps the space after `//`,
+/// and four of them would make a code block).
+fn text(raw: &str) -> String {
+    raw.lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A table cell: [`text`] on one line, pipes as entities (a backslash before a pipe is not an
+/// escape GitHub's tables agree on).
+fn cell(raw: &str) -> String {
+    text(raw).replace('\n', " ").replace('|', "&#124;")
+}
+
+/// A package's name as a heading shows it.
+fn package_name(package: &str) -> String {
+    if package.is_empty() {
+        "(no package)".to_string()
+    } else {
+        format!("`{package}`")
+    }
 }
 
 /// ` (deprecated)` when it is.
@@ -23,8 +46,8 @@ pub(super) fn page(docs: &ApiDocs) -> String {
     for version in &docs.versions {
         let _ = writeln!(
             out,
-            "## Package `{}`\n\nFiles: {}\n",
-            version.package,
+            "## Package {}\n\nFiles: {}\n",
+            package_name(&version.package),
             version
                 .files
                 .iter()
@@ -40,14 +63,14 @@ pub(super) fn page(docs: &ApiDocs) -> String {
                 deprecated(service.deprecated)
             );
             if !service.comment.is_empty() {
-                let _ = writeln!(out, "{}\n", service.comment);
+                let _ = writeln!(out, "{}\n", text(&service.comment));
             }
             out.push_str("| method | shape | HTTP | description |\n|---|---|---|---|\n");
             for m in &service.methods {
                 let _ = writeln!(
                     out,
                     "| `{}`{} | {} | {} | {} |",
-                    cell(&m.signature),
+                    m.signature,
                     deprecated(m.deprecated),
                     m.shape,
                     cell(&m.http.join(", ")),
@@ -64,7 +87,7 @@ pub(super) fn page(docs: &ApiDocs) -> String {
                 deprecated(message.deprecated)
             );
             if !message.comment.is_empty() {
-                let _ = writeln!(out, "{}\n", message.comment);
+                let _ = writeln!(out, "{}\n", text(&message.comment));
             }
             if message.fields.is_empty() {
                 out.push_str("No fields.\n\n");
@@ -82,7 +105,7 @@ pub(super) fn page(docs: &ApiDocs) -> String {
                     f.number,
                     f.name,
                     deprecated(f.deprecated),
-                    cell(&f.kind),
+                    f.kind,
                     cell(&f.comment)
                 );
             }
@@ -91,7 +114,7 @@ pub(super) fn page(docs: &ApiDocs) -> String {
         for e in &version.enums {
             let _ = writeln!(out, "### Enum `{}`{}\n", e.name, deprecated(e.deprecated));
             if !e.comment.is_empty() {
-                let _ = writeln!(out, "{}\n", e.comment);
+                let _ = writeln!(out, "{}\n", text(&e.comment));
             }
             out.push_str("| value | number | description |\n|---|---|---|\n");
             for (name, number, comment, dep) in &e.values {
@@ -139,6 +162,6 @@ fn finding_line(f: &Finding) -> String {
         "- **{}** `{}`: {}{accepted}",
         f.rule,
         f.element,
-        f.message.replace('\n', " ")
+        text(&f.message).replace('\n', " ")
     )
 }

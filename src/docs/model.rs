@@ -99,10 +99,23 @@ pub struct EnumDoc {
     pub values: Vec<(String, i32, String, bool)>,
 }
 
-/// Each package the version's own files declare (not their imports), in name order.
+/// The package of the well-known types, which a descriptor set built with its imports holds.
+const WELL_KNOWN: &str = "google.protobuf";
+
+/// Each package the version's own files declare (not their imports, nor the well-known types a
+/// descriptor set built with `--include_imports` carries), in name order.
 pub fn versions(api: &compat::Api) -> Vec<VersionDoc> {
+    let own: Vec<FileDescriptor> = api
+        .pool
+        .files()
+        .filter(|f| api.files.contains(f.name()))
+        .collect();
+    let only_well_known = own.iter().all(|f| f.package_name() == WELL_KNOWN);
     let mut packages: BTreeMap<String, VersionDoc> = BTreeMap::new();
-    for file in api.pool.files().filter(|f| api.files.contains(f.name())) {
+    for file in own
+        .into_iter()
+        .filter(|f| only_well_known || f.package_name() != WELL_KNOWN)
+    {
         let doc = packages
             .entry(file.package_name().to_string())
             .or_insert_with(|| VersionDoc {
@@ -154,7 +167,16 @@ fn add_file(doc: &mut VersionDoc, file: &FileDescriptor) {
         .extend(file.enums().map(|e| enum_doc(&e, &comments)));
 }
 
+/// A type's name as its package's own files write it: relative to `package`, else in full.
+fn relative(full_name: &str, package: &str) -> String {
+    match full_name.strip_prefix(package) {
+        Some(rest) if !package.is_empty() && rest.starts_with('.') => rest[1..].to_string(),
+        _ => full_name.to_string(),
+    }
+}
+
 fn method_doc(method: &MethodDescriptor, comments: &Comments) -> MethodDoc {
+    let package = method.parent_service().package_name().to_string();
     let stream = |yes: bool| if yes { "stream " } else { "" };
     let shape = match (method.is_client_streaming(), method.is_server_streaming()) {
         (false, false) => "unary",
@@ -168,9 +190,9 @@ fn method_doc(method: &MethodDescriptor, comments: &Comments) -> MethodDoc {
             "rpc {} ({}{}) returns ({}{})",
             method.name(),
             stream(method.is_client_streaming()),
-            method.input().name(),
+            relative(method.input().full_name(), &package),
             stream(method.is_server_streaming()),
-            method.output().name()
+            relative(method.output().full_name(), &package)
         ),
         shape,
         comment: comments.at(method.path()),
@@ -180,6 +202,10 @@ fn method_doc(method: &MethodDescriptor, comments: &Comments) -> MethodDoc {
 }
 
 fn field_doc(field: &FieldDescriptor, comments: &Comments) -> FieldDoc {
+    let proto2 = matches!(
+        field.parent_file().file_descriptor_proto().syntax(),
+        "" | "proto2"
+    );
     let kind = if field.is_map() {
         match field.kind() {
             Kind::Message(entry) => format!(
@@ -191,7 +217,11 @@ fn field_doc(field: &FieldDescriptor, comments: &Comments) -> FieldDoc {
         }
     } else if field.is_list() {
         format!("repeated {}", type_name(field))
-    } else if field.field_descriptor_proto().proto3_optional() {
+    } else if field.cardinality() == prost_reflect::Cardinality::Required {
+        format!("required {}", type_name(field))
+    } else if field.field_descriptor_proto().proto3_optional()
+        || (proto2 && field.containing_oneof().is_none())
+    {
         format!("optional {}", type_name(field))
     } else {
         type_name(field)
@@ -228,11 +258,14 @@ fn enum_doc(e: &EnumDescriptor, comments: &Comments) -> EnumDoc {
     }
 }
 
-/// A field's type as a `.proto` writes it: a scalar's keyword, a message's or enum's name.
+/// A field's type as a `.proto` writes it: a scalar's keyword, a message's or enum's name
+/// (relative to the field's package, so `Outer.Inner` and `google.protobuf.Timestamp` stay
+/// apart from a top-level `Inner` or `Timestamp`).
 fn type_name(field: &FieldDescriptor) -> String {
+    let package = field.parent_file().package_name().to_string();
     match field.kind() {
-        Kind::Message(m) => m.name().to_string(),
-        Kind::Enum(e) => e.name().to_string(),
+        Kind::Message(m) => relative(m.full_name(), &package),
+        Kind::Enum(e) => relative(e.full_name(), &package),
         scalar => format!("{scalar:?}").to_lowercase(),
     }
 }
