@@ -40,6 +40,9 @@ pub(super) struct PythonClient {
     protoset: Arc<PathBuf>,
     pool: DescriptorPool,
     worker: Mutex<Option<Worker>>,
+    /// Calls the client itself could not make (not a server's answer), since last taken: a
+    /// cell with any is broken, whatever the statuses compare as.
+    failures: std::sync::Mutex<Vec<String>>,
 }
 
 /// What the worker answers for one call.
@@ -73,7 +76,18 @@ impl PythonClient {
             protoset,
             pool,
             worker: Mutex::new(None),
+            failures: std::sync::Mutex::default(),
         }
+    }
+
+    /// The client's own failures since the last call of this, oldest first.
+    pub(super) fn take_failures(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     fn spawn(&self) -> Result<Worker, String> {
@@ -250,7 +264,15 @@ impl Lane for PythonLane {
         };
         self.run(&m, messages, within, headers)
             .await
-            .unwrap_or_else(|why| failed(Code::Internal, format!("Python client: {why}")))
+            .unwrap_or_else(|why| {
+                let why = format!("Python client: {why}");
+                self.client
+                    .failures
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(format!("{path}: {why}"));
+                failed(Code::Internal, why)
+            })
     }
 }
 

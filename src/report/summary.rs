@@ -116,7 +116,7 @@ fn target(
             Defined::Everywhere => "not measured".to_string(),
             Defined::ApartHaltPolling if !latency.iter().any(|p| defined.holds(&p.report)) => {
                 format!(
-                    "not measured: defined {} (`testbed report --full`, as root)",
+                    "not measured: defined {} (`testbed report --full`, as root, where the guest's halt polling can be set)",
                     defined.words()
                 )
             }
@@ -241,7 +241,8 @@ pub fn targets(latency: &[Placement]) -> Vec<Target> {
             latency,
             |r| {
                 let added = p50(r, Row::RustToPythonViaGateway)? - p50(r, Row::RustToPython)?;
-                Some(added / path(r, haproxy)?.added_p50_us)
+                let anchor = path(r, haproxy)?.added_p50_us;
+                (anchor > 0.0).then_some(added / anchor)
             },
             |v| v <= 1.0,
             true,
@@ -285,7 +286,7 @@ pub fn targets(latency: &[Placement]) -> Vec<Target> {
 }
 
 /// What path `name` adds to the direct p50 over what path `anchor` adds (`None` unless both
-/// ran and the anchor adds something).
+/// ran and the anchor adds something: an anchor within noise of zero judges nothing).
 fn added_against(report: &BenchReport, name: &str, anchor: &str) -> Option<f64> {
     let anchor = path(report, anchor)?.added_p50_us;
     (anchor > 0.0).then_some(path(report, name)?.added_p50_us / anchor)
@@ -312,8 +313,13 @@ fn against_haproxy(
     let ratios: Option<Vec<f64>> = router
         .loads
         .iter()
-        .zip(&haproxy.loads)
-        .map(|(r, h)| Some(figure(r)? / figure(h)?))
+        .map(|r| {
+            let h = haproxy
+                .loads
+                .iter()
+                .find(|h| (h.connections, h.streams) == (r.connections, r.streams))?;
+            Some(figure(r)? / figure(h)?)
+        })
         .collect();
     let ratios = ratios.filter(|r| !r.is_empty())?;
     Some((

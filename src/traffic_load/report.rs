@@ -15,7 +15,8 @@ pub struct TrafficPhase {
     pub calls: u64,
     /// Calls sent to every server.
     pub sent: u64,
-    /// Of those, the calls some server answered: the latencies and `served_by` count these.
+    /// Of those, the calls the target answered (or left unanswered as OLD did): the latencies
+    /// and `served_by` count these.
     pub answered: u64,
     /// The traffic's methods no call of which was made in this phase.
     pub not_sent: Vec<String>,

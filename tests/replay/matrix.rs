@@ -299,3 +299,41 @@ async fn a_new_package_serves_old_clients_only_where_the_gateway_can_retire_them
         assert_eq!(cell(&report, OLD_PINNED, deployment)["judged"], false);
     }
 }
+
+/// Each version's descriptors from its own folder name both files `shop.proto`: one gateway
+/// cannot hold two meanings of one file name, so the side-by-side gateway refuses to start and
+/// the matrix stops with its words (exit 1) rather than judge cells against no deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_versions_whose_files_share_a_name_stop_the_matrix_with_the_gateways_words() {
+    let Some(python) = shop_python() else {
+        return;
+    };
+    let old = shop(&python, "v1", &[]).await;
+    let v2 = shop(&python, "v2", &[]).await;
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let (v1_dir, v2_dir) = (
+        format!("{repo}/examples/shop/proto/shop/v1"),
+        format!("{repo}/examples/shop/proto/shop/v2"),
+    );
+    let flags = [
+        "--new-traffic",
+        SCENARIO_V2,
+        "--new-version",
+        "2.0.0",
+        "--descriptors",
+        &v1_dir,
+        "--new-descriptors",
+        &v2_dir,
+    ];
+    let (code, text, report) = matrix(&old, &v2, &flags).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("declare shop.proto differently")
+            && text.contains("the gateway of the \"side by side\" deployment does not start"),
+        "{text}"
+    );
+    assert!(
+        report.is_null(),
+        "no matrix of deployments that did not run"
+    );
+}
