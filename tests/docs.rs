@@ -259,6 +259,12 @@ message Outer {
   optional Inner nested = 2;
   optional .Inner top = 3;
   repeated string tags = 4;
+  extensions 100 to 199;
+  extend Outer { optional int64 nested_ext = 101; }
+}
+extend Outer {
+  // Marks a legacy record.
+  repeated Inner ext_field = 100;
 }
 "#,
     )
@@ -284,6 +290,8 @@ message Outer {
         "| 3 | `top` | `optional Inner` |  |",
         "| 4 | `tags` | `repeated string` |  |",
         "### Message `Outer.Inner`",
+        "| `Outer` | 100 | `ext_field` | `repeated Inner` | Marks a legacy record. |",
+        "| `Outer` | 101 | `Outer.nested_ext` | `int64` |  |",
     ] {
         assert!(md.contains(line), "no {line:?} in:\n{md}");
     }

@@ -149,6 +149,25 @@ pub(super) fn page(docs: &ApiDocs) -> String {
             }
             page.push_str("</table>\n");
         }
+        if !v.extensions.is_empty() {
+            page.push_str(
+                "<h3>Extensions</h3><table><tr><th>extends</th><th>#</th><th>name</th>\
+                 <th>type</th><th>description</th></tr>\n",
+            );
+            for x in &v.extensions {
+                let _ = writeln!(
+                    page,
+                    "<tr data-extension=\"{}\"><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>",
+                    esc(&x.name),
+                    esc(&x.extends),
+                    x.number,
+                    esc(&x.name),
+                    esc(&x.kind),
+                    esc(&x.comment)
+                );
+            }
+            page.push_str("</table>\n");
+        }
         page.push_str("</section>\n");
     }
     page.push_str("</body></html>\n");

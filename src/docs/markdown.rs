@@ -127,6 +127,21 @@ pub(super) fn page(docs: &ApiDocs) -> String {
             }
             out.push('\n');
         }
+        if !version.extensions.is_empty() {
+            out.push_str("### Extensions\n\n| extends | # | name | type | description |\n|---|---|---|---|---|\n");
+            for x in &version.extensions {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | `{}` | `{}` | {} |",
+                    x.extends,
+                    x.number,
+                    x.name,
+                    x.kind,
+                    cell(&x.comment)
+                );
+            }
+            out.push('\n');
+        }
     }
     out
 }

@@ -24,6 +24,23 @@ pub struct VersionDoc {
     pub messages: Vec<MessageDoc>,
     /// Enums with their values.
     pub enums: Vec<EnumDoc>,
+    /// Extensions declared (at the top of a file or inside a message).
+    pub extensions: Vec<ExtensionDoc>,
+}
+
+/// An extension field (`extend Message { ... }`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtensionDoc {
+    /// Full name.
+    pub name: String,
+    /// The message it extends, in full.
+    pub extends: String,
+    /// Number.
+    pub number: u32,
+    /// Type and label, as for a field.
+    pub kind: String,
+    /// Its comment.
+    pub comment: String,
 }
 
 /// A service and its methods.
@@ -124,6 +141,7 @@ pub fn versions(api: &compat::Api) -> Vec<VersionDoc> {
                 services: Vec::new(),
                 messages: Vec::new(),
                 enums: Vec::new(),
+                extensions: Vec::new(),
             });
         doc.files.push(file.name().to_string());
         add_file(doc, &file);
@@ -158,6 +176,11 @@ fn add_file(doc: &mut VersionDoc, file: &FileDescriptor) {
         });
         doc.enums
             .extend(message.child_enums().map(|e| enum_doc(&e, &comments)));
+        doc.extensions.extend(
+            message
+                .child_extensions()
+                .map(|x| extension_doc(&x, &comments)),
+        );
         // Nested messages right after their parent.
         for (i, child) in message.child_messages().enumerate() {
             messages.insert(i, child);
@@ -165,6 +188,23 @@ fn add_file(doc: &mut VersionDoc, file: &FileDescriptor) {
     }
     doc.enums
         .extend(file.enums().map(|e| enum_doc(&e, &comments)));
+    doc.extensions
+        .extend(file.extensions().map(|x| extension_doc(&x, &comments)));
+}
+
+fn extension_doc(x: &prost_reflect::ExtensionDescriptor, comments: &Comments) -> ExtensionDoc {
+    let name = kind_name(x.kind(), x.parent_file().package_name());
+    ExtensionDoc {
+        name: x.full_name().to_string(),
+        extends: x.containing_message().full_name().to_string(),
+        number: x.number(),
+        kind: if x.is_list() {
+            format!("repeated {name}")
+        } else {
+            name
+        },
+        comment: comments.at(x.path()),
+    }
 }
 
 /// A type's name as its package's own files write it: relative to `package`, else in full.
@@ -262,10 +302,14 @@ fn enum_doc(e: &EnumDescriptor, comments: &Comments) -> EnumDoc {
 /// (relative to the field's package, so `Outer.Inner` and `google.protobuf.Timestamp` stay
 /// apart from a top-level `Inner` or `Timestamp`).
 fn type_name(field: &FieldDescriptor) -> String {
-    let package = field.parent_file().package_name().to_string();
-    match field.kind() {
-        Kind::Message(m) => relative(m.full_name(), &package),
-        Kind::Enum(e) => relative(e.full_name(), &package),
+    kind_name(field.kind(), field.parent_file().package_name())
+}
+
+/// A scalar's keyword, or a message's or enum's name relative to `package`.
+fn kind_name(kind: Kind, package: &str) -> String {
+    match kind {
+        Kind::Message(m) => relative(m.full_name(), package),
+        Kind::Enum(e) => relative(e.full_name(), package),
         scalar => format!("{scalar:?}").to_lowercase(),
     }
 }
