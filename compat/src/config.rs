@@ -99,7 +99,7 @@ impl BreakingConfig {
     /// `buf.yaml` at the root of a git input (`subdir=`, or the repository's top), at its
     /// revision, when there is one.
     pub fn found_in_git(input: &str) -> Result<Option<BreakingConfig>, String> {
-        let git = crate::git::GitInput::parse(input)?;
+        let git = crate::git::GitInput::open(input)?;
         for name in ["buf.yaml", "buf.yml"] {
             if let Some(text) = git.read_file(name)? {
                 return BreakingConfig::parse(&text, &format!("{input}: {name}")).map(Some);

@@ -1,8 +1,11 @@
 //! Git inputs in buf's syntax: `PATH.git#branch=main,subdir=proto` (also `tag=`, `ref=` for a
 //! commit or any ref, `depth=`), where PATH is a repository's `.git` directory (`.git`,
-//! `../other/.git`) or a bare repository. The `.proto` files are read at that revision with the
-//! git CLI (`ls-tree` and `cat-file --batch`) into memory: the work tree, the index and the
-//! checked-out branch are never touched, so uncommitted edits play no part.
+//! `../other/.git`), a bare repository, or a remote one (`https://`, `ssh://`, `git://`,
+//! `file://`, `git@HOST:PATH`). The `.proto` files are read at that revision with the git CLI
+//! (`ls-tree` and `cat-file --batch`) into memory: the work tree, the index and the checked-out
+//! branch are never touched, so uncommitted edits play no part. A remote revision is first
+//! fetched (`--depth` as given, else 50) into a bare cache repository of its own under
+//! `$XDG_CACHE_HOME/testbed/git/`, reused by the next run.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,10 +24,15 @@ pub struct GitInput {
     pub named: String,
     /// The directory inside the repository that is the input root (`subdir=`), `/`-separated.
     pub subdir: Option<String>,
-    /// `depth=`: accepted as buf takes it; a local repository is read whole, so it changes
-    /// nothing here.
+    /// `depth=`: how many commits a remote fetch takes (buf's default, 50, without it); a
+    /// local repository is read whole.
     pub depth: Option<u32>,
+    /// The remote repository's URL, when it is one (`repo` is then its cache, once fetched).
+    pub remote: Option<String>,
 }
+
+/// Commits a remote fetch takes without `depth=`, as buf's default.
+const DEFAULT_DEPTH: u32 = 50;
 
 /// The keys buf's git input takes that this reader supports.
 const KEYS: &str = "branch, tag, ref, subdir, depth";
@@ -39,11 +47,7 @@ impl GitInput {
     /// Parses `PATH.git` or `PATH.git#key=value,...`; the error says which part is wrong.
     pub fn parse(input: &str) -> Result<GitInput, String> {
         let (path, options) = input.split_once('#').unwrap_or((input, ""));
-        if path.contains("://") || path.starts_with("git@") {
-            return Err(format!(
-                "{path}: remote git repositories are not supported yet; clone it and give the local path (CLONE/.git#branch=...)"
-            ));
-        }
+        let remote = (path.contains("://") || path.starts_with("git@")).then(|| path.to_string());
         let mut named: Option<(String, String)> = None;
         let (mut subdir, mut depth) = (None, None);
         for part in options.split(',').filter(|p| !p.is_empty()) {
@@ -107,7 +111,65 @@ impl GitInput {
             named,
             subdir,
             depth,
+            remote,
         })
+    }
+
+    /// [`parse`](Self::parse), and for a remote repository the revision fetched into its
+    /// cache: the input, ready to read.
+    pub fn open(input: &str) -> Result<GitInput, String> {
+        let mut git = GitInput::parse(input)?;
+        if let Some(url) = git.remote.clone() {
+            git.fetch(&url)?;
+        }
+        Ok(git)
+    }
+
+    /// Fetches the revision from `url` into the cache repository and points `repo` and
+    /// `revision` at what was fetched.
+    fn fetch(&mut self, url: &str) -> Result<(), String> {
+        let cache = cache_for(url);
+        if !cache.join("HEAD").exists() {
+            std::fs::create_dir_all(&cache)
+                .map_err(|e| format!("cannot make the git cache {}: {e}", cache.display()))?;
+            git(&cache, &["init", "--bare", "--quiet"], None)
+                .map_err(|e| format!("cannot make the git cache {}: {e}", cache.display()))?;
+        }
+        let depth = format!("--depth={}", self.depth.unwrap_or(DEFAULT_DEPTH));
+        let wanted = format!("+{}:refs/testbed/fetched", self.revision);
+        let fetched = git(
+            &cache,
+            &["fetch", "--quiet", "--no-tags", &depth, "--", url, &wanted],
+            None,
+        );
+        if let Err(why) = fetched {
+            // A commit id (ref=) need not be fetchable by name: take the branches and tags,
+            // whole, and look for it among them.
+            if !self.named.starts_with("ref=") {
+                return Err(format!(
+                    "{url}: cannot fetch {}: {}",
+                    self.named,
+                    why.trim()
+                ));
+            }
+            git(
+                &cache,
+                &[
+                    "fetch",
+                    "--quiet",
+                    "--",
+                    url,
+                    "+refs/heads/*:refs/testbed/heads/*",
+                    "+refs/tags/*:refs/testbed/tags/*",
+                ],
+                None,
+            )
+            .map_err(|e| format!("{url}: cannot fetch: {}", e.trim()))?;
+        } else {
+            self.revision = "refs/testbed/fetched".to_string();
+        }
+        self.repo = cache;
+        Ok(())
     }
 
     /// The commit id the revision names; the error says what is missing.
@@ -232,6 +294,29 @@ impl GitInput {
     }
 }
 
+/// Where remote repositories are fetched to: `$XDG_CACHE_HOME/testbed/git` (or
+/// `~/.cache/testbed/git`, or under the temp folder).
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("testbed")
+        .join("git")
+}
+
+/// The bare repository a remote `url` is fetched into.
+pub fn cache_for(url: &str) -> PathBuf {
+    cache_dir().join(format!("{:016x}.git", fnv(url)))
+}
+
+/// FNV-1a of `text`: a stable cache name for a URL.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf29ce484222325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3)
+    })
+}
+
 fn kind(named: &str) -> &'static str {
     match named.split_once('=').map(|(k, _)| k) {
         Some("branch") => "branch",
@@ -301,10 +386,6 @@ mod tests {
             (".git#depth=0", "above 0"),
             (".git#branch", "expected KEY=VALUE"),
             (".git#tag=", "the value is empty"),
-            (
-                "https://github.com/x/y.git#branch=main",
-                "not supported yet",
-            ),
         ] {
             let e = GitInput::parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

@@ -457,7 +457,7 @@ fn load_git(input: &str, includes: &[PathBuf]) -> Result<Api, LoadError> {
         input: input.to_string(),
         message,
     };
-    let git = crate::git::GitInput::parse(input).map_err(io)?;
+    let git = crate::git::GitInput::open(input).map_err(io)?;
     let files = git.read_protos().map_err(io)?;
     if files.values().any(|text| source_declares_edition(text)) {
         return git_with_protoc(&files, includes, input);

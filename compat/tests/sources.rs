@@ -359,3 +359,46 @@ fn a_git_inputs_buf_yaml_applies_as_in_buf() {
     assert_eq!((Some(code), ours.clone()), buf_says);
     assert_eq!(ours, BTreeSet::from(["RPC_NO_DELETE".to_string()]));
 }
+
+#[tokio::test]
+async fn remote_git_repositories_are_fetched_into_a_cache_and_read_at_the_revision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    two_commit_repo(repo);
+    // file:// takes git's remote transport (the one https:// and ssh:// take), on this machine.
+    let url = format!("file://{}/.git", repo.display());
+    let cache = compat::git::cache_for(&url);
+    let first = git(repo, &["rev-parse", "HEAD~1"]);
+    for _ in 0..2 {
+        // The second time from the cache the first filled.
+        let (code, text) = run(&[
+            &format!("{url}#tag=v1,subdir=proto"),
+            &format!("{url}#branch=main,subdir=proto,depth=1"),
+            "--category",
+            "WIRE",
+        ])
+        .await
+        .unwrap();
+        assert_eq!(code, 100, "{text}");
+        assert!(text.contains("FIELD_WIRE_COMPATIBLE_TYPE"), "{text}");
+    }
+    assert!(cache.join("HEAD").exists(), "{}", cache.display());
+    // A commit id is found among the branches and tags fetched whole.
+    let (code, text) = run(&[
+        &format!("{url}#ref={},subdir=proto", first.trim()),
+        &format!("{url}#tag=v1,subdir=proto"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!((code, text.lines().next()), (0, Some("Verdict: no change")));
+    let e = run(&[&format!("{url}#branch=nope"), &format!("{url}#branch=main")])
+        .await
+        .unwrap_err();
+    assert!(e.contains("cannot fetch branch=nope"), "{e}");
+    let gone = format!("file://{}/none/.git", repo.display());
+    let e = run(&[&gone, &gone]).await.unwrap_err();
+    assert!(e.contains("cannot fetch"), "{e}");
+    for made in [cache, compat::git::cache_for(&gone)] {
+        let _ = std::fs::remove_dir_all(made);
+    }
+}
