@@ -4,6 +4,7 @@
 //! reads and its output read back into messages, so that `compat`'s replay compares its
 //! answers exactly as it compares the testbed client's.
 
+use super::outside_client::{failed, method_at, requests_json};
 use compat::probe::{Answer, Header, ReplyLimits};
 use compat::replay::Lane;
 use prost::Message;
@@ -43,14 +44,6 @@ impl GrpcurlLane {
         }
     }
 
-    fn method(&self, path: &str) -> Option<MethodDescriptor> {
-        let (service, method) = path.trim_start_matches('/').split_once('/')?;
-        self.pool
-            .get_service_by_name(service)?
-            .methods()
-            .find(|m| m.name() == method)
-    }
-
     async fn run(
         &self,
         m: &MethodDescriptor,
@@ -59,11 +52,8 @@ impl GrpcurlLane {
         headers: &[Header],
     ) -> Result<Answer, String> {
         let mut input = String::new();
-        for bytes in &messages {
-            let message = DynamicMessage::decode(m.input(), bytes.as_slice())
-                .map_err(|e| format!("the request is not a {}: {e}", m.input().full_name()))?;
-            let json = serde_json::to_string(&message).map_err(|e| e.to_string())?;
-            input.push_str(&json);
+        for json in requests_json(m, &messages)? {
+            input.push_str(&json.to_string());
             input.push('\n');
         }
         let mut command = tokio::process::Command::new(&self.grpcurl);
@@ -166,7 +156,7 @@ impl Lane for GrpcurlLane {
         within: (Duration, ReplyLimits),
         headers: &[Header],
     ) -> Answer {
-        let Some(m) = self.method(path) else {
+        let Some(m) = method_at(&self.pool, path) else {
             return failed(
                 Code::Internal,
                 format!("the caller's descriptors declare no {path}"),
@@ -175,17 +165,6 @@ impl Lane for GrpcurlLane {
         self.run(&m, messages, within, headers)
             .await
             .unwrap_or_else(|why| failed(Code::Internal, format!("grpcurl client: {why}")))
-    }
-}
-
-/// An answer of `code` with no reply: a call the client could not make or finish.
-pub(super) fn failed(code: Code, message: String) -> Answer {
-    Answer {
-        code,
-        message,
-        replies: Vec::new(),
-        capped: None,
-        served_by: None,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod any_api;
 mod expect;
 mod grpcurl_lane;
+mod outside_client;
 mod probe;
 pub mod proxies;
 mod python_lane;

@@ -5,11 +5,11 @@
 //! serialized, so that `compat`'s replay compares its answers exactly as it compares the
 //! testbed client's.
 
-use super::grpcurl_lane::failed;
+use super::outside_client::{failed, method_at, requests_json};
 use base64::Engine as _;
 use compat::probe::{Answer, Header, ReplyLimits};
 use compat::replay::Lane;
-use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
+use prost_reflect::{DescriptorPool, MethodDescriptor};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -196,12 +196,7 @@ impl PythonLane {
         (timeout, limits): (Duration, ReplyLimits),
         headers: &[Header],
     ) -> Result<Answer, String> {
-        let mut requests = Vec::new();
-        for bytes in &messages {
-            let message = DynamicMessage::decode(m.input(), bytes.as_slice())
-                .map_err(|e| format!("the request is not a {}: {e}", m.input().full_name()))?;
-            requests.push(serde_json::to_value(&message).map_err(|e| e.to_string())?);
-        }
+        let requests = requests_json(m, &messages)?;
         let headers: Vec<[&str; 2]> = headers.iter().map(|h| [h.name(), h.value()]).collect();
         let command = serde_json::json!({
             "addr": self.addr,
@@ -249,14 +244,7 @@ impl Lane for PythonLane {
         within: (Duration, ReplyLimits),
         headers: &[Header],
     ) -> Answer {
-        let found = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .and_then(|(service, method)| {
-                let service = self.client.pool.get_service_by_name(service)?;
-                service.methods().find(|m| m.name() == method)
-            });
-        let Some(m) = found else {
+        let Some(m) = method_at(&self.client.pool, path) else {
             return failed(
                 Code::Internal,
                 format!("the caller's descriptors declare no {path}"),
