@@ -14,6 +14,7 @@
 //! by `--shadow-method`; `--shadow-unsafe` copies every method (the candidate and the secondary
 //! then execute writes too).
 
+pub(crate) mod metrics;
 mod report;
 mod worker;
 

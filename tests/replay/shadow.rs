@@ -81,8 +81,21 @@ async fn live_calls_copied_to_a_candidate_find_its_other_prices_and_never_its_wr
         format!("cheaper=1.1.0@{};weight=0", cheaper.addr),
         format!("same=1.2.0@{};weight=0", same.addr),
     ];
-    let flags = ["--shadow", "cheaper", "--shadow-rate", "1"];
-    let (gw, admin) = gateway_with_admin(&upstreams, &flags, dir.path(), "ops", TOKEN).await;
+    let flags = [
+        "--shadow",
+        "cheaper",
+        "--shadow-rate",
+        "1",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
+    let (mut gw, admin) = gateway_with_admin(&upstreams, &flags, dir.path(), "ops", TOKEN).await;
+    let said = gw.next_line().await.expect("the metrics address");
+    let metrics: std::net::SocketAddr = said
+        .strip_prefix("testbed metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("not the metrics address: {said:?}"));
     let rounds = 2;
     let file = traffic(dir.path(), rounds);
     let sent = through(&gw, &file).await;
@@ -133,6 +146,23 @@ async fn live_calls_copied_to_a_candidate_find_its_other_prices_and_never_its_wr
             format!("NOT_FOUND → NOT_FOUND ×{}", 3 * rounds),
             format!("OK → OK ×{found}")
         ]
+    );
+    // /metrics says what the report says, read at the scrape.
+    let (_, text) = crate::common::prometheus::http_get(metrics, "/metrics", None).await;
+    let calls = |outcome: &str| {
+        let labels = [("candidate", "cheaper"), ("outcome", outcome)];
+        crate::common::prometheus::sample(&text, "testbed_shadow_calls", &labels)
+    };
+    assert_eq!(calls("compared"), gets as f64, "{text}");
+    assert_eq!(calls("eligible"), (gets + 3) as f64, "{text}");
+    let degraded = [
+        ("method", "shop.v1.Shop/GetProduct"),
+        ("verdict", "degraded"),
+    ];
+    assert_eq!(
+        crate::common::prometheus::sample(&text, "testbed_shadow_compared", &degraded),
+        found as f64,
+        "{text}"
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
         .args(["route", "shadow-report", "--admin", &admin.to_string()])

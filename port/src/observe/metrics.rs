@@ -81,9 +81,14 @@ impl std::fmt::Debug for Buckets {
 }
 
 impl Metrics {
-    /// Every series registered, `router`'s upstreams among them; at most `max_series` label
+    /// Every series registered, `router`'s upstreams and the shadow's figures among them; at
+    /// most `max_series` label
     /// sets of `grpc_server_handled_total`, calls past it counted under `other`.
-    pub(crate) fn new(router: Option<RouterHandle>, max_series: usize) -> Self {
+    pub(crate) fn new(
+        router: Option<RouterHandle>,
+        max_series: usize,
+        shadow: Option<Arc<crate::shadow::Shadow>>,
+    ) -> Self {
         let mut registry = Registry::default();
         let started = Family::<MethodLabels, Counter>::default();
         registry.register(
@@ -135,6 +140,9 @@ impl Metrics {
         );
         if let Some(router) = router {
             registry.register_collector(Box::new(Upstreams::new(router)));
+        }
+        if let Some(shadow) = shadow {
+            registry.register_collector(Box::new(crate::shadow::metrics::ShadowMetrics(shadow)));
         }
         Self {
             registry,

@@ -144,9 +144,6 @@ impl Observer {
         if !options.enabled() {
             return Ok(None);
         }
-        let metrics = options
-            .metrics_addr
-            .map(|_| Arc::new(Metrics::new(router.clone(), options.metrics_max_series)));
         let log = match &options.access_log {
             Some(destination) => Some(AccessLog::start(destination, options.access_log_queue)?),
             None => None,
@@ -165,6 +162,13 @@ impl Observer {
             .filter(|_| options.shadow.shadow.is_some() || options.track_usage)
             .map(|router| Shadow::start(&options.shadow, router.clone()))
             .transpose()?;
+        let metrics = options.metrics_addr.map(|_| {
+            Arc::new(Metrics::new(
+                router.clone(),
+                options.metrics_max_series,
+                shadow.clone(),
+            ))
+        });
         Ok(Some(Self {
             methods: KnownMethods::new(descriptor_sets, router)?,
             shadow,
