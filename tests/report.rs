@@ -267,7 +267,10 @@ fn the_page_shows_the_jsons_matrix_rollout_and_latency_figures() {
             .nth(1)
             .unwrap_or_else(|| panic!("no summary row for {name}"));
         let row = row.split("</tr>").next().unwrap();
-        assert!(row.contains(target["verdict"].as_str().unwrap()), "{row}");
+        assert!(
+            unescape(row).contains(target["verdict"].as_str().unwrap()),
+            "{row}"
+        );
     }
 }
 

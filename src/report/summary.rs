@@ -116,7 +116,7 @@ fn target(
             Defined::Everywhere => "not measured".to_string(),
             Defined::ApartHaltPolling if !latency.iter().any(|p| defined.holds(&p.report)) => {
                 format!(
-                    "not measured: defined {} (`testbed report --full`, as root, where the guest's halt polling can be set)",
+                    "not measured: defined {} (`testbed report --full`, as root, where guest halt polling can be set)",
                     defined.words()
                 )
             }
