@@ -13,6 +13,7 @@
 //! out ok.
 
 use super::grpcurl_lane::GrpcurlLane;
+use super::outside_client::Failures;
 use super::python_lane::{PythonClient, PythonLane};
 use anyhow::Context;
 use compat::cli::Baseline;
@@ -430,10 +431,13 @@ impl Column<'_> {
             // Each lane of a client: its own server, the second one for the noise, the target.
             let second = options.secondary.as_deref().unwrap_or(&caller.own);
             let ends = [caller.own.as_str(), second, target.as_str()];
+            // Each row: its kind, whether it is judged, what the replay found, and the calls the
+            // client itself could not make (the outside clients').
             let mut rows = vec![(
                 "testbed".to_string(),
                 judged,
                 replayer.once(&replayer.connect().await?).await,
+                Vec::new(),
             )];
             // The same client pinned to its own build, as a caller that cannot move yet would be.
             let pin = format!("x-api-version: ={}", caller.version);
@@ -446,26 +450,29 @@ impl Column<'_> {
                 format!("testbed ({})", pin.replace(": ", " ")),
                 own_deployed,
                 pinned.once(&pinned.connect().await?).await,
+                Vec::new(),
             ));
             if let Some(grpcurl) = &tools.grpcurl {
+                let failures = Arc::new(Failures::default());
                 let lanes = Lanes(ends.map(|addr| {
                     GrpcurlLane::new(
                         grpcurl.clone(),
                         addr,
                         options.api.pool.clone(),
                         caller.protoset.clone(),
+                        failures.clone(),
                     )
                 }));
-                rows.push(("grpcurl".to_string(), judged, replayer.once(&lanes).await));
+                let found = replayer.once(&lanes).await;
+                rows.push(("grpcurl".to_string(), judged, found, failures.take()));
             }
-            let mut client_failures = Vec::new();
             if let Some(python) = &caller.python {
-                python.take_failures();
+                python.failures.take();
                 let lanes = Lanes(ends.map(|addr| PythonLane::new(python.clone(), addr)));
-                rows.push(("python".to_string(), judged, replayer.once(&lanes).await));
-                client_failures = python.take_failures();
+                let found = replayer.once(&lanes).await;
+                rows.push(("python".to_string(), judged, found, python.failures.take()));
             }
-            for (kind, judged, (methods, sent)) in rows {
+            for (kind, judged, (methods, sent), client_failures) in rows {
                 let mut reason = methods
                     .iter()
                     .filter(|m| m.verdict != Verdict::Ok)
@@ -475,10 +482,10 @@ impl Column<'_> {
                 let mut verdict = Verdict::worst(&methods);
                 // A client that could not make its calls was not served at all, even where
                 // its failures on every lane compare as equal statuses.
-                if kind == "python" && !client_failures.is_empty() {
+                if !client_failures.is_empty() {
                     verdict = Verdict::Broken;
                     reason = format!(
-                        "the Python client could not make {} call(s): {}{}",
+                        "the {kind} client could not make {} call(s): {}{}",
                         client_failures.len(),
                         client_failures[0],
                         if reason.is_empty() {

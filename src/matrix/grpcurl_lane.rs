@@ -4,7 +4,7 @@
 //! reads and its output read back into messages, so that `compat`'s replay compares its
 //! answers exactly as it compares the testbed client's.
 
-use super::outside_client::{failed, method_at, requests_json};
+use super::outside_client::{Failures, failed, method_at, requests_json};
 use compat::probe::{Answer, Header, ReplyLimits};
 use compat::replay::Lane;
 use prost::Message;
@@ -25,22 +25,26 @@ pub(super) struct GrpcurlLane {
     /// messages into JSON and back.
     pool: DescriptorPool,
     protoset: Arc<PathBuf>,
+    /// Where the calls grpcurl could not make are recorded (shared by a row's lanes).
+    failures: Arc<Failures>,
 }
 
 impl GrpcurlLane {
     /// grpcurl (`grpcurl`) calling `addr` (`HOST:PORT`, plaintext) with `pool`'s descriptors,
-    /// written to `protoset`.
+    /// written to `protoset`; the calls it cannot make recorded in `failures`.
     pub(super) fn new(
         grpcurl: PathBuf,
         addr: &str,
         pool: DescriptorPool,
         protoset: Arc<PathBuf>,
+        failures: Arc<Failures>,
     ) -> Self {
         Self {
             grpcurl,
             addr: addr.to_string(),
             pool,
             protoset,
+            failures,
         }
     }
 
@@ -164,7 +168,7 @@ impl Lane for GrpcurlLane {
         };
         self.run(&m, messages, within, headers)
             .await
-            .unwrap_or_else(|why| failed(Code::Internal, format!("grpcurl client: {why}")))
+            .unwrap_or_else(|why| self.failures.answer("grpcurl", path, why))
     }
 }
 

@@ -5,7 +5,7 @@
 //! serialized, so that `compat`'s replay compares its answers exactly as it compares the
 //! testbed client's.
 
-use super::outside_client::{failed, method_at, requests_json};
+use super::outside_client::{Failures, failed, method_at, requests_json};
 use base64::Engine as _;
 use compat::probe::{Answer, Header, ReplyLimits};
 use compat::replay::Lane;
@@ -40,9 +40,8 @@ pub(super) struct PythonClient {
     protoset: Arc<PathBuf>,
     pool: DescriptorPool,
     worker: Mutex<Option<Worker>>,
-    /// Calls the client itself could not make (not a server's answer), since last taken: a
-    /// cell with any is broken, whatever the statuses compare as.
-    failures: std::sync::Mutex<Vec<String>>,
+    /// Calls the client itself could not make (not a server's answer).
+    pub(super) failures: Failures,
 }
 
 /// What the worker answers for one call.
@@ -76,18 +75,8 @@ impl PythonClient {
             protoset,
             pool,
             worker: Mutex::new(None),
-            failures: std::sync::Mutex::default(),
+            failures: Failures::default(),
         }
-    }
-
-    /// The client's own failures since the last call of this, oldest first.
-    pub(super) fn take_failures(&self) -> Vec<String> {
-        std::mem::take(
-            &mut *self
-                .failures
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
     }
 
     fn spawn(&self) -> Result<Worker, String> {
@@ -252,15 +241,7 @@ impl Lane for PythonLane {
         };
         self.run(&m, messages, within, headers)
             .await
-            .unwrap_or_else(|why| {
-                let why = format!("Python client: {why}");
-                self.client
-                    .failures
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(format!("{path}: {why}"));
-                failed(Code::Internal, why)
-            })
+            .unwrap_or_else(|why| self.client.failures.answer("Python", path, why))
     }
 }
 
