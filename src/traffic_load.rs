@@ -17,6 +17,7 @@ pub use report::{TrafficLoadReport, TrafficPhase};
 use anyhow::Context;
 use compat::cli::Baseline;
 use compat::replay::{Outcome, ReplayOptions, Replayer, Tally};
+use compat::traffic::Line;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,12 +61,19 @@ impl TrafficArgs {
 
     /// Reads the traffic and OLD's descriptors: the replayer that sends it to OLD and `target`.
     pub async fn replayer(&self, target: &str) -> anyhow::Result<(Replayer, ReplayOptions)> {
+        let (lines, options) = self.load(target).await?;
+        Ok((Replayer::new(&lines, &options)?, options))
+    }
+
+    /// Reads the traffic and OLD's descriptors (once: a rollout replays them to NEW and then
+    /// to its gateway): the calls, and how to send them to OLD and `target`.
+    pub async fn load(&self, target: &str) -> anyhow::Result<(Vec<Line>, ReplayOptions)> {
         let old = self.old.as_deref().context(
             "--traffic needs --old: the old version's server, whose replies are the baseline",
         )?;
         let (lines, options) = self.baseline.load(&self.files, old, target).await?;
         anyhow::ensure!(!lines.is_empty(), "the traffic files hold no call");
-        Ok((Replayer::new(&lines, &options)?, options))
+        Ok((lines, options))
     }
 
     /// The traffic files' names.

@@ -16,6 +16,7 @@
 use crate::rollout::gateway_process;
 use crate::traffic_load::{Pace, TrafficArgs, TrafficLoad, TrafficLoadReport, check_serves};
 use anyhow::Context;
+use compat::replay::{ReplayOptions, Replayer};
 use port::admin::pb::{AddRequest, DrainRequest, RemoveRequest};
 use semver::Version;
 use std::path::Path;
@@ -74,7 +75,8 @@ pub async fn run(
         args.traffic.baseline.map.is_empty(),
         "rollout --traffic moves the traffic's own package from OLD to NEW; --map (NEW serving another package) is not supported yet"
     );
-    let (direct, direct_options) = args.traffic.replayer(new).await?;
+    let (lines, direct_options) = args.traffic.load(new).await?;
+    let direct = Replayer::new(&lines, &direct_options)?;
     check_serves(&direct, &format!("NEW {new}")).await?;
     let mut extra = Vec::new();
     if let Some(ca) = &args.traffic.baseline.tls.ca {
@@ -106,7 +108,11 @@ pub async fn run(
     )
     .await?;
     let target = gateway.addr.to_string();
-    let (replayer, options) = args.traffic.replayer(&target).await?;
+    let options = ReplayOptions {
+        new: target.clone(),
+        ..direct_options
+    };
+    let replayer = Replayer::new(&lines, &options)?;
     check_serves(&replayer, &format!("the gateway {target} in front of OLD")).await?;
     let pace = Pace {
         clients: args.traffic.traffic_clients,
