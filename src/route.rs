@@ -99,7 +99,8 @@ pub enum RouteAction {
         #[command(flatten)]
         target: Target,
     },
-    /// Who still calls what: per caller (address, user agent, `serve --usage-identity-header`)
+    /// Who still calls what: per caller (address, user agent, `serve --usage-identity-header`
+    /// or the client certificate's name)
     /// and per method, backend and version, the calls and when the last came.
     Usage {
         /// Only the calls served by this backend (an upstream's name: all of its backends).

@@ -1,6 +1,6 @@
 //! Who still calls what (`testbed route usage`): a gateway over three testbed backends counts
 //! each caller's calls per method, backend and version, named by its address, user agent and
-//! `--usage-identity-header`; and with `--quiet-period-secs` it refuses to remove a backend
+//! `--usage-identity-header` (over mutual TLS, else by its client certificate); and with `--quiet-period-secs` it refuses to remove a backend
 //! whose recent callers nothing else serves (naming them) unless forced, while a backend whose
 //! package another one serves may go.
 
@@ -334,4 +334,71 @@ async fn replies_of_a_retiring_method_carry_deprecation_and_sunset_headers_grpcu
         !new.contains("deprecation:") && !new.contains("sunset:"),
         "{new}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_mutual_tls_a_caller_without_the_identity_header_is_named_by_its_certificate() {
+    let dir = crate::common::temp_dir("usage-mtls");
+    let pki = port::tls::TestPki::generate().expect("certificates");
+    let files = pki.write_to(dir.path()).expect("written");
+    let tokens = token_file(dir.path(), &format!("ops {TOKEN}\n"));
+    let (cert, key, ca, tokens_arg) = (
+        files.server_cert.display().to_string(),
+        files.server_key.display().to_string(),
+        files.ca_cert.display().to_string(),
+        tokens.display().to_string(),
+    );
+    let args = [
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        &tokens_arg,
+        "--usage-identity-header",
+        "x-client-id",
+    ];
+    let mut gateway = ChildServer::testbed(exe(), &args)
+        .await
+        .expect("the gateway starts");
+    let admin = crate::common::admin_address(&mut gateway).await;
+    let tls = pki.client(Some((&pki.client_cert, &pki.client_key)));
+    let channel = port::tls::channel(gateway.addr, &tls)
+        .await
+        .expect("a mutual TLS channel");
+    let mut v2 = v2::incrementer_client::IncrementerClient::new(channel);
+    for value in 0..2 {
+        let request = v2::IncrementRequest {
+            value,
+            ..Default::default()
+        };
+        v2.increment(request).await.expect("a v2 call");
+    }
+    let request = v2::IncrementRequest::default();
+    v2.increment(from(request, "billing"))
+        .await
+        .expect("a v2 call naming itself");
+
+    let (code, out, err) =
+        tokio::task::block_in_place(|| route(&admin, &tokens, &["usage", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let rows = reply["rows"].as_array().expect("rows");
+    let calls = |identity: &str| {
+        rows.iter()
+            .filter(|r| r["identity"] == identity && r["method"] == "Increment")
+            .map(|r| r["calls"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    // TestPki's client certificate has the subject CN `testbed`; the header, when sent, wins.
+    assert_eq!(calls("testbed"), 2, "{reply}");
+    assert_eq!(calls("billing"), 1, "{reply}");
+    assert_eq!(calls(""), 0, "{reply}");
 }

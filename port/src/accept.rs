@@ -38,6 +38,27 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+/// What the port's services learn of a connection (each request carries it as an extension):
+/// its addresses and, over mutual TLS (`--tls-client-ca`), the name its verified client
+/// certificate gives its holder, read once per connection.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The connection's addresses.
+    pub tcp: TcpConnectInfo,
+    /// The client certificate's subject common name (`alice`), or for one without, its first
+    /// DNS name (`dns:alice`), as the admin API names certificate holders
+    /// ([`certificate_name`](crate::admin::auth::certificate_name)); `None` in plaintext, and
+    /// for a certificate that names nobody usable.
+    pub certificate_name: Option<Arc<str>>,
+}
+
+impl PeerInfo {
+    /// The client's address.
+    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp.remote_addr()
+    }
+}
+
 /// The HTTP/2 client connection preface.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -318,12 +339,27 @@ pub(crate) enum Io {
 }
 
 impl Connected for Io {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = PeerInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> PeerInfo {
         match self {
-            Io::Plain(tracked) => tracked.connect_info(),
-            Io::Tls(stream) => stream.get_ref().0.connect_info(),
+            Io::Plain(tracked) => PeerInfo {
+                tcp: tracked.connect_info(),
+                certificate_name: None,
+            },
+            Io::Tls(stream) => {
+                let (tracked, session) = stream.get_ref();
+                // Verified by the handshake against --tls-client-ca when one was asked for.
+                let certificate_name = session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|der| crate::admin::auth::certificate_name(der).ok())
+                    .map(Arc::from);
+                PeerInfo {
+                    tcp: tracked.connect_info(),
+                    certificate_name,
+                }
+            }
         }
     }
 }

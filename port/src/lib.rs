@@ -39,5 +39,6 @@ pub mod tls;
 pub mod upstream;
 pub mod web;
 
+pub use accept::PeerInfo;
 pub use deployment::Deployment;
 pub use server::{Layout, RunningServer, ServeOptions};

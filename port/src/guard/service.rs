@@ -4,6 +4,7 @@
 use super::body::{CheckedBody, MessageCheck, Refusal, ReplyBody, cardinality, exceeded};
 use super::budget::BodyBudget;
 use super::layer::UnaryMethods;
+use crate::PeerInfo;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use router::{BoxFuture, CountedBody, InFlight};
@@ -13,7 +14,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tonic::transport::server::TcpConnectInfo;
 use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt};
 
@@ -104,8 +104,8 @@ where
         let guard = self.open.enter();
         let connection = request
             .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(TcpConnectInfo::remote_addr);
+            .get::<PeerInfo>()
+            .and_then(PeerInfo::remote_addr);
         let check = MessageCheck::new(
             self.max_message_bytes,
             unary,

@@ -10,16 +10,16 @@ use super::methods::Method;
 use super::record::{CallRecord, Framing, code_of_http, grpc_status};
 use super::recorder::{Ended, Recording};
 use super::{Kept, Observer};
+use crate::PeerInfo;
 use crate::shadow::Shadowing;
 use bytes::Bytes;
-use http::{Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
 use http_body::{Body as HttpBody, Frame};
 use router::{BoxFuture, Inspect, InspectedBody, Routed};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
-use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service, ServiceExt};
 
@@ -55,6 +55,23 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     observer: Arc<Observer>,
+}
+
+impl<S> Observe<S> {
+    /// Who the caller says it is: the `--usage-identity-header` value when configured and
+    /// sent, else the name of the client certificate its connection presented (mutual TLS).
+    /// Only the usage table keeps it.
+    fn identity(&self, headers: &http::HeaderMap, peer: Option<&PeerInfo>) -> Option<HeaderValue> {
+        let usage = self.observer.usage()?;
+        let claimed = usage
+            .identity_header()
+            .and_then(|name| headers.get(name))
+            .cloned();
+        claimed.or_else(|| {
+            let name = peer?.certificate_name.as_deref()?;
+            HeaderValue::from_str(name).ok()
+        })
+    }
 }
 
 /// A call being observed: what is known at arrival, and the request's counts as they come.
@@ -155,19 +172,12 @@ where
         } else {
             None
         };
+        let peer = request.extensions().get::<PeerInfo>();
         let record = CallRecord {
             start: SystemTime::now(),
-            peer: request
-                .extensions()
-                .get::<TcpConnectInfo>()
-                .and_then(TcpConnectInfo::remote_addr),
+            peer: peer.and_then(PeerInfo::remote_addr),
             user_agent: headers.get(header::USER_AGENT).cloned(),
-            identity: self
-                .observer
-                .usage()
-                .and_then(|usage| usage.identity_header())
-                .and_then(|name| headers.get(name))
-                .cloned(),
+            identity: self.identity(headers, peer),
             authority,
             path: request.uri().path_and_query().cloned(),
             requirement: headers.get(router::API_VERSION_HEADER).cloned(),

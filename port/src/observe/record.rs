@@ -21,7 +21,8 @@ pub struct CallRecord {
     pub authority: Option<String>,
     /// The gRPC path, `/package.Service/Method`.
     pub path: Option<PathAndQuery>,
-    /// The header naming the caller (`--usage-identity-header`), when one is configured.
+    /// Who the caller is: the `--usage-identity-header` value, else its client certificate's
+    /// name (mutual TLS); only while the usage table is kept.
     pub identity: Option<HeaderValue>,
     /// Its `x-api-version` header, as sent.
     pub requirement: Option<HeaderValue>,
