@@ -23,6 +23,7 @@ use std::time::Duration;
 mod shadow;
 mod token;
 mod usage;
+pub use usage::to_json as usage_json;
 
 /// The environment variable holding the admin token when no `--token-file` is given.
 pub const TOKEN_ENV: &str = "TESTBED_ADMIN_TOKEN";

@@ -20,11 +20,17 @@ const GET_PRODUCT: &str = "/shop.v2.Shop/GetProduct";
 /// Calls counted by (the version that answered, its code and message: `OK` for a success).
 pub type Counts = BTreeMap<(String, String), u64>;
 
-/// Unpinned GetProduct calls through a gateway, two loops back to back, until stopped.
+/// The header the drill's callers name themselves in (the gateway's `--usage-identity-header`).
+pub const CALLER_HEADER: &str = "x-client-id";
+/// The callers of [`ShopLoad`], one loop each.
+pub const CALLERS: [&str; 2] = ["storefront", "mobile-app"];
+
+/// Unpinned GetProduct calls through a gateway, one loop back to back per caller of
+/// [`CALLERS`] (each naming itself in [`CALLER_HEADER`]), until stopped.
 #[derive(Debug)]
 pub struct ShopLoad {
     stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<Counts>>,
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<Counts>)>,
 }
 
 impl ShopLoad {
@@ -32,10 +38,10 @@ impl ShopLoad {
     pub async fn start(addr: SocketAddr) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
-        for _ in 0..2 {
+        for caller in CALLERS {
             let channel = client::connect(addr).await?;
             let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 let mut counts = Counts::new();
                 let mut grpc = tonic::client::Grpc::new(channel);
                 while !stop.load(Ordering::Relaxed) {
@@ -43,7 +49,11 @@ impl ShopLoad {
                         grpc.ready()
                             .await
                             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-                        let request = tonic::Request::new(GET_BOOK.to_vec());
+                        let mut request = tonic::Request::new(GET_BOOK.to_vec());
+                        request.metadata_mut().insert(
+                            CALLER_HEADER,
+                            tonic::metadata::AsciiMetadataValue::from_static(caller),
+                        );
                         let path = http::uri::PathAndQuery::from_static(GET_PRODUCT);
                         grpc.unary(request, path, compat::RawCodec).await
                     }
@@ -63,17 +73,27 @@ impl ShopLoad {
                     *counts.entry((version, code)).or_default() += 1;
                 }
                 counts
-            }));
+            });
+            tasks.push((caller, task));
         }
         Ok(Self { stop, tasks })
     }
 
+    /// Stops the loops: every call they made, counted per caller.
+    pub async fn stop_by_caller(self) -> anyhow::Result<BTreeMap<&'static str, Counts>> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = BTreeMap::new();
+        for (caller, task) in self.tasks {
+            all.insert(caller, task.await.context("a load loop panicked")?);
+        }
+        Ok(all)
+    }
+
     /// Stops the loops: every call they made, counted.
     pub async fn stop(self) -> anyhow::Result<Counts> {
-        self.stop.store(true, Ordering::Relaxed);
         let mut all = Counts::new();
-        for task in self.tasks {
-            for (key, n) in task.await.context("a load loop panicked")? {
+        for counts in self.stop_by_caller().await?.into_values() {
+            for (key, n) in counts {
                 *all.entry(key).or_default() += n;
             }
         }
@@ -150,6 +170,8 @@ impl Stage {
             "127.0.0.1:0",
             "--admin-token-file",
             &tokens_arg,
+            "--usage-identity-header",
+            CALLER_HEADER,
         ];
         let mut gateway = ChildServer::testbed(exe, &args).await?;
         let (mut metrics, mut admin) = (None, None);
@@ -169,6 +191,18 @@ impl Stage {
             _builds: [stable, canary],
             _dir: dir,
         })
+    }
+
+    /// The gateway's usage table (`testbed route usage --json`): who called what, per version.
+    pub async fn usage(&self) -> anyhow::Result<serde_json::Value> {
+        let target = self.canary_args(&[], Duration::ZERO, 0).target;
+        let mut client = target.connect().await?;
+        let reply = client
+            .usage(port::admin::pb::UsageRequest::default())
+            .await
+            .map_err(|status| target.refused(status))?
+            .into_inner();
+        Ok(crate::route::usage_json(&reply))
     }
 
     /// `testbed canary --from v2a --to v2b` arguments for this stage, judged from its metrics.

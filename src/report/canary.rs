@@ -29,6 +29,75 @@ pub struct Drill {
     pub events: Vec<Value>,
     /// The load's calls: (version that answered, `OK` or the status) and how many.
     pub calls: Vec<(String, String, u64)>,
+    /// The gateway's usage table after the drill: who called which version.
+    pub usage: Vec<UsageLine>,
+}
+
+/// One row of the gateway's usage table (`testbed route usage`), as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageLine {
+    /// The caller's `x-client-id`.
+    pub caller: String,
+    /// `/package.Service/Method`.
+    pub method: String,
+    /// The backend that served its calls, and its version.
+    pub backend: String,
+    /// See `backend`.
+    pub version: String,
+    /// Calls counted.
+    pub calls: u64,
+    /// From its last call until the table was read, in milliseconds.
+    pub last_seen_ms_before: u64,
+}
+
+/// The usage table's rows for the load's method, checked against the load's own count: each
+/// caller's calls answered by each version, as the gateway counted them and as the callers did.
+fn usage_lines(
+    table: &Value,
+    by_caller: &std::collections::BTreeMap<&'static str, crate::canary::drill::Counts>,
+) -> anyhow::Result<Vec<UsageLine>> {
+    let read_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut lines = Vec::new();
+    for row in table["rows"].as_array().into_iter().flatten() {
+        let text = |key: &str| row[key].as_str().unwrap_or_default().to_string();
+        lines.push(UsageLine {
+            caller: text("identity"),
+            method: format!("/{}/{}", text("service"), text("method")),
+            backend: text("backend"),
+            version: text("version"),
+            calls: row["calls"].as_u64().unwrap_or(0),
+            last_seen_ms_before: read_at
+                .saturating_sub(row["last_seen_unix_ms"].as_u64().unwrap_or(read_at)),
+        });
+    }
+    for (caller, counts) in by_caller {
+        let mut made = std::collections::BTreeMap::<&str, u64>::new();
+        for ((version, _), n) in counts {
+            *made.entry(version).or_default() += n;
+        }
+        for (version, made) in made {
+            let counted: u64 = lines
+                .iter()
+                .filter(|l| l.caller == *caller && l.version == version)
+                .map(|l| l.calls)
+                .sum();
+            anyhow::ensure!(
+                counted == made,
+                "the usage table counts {counted} calls of {caller} answered by {version}; the \
+                 caller counted {made}"
+            );
+        }
+    }
+    let callers: u64 = by_caller.values().flat_map(|c| c.values()).sum();
+    let counted: u64 = lines.iter().map(|l| l.calls).sum();
+    anyhow::ensure!(
+        counted == callers,
+        "the usage table counts {counted} calls in all, the callers made {callers}"
+    );
+    lines.sort_by(|a, b| (&a.caller, &a.version).cmp(&(&b.caller, &b.version)));
+    Ok(lines)
 }
 
 impl Drill {
@@ -56,14 +125,20 @@ async fn drill(python: &Path, exe: &Path, name: &str, fail_percent: u32) -> anyh
     let load = ShopLoad::start(stage.gateway.addr).await?;
     let args = stage.canary_args(&STEPS, INTERVAL, MIN_CALLS);
     let outcome = crate::canary::drive(&args, false).await;
-    let counts = load.stop().await?;
+    let by_caller = load.stop_by_caller().await?;
     let outcome = outcome?;
+    let usage = usage_lines(&stage.usage().await?, &by_caller)?;
+    let mut counts = crate::canary::drill::Counts::new();
+    for (key, n) in by_caller.into_values().flatten() {
+        *counts.entry(key).or_default() += n;
+    }
     Ok(Drill {
         name: name.to_string(),
         fail_percent,
         exit_code: outcome.code,
         events: outcome.events,
         calls: counts.into_iter().map(|((v, c), n)| (v, c, n)).collect(),
+        usage,
     })
 }
 
@@ -171,6 +246,22 @@ impl CanarySection {
                 .map(|(v, code, n)| format!("{n} × {v} {code}"))
                 .collect();
             out.push_str(&format!("The load's calls: {}.\n", calls.join("; ")));
+            out.push_str(
+                "\nWho called what, by the gateway's usage table (`testbed route usage`), each \
+                 row equal to the callers' own count:\n\n| caller | method | backend | version | \
+                 calls | last seen |\n|---|---|---|---|---|---|\n",
+            );
+            for line in &drill.usage {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {:.1} s before the table was read |\n",
+                    line.caller,
+                    line.method,
+                    line.backend,
+                    line.version,
+                    line.calls,
+                    line.last_seen_ms_before as f64 / 1000.0
+                ));
+            }
         }
         out
     }

@@ -119,8 +119,8 @@ fn row_json(row: &UsageRow) -> Value {
     })
 }
 
-/// The reply as JSON.
-pub(super) fn to_json(reply: &UsageReply) -> Value {
+/// The reply as JSON (`testbed route usage --json`).
+pub fn to_json(reply: &UsageReply) -> Value {
     let rows: Vec<Value> = reply.rows.iter().map(row_json).collect();
     let fields: Vec<Value> = reply
         .deprecated_fields

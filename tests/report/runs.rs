@@ -136,6 +136,39 @@ fn the_canary_drills_promote_the_good_build_roll_back_the_bad_and_the_page_shows
         );
     }
     assert!(html.contains("<section id=\"canary\">"));
+    // Who called what: the usage table names both callers, counts every call the load made,
+    // and shows both builds serving each caller; the page has its rows.
+    for drill in drills {
+        let usage = drill["usage"].as_array().expect("a usage table");
+        let made: u64 = drill["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c[2].as_u64().unwrap())
+            .sum();
+        let counted: u64 = usage.iter().map(|r| r["calls"].as_u64().unwrap()).sum();
+        assert_eq!(counted, made, "{drill:#}");
+        for caller in ["storefront", "mobile-app"] {
+            for version in ["2.0.0", "2.1.0"] {
+                assert!(
+                    usage
+                        .iter()
+                        .any(|r| r["caller"] == caller && r["version"] == version),
+                    "{caller} at {version}: {usage:?}"
+                );
+            }
+        }
+        let row = &usage[0];
+        let cell = format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>",
+            row["caller"].as_str().unwrap(),
+            row["method"].as_str().unwrap(),
+            row["backend"].as_str().unwrap(),
+            row["version"].as_str().unwrap(),
+            row["calls"]
+        );
+        assert!(html.contains(&cell), "no {cell}");
+    }
 }
 
 #[test]

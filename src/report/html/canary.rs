@@ -1,5 +1,6 @@
 //! The page's canary section: each drill's intervals (the new build's weight, calls, error
-//! rate and p99 against the old build's, the decision) and how it ended, from the JSON.
+//! rate and p99 against the old build's, the decision) and how it ended, and who called which
+//! version by the gateway's usage table, from the JSON.
 
 use super::{esc, items, open_section, text};
 use crate::report::canary::{figure, interval_figures};
@@ -55,6 +56,35 @@ pub(super) fn section(page: &mut String, canary: &Value) {
                     .unwrap_or_default()),
             );
         }
+        usage(page, &drill["usage"]);
     }
     page.push_str("</section>\n");
+}
+
+/// The gateway's usage table after a drill: a row per caller, method and version.
+fn usage(page: &mut String, rows: &Value) {
+    let rows = items(rows);
+    if rows.is_empty() {
+        return;
+    }
+    page.push_str(
+        "<p>Who called what, by the gateway's usage table (<code>testbed route usage</code>; \
+         each row equals the callers' own count):</p><table class=\"usage\"><tr><th>caller</th>\
+         <th>method</th><th>backend</th><th>version</th><th>calls</th><th>last seen, s before \
+         the table was read</th></tr>\n",
+    );
+    for row in rows {
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td></tr>",
+            esc(text(&row["caller"])),
+            esc(text(&row["method"])),
+            esc(text(&row["backend"])),
+            esc(text(&row["version"])),
+            figure(&row["calls"], 1.0, 0),
+            figure(&row["last_seen_ms_before"], 0.001, 1),
+        );
+    }
+    page.push_str("</table>\n");
 }
