@@ -345,4 +345,33 @@ mod tests {
         let err = parse_map("Unknown map identifier. Please use #<id> or <file>.");
         assert!(err.is_err_and(|e| e.to_string().contains("Unknown map identifier")));
     }
+
+    /// A command HAProxy answers with an error fails with HAProxy's words (here a socket that
+    /// answers as HAProxy 2.6 does to an unknown server).
+    #[tokio::test]
+    async fn a_refused_command_fails_with_haproxys_reply() -> anyhow::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join(haproxy::SOCKET);
+        let listener = tokio::net::UnixListener::bind(&socket)?;
+        let haproxy = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await?;
+            let mut command = vec![0; 64];
+            let n = stream.read(&mut command).await?;
+            stream.write_all(b"No such server.\n\n").await?;
+            anyhow::Ok(String::from_utf8_lossy(&command[..n]).to_string())
+        });
+        let api = RuntimeApi { socket };
+        let err = api
+            .command("set server v1/nope state ready", str::is_empty)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"));
+        assert_eq!(
+            err,
+            Err("HAProxy refused `set server v1/nope state ready`: No such server.".to_string())
+        );
+        assert_eq!(haproxy.await??, "set server v1/nope state ready\n");
+        Ok(())
+    }
 }
