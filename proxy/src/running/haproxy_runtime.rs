@@ -47,94 +47,11 @@ impl RunningProxy {
         let api = RuntimeApi {
             socket: self.dir.path().join(haproxy::SOCKET),
         };
-        let servers = api.servers().await?;
-        for upstream in &plan.upstreams {
-            let Some(server) = servers.iter().find(|s| s.backend == upstream.name) else {
-                bail!(
-                    "HAProxy has no backend {} (its configuration has {}; only a restart adds one)",
-                    upstream.name,
-                    servers
-                        .iter()
-                        .map(|s| s.backend.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            };
-            let target = server.target();
-            if server.addr != upstream.addr {
-                api.command(
-                    &format!(
-                        "set server {target} addr {} port {}",
-                        upstream.addr.ip(),
-                        upstream.addr.port()
-                    ),
-                    |reply| reply.contains("by 'stats socket command'"),
-                )
-                .await?;
-            }
-            if !server.ready() {
-                api.command(&format!("set server {target} state ready"), str::is_empty)
-                    .await?;
-            }
-        }
-        api.wait_for_servers("ready", |servers| {
-            plan.upstreams.iter().all(|upstream| {
-                servers
-                    .iter()
-                    .any(|s| s.backend == upstream.name && s.addr == upstream.addr && s.ready())
-            })
-        })
-        .await?;
-
+        api.ready_servers(plan).await?;
         let map = self.dir.path().join(haproxy::MAP_FILE);
-        let map = map.display();
-        let entries = haproxy::map_entries(plan);
-        if api.map(&map.to_string()).await? != entries {
-            let version = api
-                .command(&format!("prepare map {map}"), |reply| {
-                    reply.starts_with("New version created:")
-                })
-                .await?;
-            let version = version
-                .trim_start_matches("New version created:")
-                .trim()
-                .parse::<u32>()
-                .with_context(|| format!("HAProxy's prepare map answered {version:?}"))?;
-            let payload: String = entries
-                .iter()
-                .map(|(key, value)| format!("{key} {value}\n"))
-                .collect();
-            api.command(
-                &format!("add map @{version} {map} <<\n{payload}"),
-                str::is_empty,
-            )
+        api.swap_map(&map.display().to_string(), &haproxy::map_entries(plan))
             .await?;
-            api.command(&format!("commit map @{version} {map}"), str::is_empty)
-                .await?;
-            let now = api.map(&map.to_string()).await?;
-            if now != entries {
-                bail!("HAProxy's map {map} after the commit holds {now:?}, not {entries:?}");
-            }
-        }
-
-        let unused = |backend: &str| !plan.upstreams.iter().any(|u| u.name == backend);
-        for server in api.servers().await? {
-            if unused(&server.backend) && server.admin & ADMIN_FORCED_MAINT == 0 {
-                api.command(
-                    &format!("set server {} state maint", server.target()),
-                    str::is_empty,
-                )
-                .await?;
-            }
-        }
-        api.wait_for_servers("in maintenance", |servers| {
-            servers
-                .iter()
-                .filter(|s| unused(&s.backend))
-                .all(|s| s.admin & ADMIN_FORCED_MAINT != 0)
-        })
-        .await?;
-
+        api.retire_servers(plan).await?;
         for file in &files {
             write_atomically(self.dir.path(), file)?;
         }
@@ -173,6 +90,99 @@ impl ServerState {
 }
 
 impl RuntimeApi {
+    /// Step 1: every server `plan` routes to gets its address and is made ready.
+    async fn ready_servers(&self, plan: &RoutePlan) -> anyhow::Result<()> {
+        let servers = self.servers().await?;
+        for upstream in &plan.upstreams {
+            let Some(server) = servers.iter().find(|s| s.backend == upstream.name) else {
+                bail!(
+                    "HAProxy has no backend {} (its configuration has {}; only a restart adds one)",
+                    upstream.name,
+                    servers
+                        .iter()
+                        .map(|s| s.backend.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            let target = server.target();
+            if server.addr != upstream.addr {
+                let (ip, port) = (upstream.addr.ip(), upstream.addr.port());
+                self.command(
+                    &format!("set server {target} addr {ip} port {port}"),
+                    |reply| reply.contains("by 'stats socket command'"),
+                )
+                .await?;
+            }
+            if !server.ready() {
+                self.command(&format!("set server {target} state ready"), str::is_empty)
+                    .await?;
+            }
+        }
+        self.wait_for_servers("ready", |servers| {
+            plan.upstreams.iter().all(|upstream| {
+                servers
+                    .iter()
+                    .any(|s| s.backend == upstream.name && s.addr == upstream.addr && s.ready())
+            })
+        })
+        .await
+    }
+
+    /// Step 2: the map `file` replaced by `entries` at one instant, unless it holds them already.
+    async fn swap_map(&self, file: &str, entries: &[(String, String)]) -> anyhow::Result<()> {
+        if self.map(file).await? == entries {
+            return Ok(());
+        }
+        let created = self
+            .command(&format!("prepare map {file}"), |reply| {
+                reply.starts_with("New version created:")
+            })
+            .await?;
+        let version = created
+            .trim_start_matches("New version created:")
+            .trim()
+            .parse::<u32>()
+            .with_context(|| format!("HAProxy's prepare map answered {created:?}"))?;
+        let payload: String = entries
+            .iter()
+            .map(|(key, value)| format!("{key} {value}\n"))
+            .collect();
+        self.command(
+            &format!("add map @{version} {file} <<\n{payload}"),
+            str::is_empty,
+        )
+        .await?;
+        self.command(&format!("commit map @{version} {file}"), str::is_empty)
+            .await?;
+        let now = self.map(file).await?;
+        if now != entries {
+            bail!("HAProxy's map {file} after the commit holds {now:?}, not {entries:?}");
+        }
+        Ok(())
+    }
+
+    /// Step 3: every server `plan` does not route to is put in maintenance.
+    async fn retire_servers(&self, plan: &RoutePlan) -> anyhow::Result<()> {
+        let unused = |backend: &str| !plan.upstreams.iter().any(|u| u.name == backend);
+        for server in self.servers().await? {
+            if unused(&server.backend) && server.admin & ADMIN_FORCED_MAINT == 0 {
+                self.command(
+                    &format!("set server {} state maint", server.target()),
+                    str::is_empty,
+                )
+                .await?;
+            }
+        }
+        self.wait_for_servers("in maintenance", |servers| {
+            servers
+                .iter()
+                .filter(|s| unused(&s.backend))
+                .all(|s| s.admin & ADMIN_FORCED_MAINT != 0)
+        })
+        .await
+    }
+
     /// Sends `command` and returns HAProxy's reply (trimmed), failing with the reply's text
     /// when `accepted` says it is not a success.
     async fn command(
