@@ -205,8 +205,8 @@ pub struct RolloutArgs {
     pub rollout: RolloutOptions,
     /// Roll out through this proxy instead of the testbed's router (nginx, haproxy or envoy):
     /// v1 and v2 as `testbed serve --backend` processes behind it, the proxy changed between
-    /// phases its own way (nginx -s reload, HAProxy's master-worker reload, Envoy's
-    /// filesystem xDS).
+    /// phases its own way (nginx -s reload, HAProxy's runtime API, Envoy's filesystem
+    /// xDS).
     #[arg(long, value_parser = parse_proxy, conflicts_with_all = ["processes", "kill_v1"])]
     pub proxy: Option<proxy::ProxyKind>,
     /// Roll your own API out instead: a gateway in front of --old moved to --new under

@@ -5,7 +5,8 @@
 //!
 //! v1 and v2 are `testbed serve --backend v1|v2` processes; the proxy is started by the `proxy`
 //! crate and changed between phases the proxy's own way ([`RunningProxy::reconfigure`]: nginx
-//! `-s reload`, HAProxy's master-worker reload, Envoy's filesystem xDS):
+//! `-s reload`, HAProxy's runtime API (a map and server states, no reload), Envoy's filesystem
+//! xDS):
 //!
 //! 1. `v1 only`: the proxy sends everything to v1 ([`Arrangement::V1Only`]); v1 clients run.
 //! 2. `v2 added`: the v2 process starts, the proxy routes `/increment.v2.` (and health,
@@ -15,8 +16,8 @@
 //! 3. `v1 retired`: the proxy rewrites `/increment.v1.` to `/increment.v2.` and sends it to v2.
 //! 4. `v1 removed`: the v1 process is stopped with SIGTERM (it finishes what it has in flight).
 //!    Nothing routes to it by then: the proxy confirmed the previous change a phase earlier,
-//!    and nginx's and HAProxy's old workers closed their connections at the reload (the report
-//!    counts the proxy's processes after each change).
+//!    and nginx's old workers closed their connections at the reload (the report counts the
+//!    proxy's processes after each change); HAProxy put v1's server in maintenance.
 
 use crate::load::{Load, LoadOptions, LoadReport, Point};
 use crate::rollout::RolloutOptions;

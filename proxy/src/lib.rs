@@ -11,7 +11,7 @@
 //! - [`RunningProxy`]: a proxy on a free 127.0.0.1 port, configuration and logs in a temporary
 //!   directory, ready when it has answered an HTTP/2 request; killed (with its workers) when
 //!   dropped. [`RunningProxy::reconfigure`] changes its routes the proxy's own way without a
-//!   restart (nginx `-s reload`, HAProxy's master-worker reload, Envoy's filesystem xDS) and
+//!   restart (nginx `-s reload`, HAProxy's runtime API, Envoy's filesystem xDS) and
 //!   waits until the proxy confirms it; [`Tuning`] changes defaults tests need short (idle
 //!   timeout, requests per connection).
 //! - [`measure`]: h2load through a proxy (the bench's `proxies` row adds each hop's CPU time).

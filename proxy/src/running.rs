@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+mod haproxy_runtime;
 mod reload;
 pub use reload::Reconfigured;
 
@@ -248,7 +249,7 @@ impl RunningProxy {
 
     /// How many processes the proxy has now: its main process and every worker, old workers
     /// still finishing their connections after a reload included (nginx runs a master and two
-    /// workers, HAProxy a master and one worker, Envoy one process).
+    /// workers, HAProxy and Envoy one process each).
     pub fn process_count(&self) -> anyhow::Result<usize> {
         Ok(self.group_processes()?.len())
     }
@@ -346,6 +347,26 @@ fn write_atomically(dir: &Path, file: &config::ConfigFile) -> anyhow::Result<()>
         .with_context(|| format!("cannot write {}", staging.display()))?;
     std::fs::rename(&staging, &path)
         .with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+/// Sends `request` on a new connection to the Unix socket `socket` and reads the reply until
+/// the peer closes (both proxies' admin interfaces answer one request per connection); `who`
+/// names the interface in errors.
+async fn unix_exchange(socket: &Path, request: &[u8], who: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("cannot reach {who} at {}", socket.display()))?;
+    stream
+        .write_all(request)
+        .await
+        .with_context(|| format!("cannot write to {who}"))?;
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .await
+        .with_context(|| format!("cannot read {who}'s reply"))?;
+    Ok(reply)
 }
 
 fn tail(log: &str) -> String {

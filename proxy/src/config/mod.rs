@@ -3,9 +3,9 @@
 //!
 //! | | nginx 1.22 | HAProxy 2.6 | Envoy 1.40 |
 //! |---|---|---|---|
-//! | route by path prefix | `location /increment.v1.` | `acl path_beg` + `use_backend` | route `match.prefix` |
-//! | retire v1 (rewrite the path) | `rewrite ... break` before `grpc_pass` | `http-request set-path` with `regsub` | `prefix_rewrite` |
-//! | read a pinned major from `x-api-version` | `map` with a regex capture | `req.hdr() -m reg` ACL | `headers` matcher, `safe_regex` (RE2) |
+//! | route by path prefix | `location /increment.v1.` | `map_beg` on a map + `use_backend` | route `match.prefix` |
+//! | retire v1 (rewrite the path) | `rewrite ... break` before `grpc_pass` | `http-request set-path` with the map's new prefix | `prefix_rewrite` |
+//! | read a pinned major from `x-api-version` | `map` with a regex capture | `req.hdr() -m reg` ACL, majors from the map | `headers` matcher, `safe_regex` (RE2) |
 //! | answer `UNIMPLEMENTED` itself | `return 200` with `grpc-status` headers (trailers-only) | `http-request return` with `grpc-status` headers | `direct_response` 404, turned into a gRPC local reply |
 //! | a full semver requirement (`>=2, <3`) | no | no | no |
 //!
@@ -14,7 +14,7 @@
 //! other value, routing the request by its path as if there were no header.
 
 pub(crate) mod envoy;
-mod haproxy;
+pub(crate) mod haproxy;
 pub(crate) mod nginx;
 
 use crate::ProxyKind;
@@ -49,9 +49,10 @@ pub struct ConfigFile {
 }
 
 /// `kind`'s configuration for `plan`, listening on `listen`, with its pid, logs, temporary
-/// files and (Envoy) dynamic resources under `dir`. The first file is the one the proxy is
-/// started with; Envoy's routes and clusters follow in files of their own (`rds.yaml`,
-/// `cds.yaml`), read through filesystem xDS so that they can change without a restart.
+/// files, (HAProxy) runtime API socket and (Envoy) dynamic resources under `dir`. The first file
+/// is the one the proxy is started with; Envoy's routes and clusters follow in files of their
+/// own (`rds.yaml`, `cds.yaml`), read through filesystem xDS, and HAProxy's routes in a map
+/// (`routes.map`), changed through its runtime API, so that they can change without a restart.
 pub fn render(
     kind: ProxyKind,
     plan: &RoutePlan,
@@ -65,7 +66,13 @@ pub fn render(
     };
     match kind {
         ProxyKind::Nginx => vec![main(nginx::render(plan, listen, dir, tuning))],
-        ProxyKind::Haproxy => vec![main(haproxy::render(plan, listen, tuning))],
+        ProxyKind::Haproxy => vec![
+            main(haproxy::render(plan, listen, dir, tuning)),
+            ConfigFile {
+                name: haproxy::MAP_FILE,
+                text: haproxy::map_file(plan),
+            },
+        ],
         ProxyKind::Envoy => vec![
             main(envoy::bootstrap(listen, dir, tuning)),
             ConfigFile {
@@ -120,10 +127,8 @@ pub fn args(kind: ProxyKind, config: &Path, dir: &Path) -> Vec<String> {
             "-c".into(),
             config,
         ],
-        // Master-worker mode: SIGUSR2 to the master reloads the configuration, the listening
-        // sockets handed to the new worker (`-x sockpair@`), the old worker finishing what it
-        // has.
-        ProxyKind::Haproxy => vec!["-W".into(), "-db".into(), "-f".into(), config],
+        // One process: changes go through the runtime API, never a reload.
+        ProxyKind::Haproxy => vec!["-db".into(), "-f".into(), config],
         ProxyKind::Envoy => vec![
             "-c".into(),
             config,
@@ -180,7 +185,11 @@ mod tests {
             "{haproxy}"
         );
         assert!(haproxy.contains("mode http"), "{haproxy}");
-        assert!(!haproxy.contains("http-request return"), "{haproxy}");
+        assert!(
+            haproxy.contains("stats socket /tmp/p/haproxy.sock mode 600 level admin"),
+            "{haproxy}"
+        );
+        assert!(haproxy.ends_with("\n/ router|-|-|/|-\n"), "{haproxy}");
 
         assert!(envoy.contains("port_value: 4000"), "{envoy}");
         assert!(envoy.contains("port_value: 5000"), "{envoy}");
@@ -211,11 +220,7 @@ mod tests {
         assert!(!nginx.contains("rewrite"), "{nginx}");
 
         assert!(
-            haproxy.contains("acl path_r0 path_beg /increment.v1."),
-            "{haproxy}"
-        );
-        assert!(
-            haproxy.contains("http-request set-var(txn.upstream) str(v1) if path_r0"),
+            haproxy.contains("path,map_beg(/tmp/p/routes.map)"),
             "{haproxy}"
         );
         assert!(
@@ -226,7 +231,17 @@ mod tests {
             haproxy.contains("http-request return status 200 hdr grpc-status 12 hdr grpc-message"),
             "{haproxy}"
         );
-        assert!(haproxy.contains("default_backend v2"), "{haproxy}");
+        assert!(
+            haproxy.contains(
+                "# routes.map\n/increment.v1. v1|-|,1,|/increment.v1.|x-api-version pins"
+            ),
+            "{haproxy}"
+        );
+        assert!(
+            haproxy.contains("\n/increment.v2. v2|-|,2,|/increment.v2.|"),
+            "{haproxy}"
+        );
+        assert!(haproxy.ends_with("\n/ v2|-|-|/|-\n"), "{haproxy}");
 
         assert!(envoy.contains("prefix: '/increment.v1.'"), "{envoy}");
         assert!(envoy.contains("name: x-api-version"), "{envoy}");
@@ -248,10 +263,14 @@ mod tests {
         );
         assert!(!nginx.contains("upstream v1"), "{nginx}");
         assert!(
-            haproxy.contains(r"http-request set-path '%[path,regsub(^/increment\.v1\.,/increment.v2.)]' if path_r0"),
+            haproxy.contains("\n/increment.v1. v2|/increment.v2.|,2,|/increment.v1.|"),
             "{haproxy}"
         );
-        assert!(!haproxy.contains("backend v1"), "{haproxy}");
+        // v1's slot stays, in maintenance: a change back needs no new backend.
+        assert!(
+            haproxy.contains("server v1 127.0.0.1:9 proto h2 disabled"),
+            "{haproxy}"
+        );
         assert!(
             envoy.contains("prefix_rewrite: '/increment.v2.'"),
             "{envoy}"

@@ -6,29 +6,25 @@
 //!   the old ones to finish what they have and exit. Confirmed when every old worker has logged
 //!   `gracefully shutting down` (from then on it accepts no new connection); a configuration
 //!   the master refuses is logged `[emerg]`.
-//! - HAProxy (master-worker mode, `-W`): the file is checked with `haproxy -c`, then SIGUSR2 to
-//!   the master re-executes it with the new file; the new worker receives the listening sockets
-//!   from the old one (`-x sockpair@`, so no connection is refused) and the old worker finishes
-//!   its connections. Confirmed by the master's `Loading success.`
+//! - HAProxy: no reload. The routes are a map and server states, changed through the runtime
+//!   API and confirmed by reading them back (`haproxy_runtime`).
 //! - Envoy: filesystem xDS. The routes (`rds.yaml`) and clusters (`cds.yaml`) files are replaced
 //!   by an atomic rename, which Envoy watches for; a cluster is added before the routes that
 //!   name it change and removed after. Confirmed by the `update_success` counters read from the
 //!   admin interface (a Unix socket in the proxy's directory); `update_rejected` is a refusal.
 
-use super::{RunningProxy, tail, write_atomically};
+use super::{RunningProxy, tail, unix_exchange, write_atomically};
 use crate::ProxyKind;
 use crate::config::{self, ConfigFile, envoy, nginx};
 use crate::plan::{Arrangement, RoutePlan, Upstream};
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 /// How long a proxy may take to confirm a new configuration.
-const APPLY_WITHIN: Duration = Duration::from_secs(15);
+pub(super) const APPLY_WITHIN: Duration = Duration::from_secs(15);
 /// How often the confirmation is looked for.
-const POLL: Duration = Duration::from_millis(5);
+pub(super) const POLL: Duration = Duration::from_millis(5);
 
 /// How a new configuration was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,17 +39,18 @@ impl RunningProxy {
     /// Changes the running proxy to `arrangement` (on the same port) the proxy's documented
     /// way without a restart, and returns once the proxy has confirmed it. Fails, with the
     /// proxy's own words, when it refuses the new configuration or does not confirm it within
-    /// 15 s. nginx and HAProxy then keep the old configuration in force and on disk; Envoy takes
-    /// a change in steps (clusters, routes, clusters again), so a refused step leaves the ones
-    /// before it in force and the refused file on disk: start the proxy again after such an
-    /// error rather than reconfiguring it further.
+    /// 15 s. nginx then keeps the old configuration in force and on disk; HAProxy and Envoy
+    /// take a change in steps (HAProxy: servers, map, servers again; Envoy: clusters, routes,
+    /// clusters again), so a refused step leaves the ones before it in force (Envoy: and the
+    /// refused file on disk): start the proxy again after such an error rather than
+    /// reconfiguring it further.
     pub async fn reconfigure(&mut self, arrangement: &Arrangement) -> anyhow::Result<Reconfigured> {
         let plan = arrangement.plan();
         let files = config::render(self.kind, &plan, self.addr, self.dir.path(), &self.tuning);
         let started = Instant::now();
         let how = match self.kind {
             ProxyKind::Nginx => self.reload_nginx(files).await?,
-            ProxyKind::Haproxy => self.reload_haproxy(files).await?,
+            ProxyKind::Haproxy => self.update_haproxy(&plan, files).await?,
             ProxyKind::Envoy => self.update_envoy(&plan, files).await?,
         };
         self.plan = plan;
@@ -100,48 +97,6 @@ impl RunningProxy {
             .await;
         self.settle(applied, &dir, old, files)?;
         Ok("nginx -s reload (SIGHUP to the master: new workers, the old ones finish and exit)")
-    }
-
-    async fn reload_haproxy(&mut self, files: Vec<ConfigFile>) -> anyhow::Result<&'static str> {
-        let dir = self.dir.path().to_path_buf();
-        let old = self.files.clone();
-        write_all(&dir, &files)?;
-        let config_path = dir.join(config::file_name(self.kind));
-        let check = Command::new(self.kind.find()?)
-            .args(["-c", "-q", "-f"])
-            .arg(&config_path)
-            .current_dir(&dir)
-            .output()
-            .await
-            .context("cannot run haproxy -c")?;
-        if !check.status.success() {
-            write_all(&dir, &old)?;
-            bail!(
-                "haproxy -c refused the new configuration: {}",
-                String::from_utf8_lossy(&check.stderr).trim()
-            );
-        }
-        let before = self.log();
-        let master = self
-            .child
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .context("HAProxy's master has exited")?;
-        kill(nix::unistd::Pid::from_raw(master), Signal::SIGUSR2)
-            .context("cannot send SIGUSR2 to HAProxy's master")?;
-        let applied = self
-            .wait_for_log(before.len(), |log| {
-                if log.contains("Loading failure") {
-                    Some(false)
-                } else {
-                    log.contains("Loading success").then_some(true)
-                }
-            })
-            .await;
-        self.settle(applied, &dir, old, files)?;
-        Ok(
-            "SIGUSR2 to the HAProxy master (master-worker mode: a new worker gets the listening sockets, the old one finishes and exits)",
-        )
     }
 
     /// Keeps `files` as the configuration when `applied` says the proxy took them; otherwise
@@ -281,23 +236,10 @@ fn write_all(dir: &std::path::Path, files: &[ConfigFile]) -> anyhow::Result<()> 
 /// `STAT.update_success` and `STAT.update_rejected` from Envoy's admin interface on `socket`
 /// (HTTP/1.1 over the Unix socket; a counter not yet created reads 0).
 async fn envoy_counters(socket: &std::path::Path, stat: &str) -> anyhow::Result<(u64, u64)> {
-    let mut stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("cannot reach Envoy's admin socket {}", socket.display()))?;
-    stream
-        .write_all(
-            format!(
-                "GET /stats?filter={stat}.update_ HTTP/1.1\r\nHost: envoy\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .context("cannot ask Envoy's admin interface")?;
-    let mut reply = String::new();
-    stream
-        .read_to_string(&mut reply)
-        .await
-        .context("cannot read Envoy's admin reply")?;
+    let request = format!(
+        "GET /stats?filter={stat}.update_ HTTP/1.1\r\nHost: envoy\r\nConnection: close\r\n\r\n"
+    );
+    let reply = unix_exchange(socket, request.as_bytes(), "Envoy's admin interface").await?;
     anyhow::ensure!(
         reply.starts_with("HTTP/1.1 200"),
         "Envoy's admin interface answered: {}",
