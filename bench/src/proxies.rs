@@ -1,5 +1,7 @@
 //! Row 14: the same v1 backend reached directly, through the testbed's router run as a proxy in
-//! its own process (`testbed serve --upstream`, the gateway), and through each real proxy
+//! its own process (`testbed serve --upstream`, the gateway; once as plain as it gets, once
+//! with the selection a team's table makes it do: two replicas and a 10 % canary, see
+//! [`SELECTING_ROUTER_PATH`]), and through each real proxy
 //! (nginx, HAProxy, Envoy, as the `proxy` crate starts them), in one run. Per path: sequential
 //! dependent unary calls with the tonic client (p50/p99; the paths' chains alternate in blocks,
 //! so drift hits all alike), then h2load at `-c 10 -m 10` and `-c 100 -m 10` with the CPU time
@@ -27,6 +29,12 @@ fn h2load_requests(options: &BenchOptions) -> u64 {
 
 /// The name of the path through the testbed's router run as a proxy.
 pub const ROUTER_PATH: &str = "testbed router (serve --upstream)";
+
+/// The name of the path through the router choosing for every call: the backend as one of two
+/// replicas (the second a backend process of its own) and, at weight 10, a canary on the same
+/// backend, so that each unpinned call takes the weighted split and then the power of two
+/// choices. What selection costs is this path's figures against [`ROUTER_PATH`]'s.
+pub const SELECTING_ROUTER_PATH: &str = "testbed router, 2 replicas + a 10 % canary";
 
 /// nginx's requests per client connection for these runs. Its default, 1,000, sends h2load a
 /// GOAWAY after 1,000 requests on each connection, which h2load does not recover from: the run
@@ -99,7 +107,8 @@ pub struct ProxiesResult {
 /// A way to the backend, and what to charge its CPU to.
 enum Hop {
     Direct,
-    Router(ChildServer),
+    /// The router process and its path's name.
+    Router(ChildServer, &'static str),
     Proxy(RunningProxy),
 }
 
@@ -107,7 +116,7 @@ impl Hop {
     fn addr(&self, backend: SocketAddr) -> SocketAddr {
         match self {
             Hop::Direct => backend,
-            Hop::Router(router) => router.addr,
+            Hop::Router(router, _) => router.addr,
             Hop::Proxy(proxy) => proxy.addr(),
         }
     }
@@ -115,7 +124,7 @@ impl Hop {
     fn name(&self) -> String {
         match self {
             Hop::Direct => "direct".to_string(),
-            Hop::Router(_) => ROUTER_PATH.to_string(),
+            Hop::Router(_, name) => name.to_string(),
             Hop::Proxy(proxy) if proxy.kind() == ProxyKind::Nginx => {
                 format!("nginx (keepalive_requests {NGINX_REQUESTS_PER_CONNECTION})")
             }
@@ -127,7 +136,7 @@ impl Hop {
     fn cpu_time(&self) -> anyhow::Result<Option<Duration>> {
         match self {
             Hop::Direct => Ok(None),
-            Hop::Router(router) => {
+            Hop::Router(router, _) => {
                 let pid = router.pid().context("the router exited")?;
                 process_cpu_time(pid).map(Some)
             }
@@ -174,10 +183,17 @@ pub(crate) async fn run(options: &BenchOptions) -> anyhow::Result<ProxiesResult>
         anyhow::Ok(server)
     };
     let backend = serve(&["--backend", "v1"]).await?;
+    let replica = serve(&["--backend", "v1"]).await?;
     let upstream = format!("v1=1.0.0@{}", backend.addr);
+    let (replicas, canary) = (
+        format!("v1=1.0.0@{},{}", backend.addr, replica.addr),
+        format!("v1c=1.0.1@{};weight=10", backend.addr),
+    );
+    let selecting = ["--upstream", &replicas, "--upstream", &canary];
     let mut hops = vec![
         Hop::Direct,
-        Hop::Router(serve(&["--upstream", &upstream]).await?),
+        Hop::Router(serve(&["--upstream", &upstream]).await?, ROUTER_PATH),
+        Hop::Router(serve(&selecting).await?, SELECTING_ROUTER_PATH),
     ];
     let mut skipped = Vec::new();
     for kind in ProxyKind::ALL {

@@ -2,7 +2,7 @@
 //! example, which includes this file with `#[path]`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// How to install the buf the comparison is pinned to.
 pub(crate) const INSTALL: &str =
@@ -21,21 +21,22 @@ pub(crate) fn find_buf() -> Option<PathBuf> {
     ok.then(|| PathBuf::from("buf"))
 }
 
-/// `buf breaking new.binpb --against old.binpb` in `dir` under one category, one JSON finding
-/// a line on stdout (exit code 100 when there are findings).
-pub(crate) fn breaking(buf: &Path, dir: &Path, category: &str) -> std::io::Result<Output> {
-    let config = format!(r#"{{"version":"v2","breaking":{{"use":["{category}"]}}}}"#);
-    Command::new(buf)
-        .current_dir(dir)
-        .args([
-            "breaking",
-            "new.binpb",
-            "--against",
-            "old.binpb",
-            "--config",
-            &config,
-            "--error-format",
-            "json",
-        ])
-        .output()
+/// The command `buf breaking NEW --against OLD` (`inputs`: NEW, OLD; descriptor sets or
+/// folders) in `dir` under one category: run, it prints one JSON finding a line on stdout
+/// (exit code 100 when there are findings).
+pub(crate) fn breaking(buf: &Path, dir: &Path, inputs: [&str; 2], category: &str) -> Command {
+    // v1: a v2 configuration declares a module at ".", which then contains folder inputs.
+    let config = format!(r#"{{"version":"v1","breaking":{{"use":["{category}"]}}}}"#);
+    let mut command = Command::new(buf);
+    command.current_dir(dir).args([
+        "breaking",
+        inputs[0],
+        "--against",
+        inputs[1],
+        "--config",
+        &config,
+        "--error-format",
+        "json",
+    ]);
+    command
 }
