@@ -15,6 +15,7 @@
 
 pub mod cors;
 mod drain;
+pub mod json;
 
 use crate::server::PortService;
 use cors::Origins;

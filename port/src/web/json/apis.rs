@@ -1,0 +1,175 @@
+//! Which descriptors a JSON call is read and answered with. Behind a router two builds of one
+//! package may differ (1.1.0 added a field, or a binding), so a call is matched against the
+//! build of the backend its `x-api-version` would select (`RouteTable::build_for`, as
+//! reflection does) when that build declares the method, then the route table's catalog (the
+//! routed build of each package), then the port's own services; its reply is read with the
+//! build of the version that served it (the reply's `x-api-version`), so a field only that
+//! build has is not lost. Each pool's bindings are worked out once and kept, a few at a time.
+
+use super::rules::{Binding, bindings};
+use http::Method;
+use prost::Message;
+use prost_reflect::{DescriptorPool, MessageDescriptor, MethodDescriptor};
+use router::RouterHandle;
+use semver::VersionReq;
+use std::sync::{Arc, Mutex};
+
+/// Pools (with their bindings) kept for builds; past it the oldest is dropped and read again
+/// when asked for.
+const KEPT_BUILDS: usize = 8;
+
+/// A build's descriptors (held, so that their address names the build) and their pool.
+type KeptBuild = (Arc<[u8]>, Arc<Api>);
+
+/// One descriptor pool and its bindings.
+pub(crate) struct Api {
+    pool: DescriptorPool,
+    bindings: Vec<Binding>,
+}
+
+impl Api {
+    fn of(pool: DescriptorPool) -> Arc<Self> {
+        let bindings = bindings(&pool);
+        Arc::new(Self { pool, bindings })
+    }
+
+    /// The first binding of `verb` whose template matches `path`, with its variables.
+    fn find(&self, verb: &Method, path: &str) -> Option<(Binding, Vec<(String, String)>)> {
+        self.bindings
+            .iter()
+            .filter(|b| b.verb == *verb)
+            .find_map(|b| Some((b.clone(), b.template.matches(path)?)))
+    }
+
+    /// Whether `verb` is the only thing wrong: some binding's template matches `path`.
+    fn has_path(&self, path: &str) -> bool {
+        self.bindings
+            .iter()
+            .any(|b| b.template.matches(path).is_some())
+    }
+}
+
+/// The descriptor pools a port's JSON calls use.
+pub(crate) struct Apis {
+    own: Arc<Api>,
+    router: Option<RouterHandle>,
+    /// The catalog's pool, by catalog generation.
+    catalog: Mutex<Option<(u64, Arc<Api>)>>,
+    /// Builds' pools, by their descriptors (held, so that an address names one build).
+    builds: Mutex<Vec<KeptBuild>>,
+}
+
+/// What a request's path and verb matched.
+pub(crate) enum Found {
+    Binding(Binding, Vec<(String, String)>),
+    /// A template matches the path but not with this verb.
+    WrongVerb,
+    Nothing,
+}
+
+impl Apis {
+    /// Over the port's own encoded descriptor sets and, when it routes, its router's table.
+    pub(crate) fn new(own: &[&[u8]], router: Option<RouterHandle>) -> anyhow::Result<Self> {
+        let mut pool = DescriptorPool::new();
+        for set in own {
+            let set = prost_types::FileDescriptorSet::decode(*set)?;
+            // Files served by more than one set (descriptor.proto) are added once.
+            let files: Vec<_> = set
+                .file
+                .into_iter()
+                .filter(|f| pool.get_file_by_name(f.name()).is_none())
+                .collect();
+            pool.add_file_descriptor_protos(files)?;
+        }
+        Ok(Self {
+            own: Api::of(pool),
+            router,
+            catalog: Mutex::new(None),
+            builds: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The binding `verb` and `path` call, looked up in the pools in the order of the module
+    /// documentation for a caller with `requirement`.
+    pub(crate) fn find(
+        &self,
+        verb: &Method,
+        path: &str,
+        requirement: Option<&VersionReq>,
+    ) -> Found {
+        let pools = self.pools(requirement);
+        if let Some((binding, variables)) = pools.iter().find_map(|api| api.find(verb, path)) {
+            return Found::Binding(binding, variables);
+        }
+        if pools.iter().any(|api| api.has_path(path)) {
+            Found::WrongVerb
+        } else {
+            Found::Nothing
+        }
+    }
+
+    /// The reply type of `method` as the build of `version` (the one that served) declares it,
+    /// when that build is known and declares the method; `method`'s own otherwise.
+    pub(crate) fn reply_type(
+        &self,
+        method: &MethodDescriptor,
+        version: Option<&str>,
+    ) -> MessageDescriptor {
+        let served = version
+            .and_then(|v| VersionReq::parse(&format!("={v}")).ok())
+            .and_then(|req| self.build(Some(&req)))
+            .and_then(|api| {
+                api.pool
+                    .get_service_by_name(method.parent_service().full_name())
+            })
+            .and_then(|service| service.methods().find(|m| m.name() == method.name()));
+        served.map_or_else(|| method.output(), |m| m.output())
+    }
+
+    fn pools(&self, requirement: Option<&VersionReq>) -> Vec<Arc<Api>> {
+        let mut pools: Vec<Arc<Api>> = self.build(requirement).into_iter().collect();
+        pools.extend(self.catalog());
+        pools.push(self.own.clone());
+        pools
+    }
+
+    fn catalog(&self) -> Option<Arc<Api>> {
+        let table = self.router.as_ref()?.table();
+        let catalog = table.catalog();
+        let mut kept = self.catalog.lock().ok()?;
+        match kept.as_ref() {
+            Some((generation, api)) if *generation == catalog.generation() => Some(api.clone()),
+            _ => {
+                let api = Api::of(catalog.pool().clone());
+                *kept = Some((catalog.generation(), api.clone()));
+                Some(api)
+            }
+        }
+    }
+
+    /// The pool of the build a caller with `requirement` is served by, when it carries one.
+    fn build(&self, requirement: Option<&VersionReq>) -> Option<Arc<Api>> {
+        let table = self.router.as_ref()?.table();
+        let (_, build) = table.build_for(requirement)?;
+        let mut kept = self.builds.lock().ok()?;
+        if let Some((_, api)) = kept
+            .iter()
+            .find(|(descriptors, _)| Arc::ptr_eq(descriptors, &build.descriptors))
+        {
+            return Some(api.clone());
+        }
+        let pool = match DescriptorPool::decode(&build.descriptors[..]) {
+            Ok(pool) => pool,
+            Err(err) => {
+                tracing::warn!(%err, "a build's descriptors do not decode; JSON calls use the catalog's");
+                return None;
+            }
+        };
+        let api = Api::of(pool);
+        if kept.len() >= KEPT_BUILDS {
+            kept.remove(0);
+        }
+        kept.push((build.descriptors.clone(), api.clone()));
+        Some(api)
+    }
+}
