@@ -21,7 +21,7 @@ use crate::server::PortService;
 use apis::{Apis, Found};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use reply::{Framing, Shape};
 use router::RouterHandle;
@@ -98,15 +98,10 @@ fn is_grpc(request: &Request<Body>) -> bool {
             .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// Request headers not passed on as metadata: HTTP's own, and gRPC's, which the translation
-/// sets itself (a JSON caller cannot ask for a compressed reply it could not read).
-const NOT_METADATA: [&str; 13] = [
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
+/// Request headers not passed on as metadata besides HTTP/1.1's connection headers (which
+/// [`crate::web::as_http2`] drops): HTTP's own, and gRPC's, which the translation sets itself
+/// (a JSON caller cannot ask for a compressed reply it could not read).
+const NOT_METADATA: [&str; 7] = [
     "content-type",
     "content-length",
     "accept",
@@ -248,12 +243,12 @@ fn grpc_request(
     let mut request = Request::new(Body::new(http_body_util::Full::new(Bytes::from(frame))));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
-    *request.version_mut() = Version::HTTP_2;
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    let mut request = crate::web::as_http2(request);
     let headers = request.headers_mut();
-    for (name, value) in &parts.headers {
-        if !NOT_METADATA.contains(&name.as_str()) {
-            headers.append(name.clone(), value.clone());
-        }
+    for name in NOT_METADATA {
+        headers.remove(name);
     }
     headers.insert(
         header::CONTENT_TYPE,

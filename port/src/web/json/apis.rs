@@ -128,6 +128,12 @@ impl Apis {
 
     fn pools(&self, requirement: Option<&VersionReq>) -> Vec<Arc<Api>> {
         let mut pools: Vec<Arc<Api>> = self.build(requirement).into_iter().collect();
+        // A call no build satisfies is still bound (the router then refuses it as it refuses
+        // the gRPC call): by any build's bindings, which the catalog may not carry.
+        if let Some(router) = &self.router {
+            let table = router.table();
+            pools.extend(table.builds().filter_map(|build| self.kept(build)));
+        }
         pools.extend(self.catalog());
         pools.push(self.own.clone());
         pools
@@ -151,6 +157,11 @@ impl Apis {
     fn build(&self, requirement: Option<&VersionReq>) -> Option<Arc<Api>> {
         let table = self.router.as_ref()?.table();
         let (_, build) = table.build_for(requirement)?;
+        self.kept(build)
+    }
+
+    /// `build`'s pool and bindings, read once and kept.
+    fn kept(&self, build: &router::Build) -> Option<Arc<Api>> {
         let mut kept = self.builds.lock().ok()?;
         if let Some((_, api)) = kept
             .iter()

@@ -222,7 +222,11 @@ mod tests {
     #[test]
     fn additional_bindings_and_the_default_post() {
         let all = bindings(&library());
-        assert_eq!(all.len(), 5);
+        assert_eq!(
+            all.len(),
+            4,
+            "three bindings of UpdateBook, Upload's default"
+        );
         assert_eq!(all[2].verb.as_str(), "LOCK");
         let custom = &all[1];
         let got = json(
@@ -236,18 +240,26 @@ mod tests {
             serde_json::json!({"name": "shelves/1/books/2", "book": {"pages": "300"}})
         );
         let default = &all[3];
+        assert_eq!(default.method.name(), "Upload");
         assert_eq!(
-            default.template.matches("/library.v1.Library/UpdateBook"),
+            default.template.matches("/library.v1.Library/Upload"),
             Some(vec![])
+        );
+        assert!(
+            all.iter().all(|b| b
+                .template
+                .matches("/library.v1.Library/UpdateBook")
+                .is_none()),
+            "a method with a rule has no default binding"
         );
     }
 
     #[test]
     fn bad_requests_say_what_is_wrong() {
         let all = bindings(&library());
-        let default = &all[3];
+        let whole = &all[1];
         let err = |query: Option<&str>, body: &str| {
-            message(default, &[], query, body.as_bytes()).expect_err("refused")
+            message(whole, &[], query, body.as_bytes()).expect_err("refused")
         };
         assert!(err(None, "{").contains("not JSON"), "{}", err(None, "{"));
         assert!(err(None, "[1]").contains("must be a JSON object"));

