@@ -184,3 +184,88 @@ impl Apis {
         Some(api)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use router::{ApiCatalog, Backend, Build, RouteTable};
+    use std::convert::Infallible;
+    use tonic::body::Body;
+
+    /// The test API, with `Book` given a field `isbn` and `UpdateBook` another binding when
+    /// `newer`: the build 1.1.0 against 1.0.0.
+    fn library(newer: bool) -> DescriptorPool {
+        let testdata = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata");
+        let source = include_str!("../../../testdata/library/v1/library.proto");
+        let source = if newer {
+            source
+                .replace("int64 pages = 3;", "int64 pages = 3;\n  string isbn = 4;")
+                .replace(
+                    "additional_bindings { post:",
+                    "additional_bindings { put: \"/v1/{name=shelves/*/books/*}:replace\" body: \"*\" }\n      additional_bindings { post:",
+                )
+        } else {
+            source.to_string()
+        };
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::fs::create_dir_all(dir.path().join("library/v1")).expect("a folder");
+        std::fs::write(dir.path().join("library/v1/library.proto"), source).expect("written");
+        let mut compiler =
+            protox::Compiler::new([dir.path(), std::path::Path::new(testdata)]).expect("paths");
+        compiler.include_imports(true);
+        compiler
+            .open_file("library/v1/library.proto")
+            .expect("the test API compiles");
+        compiler.descriptor_pool()
+    }
+
+    async fn two_builds() -> Apis {
+        let (old, new) = (library(false), library(true));
+        let service = tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(tonic::Status::unimplemented("not called").into_http())
+        });
+        let backend = |name: &str, version: &str, pool: &DescriptorPool| {
+            let version = version.parse().expect("a version");
+            Backend::in_process(name, version, "library.v1", service).with_build(Build::of(pool))
+        };
+        let catalog = ApiCatalog::from_pool(new.clone(), &["library.v1"]).expect("a catalog");
+        let backends = vec![backend("old", "1.0.0", &old), backend("new", "1.1.0", &new)];
+        let table = RouteTable::new(catalog, backends).expect("a table");
+        let handle = RouterHandle::new(table, None).await;
+        Apis::new(&[], Some(handle)).expect("the pools")
+    }
+
+    #[tokio::test]
+    async fn a_call_is_bound_by_the_build_it_asks_for_and_read_by_the_one_that_served() {
+        let apis = two_builds().await;
+        let put = Method::PUT;
+        let replace = "/v1/shelves/1/books/2:replace";
+        let pinned = VersionReq::parse("=1.0.0").expect("a requirement");
+        let Found::Binding(binding, _) = apis.find(&put, replace, None) else {
+            panic!("1.1.0, the highest, binds :replace");
+        };
+        // 1.0.0 has no such binding, but a call pinned to it is still bound (by 1.1.0's),
+        // so that the router answers it as it answers the gRPC call.
+        assert!(matches!(
+            apis.find(&put, replace, Some(&pinned)),
+            Found::Binding(..)
+        ));
+        let fields = |version| {
+            let reply = apis.reply_type(&binding.method, version);
+            reply
+                .fields()
+                .map(|f| f.name().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fields(Some("1.1.0")), ["title", "tags", "pages", "isbn"]);
+        assert_eq!(fields(Some("1.0.0")), ["title", "tags", "pages"]);
+        assert!(matches!(
+            apis.find(&Method::GET, replace, None),
+            Found::WrongVerb
+        ));
+        assert!(matches!(
+            apis.find(&put, "/v1/nothing", None),
+            Found::Nothing
+        ));
+    }
+}
