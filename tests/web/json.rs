@@ -571,3 +571,44 @@ async fn a_json_body_past_the_limit_gets_413_and_the_default_port_has_no_json() 
         "{reply:?}"
     );
 }
+
+#[tokio::test]
+async fn json_replies_are_read_with_the_build_that_served_them() {
+    let (Some(curl), Some(python)) = (tool(curl_binary()), shop_python()) else {
+        return;
+    };
+    let old = shop(&python, "v1", &[]).await;
+    let new = shop(&python, "v1", &["--build", "minor"]).await;
+    let gw = gateway(&[
+        "--json".into(),
+        "--upstream".into(),
+        format!("old=1.0.0@{}", old.addr),
+        "--upstream".into(),
+        format!("new=1.1.0@{}", new.addr),
+    ])
+    .await;
+    let get = |requirement: &'static [&'static str]| {
+        let call = Call {
+            headers: requirement,
+            ..post("/shop.v1.Shop/GetProduct", r#"{"sku":"book-1"}"#)
+        };
+        send(&curl, gw.addr, false, call)
+    };
+    // Unpinned: 1.1.0, with the field only its build has (`description`).
+    let newest = get(&["content-type: application/json"]);
+    assert_eq!(newest.header("x-api-version"), Some("1.1.0"), "{newest:?}");
+    assert_eq!(
+        newest.json()["description"],
+        "The Pragmatic Programmer, 42.99",
+        "{newest:?}"
+    );
+    let pinned = get(&["content-type: application/json", "x-api-version: =1.0.0"]);
+    assert_eq!(pinned.header("x-api-version"), Some("1.0.0"), "{pinned:?}");
+    assert_eq!(pinned.json()["name"], "The Pragmatic Programmer");
+    assert!(pinned.json().get("description").is_none(), "{pinned:?}");
+    let malformed = get(&["content-type: application/json", "x-api-version: banana"]);
+    assert_eq!(
+        (malformed.status, malformed.json()["code"].clone()),
+        (400, json!(3))
+    );
+}
