@@ -8,35 +8,10 @@
 use std::path::Path;
 use std::process::Command;
 
-const HTTP_PROTO: &str = r#"syntax = "proto3";
-package google.api;
-message HttpRule {
-  string selector = 1;
-  oneof pattern {
-    string get = 2;
-    string put = 3;
-    string post = 4;
-    string delete = 5;
-    string patch = 6;
-    CustomHttpPattern custom = 8;
-  }
-  string body = 7;
-  repeated HttpRule additional_bindings = 11;
-}
-message CustomHttpPattern {
-  string kind = 1;
-  string path = 2;
-}
-"#;
-
-const ANNOTATIONS_PROTO: &str = r#"syntax = "proto3";
-package google.api;
-import "google/api/http.proto";
-import "google/protobuf/descriptor.proto";
-extend google.protobuf.MethodOptions {
-  HttpRule http = 72295728;
-}
-"#;
+/// googleapis' `google/api/http.proto` and `annotations.proto`, trimmed (shared with the JSON
+/// transcoding tests).
+const HTTP_PROTO: &str = include_str!("../port/testdata/google/api/http.proto");
+const ANNOTATIONS_PROTO: &str = include_str!("../port/testdata/google/api/annotations.proto");
 
 const NEW: &str = r#"syntax = "proto3";
 package acme.v1;

@@ -10,6 +10,7 @@
 //! tests skip, except under `CI=true`, where they fail.
 
 mod http1;
+mod json;
 
 use crate::common::shop::{gateway, shop, shop_descriptors, shop_python};
 use crate::common::{temp_dir, tool};
@@ -36,19 +37,23 @@ const PACKAGES: [&str; 6] = [
 const SETUP: &str = "bash scripts/setup (Node and npm from Debian; grpc-web, xhr2, \
     @bufbuild/protobuf and @connectrpc/connect{,-web,-node} into .tools with npm)";
 
+/// `name` in a folder of `PATH`.
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
 /// Node and the folder holding the driver's packages.
 fn node_and_modules() -> Result<(PathBuf, PathBuf), MissingTool> {
     let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules");
-    let node = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("node"))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| MissingTool {
-            tool: "node",
-            looked: "PATH".into(),
-            fix: SETUP,
-        })?;
+    let node = on_path("node").ok_or_else(|| MissingTool {
+        tool: "node",
+        looked: "PATH".into(),
+        fix: SETUP,
+    })?;
     if let Some(missing) = PACKAGES
         .iter()
         .find(|name| !modules.join(name).join("package.json").is_file())

@@ -10,13 +10,12 @@
 //! ```
 
 use anyhow::Context;
-use bench::samples::{micros, percentile};
+use bench::samples::print_clients;
 use http::{Request, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use port::deployment::Deployment;
-use port::server::{self, ServeOptions};
+use port::server::ServeOptions;
 use services::pb::v1::IncrementRequest;
 use services::pb::v1::incrementer_client::IncrementerClient;
 use std::net::SocketAddr;
@@ -30,23 +29,9 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let calls: usize = args.next().map_or(Ok(2000), |n| n.parse())?;
     let rounds: usize = args.next().map_or(Ok(10), |n| n.parse())?;
-    // The server on a runtime of its own (one worker), the clients on this thread.
-    let server_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let server = server_runtime.block_on(async {
-        let mut options = ServeOptions::default();
-        options.web.grpc_web = true;
-        let layout = Deployment::SideBySide.layout(options.max_message_bytes)?;
-        server::start_with("127.0.0.1:0".parse()?, layout, "web-bench", &options).await
-    })?;
-    let client_runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result = client_runtime.block_on(measure(server.addr, calls, rounds));
-    server_runtime.block_on(async { drop(server) });
-    result
+    let mut options = ServeOptions::default();
+    options.web.grpc_web = true;
+    bench::on_port::measure_on_port(&options, "web-bench", |addr| measure(addr, calls, rounds))
 }
 
 /// Latencies of `$calls` sequential v1 calls by `$client` (a macro: each client is its own type).
@@ -128,20 +113,6 @@ async fn measure(addr: SocketAddr, calls: usize, rounds: usize) -> anyhow::Resul
         }
     }
     println!("unary v1 Increment through the router, {rounds} alternating rounds of {calls} calls");
-    println!(
-        "{:<32} {:>9} {:>9} {:>9}",
-        "client", "p50 µs", "p90 µs", "p99 µs"
-    );
-    let base = percentile(&mut all[0], 0.50);
-    for (name, seen) in names.iter().zip(all.iter_mut()) {
-        let p50 = percentile(seen, 0.50);
-        println!(
-            "{name:<32} {:>9.1} {:>9.1} {:>9.1}   (p50 {:+.1} µs vs the first)",
-            micros(p50),
-            micros(percentile(seen, 0.90)),
-            micros(percentile(seen, 0.99)),
-            micros(p50) - micros(base),
-        );
-    }
+    print_clients(&names, &mut all, "the first");
     Ok(())
 }

@@ -13,6 +13,7 @@ mod fixtures;
 mod h2load;
 mod halt_poll;
 mod handshake;
+pub mod on_port;
 mod placement;
 pub mod proxies;
 mod python;

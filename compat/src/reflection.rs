@@ -239,6 +239,9 @@ async fn read_over(
         return Err(err(label, message));
     }
     let mut files: BTreeMap<String, prost_types::FileDescriptorProto> = BTreeMap::new();
+    // Each file as the server sent it, which the pool is read from: prost-types' messages drop
+    // the options' extensions (`google.api.http`, which `serve --json` reads).
+    let mut sent: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut asks: Vec<Ask> = services.iter().map(|s| Ask::Symbol(s.clone())).collect();
     let mut asked: BTreeSet<String> = BTreeSet::new();
     while !asks.is_empty() {
@@ -253,6 +256,7 @@ async fn read_over(
                                     format!("the server sent an undecodable descriptor: {e}"),
                                 )
                             })?;
+                        sent.entry(fd.name().to_string()).or_insert(bytes);
                         files.entry(fd.name().to_string()).or_insert(fd);
                     }
                 }
@@ -293,12 +297,12 @@ async fn read_over(
         .map(|f| f.name().to_string())
         .collect();
     crate::budget::refuse_edition_files(files.values()).map_err(|e| err(label, e))?;
-    let pool = crate::budget::guarded(|| {
-        let mut pool = DescriptorPool::new();
-        pool.add_file_descriptor_protos(files.into_values())
-            .map(|()| pool)
-    })
-    .map_err(|e| err(label, format!("the server's descriptors do not link: {e}")))?;
+    let set = SentFiles {
+        file: sent.into_values().collect(),
+    }
+    .encode_to_vec();
+    let pool = crate::budget::guarded(|| DescriptorPool::decode(set.as_slice()))
+        .map_err(|e| err(label, format!("the server's descriptors do not link: {e}")))?;
     crate::budget::check_samples(&pool).map_err(|e| err(label, e))?;
     Ok(Api {
         pool,
@@ -307,6 +311,13 @@ async fn read_over(
         live: None,
         editions: Default::default(),
     })
+}
+
+/// A `FileDescriptorSet` of files as encoded by the server.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SentFiles {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    file: Vec<Vec<u8>>,
 }
 
 /// A codec that passes encoded messages through untouched.

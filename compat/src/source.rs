@@ -248,12 +248,18 @@ fn decode_set(
         };
         crate::budget::check_set(bytes).map_err(refused)?;
         let editions = crate::editions::resolve(bytes).map_err(refused)?;
-        crate::editions::lower(&mut fds, &editions);
-        let pool = crate::budget::guarded(|| DescriptorPool::from_file_descriptor_set(fds))
-            .map_err(|message| LoadError::Descriptor {
-                input: label.to_string(),
-                message,
-            })?;
+        // Decoded from the bytes when nothing is lowered: prost-types' messages would drop the
+        // options' extensions (`google.api.http`, which `serve --json` reads).
+        let pool = if editions.files.is_empty() {
+            crate::budget::guarded(|| DescriptorPool::decode(bytes))
+        } else {
+            crate::editions::lower(&mut fds, &editions);
+            crate::budget::guarded(|| DescriptorPool::from_file_descriptor_set(fds))
+        }
+        .map_err(|message| LoadError::Descriptor {
+            input: label.to_string(),
+            message,
+        })?;
         crate::budget::check_samples(&pool).map_err(refused)?;
         Ok((pool, editions))
     }

@@ -238,6 +238,9 @@ pub struct ServeOptions {
     /// gRPC-Web for browsers, and its CORS (off by default).
     #[command(flatten)]
     pub web: crate::web::WebOptions,
+    /// JSON over HTTP for every method served (off by default).
+    #[command(flatten)]
+    pub json: crate::web::json::JsonOptions,
 }
 
 impl Default for ServeOptions {
@@ -261,6 +264,7 @@ impl Default for ServeOptions {
             observe: crate::observe::ObserveOptions::default(),
             sunset: crate::sunset::SunsetOptions::default(),
             web: crate::web::WebOptions::default(),
+            json: crate::web::json::JsonOptions::default(),
         }
     }
 }
@@ -362,6 +366,14 @@ pub async fn start_with(
         options.max_header_list_bytes,
         options.max_message_bytes,
         BoxCloneSyncService::new(service),
+    )?;
+    // JSON outside that: a JSON call becomes a gRPC call, never a gRPC-Web one.
+    let service = crate::web::json::layer(
+        &options.json,
+        &sets,
+        router.clone(),
+        options.max_message_bytes,
+        service,
     )?;
     let (shutdown, stop) = oneshot::channel::<()>();
     let connections = Arc::new(Connections::default());

@@ -15,6 +15,7 @@
 
 pub mod cors;
 mod drain;
+pub mod json;
 
 use crate::server::PortService;
 use cors::Origins;
@@ -256,7 +257,7 @@ const HOP_BY_HOP: [&str; 6] = [
 /// A translated call as the HTTP/2 request it now is: what comes after (the guard, the router,
 /// a remote upstream's connection) serves gRPC over HTTP/2 only. Headers of one HTTP/1.1
 /// connection are dropped, with those its `connection` header names.
-fn as_http2(mut request: Request<Body>) -> Request<Body> {
+pub(crate) fn as_http2(mut request: Request<Body>) -> Request<Body> {
     if request.version() != Version::HTTP_2 {
         let headers = request.headers_mut();
         let named: Vec<HeaderName> = headers
