@@ -100,6 +100,32 @@ pub(super) struct RoutesService {
     pub(super) quiet_period: Duration,
     /// Where the table is written after each change (`--state-file`).
     pub(super) state_file: Option<PathBuf>,
+    /// The proxies each change must reach before it is answered (`--xds-addr`).
+    pub(super) fleet: Option<Arc<dyn super::fleet::Fleet>>,
+}
+
+/// Hands `routes`' table to its fleet every [`super::fleet::REPUBLISH_EVERY`], for changes
+/// that did not come through the admin API; what cannot be served is logged.
+pub(super) fn republish(routes: &Arc<RoutesService>) -> tokio::task::JoinHandle<()> {
+    let routes = Arc::downgrade(routes);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(super::fleet::REPUBLISH_EVERY);
+        let mut last_error = None;
+        loop {
+            ticks.tick().await;
+            let Some(routes) = routes.upgrade() else {
+                return;
+            };
+            let Some(fleet) = &routes.fleet else { return };
+            let outcome = fleet.publish(&routes.backends()).err();
+            if outcome != last_error {
+                if let Some(err) = &outcome {
+                    tracing::error!(reason = %err, "the xDS control plane cannot serve the table");
+                }
+                last_error = outcome;
+            }
+        }
+    })
 }
 
 /// Who made `request`, as the interceptor authenticated it.
@@ -194,6 +220,28 @@ impl RoutesService {
             drifted: info.drifted,
             partial_methods,
         }
+    }
+
+    /// Once a change is made: the fleet serves it, and every connected proxy acknowledged it
+    /// (bounded by the fleet's own wait), or the status saying which did not and why.
+    async fn fleet_applied(&self) -> Result<(), Status> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(());
+        };
+        let version = fleet.publish(&self.backends()).map_err(|err| {
+            Status::failed_precondition(format!(
+                "the route table changed, but the xDS control plane cannot serve it (the \
+                 proxies keep their previous routes): {err}"
+            ))
+        })?;
+        fleet.applied(version).await
+    }
+
+    /// `result` of a change, once the fleet applied it.
+    async fn applied<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
+        let reply = result?;
+        self.fleet_applied().await?;
+        Ok(reply)
     }
 
     /// The whole table now.
@@ -377,13 +425,14 @@ impl Routes for RoutesService {
                 .collect(),
             catalog_bytes: table.catalog().encoded_len() as u64,
             max_catalog_bytes: self.max_catalog_bytes as u64,
+            xds: self.fleet.as_ref().map(|fleet| fleet.status()),
         }))
     }
 
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.add_upstream(&request).await;
+        let result = self.applied(self.add_upstream(&request).await).await;
         self.log_change(
             &who,
             "add",
@@ -399,7 +448,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.replace_upstream(&request).await;
+        let result = self.applied(self.replace_upstream(&request).await).await;
         self.log_change(
             &who,
             "replace",
@@ -412,7 +461,7 @@ impl Routes for RoutesService {
     async fn drain(&self, request: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.drain_backend(&request).await;
+        let result = self.applied(self.drain_backend(&request).await).await;
         let summary = result.as_ref().map(|reply| {
             format!(
                 "draining; {} in flight at start, {} finished, {} still open after {} ms",
@@ -434,7 +483,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.remove_backend(&request).await;
+        let result = self.applied(self.remove_backend(&request).await).await;
         let outcome = if request.force {
             "removed (forced)"
         } else {
@@ -495,7 +544,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.set_weight_of(&request).await;
+        let result = self.applied(self.set_weight_of(&request).await).await;
         let outcome = match request.weight {
             Some(weight) => format!("weight {weight}"),
             None => "weight cleared".to_string(),
