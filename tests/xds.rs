@@ -101,3 +101,91 @@ async fn three_envoys_take_each_change_before_it_answers_and_a_late_one_the_curr
         Some("2.0.0")
     );
 }
+
+#[tokio::test]
+async fn a_change_an_envoy_rejects_fails_with_envoys_error_and_route_list_shows_it() {
+    if !envoy_present() {
+        return;
+    }
+    let mut bed = Bed::start("127.0.0.1:0").await;
+    bed.add_envoy("envoy-good").await;
+    bed.wait_current(&["envoy-good"]).await;
+    // Its listener's port is taken: Envoy cannot bind it and rejects the listener.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to take");
+    let listen = taken.local_addr().expect("its address");
+    bed.add_envoy_at("envoy-bad", listen).await;
+    let started = std::time::Instant::now();
+    let nack = loop {
+        let status = bed.xds_status().await;
+        let nack = status["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["id"] == "envoy-bad")
+            .flat_map(|n| n["types"].as_array().cloned().unwrap_or_default())
+            .find(|t| t["nack_error"] != "");
+        if let Some(nack) = nack {
+            break nack;
+        }
+        assert!(started.elapsed() < bed::WITHIN, "no NACK: {status:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        nack["type_url"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("Listener")),
+        "{nack:#}"
+    );
+    let error = nack["nack_error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains(&listen.to_string()), "{error}");
+
+    // A change: the good Envoy takes it, the bad one rejects it, and the admin call fails
+    // with Envoy's own message.
+    let v2 = format!("v2=2.0.0@{}", bed.v2);
+    let output = bed.route(&["add", &v2]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Aborted")
+            && stderr.contains("envoy-bad")
+            && stderr.contains(&listen.to_string()),
+        "{stderr}"
+    );
+    let good = bed.envoys[0].listen;
+    assert_eq!(
+        served(good, V2_PATH, None).await.ok().as_deref(),
+        Some("2.0.0")
+    );
+    let list = bed.route(&["list"]).await;
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("NACK LDS"), "{text}");
+    assert!(text.contains("envoy-good (testbed): CURRENT"), "{text}");
+    drop(taken);
+}
+
+#[tokio::test]
+async fn envoys_keep_serving_without_the_control_plane_and_resync_when_it_is_back() {
+    if !envoy_present() {
+        return;
+    }
+    let mut bed = Bed::start("127.0.0.1:0").await;
+    let ids = ["envoy-a", "envoy-b", "envoy-c"];
+    for id in ids {
+        bed.add_envoy(id).await;
+    }
+    bed.wait_current(&ids).await;
+    let v2 = format!("v2=2.0.0@{}", bed.v2);
+    bed.change(&["add", &v2]).await;
+    let xds = bed.xds.to_string();
+    bed.kill_gateway().await;
+    // No control plane: every Envoy serves its last routes.
+    all_serve(&bed, V1_PATH, None, "1.0.0").await;
+    all_serve(&bed, V2_PATH, None, "2.0.0").await;
+    // Back on the same address, the table from its state file: every Envoy reconnects, takes
+    // the new control plane's version, and the next change reaches them all.
+    bed.start_gateway(&xds).await;
+    bed.wait_current(&ids).await;
+    all_serve(&bed, V2_PATH, None, "2.0.0").await;
+    bed.change(&["remove", "v1", "--force"]).await;
+    all_refuse(&bed, V1_PATH, None, Code::Unimplemented).await;
+}

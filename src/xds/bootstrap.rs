@@ -99,12 +99,20 @@ impl EnvoyNode {
     /// Starts Envoy (`proxy::ProxyKind::Envoy.find()`: the `.venv`'s or PATH's) as node `id` of
     /// the control plane at `xds`, its listener on a free 127.0.0.1 port.
     pub async fn start(id: &str, xds: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_listening(id, xds, free_port()?).await
+    }
+
+    /// [`start`](Self::start), its listener on `listen`.
+    pub async fn start_listening(
+        id: &str,
+        xds: SocketAddr,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Self> {
         let binary = proxy::ProxyKind::Envoy.find()?;
         let dir = tempfile::Builder::new()
             .prefix("testbed-xds-envoy-")
             .tempdir()
             .context("a temporary directory for Envoy")?;
-        let listen = free_port()?;
         let args = BootstrapArgs {
             node_id: id.to_string(),
             cluster: "testbed".to_string(),

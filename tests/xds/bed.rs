@@ -137,6 +137,21 @@ impl Bed {
         self.envoys.last().expect("just pushed")
     }
 
+    /// Starts Envoy node `id` listening on `listen`, without waiting for it.
+    pub(super) async fn add_envoy_at(&mut self, id: &str, listen: SocketAddr) {
+        let envoy = EnvoyNode::start_listening(id, self.xds, listen)
+            .await
+            .expect("Envoy starts");
+        self.envoys.push(envoy);
+    }
+
+    /// Kills the gateway (and with it the control plane).
+    pub(super) async fn kill_gateway(&mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.kill().await.expect("the gateway is killed");
+        }
+    }
+
     /// `testbed route ARGS --admin ... --token-file ...`.
     pub(super) async fn route(&self, args: &[&str]) -> Output {
         let mut all = vec!["route"];
