@@ -6,8 +6,10 @@
 //! a restarted control plane finds the Envoys still serving and resyncs them.
 
 mod bed;
+mod rollout;
 
-use bed::{Bed, V1_PATH, V2_PATH, envoy_present, served};
+use bed::envoy_present;
+use bed::{Bed, V1_PATH, V2_PATH, served};
 use tonic::Code;
 
 /// Every Envoy of `bed` serves `path` with `header` from `version`.
