@@ -293,11 +293,7 @@ fn route_configuration(plan: &MeshPlan) -> anyhow::Result<route::RouteConfigurat
                 HeaderMatch::Absent => Vec::new(),
             };
             let action = if rule.split.is_empty() {
-                let served = if versions.is_empty() {
-                    "none".to_string()
-                } else {
-                    versions.join(", ")
-                };
+                let served = served_list(&versions);
                 let message = match rule.header {
                     HeaderMatch::Any => format!(
                         "{}: this {} is a semver requirement Envoy cannot evaluate; pin an \
@@ -346,6 +342,24 @@ fn route_configuration(plan: &MeshPlan) -> anyhow::Result<route::RouteConfigurat
         }],
         ..Default::default()
     })
+}
+
+/// Versions named in a refusal at most: Envoy refuses a route configuration whose direct
+/// response body is over 4 KiB (`max_direct_response_body_size_bytes`).
+const NAMED_VERSIONS: usize = 20;
+
+/// `versions` for a refusal's message: all of them, or the first [`NAMED_VERSIONS`] and how
+/// many more.
+fn served_list(versions: &[String]) -> String {
+    match versions.len() {
+        0 => "none".to_string(),
+        n if n <= NAMED_VERSIONS => versions.join(", "),
+        n => format!(
+            "{} and {} more",
+            versions[..NAMED_VERSIONS].join(", "),
+            n - NAMED_VERSIONS
+        ),
+    }
 }
 
 /// A matcher of `x-api-version`'s value.

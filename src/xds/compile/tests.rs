@@ -122,3 +122,29 @@ fn what_envoy_cannot_reach_is_refused() {
     let err = compile(&named).unwrap_err().to_string();
     assert!(err.contains("IP addresses only"), "{err}");
 }
+
+#[test]
+fn a_refusal_names_at_most_twenty_versions_so_envoy_takes_its_body() {
+    let many: Vec<Backend> = (0..500)
+        .map(|k| {
+            backend(
+                &format!("v{k}"),
+                &format!("1.{k}.0"),
+                "127.0.0.1:7001",
+                &["increment.v1"],
+                None,
+            )
+        })
+        .collect();
+    let config = routes(&compile(&many).unwrap());
+    for route in &config.virtual_hosts[0].routes {
+        if let Some(route::route::Action::DirectResponse(direct)) = &route.action {
+            let Some(core::data_source::Specifier::InlineString(body)) =
+                direct.body.as_ref().and_then(|b| b.specifier.clone())
+            else {
+                panic!("{direct:?}")
+            };
+            assert!(body.len() < 1024 && body.contains("and 480 more"), "{body}");
+        }
+    }
+}
