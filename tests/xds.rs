@@ -6,6 +6,7 @@
 //! a restarted control plane finds the Envoys still serving and resyncs them.
 
 mod bed;
+mod limits;
 mod measure;
 mod rollout;
 

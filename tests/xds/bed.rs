@@ -26,6 +26,8 @@ fn exe() -> &'static Path {
 /// The bed.
 pub(super) struct Bed {
     pub(super) gateway: Option<ChildServer>,
+    /// The gateway's flags besides the bed's own.
+    flags: Vec<String>,
     pub(super) admin: String,
     pub(super) xds: SocketAddr,
     token: PathBuf,
@@ -66,6 +68,11 @@ pub(super) fn envoy_present() -> bool {
 impl Bed {
     /// The backends and the gateway routing `v1=1.0.0` only, its xDS on `xds` (port 0: any).
     pub(super) async fn start(xds: &str) -> Bed {
+        Self::start_with(xds, &[]).await
+    }
+
+    /// [`start`](Self::start), the gateway given `flags` too.
+    pub(super) async fn start_with(xds: &str, flags: &[&str]) -> Bed {
         let dir = temp_dir("xds");
         let tokens = token_file(dir.path(), &format!("ci {TOKEN}\n"));
         let token = dir.path().join("token");
@@ -77,6 +84,7 @@ impl Bed {
                 .collect();
         let mut bed = Bed {
             gateway: None,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
             admin: String::new(),
             xds: "127.0.0.1:0".parse().expect("an address"),
             token,
@@ -95,7 +103,7 @@ impl Bed {
     pub(super) async fn start_gateway(&mut self, xds: &str) {
         let upstream = format!("v1=1.0.0@{}", self.v1);
         let state = self.dir.path().join("state.yaml");
-        let args = [
+        let mut args = vec![
             "serve",
             "--addr",
             "127.0.0.1:0",
@@ -110,6 +118,7 @@ impl Bed {
             "--xds-addr",
             xds,
         ];
+        args.extend(self.flags.iter().map(String::as_str));
         let mut gateway = ChildServer::testbed(exe(), &args)
             .await
             .expect("the gateway starts");
