@@ -133,7 +133,7 @@ impl Nodes {
         if let Some(state) = self.type_state(id, type_url) {
             state.nack = Some(Nack {
                 version,
-                error: error.to_string(),
+                error: error.trim_end().to_string(),
                 at: SystemTime::now(),
             });
         }
