@@ -172,12 +172,8 @@ async fn envoys_keep_serving_without_the_control_plane_and_resync_when_it_is_bac
     if !envoy_present() {
         return;
     }
-    let mut bed = Bed::start("127.0.0.1:0").await;
     let ids = ["envoy-a", "envoy-b", "envoy-c"];
-    for id in ids {
-        bed.add_envoy(id).await;
-    }
-    bed.wait_current(&ids).await;
+    let mut bed = Bed::with_envoys(&ids).await;
     let v2 = format!("v2=2.0.0@{}", bed.v2);
     bed.change(&["add", &v2]).await;
     let xds = bed.xds.to_string();

@@ -3,10 +3,9 @@
 //! an Envoy that say which version served them.
 
 use crate::common::credentials::token_file;
-use crate::common::{temp_dir, tool, v2_request};
+use crate::common::{temp_dir, tool};
 use port::child::ChildServer;
 use serde_json::Value;
-use services::pb::{v1, v2};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -14,8 +13,7 @@ use std::time::{Duration, Instant};
 use testbed::xds::bootstrap::EnvoyNode;
 
 const TOKEN: &str = "xds-fleet-token-0123456789";
-pub(super) const V1_PATH: &str = "/increment.v1.Incrementer/Increment";
-pub(super) const V2_PATH: &str = "/increment.v2.Incrementer/Increment";
+pub(super) use crate::common::served::{V1_PATH, V2_PATH};
 /// How long Envoys get to connect, take a change or come back.
 pub(super) const WITHIN: Duration = Duration::from_secs(30);
 
@@ -154,6 +152,16 @@ impl Bed {
         self.envoys.push(envoy);
     }
 
+    /// [`start`](Self::start) and Envoys `ids`, all current.
+    pub(super) async fn with_envoys(ids: &[&str]) -> Bed {
+        let mut bed = Self::start("127.0.0.1:0").await;
+        for id in ids {
+            bed.add_envoy(id).await;
+        }
+        bed.wait_current(ids).await;
+        bed
+    }
+
     /// Kills the gateway (and with it the control plane).
     pub(super) async fn kill_gateway(&mut self) {
         if let Some(gateway) = self.gateway.take() {
@@ -233,29 +241,5 @@ pub(super) async fn served(
     let channel = client::connect(addr)
         .await
         .map_err(|err| tonic::Status::unavailable(format!("{err:#}")))?;
-    let set = |metadata: &mut tonic::metadata::MetadataMap| {
-        if let Some(value) = header {
-            metadata.insert("x-api-version", value.parse().expect("a header value"));
-        }
-    };
-    let metadata = if path == V1_PATH {
-        let mut request = tonic::Request::new(v1::IncrementRequest { value: 1 });
-        set(request.metadata_mut());
-        v1::incrementer_client::IncrementerClient::new(channel)
-            .increment(request)
-            .await
-            .map(|reply| reply.metadata().clone())
-    } else {
-        let mut request = tonic::Request::new(v2_request(1, Some(1), 1));
-        set(request.metadata_mut());
-        v2::incrementer_client::IncrementerClient::new(channel)
-            .increment(request)
-            .await
-            .map(|reply| reply.metadata().clone())
-    }?;
-    Ok(metadata
-        .get("x-api-version")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string())
+    crate::common::served::served(channel, path, header).await
 }

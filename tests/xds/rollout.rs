@@ -16,11 +16,8 @@ async fn a_rollout_through_three_envoys_under_load_fails_nothing() {
     if !envoy_present() {
         return;
     }
-    let mut bed = Bed::start("127.0.0.1:0").await;
     let ids = ["envoy-a", "envoy-b", "envoy-c"];
-    for id in ids {
-        bed.add_envoy(id).await;
-    }
+    let bed = Bed::with_envoys(&ids).await;
     let v2 = format!("v2=2.0.0@{}", bed.v2);
     bed.change(&["add", &v2]).await;
     bed.wait_current(&ids).await;
