@@ -4,7 +4,10 @@
 //! per type awaiting an answer, in the order xDS asks for: clusters, then their endpoints once
 //! the clusters are sent (Envoy acknowledges new clusters only once their endpoints came), then
 //! the listener and routes once the node acknowledged both: a route never names a cluster the
-//! node has not taken yet. An
+//! node has not taken yet. Make before break: while a node's routes are older than the version,
+//! its clusters response keeps the clusters those routes name, and the clusters the version
+//! dropped go only once the node acknowledged the new routes (a second clusters response of
+//! the same version); the node counts as having the version's clusters only then. An
 //! answer carrying the nonce of the response it answers is an ACK, or a NACK when it holds an
 //! `error_detail`; a version a node rejected is not sent to it again. Delta xDS is refused as
 //! not supported yet.
@@ -81,13 +84,27 @@ impl AggregatedDiscoveryService for Ads {
     }
 }
 
+/// One response sent.
+#[derive(Debug)]
+struct Sent {
+    version: u64,
+    nonce: String,
+    /// The names it answered.
+    names: Vec<String>,
+    /// Whether it held exactly the version's resources (a clusters response may also hold
+    /// clusters the node's older routes still name).
+    complete: bool,
+    /// What it was sent from.
+    snapshot: Arc<super::plane::Snapshot>,
+}
+
 /// What one stream sent of one type URL and what its node asked for.
 #[derive(Debug, Default)]
 struct Subscription {
     /// The resource names asked for (empty: all).
     names: Vec<String>,
-    /// The last response: its version, nonce and the names it answered.
-    sent: Option<(u64, String, Vec<String>)>,
+    /// The last response.
+    sent: Option<Sent>,
     /// Whether the node has yet to answer it.
     awaiting: bool,
     /// A version the node rejected: not sent again.
@@ -134,17 +151,21 @@ async fn run(
         id: node.id.clone(),
     };
     tracing::info!(node = %node.id, %listen, "xDS node connected");
-    let mut subscriptions: HashMap<String, Subscription> = HashMap::new();
-    let mut nonce = 0u64;
+    let mut stream = NodeStream {
+        subscriptions: HashMap::new(),
+        nonce: 0,
+        listen,
+        routed: None,
+    };
     let mut snapshots = plane.watch();
-    handle(plane, &connected.id, &mut subscriptions, first);
+    stream.handle(plane, &connected.id, first);
     loop {
-        if !send_pending(&snapshots, &mut subscriptions, &mut nonce, listen, outbox).await {
+        if !stream.send_pending(&snapshots, outbox).await {
             return Ok(());
         }
         tokio::select! {
             message = inbound.message() => match message {
-                Ok(Some(request)) => handle(plane, &connected.id, &mut subscriptions, request),
+                Ok(Some(request)) => stream.handle(plane, &connected.id, request),
                 // The node went away (or its stream broke): nothing to answer.
                 Ok(None) | Err(_) => return Ok(()),
             },
@@ -179,43 +200,16 @@ fn listen_of(
     }
 }
 
-/// Records one request: a subscription, an ACK or a NACK.
-fn handle(
-    plane: &ControlPlane,
-    id: &str,
-    subscriptions: &mut HashMap<String, Subscription>,
-    request: DiscoveryRequest,
-) {
-    if !TYPES.contains(&request.type_url.as_str()) {
-        tracing::debug!(node = %id, type_url = %request.type_url, "xDS: a type not served");
-        return;
-    }
-    let subscription = subscriptions.entry(request.type_url.clone()).or_default();
-    let answered = subscription
-        .sent
-        .as_ref()
-        .filter(|(_, nonce, _)| {
-            !request.response_nonce.is_empty() && *nonce == request.response_nonce
-        })
-        .map(|(version, _, _)| *version);
-    let mut names = request.resource_names;
-    names.sort();
-    names.dedup();
-    subscription.names = names;
-    plane.with_nodes(|nodes| match (answered, &request.error_detail) {
-        (Some(version), Some(error)) => {
-            tracing::warn!(node = %id, type_url = %request.type_url, version, error = %error.message, "xDS NACK");
-            nodes.nack(id, &request.type_url, version, &error.message);
-        }
-        (Some(version), None) => nodes.ack(id, &request.type_url, version),
-        (None, _) => nodes.seen(id, &request.type_url),
-    });
-    if let Some(version) = answered {
-        subscription.awaiting = false;
-        if request.error_detail.is_some() {
-            subscription.rejected = Some(version);
-        }
-    }
+/// One stream's state.
+#[derive(Debug)]
+struct NodeStream {
+    subscriptions: HashMap<String, Subscription>,
+    nonce: u64,
+    /// Where its node's listener listens.
+    listen: SocketAddr,
+    /// The snapshot whose routes the node acknowledged last: its clusters stay until the node
+    /// acknowledges newer routes.
+    routed: Option<Arc<super::plane::Snapshot>>,
 }
 
 /// Whether `subscriptions` hold `type_url` at `version`: sent (and, with `acked`, answered
@@ -227,63 +221,146 @@ fn holds(
     acked: bool,
 ) -> bool {
     subscriptions.get(type_url).is_none_or(|s| {
-        s.sent.as_ref().is_some_and(|(v, _, _)| *v == version)
+        s.sent.as_ref().is_some_and(|sent| sent.version == version)
             && (!acked || (!s.awaiting && s.rejected != Some(version)))
     })
 }
 
-/// Sends every response the node needs now and may take (see the module's order); `false`
-/// once the stream is closed.
-async fn send_pending(
-    snapshots: &tokio::sync::watch::Receiver<Option<Arc<super::plane::Snapshot>>>,
-    subscriptions: &mut HashMap<String, Subscription>,
-    nonce: &mut u64,
-    listen: SocketAddr,
-    outbox: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
-) -> bool {
-    let Some(snapshot) = snapshots.borrow().clone() else {
-        return true;
-    };
-    let version = snapshot.version;
-    for type_url in TYPES {
-        let ready = match type_url {
-            compile::CLUSTER => true,
-            compile::ENDPOINT => holds(subscriptions, compile::CLUSTER, version, false),
-            _ => {
-                holds(subscriptions, compile::CLUSTER, version, true)
-                    && holds(subscriptions, compile::ENDPOINT, version, true)
+impl NodeStream {
+    /// Records one request: a subscription, an ACK or a NACK.
+    fn handle(&mut self, plane: &ControlPlane, id: &str, request: DiscoveryRequest) {
+        if !TYPES.contains(&request.type_url.as_str()) {
+            tracing::debug!(node = %id, type_url = %request.type_url, "xDS: a type not served");
+            return;
+        }
+        let subscription = self
+            .subscriptions
+            .entry(request.type_url.clone())
+            .or_default();
+        let answered = subscription.sent.as_ref().filter(|sent| {
+            !request.response_nonce.is_empty() && sent.nonce == request.response_nonce
+        });
+        let (version, complete) = match answered {
+            Some(sent) => (Some(sent.version), sent.complete),
+            None => (None, false),
+        };
+        let rejected = request.error_detail.is_some();
+        if let Some(sent) = answered.filter(|_| !rejected && request.type_url == compile::ROUTE) {
+            self.routed = Some(sent.snapshot.clone());
+        }
+        let mut names = request.resource_names;
+        names.sort();
+        names.dedup();
+        subscription.names = names;
+        plane.with_nodes(|nodes| match (version, &request.error_detail) {
+            (Some(version), Some(error)) => {
+                tracing::warn!(node = %id, type_url = %request.type_url, version, error = %error.message, "xDS NACK");
+                nodes.nack(id, &request.type_url, version, &error.message);
             }
-        };
-        let Some(subscription) = subscriptions.get_mut(type_url) else {
-            continue;
-        };
-        if !ready || subscription.awaiting || subscription.rejected == Some(version) {
-            continue;
+            // Clusters kept for older routes: not yet the version's own.
+            (Some(version), None) if complete => nodes.ack(id, &request.type_url, version),
+            _ => nodes.seen(id, &request.type_url),
+        });
+        if let Some(version) = version {
+            subscription.awaiting = false;
+            if rejected {
+                subscription.rejected = Some(version);
+            }
         }
-        let needed = match &subscription.sent {
-            None => true,
-            Some((sent, _, names)) => *sent != version || *names != subscription.names,
-        };
-        if !needed {
-            continue;
-        }
-        let resources = match snapshot.resources.of(type_url, &subscription.names) {
-            Some(resources) => resources,
-            None => vec![compile::listener_of(listen)],
-        };
-        *nonce += 1;
-        let response = DiscoveryResponse {
-            version_info: version.to_string(),
-            resources,
-            type_url: type_url.to_string(),
-            nonce: nonce.to_string(),
-            ..Default::default()
-        };
-        if outbox.send(Ok(response)).await.is_err() {
-            return false;
-        }
-        subscription.sent = Some((version, nonce.to_string(), subscription.names.clone()));
-        subscription.awaiting = true;
     }
-    true
+
+    /// The resources of `type_url` to send from `snapshot`, and whether they are exactly the
+    /// version's: clusters also keep those the node's older routes name.
+    fn resources(
+        &self,
+        snapshot: &super::plane::Snapshot,
+        type_url: &str,
+        names: &[String],
+    ) -> (Vec<envoy_types::pb::google::protobuf::Any>, bool) {
+        let Some(mut resources) = snapshot.resources.of(type_url, names) else {
+            return (vec![compile::listener_of(self.listen)], true);
+        };
+        let mut complete = true;
+        if type_url == compile::CLUSTER
+            && let Some(routed) = self
+                .routed
+                .as_ref()
+                .filter(|r| r.version != snapshot.version)
+        {
+            for (name, cluster) in &routed.resources.clusters {
+                if !snapshot.resources.clusters.iter().any(|(n, _)| n == name) {
+                    resources.push(cluster.clone());
+                    complete = false;
+                }
+            }
+        }
+        (resources, complete)
+    }
+
+    /// Sends every response the node needs now and may take (see the module's order);
+    /// `false` once the stream is closed.
+    async fn send_pending(
+        &mut self,
+        snapshots: &tokio::sync::watch::Receiver<Option<Arc<super::plane::Snapshot>>>,
+        outbox: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    ) -> bool {
+        let Some(snapshot) = snapshots.borrow().clone() else {
+            return true;
+        };
+        let version = snapshot.version;
+        for type_url in TYPES {
+            let subscriptions = &self.subscriptions;
+            let ready = match type_url {
+                compile::CLUSTER => true,
+                compile::ENDPOINT => holds(subscriptions, compile::CLUSTER, version, false),
+                _ => {
+                    holds(subscriptions, compile::CLUSTER, version, true)
+                        && holds(subscriptions, compile::ENDPOINT, version, true)
+                }
+            };
+            let routes_taken = holds(subscriptions, compile::ROUTE, version, true);
+            let Some(subscription) = subscriptions.get(type_url) else {
+                continue;
+            };
+            if !ready || subscription.awaiting || subscription.rejected == Some(version) {
+                continue;
+            }
+            let needed = match &subscription.sent {
+                None => true,
+                Some(sent) => {
+                    sent.version != version
+                        || sent.names != subscription.names
+                        || (!sent.complete && routes_taken)
+                }
+            };
+            if !needed {
+                continue;
+            }
+            let names = subscription.names.clone();
+            let (resources, complete) = self.resources(&snapshot, type_url, &names);
+            self.nonce += 1;
+            let response = DiscoveryResponse {
+                version_info: version.to_string(),
+                resources,
+                type_url: type_url.to_string(),
+                nonce: self.nonce.to_string(),
+                ..Default::default()
+            };
+            if outbox.send(Ok(response)).await.is_err() {
+                return false;
+            }
+            let Some(subscription) = self.subscriptions.get_mut(type_url) else {
+                continue;
+            };
+            subscription.sent = Some(Sent {
+                version,
+                nonce: self.nonce.to_string(),
+                names,
+                complete,
+                snapshot: snapshot.clone(),
+            });
+            subscription.awaiting = true;
+        }
+        true
+    }
 }

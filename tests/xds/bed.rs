@@ -33,7 +33,7 @@ pub(super) struct Bed {
     pub(super) v1: SocketAddr,
     pub(super) v2: SocketAddr,
     pub(super) envoys: Vec<EnvoyNode>,
-    _backends: Vec<ChildServer>,
+    backends: Vec<ChildServer>,
     pub(super) dir: tempfile::TempDir,
 }
 
@@ -90,7 +90,7 @@ impl Bed {
             v1: backends[0].addr,
             v2: backends[2].addr,
             envoys: Vec::new(),
-            _backends: backends,
+            backends,
             dir,
         };
         bed.start_gateway(xds).await;
@@ -131,6 +131,14 @@ impl Bed {
             .and_then(|a| a.parse().ok())
             .expect("the xDS address");
         self.gateway = Some(gateway);
+    }
+
+    /// Another backend of `api` at `version` (labelled, see [`labelled`]); its address.
+    pub(super) async fn add_backend(&mut self, api: &str, version: &str) -> SocketAddr {
+        let pair = labelled(api, version).await;
+        let addr = pair[0].addr;
+        self.backends.extend(pair);
+        addr
     }
 
     /// Starts Envoy node `id` and waits until its listener is up.

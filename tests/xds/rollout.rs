@@ -1,5 +1,7 @@
-//! A v1 → v2 rollout through three Envoys under mixed-version load: v1 and v2 side by side,
-//! then v1's package retired onto v2 (its calls rewritten), then v1 removed, each step one
+//! A v1 → v2 rollout through three Envoys under mixed-version load: v1 (with a patch release
+//! 1.1.0 taking v1's calls) and v2 side by side, then 1.1.0 removed while it takes calls (its
+//! cluster dropped only once every Envoy routes away from it), then v1's package retired onto
+//! v2 (its calls rewritten), then v1 removed, each step one
 //! admin change that answers once every Envoy acknowledged it; every call through every Envoy
 //! is checked (value, request id, and the version that served it) and none may fail.
 
@@ -17,9 +19,11 @@ async fn a_rollout_through_three_envoys_under_load_fails_nothing() {
         return;
     }
     let ids = ["envoy-a", "envoy-b", "envoy-c"];
-    let bed = Bed::with_envoys(&ids).await;
+    let mut bed = Bed::with_envoys(&ids).await;
     let v2 = format!("v2=2.0.0@{}", bed.v2);
     bed.change(&["add", &v2]).await;
+    let patch = format!("v1b=1.1.0@{}", bed.add_backend("v1", "1.1.0").await);
+    bed.change(&["add", &patch]).await;
     bed.wait_current(&ids).await;
     let options = LoadOptions {
         v1_clients: 2,
@@ -40,6 +44,11 @@ async fn a_rollout_through_three_envoys_under_load_fails_nothing() {
                 .expect("the load starts"),
         );
     }
+    tokio::time::sleep(PHASE).await;
+    for load in &mut loads {
+        load.next_phase("1.1.0 removed");
+    }
+    bed.change(&["remove", "v1b", "--force"]).await;
     tokio::time::sleep(PHASE).await;
     let retired = format!("v2=2.0.0@{}+increment.v1", bed.v2);
     for load in &mut loads {
@@ -75,7 +84,7 @@ async fn a_rollout_through_three_envoys_under_load_fails_nothing() {
                 );
             }
         }
-        // v1's clients moved from 1.0.0 to 2.0.0.
+        // v1's clients moved from 1.1.0 to 1.0.0, then to 2.0.0.
         let last = report.tallies.last().expect("a phase");
         assert_eq!(
             last[0].served_by.keys().collect::<Vec<_>>(),
@@ -85,7 +94,8 @@ async fn a_rollout_through_three_envoys_under_load_fails_nothing() {
         );
         assert_eq!(
             report.tallies[0][0].served_by.keys().collect::<Vec<_>>(),
-            ["1.0.0"]
+            ["1.1.0"]
         );
+        assert!(report.tallies[1][0].served_by.contains_key("1.0.0"));
     }
 }
