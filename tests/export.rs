@@ -109,19 +109,7 @@ async fn bed() -> Bed {
 
 impl Bed {
     async fn route(&self, args: &[&str]) -> Output {
-        let mut all = vec!["route"];
-        all.extend(args);
-        all.extend([
-            "--admin",
-            &self.admin,
-            "--token-file",
-            self.token.to_str().unwrap(),
-        ]);
-        tokio::process::Command::new(exe())
-            .args(&all)
-            .output()
-            .await
-            .expect("testbed runs")
+        crate::common::credentials::route_cli(&self.admin, &self.token, args).await
     }
 
     /// The documents of `route export --format FORMAT`, or its exit code and stderr.

@@ -8,6 +8,7 @@
 mod bed;
 mod limits;
 mod measure;
+mod protocol;
 mod rollout;
 
 use bed::envoy_present;
@@ -173,9 +174,7 @@ async fn envoys_keep_serving_without_the_control_plane_and_resync_when_it_is_bac
         return;
     }
     let ids = ["envoy-a", "envoy-b", "envoy-c"];
-    let mut bed = Bed::with_envoys(&ids).await;
-    let v2 = format!("v2=2.0.0@{}", bed.v2);
-    bed.change(&["add", &v2]).await;
+    let mut bed = Bed::side_by_side(&ids).await;
     let xds = bed.xds.to_string();
     bed.kill_gateway().await;
     // No control plane: every Envoy serves its last routes.

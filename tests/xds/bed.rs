@@ -170,6 +170,14 @@ impl Bed {
         bed
     }
 
+    /// [`with_envoys`](Self::with_envoys), v2=2.0.0 added beside v1.
+    pub(super) async fn side_by_side(ids: &[&str]) -> Bed {
+        let bed = Self::with_envoys(ids).await;
+        let v2 = format!("v2=2.0.0@{}", bed.v2);
+        bed.change(&["add", &v2]).await;
+        bed
+    }
+
     /// Kills the gateway (and with it the control plane).
     pub(super) async fn kill_gateway(&mut self) {
         if let Some(gateway) = self.gateway.take() {
@@ -179,19 +187,7 @@ impl Bed {
 
     /// `testbed route ARGS --admin ... --token-file ...`.
     pub(super) async fn route(&self, args: &[&str]) -> Output {
-        let mut all = vec!["route"];
-        all.extend(args);
-        all.extend([
-            "--admin",
-            &self.admin,
-            "--token-file",
-            self.token.to_str().expect("a UTF-8 path"),
-        ]);
-        tokio::process::Command::new(exe())
-            .args(&all)
-            .output()
-            .await
-            .expect("testbed runs")
+        crate::common::credentials::route_cli(&self.admin, &self.token, args).await
     }
 
     /// `route ARGS`, which must succeed.

@@ -19,9 +19,7 @@ async fn a_rollout_through_three_envoys_under_load_fails_nothing() {
         return;
     }
     let ids = ["envoy-a", "envoy-b", "envoy-c"];
-    let mut bed = Bed::with_envoys(&ids).await;
-    let v2 = format!("v2=2.0.0@{}", bed.v2);
-    bed.change(&["add", &v2]).await;
+    let mut bed = Bed::side_by_side(&ids).await;
     let patch = format!("v1b=1.1.0@{}", bed.add_backend("v1", "1.1.0").await);
     bed.change(&["add", &patch]).await;
     bed.wait_current(&ids).await;
