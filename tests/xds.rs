@@ -3,7 +3,8 @@
 //! answers, `route list` shows every node's acknowledged version, and calls through each Envoy
 //! land on the version the table says, on the wire. An Envoy that joins late gets the current
 //! state; one that rejects a change is reported with Envoy's own error and fails the change;
-//! a restarted control plane finds the Envoys still serving and resyncs them.
+//! a restarted control plane finds the Envoys still serving and resyncs them; a drain moves
+//! the Envoys' calls away from the backend while its own wait goes on.
 
 mod bed;
 mod limits;
@@ -187,4 +188,64 @@ async fn envoys_keep_serving_without_the_control_plane_and_resync_when_it_is_bac
     all_serve(&bed, V2_PATH, None, "2.0.0").await;
     bed.change(&["remove", "v1", "--force"]).await;
     all_refuse(&bed, V1_PATH, None, Code::Unimplemented).await;
+}
+
+#[tokio::test]
+async fn a_drain_reaches_the_envoys_as_it_begins_not_when_its_wait_ends() {
+    if !envoy_present() {
+        return;
+    }
+    let ids = ["envoy-a", "envoy-b", "envoy-c"];
+    let mut bed = Bed::side_by_side(&ids).await;
+    let canary = format!("v2b=2.1.0@{}", bed.add_backend("v2", "2.1.0").await);
+    bed.change(&["add", &canary]).await;
+    all_serve(&bed, V2_PATH, None, "2.1.0").await;
+    // A stream through the gateway itself to 2.1.0 keeps the gateway's drain waiting.
+    let gateway = bed.gateway.as_ref().expect("the gateway").addr;
+    let channel = client::connect(gateway).await.expect("a channel");
+    let (send, outbound) = tokio::sync::mpsc::channel(4);
+    let mut replies = services::pb::v2::incrementer_client::IncrementerClient::new(channel)
+        .increment_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    send.send(crate::common::v2_request(1, None, 1))
+        .await
+        .expect("sent");
+    replies.message().await.expect("a reply").expect("one");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let drain = async {
+        let output = bed
+            .route(&["drain", "v2b", "--timeout-secs", "4", "--force"])
+            .await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        output
+    };
+    let calls = async {
+        let started = std::time::Instant::now();
+        loop {
+            let mut moved = true;
+            for envoy in &bed.envoys {
+                let version = served(envoy.listen, V2_PATH, None).await;
+                moved &= version.ok().as_deref() == Some("2.0.0");
+            }
+            if moved {
+                // The drain is still waiting for the gateway's stream; the Envoys moved.
+                assert!(!done.load(std::sync::atomic::Ordering::SeqCst));
+                return;
+            }
+            assert!(
+                started.elapsed() < bed::WITHIN,
+                "the Envoys still call 2.1.0"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let (output, ()) = tokio::join!(drain, calls);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("1 request(s) or stream(s) in flight"),
+        "{stdout}"
+    );
+    drop(send);
 }

@@ -237,6 +237,25 @@ impl RoutesService {
         fleet.applied(version).await
     }
 
+    /// Hands the table to the fleet once it shows backend `name` draining (a drain's first
+    /// step), for at most a second; nothing without a fleet.
+    async fn publish_once_draining(&self, name: &str) {
+        let Some(fleet) = &self.fleet else {
+            return;
+        };
+        let until = tokio::time::Instant::now() + super::fleet::REPUBLISH_EVERY;
+        while tokio::time::Instant::now() < until {
+            let backends = self.backends();
+            if backends.iter().any(|b| b.name == name && b.draining) {
+                if let Err(err) = fleet.publish(&backends) {
+                    tracing::error!(reason = %err, "the xDS control plane cannot serve the table");
+                }
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// `result` of a change, once the fleet applied it.
     async fn applied<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
         let reply = result?;
@@ -461,7 +480,12 @@ impl Routes for RoutesService {
     async fn drain(&self, request: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.applied(self.drain_backend(&request).await).await;
+        // The fleet stops sending it new calls as the drain begins, not once its wait ends.
+        let (drained, ()) = tokio::join!(
+            self.drain_backend(&request),
+            self.publish_once_draining(&request.name)
+        );
+        let result = self.applied(drained).await;
         let summary = result.as_ref().map(|reply| {
             format!(
                 "draining; {} in flight at start, {} finished, {} still open after {} ms",
