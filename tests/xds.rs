@@ -191,7 +191,7 @@ async fn envoys_keep_serving_without_the_control_plane_and_resync_when_it_is_bac
 }
 
 #[tokio::test]
-async fn a_drain_reaches_the_envoys_as_it_begins_not_when_its_wait_ends() {
+async fn a_weighted_canary_splits_and_its_drain_reaches_the_envoys_as_it_begins() {
     if !envoy_present() {
         return;
     }
@@ -200,6 +200,17 @@ async fn a_drain_reaches_the_envoys_as_it_begins_not_when_its_wait_ends() {
     let canary = format!("v2b=2.1.0@{}", bed.add_backend("v2", "2.1.0").await);
     bed.change(&["add", &canary]).await;
     all_serve(&bed, V2_PATH, None, "2.1.0").await;
+    // Weights are weighted clusters: at 50, both versions serve through each Envoy.
+    bed.change(&["weight", "v2b", "50"]).await;
+    for envoy in &bed.envoys {
+        let mut seen = std::collections::BTreeMap::<String, u32>::new();
+        for _ in 0..60 {
+            let version = served(envoy.listen, V2_PATH, None).await.expect("served");
+            *seen.entry(version).or_default() += 1;
+        }
+        let versions: Vec<&String> = seen.keys().collect();
+        assert_eq!(versions, ["2.0.0", "2.1.0"], "{} {seen:?}", envoy.id);
+    }
     // A stream through the gateway itself to 2.1.0 keeps the gateway's drain waiting.
     let gateway = bed.gateway.as_ref().expect("the gateway").addr;
     let channel = client::connect(gateway).await.expect("a channel");
