@@ -211,12 +211,21 @@ async fn a_weighted_canary_splits_and_its_drain_reaches_the_envoys_as_it_begins(
         let versions: Vec<&String> = seen.keys().collect();
         assert_eq!(versions, ["2.0.0", "2.1.0"], "{} {seen:?}", envoy.id);
     }
+    bed.change(&["weight", "v2b", "none"]).await;
+    all_serve(&bed, V2_PATH, None, "2.1.0").await;
     // A stream through the gateway itself to 2.1.0 keeps the gateway's drain waiting.
     let gateway = bed.gateway.as_ref().expect("the gateway").addr;
     let channel = client::connect(gateway).await.expect("a channel");
     let (send, outbound) = tokio::sync::mpsc::channel(4);
     let mut replies = services::pb::v2::incrementer_client::IncrementerClient::new(channel)
-        .increment_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .increment_stream({
+            let mut request =
+                tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(outbound));
+            request
+                .metadata_mut()
+                .insert("x-api-version", "=2.1.0".parse().expect("a header value"));
+            request
+        })
         .await
         .expect("the stream opens")
         .into_inner();
