@@ -71,4 +71,6 @@ pub enum Command {
     /// Make a CA, a server certificate and client certificates for the TLS set-ups (ca.pem,
     /// server.pem/.key, NAME.pem/.key) in a folder.
     Pki(port::pki::PkiArgs),
+    /// Print the bootstrap of an Envoy that takes its routes from `serve --xds-addr`.
+    XdsBootstrap(crate::xds::bootstrap::BootstrapArgs),
 }

@@ -430,7 +430,7 @@ fn dns_part(package: &str) -> String {
 
 /// The rule's destinations rewrite the path to a package other than `package` (a retired
 /// package): that other package, if all agree; an error if some rewrite and some do not.
-fn rewrite_of(package: &str, rule: &Rule) -> anyhow::Result<Option<String>> {
+pub(crate) fn rewrite_of(package: &str, rule: &Rule) -> anyhow::Result<Option<String>> {
     let apis: BTreeSet<&str> = rule.split.iter().map(|(d, _)| d.api.as_str()).collect();
     match apis.into_iter().collect::<Vec<_>>().as_slice() {
         [] => Ok(None),

@@ -37,3 +37,4 @@ pub mod serve_config;
 pub mod terminal;
 pub mod traffic_load;
 pub mod traffic_rollout;
+pub mod xds;

@@ -63,6 +63,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
         Command::Docs(args) => testbed::docs::run(&args).await,
+        Command::XdsBootstrap(args) => {
+            print!("{}", testbed::xds::bootstrap::bootstrap(&args));
+            Ok(())
+        }
         Command::Pki(args) => port::pki::run(&args).map(|written| {
             for path in written.0 {
                 println!("wrote {}", path.display());

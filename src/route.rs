@@ -23,6 +23,7 @@ use std::time::Duration;
 mod shadow;
 mod token;
 mod usage;
+mod xds;
 pub use usage::to_json as usage_json;
 
 /// The environment variable holding the admin token when no `--token-file` is given.
@@ -309,12 +310,17 @@ pub async fn run(args: &RouteArgs) -> anyhow::Result<i32> {
                 reply.catalog_bytes,
                 reply.max_catalog_bytes
             );
-            let value = json!({
+            let mut value = json!({
                 "backends": reply.backends.iter().map(backend_json).collect::<Vec<_>>(),
                 "packages": reply.packages,
                 "catalog_bytes": reply.catalog_bytes,
                 "max_catalog_bytes": reply.max_catalog_bytes,
             });
+            let mut text = text;
+            if let Some(status) = &reply.xds {
+                text += &xds::text(status);
+                value["xds"] = xds::json(status);
+            }
             (text, value, None)
         }
         RouteAction::Add { upstream, .. } | RouteAction::Replace { upstream, .. } => {

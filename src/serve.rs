@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Limits and timeouts.
     #[command(flatten)]
     pub options: ServeOptions,
+    /// The xDS control plane for a fleet of Envoys (see docs/xds.md).
+    #[command(flatten)]
+    pub xds: crate::xds::XdsArgs,
 }
 
 /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
@@ -145,6 +148,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 args.admin.max_catalog_bytes,
             )
         });
+    let xds = crate::xds::start(&args.xds).await?;
     let admin = match (admin_config, &running.router) {
         (Some(config), Some(router)) => {
             let ca = args.options.tls.upstream_ca.clone();
@@ -153,7 +157,8 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 .with_metrics(running.metrics())
                 .with_usage(running.usage())
                 .with_shadow(running.shadow())
-                .with_state_file(args.admin.state_file.clone());
+                .with_state_file(args.admin.state_file.clone())
+                .with_fleet(xds.as_ref().map(|xds| xds.plane.clone() as _));
             let admin =
                 port::admin::start_guarding(config, router.clone(), addresses, ca, &gateway);
             Some(admin.await?)
@@ -168,6 +173,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     println!("testbed serving {label} on {}", running.addr);
     if let Some(admin) = &admin {
         println!("testbed admin API on {}", admin.address());
+    }
+    if let Some(xds) = &xds {
+        println!("testbed xDS on {}", xds.addr);
     }
     if let Some(metrics) = running.metrics_addr() {
         println!("testbed metrics on http://{metrics}/metrics");

@@ -13,15 +13,13 @@ use port::child::ChildServer;
 use read::Outcome;
 use serde::Deserialize;
 use serde_json::Value;
-use services::pb::{v1, v2};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 const TOKEN: &str = "export-token-0123456789";
-const V1_PATH: &str = "/increment.v1.Incrementer/Increment";
-const V2_PATH: &str = "/increment.v2.Incrementer/Increment";
+use crate::common::served::{V1_PATH, V2_PATH};
 /// The x-api-version values tried: none, exact pins, major pins, and requirements a mesh
 /// cannot evaluate (the last five).
 const HEADERS: &[Option<&str>] = &[
@@ -111,19 +109,7 @@ async fn bed() -> Bed {
 
 impl Bed {
     async fn route(&self, args: &[&str]) -> Output {
-        let mut all = vec!["route"];
-        all.extend(args);
-        all.extend([
-            "--admin",
-            &self.admin,
-            "--token-file",
-            self.token.to_str().unwrap(),
-        ]);
-        tokio::process::Command::new(exe())
-            .args(&all)
-            .output()
-            .await
-            .expect("testbed runs")
+        crate::common::credentials::route_cli(&self.admin, &self.token, args).await
     }
 
     /// The documents of `route export --format FORMAT`, or its exit code and stderr.
@@ -143,33 +129,9 @@ impl Bed {
 
     /// The version that served a call to `path` with `header`, or the status code.
     async fn served(&self, path: &str, header: Option<&str>) -> Result<String, tonic::Code> {
-        let channel = self.channel.clone();
-        let set = |metadata: &mut tonic::metadata::MetadataMap| {
-            if let Some(value) = header {
-                metadata.insert("x-api-version", value.parse().unwrap());
-            }
-        };
-        let metadata = if path == V1_PATH {
-            let mut request = tonic::Request::new(v1::IncrementRequest { value: 1 });
-            set(request.metadata_mut());
-            v1::incrementer_client::IncrementerClient::new(channel)
-                .increment(request)
-                .await
-                .map(|reply| reply.metadata().clone())
-        } else {
-            let mut request = tonic::Request::new(crate::common::v2_request(1, Some(1), 1));
-            set(request.metadata_mut());
-            v2::incrementer_client::IncrementerClient::new(channel)
-                .increment(request)
-                .await
-                .map(|reply| reply.metadata().clone())
-        };
-        let metadata = metadata.map_err(|status| status.code())?;
-        Ok(metadata
-            .get("x-api-version")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string())
+        crate::common::served::served(self.channel.clone(), path, header)
+            .await
+            .map_err(|status| status.code())
     }
 }
 

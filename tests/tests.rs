@@ -46,3 +46,4 @@ mod tls;
 mod usage;
 mod web;
 mod weights;
+mod xds;

@@ -23,6 +23,7 @@
 pub mod auth;
 mod catalog;
 pub mod client;
+pub mod fleet;
 mod listener;
 pub mod service;
 mod shadow;
@@ -194,6 +195,8 @@ pub struct AdminConfig {
     quiet_period: Duration,
     /// Where the route table is kept after each change (`--state-file`).
     state_file: Option<PathBuf>,
+    /// The proxies each change must reach (`--xds-addr`).
+    fleet: Option<Arc<dyn fleet::Fleet>>,
 }
 
 /// What the admin API's listener allows a connection before it is served.
@@ -220,7 +223,15 @@ impl AdminConfig {
             shadow: None,
             quiet_period: Duration::ZERO,
             state_file: None,
+            fleet: None,
         }
+    }
+
+    /// Hands each change to `fleet` and waits for it to be applied there before answering
+    /// (see [`fleet`]); `List` reports the fleet's status.
+    pub fn with_fleet(mut self, fleet: Option<Arc<dyn fleet::Fleet>>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// Writes the route table to `path` after each change (see [`state`]).
@@ -394,6 +405,7 @@ impl AdminOptions {
             shadow: None,
             quiet_period: Duration::from_secs(self.quiet_period_secs),
             state_file: self.state_file.clone(),
+            fleet: None,
         }
         .with_limits(self.admin_max_connections, ADMIN_HANDSHAKE_TIMEOUT)
         .with_peer_limit(self.admin_max_connections_per_peer)

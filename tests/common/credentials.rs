@@ -59,3 +59,17 @@ pub(crate) async fn tls_handshake(addr: SocketAddr, ca_pem: &str) -> TlsStream<T
         .await
         .expect("the TLS handshake succeeds")
 }
+
+/// `testbed route ARGS --admin ADMIN --token-file TOKEN`, run to its end.
+pub(crate) async fn route_cli(admin: &str, token: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["route"];
+    all.extend(args);
+    all.extend(["--admin", admin, "--token-file"]);
+    let token = token.to_str().expect("a UTF-8 path");
+    all.push(token);
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(&all)
+        .output()
+        .await
+        .expect("testbed runs")
+}

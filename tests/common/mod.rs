@@ -5,6 +5,7 @@ pub(crate) mod credentials;
 pub(crate) mod frames;
 pub(crate) mod prometheus;
 pub(crate) mod raw;
+pub(crate) mod served;
 pub(crate) mod shop;
 
 use client::tools::MissingTool;

@@ -37,6 +37,8 @@ pub struct RunningAdmin {
     /// Its open connections, closed when it stops (tonic serves each in a task of its own).
     connections: Arc<Connections>,
     _accept: AcceptLoop,
+    /// Hands the table to the fleet now and then (see [`super::fleet::REPUBLISH_EVERY`]).
+    republish: Option<JoinHandle<()>>,
 }
 
 impl RunningAdmin {
@@ -94,6 +96,9 @@ impl RunningAdmin {
 
 impl Drop for RunningAdmin {
     fn drop(&mut self) {
+        if let Some(republish) = &self.republish {
+            republish.abort();
+        }
         self.task.abort();
         self.connections.close_all();
     }
@@ -135,6 +140,7 @@ pub async fn start_guarding(
         shadow,
         quiet_period,
         state_file,
+        fleet,
     } = config;
     let listener = TcpListener::bind(addr)
         .await
@@ -170,6 +176,7 @@ pub async fn start_guarding(
         shadow,
         quiet_period,
         state_file,
+        fleet,
     };
     // The table as it starts, so that the state file holds it before any change.
     service.persist();
@@ -179,6 +186,10 @@ pub async fn start_guarding(
         connections: connections.clone(),
     };
     let routes = Arc::new(service);
+    let republish = routes
+        .fleet
+        .is_some()
+        .then(|| super::service::republish(&routes));
     let service = tonic::service::interceptor::InterceptedService::new(
         RoutesServer::from_arc(routes.clone()),
         authenticate,
@@ -223,5 +234,6 @@ pub async fn start_guarding(
         task,
         connections,
         _accept: accept_loop,
+        republish,
     })
 }

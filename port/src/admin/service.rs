@@ -100,6 +100,32 @@ pub(super) struct RoutesService {
     pub(super) quiet_period: Duration,
     /// Where the table is written after each change (`--state-file`).
     pub(super) state_file: Option<PathBuf>,
+    /// The proxies each change must reach before it is answered (`--xds-addr`).
+    pub(super) fleet: Option<Arc<dyn super::fleet::Fleet>>,
+}
+
+/// Hands `routes`' table to its fleet every [`super::fleet::REPUBLISH_EVERY`], for changes
+/// that did not come through the admin API; what cannot be served is logged.
+pub(super) fn republish(routes: &Arc<RoutesService>) -> tokio::task::JoinHandle<()> {
+    let routes = Arc::downgrade(routes);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(super::fleet::REPUBLISH_EVERY);
+        let mut last_error = None;
+        loop {
+            ticks.tick().await;
+            let Some(routes) = routes.upgrade() else {
+                return;
+            };
+            let Some(fleet) = &routes.fleet else { return };
+            let outcome = fleet.publish(&routes.backends()).err();
+            if outcome != last_error {
+                if let Some(err) = &outcome {
+                    tracing::error!(reason = %err, "the xDS control plane cannot serve the table");
+                }
+                last_error = outcome;
+            }
+        }
+    })
 }
 
 /// Who made `request`, as the interceptor authenticated it.
@@ -194,6 +220,47 @@ impl RoutesService {
             drifted: info.drifted,
             partial_methods,
         }
+    }
+
+    /// Once a change is made: the fleet serves it, and every connected proxy acknowledged it
+    /// (bounded by the fleet's own wait), or the status saying which did not and why.
+    async fn fleet_applied(&self) -> Result<(), Status> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(());
+        };
+        let version = fleet.publish(&self.backends()).map_err(|err| {
+            Status::failed_precondition(format!(
+                "the route table changed, but the xDS control plane cannot serve it (the \
+                 proxies keep their previous routes): {err}"
+            ))
+        })?;
+        fleet.applied(version).await
+    }
+
+    /// Hands the table to the fleet once it shows backend `name` draining (a drain's first
+    /// step), for at most a second; nothing without a fleet.
+    async fn publish_once_draining(&self, name: &str) {
+        let Some(fleet) = &self.fleet else {
+            return;
+        };
+        let until = tokio::time::Instant::now() + super::fleet::REPUBLISH_EVERY;
+        while tokio::time::Instant::now() < until {
+            let backends = self.backends();
+            if backends.iter().any(|b| b.name == name && b.draining) {
+                if let Err(err) = fleet.publish(&backends) {
+                    tracing::error!(reason = %err, "the xDS control plane cannot serve the table");
+                }
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// `result` of a change, once the fleet applied it.
+    async fn applied<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
+        let reply = result?;
+        self.fleet_applied().await?;
+        Ok(reply)
     }
 
     /// The whole table now.
@@ -377,13 +444,14 @@ impl Routes for RoutesService {
                 .collect(),
             catalog_bytes: table.catalog().encoded_len() as u64,
             max_catalog_bytes: self.max_catalog_bytes as u64,
+            xds: self.fleet.as_ref().map(|fleet| fleet.status()),
         }))
     }
 
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.add_upstream(&request).await;
+        let result = self.applied(self.add_upstream(&request).await).await;
         self.log_change(
             &who,
             "add",
@@ -399,7 +467,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.replace_upstream(&request).await;
+        let result = self.applied(self.replace_upstream(&request).await).await;
         self.log_change(
             &who,
             "replace",
@@ -412,7 +480,12 @@ impl Routes for RoutesService {
     async fn drain(&self, request: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.drain_backend(&request).await;
+        // The fleet stops sending it new calls as the drain begins, not once its wait ends.
+        let (drained, ()) = tokio::join!(
+            self.drain_backend(&request),
+            self.publish_once_draining(&request.name)
+        );
+        let result = self.applied(drained).await;
         let summary = result.as_ref().map(|reply| {
             format!(
                 "draining; {} in flight at start, {} finished, {} still open after {} ms",
@@ -434,7 +507,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.remove_backend(&request).await;
+        let result = self.applied(self.remove_backend(&request).await).await;
         let outcome = if request.force {
             "removed (forced)"
         } else {
@@ -495,7 +568,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.set_weight_of(&request).await;
+        let result = self.applied(self.set_weight_of(&request).await).await;
         let outcome = match request.weight {
             Some(weight) => format!("weight {weight}"),
             None => "weight cleared".to_string(),
