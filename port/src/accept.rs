@@ -22,6 +22,7 @@
 
 pub(crate) use crate::connections::Admission;
 use crate::connections::{Connections, Refused, Tracked};
+use crate::peer::PeerInfo;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -36,28 +37,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
-
-/// What the port's services learn of a connection (each request carries it as an extension):
-/// its addresses and, over mutual TLS (`--tls-client-ca`), the name its verified client
-/// certificate gives its holder, read once per connection.
-#[derive(Debug, Clone)]
-pub struct PeerInfo {
-    /// The connection's addresses.
-    pub tcp: TcpConnectInfo,
-    /// The client certificate's subject common name (`alice`), or for one without, its first
-    /// DNS name (`dns:alice`), as the admin API names certificate holders
-    /// ([`certificate_name`](crate::admin::auth::certificate_name)); `None` in plaintext, and
-    /// for a certificate that names nobody usable.
-    pub certificate_name: Option<Arc<str>>,
-}
-
-impl PeerInfo {
-    /// The client's address.
-    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
-        self.tcp.remote_addr()
-    }
-}
+use tonic::transport::server::Connected;
 
 /// The HTTP/2 client connection preface.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -27,6 +27,7 @@ pub mod fds;
 pub mod guard;
 pub mod loop_guard;
 pub mod observe;
+mod peer;
 pub mod pki;
 pub mod pool;
 mod reflection;
@@ -39,6 +40,6 @@ pub mod tls;
 pub mod upstream;
 pub mod web;
 
-pub use accept::PeerInfo;
 pub use deployment::Deployment;
+pub use peer::PeerInfo;
 pub use server::{Layout, RunningServer, ServeOptions};
