@@ -1,7 +1,8 @@
 //! Row 14: the same v1 backend reached directly, through the testbed's router run as a proxy in
 //! its own process (`testbed serve --upstream`, the gateway; once as plain as it gets, once
 //! with the selection a team's table makes it do: two replicas and a 10 % canary, see
-//! [`SELECTING_ROUTER_PATH`]), and through each real proxy
+//! [`SELECTING_ROUTER_PATH`]), through an Envoy the gateway steers over xDS
+//! ([`XDS_ENVOY_PATH`]: Envoy routes to the backend itself), and through each real proxy
 //! (nginx, HAProxy, Envoy, as the `proxy` crate starts them), in one run. Per path: sequential
 //! dependent unary calls with the tonic client (p50/p99; the paths' chains alternate in blocks,
 //! so drift hits all alike), then h2load at `-c 10 -m 10` and `-c 100 -m 10` with the CPU time
@@ -13,6 +14,7 @@ use super::chains::{self, Chain};
 use anyhow::Context;
 use port::child::ChildServer;
 use proxy::measure::{Load, h2load};
+use proxy::xds_node::EnvoyNode;
 use proxy::{Arrangement, ProxyKind, RunningProxy, Tuning};
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -29,6 +31,18 @@ fn h2load_requests(options: &BenchOptions) -> u64 {
 
 /// The name of the path through the testbed's router run as a proxy.
 pub const ROUTER_PATH: &str = "testbed router (serve --upstream)";
+
+/// The name of the path through an Envoy that takes its listener, routes and clusters from the
+/// gateway's xDS control plane (`serve --xds-addr`): the data plane a fleet runs, with the
+/// gateway out of the call's way.
+pub const XDS_ENVOY_PATH: &str = "Envoy steered over xDS (serve --xds-addr)";
+
+/// Envoy's worker threads on [`XDS_ENVOY_PATH`]: the `--concurrency` the proxy crate gives the
+/// file-configured Envoy.
+const ENVOY_WORKERS: u32 = 2;
+
+/// The admin token of the gateway behind [`XDS_ENVOY_PATH`] (xDS needs the admin API on).
+const XDS_ADMIN_TOKEN: &str = "bench-xds-admin-token-0123";
 
 /// The name of the path through the router choosing for every call: the backend as one of two
 /// replicas (the second a backend process of its own) and, at weight 10, a canary on the same
@@ -109,6 +123,13 @@ enum Hop {
     Direct,
     /// The router process and its path's name.
     Router(ChildServer, &'static str),
+    /// An Envoy steered over xDS, and the gateway (with its token file's folder) steering it,
+    /// kept running while Envoy is measured.
+    XdsEnvoy {
+        envoy: Box<EnvoyNode>,
+        _gateway: ChildServer,
+        _dir: tempfile::TempDir,
+    },
     Proxy(RunningProxy),
 }
 
@@ -117,6 +138,7 @@ impl Hop {
         match self {
             Hop::Direct => backend,
             Hop::Router(router, _) => router.addr,
+            Hop::XdsEnvoy { envoy, .. } => envoy.listen,
             Hop::Proxy(proxy) => proxy.addr(),
         }
     }
@@ -125,6 +147,7 @@ impl Hop {
         match self {
             Hop::Direct => "direct".to_string(),
             Hop::Router(_, name) => name.to_string(),
+            Hop::XdsEnvoy { .. } => XDS_ENVOY_PATH.to_string(),
             Hop::Proxy(proxy) if proxy.kind() == ProxyKind::Nginx => {
                 format!("nginx (keepalive_requests {NGINX_REQUESTS_PER_CONNECTION})")
             }
@@ -138,6 +161,10 @@ impl Hop {
             Hop::Direct => Ok(None),
             Hop::Router(router, _) => {
                 let pid = router.pid().context("the router exited")?;
+                process_cpu_time(pid).map(Some)
+            }
+            Hop::XdsEnvoy { envoy, .. } => {
+                let pid = envoy.pid().context("Envoy exited")?;
                 process_cpu_time(pid).map(Some)
             }
             Hop::Proxy(proxy) => proxy.cpu_time().map(Some),
@@ -196,6 +223,11 @@ pub(crate) async fn run(options: &BenchOptions) -> anyhow::Result<ProxiesResult>
         Hop::Router(serve(&selecting).await?, SELECTING_ROUTER_PATH),
     ];
     let mut skipped = Vec::new();
+    match ProxyKind::Envoy.find() {
+        Ok(_) => hops.push(xds_envoy(&serve, &upstream, options).await?),
+        Err(missing) if super::in_ci() => return Err(missing.into()),
+        Err(missing) => skipped.push(missing.to_string()),
+    }
     for kind in ProxyKind::ALL {
         match kind.find() {
             Ok(_) => {
@@ -236,6 +268,56 @@ pub(crate) async fn run(options: &BenchOptions) -> anyhow::Result<ProxiesResult>
         }
     }
     Ok(ProxiesResult::new(paths, skipped, requests))
+}
+
+/// The gateway routing `upstream` with its xDS control plane on, and an Envoy it steers (with
+/// as many workers as the bench's file-configured Envoy), once Envoy's listener is up.
+async fn xds_envoy<F>(serve: &F, upstream: &str, options: &BenchOptions) -> anyhow::Result<Hop>
+where
+    F: AsyncFn(&[&str]) -> anyhow::Result<ChildServer>,
+{
+    let dir = tempfile::Builder::new()
+        .prefix("bench-xds")
+        .tempdir()
+        .context("a folder for the admin token")?;
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("bench {XDS_ADMIN_TOKEN}\n")).context("the token file")?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600))
+            .context("the token file's mode")?;
+    }
+    let tokens = tokens.display().to_string();
+    let mut gateway = serve(&[
+        "--upstream",
+        upstream,
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        &tokens,
+        "--xds-addr",
+        "127.0.0.1:0",
+    ])
+    .await?;
+    let xds: SocketAddr = loop {
+        let line = gateway.next_line().await?;
+        if let Some(addr) = line.strip_prefix("testbed xDS on ") {
+            break addr
+                .trim()
+                .parse()
+                .with_context(|| format!("the gateway printed {line:?}"))?;
+        }
+    };
+    let mut envoy = EnvoyNode::start_with_workers("bench", xds, ENVOY_WORKERS).await?;
+    envoy.wait_listening(Duration::from_secs(30)).await?;
+    if let Some(cpus) = &options.server_cpus {
+        cpus.pin_process(envoy.pid().context("Envoy exited as it started")?)?;
+    }
+    Ok(Hop::XdsEnvoy {
+        envoy: Box::new(envoy),
+        _gateway: gateway,
+        _dir: dir,
+    })
 }
 
 /// The sequential chains of every path, in alternation.

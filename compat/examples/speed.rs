@@ -169,9 +169,10 @@ fn main() {
             n_ours = report.breaking().count();
             if let Some(buf) = &buf {
                 let t = Instant::now();
-                let out = buf_cli::breaking(buf, tmp.path(), ["new.binpb", "old.binpb"], name)
-                    .output()
-                    .unwrap();
+                let out =
+                    buf_cli::breaking(buf, tmp.path(), ["new.binpb", "old.binpb"], name, "v2")
+                        .output()
+                        .unwrap();
                 theirs.push(t.elapsed());
                 n_buf = String::from_utf8_lossy(&out.stdout).lines().count();
             }

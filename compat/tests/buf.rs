@@ -24,7 +24,7 @@ pub(crate) fn buf_or_skip(skipping: &str) -> Option<PathBuf> {
 type Key = (String, String, u32);
 
 fn buf_findings(buf: &Path, dir: &Path, category: &str) -> Vec<Key> {
-    let out = breaking(buf, dir, ["new.binpb", "old.binpb"], category)
+    let out = breaking(buf, dir, ["new.binpb", "old.binpb"], category, "v2")
         .output()
         .expect("run buf");
     let code = out.status.code().unwrap_or(-1);

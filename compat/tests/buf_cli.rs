@@ -22,11 +22,18 @@ pub(crate) fn find_buf() -> Option<PathBuf> {
 }
 
 /// The command `buf breaking NEW --against OLD` (`inputs`: NEW, OLD; descriptor sets or
-/// folders) in `dir` under one category: run, it prints one JSON finding a line on stdout
-/// (exit code 100 when there are findings).
-pub(crate) fn breaking(buf: &Path, dir: &Path, inputs: [&str; 2], category: &str) -> Command {
-    // v1: a v2 configuration declares a module at ".", which then contains folder inputs.
-    let config = format!(r#"{{"version":"v1","breaking":{{"use":["{category}"]}}}}"#);
+/// folders) in `dir` under one category, with a buf configuration of `version` (`v2`; `v1`
+/// for folder inputs, which a v2 configuration's module at "." would contain; its categories
+/// lack buf's newer rules, `FIELD_SAME_DEFAULT` and `EXTENSION_NO_DELETE` among them): run, it
+/// prints one JSON finding a line on stdout (exit code 100 when there are findings).
+pub(crate) fn breaking(
+    buf: &Path,
+    dir: &Path,
+    inputs: [&str; 2],
+    category: &str,
+    version: &str,
+) -> Command {
+    let config = format!(r#"{{"version":"{version}","breaking":{{"use":["{category}"]}}}}"#);
     let mut command = Command::new(buf);
     command.current_dir(dir).args([
         "breaking",

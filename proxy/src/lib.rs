@@ -15,6 +15,7 @@
 //!   waits until the proxy confirms it; [`Tuning`] changes defaults tests need short (idle
 //!   timeout, requests per connection).
 //! - [`measure`]: h2load through a proxy (the bench's `proxies` row adds each hop's CPU time).
+//! - [`xds_node`]: an Envoy that takes everything from the testbed's xDS control plane.
 //! - [`ProxyKind::find`]: where each proxy's binary is, or a [`MissingTool`] with the command
 //!   that installs it (`bash scripts/setup-proxies`).
 
@@ -23,6 +24,7 @@ pub mod measure;
 pub mod plan;
 mod ports;
 mod running;
+pub mod xds_node;
 
 pub use client::tools::MissingTool;
 pub use config::Tuning;

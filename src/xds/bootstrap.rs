@@ -1,15 +1,8 @@
-//! An Envoy pointed at the control plane: its bootstrap (`testbed xds-bootstrap` prints it),
-//! and [`EnvoyNode`], an Envoy process started with one, for the fleet tests and the
-//! measurement. The bootstrap holds only the node, the admin interface and the ADS cluster;
-//! the listener, routes, clusters and endpoints all come over the ADS.
+//! `testbed xds-bootstrap`: the bootstrap of an Envoy pointed at the control plane
+//! ([`proxy::xds_node`] writes it and starts such Envoys).
 
-use super::compile::LISTEN_METADATA;
-use anyhow::Context;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// `testbed xds-bootstrap`'s flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,160 +26,11 @@ pub struct BootstrapArgs {
 
 /// The bootstrap YAML of `args`.
 pub fn bootstrap(args: &BootstrapArgs) -> String {
-    let quote = |text: &str| serde_json::Value::from(text).to_string();
-    format!(
-        "node:
-  id: {id}
-  cluster: {cluster}
-  metadata: {{ {LISTEN_METADATA}: '{listen}' }}
-admin:
-  address: {{ pipe: {{ path: {admin} }} }}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services:
-    - envoy_grpc: {{ cluster_name: xds }}
-  cds_config: {{ ads: {{}}, resource_api_version: V3 }}
-  lds_config: {{ ads: {{}}, resource_api_version: V3 }}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: '{xds_ip}', port_value: {xds_port} }}
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {{}}
-",
-        id = quote(&args.node_id),
-        cluster = quote(&args.cluster),
-        listen = args.listen,
-        admin = quote(&args.admin_socket.display().to_string()),
-        xds_ip = args.xds.ip(),
-        xds_port = args.xds.port(),
-    )
-}
-
-/// A port on 127.0.0.1 free a moment ago (another socket may take it before Envoy binds it).
-pub fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0")?;
-    listener.local_addr().context("a bound socket's address")
-}
-
-/// An Envoy process with a bootstrap pointing at a control plane, in a temporary directory
-/// removed with it; dropping it kills Envoy.
-#[derive(Debug)]
-pub struct EnvoyNode {
-    /// The node id.
-    pub id: String,
-    /// Where its listener listens once the control plane sent it.
-    pub listen: SocketAddr,
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl EnvoyNode {
-    /// Starts Envoy (`proxy::ProxyKind::Envoy.find()`: the `.venv`'s or PATH's) as node `id` of
-    /// the control plane at `xds`, its listener on a free 127.0.0.1 port.
-    pub async fn start(id: &str, xds: SocketAddr) -> anyhow::Result<Self> {
-        Self::start_listening(id, xds, free_port()?).await
-    }
-
-    /// [`start`](Self::start), its listener on `listen`.
-    pub async fn start_listening(
-        id: &str,
-        xds: SocketAddr,
-        listen: SocketAddr,
-    ) -> anyhow::Result<Self> {
-        let binary = proxy::ProxyKind::Envoy.find()?;
-        let dir = tempfile::Builder::new()
-            .prefix("testbed-xds-envoy-")
-            .tempdir()
-            .context("a temporary directory for Envoy")?;
-        let args = BootstrapArgs {
-            node_id: id.to_string(),
-            cluster: "testbed".to_string(),
-            xds,
-            listen,
-            admin_socket: dir.path().join("admin.sock"),
-        };
-        let config = dir.path().join("envoy.yaml");
-        std::fs::write(&config, bootstrap(&args))
-            .with_context(|| format!("writing {}", config.display()))?;
-        let log = std::fs::File::create(dir.path().join("envoy.log")).context("Envoy's log")?;
-        let log_err = log.try_clone().context("Envoy's log")?;
-        let child = Command::new(&binary)
-            .args(["-c", &config.display().to_string()])
-            // Several Envoys side by side: no shared memory for hot restart, so no --base-id.
-            .args([
-                "--disable-hot-restart",
-                "--concurrency",
-                "1",
-                "--log-level",
-                "warn",
-            ])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        Ok(Self {
-            id: id.to_string(),
-            listen,
-            child,
-            dir,
-        })
-    }
-
-    /// Envoy's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
-    }
-
-    /// Its directory (bootstrap, log, admin socket).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Waits until its listener accepts connections (the control plane sent it), at most
-    /// `within`; the log's end in the error otherwise.
-    pub async fn wait_listening(&mut self, within: Duration) -> anyhow::Result<()> {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                anyhow::bail!(
-                    "Envoy {} exited with {status}; its log:\n{}",
-                    self.id,
-                    self.log()
-                );
-            }
-            if tokio::net::TcpStream::connect(self.listen).await.is_ok() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!(
-            "Envoy {} did not listen on {} within {within:?}; its log:\n{}",
-            self.id,
-            self.listen,
-            self.log()
-        )
-    }
-
-    /// Kills it and waits for it to exit.
-    pub async fn kill(mut self) -> anyhow::Result<()> {
-        self.child.kill().await.context("killing Envoy")
-    }
+    proxy::xds_node::bootstrap(&proxy::xds_node::XdsBootstrap {
+        node_id: args.node_id.clone(),
+        cluster: args.cluster.clone(),
+        xds: args.xds,
+        listen: args.listen,
+        admin_socket: args.admin_socket.clone(),
+    })
 }

@@ -33,7 +33,7 @@ pub const ROUTES_NAME: &str = "testbed";
 pub const LISTENER_NAME: &str = "testbed";
 /// The node metadata key (a string `IP:PORT`) naming where that node's listener listens:
 /// several Envoys on one machine each need their own port.
-pub const LISTEN_METADATA: &str = "testbed_listen";
+pub use proxy::xds_node::LISTEN_METADATA;
 /// The status of a refused call: Envoy answers a gRPC request's 404 with `UNIMPLEMENTED`.
 const REFUSED_STATUS: u32 = 404;
 

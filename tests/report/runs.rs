@@ -66,9 +66,9 @@ fn the_latency_runs_measure_each_hop_and_the_page_shows_them() {
     let figures = &json["latency"][0]["report"]["proxies"];
     let paths = figures["paths"].as_array().expect("the proxies row ran");
     let skipped = figures["skipped"].as_array().unwrap();
-    // Direct, the router as a proxy (plain, and selecting among replicas and a canary), and
-    // every proxy that is installed.
-    assert_eq!(paths.len() + skipped.len(), 6, "{figures:#}");
+    // Direct, the router as a proxy (plain, and selecting among replicas and a canary), an
+    // Envoy it steers over xDS, and every proxy that is installed.
+    assert_eq!(paths.len() + skipped.len(), 7, "{figures:#}");
     if std::env::var("CI").as_deref() == Ok("true") {
         assert!(skipped.is_empty(), "{skipped:?}");
     }

@@ -5,12 +5,12 @@
 use crate::common::credentials::token_file;
 use crate::common::{temp_dir, tool};
 use port::child::ChildServer;
+use proxy::xds_node::EnvoyNode;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
-use testbed::xds::bootstrap::EnvoyNode;
 
 const TOKEN: &str = "xds-fleet-token-0123456789";
 pub(super) use crate::common::served::{V1_PATH, V2_PATH};

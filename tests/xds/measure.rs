@@ -6,8 +6,8 @@
 
 use port::admin::fleet::Fleet;
 use port::admin::pb::Backend;
+use proxy::xds_node::EnvoyNode;
 use std::time::{Duration, Instant};
-use testbed::xds::bootstrap::EnvoyNode;
 use testbed::xds::{XdsArgs, start};
 
 /// Changes timed per fleet size.
