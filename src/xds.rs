@@ -11,6 +11,7 @@
 pub mod ads;
 pub mod bootstrap;
 pub mod compile;
+pub mod drill;
 pub mod nodes;
 pub mod plane;
 

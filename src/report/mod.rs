@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod canary;
+mod fleet;
 pub mod html;
 pub mod proxies;
 pub mod summary;

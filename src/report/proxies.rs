@@ -27,6 +27,8 @@ pub struct ProxySection {
     pub matrix: super::MatrixSection,
     /// The rollout through each proxy.
     pub rollouts: Vec<ProxyRolloutReport>,
+    /// The rollout through a fleet of Envoys steered over xDS (`None`: no Envoy, outside CI).
+    pub fleet: Option<crate::xds::drill::FleetDrill>,
 }
 
 /// Runs the proxy columns and the proxy rollouts (phases of `phase`) through every installed
@@ -71,6 +73,7 @@ pub async fn run(
             cells,
         },
         rollouts,
+        fleet: super::fleet::run(testbed_exe, phase).await?,
     })
 }
 
@@ -96,6 +99,9 @@ impl ProxySection {
                 rollout.proxy
             ));
             out.push_str(&rollout.render());
+        }
+        if let Some(fleet) = &self.fleet {
+            out.push_str(&super::fleet::render(fleet));
         }
         out
     }

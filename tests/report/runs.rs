@@ -58,6 +58,50 @@ fn the_report_runs_every_installed_proxy_and_draws_it() {
         );
         assert!(html.contains(&id), "{id}");
     }
+    fleet_rollout(&proxies["fleet"], &html, run.iter().any(|p| p == "envoy"));
+}
+
+/// The rollout through three Envoys steered over xDS: three changes, every phase through every
+/// node with calls and none failed or wrong, v1 served by 2.0.0 at the end, and the page's rows
+/// showing the JSON's counts.
+fn fleet_rollout(fleet: &Value, html: &str, envoy: bool) {
+    assert_eq!(fleet.is_null(), !envoy, "{fleet:#}");
+    if !envoy {
+        return;
+    }
+    let changes = fleet["changes"].as_array().unwrap();
+    let phases: Vec<&str> = changes
+        .iter()
+        .map(|c| c["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["v2 added", "v1 retired onto v2", "v1 removed"]);
+    let nodes = fleet["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{fleet:#}");
+    for node in nodes {
+        let id = node["node"].as_str().unwrap();
+        for (api, phases) in [("v1", 4), ("v2", 3)] {
+            let runs = node[api]["phases"].as_array().unwrap();
+            assert_eq!(runs.len(), phases, "{id} {api}");
+            for phase in runs {
+                let tally = &phase[api];
+                assert!(tally["requests"].as_u64().unwrap() > 0, "{id} {phase}");
+                assert_eq!(tally["errors"], serde_json::json!({}), "{id} {phase}");
+                assert_eq!(tally["wrong"], 0, "{id} {phase}");
+            }
+        }
+        let v1 = node["v1"]["phases"].as_array().unwrap();
+        let last = &v1[3]["v1"]["served_by"];
+        assert_eq!(
+            last,
+            &serde_json::json!({"2.0.0": v1[3]["v1"]["requests"]}),
+            "{id}"
+        );
+        let row = format!(
+            "<tr data-fleet-node=\"{id}\" data-fleet-phase=\"v1 only\"><td>{id}</td><td>v1 only</td><td class=\"n\">{}</td>",
+            v1[0]["v1"]["requests"]
+        );
+        assert!(html.contains(&row), "no {row}");
+    }
 }
 
 #[test]

@@ -70,6 +70,7 @@ pub(super) fn section(page: &mut String, proxies: &Value, latency: &Value) {
         }
         page.push_str("</ul>\n");
     }
+    fleet(page, &proxies["fleet"]);
     for placement in items(latency) {
         costs(
             page,
@@ -203,6 +204,71 @@ fn grid(page: &mut String, proxy: &str, cells: &[Value]) {
             );
         }
         page.push_str("</tr>\n");
+    }
+    page.push_str("</table>\n");
+}
+
+/// The rollout through the fleet of Envoys steered over xDS: each change's time until every
+/// Envoy acknowledged it, then per node and phase the v1 and v2 clients' calls.
+fn fleet(page: &mut String, fleet: &Value) {
+    if fleet.is_null() {
+        return;
+    }
+    let nodes = items(&fleet["nodes"]);
+    let _ = writeln!(
+        page,
+        "<h3 id=\"fleet-rollout\">A v1 → v2 rollout through {} Envoys steered over xDS \
+         (serve --xds-addr)</h3>\n<p>Each change is one <code>testbed route</code> command, \
+         answered once every Envoy acknowledged it:</p><ul>",
+        nodes.len()
+    );
+    for change in items(&fleet["changes"]) {
+        let _ = writeln!(
+            page,
+            "<li>[{}] <code>{}</code>: <span data-fleet-change=\"{}\">{}</span> ms</li>",
+            esc(text(&change["phase"])),
+            esc(text(&change["command"])),
+            esc(text(&change["phase"])),
+            num(&change["took_ms"]).map_or("–".to_string(), |ms| format!("{ms:.0}"))
+        );
+    }
+    page.push_str(
+        "</ul><table class=\"fleet\"><tr><th>node</th><th>phase</th><th>v1 calls</th>\
+         <th>v1 failed</th><th>v1 wrong</th><th>v2 calls</th><th>v2 failed</th><th>v2 wrong</th>\
+         </tr>\n",
+    );
+    for node in nodes {
+        let id = text(&node["node"]);
+        let v2_phases = items(&node["v2"]["phases"]);
+        for phase in items(&node["v1"]["phases"]) {
+            let name = text(&phase["name"]);
+            let v2 = v2_phases.iter().find(|p| text(&p["name"]) == name);
+            let figures = |tally: Option<&Value>| match tally {
+                Some(t) => {
+                    let failed: u64 = t["errors"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(_, e)| e[0].as_u64())
+                        .sum();
+                    format!(
+                        "<td class=\"n\">{}</td><td class=\"n\">{failed}</td><td class=\"n\">{}</td>",
+                        t["requests"], t["wrong"]
+                    )
+                }
+                None => "<td colspan=\"3\" class=\"muted\">not started</td>".to_string(),
+            };
+            let _ = writeln!(
+                page,
+                "<tr data-fleet-node=\"{}\" data-fleet-phase=\"{}\"><td>{}</td><td>{}</td>{}{}</tr>",
+                esc(id),
+                esc(name),
+                esc(id),
+                esc(name),
+                figures(Some(&phase["v1"])),
+                figures(v2.map(|p| &p["v2"]))
+            );
+        }
     }
     page.push_str("</table>\n");
 }
