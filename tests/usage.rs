@@ -1,6 +1,6 @@
 //! Who still calls what (`testbed route usage`): a gateway over three testbed backends counts
 //! each caller's calls per method, backend and version, named by its address, user agent and
-//! `--usage-identity-header` (over mutual TLS, else by its client certificate); and with `--quiet-period-secs` it refuses to remove a backend
+//! `--usage-identity-header` (over mutual TLS by its client certificate); and with `--quiet-period-secs` it refuses to remove a backend
 //! whose recent callers nothing else serves (naming them) unless forced, while a backend whose
 //! package another one serves may go.
 
@@ -337,7 +337,7 @@ async fn replies_of_a_retiring_method_carry_deprecation_and_sunset_headers_grpcu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_mutual_tls_a_caller_without_the_identity_header_is_named_by_its_certificate() {
+async fn over_mutual_tls_the_callers_certificate_names_it_whatever_header_it_sends() {
     let dir = crate::common::temp_dir("usage-mtls");
     let pki = port::tls::TestPki::generate().expect("certificates");
     let files = pki.write_to(dir.path()).expect("written");
@@ -397,8 +397,9 @@ async fn over_mutual_tls_a_caller_without_the_identity_header_is_named_by_its_ce
             .map(|r| r["calls"].as_u64().unwrap_or(0))
             .sum::<u64>()
     };
-    // TestPki's client certificate has the subject CN `testbed`; the header, when sent, wins.
-    assert_eq!(calls("testbed"), 2, "{reply}");
-    assert_eq!(calls("billing"), 1, "{reply}");
+    // TestPki's client certificate has the subject CN `testbed`: it names every call, the one
+    // claiming to be `billing` too.
+    assert_eq!(calls("testbed"), 3, "{reply}");
+    assert_eq!(calls("billing"), 0, "{reply}");
     assert_eq!(calls(""), 0, "{reply}");
 }

@@ -44,10 +44,10 @@ const ENVOY_WORKERS: u32 = 2;
 /// The admin token of the gateway behind [`XDS_ENVOY_PATH`] (xDS needs the admin API on).
 const XDS_ADMIN_TOKEN: &str = "bench-xds-admin-token-0123";
 
-/// The name of the path through the router choosing for every call: the backend as one of two
-/// replicas (the second a backend process of its own) and, at weight 10, a canary on the same
-/// backend, so that each unpinned call takes the weighted split and then the power of two
-/// choices. What selection costs is this path's figures against [`ROUTER_PATH`]'s.
+/// The name of the path through the router choosing for every call: the backend as two
+/// replicas (its address, and `localhost` at its port: two connections to the same process)
+/// and, at weight 10, a canary on the same backend, so that each unpinned call takes the
+/// weighted split and then the power of two choices. What selection costs is this path's figures against [`ROUTER_PATH`]'s.
 pub const SELECTING_ROUTER_PATH: &str = "testbed router, 2 replicas + a 10 % canary";
 
 /// nginx's requests per client connection for these runs. Its default, 1,000, sends h2load a
@@ -210,10 +210,15 @@ pub(crate) async fn run(options: &BenchOptions) -> anyhow::Result<ProxiesResult>
         anyhow::Ok(server)
     };
     let backend = serve(&["--backend", "v1"]).await?;
-    let replica = serve(&["--backend", "v1"]).await?;
     let upstream = format!("v1=1.0.0@{}", backend.addr);
+    // The second replica is the same backend by another name, so that the path differs from
+    // the plain router's by the selection alone, not by a second backend process's share.
     let (replicas, canary) = (
-        format!("v1=1.0.0@{},{}", backend.addr, replica.addr),
+        format!(
+            "v1=1.0.0@{},localhost:{}",
+            backend.addr,
+            backend.addr.port()
+        ),
         format!("v1c=1.0.1@{};weight=10", backend.addr),
     );
     let selecting = ["--upstream", &replicas, "--upstream", &canary];

@@ -349,6 +349,10 @@ fn write_atomically(dir: &Path, file: &config::ConfigFile) -> anyhow::Result<()>
         .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
+/// The longest reply read from a proxy's admin socket (a map or a stats page of a few routes
+/// is a few KiB).
+const MAX_ADMIN_REPLY_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Sends `request` on a new connection to the Unix socket `socket` and reads the reply until
 /// the peer closes (both proxies' admin interfaces answer one request per connection); `who`
 /// names the interface in errors.
@@ -362,10 +366,14 @@ async fn unix_exchange(socket: &Path, request: &[u8], who: &str) -> anyhow::Resu
         .await
         .with_context(|| format!("cannot write to {who}"))?;
     let mut reply = String::new();
-    stream
+    let read = (&mut stream)
+        .take(MAX_ADMIN_REPLY_BYTES + 1)
         .read_to_string(&mut reply)
         .await
         .with_context(|| format!("cannot read {who}'s reply"))?;
+    if read as u64 > MAX_ADMIN_REPLY_BYTES {
+        bail!("{who}'s reply is over {MAX_ADMIN_REPLY_BYTES} bytes; not read further");
+    }
     Ok(reply)
 }
 

@@ -58,18 +58,20 @@ pub struct Observe<S> {
 }
 
 impl<S> Observe<S> {
-    /// Who the caller says it is: the `--usage-identity-header` value when configured and
-    /// sent, else the name of the client certificate its connection presented (mutual TLS).
-    /// Only the usage table keeps it.
+    /// Who the caller is: the name of the client certificate its connection presented (mutual
+    /// TLS: the handshake verified it, so a header cannot override it), else the
+    /// `--usage-identity-header` value it sent (what it claims: behind a proxy that terminates
+    /// TLS, the proxy's word). Only the usage table keeps it.
     fn identity(&self, headers: &http::HeaderMap, peer: Option<&PeerInfo>) -> Option<HeaderValue> {
         let usage = self.observer.usage()?;
-        let claimed = usage
-            .identity_header()
-            .and_then(|name| headers.get(name))
-            .cloned();
-        claimed.or_else(|| {
-            let name = peer?.certificate_name.as_deref()?;
-            HeaderValue::from_str(name).ok()
+        let verified = peer
+            .and_then(|peer| peer.certificate_name.as_deref())
+            .and_then(|name| HeaderValue::from_str(name).ok());
+        verified.or_else(|| {
+            usage
+                .identity_header()
+                .and_then(|name| headers.get(name))
+                .cloned()
         })
     }
 }

@@ -70,8 +70,8 @@ pub struct ObserveOptions {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ENTRIES, value_parser = crate::server::at_least_one)]
     pub usage_max_entries: usize,
     /// The request header that names a caller in the usage table (e.g. x-client-id), beside
-    /// its address and user agent. Over mutual TLS (--tls-client-ca), a call without it is
-    /// named by its client certificate (subject CN, else `dns:` its first DNS name).
+    /// its address and user agent. Over mutual TLS (--tls-client-ca) the client certificate
+    /// names the caller instead (subject CN, else `dns:` its first DNS name): it is verified.
     #[arg(long, value_name = "NAME", value_parser = header_name)]
     pub usage_identity_header: Option<::http::HeaderName>,
     /// One call in N has its first message decoded for the deprecated fields it sets (shown

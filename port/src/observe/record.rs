@@ -21,8 +21,8 @@ pub struct CallRecord {
     pub authority: Option<String>,
     /// The gRPC path, `/package.Service/Method`.
     pub path: Option<PathAndQuery>,
-    /// Who the caller is: the `--usage-identity-header` value, else its client certificate's
-    /// name (mutual TLS); only while the usage table is kept.
+    /// Who the caller is: its client certificate's name (mutual TLS), else the
+    /// `--usage-identity-header` value; only while the usage table is kept.
     pub identity: Option<HeaderValue>,
     /// Its `x-api-version` header, as sent.
     pub requirement: Option<HeaderValue>,

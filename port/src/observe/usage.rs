@@ -32,8 +32,8 @@ pub struct UsageKey {
     pub peer: Option<IpAddr>,
     /// Its `user-agent`, cut to 128 bytes.
     pub user_agent: Arc<str>,
-    /// The value of the identity header (`--usage-identity-header`), else the name of the
-    /// client certificate (mutual TLS); cut to 128 bytes.
+    /// The name of the client certificate (mutual TLS), else the value of the identity header
+    /// (`--usage-identity-header`); cut to 128 bytes.
     pub identity: Arc<str>,
     /// `package.Service`, or `unknown` for a path that names no known method.
     pub service: Arc<str>,

@@ -5,8 +5,8 @@
 //! reloaded (see `running::haproxy_runtime`). Timeouts are Debian's default `haproxy.cfg`
 //! values (connect 5 s, client and server 50 s).
 //!
-//! The map holds one line per route, in the plan's order (`map_beg` takes the first prefix that
-//! matches, in the map's order), the last one `/`:
+//! The map holds one line per route, in the plan's order, the last one `/` (`map_beg` takes the
+//! longest prefix that matches, so `/` is only the fallback):
 //!
 //! ```text
 //! PREFIX UPSTREAM|REWRITE|ALLOWED|PREFIX|MESSAGE

@@ -144,15 +144,16 @@ impl RuntimeApi {
             .trim()
             .parse::<u32>()
             .with_context(|| format!("HAProxy's prepare map answered {created:?}"))?;
-        let payload: String = entries
-            .iter()
-            .map(|(key, value)| format!("{key} {value}\n"))
-            .collect();
-        self.command(
-            &format!("add map @{version} {file} <<\n{payload}"),
-            str::is_empty,
-        )
-        .await?;
+        // HAProxy reads one CLI command into a buffer of tune.bufsize (16 KiB by default), so a
+        // large map goes in several `add map` commands, all into the prepared version that the
+        // commit below swaps in at once.
+        for payload in chunks(entries, MAX_ADD_MAP_BYTES) {
+            self.command(
+                &format!("add map @{version} {file} <<\n{payload}"),
+                str::is_empty,
+            )
+            .await?;
+        }
         self.command(&format!("commit map @{version} {file}"), str::is_empty)
             .await?;
         let now = self.map(file).await?;
@@ -383,5 +384,44 @@ mod tests {
         );
         assert_eq!(haproxy.await??, "set server v1/nope state ready\n");
         Ok(())
+    }
+}
+
+/// The largest payload of one `add map` command: well under HAProxy's default `tune.bufsize`
+/// (16,384 bytes), which holds the whole command.
+const MAX_ADD_MAP_BYTES: usize = 8 * 1024;
+
+/// `entries` as `KEY VALUE` lines, in order, cut into payloads of at most `max` bytes (an entry
+/// longer than `max` alone in its payload, for HAProxy to refuse in its own words).
+fn chunks(entries: &[(String, String)], max: usize) -> Vec<String> {
+    let mut payloads = vec![String::new()];
+    for (key, value) in entries {
+        let line = format!("{key} {value}\n");
+        let last = payloads.last_mut().expect("never empty");
+        if !last.is_empty() && last.len() + line.len() > max {
+            payloads.push(line);
+        } else {
+            last.push_str(&line);
+        }
+    }
+    payloads
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::chunks;
+
+    #[test]
+    fn a_large_map_goes_in_payloads_under_the_limit_in_order() {
+        let entries: Vec<(String, String)> = (0..500)
+            .map(|i| (format!("/pkg{i}.v1."), format!("v1|{i}|,1,|/|")))
+            .collect();
+        let payloads = chunks(&entries, 1024);
+        assert!(payloads.len() > 1);
+        assert!(payloads.iter().all(|p| p.len() <= 1024));
+        let joined: String = payloads.concat();
+        let lines: Vec<String> = entries.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        assert_eq!(joined.lines().collect::<Vec<_>>(), lines);
+        assert_eq!(chunks(&[], 1024), [""]);
     }
 }
