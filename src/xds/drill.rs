@@ -65,8 +65,8 @@ struct Stage {
 }
 
 /// A backend of `api` behind a gateway of its own that routes only `version` to it (so that
-/// each reply names its version): the labelling gateway first.
-async fn labelled(exe: &Path, api: &str, version: &str) -> anyhow::Result<[ChildServer; 2]> {
+/// each reply names its version; a bare backend names none): the labelling gateway first.
+pub async fn labelled(exe: &Path, api: &str, version: &str) -> anyhow::Result<[ChildServer; 2]> {
     let raw =
         ChildServer::testbed(exe, &["serve", "--backend", api, "--addr", "127.0.0.1:0"]).await?;
     let upstream = format!("{api}={version}@{}", raw.addr);

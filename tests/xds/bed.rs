@@ -37,25 +37,12 @@ pub(super) struct Bed {
     pub(super) dir: tempfile::TempDir,
 }
 
-async fn backend(api: &str) -> ChildServer {
-    ChildServer::testbed(exe(), &["serve", "--backend", api, "--addr", "127.0.0.1:0"])
-        .await
-        .expect("a backend starts")
-}
-
-/// A backend of `api` behind a gateway of its own routing only `version` to it, so that each
-/// reply says on the wire which version served it (the gateway's `x-api-version` label; a bare
-/// backend labels nothing): the two processes, the labelling gateway first.
+/// A backend of `api` at `version` that names its version on every reply (see
+/// [`testbed::xds::drill::labelled`]).
 async fn labelled(api: &str, version: &str) -> [ChildServer; 2] {
-    let raw = backend(api).await;
-    let upstream = format!("{api}={version}@{}", raw.addr);
-    let label = ChildServer::testbed(
-        exe(),
-        &["serve", "--upstream", &upstream, "--addr", "127.0.0.1:0"],
-    )
-    .await
-    .expect("a labelling gateway starts");
-    [label, raw]
+    testbed::xds::drill::labelled(exe(), api, version)
+        .await
+        .expect("a labelled backend starts")
 }
 
 /// Whether Envoy is here (outside CI a missing one skips; under CI=true it fails).
