@@ -390,11 +390,22 @@ pub(crate) struct Authenticate {
     pub(crate) connections: Arc<Connections>,
 }
 
+/// The caller's address: tonic's connect info (the admin API over TLS), else the port's
+/// [`PeerInfo`](crate::PeerInfo) (over plaintext, its connections are the port's accept loop's).
+fn peer_of<T>(request: &Request<T>) -> Option<std::net::SocketAddr> {
+    request.remote_addr().or_else(|| {
+        request
+            .extensions()
+            .get::<crate::PeerInfo>()
+            .and_then(crate::PeerInfo::remote_addr)
+    })
+}
+
 impl tonic::service::Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         match self.access.authenticate(&request) {
             Ok(caller) => {
-                if let Some(peer) = request.remote_addr() {
+                if let Some(peer) = peer_of(&request) {
                     self.connections.authenticated(peer);
                 }
                 request.extensions_mut().insert(caller);
@@ -404,7 +415,7 @@ impl tonic::service::Interceptor for Authenticate {
             // cannot flood the log; a credential presented and refused is worth a warning.
             Err(status) if status.code() == tonic::Code::Unauthenticated => {
                 tracing::debug!(
-                    peer = ?request.remote_addr(),
+                    peer = ?peer_of(&request),
                     reason = status.message(),
                     "admin call without credentials refused; the route table is unchanged"
                 );
@@ -412,7 +423,7 @@ impl tonic::service::Interceptor for Authenticate {
             }
             Err(status) => {
                 tracing::warn!(
-                    peer = ?request.remote_addr(),
+                    peer = ?peer_of(&request),
                     code = ?status.code(),
                     reason = status.message(),
                     "admin call refused; the route table is unchanged"
