@@ -14,7 +14,9 @@
 //!    tell them when v2 is routed (the router's `Watch`), so they start once the proxy has
 //!    confirmed the change.
 //! 3. `v1 retired`: the proxy rewrites `/increment.v1.` to `/increment.v2.` and sends it to v2.
-//! 4. `v1 removed`: the v1 process is stopped with SIGTERM (it finishes what it has in flight).
+//! 4. `v1 removed`: once the proxy runs only its steady processes (no old nginx worker left
+//!    routing to v1 by the configuration it started with), the v1 process is stopped with
+//!    SIGTERM (it finishes what it has in flight).
 //!    Nothing routes to it by then: the proxy confirmed the previous change a phase earlier,
 //!    and nginx's old workers closed their connections at the reload (the report counts the
 //!    proxy's processes after each change); HAProxy put v1's server in maintenance.
@@ -30,6 +32,10 @@ use std::time::{Duration, Instant};
 
 /// The phases, in order.
 pub const PHASES: [&str; 4] = ["v1 only", "v2 added", "v1 retired", "v1 removed"];
+
+/// How long the proxy may take, before v1 is stopped, to have no old worker left (nginx closes
+/// an old worker's connections after its `worker_shutdown_timeout`, 5 s here).
+const SETTLE_WITHIN: Duration = Duration::from_secs(15);
 
 /// One configuration change and how the proxy took it.
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +162,14 @@ pub async fn run(
     changes.push(change(&mut proxy, PHASES[2], &routing(true)).await?);
     loads.hold().await;
 
+    // v1 is stopped only once no old worker of the proxy still routes to it; what closing an
+    // old worker's connections costs belongs to the reload's phase.
+    let settled = proxy.wait_settled(SETTLE_WITHIN).await?;
+    notes.push(format!(
+        "{} ran only its steady processes {:.0} ms after the v1-retired phase's end",
+        proxy.kind(),
+        settled.as_secs_f64() * 1e3
+    ));
     loads.begin(PHASES[3]);
     let status = v1.terminate().await?;
     notes.push(format!("v1 process stopped by SIGTERM: {status}"));

@@ -254,6 +254,32 @@ impl RunningProxy {
         Ok(self.group_processes()?.len())
     }
 
+    /// Waits until the proxy runs only its steady processes (nginx: the master and its
+    /// [`WORKERS`](config::nginx::WORKERS); HAProxy and Envoy: one), so that no old worker is
+    /// left serving the routes of a configuration it replaced; at most `within`. How long that
+    /// took.
+    pub async fn wait_settled(&self, within: Duration) -> anyhow::Result<Duration> {
+        let steady = match self.kind {
+            ProxyKind::Nginx => 1 + config::nginx::WORKERS,
+            ProxyKind::Haproxy | ProxyKind::Envoy => 1,
+        };
+        let started = std::time::Instant::now();
+        loop {
+            let now = self.process_count()?;
+            if now <= steady {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > within {
+                bail!(
+                    "{} still runs {now} processes after {within:?} (steady: {steady}): an old \
+                     worker still holds connections",
+                    self.kind
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The pids of every process of the proxy now (to pin them to CPUs, say).
     pub fn pids(&self) -> anyhow::Result<Vec<u32>> {
         Ok(self

@@ -12,6 +12,11 @@ use std::path::Path;
 /// Worker processes: each configuration's generation runs this many.
 pub(crate) const WORKERS: usize = 2;
 
+/// How long an old worker may go on serving its connections after a reload: until then it
+/// routes them by the configuration it was started with (a client that keeps its connection
+/// busy never lets it finish on its own), then nginx closes them.
+pub(crate) const WORKER_SHUTDOWN_TIMEOUT_S: u64 = 5;
+
 pub(super) fn render(plan: &RoutePlan, listen: SocketAddr, dir: &Path, tuning: &Tuning) -> String {
     let dir = dir.display();
     let mut out = String::new();
@@ -22,6 +27,7 @@ pub(super) fn render(plan: &RoutePlan, listen: SocketAddr, dir: &Path, tuning: &
         "daemon off;
 master_process on;
 worker_processes {WORKERS};
+worker_shutdown_timeout {WORKER_SHUTDOWN_TIMEOUT_S}s;
 pid {dir}/nginx.pid;
 error_log stderr notice;
 events {{ worker_connections 1024; }}
