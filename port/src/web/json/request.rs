@@ -174,7 +174,7 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::rules::bindings;
     use super::*;
     use prost_reflect::DescriptorPool;
