@@ -34,7 +34,7 @@ impl Api {
     }
 
     /// The first binding of `verb` whose template matches `path`, with its variables.
-    fn find(&self, verb: &Method, path: &str) -> Option<(Binding, Vec<(String, String)>)> {
+    fn find(&self, verb: &Method, path: &str) -> Option<(Binding, super::template::Variables)> {
         self.bindings
             .iter()
             .filter(|b| b.verb == *verb)
@@ -61,7 +61,7 @@ pub(crate) struct Apis {
 
 /// What a request's path and verb matched.
 pub(crate) enum Found {
-    Binding(Binding, Vec<(String, String)>),
+    Binding(Binding, super::template::Variables),
     /// A template matches the path but not with this verb.
     WrongVerb,
     Nothing,
