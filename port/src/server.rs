@@ -278,7 +278,7 @@ pub(crate) fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-fn millis(text: &str) -> Result<Duration, String> {
+pub(crate) fn millis(text: &str) -> Result<Duration, String> {
     at_least_one(text).map(|n| Duration::from_millis(n as u64))
 }
 
@@ -339,14 +339,15 @@ pub async fn start_with(
     let open = Arc::new(InFlight::default());
     let loop_guard = LoopGuardLayer::new();
     let service = loop_guard.layer(service);
-    let service = GuardLayer::new(
+    let guard = GuardLayer::new(
         options.request_timeout,
         options.max_message_bytes,
         open.clone(),
     )
     .unary_methods(unary_methods(interop)?, router.clone())
-    .body_limits(&options.bodies)
-    .layer(service);
+    .body_limits(&options.bodies);
+    let budget = guard.budget();
+    let service = guard.layer(service);
     let service = tower::util::option_layer(options.sunset.layer()?).layer(service);
     // Outermost, so that the guard's refusals are observed as clients see them; absent (not
     // merely idle) when nothing is observed.
@@ -373,6 +374,7 @@ pub async fn start_with(
         &sets,
         router.clone(),
         options.max_message_bytes,
+        budget,
         service,
     )?;
     let (shutdown, stop) = oneshot::channel::<()>();

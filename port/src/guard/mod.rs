@@ -39,6 +39,7 @@ mod budget;
 mod layer;
 mod service;
 
+pub(crate) use budget::{BodyBudget, Charge};
 pub use budget::{BodyLimits, DEFAULT_BODY_BUDGET_BYTES, DEFAULT_CONNECTION_BODY_BUDGET_BYTES};
 pub use layer::GuardLayer;
 pub use service::Guard;

@@ -11,21 +11,24 @@
 //! on the same port are served as without `--json`.
 
 mod apis;
+mod body;
 mod reply;
 mod request;
 mod rules;
 mod status;
 mod template;
 
+use crate::guard::BodyBudget;
 use crate::server::PortService;
 use apis::{Apis, Found};
+use body::BodyBounds;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
 use reply::{Framing, Shape};
 use router::RouterHandle;
 use std::sync::Arc;
+use std::time::Duration;
 use tonic::Status;
 use tonic::body::Body;
 use tower::ServiceExt;
@@ -33,6 +36,8 @@ use tower::util::BoxCloneSyncService;
 
 /// Largest JSON request body read by default (`--json-max-body-bytes`).
 pub const DEFAULT_JSON_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a JSON request body may take to arrive by default (`--json-body-timeout-ms`).
+pub const DEFAULT_JSON_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// JSON over HTTP, as `testbed serve` takes it.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,6 +49,10 @@ pub struct JsonOptions {
     /// Largest JSON request body read, in bytes; a larger one gets HTTP 413.
     #[arg(long, default_value_t = DEFAULT_JSON_MAX_BODY_BYTES, requires = "json", value_parser = crate::server::at_least_one)]
     pub json_max_body_bytes: usize,
+    /// Milliseconds a JSON request body may take to arrive whole (it is read before the call
+    /// starts); a slower one gets HTTP 408.
+    #[arg(long = "json-body-timeout-ms", default_value = "10000", requires = "json", value_parser = crate::server::millis)]
+    pub json_body_timeout: Duration,
 }
 
 impl Default for JsonOptions {
@@ -51,17 +60,20 @@ impl Default for JsonOptions {
         Self {
             json: false,
             json_max_body_bytes: DEFAULT_JSON_MAX_BODY_BYTES,
+            json_body_timeout: DEFAULT_JSON_BODY_TIMEOUT,
         }
     }
 }
 
 /// `service` with JSON transcoding in front when `options` turn it on; `service` itself
-/// otherwise. `descriptors` are the port's own services', `router` its router if it routes.
+/// otherwise. `descriptors` are the port's own services', `router` its router if it routes,
+/// `budget` the body budgets the guard charges (request bodies read here are charged to it).
 pub(crate) fn layer(
     options: &JsonOptions,
     descriptors: &[&[u8]],
     router: Option<RouterHandle>,
     max_message_bytes: usize,
+    budget: Arc<BodyBudget>,
     service: PortService,
 ) -> anyhow::Result<PortService> {
     if !options.json {
@@ -69,11 +81,16 @@ pub(crate) fn layer(
     }
     let json = Arc::new(Transcoder {
         apis: Apis::new(descriptors, router)?,
-        max_body_bytes: options.json_max_body_bytes,
+        body: BodyBounds {
+            max_bytes: options.json_max_body_bytes,
+            timeout: options.json_body_timeout,
+            budget,
+        },
         max_message_bytes,
     });
     tracing::info!(
         max_body_bytes = options.json_max_body_bytes,
+        body_timeout_ms = options.json_body_timeout.as_millis(),
         "JSON over HTTP on: google.api.http bindings and POST /package.Service/Method"
     );
     Ok(BoxCloneSyncService::new(tower::service_fn(
@@ -113,28 +130,23 @@ const NOT_METADATA: [&str; 7] = [
 
 struct Transcoder {
     apis: Apis,
-    max_body_bytes: usize,
+    body: BodyBounds,
     max_message_bytes: usize,
 }
 
 impl Transcoder {
     async fn serve(&self, inner: PortService, request: Request<Body>) -> Response<Body> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        let connection = parts
+            .extensions
+            .get::<crate::PeerInfo>()
+            .and_then(crate::PeerInfo::remote_addr);
         // Read before any answer, so that an HTTP/1.1 client reads the answer, not a broken pipe.
-        let body = match Limited::new(body, self.max_body_bytes).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                let status = Status::resource_exhausted(format!(
-                    "the request body is over this port's limit of {} bytes (--json-max-body-bytes)",
-                    self.max_body_bytes
-                ));
-                return status::reply(&status, Some(StatusCode::PAYLOAD_TOO_LARGE));
-            }
-            Err(err) => {
-                let status = Status::cancelled(format!("the request body was not read: {err}"));
-                return status::reply(&status, Some(StatusCode::BAD_REQUEST));
-            }
+        let read = match body::read(body, &self.body, connection).await {
+            Ok(read) => read,
+            Err(answer) => return answer,
         };
+        let body = &read.bytes;
         // A malformed x-api-version is the router's to refuse (INVALID_ARGUMENT, as for gRPC).
         let requirement = router::parse_requirement(&parts.headers).ok().flatten();
         let path = parts.uri.path();
@@ -184,7 +196,7 @@ impl Transcoder {
             ));
             return status::reply(&status, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE));
         }
-        let message = match request::message(&binding, &variables, parts.uri.query(), &body) {
+        let message = match request::message(&binding, &variables, parts.uri.query(), body) {
             Ok(message) => message,
             Err(why) => return status::reply(&Status::invalid_argument(why), None),
         };
@@ -195,10 +207,15 @@ impl Transcoder {
         } else {
             Framing::Lines
         };
-        let grpc = match grpc_request(&parts, &method, &message) {
+        // The connection's own (its addresses, its client certificate's name), for the guard's
+        // per-connection budget, the access log and the usage table to read as for gRPC.
+        let extensions = std::mem::take(&mut parts.extensions);
+        let grpc = match grpc_request(&parts, extensions, &method, &message) {
             Ok(grpc) => grpc,
             Err(status) => return status::reply(&status, None),
         };
+        // The guard charges the gRPC message in the JSON body's place.
+        drop((message, read));
         let response = match inner.oneshot(grpc).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -218,9 +235,11 @@ impl Transcoder {
     }
 }
 
-/// The gRPC call for `message` to `method`, with the JSON request's headers as its metadata.
+/// The gRPC call for `message` to `method`, with the JSON request's headers as its metadata
+/// and its `extensions`.
 fn grpc_request(
     parts: &http::request::Parts,
+    extensions: http::Extensions,
     method: &prost_reflect::MethodDescriptor,
     message: &prost_reflect::DynamicMessage,
 ) -> Result<Request<Body>, Status> {
@@ -245,6 +264,7 @@ fn grpc_request(
     *request.uri_mut() = uri;
     *request.version_mut() = parts.version;
     *request.headers_mut() = parts.headers.clone();
+    *request.extensions_mut() = extensions;
     let mut request = crate::web::as_http2(request);
     let headers = request.headers_mut();
     for name in NOT_METADATA {

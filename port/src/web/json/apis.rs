@@ -14,10 +14,6 @@ use router::RouterHandle;
 use semver::VersionReq;
 use std::sync::{Arc, Mutex};
 
-/// Pools (with their bindings) kept for builds; past it the oldest is dropped and read again
-/// when asked for.
-const KEPT_BUILDS: usize = 8;
-
 /// A build's descriptors (held, so that their address names the build) and their pool.
 type KeptBuild = (Arc<[u8]>, Arc<Api>);
 
@@ -34,7 +30,7 @@ impl Api {
     }
 
     /// The first binding of `verb` whose template matches `path`, with its variables.
-    fn find(&self, verb: &Method, path: &str) -> Option<(Binding, Vec<(String, String)>)> {
+    fn find(&self, verb: &Method, path: &str) -> Option<(Binding, super::template::Variables)> {
         self.bindings
             .iter()
             .filter(|b| b.verb == *verb)
@@ -61,7 +57,7 @@ pub(crate) struct Apis {
 
 /// What a request's path and verb matched.
 pub(crate) enum Found {
-    Binding(Binding, Vec<(String, String)>),
+    Binding(Binding, super::template::Variables),
     /// A template matches the path but not with this verb.
     WrongVerb,
     Nothing,
@@ -160,15 +156,15 @@ impl Apis {
         self.kept(build)
     }
 
-    /// `build`'s pool and bindings, read once and kept.
+    /// `build`'s pool and bindings, read once and kept while the table holds the build: the
+    /// cache is as large as the table's builds (which the catalog bounds), so no build in use
+    /// is evicted and read again at every request.
     fn kept(&self, build: &router::Build) -> Option<Arc<Api>> {
-        let mut kept = self.builds.lock().ok()?;
-        if let Some((_, api)) = kept
-            .iter()
-            .find(|(descriptors, _)| Arc::ptr_eq(descriptors, &build.descriptors))
-        {
+        let held = |descriptors: &Arc<[u8]>| Arc::ptr_eq(descriptors, &build.descriptors);
+        if let Some((_, api)) = self.builds.lock().ok()?.iter().find(|(d, _)| held(d)) {
             return Some(api.clone());
         }
+        // Decoded outside the lock, so that other calls' lookups do not wait for it.
         let pool = match DescriptorPool::decode(&build.descriptors[..]) {
             Ok(pool) => pool,
             Err(err) => {
@@ -177,10 +173,15 @@ impl Apis {
             }
         };
         let api = Api::of(pool);
-        if kept.len() >= KEPT_BUILDS {
-            kept.remove(0);
+        let mut kept = self.builds.lock().ok()?;
+        if let Some(router) = &self.router {
+            // Builds the table no longer holds are dropped.
+            let table = router.table();
+            kept.retain(|(d, _)| table.builds().any(|b| Arc::ptr_eq(&b.descriptors, d)));
         }
-        kept.push((build.descriptors.clone(), api.clone()));
+        if !kept.iter().any(|(d, _)| held(d)) {
+            kept.push((build.descriptors.clone(), api.clone()));
+        }
         Some(api)
     }
 }
@@ -267,5 +268,31 @@ mod tests {
             apis.find(&put, "/v1/nothing", None),
             Found::Nothing
         ));
+    }
+
+    #[tokio::test]
+    async fn every_build_is_read_once_however_many_there_are() {
+        let pool = library(false);
+        let service = tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(tonic::Status::unimplemented("not called").into_http())
+        });
+        // More builds than the cache once held (8), each its own descriptors.
+        let backends = (0..10)
+            .map(|n| {
+                let version = format!("1.{n}.0").parse().expect("a version");
+                Backend::in_process(&format!("b{n}"), version, "library.v1", service)
+                    .with_build(Build::of(&pool))
+            })
+            .collect();
+        let catalog = ApiCatalog::from_pool(pool.clone(), &["library.v1"]).expect("a catalog");
+        let table = RouteTable::new(catalog, backends).expect("a table");
+        let apis = Apis::new(&[], Some(RouterHandle::new(table, None).await)).expect("pools");
+        let first = apis.pools(None);
+        let second = apis.pools(None);
+        assert_eq!(first.len(), second.len());
+        assert!(
+            first.iter().zip(&second).all(|(a, b)| Arc::ptr_eq(a, b)),
+            "a build was read again"
+        );
     }
 }

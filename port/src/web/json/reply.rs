@@ -68,6 +68,9 @@ struct Messages {
     body: Body,
     buffer: BytesMut,
     trailers: Option<HeaderMap>,
+    /// The status in the reply's headers, if any: a trailers-only reply (an OK one too, as for
+    /// a stream of no messages) has its status there and no trailers.
+    in_headers: Option<Status>,
     max_message_bytes: usize,
 }
 
@@ -118,6 +121,7 @@ impl Messages {
                         .trailers
                         .as_ref()
                         .and_then(Status::from_header_map)
+                        .or_else(|| self.in_headers.take())
                         .unwrap_or_else(|| {
                             Status::internal("the reply ended without a grpc-status")
                         });
@@ -131,11 +135,12 @@ impl Messages {
 /// The JSON reply for the gRPC `response` of a call shaped as `shape`.
 pub(crate) async fn translate(response: Response<Body>, shape: Shape) -> Response<Body> {
     let (parts, body) = response.into_parts();
-    // Trailers-only: the status is in the headers.
-    if let Some(status) = Status::from_header_map(&parts.headers)
+    // Trailers-only: the status is in the headers (an OK one is read at the body's end).
+    let in_headers = Status::from_header_map(&parts.headers);
+    if let Some(status) = &in_headers
         && (status.code() != tonic::Code::Ok || parts.status != StatusCode::OK)
     {
-        return with_headers(status_reply(&status, None), &parts.headers);
+        return with_headers(status_reply(status, None), &parts.headers);
     }
     if parts.status != StatusCode::OK {
         let status = Status::unavailable(format!(
@@ -148,6 +153,7 @@ pub(crate) async fn translate(response: Response<Body>, shape: Shape) -> Respons
         body,
         buffer: BytesMut::new(),
         trailers: None,
+        in_headers,
         max_message_bytes: shape.max_message_bytes,
     };
     let first = match messages.next().await {
@@ -286,4 +292,33 @@ fn to_json(shape: &Shape, bytes: Bytes) -> Result<String, Status> {
     })?;
     String::from_utf8(out)
         .map_err(|err| Status::internal(format!("reply JSON is not UTF-8: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_trailers_only_ok_stream_of_no_messages_is_an_empty_200() {
+        let pool = super::super::request::tests::library();
+        let output = pool
+            .all_messages()
+            .next()
+            .expect("the test API has messages");
+        let mut response = Response::new(Body::empty());
+        response
+            .headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("0"));
+        let shape = Shape {
+            output,
+            response_body: None,
+            framing: Framing::Lines,
+            max_message_bytes: 1024,
+        };
+        let reply = translate(response, shape).await;
+        assert_eq!(reply.status(), StatusCode::OK);
+        let body = reply.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty(), "{body:?}");
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 /// The request message for `binding`, or why it cannot be made (an INVALID_ARGUMENT message).
 pub(crate) fn message(
     binding: &Binding,
-    variables: &[(String, String)],
+    variables: &[(String, Result<String, String>)],
     query: Option<&str>,
     body: &[u8],
 ) -> Result<DynamicMessage, String> {
@@ -63,6 +63,7 @@ pub(crate) fn message(
         }
     }
     for (name, value) in variables {
+        let value = value.as_ref().map_err(Clone::clone)?;
         let (path, field) = resolve(&input, name)?;
         let names: Vec<&str> = path.iter().map(String::as_str).collect();
         set(&mut object, &names, scalar(&field, value));
@@ -174,7 +175,7 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::rules::bindings;
     use super::*;
     use prost_reflect::DescriptorPool;

@@ -26,6 +26,10 @@ struct Variable {
     end: usize,
 }
 
+/// The values a path gives a template's variables, by field path: each decoded, or why it
+/// cannot be (an INVALID_ARGUMENT message naming the path).
+pub(crate) type Variables = Vec<(String, Result<String, String>)>;
+
 /// A parsed path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Template {
@@ -96,7 +100,7 @@ impl Template {
     }
 
     /// The variables' values when `path` (as sent, percent-encoded) matches, by field path.
-    pub(crate) fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+    pub(crate) fn matches(&self, path: &str) -> Option<Variables> {
         let rest = path.strip_prefix('/')?;
         let rest = match &self.verb {
             Some(verb) => rest.strip_suffix(verb.as_str())?.strip_suffix(':')?,
@@ -115,7 +119,7 @@ impl Template {
             match segment {
                 Segment::Literal(literal) => {
                     let part = parts.get(at)?;
-                    if decode(part) != *literal {
+                    if decode(part).ok().as_deref() != Some(literal.as_str()) {
                         return None;
                     }
                     at += 1;
@@ -137,11 +141,26 @@ impl Template {
             .variables
             .iter()
             .map(|v| {
+                // http.proto: a variable of more than one segment keeps `%2F` as sent, so
+                // that an encoded slash stays apart from the segments' own.
+                let multi = v.end - v.start > 1 || matches!(self.segments[v.start], Segment::Rest);
                 let value = parts[starts[v.start]..starts[v.end]]
                     .iter()
-                    .map(|part| decode(part))
-                    .collect::<Vec<_>>()
-                    .join("/");
+                    .map(|part| {
+                        if multi {
+                            decode_keeping_slashes(part)
+                        } else {
+                            decode(part)
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|parts| parts.join("/"))
+                    .map_err(|err| {
+                        format!(
+                            "the path {} is not UTF-8 once decoded: {err}",
+                            crate::guard::quote(path)
+                        )
+                    });
                 (v.field.clone(), value)
             })
             .collect();
@@ -175,8 +194,29 @@ fn segment(part: &str, template: &str) -> Result<Segment, String> {
     }
 }
 
-fn decode(part: &str) -> String {
-    percent_decode_str(part).decode_utf8_lossy().into_owned()
+/// `part` percent-decoded; an error when the bytes are not UTF-8 (never replaced silently).
+fn decode(part: &str) -> Result<String, std::str::Utf8Error> {
+    percent_decode_str(part)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// `part` percent-decoded except `%2F`/`%2f`, left as sent (http.proto's rule for variables of
+/// more than one segment).
+fn decode_keeping_slashes(part: &str) -> Result<String, std::str::Utf8Error> {
+    let mut out = String::new();
+    let mut rest = part;
+    while let Some(at) = rest
+        .as_bytes()
+        .windows(3)
+        .position(|w| w[0] == b'%' && w[1] == b'2' && (w[2] | 0x20) == b'f')
+    {
+        out.push_str(&decode(&rest[..at])?);
+        out.push_str(&rest[at..at + 3]);
+        rest = &rest[at + 3..];
+    }
+    out.push_str(&decode(rest)?);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -184,11 +224,35 @@ mod tests {
     use super::*;
 
     fn vars(template: &str, path: &str) -> Option<Vec<(String, String)>> {
-        Template::parse(template).expect("parses").matches(path)
+        let found = Template::parse(template).expect("parses").matches(path)?;
+        Some(
+            found
+                .into_iter()
+                .map(|(field, value)| (field, value.expect("UTF-8")))
+                .collect(),
+        )
     }
 
     fn pair(field: &str, value: &str) -> (String, String) {
         (field.to_string(), value.to_string())
+    }
+
+    #[test]
+    fn multi_segment_variables_keep_encoded_slashes_and_bad_utf8_is_an_error() {
+        assert_eq!(
+            vars("/v1/{name=shelves/**}", "/v1/shelves/a%2Fb/c%20d%2f"),
+            Some(vec![pair("name", "shelves/a%2Fb/c d%2f")])
+        );
+        assert_eq!(
+            vars("/v1/{name}", "/v1/a%2Fb"),
+            Some(vec![pair("name", "a/b")])
+        );
+        let found = Template::parse("/v1/{name}")
+            .expect("parses")
+            .matches("/v1/%FF")
+            .expect("matches");
+        let why = found[0].1.as_ref().expect_err("not UTF-8");
+        assert!(why.contains("\"/v1/%FF\""), "{why}");
     }
 
     #[test]
