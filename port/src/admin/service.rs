@@ -117,7 +117,7 @@ pub(super) fn republish(routes: &Arc<RoutesService>) -> tokio::task::JoinHandle<
                 return;
             };
             let Some(fleet) = &routes.fleet else { return };
-            let outcome = fleet.publish(&routes.backends()).err();
+            let outcome = fleet.publish(&|| routes.backends()).err();
             if outcome != last_error {
                 if let Some(err) = &outcome {
                     tracing::error!(reason = %err, "the xDS control plane cannot serve the table");
@@ -137,6 +137,17 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))
 }
 
+/// Whether a change that failed is in the table nonetheless: made, but the fleet did not
+/// take it (an Envoy rejected it, or did not acknowledge it in time). The audit log and the
+/// metrics tell it from a refusal, which changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// The table holds the change.
+    Yes,
+    /// It does not.
+    No,
+}
+
 impl RoutesService {
     /// Logs a change with who asked for it (quoted, as every field from a caller), what it
     /// was, and how it ended, and counts it in the metrics.
@@ -146,22 +157,42 @@ impl RoutesService {
         action: &'static str,
         target: &str,
         outcome: Result<&str, &Status>,
+        made: Made,
     ) {
         if let Some(metrics) = &self.metrics {
-            metrics.admin_change(action, outcome.is_ok());
+            let result = match (outcome, made) {
+                (Ok(_), _) => "done",
+                (Err(_), Made::Yes) => "not_applied",
+                (Err(_), Made::No) => "refused",
+            };
+            metrics.admin_change(action, result);
         }
-        log_change(who, action, target, outcome);
+        log_change(who, action, target, outcome, made);
     }
 }
 
 /// Logs a change with who asked for it (quoted, as every field from a caller), what it was,
 /// and how it ended.
-fn log_change(who: &Caller, action: &str, target: &str, outcome: Result<&str, &Status>) {
-    match outcome {
-        Ok(result) => {
+fn log_change(
+    who: &Caller,
+    action: &str,
+    target: &str,
+    outcome: Result<&str, &Status>,
+    made: Made,
+) {
+    match (outcome, made) {
+        (Ok(result), _) => {
             tracing::info!(who = ?who.0, action, target = %quote(target), result, "admin change")
         }
-        Err(status) => tracing::warn!(
+        (Err(status), Made::Yes) => tracing::warn!(
+            who = ?who.0,
+            action,
+            target = %quote(target),
+            code = ?status.code(),
+            reason = ?status.message(),
+            "admin change made, but the xDS fleet did not apply it"
+        ),
+        (Err(status), Made::No) => tracing::warn!(
             who = ?who.0,
             action,
             target = %quote(target),
@@ -228,7 +259,7 @@ impl RoutesService {
         let Some(fleet) = &self.fleet else {
             return Ok(());
         };
-        let version = fleet.publish(&self.backends()).map_err(|err| {
+        let version = fleet.publish(&|| self.backends()).map_err(|err| {
             Status::failed_precondition(format!(
                 "the route table changed, but the xDS control plane cannot serve it (the \
                  proxies keep their previous routes): {err}"
@@ -238,16 +269,17 @@ impl RoutesService {
     }
 
     /// Hands the table to the fleet once it shows backend `name` draining (a drain's first
-    /// step), for at most a second; nothing without a fleet.
+    /// step), for at most a second; nothing without a fleet. The caller stops polling it once
+    /// the drain itself ends (a refused drain never shows it draining).
     async fn publish_once_draining(&self, name: &str) {
         let Some(fleet) = &self.fleet else {
             return;
         };
         let until = tokio::time::Instant::now() + super::fleet::REPUBLISH_EVERY;
         while tokio::time::Instant::now() < until {
-            let backends = self.backends();
-            if backends.iter().any(|b| b.name == name && b.draining) {
-                if let Err(err) = fleet.publish(&backends) {
+            if self.backends().iter().any(|b| b.name == name && b.draining) {
+                // Read again under the fleet's lock: a later change may be made by then.
+                if let Err(err) = fleet.publish(&|| self.backends()) {
                     tracing::error!(reason = %err, "the xDS control plane cannot serve the table");
                 }
                 return;
@@ -256,11 +288,17 @@ impl RoutesService {
         }
     }
 
-    /// `result` of a change, once the fleet applied it.
-    async fn applied<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
-        let reply = result?;
-        self.fleet_applied().await?;
-        Ok(reply)
+    /// `result` of a change, once the fleet applied it, and whether the table holds it (a
+    /// change made that the fleet did not take is an error too).
+    async fn applied<T>(&self, result: Result<T, Status>) -> (Result<T, Status>, Made) {
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(status) => return (Err(status), Made::No),
+        };
+        match self.fleet_applied().await {
+            Ok(()) => (Ok(reply), Made::Yes),
+            Err(status) => (Err(status), Made::Yes),
+        }
     }
 
     /// The whole table now.
@@ -451,12 +489,13 @@ impl Routes for RoutesService {
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.applied(self.add_upstream(&request).await).await;
+        let (result, made) = self.applied(self.add_upstream(&request).await).await;
         self.log_change(
             &who,
             "add",
             &request.upstream,
             result.as_ref().map(|_| "added"),
+            made,
         );
         result.map(Response::new)
     }
@@ -467,12 +506,13 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.applied(self.replace_upstream(&request).await).await;
+        let (result, made) = self.applied(self.replace_upstream(&request).await).await;
         self.log_change(
             &who,
             "replace",
             &request.upstream,
             result.as_ref().map(|_| "replaced"),
+            made,
         );
         result.map(Response::new)
     }
@@ -480,12 +520,15 @@ impl Routes for RoutesService {
     async fn drain(&self, request: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        // The fleet stops sending it new calls as the drain begins, not once its wait ends.
-        let (drained, ()) = tokio::join!(
-            self.drain_backend(&request),
-            self.publish_once_draining(&request.name)
-        );
-        let result = self.applied(drained).await;
+        // The fleet stops sending it new calls as the drain begins, not once its wait ends;
+        // once the drain ends (a refused one at once) the polling for its start stops.
+        let drain = self.drain_backend(&request);
+        tokio::pin!(drain);
+        let drained = tokio::select! {
+            drained = &mut drain => drained,
+            () = self.publish_once_draining(&request.name) => drain.await,
+        };
+        let (result, made) = self.applied(drained).await;
         let summary = result.as_ref().map(|reply| {
             format!(
                 "draining; {} in flight at start, {} finished, {} still open after {} ms",
@@ -497,6 +540,7 @@ impl Routes for RoutesService {
             "drain",
             &request.name,
             summary.as_deref().map_err(|s| *s),
+            made,
         );
         result.map(Response::new)
     }
@@ -507,7 +551,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.applied(self.remove_backend(&request).await).await;
+        let (result, made) = self.applied(self.remove_backend(&request).await).await;
         let outcome = if request.force {
             "removed (forced)"
         } else {
@@ -518,6 +562,7 @@ impl Routes for RoutesService {
             "remove",
             &request.name,
             result.as_ref().map(|_| outcome),
+            made,
         );
         result.map(Response::new)
     }
@@ -543,11 +588,11 @@ impl Routes for RoutesService {
             .and_then(|shadow| super::shadow::set(shadow, &request).map(|text| (shadow, text)));
         match outcome {
             Ok((shadow, text)) => {
-                self.log_change(&who, "shadow", &target, Ok(&text));
+                self.log_change(&who, "shadow", &target, Ok(&text), Made::Yes);
                 Ok(Response::new(super::shadow::reply(shadow)?))
             }
             Err(status) => {
-                self.log_change(&who, "shadow", &target, Err(&status));
+                self.log_change(&who, "shadow", &target, Err(&status), Made::No);
                 Err(status)
             }
         }
@@ -568,7 +613,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.applied(self.set_weight_of(&request).await).await;
+        let (result, made) = self.applied(self.set_weight_of(&request).await).await;
         let outcome = match request.weight {
             Some(weight) => format!("weight {weight}"),
             None => "weight cleared".to_string(),
@@ -578,6 +623,7 @@ impl Routes for RoutesService {
             "set-weight",
             &request.name,
             result.as_ref().map(|_| outcome.as_str()),
+            made,
         );
         result.map(Response::new)
     }
