@@ -26,6 +26,7 @@
 //! change the table or the descriptors refuse FAILED_PRECONDITION with the reason (compat's
 //! findings quoted). Each change is logged with the caller's name and its target quoted.
 
+use super::audit::{Made, log_change};
 use super::auth::Caller;
 use super::pb::routes_server::Routes;
 use super::pb::{
@@ -35,7 +36,7 @@ use super::pb::{
 };
 use crate::route_checks;
 use crate::upstream::Gateway;
-use router::{BackendInfo, RouterHandle, TableError, quote};
+use router::{BackendInfo, RouterHandle, TableError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -137,17 +138,6 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))
 }
 
-/// Whether a change that failed is in the table nonetheless: made, but the fleet did not
-/// take it (an Envoy rejected it, or did not acknowledge it in time). The audit log and the
-/// metrics tell it from a refusal, which changed nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Made {
-    /// The table holds the change.
-    Yes,
-    /// It does not.
-    No,
-}
-
 impl RoutesService {
     /// Logs a change with who asked for it (quoted, as every field from a caller), what it
     /// was, and how it ended, and counts it in the metrics.
@@ -160,46 +150,9 @@ impl RoutesService {
         made: Made,
     ) {
         if let Some(metrics) = &self.metrics {
-            let result = match (outcome, made) {
-                (Ok(_), _) => "done",
-                (Err(_), Made::Yes) => "not_applied",
-                (Err(_), Made::No) => "refused",
-            };
-            metrics.admin_change(action, result);
+            metrics.admin_change(action, super::audit::result(outcome, made));
         }
         log_change(who, action, target, outcome, made);
-    }
-}
-
-/// Logs a change with who asked for it (quoted, as every field from a caller), what it was,
-/// and how it ended.
-fn log_change(
-    who: &Caller,
-    action: &str,
-    target: &str,
-    outcome: Result<&str, &Status>,
-    made: Made,
-) {
-    match (outcome, made) {
-        (Ok(result), _) => {
-            tracing::info!(who = ?who.0, action, target = %quote(target), result, "admin change")
-        }
-        (Err(status), Made::Yes) => tracing::warn!(
-            who = ?who.0,
-            action,
-            target = %quote(target),
-            code = ?status.code(),
-            reason = ?status.message(),
-            "admin change made, but the xDS fleet did not apply it"
-        ),
-        (Err(status), Made::No) => tracing::warn!(
-            who = ?who.0,
-            action,
-            target = %quote(target),
-            code = ?status.code(),
-            reason = ?status.message(),
-            "admin change refused"
-        ),
     }
 }
 
