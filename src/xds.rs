@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_NODES: u64 = 1024;
 pub const DEFAULT_MAX_STREAMS: u64 = 1024;
 /// How long an admin change waits for the Envoys' acknowledgements, by default.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an ADS stream may stay open before its first request, by default.
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest DiscoveryRequest read (an Envoy's requests are small; its NACK messages and
 /// resource name lists are what grows).
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -55,6 +57,10 @@ pub struct XdsArgs {
     /// made); 0: it does not wait.
     #[arg(long, default_value_t = DEFAULT_ACK_TIMEOUT.as_millis() as u64)]
     pub xds_ack_timeout_ms: u64,
+    /// How long an ADS stream may stay open without its first request, in milliseconds; it is
+    /// then closed with DEADLINE_EXCEEDED (a silent stream holds one of --xds-max-streams).
+    #[arg(long, default_value_t = DEFAULT_FIRST_REQUEST_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub xds_first_request_timeout_ms: u64,
 }
 
 /// The control plane serving on its listener. Dropping it stops it.
@@ -97,6 +103,7 @@ pub async fn start(args: &XdsArgs) -> anyhow::Result<Option<RunningXds>> {
         plane: plane.clone(),
         streams: Arc::new(Semaphore::new(max_streams)),
         default_listen: args.xds_listener_addr,
+        first_request_timeout: Duration::from_millis(args.xds_first_request_timeout_ms),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()

@@ -20,6 +20,7 @@
 //! authenticate cannot lock an operator out, whoever holds them. `testbed route` and
 //! `testbed rollout --processes` are its clients ([`client`]).
 
+mod audit;
 pub mod auth;
 mod catalog;
 pub mod client;

@@ -31,8 +31,9 @@ fn ago(unix_ms: u64) -> String {
 
 /// The status as text, one line per node and one per rejection.
 pub(super) fn text(status: &XdsStatus) -> String {
+    let connected = status.nodes.iter().filter(|n| n.streams > 0).count();
     let mut out = format!(
-        "xDS: version {} served to {} node(s) (at most {} tracked)\n",
+        "xDS: version {} served to {connected} connected node(s); {} tracked (at most {})\n",
         status.version,
         status.nodes.len(),
         status.max_nodes
@@ -56,6 +57,9 @@ pub(super) fn text(status: &XdsStatus) -> String {
             escape_controls(&node.cluster),
             if node.current {
                 "CURRENT"
+            } else if node.types.is_empty() {
+                // Nothing to acknowledge: admin changes do not wait for it.
+                "NOT WAITED FOR (subscribed to no type served)"
             } else {
                 "NOT CURRENT"
             },

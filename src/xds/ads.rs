@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,6 +42,9 @@ pub struct Ads {
     pub streams: Arc<Semaphore>,
     /// The listener address of a node whose metadata names none (`--xds-listener-addr`).
     pub default_listen: SocketAddr,
+    /// How long a stream may stay open before its first request
+    /// (`--xds-first-request-timeout-ms`): a silent one would hold a stream's place.
+    pub first_request_timeout: Duration,
 }
 
 type Responses<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -64,9 +68,17 @@ impl AggregatedDiscoveryService for Ads {
         let (outbox, responses) = mpsc::channel(OUTBOX);
         let plane = self.plane.clone();
         let default_listen = self.default_listen;
+        let first_request_timeout = self.first_request_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(status) = run(&plane, inbound, &outbox, default_listen).await {
+            let ran = run(
+                &plane,
+                inbound,
+                &outbox,
+                default_listen,
+                first_request_timeout,
+            );
+            if let Err(status) = ran.await {
                 tracing::warn!(code = ?status.code(), reason = status.message(), "xDS stream refused");
                 let _ = outbox.send(Err(status)).await;
             }
@@ -129,8 +141,17 @@ async fn run(
     mut inbound: Streaming<DiscoveryRequest>,
     outbox: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
     default_listen: SocketAddr,
+    first_request_timeout: Duration,
 ) -> Result<(), Status> {
-    let Some(first) = inbound.message().await? else {
+    let first = tokio::time::timeout(first_request_timeout, inbound.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no first request within {} ms of the stream's opening (serve --xds-first-request-timeout-ms)",
+                first_request_timeout.as_millis()
+            ))
+        })??;
+    let Some(first) = first else {
         return Ok(());
     };
     let node = first
@@ -143,9 +164,7 @@ async fn run(
         ));
     }
     let listen = listen_of(&node, default_listen)?;
-    plane
-        .with_nodes(|nodes| nodes.connect(&node.id, &node.cluster))
-        .map_err(Status::resource_exhausted)?;
+    plane.with_nodes(|nodes| nodes.connect(&node.id, &node.cluster))?;
     let connected = Connected {
         plane,
         id: node.id.clone(),
@@ -237,14 +256,24 @@ impl NodeStream {
             .subscriptions
             .entry(request.type_url.clone())
             .or_default();
+        // The answer to the last response, while one is awaited: Envoy's later requests of the
+        // type (a changed subscription, say) carry the same nonce, and are no answer, so
+        // an ACK never follows a NACK of the same response.
         let answered = subscription.sent.as_ref().filter(|sent| {
-            !request.response_nonce.is_empty() && sent.nonce == request.response_nonce
+            subscription.awaiting
+                && !request.response_nonce.is_empty()
+                && sent.nonce == request.response_nonce
         });
+        let rejected = request.error_detail.is_some();
+        // A NACK carries the version the node still runs, an ACK the one it took: an answer
+        // of neither kind is no answer (the node keeps it pending, as it would a response
+        // not yet read), only a subscription update.
+        let answered =
+            answered.filter(|sent| rejected || request.version_info == sent.version.to_string());
         let (version, complete) = match answered {
             Some(sent) => (Some(sent.version), sent.complete),
             None => (None, false),
         };
-        let rejected = request.error_detail.is_some();
         if let Some(sent) = answered.filter(|_| !rejected && request.type_url == compile::ROUTE) {
             self.routed = Some(sent.snapshot.clone());
         }
@@ -362,5 +391,84 @@ impl NodeStream {
             subscription.awaiting = true;
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::plane::Snapshot;
+    use envoy_types::pb::google::rpc::Status as RpcStatus;
+
+    /// A stream of node "n" that sent version 5 of the clusters as nonce 1, awaiting its answer.
+    fn sent_clusters(plane: &ControlPlane) -> NodeStream {
+        plane.with_nodes(|nodes| nodes.connect("n", "c")).unwrap();
+        let snapshot = Arc::new(Snapshot {
+            version: 5,
+            resources: compile::Resources::default(),
+        });
+        let subscription = Subscription {
+            names: Vec::new(),
+            sent: Some(Sent {
+                version: 5,
+                nonce: "1".to_string(),
+                names: Vec::new(),
+                complete: true,
+                snapshot,
+            }),
+            awaiting: true,
+            rejected: None,
+        };
+        NodeStream {
+            subscriptions: HashMap::from([(compile::CLUSTER.to_string(), subscription)]),
+            nonce: 1,
+            listen: "127.0.0.1:10000".parse().unwrap(),
+            routed: None,
+        }
+    }
+
+    fn answer(version: &str, error: Option<&str>) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: compile::CLUSTER.to_string(),
+            version_info: version.to_string(),
+            response_nonce: "1".to_string(),
+            error_detail: error.map(|message| RpcStatus {
+                code: 3,
+                message: message.to_string(),
+                details: Vec::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn clusters_state(plane: &ControlPlane) -> port::admin::pb::XdsTypeState {
+        use port::admin::fleet::Fleet;
+        plane.status().nodes[0].types[0].clone()
+    }
+
+    #[test]
+    fn a_request_after_a_nack_with_its_nonce_is_no_ack() {
+        let plane = ControlPlane::new(8, std::time::Duration::ZERO);
+        let mut stream = sent_clusters(&plane);
+        stream.handle(&plane, "n", answer("", Some("bad cluster")));
+        assert_eq!(clusters_state(&plane).nack_version, "5");
+        // Envoy's next requests of the type carry the same nonce (and its old version).
+        stream.handle(&plane, "n", answer("", None));
+        stream.handle(&plane, "n", answer("5", None));
+        assert_eq!(clusters_state(&plane).acked_version, "");
+        assert_eq!(stream.subscriptions[compile::CLUSTER].rejected, Some(5));
+    }
+
+    #[test]
+    fn an_ack_names_the_version_it_answers() {
+        let plane = ControlPlane::new(8, std::time::Duration::ZERO);
+        let mut stream = sent_clusters(&plane);
+        // The nonce, but not the version sent: no answer yet.
+        stream.handle(&plane, "n", answer("4", None));
+        assert_eq!(clusters_state(&plane).acked_version, "");
+        assert!(stream.subscriptions[compile::CLUSTER].awaiting);
+        stream.handle(&plane, "n", answer("5", None));
+        assert_eq!(clusters_state(&plane).acked_version, "5");
+        assert!(!stream.subscriptions[compile::CLUSTER].awaiting);
     }
 }

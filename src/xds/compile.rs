@@ -61,16 +61,18 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// The resources of `type_url` named in `names` (all of them when `names` is empty, as a
-    /// wildcard subscription asks), or `None` for the listener, which is per node.
+    /// The resources of `type_url` named in `names` (all of them for a wildcard subscription:
+    /// `*`, or no names for clusters; in State of the World only listeners and clusters are
+    /// wildcard when no name is given, and an endpoints or routes request naming none asks for
+    /// none), or `None` for the listener, which is per node.
     pub fn of(&self, type_url: &str, names: &[String]) -> Option<Vec<Any>> {
-        let all = match type_url {
-            CLUSTER => &self.clusters,
-            ENDPOINT => &self.endpoints,
-            ROUTE => &self.routes,
+        let (all, empty_is_wildcard) = match type_url {
+            CLUSTER => (&self.clusters, true),
+            ENDPOINT => (&self.endpoints, false),
+            ROUTE => (&self.routes, false),
             _ => return None,
         };
-        let wildcard = names.is_empty() || names.iter().any(|n| n == "*");
+        let wildcard = (empty_is_wildcard && names.is_empty()) || names.iter().any(|n| n == "*");
         Some(
             all.iter()
                 .filter(|(name, _)| wildcard || names.contains(name))

@@ -1,11 +1,17 @@
-//! What the control plane knows of each Envoy node: its streams, when it was last seen, and
-//! per type URL the version it acknowledged and the last one it rejected with Envoy's own
-//! `error_detail`. At most `max` nodes are tracked: a new node past that takes the place of the
-//! one disconnected longest, and is refused while every tracked node is connected.
+//! What the control plane knows of each Envoy node: whether its stream is open, when it was
+//! last seen, and per type URL the version it acknowledged and the last one it rejected with
+//! Envoy's own `error_detail`. At most `max` nodes are tracked: a new node past that takes the
+//! place of the one disconnected longest, and is refused while every tracked node is
+//! connected. A node has one stream at a time: the records are per node id, so a second
+//! Envoy with the id of one connected would have its ACKs count for the other; it is refused
+//! with ALREADY_EXISTS naming the id (an Envoy that reconnects does so once its old stream
+//! closed). A node subscribed to no type served (none yet, or only types the control plane
+//! does not serve) is not waited for: it has nothing to acknowledge.
 
 use port::admin::pb::{XdsNode, XdsStatus, XdsTypeState};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tonic::Status;
 
 /// One node.
 #[derive(Debug, Clone)]
@@ -62,15 +68,16 @@ impl Nodes {
         }
     }
 
-    /// The most nodes tracked.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
-    /// A stream of node `id` opened. Refused (with why) when `max` nodes are tracked and all
-    /// are connected; else the one disconnected longest makes room.
-    pub fn connect(&mut self, id: &str, cluster: &str) -> Result<(), String> {
+    /// A stream of node `id` opened. Refused with ALREADY_EXISTS while another stream of `id`
+    /// is open, and with RESOURCE_EXHAUSTED when `max` nodes are tracked and all are
+    /// connected; else the one disconnected longest makes room.
+    pub fn connect(&mut self, id: &str, cluster: &str) -> Result<(), Status> {
         let now = SystemTime::now();
+        if self.nodes.get(id).is_some_and(|node| node.streams > 0) {
+            return Err(Status::already_exists(format!(
+                "Envoy node {id:?} is connected already on another stream: each Envoy needs a node id of its own (node.id in its bootstrap)"
+            )));
+        }
         if !self.nodes.contains_key(id) && self.nodes.len() >= self.max {
             let oldest = self
                 .nodes
@@ -83,10 +90,10 @@ impl Nodes {
                     self.nodes.remove(&oldest);
                 }
                 None => {
-                    return Err(format!(
+                    return Err(Status::resource_exhausted(format!(
                         "the control plane tracks {} nodes, all connected (serve --xds-max-nodes)",
                         self.max
-                    ));
+                    )));
                 }
             }
         }
@@ -139,6 +146,12 @@ impl Nodes {
         }
     }
 
+    /// Whether node `node` subscribed to any type served: one that did not has nothing to
+    /// acknowledge, and is not waited for.
+    fn subscribed(node: &Node) -> bool {
+        !node.types.is_empty()
+    }
+
     /// Whether node `node` acknowledged `version` of everything it subscribed to.
     fn current(node: &Node, version: u64) -> bool {
         !node.types.is_empty()
@@ -155,13 +168,15 @@ impl Nodes {
         ids.sort();
         for id in ids {
             let node = &self.nodes[id];
-            if node.streams == 0 {
+            if node.streams == 0 || !Self::subscribed(node) {
                 continue;
             }
             for (type_url, state) in &node.types {
                 let acked = state.acked.unwrap_or(0);
+                // A rejection of this version or a later one, while the node has not taken this
+                // one: a rejection of a later change is not this one's failure once it is taken.
                 if let Some(nack) = state.nack.as_ref().filter(|n| n.version >= version)
-                    && nack.version > acked
+                    && acked < version
                 {
                     return Progress::Rejected(format!(
                         "Envoy node {id:?} rejected version {} of {type_url}: {}",
@@ -236,6 +251,7 @@ mod tests {
             nodes
                 .connect("c", "c")
                 .unwrap_err()
+                .message()
                 .contains("--xds-max-nodes")
         );
         nodes.disconnect("a");
@@ -265,5 +281,43 @@ mod tests {
         nodes.ack("b", CDS, 7);
         assert_eq!(nodes.progress(7), Progress::Applied);
         assert!(nodes.status(Some(7)).nodes[1].current);
+    }
+
+    #[test]
+    fn a_second_stream_of_a_connected_node_is_refused_naming_it() {
+        let mut nodes = Nodes::new(8);
+        nodes.connect("a", "c").unwrap();
+        let err = nodes.connect("a", "c").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+        assert!(err.message().contains("\"a\""), "{err:?}");
+        // Once its stream closed, the node may connect again.
+        nodes.disconnect("a");
+        nodes.connect("a", "c").unwrap();
+        assert_eq!(nodes.status(None).nodes[0].streams, 1);
+    }
+
+    #[test]
+    fn a_node_subscribed_to_no_type_served_is_not_waited_for() {
+        let mut nodes = Nodes::new(8);
+        nodes.connect("a", "c").unwrap();
+        nodes.connect("b", "c").unwrap();
+        nodes.seen("b", CDS);
+        nodes.ack("b", CDS, 5);
+        assert_eq!(nodes.progress(5), Progress::Applied);
+        assert!(!nodes.status(Some(5)).nodes[0].current);
+    }
+
+    #[test]
+    fn a_rejection_fails_a_change_only_while_the_node_has_not_taken_it() {
+        let mut nodes = Nodes::new(8);
+        nodes.connect("a", "c").unwrap();
+        nodes.seen("a", CDS);
+        nodes.ack("a", CDS, 5);
+        // Version 6 rejected: a wait for 5 (taken) is done, one for 6 fails.
+        nodes.nack("a", CDS, 6, "bad regex");
+        assert_eq!(nodes.progress(5), Progress::Applied);
+        assert!(matches!(nodes.progress(6), Progress::Rejected(_)));
+        // A wait for 4, older than the rejected 6 but taken: done.
+        assert_eq!(nodes.progress(4), Progress::Applied);
     }
 }

@@ -4,8 +4,8 @@
 
 use super::compile::{self, Resources};
 use super::nodes::{Nodes, Progress};
-use port::admin::fleet::{Applied, Fleet};
-use port::admin::pb::{Backend, XdsStatus};
+use port::admin::fleet::{Applied, Fleet, Table};
+use port::admin::pb::XdsStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -31,7 +31,10 @@ pub struct ControlPlane {
     events: watch::Sender<u64>,
     /// How long an admin change waits for the acknowledgements; zero: it does not wait.
     ack_timeout: Duration,
-    /// Serializes publications, so that two changes cannot both take the next version.
+    /// Serializes publications, from reading the table to serving it: two changes cannot both
+    /// take the next version, and a publication that read an older table (the periodic one)
+    /// cannot be served after one that read a newer table (an admin change's), which would
+    /// serve the older table as a later version, and let its ACKs count for the change.
     publishing: Mutex<()>,
 }
 
@@ -72,9 +75,9 @@ impl ControlPlane {
 }
 
 impl Fleet for ControlPlane {
-    fn publish(&self, backends: &[Backend]) -> Result<u64, String> {
-        let resources = compile::compile(backends).map_err(|err| format!("{err:#}"))?;
+    fn publish(&self, table: Table<'_>) -> Result<u64, String> {
         let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let resources = compile::compile(&table()).map_err(|err| format!("{err:#}"))?;
         let current = self.snapshot.borrow().clone();
         let version = match current {
             Some(current) if current.resources == resources => return Ok(current.version),
@@ -134,5 +137,46 @@ impl Fleet for ControlPlane {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .status(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use port::admin::pb::Backend;
+
+    fn backend(version: &str) -> Backend {
+        Backend {
+            name: "v1".to_string(),
+            version: version.to_string(),
+            api: "increment.v1".to_string(),
+            address: "127.0.0.1:7001".to_string(),
+            serves: vec!["increment.v1".to_string()],
+            reachable: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_table_is_read_under_the_publishing_lock_so_a_later_publication_is_newer() {
+        let plane = ControlPlane::new(8, Duration::ZERO);
+        // The table is read while the lock is held: no other publication can read (or serve)
+        // between this one's reading and its serving.
+        let first = plane
+            .publish(&|| {
+                assert!(
+                    plane.publishing.try_lock().is_err(),
+                    "read outside the lock"
+                );
+                vec![backend("1.0.0")]
+            })
+            .expect("compiles");
+        // The same table again: the same version.
+        assert_eq!(plane.publish(&|| vec![backend("1.0.0")]), Ok(first));
+        let second = plane.publish(&|| vec![backend("1.0.1")]).expect("compiles");
+        assert_eq!(second, first + 1);
+        let served = plane.watch().borrow().clone().expect("served");
+        let expected = compile::compile(&[backend("1.0.1")]).expect("compiles");
+        assert_eq!(served.resources, expected);
     }
 }

@@ -1,8 +1,10 @@
 //! What an ADS client can make the control plane hold is bounded: streams open at once
 //! (`--xds-max-streams`) and nodes tracked (`--xds-max-nodes`), each refused with
-//! RESOURCE_EXHAUSTED naming its flag past the bound; Delta xDS is refused as not supported
-//! yet; a stream whose first request names no node is refused. No Envoy needed: the client is
-//! a plain gRPC client with Envoy's types.
+//! RESOURCE_EXHAUSTED naming its flag past the bound, and a stream silent past
+//! `--xds-first-request-timeout-ms` is closed with DEADLINE_EXCEEDED; a second stream of a
+//! node connected already is refused with ALREADY_EXISTS naming it; Delta xDS is refused as
+//! not supported yet; a stream whose first request names no node is refused. No Envoy needed:
+//! the client is a plain gRPC client with Envoy's types.
 
 use super::bed::Bed;
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -54,23 +56,51 @@ async fn open(bed: &Bed, id: Option<&str>) -> Result<(Open, DiscoveryResponse), 
 async fn streams_and_nodes_are_bounded_and_delta_is_refused() {
     let bed = Bed::start_with(
         "127.0.0.1:0",
-        &["--xds-max-streams", "2", "--xds-max-nodes", "1"],
+        &[
+            "--xds-max-streams",
+            "3",
+            "--xds-max-nodes",
+            "2",
+            "--xds-first-request-timeout-ms",
+            // Long enough for the next open to find the silent stream holding its place.
+            "3000",
+        ],
     )
     .await;
     let (first, response) = open(&bed, Some("node-1")).await.expect("a first stream");
     assert_eq!(response.type_url, CDS);
     assert!(!response.resources.is_empty(), "v1's cluster");
-    // Another node, while the only node tracked is connected: refused.
-    let err = open(&bed, Some("node-2")).await.expect_err("a second node");
+    let (second, _) = open(&bed, Some("node-2")).await.expect("a second node");
+    // Another node, while both nodes tracked are connected: refused.
+    let err = open(&bed, Some("node-3")).await.expect_err("a third node");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("--xds-max-nodes"), "{err:?}");
-    // The same node again is a second stream; a third is past the streams' bound.
-    let (second, _) = open(&bed, Some("node-1")).await.expect("a second stream");
-    let err = open(&bed, Some("node-1"))
+    // A second stream of a connected node: refused, naming it.
+    let err = open(&bed, Some("node-1")).await.expect_err("node-1 twice");
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert!(err.message().contains("\"node-1\""), "{err:?}");
+    // A stream that never sends its first request holds the third place, until it is closed.
+    let channel = client::connect(bed.xds).await.expect("a channel");
+    let (_silent_send, requests) = mpsc::channel::<DiscoveryRequest>(1);
+    let mut silent = AggregatedDiscoveryServiceClient::new(channel)
+        .stream_aggregated_resources(ReceiverStream::new(requests))
         .await
-        .expect_err("a third stream");
+        .expect("a silent stream")
+        .into_inner();
+    let err = open(&bed, Some("node-3"))
+        .await
+        .expect_err("a fourth stream");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("--xds-max-streams"), "{err:?}");
+    let err = silent
+        .message()
+        .await
+        .expect_err("the silent stream closed");
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        err.message().contains("--xds-first-request-timeout-ms"),
+        "{err:?}"
+    );
     drop((first, second));
     // No node: refused, not held.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -41,7 +41,9 @@ fn summary(times: &mut [Duration]) -> String {
 /// Publishes `backends` and waits for every connected Envoy: the time taken.
 async fn push(plane: &testbed::xds::plane::ControlPlane, backends: &[Backend]) -> Duration {
     let started = Instant::now();
-    let version = plane.publish(backends).expect("the table compiles");
+    let version = plane
+        .publish(&|| backends.to_vec())
+        .expect("the table compiles");
     plane
         .applied(version)
         .await
@@ -69,6 +71,7 @@ async fn convergence_times() {
         xds_max_nodes: 64,
         xds_max_streams: 64,
         xds_ack_timeout_ms: 60_000,
+        xds_first_request_timeout_ms: 10_000,
     };
     let xds = start(&args)
         .await

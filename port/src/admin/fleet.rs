@@ -13,15 +13,20 @@ use std::time::Duration;
 /// what is served already changes nothing.
 pub const REPUBLISH_EVERY: Duration = Duration::from_secs(1);
 
+/// Reads the route table as `List` reports it, at the moment it is called.
+pub type Table<'a> = &'a (dyn Fn() -> Vec<Backend> + Sync);
+
 /// What waits for the fleet's acknowledgements.
 pub type Applied<'a> = Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send + 'a>>;
 
 /// A fleet of proxies that serve the route table.
 pub trait Fleet: Send + Sync + std::fmt::Debug {
-    /// The table is now `backends`: compiles it and serves it to every proxy, returning the
-    /// version that holds it (the one served already when nothing changed), or why it cannot
-    /// be served (the proxies keep what they had).
-    fn publish(&self, backends: &[Backend]) -> Result<u64, String>;
+    /// Reads the table with `table` and serves it to every proxy, returning the version that
+    /// holds it (the one served already when nothing changed), or why it cannot be served (the
+    /// proxies keep what they had). The table is read while publications are serialized, so
+    /// that of two publications the later always reads the newer table: a caller that read
+    /// the table before taking its turn could serve an older table after a newer one.
+    fn publish(&self, table: Table<'_>) -> Result<u64, String>;
     /// Waits (bounded) until every connected proxy acknowledged `version` or a later one:
     /// an error naming the proxy and its own message when one rejects it, or the proxies not
     /// there yet when the wait ends.

@@ -26,6 +26,7 @@
 //! change the table or the descriptors refuse FAILED_PRECONDITION with the reason (compat's
 //! findings quoted). Each change is logged with the caller's name and its target quoted.
 
+use super::audit::{Made, log_change};
 use super::auth::Caller;
 use super::pb::routes_server::Routes;
 use super::pb::{
@@ -35,7 +36,7 @@ use super::pb::{
 };
 use crate::route_checks;
 use crate::upstream::Gateway;
-use router::{BackendInfo, RouterHandle, TableError, quote};
+use router::{BackendInfo, RouterHandle, TableError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -117,7 +118,7 @@ pub(super) fn republish(routes: &Arc<RoutesService>) -> tokio::task::JoinHandle<
                 return;
             };
             let Some(fleet) = &routes.fleet else { return };
-            let outcome = fleet.publish(&routes.backends()).err();
+            let outcome = fleet.publish(&|| routes.backends()).err();
             if outcome != last_error {
                 if let Some(err) = &outcome {
                     tracing::error!(reason = %err, "the xDS control plane cannot serve the table");
@@ -146,29 +147,12 @@ impl RoutesService {
         action: &'static str,
         target: &str,
         outcome: Result<&str, &Status>,
+        made: Made,
     ) {
         if let Some(metrics) = &self.metrics {
-            metrics.admin_change(action, outcome.is_ok());
+            metrics.admin_change(action, super::audit::result(outcome, made));
         }
-        log_change(who, action, target, outcome);
-    }
-}
-
-/// Logs a change with who asked for it (quoted, as every field from a caller), what it was,
-/// and how it ended.
-fn log_change(who: &Caller, action: &str, target: &str, outcome: Result<&str, &Status>) {
-    match outcome {
-        Ok(result) => {
-            tracing::info!(who = ?who.0, action, target = %quote(target), result, "admin change")
-        }
-        Err(status) => tracing::warn!(
-            who = ?who.0,
-            action,
-            target = %quote(target),
-            code = ?status.code(),
-            reason = ?status.message(),
-            "admin change refused"
-        ),
+        log_change(who, action, target, outcome, made);
     }
 }
 
@@ -228,7 +212,7 @@ impl RoutesService {
         let Some(fleet) = &self.fleet else {
             return Ok(());
         };
-        let version = fleet.publish(&self.backends()).map_err(|err| {
+        let version = fleet.publish(&|| self.backends()).map_err(|err| {
             Status::failed_precondition(format!(
                 "the route table changed, but the xDS control plane cannot serve it (the \
                  proxies keep their previous routes): {err}"
@@ -238,16 +222,17 @@ impl RoutesService {
     }
 
     /// Hands the table to the fleet once it shows backend `name` draining (a drain's first
-    /// step), for at most a second; nothing without a fleet.
+    /// step), for at most a second; nothing without a fleet. The caller stops polling it once
+    /// the drain itself ends (a refused drain never shows it draining).
     async fn publish_once_draining(&self, name: &str) {
         let Some(fleet) = &self.fleet else {
             return;
         };
         let until = tokio::time::Instant::now() + super::fleet::REPUBLISH_EVERY;
         while tokio::time::Instant::now() < until {
-            let backends = self.backends();
-            if backends.iter().any(|b| b.name == name && b.draining) {
-                if let Err(err) = fleet.publish(&backends) {
+            if self.backends().iter().any(|b| b.name == name && b.draining) {
+                // Read again under the fleet's lock: a later change may be made by then.
+                if let Err(err) = fleet.publish(&|| self.backends()) {
                     tracing::error!(reason = %err, "the xDS control plane cannot serve the table");
                 }
                 return;
@@ -256,11 +241,17 @@ impl RoutesService {
         }
     }
 
-    /// `result` of a change, once the fleet applied it.
-    async fn applied<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
-        let reply = result?;
-        self.fleet_applied().await?;
-        Ok(reply)
+    /// `result` of a change, once the fleet applied it, and whether the table holds it (a
+    /// change made that the fleet did not take is an error too).
+    async fn applied<T>(&self, result: Result<T, Status>) -> (Result<T, Status>, Made) {
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(status) => return (Err(status), Made::No),
+        };
+        match self.fleet_applied().await {
+            Ok(()) => (Ok(reply), Made::Yes),
+            Err(status) => (Err(status), Made::Yes),
+        }
     }
 
     /// The whole table now.
@@ -451,12 +442,13 @@ impl Routes for RoutesService {
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.applied(self.add_upstream(&request).await).await;
+        let (result, made) = self.applied(self.add_upstream(&request).await).await;
         self.log_change(
             &who,
             "add",
             &request.upstream,
             result.as_ref().map(|_| "added"),
+            made,
         );
         result.map(Response::new)
     }
@@ -467,12 +459,13 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.applied(self.replace_upstream(&request).await).await;
+        let (result, made) = self.applied(self.replace_upstream(&request).await).await;
         self.log_change(
             &who,
             "replace",
             &request.upstream,
             result.as_ref().map(|_| "replaced"),
+            made,
         );
         result.map(Response::new)
     }
@@ -480,12 +473,15 @@ impl Routes for RoutesService {
     async fn drain(&self, request: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        // The fleet stops sending it new calls as the drain begins, not once its wait ends.
-        let (drained, ()) = tokio::join!(
-            self.drain_backend(&request),
-            self.publish_once_draining(&request.name)
-        );
-        let result = self.applied(drained).await;
+        // The fleet stops sending it new calls as the drain begins, not once its wait ends;
+        // once the drain ends (a refused one at once) the polling for its start stops.
+        let drain = self.drain_backend(&request);
+        tokio::pin!(drain);
+        let drained = tokio::select! {
+            drained = &mut drain => drained,
+            () = self.publish_once_draining(&request.name) => drain.await,
+        };
+        let (result, made) = self.applied(drained).await;
         let summary = result.as_ref().map(|reply| {
             format!(
                 "draining; {} in flight at start, {} finished, {} still open after {} ms",
@@ -497,6 +493,7 @@ impl Routes for RoutesService {
             "drain",
             &request.name,
             summary.as_deref().map_err(|s| *s),
+            made,
         );
         result.map(Response::new)
     }
@@ -507,7 +504,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.applied(self.remove_backend(&request).await).await;
+        let (result, made) = self.applied(self.remove_backend(&request).await).await;
         let outcome = if request.force {
             "removed (forced)"
         } else {
@@ -518,6 +515,7 @@ impl Routes for RoutesService {
             "remove",
             &request.name,
             result.as_ref().map(|_| outcome),
+            made,
         );
         result.map(Response::new)
     }
@@ -543,11 +541,11 @@ impl Routes for RoutesService {
             .and_then(|shadow| super::shadow::set(shadow, &request).map(|text| (shadow, text)));
         match outcome {
             Ok((shadow, text)) => {
-                self.log_change(&who, "shadow", &target, Ok(&text));
+                self.log_change(&who, "shadow", &target, Ok(&text), Made::Yes);
                 Ok(Response::new(super::shadow::reply(shadow)?))
             }
             Err(status) => {
-                self.log_change(&who, "shadow", &target, Err(&status));
+                self.log_change(&who, "shadow", &target, Err(&status), Made::No);
                 Err(status)
             }
         }
@@ -568,7 +566,7 @@ impl Routes for RoutesService {
     ) -> Result<Response<ChangeReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        let result = self.applied(self.set_weight_of(&request).await).await;
+        let (result, made) = self.applied(self.set_weight_of(&request).await).await;
         let outcome = match request.weight {
             Some(weight) => format!("weight {weight}"),
             None => "weight cleared".to_string(),
@@ -578,6 +576,7 @@ impl Routes for RoutesService {
             "set-weight",
             &request.name,
             result.as_ref().map(|_| outcome.as_str()),
+            made,
         );
         result.map(Response::new)
     }

@@ -214,9 +214,9 @@ impl Metrics {
         self.log_dropped.inc();
     }
 
-    /// Counts an admin change: `action` (add, replace, drain, remove) and whether it was done.
-    pub fn admin_change(&self, action: &'static str, done: bool) {
-        let result = if done { "done" } else { "refused" };
+    /// Counts an admin change: `action` (add, replace, drain, remove) and its `result`: `done`,
+    /// `refused`, or `not_applied` (made in the table, but the xDS fleet did not take it).
+    pub fn admin_change(&self, action: &'static str, result: &'static str) {
         self.admin_changes
             .get_or_create(&AdminChange { action, result })
             .inc();

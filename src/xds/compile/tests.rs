@@ -148,3 +148,22 @@ fn a_refusal_names_at_most_twenty_versions_so_envoy_takes_its_body() {
         }
     }
 }
+
+#[test]
+fn no_names_are_every_cluster_but_no_endpoints_and_no_routes() {
+    let table = [backend(
+        "v1",
+        "1.0.0",
+        "127.0.0.1:7001",
+        &["increment.v1"],
+        None,
+    )];
+    let resources = compile(&table).unwrap();
+    assert_eq!(resources.of(CLUSTER, &[]).unwrap().len(), 1);
+    assert!(resources.of(ENDPOINT, &[]).unwrap().is_empty());
+    assert!(resources.of(ROUTE, &[]).unwrap().is_empty());
+    let star = ["*".to_string()];
+    assert_eq!(resources.of(ROUTE, &star).unwrap().len(), 1);
+    let named = [ROUTES_NAME.to_string()];
+    assert_eq!(resources.of(ROUTE, &named).unwrap().len(), 1);
+}
